@@ -1,0 +1,52 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+
+/** A sibling path for staging a file or directory so that only a finished result is ever renamed in. */
+export function stagingPath(target: string): string {
+  return join(dirname(target), `.${randomBytes(6).toString('hex')}.partial`);
+}
+
+/** Writes `data` to `target` so that readers see either the old file or the whole new one. */
+export async function writeFileAtomic(target: string, data: string | Uint8Array): Promise<void> {
+  await mkdir(dirname(target), { recursive: true });
+  const staged = stagingPath(target);
+  try {
+    await writeFile(staged, data);
+    await rename(staged, target);
+  } catch (err) {
+    await rm(staged, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * Builds a directory in a staging location and renames it to `target` only when `build` succeeds.
+ * On failure or abort (the build throws) the staging directory is removed and `target` is untouched.
+ */
+export async function buildDirAtomic(target: string, build: (dir: string) => Promise<void>): Promise<void> {
+  await mkdir(dirname(target), { recursive: true });
+  const staged = stagingPath(target);
+  await mkdir(staged, { recursive: true });
+  try {
+    await build(staged);
+    await rm(target, { recursive: true, force: true });
+    await rename(staged, target);
+  } catch (err) {
+    await rm(staged, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Removes staging leftovers of a process that was killed outright (SIGKILL, power loss). */
+export async function sweepStaging(dir: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch {
+    return;
+  }
+  await Promise.all(
+    entries.filter((e) => e.endsWith('.partial')).map((e) => rm(join(dir, e), { recursive: true, force: true })),
+  );
+}
