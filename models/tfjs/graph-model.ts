@@ -156,12 +156,36 @@ function signatureEntries(
   }));
 }
 
-/** Reads `model.json` and its weight shards; every inconsistency is reported with the file it is in. */
+/** Reads `model.json` and its weight shards from disk. */
 export async function loadTfjsGraphModel(modelJsonPath: string): Promise<TfGraphModel> {
-  const file = basename(modelJsonPath);
+  let text: string;
+  try {
+    text = await readFile(modelJsonPath, 'utf8');
+  } catch (err) {
+    throw new ArgusError(`cannot read ${modelJsonPath}: ${(err as Error).message}`);
+  }
+  return parseTfjsGraphModel(text, modelJsonPath, async (p) => {
+    try {
+      return await readFile(join(dirname(modelJsonPath), p));
+    } catch {
+      throw new ArgusError(`weight file ${p} named by ${basename(modelJsonPath)} is missing`, 'fetch the model again');
+    }
+  });
+}
+
+/**
+ * Parses a graph model from `model.json` text and a reader for its weight shards; every
+ * inconsistency is reported with the file it is in.
+ */
+export async function parseTfjsGraphModel(
+  text: string,
+  source: string,
+  readShard: (path: string) => Promise<Uint8Array>,
+): Promise<TfGraphModel> {
+  const file = basename(source);
   let json: ModelJson;
   try {
-    json = JSON.parse(await readFile(modelJsonPath, 'utf8')) as ModelJson;
+    json = JSON.parse(text) as ModelJson;
   } catch (err) {
     throw new ArgusError(
       `${file} is not a readable tfjs model.json: ${(err as Error).message}`,
@@ -175,15 +199,7 @@ export async function loadTfjsGraphModel(modelJsonPath: string): Promise<TfGraph
   const byName = new Map(nodes.map((n) => [n.name, n]));
   const consts = new Map<string, Tensor>();
   for (const group of json.weightsManifest) {
-    const shards = await Promise.all(
-      group.paths.map(async (p) => {
-        try {
-          return await readFile(join(dirname(modelJsonPath), p));
-        } catch {
-          throw new ArgusError(`weight file ${p} named by ${file} is missing`, 'fetch the model again');
-        }
-      }),
-    );
+    const shards = await Promise.all(group.paths.map(readShard));
     const data = Buffer.concat(shards);
     const expected = group.weights.reduce((sum, w) => sum + elementCount(w.shape) * storedBytesPerElement(w), 0);
     if (data.length !== expected) {
@@ -205,7 +221,7 @@ export async function loadTfjsGraphModel(modelJsonPath: string): Promise<TfGraph
     }
   }
   return {
-    source: modelJsonPath,
+    source,
     nodes,
     consts,
     inputs: signatureEntries(json.signature?.inputs),

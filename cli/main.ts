@@ -1,0 +1,57 @@
+import { ArgusError, errorMessage } from '../common/errors.ts';
+import type { Command } from './command.ts';
+import { detect } from './commands/detect.ts';
+import { modelsFetch, modelsList } from './commands/models.ts';
+
+/** every `argus` subcommand; each lives in its own module under commands/ */
+export const COMMANDS: readonly Command[] = [modelsFetch, modelsList, detect];
+
+function help(): string {
+  const lines = COMMANDS.map((c) => `  argus ${c.path.join(' ').padEnd(18)} ${c.summary}`);
+  return `Argus — edge video analytics\n\nusage:\n${lines.join('\n')}\n\nargus <command> --help shows a command's options.\n`;
+}
+
+function findCommand(argv: string[]): { command: Command; rest: string[] } | undefined {
+  const matches = COMMANDS.filter((c) => c.path.every((word, i) => argv[i] === word)).sort(
+    (a, b) => b.path.length - a.path.length,
+  );
+  const command = matches[0];
+  return command ? { command, rest: argv.slice(command.path.length) } : undefined;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  if (argv.length === 0 || argv[0] === '--help' || argv[0] === 'help') {
+    process.stdout.write(help());
+    return argv.length === 0 ? 1 : 0;
+  }
+  const found = findCommand(argv);
+  if (!found) {
+    process.stderr.write(`argus: unknown command "${argv.join(' ')}"\n\n${help()}`);
+    return 2;
+  }
+  const { command, rest } = found;
+  if (rest.includes('--help')) {
+    process.stdout.write(`${command.summary}\n\nusage: ${command.usage}\n`);
+    return 0;
+  }
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onSignal = () => {
+    interrupts++;
+    if (interrupts > 1) process.exit(130);
+    process.stderr.write('\ninterrupted: stopping (Ctrl-C again to force)\n');
+    controller.abort(new ArgusError('interrupted'));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await command.run(rest, { signal: controller.signal, stdout: process.stdout });
+  } catch (err) {
+    process.stderr.write(`argus ${command.path.join(' ')}: ${errorMessage(err)}\n`);
+    if (!(err instanceof ArgusError) && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    return controller.signal.aborted ? 130 : 1;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

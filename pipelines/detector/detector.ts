@@ -1,0 +1,192 @@
+import ort from 'onnxruntime-node';
+import { ArgusError } from '../../common/errors.ts';
+import { createLogger, type Logger } from '../../common/logger.ts';
+import type { ModelDescriptor } from '../../models/descriptor.ts';
+import { type LoadedModel, loadModel } from '../../models/store.ts';
+import { decode, decoderOutputs, type FrameOutputs } from './decoders.ts';
+import { nonMaxSuppression } from './nms.ts';
+import { type OpenedSession, openSession } from './session.ts';
+import type { DetectorSettings } from './settings.ts';
+
+export type Box = [number, number, number, number];
+
+/** an object found in a frame; `box` is [x1, y1, x2, y2] in source-frame pixels */
+export interface Detection {
+  label: string;
+  classId: number;
+  score: number;
+  box: Box;
+}
+
+/** one frame prepared for the model: pixels at the model's input size and colour order (HWC, uint8) */
+export interface ModelFrame {
+  pixels: Uint8Array;
+  sourceWidth: number;
+  sourceHeight: number;
+}
+
+function frameBytes(d: ModelDescriptor): number {
+  return d.input.width * d.input.height * 3;
+}
+
+/** the input tensor for `n` packed HWC uint8 frames, normalised in JS only if the graph does not do it */
+function inputTensor(d: ModelDescriptor, pixels: Uint8Array, n: number): ort.Tensor {
+  const { input } = d;
+  const [h, w] = [input.height, input.width];
+  const dims = input.layout === 'NHWC' ? [n, h, w, 3] : [n, 3, h, w];
+  if (input.dtype === 'uint8') {
+    if (input.layout !== 'NHWC') throw new ArgusError('uint8 model inputs must be NHWC (as GStreamer delivers frames)');
+    return new ort.Tensor('uint8', pixels, dims);
+  }
+  const runtime = input.normalization.appliedIn === 'runtime';
+  const mean = runtime ? input.normalization.mean : [0, 0, 0];
+  const std = runtime ? input.normalization.std : [1, 1, 1];
+  const out = new Float32Array(pixels.length);
+  const plane = h * w;
+  for (let f = 0; f < n; f++) {
+    const base = f * plane * 3;
+    for (let i = 0; i < plane; i++) {
+      for (let c = 0; c < 3; c++) {
+        const v = (pixels[base + i * 3 + c]! - mean[c]!) / std[c]!;
+        out[input.layout === 'NHWC' ? base + i * 3 + c : base + c * plane + i] = v;
+      }
+    }
+  }
+  return new ort.Tensor('float32', out, dims);
+}
+
+/**
+ * Runs a detection model described by its descriptor: batches frames into one inference call when
+ * the graph allows it, decodes the heads and applies class-aware NMS. Pipeline code never sees
+ * model-specific constants; all of them come from the descriptor.
+ */
+export class Detector {
+  private constructor(
+    readonly descriptor: ModelDescriptor,
+    private readonly opened: OpenedSession,
+    private readonly settings: DetectorSettings,
+    private readonly outputs: string[],
+  ) {}
+
+  static async load(settings: DetectorSettings, log: Logger = createLogger('detector')): Promise<Detector> {
+    return Detector.fromModel(await loadModel(settings.model), settings, log);
+  }
+
+  static async fromModel(model: LoadedModel, settings: DetectorSettings, log: Logger = createLogger('detector')): Promise<Detector> {
+    const d = model.descriptor;
+    const outputs = decoderOutputs(d);
+    const opened = await openSession(
+      model.bytes,
+      settings,
+      async (session) => {
+        const missing = [d.input.name, ...outputs].filter(
+          (n) => !session.inputNames.includes(n) && !session.outputNames.includes(n),
+        );
+        if (missing.length > 0) {
+          throw new ArgusError(
+            `model ${model.onnxPath} does not match its descriptor: no tensor named ${missing.map((m) => `"${m}"`).join(', ')}`,
+          );
+        }
+        const n = d.input.batch === 'dynamic' ? 1 : d.input.batch;
+        await session.run({ [d.input.name]: inputTensor(d, new Uint8Array(n * frameBytes(d)), n) }, outputs);
+      },
+      log.child({ model: d.name }),
+    );
+    return new Detector(d, opened, settings, outputs);
+  }
+
+  get provider(): string {
+    return this.opened.provider;
+  }
+
+  get inputWidth(): number {
+    return this.descriptor.input.width;
+  }
+
+  get inputHeight(): number {
+    return this.descriptor.input.height;
+  }
+
+  /** frames per inference call: the configured maximum, or the graph's fixed batch */
+  get maxBatch(): number {
+    const b = this.descriptor.input.batch;
+    return b === 'dynamic' ? this.settings.maxBatch : b;
+  }
+
+  private frameBytes(): number {
+    return frameBytes(this.descriptor);
+  }
+
+  /**
+   * One inference call on `n` frames packed back to back (n × H × W × 3 bytes). Returns each
+   * frame's view of every output the decoder reads. Exposed for raw-throughput benchmarks.
+   */
+  async runBatch(pixels: Uint8Array, n: number): Promise<FrameOutputs[]> {
+    const fixed = this.descriptor.input.batch;
+    if (fixed !== 'dynamic' && n !== fixed) {
+      const per = this.frameBytes() * fixed;
+      const parts: FrameOutputs[] = [];
+      for (let i = 0; i < n; i += fixed) parts.push(...(await this.runBatch(pixels.subarray(i * this.frameBytes(), i * this.frameBytes() + per), fixed)));
+      return parts;
+    }
+    const result = await this.opened.session.run({ [this.descriptor.input.name]: inputTensor(this.descriptor, pixels, n) }, this.outputs);
+    const frames: FrameOutputs[] = Array.from({ length: n }, () => ({}));
+    for (const name of this.outputs) {
+      const data = result[name]!.data as Float32Array;
+      const per = data.length / n;
+      for (let f = 0; f < n; f++) frames[f]![name] = data.subarray(f * per, (f + 1) * per);
+    }
+    return frames;
+  }
+
+  /** detects objects in each frame; boxes come back in each frame's source pixels */
+  async detect(frames: readonly ModelFrame[]): Promise<Detection[][]> {
+    const results: Detection[][] = [];
+    for (let start = 0; start < frames.length; start += this.maxBatch) {
+      const chunk = frames.slice(start, start + this.maxBatch);
+      const packed = chunk.length === 1 ? chunk[0]!.pixels : this.pack(chunk);
+      const outputs = await this.runBatch(packed, chunk.length);
+      chunk.forEach((frame, i) => results.push(this.postprocess(outputs[i]!, frame)));
+    }
+    return results;
+  }
+
+  private pack(frames: readonly ModelFrame[]): Uint8Array {
+    const size = this.frameBytes();
+    const out = new Uint8Array(frames.length * size);
+    frames.forEach((f, i) => {
+      if (f.pixels.length !== size) {
+        throw new ArgusError(`frame of ${f.pixels.length} bytes does not match the model input (${size} bytes)`);
+      }
+      out.set(f.pixels, i * size);
+    });
+    return out;
+  }
+
+  private postprocess(outputs: FrameOutputs, frame: ModelFrame): Detection[] {
+    const d = this.descriptor;
+    const raw = decode(d, outputs, {
+      scoreThreshold: this.settings.scoreThreshold ?? d.thresholds.score,
+      inputWidth: this.inputWidth,
+      inputHeight: this.inputHeight,
+      numClasses: d.labels.length,
+    });
+    const kept = nonMaxSuppression(
+      raw,
+      this.settings.iouThreshold ?? d.thresholds.iou,
+      this.settings.maxDetections ?? d.thresholds.maxDetections,
+    );
+    const sx = frame.sourceWidth / this.inputWidth;
+    const sy = frame.sourceHeight / this.inputHeight;
+    return kept.map((k) => ({
+      label: d.labels[k.classId] ?? `class${k.classId}`,
+      classId: k.classId,
+      score: k.score,
+      box: [k.box[0] * sx, k.box[1] * sy, k.box[2] * sx, k.box[3] * sy],
+    }));
+  }
+
+  async close(): Promise<void> {
+    await this.opened.session.release();
+  }
+}

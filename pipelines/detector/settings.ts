@@ -1,0 +1,31 @@
+import Type from 'typebox';
+
+/** Detector runtime settings; part of the device and CLI configuration. */
+export const DetectorSettingsSchema = Type.Object(
+  {
+    /** model name in the cache, or a model directory */
+    model: Type.String({ default: 'nanodet' }),
+    /** execution providers in order of preference; CPU is always the last resort */
+    executionProviders: Type.Array(Type.String(), { default: ['cpu'] }),
+    /** threads per operator; 0 lets ONNX Runtime use one per core */
+    intraOpThreads: Type.Integer({ minimum: 0, default: 0 }),
+    interOpThreads: Type.Integer({ minimum: 1, default: 1 }),
+    /** largest number of frames per inference call */
+    maxBatch: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
+    /** overrides of the descriptor's defaults */
+    scoreThreshold: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+    iouThreshold: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+    maxDetections: Type.Optional(Type.Integer({ minimum: 1 })),
+  },
+  { additionalProperties: false },
+);
+
+export type DetectorSettings = Type.Static<typeof DetectorSettingsSchema>;
+
+export const DEFAULT_DETECTOR_SETTINGS: DetectorSettings = {
+  model: 'nanodet',
+  executionProviders: ['cpu'],
+  intraOpThreads: 0,
+  interOpThreads: 1,
+  maxBatch: 4,
+};

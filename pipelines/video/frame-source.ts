@@ -1,0 +1,129 @@
+import { ArgusError } from '../../common/errors.ts';
+import type { Logger } from '../../common/logger.ts';
+import { type DecoderPreference, type GstAppSink, type GstCaps, type GstPipeline, gst } from './gst.ts';
+import { buildPipelineDescription, ELEMENT, type PipelineOptions } from './pipeline-description.ts';
+import { describeSource } from './source-url.ts';
+
+/** a full-resolution frame as the decoder produced it (planar I420) */
+export interface FullFrame {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  format: 'I420';
+}
+
+export interface VideoFrame {
+  /** 0-based index among the frames this source delivered since it started */
+  index: number;
+  /** pixels at the model's input size and colour order (HWC uint8) */
+  model: Uint8Array;
+  full: FullFrame;
+  /** wall-clock time the frame reached Node (ms since epoch) */
+  receivedAt: number;
+  /** source frame rate from the caps, when it has one */
+  fps: number | undefined;
+}
+
+export class SourceError extends ArgusError {}
+
+function parseFps(caps: GstCaps): number | undefined {
+  const f = caps.framerate;
+  if (typeof f !== 'string') return undefined;
+  const [n, d] = f.split('/').map(Number);
+  return n && d ? n / d : undefined;
+}
+
+/**
+ * One camera or recording as a pull-based stream of frames. `next()` resolves with the next frame,
+ * with `null` at end of stream or after `stop()`, and rejects with a SourceError naming the
+ * GStreamer element when the pipeline fails. A failing pipeline is stopped first, which releases
+ * any pending appsink pull (a pull on a dead pipeline would otherwise block forever).
+ */
+export class FrameSource {
+  private pipeline: GstPipeline | undefined;
+  private modelSink: GstAppSink | undefined;
+  private fullSink: GstAppSink | undefined;
+  private failure: SourceError | undefined;
+  private ended = false;
+  private delivered = 0;
+  readonly description: string;
+
+  constructor(
+    private readonly options: PipelineOptions,
+    private readonly log: Logger,
+    private readonly decoders: DecoderPreference = 'auto',
+  ) {
+    this.description = buildPipelineDescription(options);
+  }
+
+  get label(): string {
+    return describeSource(this.options.source);
+  }
+
+  start(): void {
+    if (this.pipeline) throw new ArgusError('frame source already started');
+    let pipeline: GstPipeline;
+    try {
+      pipeline = new (gst(this.decoders).Pipeline)(this.description);
+    } catch (err) {
+      throw new SourceError(`cannot build the GStreamer pipeline for ${this.label}: ${(err as Error).message}`);
+    }
+    this.pipeline = pipeline;
+    this.modelSink = pipeline.findChild(ELEMENT.model);
+    this.fullSink = pipeline.findChild(ELEMENT.full);
+    pipeline.pollBus((msg) => {
+      if (msg.type === 'error') {
+        this.failure ??= new SourceError(`${this.label}: ${msg.message ?? 'pipeline error'} (${msg.name ?? msg._src_element_name})`);
+        this.log.warn({ source: this.label, element: msg.name, error: msg.message }, 'pipeline error');
+        this.halt();
+      } else if (msg.type === 'eos') {
+        this.ended = true;
+      } else if (msg.type === 'warning') {
+        this.log.debug({ source: this.label, element: msg._src_element_name }, 'pipeline warning');
+      }
+    });
+    pipeline.play();
+  }
+
+  private pull(sink: GstAppSink): Promise<{ buf: Buffer; caps: GstCaps } | null> {
+    return new Promise((resolve) => sink.pull((buf, caps) => resolve(buf ? { buf, caps } : null)));
+  }
+
+  /** the next frame; null at end of stream or once stopped */
+  async next(): Promise<VideoFrame | null> {
+    if (!this.pipeline || !this.modelSink || !this.fullSink) throw new ArgusError('frame source not started');
+    if (this.failure) throw this.failure;
+    const model = await this.pull(this.modelSink);
+    const full = model ? await this.pull(this.fullSink) : null;
+    if (this.failure) throw this.failure;
+    if (!model || !full) {
+      this.ended = true;
+      return null;
+    }
+    const width = Number(full.caps.width);
+    const height = Number(full.caps.height);
+    return {
+      index: this.delivered++,
+      model: model.buf,
+      full: { data: full.buf, width, height, format: 'I420' },
+      receivedAt: Date.now(),
+      fps: parseFps(model.caps) ?? parseFps(full.caps),
+    };
+  }
+
+  get atEnd(): boolean {
+    return this.ended;
+  }
+
+  private halt(): void {
+    const p = this.pipeline;
+    if (!p) return;
+    p.stop();
+  }
+
+  /** stops the pipeline; any pending `next()` resolves with null */
+  stop(): void {
+    this.halt();
+    this.ended = true;
+  }
+}

@@ -1,0 +1,16 @@
+#!/bin/sh
+# Runs every test file under test/ with node's test runner (one file at a time: the suites start
+# their own brokers, databases and GStreamer pipelines and share 2 cores). Extra arguments are test
+# files or directories to run instead of all of them.
+set -eu
+cd "$(dirname "$0")/.."
+export UV_THREADPOOL_SIZE="${UV_THREADPOOL_SIZE:-128}"
+export ARGUS_LOG_LEVEL="${ARGUS_LOG_LEVEL:-warn}"
+export ARGUS_PROGRESS="${ARGUS_PROGRESS:-off}"
+if [ "$#" -gt 0 ]; then
+  files=$(find "$@" -name '*.test.ts' | sort)
+else
+  files=$(find test -name '*.test.ts' | sort)
+fi
+# shellcheck disable=SC2086
+exec node --import tsx --test --test-concurrency=1 --test-reporter=spec $files
