@@ -6,6 +6,8 @@ export interface SchemaIssue {
   /** JSON pointer into the checked value, e.g. `/cameras/0/url` ("" for the root) */
   path: string;
   message: string;
+  /** for unknown-key issues: the offending keys (so a config loader can point at their lines) */
+  unknownKeys?: string[];
 }
 
 export interface Validator<T> {
@@ -28,6 +30,7 @@ function describeIssue(error: {
     return {
       path: error.instancePath,
       message: `unknown key${extra.length > 1 ? 's' : ''} ${extra.map((k) => `"${k}"`).join(', ')}`,
+      unknownKeys: extra,
     };
   }
   if (error.keyword === 'required') {

@@ -1,0 +1,13 @@
+/**
+ * HTTP paths devices use besides MQTT. Snapshots are JPEGs uploaded by the device with its
+ * credential (`Authorization: Bearer <device token>`); events reference them by id.
+ */
+export const SNAPSHOT_CONTENT_TYPE = 'image/jpeg';
+export const MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024;
+
+export const httpPaths = {
+  /** PUT by the device; idempotent (same id, same bytes) */
+  uploadSnapshot: (device: string, snapshotId: string) => `/api/v1/devices/${device}/snapshots/${snapshotId}`,
+  /** GET by operators and the console */
+  snapshot: (snapshotId: string) => `/api/v1/snapshots/${snapshotId}`,
+};

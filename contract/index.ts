@@ -1,0 +1,3 @@
+export * from './payloads.ts';
+export * from './topics.ts';
+export * from './http.ts';

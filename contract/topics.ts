@@ -1,0 +1,64 @@
+/**
+ * The MQTT topic tree shared by device agents and the control plane. Everything lives under a
+ * versioned root so that a v2 contract can run beside v1 during a fleet upgrade.
+ *
+ *   argus/v1/<device>/available          device → cp  retained  Availability (Last Will: offline)
+ *   argus/v1/<device>/identity           device → cp  retained  Identity
+ *   argus/v1/<device>/telemetry          device → cp  QoS 1     Telemetry (heartbeat every N s)
+ *   argus/v1/<device>/events             device → cp  QoS 1     EventMessage (spooled, zero loss)
+ *   argus/v1/<device>/status             device → cp  QoS 1     CameraStatus (spooled, zero loss)
+ *   argus/v1/<device>/cmd/<name>         cp → device  QoS 1     Command
+ *   argus/v1/<device>/cmd_result         device → cp  QoS 1     CommandResult
+ */
+
+export const CONTRACT_VERSION = 1;
+export const TOPIC_ROOT = `argus/v${CONTRACT_VERSION}`;
+
+export const DEVICE_ID_PATTERN = '^[a-z0-9][a-z0-9_-]{0,62}$';
+const DEVICE_ID = new RegExp(DEVICE_ID_PATTERN);
+
+export type DeviceTopicKind = 'available' | 'identity' | 'telemetry' | 'events' | 'status' | 'cmd_result';
+
+export const COMMAND_NAMES = ['reload-config', 'snapshot', 'restart-camera'] as const;
+export type CommandName = (typeof COMMAND_NAMES)[number];
+
+export const topics = {
+  available: (device: string) => `${TOPIC_ROOT}/${device}/available`,
+  identity: (device: string) => `${TOPIC_ROOT}/${device}/identity`,
+  telemetry: (device: string) => `${TOPIC_ROOT}/${device}/telemetry`,
+  events: (device: string) => `${TOPIC_ROOT}/${device}/events`,
+  status: (device: string) => `${TOPIC_ROOT}/${device}/status`,
+  command: (device: string, name: CommandName) => `${TOPIC_ROOT}/${device}/cmd/${name}`,
+  commandFilter: (device: string) => `${TOPIC_ROOT}/${device}/cmd/+`,
+  commandResult: (device: string) => `${TOPIC_ROOT}/${device}/cmd_result`,
+};
+
+/** what the control plane subscribes to; with `group` it uses a shared subscription for scale-out */
+export function ingestSubscriptions(group?: string): string[] {
+  const kinds: DeviceTopicKind[] = ['available', 'identity', 'telemetry', 'events', 'status', 'cmd_result'];
+  return kinds.map((k) => {
+    const filter = `${TOPIC_ROOT}/+/${k}`;
+    return group ? `$share/${group}/${filter}` : filter;
+  });
+}
+
+export type ParsedTopic =
+  | { kind: DeviceTopicKind; device: string }
+  | { kind: 'cmd'; device: string; command: CommandName };
+
+/** parses a topic of the tree; undefined for anything else (counted and logged as unknown) */
+export function parseTopic(topic: string): ParsedTopic | undefined {
+  const parts = topic.split('/');
+  if (parts.length < 3 || `${parts[0]}/${parts[1]}` !== TOPIC_ROOT) return undefined;
+  const device = parts[2]!;
+  if (!DEVICE_ID.test(device)) return undefined;
+  if (parts.length === 4) {
+    const kind = parts[3] as DeviceTopicKind;
+    if (['available', 'identity', 'telemetry', 'events', 'status', 'cmd_result'].includes(kind)) return { kind, device };
+    return undefined;
+  }
+  if (parts.length === 5 && parts[3] === 'cmd' && (COMMAND_NAMES as readonly string[]).includes(parts[4]!)) {
+    return { kind: 'cmd', device, command: parts[4] as CommandName };
+  }
+  return undefined;
+}
