@@ -28,13 +28,15 @@ export function parseCommandArgs<O extends Options>(command: Command, args: stri
 
 export function parseIntegerList(value: string, flag: string): number[] {
   const out = value.split(',').map((s) => s.trim());
-  if (out.some((s) => !/^\d+$/.test(s))) throw new ArgusError(`${flag} takes comma-separated frame numbers, got "${value}"`);
+  if (out.some((s) => !/^\d+$/.test(s)))
+    throw new ArgusError(`${flag} takes comma-separated frame numbers, got "${value}"`);
   return out.map(Number);
 }
 
 export function parsePositiveNumber(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw new ArgusError(`${flag} takes a non-negative number, got "${value}"`);
+  if (!Number.isFinite(n) || n < 0)
+    throw new ArgusError(`${flag} takes a non-negative number, got "${value}"`);
   return n;
 }

@@ -48,7 +48,8 @@ export async function main(argv: string[]): Promise<number> {
     return await command.run(rest, { signal: controller.signal, stdout: process.stdout });
   } catch (err) {
     process.stderr.write(`argus ${command.path.join(' ')}: ${errorMessage(err)}\n`);
-    if (!(err instanceof ArgusError) && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    if (!(err instanceof ArgusError) && err instanceof Error && err.stack)
+      process.stderr.write(`${err.stack}\n`);
     return controller.signal.aborted ? 130 : 1;
   } finally {
     process.off('SIGINT', onSignal);

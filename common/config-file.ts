@@ -24,7 +24,11 @@ function pointerSegments(pointer: string): string[] {
  * reported with the file, line and column it is at, the path of the value and what is wrong, so
  * that an operator can fix the file without reading code.
  */
-export async function loadConfigFile<T>(file: string, validator: Validator<T>, what: string): Promise<LoadedConfig<T>> {
+export async function loadConfigFile<T>(
+  file: string,
+  validator: Validator<T>,
+  what: string,
+): Promise<LoadedConfig<T>> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -34,7 +38,12 @@ export async function loadConfigFile<T>(file: string, validator: Validator<T>, w
   return parseConfigText(text, file, validator, what);
 }
 
-export function parseConfigText<T>(text: string, file: string, validator: Validator<T>, what: string): LoadedConfig<T> {
+export function parseConfigText<T>(
+  text: string,
+  file: string,
+  validator: Validator<T>,
+  what: string,
+): LoadedConfig<T> {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -69,7 +78,8 @@ export function parseConfigText<T>(text: string, file: string, validator: Valida
       const segments = pointerSegments(issue.path);
       if (issue.unknownKeys) {
         return issue.unknownKeys.map(
-          (k) => `  ${keyLocation(segments, k)}: ${[...segments, k].join('.')}: unknown key "${k}" (remove it or check its spelling)`,
+          (k) =>
+            `  ${keyLocation(segments, k)}: ${[...segments, k].join('.')}: unknown key "${k}" (remove it or check its spelling)`,
         );
       }
       const where = locate(segments);

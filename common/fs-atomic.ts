@@ -47,6 +47,8 @@ export async function sweepStaging(dir: string): Promise<void> {
     return;
   }
   await Promise.all(
-    entries.filter((e) => e.endsWith('.partial')).map((e) => rm(join(dir, e), { recursive: true, force: true })),
+    entries
+      .filter((e) => e.endsWith('.partial'))
+      .map((e) => rm(join(dir, e), { recursive: true, force: true })),
   );
 }

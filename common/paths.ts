@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -8,5 +9,12 @@ export function cacheDir(): string {
   return join(xdg ? resolve(xdg) : join(homedir(), '.cache'), 'argus');
 }
 
-/** The sample street recording shipped by Debian's `opencv-doc` package. */
-export const SAMPLE_VIDEO = '/usr/share/doc/opencv-doc/examples/data/vtest.avi';
+const DEBIAN_SAMPLE_VIDEO = '/usr/share/doc/opencv-doc/examples/data/vtest.avi';
+
+/**
+ * The sample street recording (768×576, 10 fps, 795 frames) shipped by Debian's `opencv-doc`
+ * package; on images that strip /usr/share/doc the bootstrap extracts it into the cache instead.
+ */
+export const SAMPLE_VIDEO = existsSync(DEBIAN_SAMPLE_VIDEO)
+  ? DEBIAN_SAMPLE_VIDEO
+  : join(cacheDir(), 'samples', 'vtest.avi');

@@ -17,7 +17,11 @@ function formatUnits(n: number, unit: string): string {
   return `${n} ${unit}`;
 }
 
-export function createProgress(label: string, unit = 'items', stream: NodeJS.WriteStream = process.stderr): Progress {
+export function createProgress(
+  label: string,
+  unit = 'items',
+  stream: NodeJS.WriteStream = process.stderr,
+): Progress {
   const tty = stream.isTTY === true && process.env.ARGUS_PROGRESS !== 'plain';
   const quiet = process.env.ARGUS_PROGRESS === 'off';
   const started = Date.now();

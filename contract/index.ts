@@ -1,3 +1,3 @@
+export * from './http.ts';
 export * from './payloads.ts';
 export * from './topics.ts';
-export * from './http.ts';

@@ -12,13 +12,21 @@ const V = Type.Literal(CONTRACT_VERSION);
 const Timestamp = Type.String({ format: 'date-time', description: 'ISO 8601, UTC' });
 const DeviceId = Type.String({ pattern: DEVICE_ID_PATTERN });
 const CameraId = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' });
-const Box = Type.Array(Type.Number(), { minItems: 4, maxItems: 4, description: '[x1, y1, x2, y2] in source pixels' });
+const Box = Type.Array(Type.Number(), {
+  minItems: 4,
+  maxItems: 4,
+  description: '[x1, y1, x2, y2] in source pixels',
+});
 
 /** largest payload the control plane accepts; snapshots travel over HTTP, never in MQTT */
 export const MAX_PAYLOAD_BYTES = 64 * 1024;
 
 export const AvailabilitySchema = Type.Object(
-  { v: V, state: Type.Union([Type.Literal('online'), Type.Literal('offline')]), at: Type.Optional(Timestamp) },
+  {
+    v: V,
+    state: Type.Union([Type.Literal('online'), Type.Literal('offline')]),
+    at: Type.Optional(Timestamp),
+  },
   { additionalProperties: false },
 );
 
@@ -27,10 +35,15 @@ export const IdentitySchema = Type.Object(
     v: V,
     device: DeviceId,
     hardwareClass: Type.String({ description: 'e.g. x86_64-avx512, rk3588-npu, jetson-orin' }),
-    executionProviders: Type.Array(Type.String(), { description: 'providers available on the box, preferred first' }),
+    executionProviders: Type.Array(Type.String(), {
+      description: 'providers available on the box, preferred first',
+    }),
     software: Type.Object({ version: Type.String(), node: Type.String() }, { additionalProperties: false }),
     models: Type.Array(
-      Type.Object({ name: Type.String(), version: Type.Integer(), sha256: Type.String() }, { additionalProperties: false }),
+      Type.Object(
+        { name: Type.String(), version: Type.Integer(), sha256: Type.String() },
+        { additionalProperties: false },
+      ),
     ),
     cameras: Type.Array(Type.Object({ id: CameraId, scene: Type.String() }, { additionalProperties: false })),
     startedAt: Timestamp,
@@ -45,7 +58,10 @@ const CameraTelemetry = Type.Object(
     fpsIn: Type.Number({ minimum: 0, description: 'frames/s reaching the pipeline' }),
     fpsDetect: Type.Number({ minimum: 0, description: 'frames/s run through the detector' }),
     detectLatencyMs: Type.Number({ minimum: 0, description: 'p50 inference latency' }),
-    drops: Type.Integer({ minimum: 0, description: 'frames dropped because inference was slower than input' }),
+    drops: Type.Integer({
+      minimum: 0,
+      description: 'frames dropped because inference was slower than input',
+    }),
     motionSkippedShare: Type.Number({ minimum: 0, maximum: 1 }),
   },
   { additionalProperties: false },
@@ -67,7 +83,10 @@ export const TelemetrySchema = Type.Object(
       {
         pending: Type.Integer({ minimum: 0 }),
         bytes: Type.Integer({ minimum: 0 }),
-        dropped: Type.Integer({ minimum: 0, description: 'events dropped oldest-first because the spool was full' }),
+        dropped: Type.Integer({
+          minimum: 0,
+          description: 'events dropped oldest-first because the spool was full',
+        }),
       },
       { additionalProperties: false },
     ),
@@ -82,7 +101,11 @@ export const RULE_TYPES = ['zone', 'line', 'loitering', 'crowding', 'wrong-way',
 export const EventMessageSchema = Type.Object(
   {
     v: V,
-    id: Type.String({ minLength: 8, maxLength: 64, description: 'stable id of the event across its lifecycle' }),
+    id: Type.String({
+      minLength: 8,
+      maxLength: 64,
+      description: 'stable id of the event across its lifecycle',
+    }),
     seq: Type.Integer({ minimum: 0, description: '0 for new, +1 for each later message of the event' }),
     phase: Type.Union(EVENT_PHASES.map((p) => Type.Literal(p))),
     device: DeviceId,
@@ -104,7 +127,11 @@ export const EventMessageSchema = Type.Object(
     after: Type.Record(Type.String(), Type.Unknown(), { description: 'state after the change' }),
     snapshot: Type.Optional(
       Type.Object(
-        { id: Type.String({ pattern: '^[A-Za-z0-9_-]{8,64}$' }), width: Type.Integer(), height: Type.Integer() },
+        {
+          id: Type.String({ pattern: '^[A-Za-z0-9_-]{8,64}$' }),
+          width: Type.Integer(),
+          height: Type.Integer(),
+        },
         { additionalProperties: false },
       ),
     ),

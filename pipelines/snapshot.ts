@@ -37,7 +37,11 @@ function escapeXml(s: string): string {
 }
 
 /** the frame as a JPEG with each annotation's box and label drawn on it */
-export async function renderAnnotatedJpeg(frame: FullFrame, annotations: readonly Annotation[], quality = 80): Promise<Buffer> {
+export async function renderAnnotatedJpeg(
+  frame: FullFrame,
+  annotations: readonly Annotation[],
+  quality = 80,
+): Promise<Buffer> {
   const { width: w, height: h } = frame;
   const stroke = Math.max(2, Math.round(w / 320));
   const font = Math.max(12, Math.round(w / 48));
@@ -53,7 +57,9 @@ export async function renderAnnotatedJpeg(frame: FullFrame, annotations: readonl
       );
     })
     .join('');
-  const svg = Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}">${shapes}</svg>`);
+  const svg = Buffer.from(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}">${shapes}</svg>`,
+  );
   return sharp(i420ToRgb(frame), { raw: { width: w, height: h, channels: 3 } })
     .composite([{ input: svg, top: 0, left: 0 }])
     .jpeg({ quality })

@@ -15,7 +15,11 @@ const round = (v: number, digits: number) => Number(v.toFixed(digits));
 function jsonLine(frame: number, detections: Detection[]): string {
   return JSON.stringify({
     frame,
-    detections: detections.map((d) => ({ label: d.label, score: round(d.score, 3), box: d.box.map((v) => round(v, 1)) })),
+    detections: detections.map((d) => ({
+      label: d.label,
+      score: round(d.score, 3),
+      box: d.box.map((v) => round(v, 1)),
+    })),
   });
 }
 
@@ -45,7 +49,8 @@ export const detect: Command = {
       batch: { type: 'string' },
       ep: { type: 'string' },
     });
-    if (positionals.length !== 1) throw new ArgusError('detect needs exactly one video file or RTSP URL', `usage: ${this.usage}`);
+    if (positionals.length !== 1)
+      throw new ArgusError('detect needs exactly one video file or RTSP URL', `usage: ${this.usage}`);
     const source = parseSourceUrl(positionals[0]!);
     const wanted = values.frames ? new Set(parseIntegerList(values.frames, '--frames')) : undefined;
     const lastWanted = wanted ? Math.max(...wanted) : Number.POSITIVE_INFINITY;
@@ -82,7 +87,9 @@ export const detect: Command = {
       const batch = pending.splice(0, pending.length);
       const t0 = performance.now();
       const results = await detector.detect(
-        batch.map((f): ModelFrame => ({ pixels: f.model, sourceWidth: f.full.width, sourceHeight: f.full.height })),
+        batch.map(
+          (f): ModelFrame => ({ pixels: f.model, sourceWidth: f.full.width, sourceHeight: f.full.height }),
+        ),
       );
       inferenceMs += performance.now() - t0;
       for (const [i, f] of batch.entries()) {
@@ -117,7 +124,8 @@ export const detect: Command = {
     }
     if (wanted) {
       const missing = [...wanted].filter((n) => n >= decoded);
-      if (missing.length > 0) log.warn({ missing, decoded }, 'requested frames are past the end of the stream');
+      if (missing.length > 0)
+        log.warn({ missing, decoded }, 'requested frames are past the end of the stream');
     }
     const seconds = (performance.now() - started) / 1000;
     const summary = {

@@ -19,7 +19,9 @@ export const modelsFetch: Command = {
       ...(values.from ? { from: values.from } : {}),
       ...(values.registry ? { registry: values.registry } : {}),
     });
-    ctx.stdout.write(built.length > 0 ? `installed: ${built.join(', ')}\n` : 'all requested models are installed\n');
+    ctx.stdout.write(
+      built.length > 0 ? `installed: ${built.join(', ')}\n` : 'all requested models are installed\n',
+    );
     return 0;
   },
 };
@@ -41,8 +43,14 @@ export const modelsList: Command = {
       m.sizeBytes ? `${(m.sizeBytes / (1 << 20)).toFixed(1)} MiB` : '',
       m.title,
     ]);
-    const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length), ['NAME', 'STATUS', 'SIZE'][i]!.length));
-    const line = (r: string[]) => `${r.slice(0, 3).map((c, i) => c.padEnd(widths[i]!)).join('  ')}  ${r[3]}\n`;
+    const widths = [0, 1, 2].map((i) =>
+      Math.max(...rows.map((r) => r[i]!.length), ['NAME', 'STATUS', 'SIZE'][i]!.length),
+    );
+    const line = (r: string[]) =>
+      `${r
+        .slice(0, 3)
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')}  ${r[3]}\n`;
     ctx.stdout.write(line(['NAME', 'STATUS', 'SIZE', 'DESCRIPTION']));
     for (const r of rows) ctx.stdout.write(line(r));
     return 0;

@@ -1,15 +1,15 @@
 import {
-  type ElemType,
   type Attribute,
   type Dim,
+  type ElemType,
+  elementCount,
   type Graph,
   type Model,
   type Node,
+  ONNX_DATA_TYPE,
   type Tensor,
   type TensorValues,
   type ValueInfo,
-  elementCount,
-  ONNX_DATA_TYPE,
 } from './ir.ts';
 import {
   ProtoDecodeError,
@@ -24,7 +24,16 @@ import {
 const DATA_TYPE = ONNX_DATA_TYPE;
 const ELEM_TYPE = new Map<number, ElemType>(Object.entries(DATA_TYPE).map(([k, v]) => [v, k as ElemType]));
 
-const ATTR_TYPE = { float: 1, int: 2, string: 3, tensor: 4, graph: 5, floats: 6, ints: 7, strings: 8 } as const;
+const ATTR_TYPE = {
+  float: 1,
+  int: 2,
+  string: 3,
+  tensor: 4,
+  graph: 5,
+  floats: 6,
+  ints: 7,
+  strings: 8,
+} as const;
 
 export class OnnxDecodeError extends Error {}
 
@@ -216,7 +225,9 @@ function readTensor(buf: Uint8Array): Tensor {
   } else {
     const values: (number | bigint)[] = type === 'float32' ? floats : type === 'float64' ? doubles : ints;
     if (values.length !== count) {
-      throw new OnnxDecodeError(`tensor "${name}" holds ${values.length} values but its shape needs ${count}`);
+      throw new OnnxDecodeError(
+        `tensor "${name}" holds ${values.length} values but its shape needs ${count}`,
+      );
     }
     const big = data instanceof BigInt64Array || data instanceof BigUint64Array;
     values.forEach((v, i) => {
@@ -253,7 +264,13 @@ function readAttribute(buf: Uint8Array): [string, Attribute] {
     case ATTR_TYPE.floats:
       return [name, { type: 'floats', value: get(7).flatMap(readFloats) }];
     case ATTR_TYPE.ints:
-      return [name, { type: 'ints', value: get(8).flatMap((f) => readVarints(f).map((v) => Number(BigInt.asIntN(64, v)))) }];
+      return [
+        name,
+        {
+          type: 'ints',
+          value: get(8).flatMap((f) => readVarints(f).map((v) => Number(BigInt.asIntN(64, v)))),
+        },
+      ];
     case ATTR_TYPE.strings:
       return [name, { type: 'strings', value: get(9).map(readString) }];
     default:
@@ -362,6 +379,7 @@ export function decodeModel(bytes: Uint8Array): Model {
     if (err instanceof ProtoDecodeError) throw new OnnxDecodeError(`not a valid ONNX file: ${err.message}`);
     throw err;
   }
-  if (!sawGraph || model.irVersion === 0) throw new OnnxDecodeError('not a valid ONNX file: no graph or IR version');
+  if (!sawGraph || model.irVersion === 0)
+    throw new OnnxDecodeError('not a valid ONNX file: no graph or IR version');
   return model;
 }

@@ -23,14 +23,17 @@ export function foldInputPreprocessing(model: Model, options: FoldOptions): Mode
   const original = g.inputs[index];
   if (!original?.shape) throw new Error(`graph has no input "${options.input}" with a known shape`);
   const shape = original.shape;
-  const nhwcShape = options.graphLayout === 'NCHW' ? [shape[0]!, shape[2]!, shape[3]!, shape[1]!] : [...shape];
+  const nhwcShape =
+    options.graphLayout === 'NCHW' ? [shape[0]!, shape[2]!, shape[3]!, shape[1]!] : [...shape];
   const prefix = `${options.newInput}/preprocess`;
   const nodes = [];
   const initializers = [];
   let current = options.newInput;
   const next = (step: string) => `${prefix}/${step}`;
 
-  nodes.push(createNode('Cast', [current], [next('float')], next('cast'), { to: attr.int(ONNX_DATA_TYPE.float32) }));
+  nodes.push(
+    createNode('Cast', [current], [next('float')], next('cast'), { to: attr.int(ONNX_DATA_TYPE.float32) }),
+  );
   current = next('float');
   if (options.mean.some((m) => m !== 0)) {
     initializers.push(float32Tensor(next('mean'), [3], options.mean));
@@ -38,12 +41,22 @@ export function foldInputPreprocessing(model: Model, options: FoldOptions): Mode
     current = next('centred');
   }
   if (options.std.some((s) => s !== 1)) {
-    initializers.push(float32Tensor(next('inv_std'), [3], options.std.map((s) => 1 / s)));
+    initializers.push(
+      float32Tensor(
+        next('inv_std'),
+        [3],
+        options.std.map((s) => 1 / s),
+      ),
+    );
     nodes.push(createNode('Mul', [current, next('inv_std')], [next('scaled')], next('mul')));
     current = next('scaled');
   }
   if (options.graphLayout === 'NCHW') {
-    nodes.push(createNode('Transpose', [current], [next('nchw')], next('transpose'), { perm: attr.ints([0, 3, 1, 2]) }));
+    nodes.push(
+      createNode('Transpose', [current], [next('nchw')], next('transpose'), {
+        perm: attr.ints([0, 3, 1, 2]),
+      }),
+    );
     current = next('nchw');
   }
   nodes.push(createNode('Identity', [current], [options.input], next('out')));
@@ -52,7 +65,11 @@ export function foldInputPreprocessing(model: Model, options: FoldOptions): Mode
   inputs[index] = { name: options.newInput, type: 'uint8', shape: nhwcShape };
   return {
     ...model,
-    graph: { ...g, inputs, nodes: [...nodes, ...g.nodes], initializers: [...initializers, ...g.initializers] },
+    graph: {
+      ...g,
+      inputs,
+      nodes: [...nodes, ...g.nodes],
+      initializers: [...initializers, ...g.initializers],
+    },
   };
 }
-

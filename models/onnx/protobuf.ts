@@ -3,7 +3,7 @@
  * Field layouts live in `codec.ts`; this module knows nothing about ONNX.
  */
 
-export const enum WireType {
+export enum WireType {
   Varint = 0,
   Fixed64 = 1,
   LengthDelimited = 2,
@@ -97,7 +97,7 @@ export class ProtoWriter {
   packedFloats(field: number, values: readonly number[]): this {
     const data = new Uint8Array(values.length * 4);
     const view = new DataView(data.buffer);
-    values.forEach((v, i) => view.setFloat32(i * 4, v, true));
+    for (const [i, v] of values.entries()) view.setFloat32(i * 4, v, true);
     return this.bytes(field, data);
   }
 
@@ -133,7 +133,8 @@ export function* readFields(buf: Uint8Array): Generator<ProtoField> {
     }
   };
   const take = (n: number): Uint8Array => {
-    if (n < 0 || pos + n > buf.length) throw new ProtoDecodeError(`field runs past the end (${n} bytes at ${pos})`);
+    if (n < 0 || pos + n > buf.length)
+      throw new ProtoDecodeError(`field runs past the end (${n} bytes at ${pos})`);
     const out = buf.subarray(pos, pos + n);
     pos += n;
     return out;

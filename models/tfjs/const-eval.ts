@@ -1,5 +1,5 @@
 import { ArgusError } from '../../common/errors.ts';
-import { type ElemType, type Tensor, type TensorValues, elementCount, tensorNumbers } from '../onnx/ir.ts';
+import { type ElemType, elementCount, type Tensor, type TensorValues, tensorNumbers } from '../onnx/ir.ts';
 import { NodeAttrs } from './attrs.ts';
 import { type TfNode, tfDtype } from './graph-model.ts';
 
@@ -73,7 +73,16 @@ const BINARY: Record<string, (a: number, b: number) => number> = {
   Minimum: (a, b) => Math.min(a, b),
 };
 
-export const FOLDABLE_OPS = new Set([...Object.keys(BINARY), 'SparseToDense', 'Cast', 'Reshape', 'ConcatV2', 'Pack', 'ExpandDims', 'Identity']);
+export const FOLDABLE_OPS = new Set([
+  ...Object.keys(BINARY),
+  'SparseToDense',
+  'Cast',
+  'Reshape',
+  'ConcatV2',
+  'Pack',
+  'ExpandDims',
+  'Identity',
+]);
 
 function axisOf(t: Tensor): number {
   return tensorNumbers(t)[0]!;

@@ -3,17 +3,17 @@ import {
   ARGUS_IR_VERSION,
   ARGUS_OPSET,
   type Attribute,
+  createNode,
   type ElemType,
+  float32Tensor,
+  int64Tensor,
   type Model,
   type Node,
   type Tensor,
   type ValueInfo,
-  createNode,
-  float32Tensor,
-  int64Tensor,
 } from '../onnx/ir.ts';
 import { NodeAttrs } from './attrs.ts';
-import { FOLDABLE_OPS, evaluateConstNode } from './const-eval.ts';
+import { evaluateConstNode, FOLDABLE_OPS } from './const-eval.ts';
 import { type TfGraphModel, type TfNode, tfDtype } from './graph-model.ts';
 import { OP_HANDLERS } from './ops/index.ts';
 
@@ -95,7 +95,8 @@ export class ConversionContext {
     const v = this.values.get(ref);
     if (v) return v;
     const t = this.consts.get(ref);
-    if (!t) throw new ArgusError(`node "${node.name}" (${node.op}): input "${input}" is not produced by the graph`);
+    if (!t)
+      throw new ArgusError(`node "${node.name}" (${node.op}): input "${input}" is not produced by the graph`);
     const done = this.materialized.get(ref);
     if (done) return done;
     const value = this.initializer(t, ref.endsWith(':0') ? ref.slice(0, -2) : ref);
@@ -170,7 +171,10 @@ function topologicalOrder(model: TfGraphModel, outputs: string[]): TfNode[] {
       }
       if (state.get(top.name) === 'done') continue;
       const node = byName.get(top.name);
-      if (!node) throw new ArgusError(`${model.source}: the graph references node "${top.name}", which does not exist`);
+      if (!node)
+        throw new ArgusError(
+          `${model.source}: the graph references node "${top.name}", which does not exist`,
+        );
       state.set(top.name, 'visiting');
       stack.push({ name: top.name, expanded: true });
       for (const input of ConversionContext.dataInputs(node)) {
@@ -187,7 +191,9 @@ function topologicalOrder(model: TfGraphModel, outputs: string[]): TfNode[] {
 
 function outputNodeNames(model: TfGraphModel): string[] {
   if (model.outputs.length > 0) return model.outputs.map((o) => o.name.split(':')[0]!);
-  const consumed = new Set(model.nodes.flatMap((n) => ConversionContext.dataInputs(n).map((i) => i.split(':')[0]!)));
+  const consumed = new Set(
+    model.nodes.flatMap((n) => ConversionContext.dataInputs(n).map((i) => i.split(':')[0]!)),
+  );
   return model.nodes.filter((n) => !consumed.has(n.name) && n.op !== 'Const').map((n) => n.name);
 }
 
@@ -225,7 +231,8 @@ export function convertTfjsGraph(model: TfGraphModel, options: ConvertOptions): 
       ctx.setConst(ref0, t);
     } else if (node.op === 'Placeholder') {
       const attrs = new NodeAttrs(node);
-      const shape = attrs.shape('shape') ?? model.inputs.find((s) => s.name.split(':')[0] === node.name)?.shape;
+      const shape =
+        attrs.shape('shape') ?? model.inputs.find((s) => s.name.split(':')[0] === node.name)?.shape;
       if (!shape || shape.some((d, k) => d < 0 && k > 0)) {
         throw new ArgusError(`${model.source}: input "${node.name}" has no fully known shape`);
       }
@@ -251,7 +258,7 @@ export function convertTfjsGraph(model: TfGraphModel, options: ConvertOptions): 
         const handler = OP_HANDLERS[node.op];
         if (!handler) throw new ArgusError(`node "${node.name}": ${node.op} must have constant inputs here`);
         const produced = handler(ctx, node, new NodeAttrs(node));
-        produced.forEach((v, k) => ctx.setValue(`${node.name}:${k}`, v));
+        for (const [k, v] of produced.entries()) ctx.setValue(`${node.name}:${k}`, v);
       }
     }
     if (i % 25 === 0) options.onProgress?.(i, order.length);

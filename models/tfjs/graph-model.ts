@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ArgusError } from '../../common/errors.ts';
-import { type ElemType, type Tensor, type TensorValues, elementCount } from '../onnx/ir.ts';
+import { type ElemType, elementCount, type Tensor, type TensorValues } from '../onnx/ir.ts';
 
 /**
  * A TensorFlow.js graph model (`model.json` + weight shards) read into memory: the GraphDef nodes
@@ -147,7 +147,9 @@ function decodeWeight(w: WeightEntry, bytes: Uint8Array, nodeType: ElemType): Te
 }
 
 function signatureEntries(
-  sig: Record<string, { name: string; dtype: string; tensorShape?: { dim?: { size?: string }[] } }> | undefined,
+  sig:
+    | Record<string, { name: string; dtype: string; tensorShape?: { dim?: { size?: string }[] } }>
+    | undefined,
 ): TfSignatureEntry[] {
   return Object.values(sig ?? {}).map((e) => ({
     name: e.name,
@@ -168,7 +170,10 @@ export async function loadTfjsGraphModel(modelJsonPath: string): Promise<TfGraph
     try {
       return await readFile(join(dirname(modelJsonPath), p));
     } catch {
-      throw new ArgusError(`weight file ${p} named by ${basename(modelJsonPath)} is missing`, 'fetch the model again');
+      throw new ArgusError(
+        `weight file ${p} named by ${basename(modelJsonPath)} is missing`,
+        'fetch the model again',
+      );
     }
   });
 }
@@ -201,7 +206,10 @@ export async function parseTfjsGraphModel(
   for (const group of json.weightsManifest) {
     const shards = await Promise.all(group.paths.map(readShard));
     const data = Buffer.concat(shards);
-    const expected = group.weights.reduce((sum, w) => sum + elementCount(w.shape) * storedBytesPerElement(w), 0);
+    const expected = group.weights.reduce(
+      (sum, w) => sum + elementCount(w.shape) * storedBytesPerElement(w),
+      0,
+    );
     if (data.length !== expected) {
       throw new ArgusError(
         `weight file ${group.paths.join(', ')} is ${data.length < expected ? 'truncated' : 'too long'}: ${file} declares ${expected} bytes, found ${data.length}`,
@@ -213,7 +221,11 @@ export async function parseTfjsGraphModel(
       const size = elementCount(w.shape) * storedBytesPerElement(w);
       const node = byName.get(w.name);
       const declared = node?.attr?.dtype?.type;
-      const type: ElemType = declared ? tfDtype(declared, `Const "${w.name}"`) : w.quantization ? 'float32' : tfDtype(`DT_${w.dtype.toUpperCase()}`, w.name);
+      const type: ElemType = declared
+        ? tfDtype(declared, `Const "${w.name}"`)
+        : w.quantization
+          ? 'float32'
+          : tfDtype(`DT_${w.dtype.toUpperCase()}`, w.name);
       const values = decodeWeight(w, data.subarray(offset, offset + size), type);
       const elemType: ElemType = w.quantization ? 'float32' : type;
       consts.set(w.name, { name: w.name, type: elemType, dims: [...w.shape], data: values });

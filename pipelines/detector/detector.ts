@@ -35,7 +35,8 @@ function inputTensor(d: ModelDescriptor, pixels: Uint8Array, n: number): ort.Ten
   const [h, w] = [input.height, input.width];
   const dims = input.layout === 'NHWC' ? [n, h, w, 3] : [n, 3, h, w];
   if (input.dtype === 'uint8') {
-    if (input.layout !== 'NHWC') throw new ArgusError('uint8 model inputs must be NHWC (as GStreamer delivers frames)');
+    if (input.layout !== 'NHWC')
+      throw new ArgusError('uint8 model inputs must be NHWC (as GStreamer delivers frames)');
     return new ort.Tensor('uint8', pixels, dims);
   }
   const runtime = input.normalization.appliedIn === 'runtime';
@@ -72,7 +73,11 @@ export class Detector {
     return Detector.fromModel(await loadModel(settings.model), settings, log);
   }
 
-  static async fromModel(model: LoadedModel, settings: DetectorSettings, log: Logger = createLogger('detector')): Promise<Detector> {
+  static async fromModel(
+    model: LoadedModel,
+    settings: DetectorSettings,
+    log: Logger = createLogger('detector'),
+  ): Promise<Detector> {
     const d = model.descriptor;
     const outputs = decoderOutputs(d);
     const opened = await openSession(
@@ -126,10 +131,19 @@ export class Detector {
     if (fixed !== 'dynamic' && n !== fixed) {
       const per = this.frameBytes() * fixed;
       const parts: FrameOutputs[] = [];
-      for (let i = 0; i < n; i += fixed) parts.push(...(await this.runBatch(pixels.subarray(i * this.frameBytes(), i * this.frameBytes() + per), fixed)));
+      for (let i = 0; i < n; i += fixed)
+        parts.push(
+          ...(await this.runBatch(
+            pixels.subarray(i * this.frameBytes(), i * this.frameBytes() + per),
+            fixed,
+          )),
+        );
       return parts;
     }
-    const result = await this.opened.session.run({ [this.descriptor.input.name]: inputTensor(this.descriptor, pixels, n) }, this.outputs);
+    const result = await this.opened.session.run(
+      { [this.descriptor.input.name]: inputTensor(this.descriptor, pixels, n) },
+      this.outputs,
+    );
     const frames: FrameOutputs[] = Array.from({ length: n }, () => ({}));
     for (const name of this.outputs) {
       const data = result[name]!.data as Float32Array;
@@ -146,7 +160,7 @@ export class Detector {
       const chunk = frames.slice(start, start + this.maxBatch);
       const packed = chunk.length === 1 ? chunk[0]!.pixels : this.pack(chunk);
       const outputs = await this.runBatch(packed, chunk.length);
-      chunk.forEach((frame, i) => results.push(this.postprocess(outputs[i]!, frame)));
+      for (const [i, frame] of chunk.entries()) results.push(this.postprocess(outputs[i]!, frame));
     }
     return results;
   }
@@ -156,7 +170,9 @@ export class Detector {
     const out = new Uint8Array(frames.length * size);
     frames.forEach((f, i) => {
       if (f.pixels.length !== size) {
-        throw new ArgusError(`frame of ${f.pixels.length} bytes does not match the model input (${size} bytes)`);
+        throw new ArgusError(
+          `frame of ${f.pixels.length} bytes does not match the model input (${size} bytes)`,
+        );
       }
       out.set(f.pixels, i * size);
     });

@@ -19,7 +19,11 @@ export function iou(a: readonly number[], b: readonly number[]): number {
  * Class-aware greedy non-maximum suppression: within each class, a box is dropped when it overlaps
  * a higher-scoring kept box by more than `iouThreshold`. Returns at most `limit` detections, best first.
  */
-export function nonMaxSuppression(candidates: RawDetection[], iouThreshold: number, limit: number): RawDetection[] {
+export function nonMaxSuppression(
+  candidates: RawDetection[],
+  iouThreshold: number,
+  limit: number,
+): RawDetection[] {
   const sorted = [...candidates].sort((a, b) => b.score - a.score);
   const keptByClass = new Map<number, RawDetection[]>();
   const kept: RawDetection[] = [];

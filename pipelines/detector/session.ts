@@ -17,6 +17,8 @@ export interface OpenedSession {
 }
 
 const ORT_FATAL_ONLY = 3;
+// ONNX Runtime prints provider-loading failures natively to stderr; openSession logs them itself.
+ort.env.logLevel = 'fatal';
 
 /**
  * Opens an ONNX Runtime session on the first execution provider that loads and runs the model.
@@ -55,7 +57,8 @@ export async function openSession(
     } catch (err) {
       const reason = (err as Error).message.split('\n')[0]!.slice(0, 200);
       failures.push(`${provider}: ${reason}`);
-      if (provider !== 'cpu') log.warn({ provider, reason }, `execution provider ${provider} unavailable, falling back`);
+      if (provider !== 'cpu')
+        log.warn({ provider, reason }, `execution provider ${provider} unavailable, falling back`);
     }
   }
   throw new ArgusError(`no execution provider could run the model:\n  ${failures.join('\n  ')}`);

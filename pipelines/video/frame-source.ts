@@ -66,14 +66,18 @@ export class FrameSource {
     try {
       pipeline = new (gst(this.decoders).Pipeline)(this.description);
     } catch (err) {
-      throw new SourceError(`cannot build the GStreamer pipeline for ${this.label}: ${(err as Error).message}`);
+      throw new SourceError(
+        `cannot build the GStreamer pipeline for ${this.label}: ${(err as Error).message}`,
+      );
     }
     this.pipeline = pipeline;
     this.modelSink = pipeline.findChild(ELEMENT.model);
     this.fullSink = pipeline.findChild(ELEMENT.full);
     pipeline.pollBus((msg) => {
       if (msg.type === 'error') {
-        this.failure ??= new SourceError(`${this.label}: ${msg.message ?? 'pipeline error'} (${msg.name ?? msg._src_element_name})`);
+        this.failure ??= new SourceError(
+          `${this.label}: ${msg.message ?? 'pipeline error'} (${msg.name ?? msg._src_element_name})`,
+        );
         this.log.warn({ source: this.label, element: msg.name, error: msg.message }, 'pipeline error');
         this.halt();
       } else if (msg.type === 'eos') {

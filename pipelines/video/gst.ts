@@ -78,7 +78,9 @@ export function gst(preference: DecoderPreference = 'auto'): GstBinding {
     hardwareDecoders = found;
     if (found.length > 0) {
       const ranks = found.map((f) => `${f}:MAX`).join(',');
-      process.env.GST_PLUGIN_FEATURE_RANK = [process.env.GST_PLUGIN_FEATURE_RANK, ranks].filter(Boolean).join(',');
+      process.env.GST_PLUGIN_FEATURE_RANK = [process.env.GST_PLUGIN_FEATURE_RANK, ranks]
+        .filter(Boolean)
+        .join(',');
       log.info({ decoders: found }, 'hardware video decoders found; decodebin will prefer them');
     } else {
       log.info('no hardware video decoder found; decoding in software (libav)');

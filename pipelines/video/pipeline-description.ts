@@ -52,7 +52,8 @@ export function buildPipelineDescription(o: PipelineOptions): string {
   const parts = [sourceChain(o)];
   if (live && o.maxFps) parts.push(`videorate drop-only=true max-rate=${Math.max(1, Math.round(o.maxFps))}`);
   if (live) parts.push('queue leaky=downstream max-size-buffers=1 max-size-bytes=0 max-size-time=0');
-  const sink = (name: string) => `appsink name=${name} sync=false max-buffers=1 drop=false enable-last-sample=false`;
+  const sink = (name: string) =>
+    `appsink name=${name} sync=false max-buffers=1 drop=false enable-last-sample=false`;
   const modelBranch = `videoscale add-borders=false ! videoconvert ! video/x-raw,format=${o.model.format},width=${o.model.width},height=${o.model.height} ! ${sink(ELEMENT.model)}`;
   const q = 'queue max-size-buffers=2 max-size-bytes=0 max-size-time=0';
   const fullBranch = `videoconvert ! video/x-raw,format=I420 ! ${sink(ELEMENT.full)}`;

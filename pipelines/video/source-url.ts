@@ -9,7 +9,19 @@ export type SourceSpec =
   | { kind: 'v4l2'; device: string }
   | { kind: 'test'; pattern: string };
 
-const TEST_PATTERNS = ['smpte', 'ball', 'snow', 'black', 'white', 'red', 'green', 'blue', 'checkers-8', 'circular', 'pinwheel'];
+const TEST_PATTERNS = [
+  'smpte',
+  'ball',
+  'snow',
+  'black',
+  'white',
+  'red',
+  'green',
+  'blue',
+  'checkers-8',
+  'circular',
+  'pinwheel',
+];
 
 /**
  * Accepted forms: `rtsp://…` / `rtsps://…`, `file:///path` or a plain path, `v4l2:///dev/video0`,

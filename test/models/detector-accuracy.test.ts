@@ -18,7 +18,9 @@ describe('NanoDet-g on vtest.avi against hand-annotated ground truth', () => {
     it(`finds every person of frame ${index} at IoU ≥ 0.5`, async () => {
       const frames = await readFrames([index], { width: 416, height: 416, format: 'BGR' });
       const f = frames.get(index)!;
-      const [found] = await detector.detect([{ pixels: f.model, sourceWidth: f.full.width, sourceHeight: f.full.height }]);
+      const [found] = await detector.detect([
+        { pixels: f.model, sourceWidth: f.full.width, sourceHeight: f.full.height },
+      ]);
       const persons = found!.filter((d) => d.label === 'person');
       for (const truth of groundTruthPersons(index)) {
         const best = Math.max(0, ...persons.map((p) => iou(p.box, truth)));
@@ -29,7 +31,11 @@ describe('NanoDet-g on vtest.avi against hand-annotated ground truth', () => {
 
   it('returns the same detections for a batch of frames as for each frame alone', async () => {
     const frames = await readFrames([...GROUND_TRUTH_FRAMES], { width: 416, height: 416, format: 'BGR' });
-    const inputs = [...frames.values()].map((f) => ({ pixels: f.model, sourceWidth: f.full.width, sourceHeight: f.full.height }));
+    const inputs = [...frames.values()].map((f) => ({
+      pixels: f.model,
+      sourceWidth: f.full.width,
+      sourceHeight: f.full.height,
+    }));
     const batched = await detector.detect(inputs);
     for (const [i, input] of inputs.entries()) {
       const [alone] = await detector.detect([input]);

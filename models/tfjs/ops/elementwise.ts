@@ -52,7 +52,15 @@ const binary =
   (ctx, node) => {
     const a = ctx.input(node, 0);
     const b = ctx.input(node, 1);
-    return [ctx.emit1(onnxOp, [a.name, b.name], boolResult ? 'bool' : a.type, broadcastShape(a.shape, b.shape), node.name)];
+    return [
+      ctx.emit1(
+        onnxOp,
+        [a.name, b.name],
+        boolResult ? 'bool' : a.type,
+        broadcastShape(a.shape, b.shape),
+        node.name,
+      ),
+    ];
   };
 
 /** floor division and modulo with TensorFlow's (Python's) rounding toward −∞ */
@@ -65,15 +73,28 @@ const floorDivMod =
     const isFloat = a.type === 'float32';
     if (isFloat) {
       const q = ctx.emit1('Div', [a.name, b.name], a.type, shape, `${node.name}/div`);
-      const fq = ctx.emit1('Floor', [q.name], a.type, shape, mode === 'div' ? node.name : `${node.name}/floor`);
+      const fq = ctx.emit1(
+        'Floor',
+        [q.name],
+        a.type,
+        shape,
+        mode === 'div' ? node.name : `${node.name}/floor`,
+      );
       if (mode === 'div') return [fq];
       const prod = ctx.emit1('Mul', [fq.name, b.name], a.type, shape, `${node.name}/mul`);
       return [ctx.emit1('Sub', [a.name, prod.name], a.type, shape, node.name)];
     }
     // integer Mod with fmod=0 takes the divisor's sign, which is floor-mod; a - mod is divisible by b
-    const mod = ctx.emit1('Mod', [a.name, b.name], a.type, shape, mode === 'mod' ? node.name : `${node.name}/mod`, {
-      fmod: attr.int(0),
-    });
+    const mod = ctx.emit1(
+      'Mod',
+      [a.name, b.name],
+      a.type,
+      shape,
+      mode === 'mod' ? node.name : `${node.name}/mod`,
+      {
+        fmod: attr.int(0),
+      },
+    );
     if (mode === 'mod') return [mod];
     const exact = ctx.emit1('Sub', [a.name, mod.name], a.type, shape, `${node.name}/sub`);
     return [ctx.emit1('Div', [exact.name, b.name], a.type, shape, node.name)];
@@ -93,7 +114,11 @@ export const ELEMENTWISE_OPS: Record<string, OpHandler> = {
   },
   LeakyRelu: (ctx, node, attrs) => {
     const x = ctx.input(node, 0);
-    return [ctx.emit1('LeakyRelu', [x.name], x.type, x.shape, node.name, { alpha: attr.float(attrs.float('alpha', 0.2)) })];
+    return [
+      ctx.emit1('LeakyRelu', [x.name], x.type, x.shape, node.name, {
+        alpha: attr.float(attrs.float('alpha', 0.2)),
+      }),
+    ];
   },
   Rsqrt: (ctx, node) => {
     const x = ctx.input(node, 0);

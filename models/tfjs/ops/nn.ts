@@ -62,12 +62,16 @@ function spatial(node: TfNode, attrs: NodeAttrs, inputShape: number[], kernel: n
 
 function toNchw(ctx: ConversionContext, x: Value, hint: string, nchw: boolean): Value {
   if (nchw) return x;
-  return ctx.emit1('Transpose', [x.name], x.type, permute(x.shape, TO_NCHW), `${hint}/to_nchw`, { perm: attr.ints(TO_NCHW) });
+  return ctx.emit1('Transpose', [x.name], x.type, permute(x.shape, TO_NCHW), `${hint}/to_nchw`, {
+    perm: attr.ints(TO_NCHW),
+  });
 }
 
 function fromNchw(ctx: ConversionContext, x: Value, hint: string, nchw: boolean): Value {
   if (nchw) return x;
-  return ctx.emit1('Transpose', [x.name], x.type, permute(x.shape, TO_NHWC), hint, { perm: attr.ints(TO_NHWC) });
+  return ctx.emit1('Transpose', [x.name], x.type, permute(x.shape, TO_NHWC), hint, {
+    perm: attr.ints(TO_NHWC),
+  });
 }
 
 /** [kh, kw, cin, cout] → [cout, cin, kh, kw]; depthwise [kh, kw, c, m] → [c·m, 1, kh, kw] */
@@ -129,7 +133,9 @@ const conv =
       if (op === 'BiasAdd') {
         bias = Float32Array.from(ctx.constant(node, 2).data as Float32Array);
       } else if (op === 'FusedBatchNorm') {
-        const [scale, offset, mean, variance] = [2, 3, 4, 5].map((k) => ctx.constant(node, k).data as Float32Array);
+        const [scale, offset, mean, variance] = [2, 3, 4, 5].map(
+          (k) => ctx.constant(node, k).data as Float32Array,
+        );
         const eps = attrs.float('epsilon', 1e-3);
         const per = w.data.length / outCh;
         bias = new Float32Array(outCh);
@@ -188,14 +194,22 @@ const resize =
     const size = Array.from(ctx.constant(node, 1).data as ArrayLike<number | bigint>, Number);
     const alignCorners = attrs.bool('align_corners', false);
     const halfPixel = attrs.bool('half_pixel_centers', false);
-    const transform = alignCorners ? 'align_corners' : halfPixel ? (mode === 'nearest' ? 'tf_half_pixel_for_nn' : 'half_pixel') : 'asymmetric';
+    const transform = alignCorners
+      ? 'align_corners'
+      : halfPixel
+        ? mode === 'nearest'
+          ? 'tf_half_pixel_for_nn'
+          : 'half_pixel'
+        : 'asymmetric';
     const nchw = toNchw(ctx, x, node.name, false);
     const [n, c] = [nchw.shape[0]!, nchw.shape[1]!];
     const attributes = {
       mode: attr.string(mode),
       coordinate_transformation_mode: attr.string(transform),
       axes: attr.ints([2, 3]),
-      ...(mode === 'nearest' ? { nearest_mode: attr.string(alignCorners ? 'round_prefer_ceil' : 'floor') } : {}),
+      ...(mode === 'nearest'
+        ? { nearest_mode: attr.string(alignCorners ? 'round_prefer_ceil' : 'floor') }
+        : {}),
     };
     const y = ctx.emit1(
       'Resize',

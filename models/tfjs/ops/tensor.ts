@@ -33,8 +33,11 @@ const reshape: OpHandler = (ctx, node) => {
     throw new ArgusError(`node "${node.name}": cannot reshape [${x.shape}] to [${target}]`);
   }
   // with a symbolic batch, a leading 1 that is the batch becomes 0 ("copy dimension 0 from the input")
-  const onnxTarget = ctx.options.dynamicBatch && target[0] === 1 && x.shape[0] === 1 ? [0, ...target.slice(1)] : target;
-  return [ctx.emit1('Reshape', [x.name, ctx.int64s(onnxTarget, `${node.name}/shape`)], x.type, shape, node.name)];
+  const onnxTarget =
+    ctx.options.dynamicBatch && target[0] === 1 && x.shape[0] === 1 ? [0, ...target.slice(1)] : target;
+  return [
+    ctx.emit1('Reshape', [x.name, ctx.int64s(onnxTarget, `${node.name}/shape`)], x.type, shape, node.name),
+  ];
 };
 
 const transpose: OpHandler = (ctx, node) => {
@@ -81,7 +84,13 @@ const pack: OpHandler = (ctx, node, attrs) => {
     const x = ctx.input(node, i);
     const shape = [...x.shape];
     shape.splice(axis, 0, 1);
-    return ctx.emit1('Unsqueeze', [x.name, ctx.int64s([axis], `${node.name}/axes`)], x.type, shape, `${node.name}/unsqueeze`);
+    return ctx.emit1(
+      'Unsqueeze',
+      [x.name, ctx.int64s([axis], `${node.name}/axes`)],
+      x.type,
+      shape,
+      `${node.name}/unsqueeze`,
+    );
   });
   return [concatValues(ctx, parts, axis, node.name)];
 };
@@ -112,7 +121,9 @@ const reduce =
     const x = ctx.input(node, 0);
     const axes = tensorNumbers(ctx.constant(node, 1)).map((a) => normAxis(a, x.shape.length));
     const keep = attrs.bool('keep_dims', false);
-    const shape = keep ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !axes.includes(i));
+    const shape = keep
+      ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
+      : x.shape.filter((_, i) => !axes.includes(i));
     return [
       ctx.emit1(onnxOp, [x.name, ctx.int64s(axes, `${node.name}/axes`)], x.type, shape, node.name, {
         keepdims: attr.int(keep ? 1 : 0),
@@ -144,7 +155,10 @@ const split: OpHandler = (ctx, node, attrs) => {
   return ctx.emit(
     'Split',
     [x.name, ctx.int64s(new Array(n).fill(size), `${node.name}/split`)],
-    Array.from({ length: n }, () => ({ type: x.type, shape: x.shape.map((d, i) => (i === axis ? size : d)) })),
+    Array.from({ length: n }, () => ({
+      type: x.type,
+      shape: x.shape.map((d, i) => (i === axis ? size : d)),
+    })),
     node.name,
     { axis: attr.int(axis) },
   );
@@ -156,7 +170,9 @@ const stridedSlice: OpHandler = (ctx, node, attrs) => {
   const end = tensorNumbers(ctx.constant(node, 2));
   const strides = tensorNumbers(ctx.constant(node, 3));
   if (attrs.int('ellipsis_mask', 0) || attrs.int('new_axis_mask', 0)) {
-    throw new ArgusError(`node "${node.name}": StridedSlice with ellipsis or new-axis masks is not supported`);
+    throw new ArgusError(
+      `node "${node.name}": StridedSlice with ellipsis or new-axis masks is not supported`,
+    );
   }
   const beginMask = attrs.int('begin_mask', 0);
   const endMask = attrs.int('end_mask', 0);
@@ -210,13 +226,18 @@ const expandDims: OpHandler = (ctx, node) => {
   const axis = normAxis(tensorNumbers(ctx.constant(node, 1))[0]!, x.shape.length + 1);
   const shape = [...x.shape];
   shape.splice(axis, 0, 1);
-  return [ctx.emit1('Unsqueeze', [x.name, ctx.int64s([axis], `${node.name}/axes`)], x.type, shape, node.name)];
+  return [
+    ctx.emit1('Unsqueeze', [x.name, ctx.int64s([axis], `${node.name}/axes`)], x.type, shape, node.name),
+  ];
 };
 
 const squeeze: OpHandler = (ctx, node, attrs) => {
   const x = ctx.input(node, 0);
   const dims = attrs.ints('squeeze_dims', []);
-  const axes = dims.length > 0 ? dims.map((a) => normAxis(a, x.shape.length)) : x.shape.flatMap((d, i) => (d === 1 ? [i] : []));
+  const axes =
+    dims.length > 0
+      ? dims.map((a) => normAxis(a, x.shape.length))
+      : x.shape.flatMap((d, i) => (d === 1 ? [i] : []));
   return [
     ctx.emit1(
       'Squeeze',
@@ -243,17 +264,22 @@ const topK: OpHandler = (ctx, node) => {
     { axis: attr.int(-1), largest: attr.int(1), sorted: attr.int(1) },
   ) as [Value, Value];
   // TensorFlow returns int32 indices
-  const idx32 = ctx.emit1('Cast', [indices.name], 'int32', shape, `${node.name}:1`, { to: attr.int(ONNX_DATA_TYPE.int32) });
+  const idx32 = ctx.emit1('Cast', [indices.name], 'int32', shape, `${node.name}:1`, {
+    to: attr.int(ONNX_DATA_TYPE.int32),
+  });
   return [values, idx32];
 };
 
 const gather: OpHandler = (ctx, node, attrs) => {
-  if (attrs.int('batch_dims', 0) !== 0) throw new ArgusError(`node "${node.name}": GatherV2 with batch_dims is not supported`);
+  if (attrs.int('batch_dims', 0) !== 0)
+    throw new ArgusError(`node "${node.name}": GatherV2 with batch_dims is not supported`);
   const params = ctx.input(node, 0);
   const indices = ctx.input(node, 1);
   const axis = normAxis(tensorNumbers(ctx.constant(node, 2))[0]!, params.shape.length);
   const shape = [...params.shape.slice(0, axis), ...indices.shape, ...params.shape.slice(axis + 1)];
-  return [ctx.emit1('Gather', [params.name, indices.name], params.type, shape, node.name, { axis: attr.int(axis) })];
+  return [
+    ctx.emit1('Gather', [params.name, indices.name], params.type, shape, node.name, { axis: attr.int(axis) }),
+  ];
 };
 
 export const TENSOR_OPS: Record<string, OpHandler> = {
