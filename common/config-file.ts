@@ -3,12 +3,22 @@ import { isMap, isScalar, LineCounter, type Node, parseDocument } from 'yaml';
 import { ArgusError } from './errors.ts';
 import type { SchemaIssue, Validator } from './schema.ts';
 
-/** a config file read and validated, able to point at the line of any value in it */
-export interface LoadedConfig<T> {
-  value: T;
+export type ConfigPath = readonly (string | number)[];
+
+/** a parsed config file, able to point at the line of any value or key in it */
+export interface ConfigDocument {
   file: string;
-  /** "file:line:col" of the value at `path` (JSON pointer segments), or just the file if not found */
-  locate(path: readonly (string | number)[]): string;
+  /** the document as plain data */
+  data: unknown;
+  /** "file:line:col" of the value at `path`, or just the file when it is not in the document */
+  locate(path: ConfigPath): string;
+  /** "file:line:col" of the key `key` of the mapping at `path` */
+  locateKey(path: ConfigPath, key: string): string;
+}
+
+/** a config file read and validated against its schema */
+export interface LoadedConfig<T> extends ConfigDocument {
+  value: T;
 }
 
 function pointerSegments(pointer: string): string[] {
@@ -19,31 +29,8 @@ function pointerSegments(pointer: string): string[] {
     .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
 }
 
-/**
- * Reads a YAML (or JSON) config file and validates it against its schema. Every problem is
- * reported with the file, line and column it is at, the path of the value and what is wrong, so
- * that an operator can fix the file without reading code.
- */
-export async function loadConfigFile<T>(
-  file: string,
-  validator: Validator<T>,
-  what: string,
-): Promise<LoadedConfig<T>> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new ArgusError(`cannot read ${what} ${file}: ${(err as Error).message}`);
-  }
-  return parseConfigText(text, file, validator, what);
-}
-
-export function parseConfigText<T>(
-  text: string,
-  file: string,
-  validator: Validator<T>,
-  what: string,
-): LoadedConfig<T> {
+/** Parses YAML (or JSON) text; syntax errors are reported with file, line and column. */
+export function parseConfigDocument(text: string, file: string, what: string): ConfigDocument {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -58,12 +45,12 @@ export function parseConfigText<T>(
     const pos = lineCounter.linePos(offset);
     return `${file}:${pos.line}:${pos.col}`;
   };
-  const nodeAt = (path: readonly (string | number)[]): Node | undefined => {
+  const nodeAt = (path: ConfigPath): Node | undefined => {
     const node = path.length === 0 ? doc.contents : doc.getIn(path, true);
     return (node ?? undefined) as Node | undefined;
   };
-  const locate = (path: readonly (string | number)[]) => at(nodeAt(path)?.range?.[0]);
-  const keyLocation = (path: readonly string[], key: string): string => {
+  const locate = (path: ConfigPath) => at(nodeAt(path)?.range?.[0]);
+  const locateKey = (path: ConfigPath, key: string): string => {
     const parent = nodeAt(path);
     if (isMap(parent)) {
       const pair = parent.items.find((p) => isScalar(p.key) && p.key.value === key);
@@ -71,21 +58,66 @@ export function parseConfigText<T>(
     }
     return locate(path);
   };
-  const value: unknown = doc.toJS() ?? {};
+  return { file, data: doc.toJS() ?? {}, locate, locateKey };
+}
+
+/** one line per schema issue, each starting with the file:line:col it is at; `base` prefixes paths */
+export function describeIssues(
+  doc: ConfigDocument,
+  issues: readonly SchemaIssue[],
+  base: ConfigPath = [],
+): string[] {
+  return issues.flatMap((issue) => {
+    const segments = [...base, ...pointerSegments(issue.path)];
+    if (issue.unknownKeys) {
+      return issue.unknownKeys.map(
+        (k) =>
+          `  ${doc.locateKey(segments, k)}: ${[...segments, k].join('.')}: unknown key "${k}" (remove it or check its spelling)`,
+      );
+    }
+    return [`  ${doc.locate(segments)}: ${segments.join('.') || '(top level)'}: ${issue.message}`];
+  });
+}
+
+/**
+ * Validates a parsed document against its schema. Every problem is reported with the file, line
+ * and column it is at, the path of the value and what is wrong, so that an operator can fix the
+ * file without reading code.
+ */
+export function validateConfigDocument<T>(
+  doc: ConfigDocument,
+  validator: Validator<T>,
+  what: string,
+): LoadedConfig<T> {
+  const value = validator.withDefaults(doc.data);
   const issues = validator.issues(value);
-  if (issues.length > 0) {
-    const lines = issues.flatMap((issue: SchemaIssue) => {
-      const segments = pointerSegments(issue.path);
-      if (issue.unknownKeys) {
-        return issue.unknownKeys.map(
-          (k) =>
-            `  ${keyLocation(segments, k)}: ${[...segments, k].join('.')}: unknown key "${k}" (remove it or check its spelling)`,
-        );
-      }
-      const where = locate(segments);
-      return [`  ${where}: ${segments.join('.') || '(top level)'}: ${issue.message}`];
-    });
-    throw new ArgusError(`${what} ${file} is invalid:\n${lines.join('\n')}`);
+  if (issues.length > 0)
+    throw new ArgusError(`${what} ${doc.file} is invalid:\n${describeIssues(doc, issues).join('\n')}`);
+  return { ...doc, value: value as T };
+}
+
+export function parseConfigText<T>(
+  text: string,
+  file: string,
+  validator: Validator<T>,
+  what: string,
+): LoadedConfig<T> {
+  return validateConfigDocument(parseConfigDocument(text, file, what), validator, what);
+}
+
+export async function readConfigText(file: string, what: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ArgusError(`cannot read ${what} ${file}: ${(err as Error).message}`);
   }
-  return { value: value as T, file, locate };
+}
+
+/** Reads a YAML (or JSON) config file and validates it against its schema (see validateConfigDocument). */
+export async function loadConfigFile<T>(
+  file: string,
+  validator: Validator<T>,
+  what: string,
+): Promise<LoadedConfig<T>> {
+  return parseConfigText(await readConfigText(file, what), file, validator, what);
 }

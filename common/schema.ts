@@ -1,5 +1,6 @@
 import type { TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
+import Value from 'typebox/value';
 import { ArgusError } from './errors.ts';
 
 export interface SchemaIssue {
@@ -16,6 +17,8 @@ export interface Validator<T> {
   issues(value: unknown): SchemaIssue[];
   /** returns the value typed, or throws an ArgusError that lists every problem found in `what` */
   parse(value: unknown, what: string): T;
+  /** a copy of `value` with the schema's defaults filled in where values are missing */
+  withDefaults(value: unknown): unknown;
 }
 
 function describeIssue(error: {
@@ -72,6 +75,7 @@ export function compileSchema<T>(schema: TSchema): Validator<T> {
     schema,
     check: (value): value is T => compiled.Check(value),
     issues,
+    withDefaults: (value) => Value.Default(schema, structuredClone(value)),
     parse(value, what) {
       if (compiled.Check(value)) return value as T;
       const found = issues(value);
