@@ -9,6 +9,7 @@ import { COMMAND_NAMES, CONTRACT_VERSION, DEVICE_ID_PATTERN } from './topics.ts'
  */
 
 const V = Type.Literal(CONTRACT_VERSION);
+
 const Timestamp = Type.String({ format: 'date-time', description: 'ISO 8601, UTC' });
 const DeviceId = Type.String({ pattern: DEVICE_ID_PATTERN });
 const CameraId = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' });
@@ -107,12 +108,12 @@ export const EventMessageSchema = Type.Object(
       description: 'stable id of the event across its lifecycle',
     }),
     seq: Type.Integer({ minimum: 0, description: '0 for new, +1 for each later message of the event' }),
-    phase: Type.Union(EVENT_PHASES.map((p) => Type.Literal(p))),
+    phase: Type.Enum(EVENT_PHASES),
     device: DeviceId,
     camera: CameraId,
     cameraSeq: Type.Integer({ minimum: 0, description: 'per-camera message counter, strictly increasing' }),
     rule: Type.String({ minLength: 1, maxLength: 64, description: 'rule id from the scene' }),
-    ruleType: Type.Union(RULE_TYPES.map((r) => Type.Literal(r))),
+    ruleType: Type.Enum(RULE_TYPES),
     label: Type.String({ description: 'object class, or "*" for rules about many objects' }),
     trackId: Type.Integer({ minimum: -1, description: '-1 for rules about many objects (crowding)' }),
     zone: Type.Optional(Type.String()),
@@ -158,7 +159,7 @@ export const CommandSchema = Type.Object(
   {
     v: V,
     id: Type.String({ minLength: 8, maxLength: 64 }),
-    name: Type.Union(COMMAND_NAMES.map((n) => Type.Literal(n))),
+    name: Type.Enum(COMMAND_NAMES),
     args: Type.Record(Type.String(), Type.Unknown()),
     issuedAt: Timestamp,
   },
@@ -170,7 +171,7 @@ export const CommandResultSchema = Type.Object(
     v: V,
     id: Type.String({ minLength: 8, maxLength: 64, description: 'the command id' }),
     device: DeviceId,
-    name: Type.Union(COMMAND_NAMES.map((n) => Type.Literal(n))),
+    name: Type.Enum(COMMAND_NAMES),
     ok: Type.Boolean(),
     message: Type.String(),
     at: Timestamp,

@@ -19,14 +19,14 @@ export function iou(a: readonly number[], b: readonly number[]): number {
  * Class-aware greedy non-maximum suppression: within each class, a box is dropped when it overlaps
  * a higher-scoring kept box by more than `iouThreshold`. Returns at most `limit` detections, best first.
  */
-export function nonMaxSuppression(
-  candidates: RawDetection[],
+export function nonMaxSuppression<T extends RawDetection>(
+  candidates: readonly T[],
   iouThreshold: number,
   limit: number,
-): RawDetection[] {
+): T[] {
   const sorted = [...candidates].sort((a, b) => b.score - a.score);
-  const keptByClass = new Map<number, RawDetection[]>();
-  const kept: RawDetection[] = [];
+  const keptByClass = new Map<number, T[]>();
+  const kept: T[] = [];
   for (const c of sorted) {
     const same = keptByClass.get(c.classId) ?? [];
     if (same.some((k) => iou(k.box, c.box) > iouThreshold)) continue;

@@ -1,0 +1,86 @@
+import type { Box } from '../detector/detector.ts';
+
+/**
+ * Constant-velocity Kalman filter over a box, as four independent position/velocity filters
+ * (centre x, centre y, width, height). Noise scales with the box height, so near and far objects
+ * are tracked alike; prediction takes the elapsed time, so skipped frames are handled.
+ */
+
+interface Axis {
+  x: number;
+  v: number;
+  /** covariance [pp, pv, vv] */
+  pp: number;
+  pv: number;
+  vv: number;
+}
+
+const POSITION_NOISE = 1 / 20;
+const VELOCITY_NOISE = 1 / 10;
+const MEASUREMENT_NOISE = 1 / 20;
+
+export class BoxFilter {
+  private axes: Axis[];
+
+  constructor(box: Box) {
+    const m = toMeasurement(box);
+    const h = m[3]!;
+    this.axes = m.map((x) => ({
+      x,
+      v: 0,
+      pp: (2 * POSITION_NOISE * h) ** 2,
+      pv: 0,
+      vv: (10 * VELOCITY_NOISE * h) ** 2,
+    }));
+  }
+
+  /** advances the state by `dt` seconds */
+  predict(dt: number): void {
+    const h = Math.max(1, this.axes[3]!.x);
+    const q = (POSITION_NOISE * h) ** 2 * dt;
+    const qv = (VELOCITY_NOISE * h) ** 2 * dt;
+    for (const a of this.axes) {
+      a.x += a.v * dt;
+      const pp = a.pp + 2 * dt * a.pv + dt * dt * a.vv + q;
+      const pv = a.pv + dt * a.vv;
+      a.pp = pp;
+      a.pv = pv;
+      a.vv += qv;
+    }
+  }
+
+  /** corrects the state with a measured box */
+  update(box: Box): void {
+    const m = toMeasurement(box);
+    const r = (MEASUREMENT_NOISE * Math.max(1, m[3]!)) ** 2;
+    this.axes.forEach((a, i) => {
+      const residual = m[i]! - a.x;
+      const s = a.pp + r;
+      const kx = a.pp / s;
+      const kv = a.pv / s;
+      a.x += kx * residual;
+      a.v += kv * residual;
+      const pp = (1 - kx) * a.pp;
+      const pv = (1 - kx) * a.pv;
+      a.vv -= kv * a.pv;
+      a.pp = pp;
+      a.pv = pv;
+    });
+  }
+
+  box(): Box {
+    const [cx, cy, w, h] = this.axes.map((a) => a.x) as [number, number, number, number];
+    return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2];
+  }
+
+  /** velocity of the box centre in pixels per second */
+  velocity(): [number, number] {
+    return [this.axes[0]!.v, this.axes[1]!.v];
+  }
+}
+
+function toMeasurement(box: Box): number[] {
+  const w = Math.max(1, box[2] - box[0]);
+  const h = Math.max(1, box[3] - box[1]);
+  return [box[0] + w / 2, box[1] + h / 2, w, h];
+}
