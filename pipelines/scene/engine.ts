@@ -65,7 +65,7 @@ export class SceneEngine {
     );
     const candidates = kept.map((k) => wanted[k.index]!);
     const tracks = this.tracker.update(candidates, t);
-    const objects = tracks.map((track) => this.toObject(track));
+    const objects = tracks.map((track) => this.toObject(track, t));
     const transitions: Transition[] = [];
     const live = new Set(tracks.map((tr) => tr.id));
     for (const binding of this.bindings) {
@@ -83,8 +83,9 @@ export class SceneEngine {
     return { tracks, transitions };
   }
 
-  private toObject(track: Track): SceneObject {
-    const [x1, y1, x2, y2] = track.box;
+  /** rules see the box detected in this frame; a track not matched in this frame is at its predicted box */
+  private toObject(track: Track, t: number): SceneObject {
+    const [x1, y1, x2, y2] = track.lastSeen === t ? track.detectionBox : track.box;
     const cx = (x1 + x2) / 2 / this.frameWidth;
     const cy = (y1 + y2) / 2 / this.frameHeight;
     const anchor: [number, number] = this.scene.anchor === 'center' ? [cx, cy] : [cx, y2 / this.frameHeight];

@@ -15,8 +15,9 @@ interface Axis {
   vv: number;
 }
 
+/** standard deviations as fractions of the box height: position drift per √(0.1 s), velocity change per √s, measurement */
 const POSITION_NOISE = 1 / 20;
-const VELOCITY_NOISE = 1 / 10;
+const VELOCITY_NOISE = 1;
 const MEASUREMENT_NOISE = 1 / 20;
 
 export class BoxFilter {
@@ -30,14 +31,14 @@ export class BoxFilter {
       v: 0,
       pp: (2 * POSITION_NOISE * h) ** 2,
       pv: 0,
-      vv: (10 * VELOCITY_NOISE * h) ** 2,
+      vv: (VELOCITY_NOISE * h) ** 2,
     }));
   }
 
   /** advances the state by `dt` seconds */
   predict(dt: number): void {
     const h = Math.max(1, this.axes[3]!.x);
-    const q = (POSITION_NOISE * h) ** 2 * dt;
+    const q = (POSITION_NOISE * h) ** 2 * (dt / 0.1);
     const qv = (VELOCITY_NOISE * h) ** 2 * dt;
     for (const a of this.axes) {
       a.x += a.v * dt;

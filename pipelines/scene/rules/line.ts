@@ -8,7 +8,8 @@ import type { RuleEvaluator, SceneObject, Transition } from './types.ts';
  * A crossing is instantaneous: its event opens and closes at once (`new` then `end`).
  */
 export class LineEvaluator implements RuleEvaluator {
-  private last = new Map<number, Point>();
+  /** per track: the last anchor position that was clearly on one side, and that side's sign */
+  private last = new Map<number, { p: Point; side: number }>();
   private counts = { in: 0, out: 0 };
 
   constructor(private readonly rule: LineRule) {}
@@ -24,15 +25,13 @@ export class LineEvaluator implements RuleEvaluator {
     for (const o of objects) {
       const id = o.track.id;
       seen.add(id);
+      const side = Math.sign(sideOf(a, b, o.anchor));
+      if (side === 0) continue;
       const prev = this.last.get(id);
-      this.last.set(id, o.anchor);
-      if (!prev) continue;
-      const before = sideOf(a, b, prev);
-      const after = sideOf(a, b, o.anchor);
-      if (before === 0 || after === 0 || Math.sign(before) === Math.sign(after)) continue;
-      if (!segmentsIntersect(prev, o.anchor, a, b)) continue;
+      this.last.set(id, { p: o.anchor, side });
+      if (!prev || prev.side === side || !segmentsIntersect(prev.p, o.anchor, a, b)) continue;
       // sideOf < 0 is the left of A→B on screen (y grows downwards)
-      const direction: 'in' | 'out' = before < 0 ? 'in' : 'out';
+      const direction: 'in' | 'out' = prev.side < 0 ? 'in' : 'out';
       this.counts[direction]++;
       if (!this.rule.directions.includes(direction)) continue;
       const base = {
@@ -45,8 +44,8 @@ export class LineEvaluator implements RuleEvaluator {
         direction,
         score: o.track.score,
         box: o.track.box,
-        before: { side: before < 0 ? 'left' : 'right', count: this.counts[direction] - 1 },
-        after: { side: after < 0 ? 'left' : 'right', count: this.counts[direction] },
+        before: { side: prev.side < 0 ? 'left' : 'right', count: this.counts[direction] - 1 },
+        after: { side: side < 0 ? 'left' : 'right', count: this.counts[direction] },
       };
       out.push({ ...base, phase: 'new' }, { ...base, phase: 'end' });
     }

@@ -1,0 +1,219 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Box, Detection } from '../../pipelines/detector/detector.ts';
+import { SceneEngine } from '../../pipelines/scene/engine.ts';
+import { parseScene } from '../../pipelines/scene/load.ts';
+import type { Transition } from '../../pipelines/scene/rules/index.ts';
+
+/**
+ * Scene rules on synthetic tracks: detections are generated along known paths on a 1000×1000
+ * frame (so a pixel is 0.001 of the frame), run through the real tracker and rules, and the
+ * transitions are compared exactly.
+ */
+
+const W = 1000;
+const H = 1000;
+const FPS = 5;
+
+function person(cx: number, feetY: number, label = 'person', score = 0.9, w = 40, h = 100): Detection {
+  return { label, classId: 0, score, box: [cx - w / 2, feetY - h, cx + w / 2, feetY] as Box };
+}
+
+/** positions of one object from `from` to `to` (feet point, pixels) over `seconds` at FPS */
+function path(from: [number, number], to: [number, number], seconds: number): [number, number][] {
+  const n = Math.round(seconds * FPS);
+  return Array.from({ length: n + 1 }, (_, i) => [
+    from[0] + ((to[0] - from[0]) * i) / n,
+    from[1] + ((to[1] - from[1]) * i) / n,
+  ]);
+}
+
+function sceneYaml(rules: string, extra = ''): string {
+  const tracker = extra.includes('tracker:') ? '' : 'tracker:\n  minHits: 1\n';
+  return `name: test\n${tracker}${extra}rules:\n${rules}`;
+}
+
+/** runs frames (each a list of detections) through the engine; returns transitions with their times */
+function run(engine: SceneEngine, frames: Detection[][], t0 = 0): (Transition & { t: number })[] {
+  const out: (Transition & { t: number })[] = [];
+  frames.forEach((dets, i) => {
+    const t = Number((t0 + i / FPS).toFixed(3));
+    for (const tr of engine.observe(dets, t).transitions) out.push({ ...tr, t });
+  });
+  return out;
+}
+
+const summary = (ts: (Transition & { t: number })[]) =>
+  ts.map((t) => ({
+    t: t.t,
+    phase: t.phase,
+    rule: t.rule,
+    trackId: t.trackId,
+    direction: t.direction,
+    before: t.before,
+    after: t.after,
+  }));
+
+describe('scene rules on synthetic tracks', () => {
+  it('line: counts a crossing in each direction, one new+end pair per crossing', () => {
+    const scene = parseScene(
+      sceneYaml('  - { id: road, type: line, line: [[0.5, 0.2], [0.5, 0.8]] }\n'),
+      's.yaml',
+    );
+    const engine = new SceneEngine(scene, W, H);
+    // A=(500,200) → B=(500,800) points down; on screen its left is +x ... so walking right→left is "in"
+    const there = path([710, 500], [310, 500], 4).map(([x, y]) => [person(x, y)]);
+    const back = path([310, 500], [710, 500], 4).map(([x, y]) => [person(x, y)]);
+    const ts = run(engine, [...there, ...back]);
+    assert.deepEqual(
+      ts.map((t) => [t.phase, t.direction, t.after.count]),
+      [
+        ['new', 'in', 1],
+        ['end', 'in', 1],
+        ['new', 'out', 1],
+        ['end', 'out', 1],
+      ],
+    );
+    assert.equal(new Set(ts.map((t) => t.key)).size, 2);
+    assert.deepEqual(engine.counters(), { 'road.in': 1, 'road.out': 1 });
+    assert.equal(ts[0]!.t, 2.2, 'the crossing is reported on the first frame with the feet past the line');
+  });
+
+  it('zone: enter opens the visit, exit closes it with the dwell time; occupancy follows', () => {
+    const scene = parseScene(
+      sceneYaml('  - { id: plaza, type: zone, polygon: [[0.4, 0.4], [0.6, 0.4], [0.6, 0.6], [0.4, 0.6]] }\n'),
+      's.yaml',
+    );
+    const engine = new SceneEngine(scene, W, H);
+    const frames = path([310, 500], [710, 500], 4).map(([x, y]) => [person(x, y)]);
+    const ts = run(engine, frames);
+    assert.deepEqual(summary(ts), [
+      {
+        t: 1,
+        phase: 'new',
+        rule: 'plaza',
+        trackId: 1,
+        direction: undefined,
+        before: { inside: false, occupancy: 0 },
+        after: { inside: true, occupancy: 1 },
+      },
+      {
+        t: 3,
+        phase: 'end',
+        rule: 'plaza',
+        trackId: 1,
+        direction: undefined,
+        before: { inside: true, occupancy: 1 },
+        after: { inside: false, occupancy: 0, dwellSeconds: 2 },
+      },
+    ]);
+  });
+
+  it('loitering: new once the stay exceeds the limit, updates while staying, end on leaving', () => {
+    const scene = parseScene(
+      sceneYaml(
+        '  - { id: bench, type: loitering, seconds: 10, polygon: [[0.4, 0.4], [0.61, 0.4], [0.61, 0.6], [0.4, 0.6]] }\n',
+        'updateSeconds: 5\n',
+      ),
+      's.yaml',
+    );
+    const engine = new SceneEngine(scene, W, H);
+    const stay = Array.from({ length: 16 * FPS }, (_, i) => [person(500 + (i % 2), 500)]);
+    const leave = path([500, 500], [900, 500], 4).map(([x, y]) => [person(x, y)]);
+    const ts = run(engine, [...stay, ...leave]);
+    assert.deepEqual(
+      ts.map((t) => [t.t, t.phase, t.after.dwellSeconds]),
+      [
+        [10.2, 'new', 10.2],
+        [15.2, 'update', 15.2],
+        [17.2, 'end', 17.2],
+      ],
+    );
+    assert.equal(ts[2]!.after.reason, 'left');
+  });
+
+  it('crowding: more than N for T seconds opens one crowd event; it ends after clearSeconds below N', () => {
+    const scene = parseScene(
+      sceneYaml(
+        '  - { id: gate, type: crowding, count: 3, seconds: 2, clearSeconds: 1, polygon: [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]] }\n',
+        'tracker:\n  minHits: 1\n  maxAgeSeconds: 0.5\n',
+      ),
+      's.yaml',
+    );
+    const engine = new SceneEngine(scene, W, H);
+    const four = (jitter: number) => [200, 350, 500, 650].map((x) => person(x + jitter, 500));
+    const crowd = Array.from({ length: 4 * FPS }, (_, i) => four(i % 2));
+    const three = Array.from({ length: 3 * FPS }, (_, i) => four(i % 2).slice(0, 3));
+    const ts = run(engine, [...crowd, ...three]);
+    // the fourth person's track outlives its last detection (3.8 s) by maxAgeSeconds, then 1 s to clear
+    assert.deepEqual(
+      ts.map((t) => [t.t, t.phase, t.trackId, t.before.count, t.after.count]),
+      [
+        [2, 'new', -1, 3, 4],
+        [5.4, 'end', -1, 4, 3],
+      ],
+    );
+    assert.equal(ts[0]!.key, ts[1]!.key);
+  });
+
+  it('wrong-way: movement against the allowed direction opens an event, the allowed way does not', () => {
+    const scene = parseScene(
+      sceneYaml('  - { id: oneway, type: wrong-way, direction: [1, 0], windowSeconds: 1 }\n'),
+      's.yaml',
+    );
+    const engine = new SceneEngine(scene, W, H);
+    const allowed = path([100, 300], [400, 300], 3).map(([x, y]) => person(x, y));
+    const against = path([900, 700], [600, 700], 3).map(([x, y]) => person(x, y));
+    const ts = run(
+      engine,
+      allowed.map((a, i) => [a, against[i]!]),
+    );
+    assert.deepEqual(
+      ts.map((t) => [t.t, t.phase, t.trackId, t.after.headingDeg]),
+      [[0.6, 'new', 2, 180]],
+    );
+  });
+
+  it('stationary: a vehicle standing still past the limit opens parked-too-long; driving off ends it', () => {
+    const scene = parseScene(
+      sceneYaml(
+        '  - { id: parked, type: stationary, seconds: 10, classes: [car, truck] }\n',
+        'updateSeconds: 100\n',
+      ),
+      's.yaml',
+    );
+    const engine = new SceneEngine(scene, W, H);
+    const car = (x: number, label = 'car') => person(x, 300, label, 0.8, 120, 60);
+    const parked = Array.from({ length: 12 * FPS }, (_, i) => [
+      car(500 + (i % 3), i % 7 === 0 ? 'truck' : 'car'),
+    ]);
+    const drive = path([500, 300], [900, 300], 2).map(([x]) => [car(x)]);
+    const walker = Array.from({ length: 15 * FPS }, (_, i) => person(100, 800 - i));
+    const frames = [...parked, ...drive].map((f, i) => [...f, walker[i]!]);
+    const ts = run(engine, frames);
+    assert.deepEqual(
+      ts.map((t) => [t.t, t.phase, t.label, t.after.stationarySeconds, t.after.reason]),
+      [
+        [10.2, 'new', 'car', 10.2, undefined],
+        [12.2, 'end', 'car', 12.2, 'moved'],
+      ],
+    );
+  });
+
+  it('the tracker keeps an id across frames without detections (motion-skipped) and ends it after maxAge', () => {
+    const scene = parseScene(
+      sceneYaml('  - { id: plaza, type: zone, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]] }\n'),
+      's.yaml',
+    );
+    const engine = new SceneEngine(scene, W, H);
+    const a = engine.observe([person(500, 500)], 0).tracks;
+    const b = engine.observe([person(510, 500)], 1.2).tracks;
+    assert.deepEqual([a[0]!.id, b[0]!.id], [1, 1]);
+    const gone = engine.observe([], 3);
+    assert.equal(gone.tracks.length, 0);
+    assert.deepEqual(
+      gone.transitions.map((t) => [t.phase, t.after.reason]),
+      [['end', 'lost']],
+    );
+  });
+});
