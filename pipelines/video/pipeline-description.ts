@@ -12,6 +12,8 @@ export interface PipelineOptions {
   model: BranchCaps;
   /** live sources only: cap the delivered frame rate (frames/s) before colour conversion */
   maxFps?: number;
+  /** file sources: play at the recording's own pace, like a camera (otherwise as fast as possible) */
+  realtime?: boolean;
   /** RTSP: jitter-buffer latency in ms, and transport */
   rtspLatencyMs?: number;
   rtspTransport?: 'tcp' | 'udp';
@@ -28,7 +30,7 @@ function sourceChain(o: PipelineOptions): string {
   const s = o.source;
   switch (s.kind) {
     case 'file':
-      return `filesrc location=${quote(s.path)} ! decodebin`;
+      return `filesrc location=${quote(s.path)} ! decodebin${o.realtime ? ' ! identity sync=true' : ''}`;
     case 'rtsp': {
       const protocols = o.rtspTransport === 'udp' ? 'udp' : 'tcp';
       return `rtspsrc location=${quote(s.url)} latency=${o.rtspLatencyMs ?? 0} protocols=${protocols} drop-on-latency=true ! decodebin`;
@@ -48,7 +50,7 @@ function sourceChain(o: PipelineOptions): string {
  * paired with exactly its own full frame. No queue in the pipeline is unbounded.
  */
 export function buildPipelineDescription(o: PipelineOptions): string {
-  const live = o.source.kind !== 'file';
+  const live = o.source.kind !== 'file' || o.realtime === true;
   const parts = [sourceChain(o)];
   if (live && o.maxFps) parts.push(`videorate drop-only=true max-rate=${Math.max(1, Math.round(o.maxFps))}`);
   if (live) parts.push('queue leaky=downstream max-size-buffers=1 max-size-bytes=0 max-size-time=0');

@@ -1,0 +1,317 @@
+import type { CameraTelemetry } from '../../contract/payloads.ts';
+import { ArgusError, errorMessage } from '../../common/errors.ts';
+import type { Logger } from '../../common/logger.ts';
+import type { CameraSettings } from '../camera-settings.ts';
+import type { Detection } from '../detector/detector.ts';
+import { EventLifecycle, type PipelineEvent, type SceneEventMessage } from '../events/lifecycle.ts';
+import { MotionGate } from '../motion.ts';
+import { SceneEngine } from '../scene/engine.ts';
+import type { Scene } from '../scene/schema.ts';
+import { renderAnnotatedJpeg } from '../snapshot.ts';
+import { FrameSource, type VideoFrame } from '../video/frame-source.ts';
+import { parseSourceUrl, type SourceSpec } from '../video/source-url.ts';
+import type { DetectionScheduler } from './scheduler.ts';
+import { RateMeter, SampleWindow } from './stats.ts';
+
+export interface Jpeg {
+  jpeg: Buffer;
+  width: number;
+  height: number;
+}
+
+/** an event message ready for the uplink, its snapshot rendered */
+export interface CameraEvent {
+  camera: string;
+  message: SceneEventMessage;
+  snapshot?: Jpeg;
+  /** the frame's arrival (ms, performance clock) to the event being emitted */
+  latencyMs: number;
+}
+
+export interface CameraStatusChange {
+  camera: string;
+  state: 'online' | 'offline';
+  reason?: string;
+  at: Date;
+}
+
+export interface CameraRuntimeOptions {
+  camera: CameraSettings;
+  scene: Scene;
+  scheduler: DetectionScheduler;
+  /** the detector's input size and colour order: GStreamer prepares frames to match */
+  input: { width: number; height: number; colorOrder: 'RGB' | 'BGR' };
+  /**
+   * `live`: a camera — reconnects forever, wall-clock time, newest frame wins.
+   * `replay`: a recording as fast as possible — every sampled frame is detected in order, scene
+   * time is the stream time.
+   */
+  mode: 'live' | 'replay';
+  log: Logger;
+  /** replay: wall-clock time of stream time 0 (default: now) */
+  replayStart?: Date;
+  onEvent: (e: CameraEvent) => void | Promise<void>;
+  onStatus?: (s: CameraStatusChange) => void;
+}
+
+const BACKOFF_START_MS = 250;
+const BACKOFF_MAX_MS = 2000;
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    }, { once: true });
+  });
+
+/**
+ * One camera: GStreamer source → motion gate → shared detector → tracker and scene rules → event
+ * lifecycle → rendered snapshots → listener. A live camera survives anything its source does:
+ * unreachable, stalled (no frame for `stallTimeoutS`), end of stream, decoder errors — it goes
+ * offline, retries with bounded exponential backoff, and comes back online on the first frame.
+ */
+export class CameraRuntime {
+  readonly id: string;
+  private readonly spec: SourceSpec;
+  private readonly stop$ = new AbortController();
+  private source: FrameSource | undefined;
+  private state: CameraTelemetry['state'] = 'starting';
+  private engine: SceneEngine | undefined;
+  private lifecycle: EventLifecycle;
+  private readonly motion: MotionGate;
+  private chain: Promise<void> = Promise.resolve();
+  private latest: VideoFrame | undefined;
+  private lastT = 0;
+  private readonly framesIn = new RateMeter();
+  private readonly framesDetected = new RateMeter();
+  private readonly detectLatency = new SampleWindow();
+  readonly eventLatency = new SampleWindow(10_000);
+  private running: Promise<void> | undefined;
+  private frameCount = 0;
+  private restartRequested = false;
+
+  constructor(private readonly o: CameraRuntimeOptions) {
+    this.id = o.camera.id;
+    this.spec = parseSourceUrl(o.camera.url);
+    const start = o.replayStart?.getTime() ?? Date.now();
+    this.lifecycle = new EventLifecycle(
+      this.id,
+      o.mode === 'live' ? (t) => new Date(t * 1000) : (t) => new Date(start + t * 1000),
+      o.scene.snapshots.enabled,
+    );
+    this.motion = new MotionGate(o.scene.motion, o.input.width, o.input.height);
+    o.scheduler.register(this.id, o.mode === 'live' ? 'newest' : 'ordered');
+  }
+
+  /** starts the camera in the background; `done` settles when it stops (replay: at end of file) */
+  start(): void {
+    this.running ??= (this.o.mode === 'live' ? this.runLive() : this.runReplay()).finally(() =>
+      this.o.scheduler.unregister(this.id),
+    );
+  }
+
+  get done(): Promise<void> {
+    return this.running ?? Promise.resolve();
+  }
+
+  private newSource(): FrameSource {
+    const live = this.o.mode === 'live';
+    const { input, camera } = this.o;
+    return new FrameSource(
+      {
+        source: this.spec,
+        model: { width: input.width, height: input.height, format: input.colorOrder },
+        ...(live ? { maxFps: camera.detectFps, realtime: true } : {}),
+        rtspTransport: camera.rtspTransport,
+      },
+      this.o.log,
+      camera.decoder,
+    );
+  }
+
+  private setState(state: 'online' | 'offline', reason?: string): void {
+    if (this.state === state) return;
+    const wasStarting = this.state === 'starting';
+    this.state = state;
+    if (state === 'offline' && wasStarting) {
+      this.o.log.warn({ camera: this.id, reason }, 'camera unavailable');
+    } else {
+      this.o.log.info({ camera: this.id, state, reason }, `camera ${state}`);
+    }
+    this.o.onStatus?.({ camera: this.id, state, ...(reason ? { reason } : {}), at: new Date() });
+  }
+
+  private async runLive(): Promise<void> {
+    let backoff = BACKOFF_START_MS;
+    const { signal } = this.stop$;
+    while (!signal.aborted) {
+      const source = this.newSource();
+      this.source = source;
+      let reason = 'end of stream';
+      let lastFrameAt = performance.now();
+      const stallMs = this.o.camera.stallTimeoutS * 1000;
+      const watchdog = setInterval(() => {
+        if (performance.now() - lastFrameAt > stallMs) {
+          reason = `stalled: no frame for ${this.o.camera.stallTimeoutS} s`;
+          source.stop();
+        }
+      }, Math.min(1000, stallMs / 2));
+      try {
+        source.start();
+        for (;;) {
+          const frame = await source.next();
+          if (!frame) break;
+          lastFrameAt = performance.now();
+          if (this.state !== 'online') this.setState('online');
+          backoff = BACKOFF_START_MS;
+          this.onFrame(frame, frame.receivedAt / 1000);
+        }
+      } catch (err) {
+        reason = errorMessage(err);
+      } finally {
+        clearInterval(watchdog);
+        source.stop();
+      }
+      if (signal.aborted) break;
+      if (this.restartRequested) {
+        this.restartRequested = false;
+        reason = 'restart requested';
+      }
+      const looping = this.spec.kind === 'file' && this.o.camera.loop && reason === 'end of stream';
+      if (looping) continue;
+      this.setState('offline', reason);
+      await sleep(backoff * (0.8 + Math.random() * 0.4), signal);
+      backoff = Math.min(BACKOFF_MAX_MS, backoff * 2);
+    }
+    await this.finish(Date.now() / 1000);
+  }
+
+  private async runReplay(): Promise<void> {
+    const source = this.newSource();
+    this.source = source;
+    source.start();
+    this.setState('online');
+    let nextSample = 0;
+    // results of submitted frames, oldest first: waiting on them keeps the queue bounded
+    const outstanding: Promise<unknown>[] = [];
+    try {
+      for (;;) {
+        const frame = await source.next();
+        if (!frame) break;
+        const t = frame.index / (frame.fps ?? 10);
+        if (t + 1e-6 < nextSample) continue;
+        nextSample = Math.max(nextSample + 1 / this.o.camera.detectFps, t);
+        const submitted = this.onFrame(frame, t);
+        if (submitted) outstanding.push(submitted);
+        while (outstanding.length > this.o.scheduler.queueLimit) await outstanding.shift();
+      }
+    } finally {
+      source.stop();
+    }
+    await this.finish(this.lastT);
+  }
+
+  /** motion gate, then detection; returns the detection promise when the frame was submitted */
+  private onFrame(frame: VideoFrame, t: number): Promise<unknown> | undefined {
+    this.frameCount++;
+    this.framesIn.tick();
+    this.latest = frame;
+    if (!this.motion.shouldDetect(frame.model, t)) return undefined;
+    const submittedAt = performance.now();
+    const result = this.o.scheduler.submit(this.id, {
+      pixels: frame.model,
+      sourceWidth: frame.full.width,
+      sourceHeight: frame.full.height,
+    });
+    this.chain = this.chain
+      .then(() => result)
+      .then(async (detections) => {
+        if (!detections) return;
+        this.detectLatency.add(performance.now() - submittedAt);
+        this.framesDetected.tick();
+        await this.observe(frame, t, detections, submittedAt);
+      })
+      .catch((err) => this.o.log.error({ camera: this.id, err: errorMessage(err) }, 'frame processing failed'));
+    return result;
+  }
+
+  private async observe(frame: VideoFrame, t: number, detections: Detection[], arrivedAt: number): Promise<void> {
+    this.engine = (this.engine ?? new SceneEngine(this.o.scene, frame.full.width, frame.full.height)).resize(
+      frame.full.width,
+      frame.full.height,
+    );
+    this.lastT = t;
+    const step = this.engine.observe(detections, t);
+    const events = this.lifecycle.process(step.transitions, t, step.tracks, frame.full, this.engine.counters());
+    await this.emit(events, arrivedAt);
+  }
+
+  private async emit(events: PipelineEvent[], arrivedAt: number): Promise<void> {
+    for (const e of events) {
+      let snapshot: Jpeg | undefined;
+      if (e.snapshot) {
+        const { frame, box, caption } = e.snapshot;
+        snapshot = {
+          jpeg: await renderAnnotatedJpeg(frame, box ? [{ box, label: caption }] : [], this.o.scene.snapshots.quality),
+          width: frame.width,
+          height: frame.height,
+        };
+      }
+      const latencyMs = performance.now() - arrivedAt;
+      this.eventLatency.add(latencyMs);
+      await this.o.onEvent({ camera: this.id, message: e.message, ...(snapshot ? { snapshot } : {}), latencyMs });
+    }
+  }
+
+  /** waits for frames in flight, then ends the scene's open events */
+  private async finish(t: number): Promise<void> {
+    await this.chain;
+    if (!this.engine) return;
+    const events = this.lifecycle.process(this.engine.close(t), t, [], undefined, this.engine.counters());
+    await this.emit(events, performance.now());
+  }
+
+  /** stops the camera; open events end with reason "stopped" */
+  async stop(): Promise<void> {
+    this.stop$.abort();
+    this.source?.stop();
+    await this.done;
+  }
+
+  /** drops the current connection; a live camera reconnects after a short backoff */
+  restart(): void {
+    this.restartRequested = true;
+    this.source?.stop();
+  }
+
+  /** a JPEG of the newest frame */
+  async snapshotNow(): Promise<Jpeg> {
+    const frame = this.latest;
+    if (!frame) throw new ArgusError(`camera ${this.id} has not delivered a frame yet`);
+    return {
+      jpeg: await renderAnnotatedJpeg(frame.full, [], this.o.scene.snapshots.quality),
+      width: frame.full.width,
+      height: frame.full.height,
+    };
+  }
+
+  get frames(): number {
+    return this.frameCount;
+  }
+
+  stats(): CameraTelemetry {
+    const s = this.o.scheduler.stats(this.id);
+    return {
+      id: this.id,
+      state: this.state,
+      fpsIn: Number(this.framesIn.rate().toFixed(2)),
+      fpsDetect: Number(this.framesDetected.rate().toFixed(2)),
+      detectLatencyMs: Number(this.detectLatency.percentile(50).toFixed(1)),
+      drops: s.drops,
+      motionSkippedShare: Number(this.motion.skippedShare.toFixed(3)),
+    };
+  }
+}

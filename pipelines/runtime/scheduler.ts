@@ -1,0 +1,174 @@
+import type { Logger } from '../../common/logger.ts';
+import type { Detection, Detector, ModelFrame } from '../detector/detector.ts';
+
+/** how a camera's frames wait for the detector */
+export type QueueMode =
+  /** live cameras: a newer frame replaces one still waiting (counted as a drop) */
+  | 'newest'
+  /** replays: frames wait in order; the producer awaits when the queue is full */
+  | 'ordered';
+
+interface Job {
+  frame: ModelFrame;
+  submitted: number;
+  resolve: (d: Detection[] | null) => void;
+  reject: (err: unknown) => void;
+}
+
+interface Lane {
+  camera: string;
+  mode: QueueMode;
+  jobs: Job[];
+  drops: number;
+  detected: number;
+}
+
+export interface SchedulerOptions {
+  /** frames per inference call (capped by what the model allows) */
+  maxBatch: number;
+  /** how long the first waiting frame may wait for others to fill a batch */
+  maxWaitMs: number;
+}
+
+/**
+ * Shares one detector session between all cameras of a box. Frames from different cameras are
+ * batched into one inference call (up to `maxBatch`, waiting at most `maxWaitMs` for a batch to
+ * fill), taken round-robin across cameras so that a busy camera cannot starve the others. When
+ * inference is slower than the cameras, a live camera's waiting frame is replaced by its newest
+ * one and the replaced frame is counted as a drop — nothing queues without bound.
+ */
+export class DetectionScheduler {
+  private lanes = new Map<string, Lane>();
+  private order: string[] = [];
+  private cursor = 0;
+  private running = false;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly maxBatch: number;
+
+  constructor(
+    private readonly detector: Detector,
+    private readonly options: SchedulerOptions,
+    private readonly log: Logger,
+  ) {
+    this.maxBatch = Math.max(1, Math.min(options.maxBatch, detector.maxBatch));
+  }
+
+  register(camera: string, mode: QueueMode): void {
+    if (this.lanes.has(camera)) return;
+    this.lanes.set(camera, { camera, mode, jobs: [], drops: 0, detected: 0 });
+    this.order.push(camera);
+  }
+
+  unregister(camera: string): void {
+    const lane = this.lanes.get(camera);
+    if (!lane) return;
+    for (const job of lane.jobs) job.resolve(null);
+    this.lanes.delete(camera);
+    this.order = this.order.filter((c) => c !== camera);
+  }
+
+  /** waiting frames of an ordered lane at which its producer should wait */
+  get queueLimit(): number {
+    return this.maxBatch;
+  }
+
+  pending(camera: string): number {
+    return this.lanes.get(camera)?.jobs.length ?? 0;
+  }
+
+  stats(camera: string): { drops: number; detected: number } {
+    const lane = this.lanes.get(camera);
+    return { drops: lane?.drops ?? 0, detected: lane?.detected ?? 0 };
+  }
+
+  /** detections for the frame, or null when a newer frame of the same camera replaced it */
+  submit(camera: string, frame: ModelFrame): Promise<Detection[] | null> {
+    const lane = this.lanes.get(camera);
+    if (!lane || this.closed) return Promise.resolve(null);
+    return new Promise((resolve, reject) => {
+      if (lane.mode === 'newest' && lane.jobs.length > 0) {
+        for (const old of lane.jobs.splice(0)) {
+          lane.drops++;
+          old.resolve(null);
+        }
+      }
+      lane.jobs.push({ frame, submitted: performance.now(), resolve, reject });
+      this.schedule();
+    });
+  }
+
+  private waiting(): number {
+    let n = 0;
+    for (const lane of this.lanes.values()) n += lane.jobs.length;
+    return n;
+  }
+
+  private oldestAge(): number {
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const lane of this.lanes.values()) if (lane.jobs[0]) oldest = Math.min(oldest, lane.jobs[0].submitted);
+    return performance.now() - oldest;
+  }
+
+  private schedule(): void {
+    if (this.running || this.closed) return;
+    const waiting = this.waiting();
+    if (waiting === 0) return;
+    const age = this.oldestAge();
+    if (waiting >= this.maxBatch || age >= this.options.maxWaitMs) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      void this.runBatch();
+    } else if (!this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.schedule();
+      }, this.options.maxWaitMs - age);
+    }
+  }
+
+  /** takes up to maxBatch jobs, one camera at a time in turn, starting after the last served */
+  private take(): { lane: Lane; job: Job }[] {
+    const batch: { lane: Lane; job: Job }[] = [];
+    let idle = 0;
+    while (batch.length < this.maxBatch && idle < this.order.length) {
+      const camera = this.order[this.cursor % this.order.length]!;
+      this.cursor = (this.cursor + 1) % Math.max(1, this.order.length);
+      const lane = this.lanes.get(camera)!;
+      const job = lane.jobs.shift();
+      if (job) {
+        batch.push({ lane, job });
+        idle = 0;
+      } else {
+        idle++;
+      }
+    }
+    return batch;
+  }
+
+  private async runBatch(): Promise<void> {
+    this.running = true;
+    const batch = this.take();
+    try {
+      if (batch.length > 0) {
+        const results = await this.detector.detect(batch.map((b) => b.job.frame));
+        batch.forEach((b, i) => {
+          b.lane.detected++;
+          b.job.resolve(results[i]!);
+        });
+      }
+    } catch (err) {
+      this.log.error({ err }, 'inference failed');
+      for (const b of batch) b.job.reject(err);
+    } finally {
+      this.running = false;
+      this.schedule();
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    for (const lane of this.lanes.values()) for (const job of lane.jobs.splice(0)) job.resolve(null);
+  }
+}
