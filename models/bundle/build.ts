@@ -1,0 +1,117 @@
+import { ArgusError } from '../../common/errors.ts';
+import { writeFileAtomic } from '../../common/fs-atomic.ts';
+import { descriptorValidator } from '../descriptor.ts';
+import { enforceGate, type GateConfig } from '../evaluate/gate.ts';
+import type { EvaluationReport } from '../evaluate/report.ts';
+import { formatFrameRange } from '../quant/frames.ts';
+import { DESCRIPTOR_FILE, loadModel, sha256Hex } from '../store.ts';
+import { type BundleEntry, packEntries } from './container.ts';
+import type { SigningKey } from './keys.ts';
+import { readLineage } from './lineage.ts';
+import {
+  type BundleMetrics,
+  type BundleTarget,
+  MANIFEST_FILE,
+  type Manifest,
+  manifestValidator,
+} from './manifest.ts';
+import { signManifest } from './sign.ts';
+
+/**
+ * Packs a model directory into a bundle: the ONNX file and the descriptor (renamed and re-versioned
+ * to the bundle's name and version), and a manifest with lineage, targets, metrics, file hashes and
+ * expiry. A derived model (one with factory steps in its lineage) is only packed with evaluation
+ * reports of this exact file that pass the gate.
+ */
+
+export interface BuildBundleOptions {
+  /** model directory (descriptor.json + ONNX file, lineage.json for derived models) */
+  modelDir: string;
+  /** bundle file to write */
+  out: string;
+  version: number;
+  /** default: the descriptor's name */
+  name?: string;
+  /** evaluation reports (one per hardware class) */
+  evaluations: readonly EvaluationReport[];
+  gate: GateConfig;
+  /** default: one CPU target per evaluated hardware class */
+  targets?: readonly BundleTarget[];
+  /** validity from now */
+  expiresInDays: number;
+  /** sign right away (otherwise `argus models sign` does it later) */
+  signWith?: SigningKey;
+  now?: Date;
+}
+
+function metricsOf(report: EvaluationReport): BundleMetrics {
+  return {
+    reference: report.reference,
+    map50: report.map50,
+    latencyRatio: report.latency.ratio,
+    latencyP50Ms: report.latency.candidateP50Ms,
+    referenceLatencyP50Ms: report.latency.referenceP50Ms,
+    threads: report.latency.threads,
+    frames: formatFrameRange(report.frames),
+    video: report.frames.video,
+    evaluatedAt: report.createdAt,
+  };
+}
+
+export async function buildBundle(options: BuildBundleOptions): Promise<Manifest> {
+  const model = await loadModel(options.modelDir);
+  const lineage = await readLineage(model.dir);
+  const name = options.name ?? model.descriptor.name;
+  if (!Number.isInteger(options.version) || options.version < 1) {
+    throw new ArgusError(`bundle version ${options.version} is not a positive integer`);
+  }
+  for (const report of options.evaluations) {
+    if (report.candidate.sha256 !== model.descriptor.sha256) {
+      throw new ArgusError(
+        `evaluation of ${report.candidate.name} (${report.hardwareClass}, ${report.createdAt}) is of another model file (sha256 ${report.candidate.sha256.slice(0, 12)}…, this one is ${model.descriptor.sha256.slice(0, 12)}…)`,
+        'evaluate this model file with `argus models evaluate` and build with that report',
+      );
+    }
+    enforceGate(report, options.gate);
+  }
+  if (lineage.steps.length > 0 && options.evaluations.length === 0) {
+    throw new ArgusError(
+      `${model.descriptor.name} was derived (${lineage.steps.map((s) => s.kind).join(' → ')}) and has no evaluation`,
+      'run `argus models evaluate` on it first; a derived model must pass the gate before it is packaged',
+    );
+  }
+  const classes = [...new Set(options.evaluations.map((e) => e.hardwareClass))];
+  const targets =
+    options.targets ?? classes.map((hardwareClass) => ({ executionProvider: 'cpu', hardwareClass }));
+  if (targets.length === 0) {
+    throw new ArgusError('a bundle needs at least one target', 'pass --target PROVIDER:HARDWARE_CLASS');
+  }
+
+  const descriptor = { ...model.descriptor, name, version: options.version };
+  descriptorValidator.parse(descriptor, 'bundle descriptor');
+  const descriptorBytes = Buffer.from(`${JSON.stringify(descriptor, null, 2)}\n`);
+  const files: BundleEntry[] = [
+    { name: descriptor.file, data: model.bytes },
+    { name: DESCRIPTOR_FILE, data: descriptorBytes },
+  ];
+  const now = options.now ?? new Date();
+  const manifest: Manifest = {
+    schemaVersion: 1,
+    name,
+    version: options.version,
+    created: now.toISOString(),
+    expires: new Date(now.getTime() + options.expiresInDays * 86_400_000).toISOString(),
+    lineage,
+    targets: [...targets],
+    descriptor,
+    labels: descriptor.labels,
+    metrics: Object.fromEntries(options.evaluations.map((e) => [e.hardwareClass, metricsOf(e)])),
+    files: files.map((f) => ({ path: f.name, sha256: sha256Hex(f.data), bytes: f.data.length })),
+  };
+  manifestValidator.parse(manifest, 'bundle manifest');
+  const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
+  const entries: BundleEntry[] = [{ name: MANIFEST_FILE, data: manifestBytes }];
+  if (options.signWith) entries.push(signManifest(manifestBytes, options.signWith).entry);
+  await writeFileAtomic(options.out, packEntries([...entries, ...files]));
+  return manifest;
+}

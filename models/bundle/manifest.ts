@@ -1,0 +1,101 @@
+import Type from 'typebox';
+import { ArgusError } from '../../common/errors.ts';
+import { compileSchema } from '../../common/schema.ts';
+import { ModelDescriptorSchema } from '../descriptor.ts';
+import { LineageSchema, ModelRefSchema } from './lineage.ts';
+
+/**
+ * The manifest of a model bundle: what the model is, where it came from, what it was measured to
+ * do on which hardware, when it stops being valid, and the sha256 of every file it ships. The
+ * signature (`manifest.sig`) covers the exact bytes of `manifest.json`, and through the hashes,
+ * every file.
+ */
+
+export const MANIFEST_FILE = 'manifest.json';
+export const SIGNATURE_FILE = 'manifest.sig';
+
+const FileEntry = Type.Object(
+  {
+    path: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$' }),
+    sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+    bytes: Type.Integer({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+);
+
+const Target = Type.Object(
+  {
+    /** ONNX Runtime execution provider, e.g. "cpu" */
+    executionProvider: Type.String({ minLength: 1 }),
+    /** hardware class the model is meant for, e.g. "x86_64-avx512vnni" (see evaluate/hardware.ts) */
+    hardwareClass: Type.String({ minLength: 1 }),
+  },
+  { additionalProperties: false },
+);
+
+/** what an evaluation measured on one hardware class */
+const Metrics = Type.Object(
+  {
+    reference: ModelRefSchema,
+    map50: Type.Number({ minimum: 0, maximum: 1 }),
+    latencyRatio: Type.Number({ minimum: 0 }),
+    latencyP50Ms: Type.Number({ minimum: 0 }),
+    referenceLatencyP50Ms: Type.Number({ minimum: 0 }),
+    threads: Type.Integer({ minimum: 0 }),
+    /** evaluation frames, FIRST-LAST/STEP of `video` */
+    frames: Type.String(),
+    video: Type.String(),
+    evaluatedAt: Type.String({ format: 'date-time' }),
+  },
+  { additionalProperties: false },
+);
+
+export const ManifestSchema = Type.Object(
+  {
+    schemaVersion: Type.Literal(1),
+    name: Type.String({ pattern: '^[a-z0-9][a-z0-9._-]*$' }),
+    /** integer that increases with every bundle of this model name; devices refuse older or equal */
+    version: Type.Integer({ minimum: 1 }),
+    created: Type.String({ format: 'date-time' }),
+    expires: Type.String({ format: 'date-time' }),
+    lineage: LineageSchema,
+    targets: Type.Array(Target, { minItems: 1 }),
+    descriptor: ModelDescriptorSchema,
+    labels: Type.Array(Type.String(), { minItems: 1 }),
+    /** by hardware class */
+    metrics: Type.Record(Type.String(), Metrics),
+    files: Type.Array(FileEntry, { minItems: 1 }),
+  },
+  { additionalProperties: false },
+);
+
+export type Manifest = Type.Static<typeof ManifestSchema>;
+export type BundleTarget = Type.Static<typeof Target>;
+export type BundleMetrics = Type.Static<typeof Metrics>;
+
+export const manifestValidator = compileSchema<Manifest>(ManifestSchema);
+
+/** the manifest in `bytes`, validated; `what` names it in errors */
+export function parseManifest(bytes: Uint8Array, what: string): Manifest {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch (err) {
+    throw new ArgusError(`${what} is not valid JSON: ${(err as Error).message}`);
+  }
+  return manifestValidator.parse(raw, what);
+}
+
+export const SignatureSchema = Type.Object(
+  {
+    algorithm: Type.Literal('ed25519'),
+    keyId: Type.String({ pattern: '^[0-9a-f]{16}$' }),
+    /** base64 of the 64-byte signature over the bytes of manifest.json */
+    signature: Type.String({ minLength: 1 }),
+  },
+  { additionalProperties: false },
+);
+
+export type Signature = Type.Static<typeof SignatureSchema>;
+
+export const signatureValidator = compileSchema<Signature>(SignatureSchema);

@@ -1,0 +1,184 @@
+import { ArgusError } from '../../common/errors.ts';
+import { createProgress } from '../../common/progress.ts';
+import { type Detection, Detector, type ModelFrame } from '../../pipelines/detector/detector.ts';
+import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
+import { type ModelRef, readLineage } from '../bundle/lineage.ts';
+import type { ModelDescriptor } from '../descriptor.ts';
+import { type FrameRange, formatFrameRange, overlappingFrames, readModelFrames } from '../quant/frames.ts';
+import type { LoadedModel } from '../store.ts';
+import { cpuDescription, hardwareClass } from './hardware.ts';
+import { measureLatency, percentile } from './latency.ts';
+import { type FrameMatch, meanAveragePrecision } from './map.ts';
+import type { EvaluationReport } from './report.ts';
+
+/**
+ * Agreement of a candidate (quantized, pruned) with its reference on frames not used for
+ * calibration: the reference's detections at its operating thresholds are the ground truth, the
+ * candidate's detections down to a low score threshold are ranked against them (mAP@0.5, per class
+ * and overall), and both models' per-frame latency is measured in the same run.
+ */
+
+export interface EvaluateOptions {
+  frames: FrameRange;
+  /** intra-op threads for both models */
+  threads: number;
+  /** timed detect() runs per model */
+  latencyRuns: number;
+  /** the candidate's detections are ranked down to this score */
+  candidateScoreThreshold: number;
+  /** classes with fewer reference detections are reported, not averaged */
+  minTruths: number;
+  signal?: AbortSignal;
+}
+
+export const DEFAULT_EVALUATE_OPTIONS = {
+  threads: 1,
+  latencyRuns: 30,
+  candidateScoreThreshold: 0.05,
+  minTruths: 10,
+} as const;
+
+const IOU_THRESHOLD = 0.5;
+
+function ref(model: LoadedModel): ModelRef {
+  const d = model.descriptor;
+  return { name: d.name, version: d.version, sha256: d.sha256 };
+}
+
+function checkComparable(reference: ModelDescriptor, candidate: ModelDescriptor): void {
+  const a = reference.input;
+  const b = candidate.input;
+  if (a.width !== b.width || a.height !== b.height || a.colorOrder !== b.colorOrder || a.dtype !== b.dtype) {
+    throw new ArgusError(
+      `${candidate.name} takes ${b.width}×${b.height} ${b.colorOrder} ${b.dtype} frames but ${reference.name} takes ${a.width}×${a.height} ${a.colorOrder} ${a.dtype}`,
+      'evaluate a candidate against the model it was derived from',
+    );
+  }
+  const extra = candidate.labels.filter((l) => !reference.labels.includes(l));
+  if (extra.length > 0) {
+    throw new ArgusError(
+      `${candidate.name} has classes its reference ${reference.name} does not know: ${extra.join(', ')}`,
+      'evaluate a candidate against the model it was derived from',
+    );
+  }
+}
+
+/** evaluation frames must not include frames the candidate was calibrated on */
+async function checkHeldOut(candidate: LoadedModel, frames: FrameRange): Promise<void> {
+  const lineage = await readLineage(candidate.dir);
+  for (const step of lineage.steps) {
+    if (step.kind !== 'quantize') continue;
+    const shared = overlappingFrames(frames, step.calibrationFrames);
+    if (shared.length > 0) {
+      throw new ArgusError(
+        `evaluation frames ${formatFrameRange(frames)} include ${shared.length} frame(s) ${candidate.descriptor.name} was calibrated on (${formatFrameRange(step.calibrationFrames)}), e.g. frame ${shared[0]}`,
+        'evaluate on frames not used for calibration (--frames)',
+      );
+    }
+  }
+}
+
+export async function evaluateCandidate(
+  reference: LoadedModel,
+  candidate: LoadedModel,
+  options: EvaluateOptions,
+): Promise<EvaluationReport> {
+  const { signal } = options;
+  checkComparable(reference.descriptor, candidate.descriptor);
+  await checkHeldOut(candidate, options.frames);
+  const input = reference.descriptor.input;
+  const decoding = createProgress('decoding evaluation frames', 'frames');
+  const pixels = await readModelFrames(options.frames, input, {
+    progress: decoding,
+    ...(signal ? { signal } : {}),
+  });
+  decoding.finish();
+  const frames: ModelFrame[] = pixels.map((p) => ({
+    pixels: p,
+    sourceWidth: input.width,
+    sourceHeight: input.height,
+  }));
+
+  const settings = {
+    ...DEFAULT_DETECTOR_SETTINGS,
+    executionProviders: ['cpu'],
+    intraOpThreads: options.threads,
+    maxBatch: 1,
+  };
+  const referenceDetector = await Detector.fromModel(reference, settings);
+  const candidateDetector = await Detector.fromModel(candidate, {
+    ...settings,
+    scoreThreshold: options.candidateScoreThreshold,
+  });
+  const operatingDetector = await Detector.fromModel(candidate, settings);
+  try {
+    const progress = createProgress('evaluating', 'frames');
+    const matches: FrameMatch[] = [];
+    const kept = new Set(candidate.descriptor.labels);
+    for (const [i, frame] of frames.entries()) {
+      if (signal?.aborted) throw signal.reason;
+      const [truth] = (await referenceDetector.detect([frame])) as [Detection[]];
+      const [found] = (await candidateDetector.detect([frame])) as [Detection[]];
+      matches.push({ truth: truth.filter((d) => kept.has(d.label)), found });
+      progress.update(i + 1, frames.length);
+    }
+    progress.finish();
+    const result = meanAveragePrecision(matches, candidate.descriptor.labels, {
+      iouThreshold: IOU_THRESHOLD,
+      minTruths: options.minTruths,
+    });
+    if (Number.isNaN(result.map)) {
+      throw new ArgusError(
+        `${reference.descriptor.name} finds fewer than ${options.minTruths} objects of any class ${candidate.descriptor.name} knows on frames ${formatFrameRange(options.frames)}`,
+        'evaluate on more frames, or on footage with the objects the model is for',
+      );
+    }
+
+    const timing = createProgress('measuring latency', 'models');
+    const samples = await measureLatency(
+      [referenceDetector, operatingDetector],
+      frames,
+      options.latencyRuns,
+      signal,
+    );
+    timing.finish();
+    const [refRuns, candRuns] = samples.runs as [number[], number[]];
+    const referenceP50 = percentile(refRuns, 50);
+    const candidateP50 = percentile(candRuns, 50);
+    return {
+      schemaVersion: 1,
+      createdAt: new Date().toISOString(),
+      candidate: ref(candidate),
+      reference: ref(reference),
+      hardwareClass: hardwareClass(),
+      cpu: `${cpuDescription().cpu} (${cpuDescription().cores} cores)`,
+      frames: options.frames,
+      frameCount: frames.length,
+      iouThreshold: IOU_THRESHOLD,
+      referenceScoreThreshold: reference.descriptor.thresholds.score,
+      candidateScoreThreshold: options.candidateScoreThreshold,
+      minTruths: options.minTruths,
+      map50: result.map,
+      perClass: result.perClass.map((c) => ({
+        label: c.label,
+        ap50: c.ap ?? null,
+        truths: c.truths,
+        detections: c.detections,
+        truePositives: c.truePositives,
+        counted: c.ap !== undefined && c.truths >= options.minTruths,
+      })),
+      latency: {
+        referenceP50Ms: referenceP50,
+        candidateP50Ms: candidateP50,
+        referenceP95Ms: percentile(refRuns, 95),
+        candidateP95Ms: percentile(candRuns, 95),
+        ratio: candidateP50 / referenceP50,
+        runs: options.latencyRuns,
+        threads: options.threads,
+      },
+      sizes: { referenceBytes: reference.bytes.length, candidateBytes: candidate.bytes.length },
+    };
+  } finally {
+    await Promise.all([referenceDetector.close(), candidateDetector.close(), operatingDetector.close()]);
+  }
+}

@@ -1,0 +1,119 @@
+import { ArgusError } from '../../common/errors.ts';
+import { createProgress } from '../../common/progress.ts';
+import { type DerivedModel, extendLineage, type QuantizeLineageStep } from '../bundle/lineage.ts';
+import { decodeModel, encodeModel } from '../onnx/codec.ts';
+import type { Model } from '../onnx/ir.ts';
+import { type LoadedModel, sha256Hex } from '../store.ts';
+import { calibrateRanges } from './calibrate.ts';
+import type { QuantizeConfig } from './config.ts';
+import { foldInputNormalization } from './fold-input.ts';
+import { parseFrameRange, readModelFrames } from './frames.ts';
+import { resolveKeepFloat } from './keep-float.ts';
+import { activationQuantParams, insertQdq, planQdq, QUANTIZED_OPS } from './qdq.ts';
+import { simplifyForQuantization } from './simplify.ts';
+
+/**
+ * Static int8 quantization of a model: simplify the graph, calibrate activation ranges on frames of
+ * a real recording, insert QDQ pairs and int8 weights. The result is a new model (descriptor with
+ * its own name and sha256, lineage naming the source and every setting) that ONNX Runtime runs
+ * with integer kernels.
+ */
+
+export interface QuantizeOptions {
+  config: QuantizeConfig;
+  /** recording to calibrate on */
+  video: string;
+  /** name of the quantized model (default: the source's name + "-int8") */
+  name?: string;
+  signal?: AbortSignal;
+}
+
+function uint8Input(source: LoadedModel): { name: string; dims: number[] } {
+  const input = source.descriptor.input;
+  if (input.dtype !== 'uint8' || input.layout !== 'NHWC') {
+    throw new ArgusError(
+      `model ${source.descriptor.name} takes ${input.dtype} ${input.layout} input; calibration feeds uint8 NHWC frames`,
+      'quantize a model whose descriptor has a uint8 NHWC input (normalisation folded into the graph)',
+    );
+  }
+  return { name: input.name, dims: [1, input.height, input.width, 3] };
+}
+
+/** the simplified float graph the quantizer works on, and the names of its quantizable nodes */
+export function quantizableNodes(source: LoadedModel): { name: string; opType: string }[] {
+  const graph = simplifyForQuantization(decodeModel(source.bytes)).graph;
+  return graph.nodes
+    .filter((n) => QUANTIZED_OPS.has(n.opType))
+    .map((n) => ({ name: n.name, opType: n.opType }));
+}
+
+export async function quantizeModel(source: LoadedModel, options: QuantizeOptions): Promise<DerivedModel> {
+  const { config, signal } = options;
+  const input = uint8Input(source);
+  let model: Model = simplifyForQuantization(decodeModel(source.bytes));
+  let inputZeroPoint: number | undefined;
+  if (config.foldInputNormalization) {
+    const folded = foldInputNormalization(model);
+    if (folded) {
+      model = folded.model;
+      inputZeroPoint = folded.zeroPoint;
+    }
+  }
+  const keepFloat = resolveKeepFloat(model.graph, config.keepFloat);
+  const qdqOptions = {
+    activationType: config.activations.type,
+    perChannelWeights: config.weights.perChannel,
+    keepFloat,
+  };
+  const plan = planQdq(model.graph, qdqOptions);
+
+  const range = parseFrameRange(config.calibrationFrames, options.video);
+  const decoding = createProgress('decoding calibration frames', 'frames');
+  const frames = await readModelFrames(range, source.descriptor.input, {
+    progress: decoding,
+    ...(signal ? { signal } : {}),
+  });
+  decoding.finish(`${frames.length} frames of ${range.video}`);
+
+  const calibrating = createProgress(`calibrating ${plan.calibrate.length} activations`, 'frame runs');
+  const ranges = await calibrateRanges(model, plan.calibrate, frames, {
+    method: config.activations.calibration,
+    percentile: config.activations.percentile,
+    input,
+    onProgress: (done, total) => calibrating.update(done, total),
+    ...(signal ? { signal } : {}),
+  });
+  calibrating.finish();
+
+  const quantized = insertQdq(
+    model,
+    plan,
+    activationQuantParams(plan, ranges, qdqOptions.activationType),
+    qdqOptions,
+  );
+  const name = options.name ?? `${source.descriptor.name}-int8`;
+  quantized.metadata = { ...quantized.metadata, 'argus.model': name, 'argus.quantized': 'qdq-int8' };
+  const bytes = encodeModel(quantized);
+  const step: QuantizeLineageStep = {
+    kind: 'quantize',
+    at: new Date().toISOString(),
+    format: 'qdq',
+    activations: {
+      type: config.activations.type,
+      calibration: config.activations.calibration,
+      ...(config.activations.calibration === 'percentile'
+        ? { percentile: config.activations.percentile }
+        : {}),
+    },
+    weights: { type: 'int8', perChannel: config.weights.perChannel },
+    calibrationFrames: range,
+    keptFloat: [...keepFloat],
+    ...(inputZeroPoint !== undefined ? { inputZeroPoint } : {}),
+    quantizedNodes: plan.nodes.length,
+  };
+  return {
+    bytes,
+    descriptor: { ...source.descriptor, name, file: 'model.onnx', sha256: sha256Hex(bytes) },
+    lineage: await extendLineage(source, step),
+  };
+}
