@@ -1,0 +1,181 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ArgusError } from '../../common/errors.ts';
+import { createLogger } from '../../common/logger.ts';
+import { Spool, type SpoolLimits } from '../../device/spool.ts';
+
+const log = createLogger('spool-test');
+const roomy: SpoolLimits = {
+  maxMessages: 100_000,
+  maxBytes: 64 * 1024 * 1024,
+  maxSnapshotBytes: 1024 * 1024,
+  sync: 'full',
+};
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe('event spool', () => {
+  let dir: string;
+  let n = 0;
+  const path = () => join(dir, `spool-${n++}.db`);
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'argus-spool-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('hands messages out in order, once each, and deletes them on ack', async () => {
+    const spool = Spool.open(path(), roomy, log);
+    for (let i = 0; i < 10; i++) spool.append('event', 't', `m${i}`);
+    const first = spool.lease(4);
+    assert.deepEqual(
+      first.map((m) => m.payload),
+      ['m0', 'm1', 'm2', 'm3'],
+    );
+    assert.deepEqual(
+      spool.lease(3).map((m) => m.payload),
+      ['m4', 'm5', 'm6'],
+      'leased messages are not handed out again',
+    );
+    assert.equal(spool.leasedCount, 7);
+    for (const m of first) spool.ack(m.seq);
+    assert.equal(spool.stats().pending, 6);
+    await tick();
+    assert.equal(spool.leasedCount, 3);
+    spool.close();
+  });
+
+  it('hands a message given back by the transport out again, in order, before newer ones', () => {
+    const spool = Spool.open(path(), roomy, log);
+    for (let i = 0; i < 6; i++) spool.append('event', 't', `m${i}`);
+    const leased = spool.lease(4);
+    spool.ack(leased[0]!.seq);
+    spool.ack(leased[1]!.seq);
+    spool.unlease(leased[2]!.seq);
+    spool.unlease(leased[3]!.seq);
+    assert.deepEqual(
+      spool.lease(10).map((m) => m.payload),
+      ['m2', 'm3', 'm4', 'm5'],
+    );
+    spool.close();
+  });
+
+  it('replays everything unacknowledged after a restart, oldest first', () => {
+    const file = path();
+    const a = Spool.open(file, roomy, log);
+    for (let i = 0; i < 5; i++) a.append('event', 't', `m${i}`);
+    const leased = a.lease(5);
+    a.ack(leased[0]!.seq);
+    a.flushAcks();
+    a.close();
+    const b = Spool.open(file, roomy, log);
+    assert.equal(b.stats().pending, 4);
+    assert.deepEqual(
+      b.lease(10).map((m) => m.payload),
+      ['m1', 'm2', 'm3', 'm4'],
+    );
+    b.close();
+  });
+
+  it('numbers each camera strictly increasing, across restarts, and only for spooled messages', () => {
+    const file = path();
+    const a = Spool.open(file, roomy, log);
+    const seqs = (camera: string) =>
+      a.appendForCamera('event', 't', camera, (s) => `${camera}:${s}`).cameraSeq;
+    assert.deepEqual([seqs('a'), seqs('a'), seqs('b'), seqs('a')], [0, 1, 0, 2]);
+    assert.throws(() =>
+      a.appendForCamera('event', 't', 'a', () => {
+        throw new Error('invalid message');
+      }),
+    );
+    assert.equal(a.stats().pending, 4, 'a message that failed to build is not spooled');
+    a.close();
+    const b = Spool.open(file, roomy, log);
+    assert.equal(b.appendForCamera('event', 't', 'a', (s) => `a:${s}`).cameraSeq, 3);
+    assert.equal(b.appendForCamera('event', 't', 'b', (s) => `b:${s}`).cameraSeq, 1);
+    b.close();
+  });
+
+  it('when full, drops the oldest messages first and counts them, across restarts', () => {
+    const file = path();
+    const a = Spool.open(file, { ...roomy, maxMessages: 10 }, log);
+    for (let i = 0; i < 25; i++) a.append('event', 't', `m${i}`);
+    assert.deepEqual(
+      { pending: a.stats().pending, dropped: a.stats().dropped },
+      { pending: 10, dropped: 15 },
+    );
+    assert.deepEqual(
+      a.lease(100).map((m) => m.payload),
+      Array.from({ length: 10 }, (_, i) => `m${i + 15}`),
+    );
+    a.close();
+    const b = Spool.open(file, { ...roomy, maxMessages: 10 }, log);
+    assert.equal(b.stats().dropped, 15);
+    b.close();
+  });
+
+  it('never drops messages the transport holds', () => {
+    const spool = Spool.open(path(), { ...roomy, maxMessages: 10 }, log);
+    for (let i = 0; i < 10; i++) spool.append('event', 't', `m${i}`);
+    const held = spool.lease(3);
+    for (let i = 10; i < 15; i++) spool.append('event', 't', `m${i}`);
+    assert.equal(spool.stats().dropped, 5);
+    for (const m of held) spool.ack(m.seq);
+    spool.flushAcks();
+    assert.deepEqual(
+      spool.lease(100).map((m) => m.payload),
+      ['m8', 'm9', 'm10', 'm11', 'm12', 'm13', 'm14'],
+      'm0–m2 were with the transport; m3–m7 were the oldest others',
+    );
+    spool.close();
+  });
+
+  it('is bounded in bytes too', () => {
+    const spool = Spool.open(path(), { ...roomy, maxBytes: 256 * 1024 }, log);
+    const payload = 'x'.repeat(1000);
+    for (let i = 0; i < 400; i++) spool.append('event', 'topic', payload);
+    const { bytes, pending, dropped } = spool.stats();
+    assert.ok(bytes <= 256 * 1024, `${bytes} bytes`);
+    assert.equal(pending + dropped, 400);
+    assert.ok(dropped > 0);
+    spool.close();
+  });
+
+  it('keeps snapshots for upload within their own byte limit, oldest dropped first', () => {
+    const spool = Spool.open(path(), { ...roomy, maxSnapshotBytes: 3000 }, log);
+    for (let i = 0; i < 5; i++) spool.addSnapshot({ id: `snapshot-${i}`, jpeg: Buffer.alloc(1000, i) });
+    const s = spool.stats().snapshots;
+    assert.deepEqual(s, { pending: 3, bytes: 3000, dropped: 2 });
+    assert.equal(spool.oldestSnapshot()?.id, 'snapshot-2');
+    spool.removeSnapshot('snapshot-2');
+    assert.equal(spool.oldestSnapshot()?.id, 'snapshot-3');
+    spool.close();
+  });
+
+  it('refuses a second agent on the same spool', () => {
+    const file = path();
+    const a = Spool.open(file, roomy, log);
+    assert.throws(
+      () => Spool.open(file, roomy, log),
+      (err: unknown) => err instanceof ArgusError && /in use by another process/.test(err.message),
+    );
+    a.close();
+    Spool.open(file, roomy, log).close();
+  });
+
+  it('spools events fast enough for a box (sync=full: an fsync per event)', (t) => {
+    const spool = Spool.open(path(), roomy, log);
+    const payload = JSON.stringify({ filler: 'x'.repeat(650) });
+    const count = 2000;
+    const started = performance.now();
+    for (let i = 0; i < count; i++)
+      spool.appendForCamera('event', 'argus/v1/box/events', `cam-${i % 4}`, () => payload);
+    const perSecond = count / ((performance.now() - started) / 1000);
+    t.diagnostic(`spool append (sync=full): ${perSecond.toFixed(0)} events/s`);
+    assert.ok(perSecond > 500, `${perSecond.toFixed(0)} events/s`);
+    spool.close();
+  });
+});
