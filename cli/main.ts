@@ -1,11 +1,12 @@
 import { ArgusError, errorMessage } from '../common/errors.ts';
 import type { Command } from './command.ts';
 import { detect } from './commands/detect.ts';
+import { deviceRun } from './commands/device.ts';
 import { modelsFetch, modelsList } from './commands/models.ts';
 import { replay } from './commands/replay.ts';
 
 /** every `argus` subcommand; each lives in its own module under commands/ */
-export const COMMANDS: readonly Command[] = [modelsFetch, modelsList, detect, replay];
+export const COMMANDS: readonly Command[] = [modelsFetch, modelsList, detect, replay, deviceRun];
 
 function help(): string {
   const lines = COMMANDS.map((c) => `  argus ${c.path.join(' ').padEnd(18)} ${c.summary}`);

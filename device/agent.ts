@@ -1,0 +1,380 @@
+import { randomUUID } from 'node:crypto';
+import { dirname } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
+import { ArgusError, errorMessage } from '../common/errors.ts';
+import { createLogger, type Logger } from '../common/logger.ts';
+import type { Validator } from '../common/schema.ts';
+import {
+  type CameraStatus,
+  CONTRACT_VERSION,
+  type CommandResult,
+  type EventMessage,
+  MAX_PAYLOAD_BYTES,
+  MAX_SNAPSHOT_BYTES,
+  topics,
+  validators,
+} from '../contract/index.ts';
+import type { CameraHost, HostEvent, HostStatus } from './camera-host.ts';
+import { type CommandOutcome, CommandProcessor } from './commands.ts';
+import { type DeviceConfig, loadDeviceConfig } from './config.ts';
+import { type HealthReport, type HealthServer, startHealthServer } from './health.ts';
+import { type CameraHostFactory, defaultCameraHostFactory } from './hosts.ts';
+import { buildIdentity } from './identity.ts';
+import { SnapshotUploader } from './snapshots.ts';
+import { Spool, type SpoolStats } from './spool.ts';
+import { buildTelemetry, SystemSampler } from './telemetry.ts';
+import { Uplink } from './uplink.ts';
+
+export interface DeviceAgentOptions {
+  configFile: string;
+  createHost?: CameraHostFactory;
+  log?: Logger;
+}
+
+/** how long a "snapshot" command waits for the upload before answering that it is queued */
+const SNAPSHOT_REPLY_WAIT_MS = 10_000;
+/** config sections that only a restart of the agent applies */
+const RESTART_ONLY = ['device', 'mqtt', 'spool', 'health'] as const;
+
+function encode<T>(validator: Validator<T>, message: T, what: string): string {
+  const payload = JSON.stringify(validator.parse(message, what));
+  const bytes = Buffer.byteLength(payload);
+  if (bytes > MAX_PAYLOAD_BYTES)
+    throw new ArgusError(`${what} is ${bytes} bytes, more than the contract's ${MAX_PAYLOAD_BYTES}`);
+  return payload;
+}
+
+/**
+ * One process per box: runs the cameras (through a CameraHost), writes every event, camera status
+ * and command result to the spool before it is published, keeps the MQTT uplink, sends telemetry
+ * every `mqtt.heartbeatS`, uploads snapshots, answers commands and serves /healthz.
+ */
+export class DeviceAgent {
+  private config!: DeviceConfig;
+  private spool!: Spool;
+  private uplink: Uplink | undefined;
+  private uploader: SnapshotUploader | undefined;
+  private host: CameraHost | undefined;
+  private commands!: CommandProcessor;
+  private health: HealthServer | undefined;
+  private sampler!: SystemSampler;
+  private telemetryTimer: NodeJS.Timeout | undefined;
+  private stopping: Promise<void> | undefined;
+  private readonly startedAt = new Date();
+  private readonly createHost: CameraHostFactory;
+  private readonly log: Logger;
+  /** events the host produced that could not be spooled (they broke the contract) */
+  rejectedEvents = 0;
+
+  private constructor(private readonly o: DeviceAgentOptions) {
+    this.createHost = o.createHost ?? defaultCameraHostFactory;
+    this.log = o.log ?? createLogger('device');
+  }
+
+  /** loads the config and starts everything; on failure, whatever started is stopped again */
+  static async start(options: DeviceAgentOptions): Promise<DeviceAgent> {
+    const agent = new DeviceAgent(options);
+    try {
+      await agent.boot();
+    } catch (err) {
+      await agent.stop();
+      throw err;
+    }
+    return agent;
+  }
+
+  get device(): string {
+    return this.config.device.id;
+  }
+
+  get healthAddress(): { host: string; port: number } | undefined {
+    return this.health?.address;
+  }
+
+  get connected(): boolean {
+    return this.uplink?.connected === true;
+  }
+
+  spoolStats(): SpoolStats {
+    return this.spool.stats();
+  }
+
+  healthReport(): HealthReport {
+    const cameras = this.host?.stats() ?? [];
+    const connected = this.connected;
+    return {
+      status: connected && cameras.every((c) => c.state === 'online') ? 'ok' : 'degraded',
+      device: this.config.device.id,
+      uptimeS: Number(((Date.now() - this.startedAt.getTime()) / 1000).toFixed(1)),
+      mqtt: { connected },
+      spool: this.spool.stats(),
+      cameras,
+    };
+  }
+
+  private async boot(): Promise<void> {
+    this.config = await loadDeviceConfig(this.o.configFile);
+    const c = this.config;
+    this.spool = Spool.open(c.spool.path, c.spool, this.log);
+    this.sampler = new SystemSampler(dirname(c.spool.path));
+    this.commands = new CommandProcessor(
+      c.device.id,
+      {
+        'reload-config': () => this.reload(),
+        snapshot: (args) => this.snapshotCommand(args),
+        'restart-camera': (args) => this.restartCameraCommand(args),
+      },
+      (result) => this.spoolResult(result),
+      this.log,
+    );
+    this.uploader = new SnapshotUploader(c.device.id, c.controlPlane, this.spool, this.log);
+    this.uploader.start();
+    this.health = await startHealthServer(c.health.host, c.health.port, () => this.healthReport(), c.file);
+    this.host = await this.startHost(c);
+    this.uplink = new Uplink({
+      device: c.device.id,
+      mqtt: c.mqtt,
+      spool: this.spool,
+      log: this.log,
+      onCommand: (topic, payload) => this.commands.handle(topic, payload),
+      onConnected: () => void this.sendTelemetry(),
+    });
+    this.uplink.setIdentity(JSON.stringify(await buildIdentity(c, this.startedAt)));
+    this.uplink.start();
+    this.telemetryTimer = setInterval(() => void this.sendTelemetry(), c.mqtt.heartbeatS * 1000);
+    this.log.info(
+      {
+        device: c.device.id,
+        mqtt: c.mqtt.url,
+        health: `http://${this.health.address.host}:${this.health.address.port}/healthz`,
+        spool: c.spool.path,
+        pending: this.spool.stats().pending,
+      },
+      'device agent running',
+    );
+  }
+
+  /**
+   * Graceful shutdown: stops the cameras (their last events are spooled), answers commands in
+   * progress, gives the uplink `mqtt.shutdownFlushS` to deliver what is pending, publishes the
+   * device offline, disconnects and closes the spool. Whatever was not delivered stays spooled.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    clearInterval(this.telemetryTimer);
+    const step = async (what: string, fn: () => Promise<unknown> | undefined) => {
+      try {
+        await fn();
+      } catch (err) {
+        this.log.error({ err: errorMessage(err) }, `shutdown: ${what} failed`);
+      }
+    };
+    await step('stopping the cameras', () => this.host?.stop());
+    await step('stopping snapshot uploads', () => this.uploader?.stop());
+    await step('answering commands', () => this.commands?.idle());
+    if (this.uplink?.connected) {
+      const drained = await this.uplink.drain(this.config.mqtt.shutdownFlushS * 1000);
+      if (!drained)
+        this.log.warn(
+          { pending: this.spool.stats().pending },
+          'shutdown: messages stay spooled for the next start',
+        );
+    }
+    await step('disconnecting', () => this.uplink?.stop());
+    await step('closing the health endpoint', () => this.health?.close());
+    await step('closing the spool', async () => this.spool?.close());
+    if (this.health) this.log.info({ device: this.config.device.id }, 'device agent stopped');
+  }
+
+  private async startHost(config: DeviceConfig): Promise<CameraHost> {
+    const host = this.createHost(config, this.log);
+    host.onEvent((e) => this.onHostEvent(e));
+    host.onStatus((s) => this.onHostStatus(s));
+    try {
+      await host.start(config.cameras, config.dir);
+    } catch (err) {
+      await host.stop().catch(() => undefined);
+      throw err;
+    }
+    return host;
+  }
+
+  private onHostEvent(e: HostEvent): void {
+    const device = this.config.device.id;
+    let snapshot: { id: string; width: number; height: number } | undefined;
+    if (e.snapshot && e.snapshot.jpeg.length > MAX_SNAPSHOT_BYTES) {
+      this.log.error(
+        { camera: e.camera, bytes: e.snapshot.jpeg.length, max: MAX_SNAPSHOT_BYTES },
+        'snapshot larger than the contract allows; sending the event without it (lower the scene snapshot quality)',
+      );
+    } else if (e.snapshot) {
+      snapshot = { id: randomUUID(), width: e.snapshot.width, height: e.snapshot.height };
+    }
+    try {
+      this.spool.appendForCamera(
+        'event',
+        topics.events(device),
+        e.camera,
+        (cameraSeq) => {
+          const message: EventMessage = {
+            v: CONTRACT_VERSION,
+            ...e.message,
+            device,
+            camera: e.camera,
+            cameraSeq,
+            ...(snapshot ? { snapshot } : {}),
+          };
+          return encode(
+            validators.events,
+            message,
+            `event ${e.message.id}/${e.message.seq} of camera ${e.camera}`,
+          );
+        },
+        snapshot && e.snapshot ? { id: snapshot.id, jpeg: e.snapshot.jpeg } : undefined,
+      );
+    } catch (err) {
+      this.rejectedEvents++;
+      this.log.error({ camera: e.camera, err: errorMessage(err) }, 'event not spooled');
+      return;
+    }
+    this.uplink?.kick();
+    if (snapshot) this.uploader?.kick();
+  }
+
+  private onHostStatus(s: HostStatus): void {
+    const device = this.config.device.id;
+    try {
+      this.spool.appendForCamera('status', topics.status(device), s.camera, (cameraSeq) => {
+        const message: CameraStatus = {
+          v: CONTRACT_VERSION,
+          id: randomUUID(),
+          device,
+          camera: s.camera,
+          cameraSeq,
+          state: s.state,
+          at: s.at.toISOString(),
+          ...(s.reason ? { reason: s.reason } : {}),
+        };
+        return encode(validators.status, message, `status of camera ${s.camera}`);
+      });
+    } catch (err) {
+      this.log.error({ camera: s.camera, err: errorMessage(err) }, 'camera status not spooled');
+      return;
+    }
+    this.uplink?.kick();
+  }
+
+  private spoolResult(result: CommandResult): void {
+    const device = this.config.device.id;
+    this.spool.append(
+      'cmd_result',
+      topics.commandResult(device),
+      encode(validators.cmd_result, result, 'command result'),
+    );
+    this.uplink?.kick();
+  }
+
+  private async sendTelemetry(): Promise<void> {
+    if (!this.uplink?.connected || !this.host) return;
+    try {
+      const telemetry = buildTelemetry(
+        this.config.device.id,
+        await this.sampler.sample(),
+        this.spool.stats(),
+        this.host.stats(),
+      );
+      this.uplink.publishTransient(topics.telemetry(this.config.device.id), JSON.stringify(telemetry));
+    } catch (err) {
+      this.log.error({ err: errorMessage(err) }, 'telemetry not sent');
+    }
+  }
+
+  private camera(args: Record<string, unknown>): string {
+    const ids = this.config.cameras.filter((c) => c.enabled).map((c) => c.id);
+    if (typeof args.camera !== 'string')
+      throw new ArgusError('args.camera (the camera id) is required', `cameras: ${ids.join(', ') || 'none'}`);
+    return args.camera;
+  }
+
+  private async snapshotCommand(args: Record<string, unknown>): Promise<CommandOutcome> {
+    const camera = this.camera(args);
+    const shot = await this.host!.snapshotNow(camera);
+    const id = randomUUID();
+    this.spool.addSnapshot({ id, jpeg: shot.jpeg });
+    this.uploader!.kick();
+    const uploaded = await this.uploader!.waitFor(id, SNAPSHOT_REPLY_WAIT_MS);
+    return {
+      ok: true,
+      message: uploaded
+        ? `snapshot ${id} of camera ${camera} uploaded`
+        : `snapshot ${id} of camera ${camera} is queued: the control plane has not taken it yet`,
+      data: { camera, uploaded, snapshot: { id, width: shot.width, height: shot.height } },
+    };
+  }
+
+  private async restartCameraCommand(args: Record<string, unknown>): Promise<CommandOutcome> {
+    const camera = this.camera(args);
+    await this.host!.restartCamera(camera);
+    return { ok: true, message: `camera ${camera} restarted` };
+  }
+
+  /**
+   * Re-reads and validates the config file. An invalid file changes nothing and its problems (with
+   * their lines) are the answer. Cameras, detector, recording and control plane are applied live
+   * (the camera host is replaced); device, mqtt, spool and health need a restart of the agent.
+   */
+  private async reload(): Promise<CommandOutcome> {
+    const current = this.config;
+    const next = await loadDeviceConfig(current.file);
+    const needsRestart = RESTART_ONLY.filter((k) => !isDeepStrictEqual(next[k], current[k]));
+    if (needsRestart.length > 0) {
+      return {
+        ok: false,
+        message: `${needsRestart.join(', ')} changed in ${current.file}: restart the agent to apply; nothing was applied`,
+      };
+    }
+    const applied: string[] = [];
+    const hostChanged = (['cameras', 'detector', 'recorded'] as const).filter(
+      (k) => !isDeepStrictEqual(next[k], current[k]),
+    );
+    if (hostChanged.length > 0) {
+      await this.replaceHost(next);
+      applied.push(...hostChanged);
+    }
+    if (!isDeepStrictEqual(next.controlPlane, current.controlPlane)) {
+      this.uploader!.setControlPlane(next.controlPlane);
+      applied.push('controlPlane');
+    }
+    this.config = next;
+    if (hostChanged.length > 0)
+      this.uplink!.setIdentity(JSON.stringify(await buildIdentity(next, this.startedAt)));
+    return {
+      ok: true,
+      message:
+        applied.length > 0
+          ? `reloaded ${next.file}: applied ${applied.join(', ')}`
+          : `reloaded ${next.file}: no changes`,
+      data: { applied },
+    };
+  }
+
+  /** stops the running host and starts one for `next`; if that fails, the previous config runs again */
+  private async replaceHost(next: DeviceConfig): Promise<void> {
+    await this.host?.stop();
+    this.host = undefined;
+    try {
+      this.host = await this.startHost(next);
+    } catch (err) {
+      this.log.error(
+        { err: errorMessage(err) },
+        'reloaded cameras failed to start; going back to the previous ones',
+      );
+      this.host = await this.startHost(this.config);
+      throw err;
+    }
+  }
+}

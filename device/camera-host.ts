@@ -1,0 +1,46 @@
+import type { CameraTelemetry, EventMessage } from '../contract/payloads.ts';
+import type { CameraSettings } from '../pipelines/camera-settings.ts';
+
+/** a JPEG image with its pixel size */
+export interface Jpeg {
+  jpeg: Buffer;
+  width: number;
+  height: number;
+}
+
+/**
+ * One lifecycle message of a scene event as a camera produces it. The agent adds `v`, `device`,
+ * `cameraSeq` and the snapshot reference (after putting the JPEG in its spool for upload).
+ */
+export interface HostEvent {
+  camera: string;
+  message: Omit<EventMessage, 'v' | 'device' | 'cameraSeq' | 'snapshot'>;
+  snapshot?: Jpeg;
+}
+
+export interface HostStatus {
+  camera: string;
+  state: 'online' | 'offline';
+  reason?: string;
+  at: Date;
+}
+
+/**
+ * What runs the box's cameras. The device agent owns exactly one host at a time, registers its
+ * listeners once, and replaces the host (stop, new instance, start) when a reloaded config changes
+ * the cameras. Listeners are called synchronously in event order per camera; they never throw.
+ */
+export interface CameraHost {
+  /** starts the enabled cameras; scene paths are relative to `configDir`. Rejects on a config problem. */
+  start(cameras: readonly CameraSettings[], configDir: string): Promise<void>;
+  /** stops every camera; events a camera still emits while stopping reach the listeners before this resolves */
+  stop(): Promise<void>;
+  /** drops the camera's connection and reconnects it; rejects with an ArgusError for an unknown id */
+  restartCamera(id: string): Promise<void>;
+  /** a JPEG of the camera's newest frame; rejects with an ArgusError when there is none */
+  snapshotNow(id: string): Promise<Jpeg>;
+  /** per-camera counters for telemetry, one entry per started camera */
+  stats(): CameraTelemetry[];
+  onEvent(listener: (e: HostEvent) => void): void;
+  onStatus(listener: (s: HostStatus) => void): void;
+}

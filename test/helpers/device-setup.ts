@@ -1,0 +1,170 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import type { HealthReport } from '../../device/health.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+export const RECORDING = join(ROOT, 'test/fixtures/device/vtest-campus.events.jsonl');
+
+export interface AgentConfigOptions {
+  device: string;
+  brokerUrl: string;
+  controlPlaneUrl: string;
+  token?: string;
+  cameras?: string[];
+  eventsPerSecond?: number;
+  heartbeatS?: number;
+  spool?: { maxMessages?: number; maxBytes?: number; sync?: 'full' | 'normal' };
+  shutdownFlushS?: number;
+}
+
+/** the YAML of a device config that replays the recorded fixture on each camera */
+export function agentConfigYaml(o: AgentConfigOptions): string {
+  const cameras = (o.cameras ?? ['cam-1', 'cam-2'])
+    .map((id) => `  - id: ${id}\n    url: rtsp://127.0.0.1:8554/${id}\n    scene: scenes/${id}.yaml\n`)
+    .join('');
+  const spool = Object.entries(o.spool ?? {})
+    .map(([k, v]) => `  ${k}: ${v}\n`)
+    .join('');
+  return `device:
+  id: ${o.device}
+mqtt:
+  url: ${o.brokerUrl}
+  heartbeatS: ${o.heartbeatS ?? 1}
+  reconnectS: 0.5
+  shutdownFlushS: ${o.shutdownFlushS ?? 5}
+controlPlane:
+  url: ${o.controlPlaneUrl}
+  token: ${o.token ?? `token-${o.device}`}
+spool:
+  path: ${o.device}.spool.db
+${spool}health:
+  port: 0
+cameras:
+${cameras}recorded:
+  events: ${RECORDING}
+  eventsPerSecond: ${o.eventsPerSecond ?? 10}
+`;
+}
+
+export async function writeAgentConfig(dir: string, o: AgentConfigOptions): Promise<string> {
+  const file = join(dir, `${o.device}.yaml`);
+  await writeFile(file, agentConfigYaml(o));
+  return file;
+}
+
+export interface ReceivedSnapshot {
+  device: string;
+  bytes: number;
+  contentType: string | undefined;
+}
+
+/** the control plane's snapshot upload endpoint, as far as devices see it */
+export class SnapshotReceiver {
+  readonly snapshots = new Map<string, ReceivedSnapshot>();
+  readonly refused: string[] = [];
+  /** answer uploads with this status instead (e.g. 503) */
+  failWith: number | undefined;
+
+  private constructor(
+    private readonly server: Server,
+    private readonly tokens: Map<string, string>,
+  ) {}
+
+  static async start(tokens: Record<string, string>): Promise<SnapshotReceiver> {
+    let self: SnapshotReceiver | undefined;
+    const server = createServer((req, res) => self!.handle(req, res));
+    self = new SnapshotReceiver(server, new Map(Object.entries(tokens)));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    return self;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  private handle(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): void {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const m = /^\/api\/v1\/devices\/([^/]+)\/snapshots\/([^/]+)$/.exec(req.url ?? '');
+      if (req.method !== 'PUT' || !m) return void res.writeHead(404).end();
+      const [, device, id] = m as unknown as [string, string, string];
+      if (req.headers.authorization !== `Bearer ${this.tokens.get(device)}`) {
+        this.refused.push(id);
+        return void res.writeHead(401).end('bad token');
+      }
+      if (this.failWith) return void res.writeHead(this.failWith).end('failing on purpose');
+      this.snapshots.set(id, {
+        device,
+        bytes: Buffer.concat(chunks).length,
+        contentType: req.headers['content-type'],
+      });
+      res.writeHead(201).end();
+    });
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+}
+
+/** `argus device run` as a child process, the way a box runs it */
+export class AgentProcess {
+  stderr = '';
+  healthUrl: string | undefined;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  private constructor(readonly child: ChildProcess) {
+    this.exited = once(child, 'exit').then(([code, signal]) => ({
+      code: code as number | null,
+      signal: signal as NodeJS.Signals | null,
+    }));
+    child.stderr?.on('data', (d: Buffer) => {
+      this.stderr += d.toString();
+      this.healthUrl ??= /"health":"(http:[^"]+)"/.exec(this.stderr)?.[1];
+    });
+  }
+
+  static async start(configFile: string, timeoutMs = 20_000): Promise<AgentProcess> {
+    const child = spawn(
+      process.execPath,
+      [join(ROOT, 'bin/argus.mjs'), 'device', 'run', '--config', configFile],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: { ...process.env, ARGUS_LOG_LEVEL: 'info' },
+      },
+    );
+    const agent = new AgentProcess(child);
+    const deadline = Date.now() + timeoutMs;
+    while (!agent.healthUrl) {
+      if (child.exitCode !== null) throw new Error(`agent exited with ${child.exitCode}:\n${agent.stderr}`);
+      if (Date.now() > deadline)
+        throw new Error(`agent did not start within ${timeoutMs} ms:\n${agent.stderr}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return agent;
+  }
+
+  async health(): Promise<HealthReport> {
+    return (await (await fetch(this.healthUrl!)).json()) as HealthReport;
+  }
+
+  /** sends `signal` and waits for the exit, at most `timeoutMs` */
+  async terminate(
+    signal: NodeJS.Signals,
+    timeoutMs = 15_000,
+  ): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
+    const started = performance.now();
+    this.child.kill(signal);
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+    const result = await this.exited;
+    clearTimeout(timer);
+    return { ...result, ms: performance.now() - started };
+  }
+}
