@@ -2,11 +2,37 @@ import { ArgusError, errorMessage } from '../common/errors.ts';
 import type { Command } from './command.ts';
 import { detect } from './commands/detect.ts';
 import { deviceRun } from './commands/device.ts';
+import { keysGenerate, keysList, keysTrust } from './commands/keys.ts';
+import {
+  modelsBuild,
+  modelsInspect,
+  modelsInstall,
+  modelsSign,
+  modelsVerify,
+} from './commands/model-bundles.ts';
+import { modelsEvaluate, modelsPrune, modelsQuantize } from './commands/model-factory.ts';
 import { modelsFetch, modelsList } from './commands/models.ts';
 import { replay } from './commands/replay.ts';
 
 /** every `argus` subcommand; each lives in its own module under commands/ */
-export const COMMANDS: readonly Command[] = [modelsFetch, modelsList, detect, replay, deviceRun];
+export const COMMANDS: readonly Command[] = [
+  modelsFetch,
+  modelsList,
+  detect,
+  replay,
+  deviceRun,
+  modelsQuantize,
+  modelsPrune,
+  modelsEvaluate,
+  modelsBuild,
+  modelsSign,
+  modelsVerify,
+  modelsInspect,
+  modelsInstall,
+  keysGenerate,
+  keysTrust,
+  keysList,
+];
 
 function help(): string {
   const lines = COMMANDS.map((c) => `  argus ${c.path.join(' ').padEnd(18)} ${c.summary}`);

@@ -1,9 +1,86 @@
 /** The model factory: import, convert, describe and store the small models the boxes run. */
+
+export { type BuildBundleOptions, buildBundle } from './bundle/build.ts';
+export { readBundleFile } from './bundle/container.ts';
+export { installBundle } from './bundle/install.ts';
+export {
+  defaultKeyring,
+  type GeneratedKey,
+  generateSigningKey,
+  keysDir,
+  loadKeyring,
+  loadSigningKey,
+  type SigningKey,
+  trustPublicKey,
+} from './bundle/keys.ts';
+export {
+  type DerivedModel,
+  type Lineage,
+  type LineageStep,
+  readLineage,
+  writeDerivedModel,
+} from './bundle/lineage.ts';
+export {
+  type BundleMetrics,
+  type BundleTarget,
+  MANIFEST_FILE,
+  type Manifest,
+  ManifestSchema,
+  parseManifest,
+  SIGNATURE_FILE,
+} from './bundle/manifest.ts';
+export { signBundle } from './bundle/sign.ts';
+export {
+  BundleRejected,
+  type RejectionReason,
+  type VerifiedBundle,
+  type VerifyOptions,
+  verifyBundle,
+} from './bundle/verify.ts';
 export { CATALOG, type CatalogEntry, catalogEntry, DEFAULT_MODEL } from './catalog.ts';
 export { type ModelDescriptor, ModelDescriptorSchema, readDescriptor } from './descriptor.ts';
+export {
+  DEFAULT_EVALUATE_OPTIONS,
+  type EvaluateOptions,
+  evaluateCandidate,
+} from './evaluate/evaluate.ts';
+export {
+  checkGate,
+  DEFAULT_GATE,
+  enforceGate,
+  type GateConfig,
+  GateConfigSchema,
+  type GateVerdict,
+  loadGateConfig,
+} from './evaluate/gate.ts';
+export { hardwareClass } from './evaluate/hardware.ts';
+export { type FrameMatch, type MapResult, meanAveragePrecision } from './evaluate/map.ts';
+export {
+  type EvaluationReport,
+  formatEvaluation,
+  readEvaluationReport,
+  writeEvaluationReport,
+} from './evaluate/report.ts';
 export { COCO80_LABELS } from './labels.ts';
 export { decodeModel, encodeModel } from './onnx/codec.ts';
 export type { Graph, Model, Node, Tensor } from './onnx/ir.ts';
+export { type PruneOptions, pruneClasses, TRAFFIC_LABELS } from './prune/prune.ts';
+export {
+  loadQuantizeConfig,
+  type QuantizeConfig,
+  QuantizeConfigSchema,
+  quantizeConfig,
+} from './quant/config.ts';
+export {
+  DEFAULT_CALIBRATION_FRAMES,
+  DEFAULT_EVALUATION_FRAMES,
+  type FrameRange,
+  formatFrameRange,
+  parseFrameRange,
+  readModelFrames,
+} from './quant/frames.ts';
+export { type QuantizeOptions, quantizableNodes, quantizeModel } from './quant/quantize.ts';
+export { simplifyForQuantization } from './quant/simplify.ts';
 export {
   ensureModelInstalled,
   fetchModels,

@@ -1,6 +1,7 @@
 import Type from 'typebox';
 import { loadConfigFile } from '../../common/config-file.ts';
 import { compileSchema } from '../../common/schema.ts';
+import { DEFAULT_CALIBRATION_FRAMES } from './frames.ts';
 
 /**
  * How a model is quantized. Every field has a default, so an empty file (or no file) gives the
@@ -45,7 +46,7 @@ export const QuantizeConfigSchema = Type.Object(
     /** recording the calibration frames are taken from (default: the sample street video vtest.avi) */
     calibrationVideo: Type.Optional(Type.String({ minLength: 1 })),
     /** calibration frames, FIRST-LAST/STEP of the calibration video */
-    calibrationFrames: Type.String({ pattern: '^\\d+-\\d+(/\\d+)?$', default: '10-390/20' }),
+    calibrationFrames: Type.String({ pattern: '^\\d+-\\d+(/\\d+)?$', default: DEFAULT_CALIBRATION_FRAMES }),
   },
   { additionalProperties: false },
 );

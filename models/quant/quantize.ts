@@ -85,6 +85,7 @@ export async function quantizeModel(source: LoadedModel, options: QuantizeOption
   });
   calibrating.finish();
 
+  const quantizing = createProgress(`quantizing ${plan.nodes.length} nodes`, 'nodes');
   const quantized = insertQdq(
     model,
     plan,
@@ -94,6 +95,7 @@ export async function quantizeModel(source: LoadedModel, options: QuantizeOption
   const name = options.name ?? `${source.descriptor.name}-int8`;
   quantized.metadata = { ...quantized.metadata, 'argus.model': name, 'argus.quantized': 'qdq-int8' };
   const bytes = encodeModel(quantized);
+  quantizing.finish(`${keepFloat.size} kept in float, ${(bytes.length / (1 << 20)).toFixed(1)} MiB`);
   const step: QuantizeLineageStep = {
     kind: 'quantize',
     at: new Date().toISOString(),

@@ -1,0 +1,54 @@
+import { resolve } from 'node:path';
+import {
+  defaultKeyring,
+  generateSigningKey,
+  keysDir,
+  loadKeyring,
+  trustPublicKey,
+} from '../../models/bundle/keys.ts';
+import { type Command, parseCommandArgs } from '../command.ts';
+import { onePositional } from './model-factory.ts';
+
+export const keysGenerate: Command = {
+  path: ['keys', 'generate'],
+  summary: 'create an ed25519 signing key for model bundles (and trust its public key)',
+  usage: 'argus keys generate NAME [--dir DIR]',
+  async run(args, ctx) {
+    const { values, positionals } = parseCommandArgs(this, args, { dir: { type: 'string' } });
+    const key = await generateSigningKey(
+      onePositional(this, positionals, 'NAME'),
+      values.dir ? resolve(values.dir) : keysDir(),
+    );
+    ctx.stdout.write(
+      `key ${key.keyId}\n  private: ${key.privateKeyPath} (keep it on the build machine)\n  public:  ${key.publicKeyPath} (give it to devices: argus keys trust FILE)\n`,
+    );
+    return 0;
+  },
+};
+
+export const keysTrust: Command = {
+  path: ['keys', 'trust'],
+  summary: 'add a public key to the keyring whose bundle signatures are accepted',
+  usage: 'argus keys trust FILE.pub [--keyring DIR]',
+  async run(args, ctx) {
+    const { values, positionals } = parseCommandArgs(this, args, { keyring: { type: 'string' } });
+    const keyring = values.keyring ? resolve(values.keyring) : defaultKeyring();
+    const id = await trustPublicKey(onePositional(this, positionals, 'FILE'), keyring);
+    ctx.stdout.write(`trusted key ${id} (keyring ${keyring})\n`);
+    return 0;
+  },
+};
+
+export const keysList: Command = {
+  path: ['keys', 'list'],
+  summary: 'list the keys of the keyring',
+  usage: 'argus keys list [--keyring DIR]',
+  async run(args, ctx) {
+    const { values } = parseCommandArgs(this, args, { keyring: { type: 'string' } });
+    const keyring = values.keyring ? resolve(values.keyring) : defaultKeyring();
+    const keys = await loadKeyring(keyring);
+    if (keys.size === 0) ctx.stdout.write(`no trusted keys in ${keyring}\n`);
+    for (const [id, k] of keys) ctx.stdout.write(`${id}  ${k.file}\n`);
+    return 0;
+  },
+};

@@ -1,0 +1,177 @@
+import { readdir } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { ArgusError } from '../../common/errors.ts';
+import { buildBundle } from '../../models/bundle/build.ts';
+import { readBundleFile } from '../../models/bundle/container.ts';
+import { installBundle } from '../../models/bundle/install.ts';
+import { loadSigningKey } from '../../models/bundle/keys.ts';
+import { MANIFEST_FILE, type Manifest, parseManifest } from '../../models/bundle/manifest.ts';
+import { signBundle } from '../../models/bundle/sign.ts';
+import { BundleRejected, verifyBundle } from '../../models/bundle/verify.ts';
+import { DEFAULT_GATE, loadGateConfig } from '../../models/evaluate/gate.ts';
+import { readEvaluationReport } from '../../models/evaluate/report.ts';
+import { resolveModelDir } from '../../models/store.ts';
+import { type Command, parseCommandArgs } from '../command.ts';
+import { integerOption, onePositional } from './model-factory.ts';
+
+/** the evaluation reports `argus models evaluate` left in a model directory */
+async function evaluationsIn(dir: string): Promise<string[]> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  return names.filter((n) => /^evaluation-.+\.json$/.test(n)).map((n) => join(dir, n));
+}
+
+function parseTarget(value: string): { executionProvider: string; hardwareClass: string } {
+  const [executionProvider, hardwareClass, ...rest] = value.split(':');
+  if (!executionProvider || !hardwareClass || rest.length > 0) {
+    throw new ArgusError(
+      `--target "${value}" is not PROVIDER:HARDWARE_CLASS`,
+      'e.g. --target cpu:x86_64-avx2',
+    );
+  }
+  return { executionProvider, hardwareClass };
+}
+
+export const modelsBuild: Command = {
+  path: ['models', 'build'],
+  summary:
+    'pack a model directory into a bundle (manifest, files, metrics); derived models must pass the gate',
+  usage:
+    'argus models build MODEL --version N [--out FILE] [--name NAME] [--evaluation REPORT]... [--gate FILE] [--target PROVIDER:CLASS]... [--expires-days N] [--key NAME]',
+  async run(args, ctx) {
+    const { values, positionals } = parseCommandArgs(this, args, {
+      version: { type: 'string' },
+      out: { type: 'string' },
+      name: { type: 'string' },
+      evaluation: { type: 'string', multiple: true },
+      gate: { type: 'string' },
+      target: { type: 'string', multiple: true },
+      'expires-days': { type: 'string' },
+      key: { type: 'string' },
+    });
+    const modelDir = resolveModelDir(onePositional(this, positionals, 'MODEL'));
+    const version = integerOption(values.version, '--version', 1);
+    if (version === undefined) throw new ArgusError('--version is required', `usage: ${this.usage}`);
+    const reportFiles = values.evaluation ?? (await evaluationsIn(modelDir));
+    const evaluations = await Promise.all(reportFiles.map((f) => readEvaluationReport(f)));
+    const out = resolve(values.out ?? `${values.name ?? basename(modelDir)}-v${version}.argus-model`);
+    const manifest = await buildBundle({
+      modelDir,
+      out,
+      version,
+      evaluations,
+      gate: values.gate ? await loadGateConfig(values.gate) : DEFAULT_GATE,
+      expiresInDays: integerOption(values['expires-days'], '--expires-days', 1) ?? 365,
+      ...(values.name ? { name: values.name } : {}),
+      ...(values.target ? { targets: values.target.map(parseTarget) } : {}),
+      ...(values.key ? { signWith: await loadSigningKey(values.key) } : {}),
+    });
+    ctx.stdout.write(
+      `built ${out}: ${manifest.name} v${manifest.version}, ${manifest.files.length} files, expires ${manifest.expires}${values.key ? ', signed' : ' (unsigned: run `argus models sign`)'}\n`,
+    );
+    return 0;
+  },
+};
+
+export const modelsSign: Command = {
+  path: ['models', 'sign'],
+  summary: 'sign a bundle’s manifest with an ed25519 key',
+  usage: 'argus models sign BUNDLE --key NAME|FILE.key',
+  async run(args, ctx) {
+    const { values, positionals } = parseCommandArgs(this, args, { key: { type: 'string' } });
+    if (!values.key) throw new ArgusError('--key is required', `usage: ${this.usage}`);
+    const path = resolve(onePositional(this, positionals, 'BUNDLE'));
+    const signature = await signBundle(path, await loadSigningKey(values.key));
+    ctx.stdout.write(`signed ${path} with key ${signature.keyId}\n`);
+    return 0;
+  },
+};
+
+export const modelsVerify: Command = {
+  path: ['models', 'verify'],
+  summary: 'check a bundle’s signature, files, expiry and version against the installed model',
+  usage: 'argus models verify BUNDLE [--keyring DIR] [--installed DIR]',
+  async run(args, ctx) {
+    const { values, positionals } = parseCommandArgs(this, args, {
+      keyring: { type: 'string' },
+      installed: { type: 'string' },
+    });
+    const verified = await verifyBundle(resolve(onePositional(this, positionals, 'BUNDLE')), {
+      ...(values.keyring ? { keyring: values.keyring } : {}),
+      ...(values.installed ? { installedDir: values.installed } : {}),
+    });
+    const m = verified.manifest;
+    ctx.stdout.write(
+      `ok: ${m.name} v${m.version} signed by ${verified.signature.keyId}, ${m.files.length} files intact, expires ${m.expires}, installed ${verified.installedVersion === undefined ? 'none' : `v${verified.installedVersion}`}\n`,
+    );
+    return 0;
+  },
+};
+
+export const modelsInstall: Command = {
+  path: ['models', 'install'],
+  summary: 'verify a bundle and install its model into the model cache',
+  usage: 'argus models install BUNDLE [--keyring DIR] [--installed DIR]',
+  async run(args, ctx) {
+    const { values, positionals } = parseCommandArgs(this, args, {
+      keyring: { type: 'string' },
+      installed: { type: 'string' },
+    });
+    const result = await installBundle(resolve(onePositional(this, positionals, 'BUNDLE')), {
+      ...(values.keyring ? { keyring: values.keyring } : {}),
+      ...(values.installed ? { installedDir: values.installed } : {}),
+    });
+    ctx.stdout.write(`installed ${result.manifest.name} v${result.manifest.version} in ${result.dir}\n`);
+    return 0;
+  },
+};
+
+function describeManifest(m: Manifest): string {
+  const lines = [
+    `${m.name} v${m.version}  created ${m.created}  expires ${m.expires}`,
+    `  lineage: ${m.lineage.derivedFrom ? `${m.lineage.derivedFrom.name} v${m.lineage.derivedFrom.version}` : 'original'}${m.lineage.steps.map((s) => ` → ${s.kind}`).join('')}`,
+    `  targets: ${m.targets.map((t) => `${t.executionProvider}:${t.hardwareClass}`).join(', ')}`,
+    `  labels (${m.labels.length}): ${m.labels.join(', ')}`,
+    ...Object.entries(m.metrics).map(
+      ([hw, x]) =>
+        `  ${hw}: mAP@0.5 ${x.map50.toFixed(3)} vs ${x.reference.name} v${x.reference.version}, latency ${x.latencyP50Ms.toFixed(1)} ms (ratio ${x.latencyRatio.toFixed(2)}, ${x.threads} thread(s)), frames ${x.frames}`,
+    ),
+    ...m.files.map((f) => `  file ${f.path}  ${f.bytes} bytes  sha256 ${f.sha256}`),
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+export const modelsInspect: Command = {
+  path: ['models', 'inspect'],
+  summary: 'show a bundle’s manifest and whether it verifies',
+  usage: 'argus models inspect BUNDLE [--keyring DIR] [--installed DIR] [--json]',
+  async run(args, ctx) {
+    const { values, positionals } = parseCommandArgs(this, args, {
+      keyring: { type: 'string' },
+      installed: { type: 'string' },
+      json: { type: 'boolean' },
+    });
+    const path = resolve(onePositional(this, positionals, 'BUNDLE'));
+    const entries = await readBundleFile(path);
+    const bytes = entries.get(MANIFEST_FILE);
+    if (!bytes) throw new ArgusError(`${path} is not a model bundle: it has no ${MANIFEST_FILE}`);
+    const manifest = parseManifest(bytes, `${MANIFEST_FILE} of ${path}`);
+    let status: string;
+    try {
+      const v = await verifyBundle(path, {
+        ...(values.keyring ? { keyring: values.keyring } : {}),
+        ...(values.installed ? { installedDir: values.installed } : {}),
+      });
+      status = `verified (key ${v.signature.keyId})`;
+    } catch (err) {
+      if (!(err instanceof BundleRejected)) throw err;
+      status = `REJECTED (${err.reason}): ${err.message}`;
+    }
+    if (values.json) {
+      ctx.stdout.write(`${JSON.stringify({ manifest, status })}\n`);
+    } else {
+      ctx.stdout.write(describeManifest(manifest));
+      ctx.stdout.write(`  status: ${status}\n`);
+    }
+    return 0;
+  },
+};
