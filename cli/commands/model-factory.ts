@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ArgusError } from '../../common/errors.ts';
 import { sweepStaging } from '../../common/fs-atomic.ts';
 import { SAMPLE_VIDEO } from '../../common/paths.ts';
@@ -11,7 +11,7 @@ import { pruneClasses, TRAFFIC_LABELS } from '../../models/prune/prune.ts';
 import { loadQuantizeConfig, quantizeConfig } from '../../models/quant/config.ts';
 import { DEFAULT_EVALUATION_FRAMES, parseFrameRange } from '../../models/quant/frames.ts';
 import { quantizableNodes, quantizeModel } from '../../models/quant/quantize.ts';
-import { type LoadedModel, loadModel, modelsDir, resolveModelDir } from '../../models/store.ts';
+import { type LoadedModel, loadModel, modelsDir } from '../../models/store.ts';
 import { type Command, parseCommandArgs } from '../command.ts';
 
 /** a whole-number option, at least `min` */
@@ -28,9 +28,9 @@ export function onePositional(command: Command, positionals: string[], what: str
   return positionals[0]!;
 }
 
-/** where a derived model goes: --out, else the model cache under its name */
+/** where a derived model goes: the directory --out (a path, never a cache name), else the model cache under its name */
 async function outputDir(out: string | undefined, name: string): Promise<string> {
-  if (out) return resolveModelDir(out);
+  if (out) return resolve(out);
   await sweepStaging(modelsDir());
   return join(modelsDir(), name);
 }
