@@ -13,6 +13,7 @@ import { cloneGraph, GraphIndex, NameAllocator, removeDeadCode } from './graph-e
 import {
   type ActivationType,
   activationParams,
+  biasFittingScales,
   type QuantParams,
   quantizeBias,
   quantizeWeightsPerChannel,
@@ -224,16 +225,20 @@ export function insertQdq(
   for (const conv of graph.nodes) {
     if (conv.opType !== 'Conv' || !planned.has(conv)) continue;
     const w = index.constant(conv.inputs[1]!)!;
-    const qw = quantizeWeightsPerChannel(w.data as Float32Array, options.perChannelWeights ? w.dims[0]! : 1);
+    const channels = options.perChannelWeights ? w.dims[0]! : 1;
     const inputParams = params.get(conv.inputs[0]!);
     if (!inputParams) throw new Error(`Conv "${conv.name}" input has no quantization parameters`);
-    const inputs = [conv.inputs[0]!, constantDq(conv, 'weights', qw.values, w.dims, qw.scales)];
     const biasName = conv.inputs[2];
-    if (biasName) {
-      const b = index.constant(biasName);
-      if (!b) throw new Error(`Conv "${conv.name}" has a computed bias`);
-      const qb = quantizeBias(b.data as Float32Array, inputParams.scale, qw.scales);
-      inputs.push(constantDq(conv, 'bias', qb.values, b.dims, qb.scales));
+    const bias = biasName ? index.constant(biasName) : undefined;
+    if (biasName && !bias) throw new Error(`Conv "${conv.name}" has a computed bias`);
+    const minScales = bias
+      ? biasFittingScales(bias.data as Float32Array, inputParams.scale, channels)
+      : undefined;
+    const qw = quantizeWeightsPerChannel(w.data as Float32Array, channels, minScales);
+    const inputs = [conv.inputs[0]!, constantDq(conv, 'weights', qw.values, w.dims, qw.scales)];
+    if (bias) {
+      const qb = quantizeBias(bias.data as Float32Array, inputParams.scale, qw.scales);
+      inputs.push(constantDq(conv, 'bias', qb.values, bias.dims, qb.scales));
     }
     conv.inputs = inputs;
   }

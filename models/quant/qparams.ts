@@ -41,19 +41,40 @@ export interface ChannelQuantized {
   scales: Float32Array;
 }
 
+/** the largest int32 bias the quantizer writes: half the type's range, which leaves room for float32 rounding of scales */
+const BIAS_LIMIT = 2 ** 30;
+
+/**
+ * The smallest weight scale of each of `channels` slices at which every bias of the slice still
+ * fits int32 (within BIAS_LIMIT) at scale inputScale × weightScale: a channel with tiny weights and
+ * a large bias would otherwise overflow the accumulator's range.
+ */
+export function biasFittingScales(bias: Float32Array, inputScale: number, channels: number): Float32Array {
+  const floors = new Float32Array(channels);
+  for (let c = 0; c < bias.length; c++) {
+    const slot = channels === 1 ? 0 : c;
+    floors[slot] = Math.max(floors[slot]!, Math.abs(bias[c]!) / (inputScale * BIAS_LIMIT));
+  }
+  return floors;
+}
+
 /**
  * Symmetric int8 quantization of a weight tensor with one scale per slice along axis 0 (the output
  * channels of a Conv; `channels` = 1 gives one scale for the whole tensor); values use [−127, 127]
- * so that negation is exact.
+ * so that negation is exact. `minScales` (see biasFittingScales) raises a slice's scale where needed.
  */
-export function quantizeWeightsPerChannel(weights: Float32Array, channels: number): ChannelQuantized {
+export function quantizeWeightsPerChannel(
+  weights: Float32Array,
+  channels: number,
+  minScales?: Float32Array,
+): ChannelQuantized {
   const per = weights.length / channels;
   const values = new Int8Array(weights.length);
   const scales = new Float32Array(channels);
   for (let c = 0; c < channels; c++) {
     let absMax = 0;
     for (let i = c * per; i < (c + 1) * per; i++) absMax = Math.max(absMax, Math.abs(weights[i]!));
-    const scale = absMax > 0 ? absMax / 127 : 1;
+    const scale = Math.max(absMax > 0 ? absMax / 127 : 1, minScales?.[c] ?? 0);
     scales[c] = scale;
     for (let i = c * per; i < (c + 1) * per; i++) {
       values[i] = Math.min(127, Math.max(-127, Math.round(weights[i]! / scale)));
