@@ -9,7 +9,7 @@ import type { QuantizeConfig } from './config.ts';
 import { foldInputNormalization } from './fold-input.ts';
 import { parseFrameRange, readModelFrames } from './frames.ts';
 import { resolveKeepFloat } from './keep-float.ts';
-import { activationQuantParams, insertQdq, planQdq, QUANTIZED_OPS } from './qdq.ts';
+import { activationQuantParams, insertQdq, planQdq } from './qdq.ts';
 import { simplifyForQuantization } from './simplify.ts';
 
 /**
@@ -39,12 +39,11 @@ function uint8Input(source: LoadedModel): { name: string; dims: number[] } {
   return { name: input.name, dims: [1, input.height, input.width, 3] };
 }
 
-/** the simplified float graph the quantizer works on, and the names of its quantizable nodes */
+/** the nodes of the simplified float graph the quantizer would quantize with nothing kept in float */
 export function quantizableNodes(source: LoadedModel): { name: string; opType: string }[] {
   const graph = simplifyForQuantization(decodeModel(source.bytes)).graph;
-  return graph.nodes
-    .filter((n) => QUANTIZED_OPS.has(n.opType))
-    .map((n) => ({ name: n.name, opType: n.opType }));
+  const plan = planQdq(graph, { activationType: 'uint8', perChannelWeights: true, keepFloat: new Set() });
+  return plan.nodes.map((i) => ({ name: graph.nodes[i]!.name, opType: graph.nodes[i]!.opType }));
 }
 
 export async function quantizeModel(source: LoadedModel, options: QuantizeOptions): Promise<DerivedModel> {
