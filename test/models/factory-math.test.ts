@@ -2,6 +2,15 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type FrameMatch, meanAveragePrecision } from '../../models/evaluate/map.ts';
 import {
+  ARGUS_IR_VERSION,
+  ARGUS_OPSET,
+  attr,
+  createNode,
+  emptyGraph,
+  type Model,
+} from '../../models/onnx/ir.ts';
+import { calibrateRanges } from '../../models/quant/calibrate.ts';
+import {
   activationParams,
   biasFittingScales,
   quantizeBias,
@@ -95,5 +104,63 @@ describe('mAP@0.5', () => {
     );
     const big = meanAveragePrecision(frames, ['person', 'car'], { iouThreshold: 0.5, minTruths: 2 });
     assert.ok(Number.isNaN(big.map));
+  });
+});
+
+describe('calibration', () => {
+  /** frame (uint8 NHWC) → Cast → "pixels" (float): a graph whose activation is the frame itself */
+  const model: Model = {
+    irVersion: ARGUS_IR_VERSION,
+    opsetImports: [{ domain: '', version: ARGUS_OPSET }],
+    producerName: 'test',
+    producerVersion: '1',
+    metadata: {},
+    graph: {
+      ...emptyGraph('cast'),
+      inputs: [{ name: 'frame', type: 'uint8', shape: [1, 10, 10, 3] }],
+      outputs: [{ name: 'pixels', type: 'float32', shape: [1, 10, 10, 3] }],
+      nodes: [createNode('Cast', ['frame'], ['pixels'], 'cast', { to: attr.int(1) })],
+    },
+  };
+  const input = { name: 'frame', dims: [1, 10, 10, 3] };
+  // 300 values: 299 spread over 10..109, one outlier at 250
+  const frame = Uint8Array.from({ length: 300 }, (_, i) => (i === 7 ? 250 : 10 + (i % 100)));
+  const frames = [frame, frame.map((v) => (v === 250 ? 100 : v))];
+
+  it('minmax keeps the extremes of all frames', async () => {
+    const ranges = await calibrateRanges(model, ['pixels'], frames, {
+      method: 'minmax',
+      percentile: 100,
+      input,
+    });
+    assert.deepEqual(ranges.get('pixels'), { min: 10, max: 250 });
+  });
+
+  it('percentile clips a rare outlier and reports progress over both passes', async () => {
+    const progress: number[] = [];
+    const ranges = await calibrateRanges(model, ['pixels'], frames, {
+      method: 'percentile',
+      percentile: 99.5,
+      input,
+      onProgress: (done, total) => progress.push(done / total),
+    });
+    const r = ranges.get('pixels')!;
+    assert.ok(r.min >= 10 && r.min < 11, `min ${r.min}`);
+    assert.ok(r.max > 108 && r.max < 111, `max ${r.max}`);
+    assert.deepEqual(progress, [0.25, 0.5, 0.75, 1]);
+  });
+
+  it('stops when interrupted', async () => {
+    const controller = new AbortController();
+    controller.abort(new Error('interrupted'));
+    await assert.rejects(
+      calibrateRanges(model, ['pixels'], frames, {
+        method: 'minmax',
+        percentile: 100,
+        input,
+        signal: controller.signal,
+      }),
+      /interrupted/,
+    );
   });
 });
