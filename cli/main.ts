@@ -1,5 +1,6 @@
 import { ArgusError, errorMessage } from '../common/errors.ts';
 import type { Command } from './command.ts';
+import { controlPlaneEnroll, controlPlaneRun } from './commands/control-plane.ts';
 import { detect } from './commands/detect.ts';
 import { deviceRun } from './commands/device.ts';
 import { keysGenerate, keysList, keysTrust } from './commands/keys.ts';
@@ -29,6 +30,8 @@ export const COMMANDS: readonly Command[] = [
   detect,
   replay,
   deviceRun,
+  controlPlaneRun,
+  controlPlaneEnroll,
   keysGenerate,
   keysTrust,
   keysList,

@@ -10,4 +10,8 @@ export const httpPaths = {
   uploadSnapshot: (device: string, snapshotId: string) => `/api/v1/devices/${device}/snapshots/${snapshotId}`,
   /** GET by operators and the console */
   snapshot: (snapshotId: string) => `/api/v1/snapshots/${snapshotId}`,
+  /** POST by operators: publishes a command to the device and answers its id */
+  command: (device: string, name: string) => `/api/v1/devices/${device}/commands/${name}`,
+  /** GET by operators: the command and, once the device answered, its result */
+  commandResult: (commandId: string) => `/api/v1/commands/${commandId}`,
 };

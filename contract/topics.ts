@@ -42,6 +42,14 @@ export function ingestSubscriptions(group?: string): string[] {
   });
 }
 
+/**
+ * One filter for everything under the root, so that topics outside the contract are seen (and
+ * counted as unknown) too; with `group` it is a shared subscription.
+ */
+export function ingestWildcard(group?: string): string {
+  return group ? `$share/${group}/${TOPIC_ROOT}/#` : `${TOPIC_ROOT}/#`;
+}
+
 export type ParsedTopic =
   | { kind: DeviceTopicKind; device: string }
   | { kind: 'cmd'; device: string; command: CommandName };

@@ -1,0 +1,56 @@
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
+import { ArgusError } from '../../common/errors.ts';
+import type { Logger } from '../../common/logger.ts';
+import type { ApiContext, App } from './context.ts';
+import { commandRoutes } from './routes/commands.ts';
+import { deviceRoutes } from './routes/devices.ts';
+import { eventRoutes, type StreamRegistry } from './routes/events.ts';
+import { opsRoutes } from './routes/ops.ts';
+import { snapshotRoutes } from './routes/snapshots.ts';
+
+export interface Api {
+  app: App;
+  /** ends the live streams, then closes the server */
+  close(): Promise<void>;
+}
+
+/** the REST API, the live event stream, /metrics, /healthz, the console page and the OpenAPI docs */
+export async function buildApi(ctx: ApiContext, log: Logger): Promise<Api> {
+  const app: App = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'Argus control plane',
+        version: '1',
+        description: 'Devices, events, snapshots and commands of an Argus fleet.',
+      },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.setErrorHandler((err, _req, reply) => {
+    if (err instanceof ArgusError) return reply.code(502).send({ error: err.message, hint: err.hint });
+    const status = (err as { statusCode?: number }).statusCode ?? 500;
+    if (status >= 500) log.error({ err }, 'request failed');
+    return reply.code(status).send({ error: err instanceof Error ? err.message : String(err) });
+  });
+  const streams: StreamRegistry = new Set();
+  deviceRoutes(app, ctx);
+  eventRoutes(app, ctx, streams);
+  snapshotRoutes(app, ctx);
+  commandRoutes(app, ctx);
+  opsRoutes(app, ctx);
+  await app.ready();
+  return {
+    app,
+    async close() {
+      for (const end of [...streams]) end();
+      await app.close();
+    },
+  };
+}

@@ -1,0 +1,48 @@
+import Type from 'typebox';
+import type { DeviceRecord } from '../../storage/repository.ts';
+import { type ApiContext, type App, iso, isoOrNull } from '../context.ts';
+import { Device, DeviceId, ErrorBody } from '../schemas.ts';
+
+function view(d: DeviceRecord) {
+  return {
+    id: d.id,
+    status: d.status,
+    statusAt: isoOrNull(d.statusAt),
+    firstSeen: iso(d.firstSeen),
+    lastSeen: iso(d.lastSeen),
+    identity: d.identity,
+    telemetry: d.telemetry,
+    cameras: d.cameras,
+  };
+}
+
+export function deviceRoutes(app: App, ctx: ApiContext): void {
+  app.get(
+    '/api/v1/devices',
+    {
+      schema: {
+        tags: ['devices'],
+        summary: 'every device seen, with status, last seen, identity and latest telemetry',
+        response: { 200: Type.Object({ devices: Type.Array(Device) }) },
+      },
+    },
+    async () => ({ devices: (await ctx.repo.listDevices()).map(view) }),
+  );
+
+  app.get(
+    '/api/v1/devices/:id',
+    {
+      schema: {
+        tags: ['devices'],
+        summary: 'one device',
+        params: Type.Object({ id: DeviceId }),
+        response: { 200: Device, 404: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      const device = await ctx.repo.getDevice(req.params.id);
+      if (!device) return reply.code(404).send({ error: `no device "${req.params.id}" has connected` });
+      return view(device);
+    },
+  );
+}

@@ -1,0 +1,104 @@
+import type { EventFilter, StoredEvent } from '../../storage/repository.ts';
+import { type ApiContext, type App, iso } from '../context.ts';
+import { ErrorBody, EventsPage, EventsQuery, StreamQuery } from '../schemas.ts';
+
+const KEEPALIVE_MS = 15_000;
+
+export function eventView(e: StoredEvent) {
+  return { cursor: String(e.cursor), receivedAt: iso(e.receivedAt), event: e.event };
+}
+
+interface Selection {
+  device?: string | undefined;
+  camera?: string | undefined;
+  rule?: string | undefined;
+  class?: string | undefined;
+}
+
+function matches(q: Selection, e: StoredEvent): boolean {
+  return (
+    (q.device === undefined || e.event.device === q.device) &&
+    (q.camera === undefined || e.event.camera === q.camera) &&
+    (q.rule === undefined || e.event.rule === q.rule) &&
+    (q.class === undefined || e.event.label === q.class)
+  );
+}
+
+/** open live streams, ended when the control plane stops */
+export type StreamRegistry = Set<() => void>;
+
+export function eventRoutes(app: App, ctx: ApiContext, streams: StreamRegistry): void {
+  app.get(
+    '/api/v1/events',
+    {
+      schema: {
+        tags: ['events'],
+        summary: 'stored event messages (every lifecycle phase), filtered, newest ingested first',
+        description:
+          'Pages follow ingestion order, so events stored while a client pages through do not shift later pages: ' +
+          "pass the previous page's `nextCursor` as `cursor`. `class` is the object label.",
+        querystring: EventsQuery,
+        response: { 200: EventsPage, 400: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      const q = req.query;
+      const filter: EventFilter = { limit: q.limit };
+      if (q.device) filter.device = q.device;
+      if (q.camera) filter.camera = q.camera;
+      if (q.rule) filter.rule = q.rule;
+      if (q.class) filter.label = q.class;
+      if (q.from) filter.from = Date.parse(q.from);
+      if (q.to) filter.to = Date.parse(q.to);
+      if (q.cursor) filter.before = Number(q.cursor);
+      if (filter.from !== undefined && filter.to !== undefined && filter.from >= filter.to)
+        return reply.code(400).send({ error: '`from` must be before `to`' });
+      const events = await ctx.repo.queryEvents(filter);
+      const last = events.at(-1);
+      return {
+        events: events.map(eventView),
+        nextCursor: events.length === q.limit && last ? String(last.cursor) : null,
+      };
+    },
+  );
+
+  app.get(
+    '/api/v1/events/stream',
+    {
+      schema: {
+        tags: ['events'],
+        summary: 'live stream of newly stored events (Server-Sent Events, `event: event`)',
+        description:
+          "Each message's data is a StoredEvent as in GET /api/v1/events; the SSE id is its cursor.",
+        querystring: StreamQuery,
+      },
+    },
+    (req, reply) => {
+      const q = req.query;
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      });
+      res.write(': argus live events\n\n');
+      const unsubscribe = ctx.bus.subscribe((e) => {
+        if (matches(q, e))
+          res.write(`id: ${e.cursor}\nevent: event\ndata: ${JSON.stringify(eventView(e))}\n\n`);
+      });
+      const keepalive = setInterval(() => res.write(': keepalive\n\n'), KEEPALIVE_MS);
+      ctx.metrics.sseClients++;
+      const end = () => {
+        if (!streams.delete(end)) return;
+        clearInterval(keepalive);
+        unsubscribe();
+        ctx.metrics.sseClients--;
+        res.end();
+      };
+      streams.add(end);
+      req.raw.once('close', end);
+    },
+  );
+}

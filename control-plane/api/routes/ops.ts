@@ -1,0 +1,32 @@
+import { consolePage } from '../console-page.ts';
+import type { ApiContext, App } from '../context.ts';
+import { Health } from '../schemas.ts';
+
+export function opsRoutes(app: App, ctx: ApiContext): void {
+  app.get(
+    '/healthz',
+    { schema: { tags: ['operations'], summary: 'liveness: the process runs', response: { 200: Health } } },
+    async () => ({
+      status: 'ok' as const,
+      storage: ctx.repo.backend,
+      mqtt: ctx.mqttUrl(),
+      pendingMessages: ctx.pendingMessages(),
+    }),
+  );
+
+  app.get(
+    '/metrics',
+    { schema: { tags: ['operations'], summary: 'Prometheus metrics (text format 0.0.4)' } },
+    async (_req, reply) => {
+      const text = ctx.metrics.render({
+        devicesOnline: await ctx.repo.countDevicesOnline(),
+        pending: ctx.pendingMessages(),
+      });
+      return reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8').send(text);
+    },
+  );
+
+  app.get('/', { schema: { hide: true } }, async (_req, reply) =>
+    reply.header('content-type', 'text/html; charset=utf-8').send(consolePage),
+  );
+}

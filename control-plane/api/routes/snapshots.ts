@@ -1,0 +1,96 @@
+import { createHash } from 'node:crypto';
+import Type from 'typebox';
+import { MAX_SNAPSHOT_BYTES, SNAPSHOT_CONTENT_TYPE } from '../../../contract/index.ts';
+import type { ApiContext, App } from '../context.ts';
+import { DeviceId, ErrorBody, SnapshotId, SnapshotStored } from '../schemas.ts';
+
+/**
+ * Snapshots are stored in the database (a BLOB / BYTEA row each, at most MAX_SNAPSHOT_BYTES), so
+ * that they are backed up, replicated and deleted with the events that reference them.
+ */
+export function snapshotRoutes(app: App, ctx: ApiContext): void {
+  app.addContentTypeParser(
+    SNAPSHOT_CONTENT_TYPE,
+    { parseAs: 'buffer', bodyLimit: MAX_SNAPSHOT_BYTES },
+    (_req, body, done) => done(null, body),
+  );
+
+  app.put(
+    '/api/v1/devices/:device/snapshots/:id',
+    {
+      schema: {
+        tags: ['snapshots'],
+        summary: 'upload a JPEG snapshot (by the device, with its token); idempotent',
+        description: `Content-Type ${SNAPSHOT_CONTENT_TYPE}, at most ${MAX_SNAPSHOT_BYTES} bytes, Authorization: Bearer <device token>. The same id with the same bytes answers 200; with other bytes 409.`,
+        params: Type.Object({ device: DeviceId, id: SnapshotId }),
+        headers: Type.Object({ authorization: Type.Optional(Type.String()) }),
+        response: {
+          200: SnapshotStored,
+          201: SnapshotStored,
+          400: ErrorBody,
+          401: ErrorBody,
+          409: ErrorBody,
+        },
+      },
+      // before the body is read: an unauthenticated upload costs nothing
+      onRequest: async (req, reply) => {
+        const { device } = req.params as { device: string };
+        if (!ctx.credentials.verify(device, req.headers.authorization))
+          return reply.code(401).send({
+            error: `missing or wrong credential for device "${device}"`,
+            hint: 'send Authorization: Bearer <token> with the token listed for the device in the control-plane config',
+          });
+      },
+    },
+    async (req, reply) => {
+      const body = req.body as unknown;
+      if (!Buffer.isBuffer(body) || body.length < 3 || body[0] !== 0xff || body[1] !== 0xd8)
+        return reply.code(400).send({ error: 'the body is not a JPEG (it must start with FF D8)' });
+      const sha256 = createHash('sha256').update(body).digest('hex');
+      const { device, id } = req.params;
+      const outcome = await ctx.repo.putSnapshot({
+        id,
+        device,
+        contentType: SNAPSHOT_CONTENT_TYPE,
+        sha256,
+        bytes: body,
+        createdAt: Date.now(),
+      });
+      if (outcome === 'conflict')
+        return reply.code(409).send({
+          error: `snapshot ${id} is already stored with other content`,
+          hint: 'use a new snapshot id',
+        });
+      return reply
+        .code(outcome === 'created' ? 201 : 200)
+        .send({ id, device, bytes: body.length, sha256, created: outcome === 'created' });
+    },
+  );
+
+  app.get(
+    '/api/v1/snapshots/:id',
+    {
+      schema: {
+        tags: ['snapshots'],
+        summary: 'a stored snapshot (image/jpeg)',
+        params: Type.Object({ id: SnapshotId }),
+        response: {
+          200: Type.Unsafe<Buffer>({ type: 'string', format: 'binary', description: SNAPSHOT_CONTENT_TYPE }),
+          404: ErrorBody,
+        },
+      },
+    },
+    async (req, reply) => {
+      const snapshot = await ctx.repo.getSnapshot(req.params.id);
+      if (!snapshot)
+        return reply.code(404).send({
+          error: `no snapshot ${req.params.id}`,
+          hint: 'the device may not have uploaded it yet',
+        });
+      return reply
+        .header('content-type', snapshot.contentType)
+        .header('cache-control', 'public, max-age=31536000, immutable')
+        .send(snapshot.bytes);
+    },
+  );
+}

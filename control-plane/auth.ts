@@ -1,0 +1,22 @@
+import { timingSafeEqual } from 'node:crypto';
+import { sha256Hex } from './config.ts';
+
+/**
+ * Device credentials: a bearer token per device, kept as its sha256. `verify` compares digests in
+ * constant time, so neither the token nor its length leaks through timing.
+ */
+export class DeviceCredentials {
+  private readonly digests: Map<string, Buffer>;
+
+  constructor(devices: readonly { id: string; tokenSha256: string }[]) {
+    this.digests = new Map(devices.map((d) => [d.id, Buffer.from(d.tokenSha256, 'hex')]));
+  }
+
+  /** true when `authorization` is `Bearer <the token of device>` */
+  verify(device: string, authorization: string | undefined): boolean {
+    const expected = this.digests.get(device);
+    const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? '');
+    if (!expected || !match) return false;
+    return timingSafeEqual(Buffer.from(sha256Hex(match[1]!), 'hex'), expected);
+  }
+}

@@ -1,0 +1,196 @@
+import { createHash } from 'node:crypto';
+import { dirname, resolve } from 'node:path';
+import Type from 'typebox';
+import {
+  type LoadedConfig,
+  parseConfigText,
+  readConfigText,
+  validateConfigDocument,
+} from '../common/config-file.ts';
+import { ArgusError } from '../common/errors.ts';
+import { compileSchema } from '../common/schema.ts';
+import { DEVICE_ID_PATTERN } from '../contract/topics.ts';
+
+const HttpSection = Type.Object(
+  {
+    host: Type.String({ minLength: 1, default: '127.0.0.1' }),
+    port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: '0 picks a free port' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const EmbeddedBroker = Type.Object(
+  {
+    host: Type.String({ minLength: 1, default: '127.0.0.1' }),
+    port: Type.Integer({ minimum: 0, maximum: 65535, default: 1883, description: '0 picks a free port' }),
+  },
+  { additionalProperties: false },
+);
+
+const ExternalBroker = Type.Object(
+  {
+    url: Type.String({ pattern: '^(mqtt|mqtts|ws|wss)://', description: 'e.g. mqtt://mosquitto:1883' }),
+    /** fixed so that the broker keeps the session (and what it queued) across restarts */
+    clientId: Type.String({ minLength: 1, maxLength: 128, default: 'argus-control-plane' }),
+    username: Type.Optional(Type.String({ minLength: 1 })),
+    password: Type.Optional(Type.String({ minLength: 1 })),
+    /** how long the broker queues messages for the control plane while it is down */
+    sessionExpiryS: Type.Integer({ minimum: 60, default: 7 * 24 * 3600 }),
+    /** subscribe as `$share/<group>/…` so that several control planes split the load */
+    sharedGroup: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' })),
+    /** unacknowledged messages the broker may send at once (MQTT v5 receive maximum) */
+    receiveMaximum: Type.Integer({ minimum: 1, maximum: 65535, default: 1000 }),
+  },
+  { additionalProperties: false },
+);
+
+const MqttSection = Type.Object(
+  {
+    /** the broker inside the control plane (aedes); the default when `external` is not set */
+    embedded: Type.Optional(EmbeddedBroker),
+    external: Type.Optional(ExternalBroker),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const SqliteStorage = Type.Object(
+  {
+    /** database file, relative to the config file */
+    path: Type.String({ minLength: 1, default: 'argus.db' }),
+    /** `full` survives power loss (an fsync per batch); `normal` survives process crashes only */
+    synchronous: Type.Union([Type.Literal('full'), Type.Literal('normal')], { default: 'full' }),
+  },
+  { additionalProperties: false },
+);
+
+const PostgresStorage = Type.Object(
+  {
+    url: Type.String({ pattern: '^postgres(ql)?://', description: 'e.g. postgres://argus@db:5432/argus' }),
+    poolSize: Type.Integer({ minimum: 2, maximum: 100, default: 8 }),
+  },
+  { additionalProperties: false },
+);
+
+const StorageSection = Type.Object(
+  {
+    /** SQLite (WAL); the default when `postgres` is not set */
+    sqlite: Type.Optional(SqliteStorage),
+    postgres: Type.Optional(PostgresStorage),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const IngestSection = Type.Object(
+  {
+    /** messages written in one transaction at most */
+    maxBatch: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
+    /** a batch waits at most this long for more messages before it is written */
+    maxDelayMs: Type.Number({ minimum: 0, maximum: 1000, default: 5 }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const DeviceCredential = Type.Object(
+  {
+    id: Type.String({ pattern: DEVICE_ID_PATTERN }),
+    /** the device's token as in its config (`controlPlane.token`) */
+    token: Type.Optional(Type.String({ minLength: 16 })),
+    /** or only its sha256 (hex), so that the file holds no secret */
+    tokenSha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
+  },
+  { additionalProperties: false },
+);
+
+export const ControlPlaneConfigSchema = Type.Object(
+  {
+    http: HttpSection,
+    mqtt: MqttSection,
+    storage: StorageSection,
+    ingest: IngestSection,
+    /** devices allowed to upload snapshots, with their credential */
+    devices: Type.Array(DeviceCredential, { default: [] }),
+  },
+  { additionalProperties: false },
+);
+
+type ConfigFile = Type.Static<typeof ControlPlaneConfigSchema>;
+export type ExternalBrokerSettings = Type.Static<typeof ExternalBroker>;
+export type EmbeddedBrokerSettings = Type.Static<typeof EmbeddedBroker>;
+export type SqliteSettings = Type.Static<typeof SqliteStorage>;
+export type PostgresSettings = Type.Static<typeof PostgresStorage>;
+export type IngestSettings = Type.Static<typeof IngestSection>;
+
+export type BrokerSettings =
+  | { kind: 'embedded'; embedded: EmbeddedBrokerSettings }
+  | { kind: 'external'; external: ExternalBrokerSettings };
+export type StorageSettings =
+  | { kind: 'sqlite'; sqlite: SqliteSettings }
+  | { kind: 'postgres'; postgres: PostgresSettings };
+
+/** a validated control-plane config: exactly one broker and one storage, paths absolute */
+export interface ControlPlaneConfig {
+  http: ConfigFile['http'];
+  mqtt: BrokerSettings;
+  storage: StorageSettings;
+  ingest: IngestSettings;
+  devices: { id: string; tokenSha256: string }[];
+}
+
+const validator = compileSchema<ConfigFile>(ControlPlaneConfigSchema);
+const embeddedDefaults = compileSchema<EmbeddedBrokerSettings>(EmbeddedBroker);
+const sqliteDefaults = compileSchema<SqliteSettings>(SqliteStorage);
+
+function resolveConfig(loaded: LoadedConfig<ConfigFile>, baseDir: string): ControlPlaneConfig {
+  const v = loaded.value;
+  const problems: string[] = [];
+  if (v.mqtt.embedded && v.mqtt.external)
+    problems.push(`  ${loaded.locate(['mqtt'])}: mqtt: set either "embedded" or "external", not both`);
+  if (v.storage.sqlite && v.storage.postgres)
+    problems.push(`  ${loaded.locate(['storage'])}: storage: set either "sqlite" or "postgres", not both`);
+  const seen = new Set<string>();
+  const devices = v.devices.map((d, i) => {
+    const where = loaded.locate(['devices', i]);
+    if (seen.has(d.id)) problems.push(`  ${where}: devices.${i}: device "${d.id}" is listed twice`);
+    seen.add(d.id);
+    if (Boolean(d.token) === Boolean(d.tokenSha256))
+      problems.push(`  ${where}: devices.${i}: give exactly one of "token" or "tokenSha256"`);
+    return { id: d.id, tokenSha256: d.tokenSha256 ?? sha256Hex(d.token ?? '') };
+  });
+  if (problems.length > 0)
+    throw new ArgusError(`control-plane config ${loaded.file} is invalid:\n${problems.join('\n')}`);
+  const mqtt: BrokerSettings = v.mqtt.external
+    ? { kind: 'external', external: v.mqtt.external }
+    : {
+        kind: 'embedded',
+        embedded: v.mqtt.embedded ?? (embeddedDefaults.withDefaults({}) as EmbeddedBrokerSettings),
+      };
+  const storage: StorageSettings = v.storage.postgres
+    ? { kind: 'postgres', postgres: v.storage.postgres }
+    : (() => {
+        const sqlite = v.storage.sqlite ?? (sqliteDefaults.withDefaults({}) as SqliteSettings);
+        return { kind: 'sqlite', sqlite: { ...sqlite, path: resolve(baseDir, sqlite.path) } } as const;
+      })();
+  return { http: v.http, mqtt, storage, ingest: v.ingest, devices };
+}
+
+export function sha256Hex(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** validates a config given as data (e.g. by tests or an embedding program); `baseDir` resolves paths */
+export function controlPlaneConfig(data: unknown, baseDir = process.cwd()): ControlPlaneConfig {
+  const doc = {
+    file: '(config object)',
+    data,
+    locate: () => '(config object)',
+    locateKey: () => '(config object)',
+  };
+  return resolveConfig(validateConfigDocument(doc, validator, 'control-plane config'), baseDir);
+}
+
+/** reads and validates a control-plane config file (YAML); errors give file:line:col and the fix */
+export async function loadControlPlaneConfig(file: string): Promise<ControlPlaneConfig> {
+  const path = resolve(file);
+  const text = await readConfigText(path, 'control-plane config');
+  return resolveConfig(parseConfigText(text, path, validator, 'control-plane config'), dirname(path));
+}

@@ -1,0 +1,18 @@
+/** The control plane: MQTT ingest into SQLite or PostgreSQL, the REST API, live events, metrics. */
+export {
+  type ControlPlaneConfig,
+  ControlPlaneConfigSchema,
+  controlPlaneConfig,
+  loadControlPlaneConfig,
+  sha256Hex,
+} from './config.ts';
+export { Metrics, REJECT_REASONS, type RejectReason } from './metrics.ts';
+export { type ControlPlane, startControlPlane } from './server.ts';
+export { openRepository } from './storage/open.ts';
+export type {
+  DeviceRecord,
+  EventFilter,
+  IngestRecord,
+  Repository,
+  StoredEvent,
+} from './storage/repository.ts';

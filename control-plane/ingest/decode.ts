@@ -1,0 +1,85 @@
+import {
+  type Availability,
+  type CameraStatus,
+  type CommandResult,
+  type EventMessage,
+  type Identity,
+  MAX_PAYLOAD_BYTES,
+  parseTopic,
+  type Telemetry,
+  validators,
+} from '../../contract/index.ts';
+import type { RejectReason } from '../metrics.ts';
+import type { IngestRecord } from '../storage/repository.ts';
+
+export type Decoded =
+  | { ok: true; record: IngestRecord }
+  /** a command topic: the control plane's own publish, not for ingest */
+  | { ok: 'ignore' }
+  | { ok: false; reason: RejectReason; detail: string; device?: string };
+
+/**
+ * Checks one MQTT message against the contract: a known topic, at most MAX_PAYLOAD_BYTES, JSON,
+ * the topic kind's schema, and a `device` field (where the payload has one) equal to the topic's.
+ */
+export function decodeMessage(topic: string, payload: Buffer, receivedAt: number): Decoded {
+  const parsed = parseTopic(topic);
+  if (!parsed)
+    return { ok: false, reason: 'unknown_topic', detail: `topic "${topic}" is not in the contract` };
+  if (parsed.kind === 'cmd') return { ok: 'ignore' };
+  const device = parsed.device;
+  if (payload.length > MAX_PAYLOAD_BYTES)
+    return {
+      ok: false,
+      reason: 'oversized',
+      detail: `${payload.length} bytes, more than ${MAX_PAYLOAD_BYTES}`,
+      device,
+    };
+  let body: unknown;
+  try {
+    body = JSON.parse(payload.toString('utf8'));
+  } catch (err) {
+    return { ok: false, reason: 'malformed_json', detail: (err as Error).message, device };
+  }
+  const validator = validators[parsed.kind];
+  if (!validator.check(body)) {
+    const issues = validator
+      .issues(body)
+      .slice(0, 5)
+      .map((i) => `${i.path || '(root)'}: ${i.message}`);
+    return { ok: false, reason: 'schema', detail: issues.join('; '), device };
+  }
+  const claimed = (body as { device?: string }).device;
+  if (claimed !== undefined && claimed !== device)
+    return {
+      ok: false,
+      reason: 'device_mismatch',
+      detail: `payload says device "${claimed}" on the topic of "${device}"`,
+      device,
+    };
+  const text = payload.toString('utf8');
+  // the body passed the kind's validator above, so it has the kind's type
+  switch (parsed.kind) {
+    case 'events':
+      return {
+        ok: true,
+        record: { kind: 'event', device, message: body as EventMessage, payload: text, receivedAt },
+      };
+    case 'telemetry':
+      return {
+        ok: true,
+        record: { kind: 'telemetry', device, message: body as Telemetry, payload: text, receivedAt },
+      };
+    case 'identity':
+      return {
+        ok: true,
+        record: { kind: 'identity', device, message: body as Identity, payload: text, receivedAt },
+      };
+    case 'status':
+      return { ok: true, record: { kind: 'status', device, message: body as CameraStatus, receivedAt } };
+    case 'available':
+      return { ok: true, record: { kind: 'available', device, message: body as Availability, receivedAt } };
+    case 'cmd_result':
+      return { ok: true, record: { kind: 'cmd_result', device, message: body as CommandResult, receivedAt } };
+  }
+}

@@ -1,0 +1,112 @@
+import { connect, type IPublishPacket, type MqttClient } from 'mqtt';
+import { ArgusError } from '../../common/errors.ts';
+import type { Logger } from '../../common/logger.ts';
+import { ingestWildcard } from '../../contract/index.ts';
+import type { ExternalBrokerSettings } from '../config.ts';
+import type { Deliver, MqttLink } from './link.ts';
+
+const CONNECT_TIMEOUT_MS = 15_000;
+const CLOSE_TIMEOUT_MS = 2000;
+
+/**
+ * mqtt.js handles received packets one at a time and sends a QoS 1 PUBACK when `handleMessage`
+ * calls back without an error. Calling back with this marker moves on to the next packet without
+ * a PUBACK; the link sends the PUBACK itself once the message is stored (see `sendPuback`).
+ */
+const ACK_DEFERRED = new Error('puback deferred until the message is stored');
+
+/** the parts of mqtt.js 5's client used to answer a deferred PUBACK (not in its typings) */
+interface PacketSender {
+  _sendPacket(packet: { cmd: 'puback'; messageId: number; reasonCode: number }, cb?: () => void): void;
+}
+
+/**
+ * The control plane as a client of an external broker (Mosquitto, EMQX): MQTT v5, a fixed client
+ * id with `clean: false` and a session expiry, so that the broker queues messages while the control
+ * plane is down, and QoS 1 on the ingest wildcard (a shared subscription when `sharedGroup` is set).
+ * A PUBACK goes out only after the message is stored: if the control plane dies first, the broker
+ * delivers the message again and ingest's idempotency absorbs the repeat.
+ */
+export async function connectExternalBroker(
+  settings: ExternalBrokerSettings,
+  deliver: Deliver,
+  log: Logger,
+): Promise<MqttLink> {
+  const client: MqttClient = connect(settings.url, {
+    protocolVersion: 5,
+    clientId: settings.clientId,
+    clean: false,
+    reconnectPeriod: 1000,
+    connectTimeout: 10_000,
+    resubscribe: false,
+    ...(settings.username ? { username: settings.username } : {}),
+    ...(settings.password ? { password: settings.password } : {}),
+    properties: {
+      sessionExpiryInterval: settings.sessionExpiryS,
+      receiveMaximum: settings.receiveMaximum,
+    },
+  });
+  const filter = ingestWildcard(settings.sharedGroup);
+
+  client.handleMessage = (packet: IPublishPacket, callback) => {
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    if (packet.qos !== 1 || packet.messageId === undefined) {
+      deliver(packet.topic, payload, () => undefined);
+      callback();
+      return;
+    }
+    const stream = client.stream;
+    const messageId = packet.messageId;
+    deliver(packet.topic, payload, () => {
+      // after a reconnect the broker sends the message again; this PUBACK belongs to the old link
+      if (client.stream !== stream || !client.connected) return;
+      (client as unknown as PacketSender)._sendPacket({ cmd: 'puback', messageId, reasonCode: 0 });
+    });
+    callback(ACK_DEFERRED);
+  };
+
+  let lastError: string | undefined;
+  client.on('error', (err) => {
+    if (err.message !== lastError) log.warn({ url: settings.url, err: err.message }, 'mqtt broker error');
+    lastError = err.message;
+  });
+  client.on('connect', (connack) => {
+    lastError = undefined;
+    log.info({ url: settings.url, sessionPresent: connack.sessionPresent }, 'connected to the MQTT broker');
+    client.subscribe(filter, { qos: 1 }, (err) => {
+      if (err) log.error({ filter, err: err.message }, 'cannot subscribe to the ingest topics');
+    });
+  });
+  client.on('offline', () => log.warn({ url: settings.url }, 'MQTT broker unreachable; reconnecting'));
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no connection within ${CONNECT_TIMEOUT_MS / 1000} s`)),
+        CONNECT_TIMEOUT_MS,
+      );
+      client.once('connect', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  } catch (err) {
+    await client.endAsync(true);
+    throw new ArgusError(
+      `cannot connect to the MQTT broker ${settings.url}: ${lastError ?? (err as Error).message}`,
+      'check mqtt.external.url (and username/password) and that the broker runs',
+    );
+  }
+  return {
+    url: settings.url,
+    async publish(topic, payload) {
+      await client.publishAsync(topic, payload, { qos: 1 });
+    },
+    /** after ingest has stopped: its last PUBACKs are written before the DISCONNECT */
+    async close() {
+      const timer = setTimeout(() => client.end(true), CLOSE_TIMEOUT_MS);
+      await client.endAsync(false);
+      clearTimeout(timer);
+    },
+  };
+}

@@ -1,0 +1,168 @@
+import type { Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import mqttPacket, { type Packet } from 'mqtt-packet';
+
+/**
+ * aedes 1.x speaks MQTT 3.1.1 only, while device agents connect with MQTT v5. This adapter sits
+ * between a v5 client's socket and aedes: it parses the client's v5 packets, hands aedes their
+ * 3.1.1 equivalents and turns aedes' answers back into v5 packets. v5-only features are dropped on
+ * the way in (properties: session expiry, receive maximum, retain handling, will delay); the
+ * session itself is kept by aedes for a `clean: false` connect. Clients connecting with 3.1.1 or
+ * 3.1 are handed to aedes untouched.
+ */
+
+/** CONNACK return codes of 3.1.1 → v5 reason codes */
+const CONNACK_REASON: Record<number, number> = { 0: 0, 1: 132, 2: 133, 3: 136, 4: 134, 5: 135 };
+
+/** two connected in-memory streams: what is written to one is read from the other */
+function streamPair(): [Duplex, Duplex] {
+  const ends: Duplex[] = [];
+  const make = (peer: () => Duplex) =>
+    new Duplex({
+      read() {},
+      write(chunk, _encoding, callback) {
+        peer().push(chunk);
+        callback();
+      },
+      final(callback) {
+        peer().push(null);
+        callback();
+      },
+    });
+  ends.push(
+    make(() => ends[1]!),
+    make(() => ends[0]!),
+  );
+  return [ends[0]!, ends[1]!];
+}
+
+function toV311(p: Packet, unsubscribes: Map<number, number>): Packet | undefined {
+  switch (p.cmd) {
+    case 'connect':
+      return {
+        cmd: 'connect',
+        protocolId: 'MQTT',
+        protocolVersion: 4,
+        clean: p.clean,
+        clientId: p.clientId,
+        keepalive: p.keepalive,
+        ...(p.username !== undefined ? { username: p.username } : {}),
+        ...(p.password !== undefined ? { password: p.password } : {}),
+        ...(p.will
+          ? { will: { topic: p.will.topic, payload: p.will.payload, qos: p.will.qos, retain: p.will.retain } }
+          : {}),
+      };
+    case 'publish':
+      return {
+        cmd: 'publish',
+        topic: p.topic,
+        payload: p.payload,
+        qos: p.qos,
+        retain: p.retain,
+        dup: p.dup,
+        ...(p.messageId !== undefined ? { messageId: p.messageId } : {}),
+      };
+    case 'puback':
+    case 'pubrec':
+    case 'pubrel':
+    case 'pubcomp':
+      return { cmd: p.cmd, messageId: p.messageId } as Packet;
+    case 'subscribe':
+      return {
+        cmd: 'subscribe',
+        messageId: p.messageId,
+        subscriptions: p.subscriptions.map((s) => ({ topic: s.topic, qos: s.qos })),
+      };
+    case 'unsubscribe':
+      unsubscribes.set(p.messageId ?? 0, p.unsubscriptions.length);
+      return { cmd: 'unsubscribe', messageId: p.messageId, unsubscriptions: p.unsubscriptions };
+    case 'pingreq':
+      return { cmd: 'pingreq' };
+    case 'disconnect':
+      return { cmd: 'disconnect' };
+    default:
+      return undefined;
+  }
+}
+
+function toV5(p: Packet, unsubscribes: Map<number, number>): Packet {
+  switch (p.cmd) {
+    case 'connack':
+      return {
+        cmd: 'connack',
+        sessionPresent: p.sessionPresent,
+        reasonCode: CONNACK_REASON[p.returnCode ?? 0] ?? 128,
+      };
+    case 'unsuback': {
+      const n = unsubscribes.get(p.messageId ?? 0) ?? 1;
+      unsubscribes.delete(p.messageId ?? 0);
+      return { cmd: 'unsuback', messageId: p.messageId, granted: new Array(n).fill(0) } as Packet;
+    }
+    case 'puback':
+    case 'pubrec':
+    case 'pubrel':
+    case 'pubcomp':
+      return { cmd: p.cmd, messageId: p.messageId, reasonCode: 0 } as Packet;
+    default:
+      return p;
+  }
+}
+
+/** bridges a v5 client's socket to aedes; `buffered` holds the bytes already read from it */
+function bridge(socket: Socket, buffered: Buffer, handle: (conn: Duplex) => void): void {
+  const [ours, aedesEnd] = streamPair();
+  const unsubscribes = new Map<number, number>();
+  const fromClient = mqttPacket.parser({ protocolVersion: 5 });
+  const fromAedes = mqttPacket.parser({ protocolVersion: 4 });
+  const close = () => {
+    socket.destroy();
+    aedesEnd.destroy();
+  };
+  fromClient.on('packet', (p: Packet) => {
+    const down = toV311(p, unsubscribes);
+    if (!down) return close();
+    ours.write(mqttPacket.generate(down, { protocolVersion: 4 }));
+  });
+  fromAedes.on('packet', (p: Packet) => {
+    if (!socket.destroyed) socket.write(mqttPacket.generate(toV5(p, unsubscribes), { protocolVersion: 5 }));
+  });
+  fromClient.on('error', close);
+  fromAedes.on('error', close);
+  ours.on('data', (chunk: Buffer) => fromAedes.parse(chunk));
+  ours.on('end', () => socket.end());
+  aedesEnd.on('close', () => setImmediate(() => socket.end()));
+  socket.on('data', (chunk: Buffer) => fromClient.parse(chunk));
+  socket.on('end', () => ours.end());
+  socket.on('close', () => aedesEnd.destroy());
+  socket.on('error', () => aedesEnd.destroy());
+  handle(aedesEnd);
+  fromClient.parse(buffered);
+  socket.resume();
+}
+
+/**
+ * Reads a new connection up to its CONNECT packet and hands it to aedes directly (3.1/3.1.1) or
+ * through the v5 bridge.
+ */
+export function acceptMqttConnection(socket: Socket, handle: (conn: Duplex) => void): void {
+  const probe = mqttPacket.parser();
+  const chunks: Buffer[] = [];
+  const onData = (chunk: Buffer) => {
+    chunks.push(chunk);
+    probe.parse(chunk);
+  };
+  probe.once('packet', (p: Packet) => {
+    socket.off('data', onData);
+    socket.pause();
+    const buffered = Buffer.concat(chunks);
+    if (p.cmd === 'connect' && p.protocolVersion === 5) {
+      bridge(socket, buffered, handle);
+    } else {
+      socket.unshift(buffered);
+      handle(socket);
+    }
+  });
+  probe.once('error', () => socket.destroy());
+  socket.on('data', onData);
+  socket.on('error', () => socket.destroy());
+}

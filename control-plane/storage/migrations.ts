@@ -1,0 +1,98 @@
+/** the column types that differ between the two backends */
+export interface Dialect {
+  /** an auto-incrementing 64-bit primary key */
+  serial: string;
+  bigint: string;
+  bytes: string;
+}
+
+export const SQLITE: Dialect = {
+  serial: 'INTEGER PRIMARY KEY AUTOINCREMENT',
+  bigint: 'INTEGER',
+  bytes: 'BLOB',
+};
+export const POSTGRES: Dialect = { serial: 'BIGSERIAL PRIMARY KEY', bigint: 'BIGINT', bytes: 'BYTEA' };
+
+export interface Migration {
+  version: number;
+  name: string;
+  statements: (d: Dialect) => string[];
+}
+
+/**
+ * The schema, as numbered steps applied in order and recorded in `schema_migrations`. A released
+ * step is never edited: a change is a new step. Times are ms since the epoch (integers) in both
+ * backends so that every query is the same SQL.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'devices, events, camera statuses, commands, snapshots',
+    statements: (d) => [
+      `CREATE TABLE devices (
+        id TEXT PRIMARY KEY,
+        status TEXT,
+        status_at ${d.bigint},
+        first_seen ${d.bigint} NOT NULL,
+        last_seen ${d.bigint} NOT NULL,
+        identity TEXT,
+        telemetry TEXT,
+        telemetry_at ${d.bigint}
+      )`,
+      `CREATE TABLE events (
+        cursor ${d.serial},
+        id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        phase TEXT NOT NULL,
+        device TEXT NOT NULL,
+        camera TEXT NOT NULL,
+        camera_seq ${d.bigint} NOT NULL,
+        rule TEXT NOT NULL,
+        rule_type TEXT NOT NULL,
+        label TEXT NOT NULL,
+        at ${d.bigint} NOT NULL,
+        received_at ${d.bigint} NOT NULL,
+        payload TEXT NOT NULL,
+        UNIQUE (id, seq)
+      )`,
+      'CREATE INDEX events_device ON events (device, camera, cursor)',
+      'CREATE INDEX events_rule ON events (rule, cursor)',
+      'CREATE INDEX events_label ON events (label, cursor)',
+      'CREATE INDEX events_at ON events (at)',
+      `CREATE TABLE camera_statuses (
+        id TEXT PRIMARY KEY,
+        device TEXT NOT NULL,
+        camera TEXT NOT NULL,
+        camera_seq ${d.bigint} NOT NULL,
+        state TEXT NOT NULL,
+        at TEXT NOT NULL,
+        reason TEXT,
+        received_at ${d.bigint} NOT NULL
+      )`,
+      'CREATE INDEX camera_statuses_latest ON camera_statuses (device, camera, camera_seq)',
+      `CREATE TABLE commands (
+        id TEXT PRIMARY KEY,
+        device TEXT NOT NULL,
+        name TEXT NOT NULL,
+        args TEXT NOT NULL,
+        issued_at ${d.bigint},
+        result TEXT,
+        result_at ${d.bigint}
+      )`,
+      `CREATE TABLE snapshots (
+        id TEXT PRIMARY KEY,
+        device TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        bytes ${d.bytes} NOT NULL,
+        created_at ${d.bigint} NOT NULL
+      )`,
+    ],
+  },
+];
+
+export const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (
+  version INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  applied_at TEXT NOT NULL
+)`;

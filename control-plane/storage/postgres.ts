@@ -1,0 +1,279 @@
+import pg from 'pg';
+import { ArgusError } from '../../common/errors.ts';
+import type { PostgresSettings } from '../config.ts';
+import { type EventRecord, planBatch } from './batch-plan.ts';
+import { CREATE_MIGRATIONS_TABLE, MIGRATIONS, POSTGRES } from './migrations.ts';
+import type {
+  BatchOutcome,
+  CommandRecord,
+  DeviceRecord,
+  EventFilter,
+  IngestRecord,
+  PutSnapshotOutcome,
+  Repository,
+  SnapshotRecord,
+  StoredEvent,
+} from './repository.ts';
+import {
+  type CameraRow,
+  type CommandRow,
+  commandResultUpsertSql,
+  type DeviceRow,
+  deviceUpsertSql,
+  type EventRow,
+  eventQuery,
+  latestCameraStatusSql,
+  toCommand,
+  toDevice,
+  toStoredEvent,
+} from './sql.ts';
+
+const d = (i: number) => `$${i}`;
+/** a migration lock key shared by every control plane on the same database */
+const MIGRATION_LOCK = 0x61726775;
+const EVENT_COLUMNS = 12;
+/** rows per INSERT statement (PostgreSQL allows 65535 parameters) */
+const ROWS_PER_INSERT = 2000;
+
+async function migrate(pool: pg.Pool): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    await client.query(CREATE_MIGRATIONS_TABLE);
+    const { rows } = await client.query<{ version: number }>('SELECT version FROM schema_migrations');
+    const applied = new Set(rows.map((r) => r.version));
+    for (const m of MIGRATIONS) {
+      if (applied.has(m.version)) continue;
+      for (const statement of m.statements(POSTGRES)) await client.query(statement);
+      await client.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [
+        m.version,
+        m.name,
+        new Date().toISOString(),
+      ]);
+    }
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+function multiRowInsert(rows: number, columns: number): string {
+  const values: string[] = [];
+  for (let r = 0; r < rows; r++) {
+    const row: string[] = [];
+    for (let c = 1; c <= columns; c++) row.push(`$${r * columns + c}`);
+    values.push(`(${row.join(', ')})`);
+  }
+  return values.join(', ');
+}
+
+function eventParams(r: EventRecord): unknown[] {
+  const m = r.message;
+  return [
+    m.id,
+    m.seq,
+    m.phase,
+    r.device,
+    m.camera,
+    m.cameraSeq,
+    m.rule,
+    m.ruleType,
+    m.label,
+    Date.parse(m.at),
+    r.receivedAt,
+    r.payload,
+  ];
+}
+
+/**
+ * The PostgreSQL backend (`pg` pool). A batch is one transaction on one connection; events go in
+ * as multi-row INSERTs that skip rows already stored and return the new ones' cursors.
+ */
+export class PostgresRepository implements Repository {
+  readonly backend = 'postgres';
+
+  private constructor(private readonly pool: pg.Pool) {}
+
+  static async open(settings: PostgresSettings): Promise<PostgresRepository> {
+    const pool = new pg.Pool({ connectionString: settings.url, max: settings.poolSize });
+    pool.on('error', () => undefined);
+    try {
+      await migrate(pool);
+    } catch (err) {
+      await pool.end().catch(() => undefined);
+      throw new ArgusError(
+        `cannot prepare the PostgreSQL database ${redact(settings.url)}: ${(err as Error).message}`,
+        'check storage.postgres.url, that the server runs and that the user may create tables',
+      );
+    }
+    return new PostgresRepository(pool);
+  }
+
+  async writeBatch(records: readonly IngestRecord[]): Promise<BatchOutcome> {
+    const plan = planBatch(records);
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const inserted: StoredEvent[] = [];
+      let duplicates = 0;
+      for (let i = 0; i < plan.events.length; i += ROWS_PER_INSERT) {
+        const chunk = plan.events.slice(i, i + ROWS_PER_INSERT);
+        const { rows } = await client.query<{ cursor: string; id: string; seq: number }>(
+          `INSERT INTO events (id, seq, phase, device, camera, camera_seq, rule, rule_type, label, at, received_at, payload)
+           VALUES ${multiRowInsert(chunk.length, EVENT_COLUMNS)}
+           ON CONFLICT (id, seq) DO NOTHING RETURNING cursor, id, seq`,
+          chunk.flatMap(eventParams),
+        );
+        const cursors = new Map(rows.map((r) => [`${r.id}/${r.seq}`, Number(r.cursor)]));
+        for (const r of chunk) {
+          const cursor = cursors.get(`${r.message.id}/${r.message.seq}`);
+          if (cursor === undefined) {
+            duplicates++;
+          } else {
+            cursors.delete(`${r.message.id}/${r.message.seq}`);
+            inserted.push({ cursor, receivedAt: r.receivedAt, event: r.message });
+          }
+        }
+      }
+      if (plan.statuses.length > 0) {
+        const { rowCount } = await client.query(
+          `INSERT INTO camera_statuses (id, device, camera, camera_seq, state, at, reason, received_at)
+           VALUES ${multiRowInsert(plan.statuses.length, 8)} ON CONFLICT (id) DO NOTHING`,
+          plan.statuses.flatMap((r) => [
+            r.message.id,
+            r.device,
+            r.message.camera,
+            r.message.cameraSeq,
+            r.message.state,
+            r.message.at,
+            r.message.reason ?? null,
+            r.receivedAt,
+          ]),
+        );
+        duplicates += plan.statuses.length - (rowCount ?? 0);
+      }
+      for (const u of plan.devices)
+        await client.query(deviceUpsertSql(d, 'greatest'), [
+          u.id,
+          u.status,
+          u.statusAt,
+          u.lastSeen,
+          u.lastSeen,
+          u.identity,
+          u.telemetry,
+          u.telemetryAt,
+        ]);
+      for (const r of plan.results)
+        await client.query(commandResultUpsertSql(d), [
+          r.message.id,
+          r.device,
+          r.message.name,
+          JSON.stringify(r.message),
+          r.receivedAt,
+        ]);
+      await client.query('COMMIT');
+      return { inserted, duplicates };
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  async listDevices(): Promise<DeviceRecord[]> {
+    const [devices, cameras] = await Promise.all([
+      this.pool.query<DeviceRow>('SELECT * FROM devices ORDER BY id'),
+      this.pool.query<CameraRow>(latestCameraStatusSql(d, false)),
+    ]);
+    return devices.rows.map((row) => toDevice(row, cameras.rows));
+  }
+
+  async getDevice(id: string): Promise<DeviceRecord | undefined> {
+    const [device, cameras] = await Promise.all([
+      this.pool.query<DeviceRow>('SELECT * FROM devices WHERE id = $1', [id]),
+      this.pool.query<CameraRow>(latestCameraStatusSql(d, true), [id]),
+    ]);
+    const row = device.rows[0];
+    return row ? toDevice(row, cameras.rows) : undefined;
+  }
+
+  async countDevicesOnline(): Promise<number> {
+    const { rows } = await this.pool.query<{ n: string }>(
+      "SELECT count(*) AS n FROM devices WHERE status = 'online'",
+    );
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  async queryEvents(filter: EventFilter): Promise<StoredEvent[]> {
+    const { sql, params } = eventQuery(filter, d);
+    return (await this.pool.query<EventRow>(sql, params)).rows.map(toStoredEvent);
+  }
+
+  async countEvents(): Promise<number> {
+    const { rows } = await this.pool.query<{ n: string }>('SELECT count(*) AS n FROM events');
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  async putSnapshot(s: SnapshotRecord): Promise<PutSnapshotOutcome> {
+    const { rowCount } = await this.pool.query(
+      `INSERT INTO snapshots (id, device, content_type, sha256, bytes, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
+      [s.id, s.device, s.contentType, s.sha256, s.bytes, s.createdAt],
+    );
+    if (rowCount === 1) return 'created';
+    const { rows } = await this.pool.query<{ sha256: string; device: string }>(
+      'SELECT sha256, device FROM snapshots WHERE id = $1',
+      [s.id],
+    );
+    const existing = rows[0];
+    return existing?.sha256 === s.sha256 && existing.device === s.device ? 'unchanged' : 'conflict';
+  }
+
+  async getSnapshot(id: string): Promise<SnapshotRecord | undefined> {
+    const { rows } = await this.pool.query<{
+      id: string;
+      device: string;
+      content_type: string;
+      sha256: string;
+      bytes: Buffer;
+      created_at: string;
+    }>('SELECT * FROM snapshots WHERE id = $1', [id]);
+    const row = rows[0];
+    return row
+      ? {
+          id: row.id,
+          device: row.device,
+          contentType: row.content_type,
+          sha256: row.sha256,
+          bytes: row.bytes,
+          createdAt: Number(row.created_at),
+        }
+      : undefined;
+  }
+
+  async createCommand(c: CommandRecord): Promise<void> {
+    await this.pool.query(
+      'INSERT INTO commands (id, device, name, args, issued_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING',
+      [c.id, c.device, c.name, JSON.stringify(c.args), c.issuedAt],
+    );
+  }
+
+  async getCommand(id: string): Promise<CommandRecord | undefined> {
+    const { rows } = await this.pool.query<CommandRow>('SELECT * FROM commands WHERE id = $1', [id]);
+    return rows[0] ? toCommand(rows[0]) : undefined;
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+/** the URL without its password, for messages */
+function redact(url: string): string {
+  return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
+}

@@ -1,0 +1,107 @@
+import type {
+  Availability,
+  CameraStatus,
+  CommandName,
+  CommandResult,
+  EventMessage,
+  Identity,
+  Telemetry,
+} from '../../contract/index.ts';
+
+/** one validated MQTT message, ready to be stored; `receivedAt` is ms since the epoch */
+export type IngestRecord =
+  | { kind: 'event'; device: string; message: EventMessage; payload: string; receivedAt: number }
+  | { kind: 'status'; device: string; message: CameraStatus; receivedAt: number }
+  | { kind: 'telemetry'; device: string; message: Telemetry; payload: string; receivedAt: number }
+  | { kind: 'identity'; device: string; message: Identity; payload: string; receivedAt: number }
+  | { kind: 'available'; device: string; message: Availability; receivedAt: number }
+  | { kind: 'cmd_result'; device: string; message: CommandResult; receivedAt: number };
+
+/** an event message as stored: `cursor` orders events by ingestion (newest has the largest) */
+export interface StoredEvent {
+  cursor: number;
+  receivedAt: number;
+  event: EventMessage;
+}
+
+export interface CameraState {
+  camera: string;
+  state: 'online' | 'offline';
+  at: string;
+  reason: string | null;
+}
+
+export interface DeviceRecord {
+  id: string;
+  status: 'online' | 'offline' | 'unknown';
+  statusAt: number | null;
+  firstSeen: number;
+  lastSeen: number;
+  identity: Identity | null;
+  telemetry: Telemetry | null;
+  telemetryAt: number | null;
+  cameras: CameraState[];
+}
+
+export interface EventFilter {
+  device?: string;
+  camera?: string;
+  rule?: string;
+  label?: string;
+  /** `at` of the message, ms since the epoch, inclusive */
+  from?: number;
+  /** exclusive */
+  to?: number;
+  /** only events ingested before this cursor (the previous page's last) */
+  before?: number;
+  limit: number;
+}
+
+export interface SnapshotRecord {
+  id: string;
+  device: string;
+  contentType: string;
+  sha256: string;
+  bytes: Buffer;
+  createdAt: number;
+}
+
+export interface CommandRecord {
+  id: string;
+  device: string;
+  name: CommandName;
+  args: Record<string, unknown>;
+  issuedAt: number | null;
+  result: CommandResult | null;
+  resultAt: number | null;
+}
+
+export interface BatchOutcome {
+  /** events stored by this batch (redelivered ones are not) */
+  inserted: StoredEvent[];
+  /** events and camera statuses already stored before (QoS 1 redelivery) */
+  duplicates: number;
+}
+
+export type PutSnapshotOutcome = 'created' | 'unchanged' | 'conflict';
+
+/**
+ * Everything the control plane stores, behind one interface with two backends (SQLite, PostgreSQL).
+ * `writeBatch` is one transaction: either every record of the batch is stored or none is.
+ * Event messages are keyed by (id, seq), camera statuses by id: storing one again changes nothing.
+ */
+export interface Repository {
+  readonly backend: 'sqlite' | 'postgres';
+  writeBatch(records: readonly IngestRecord[]): Promise<BatchOutcome>;
+  listDevices(): Promise<DeviceRecord[]>;
+  getDevice(id: string): Promise<DeviceRecord | undefined>;
+  countDevicesOnline(): Promise<number>;
+  /** newest-ingested first */
+  queryEvents(filter: EventFilter): Promise<StoredEvent[]>;
+  countEvents(): Promise<number>;
+  putSnapshot(snapshot: SnapshotRecord): Promise<PutSnapshotOutcome>;
+  getSnapshot(id: string): Promise<SnapshotRecord | undefined>;
+  createCommand(command: CommandRecord): Promise<void>;
+  getCommand(id: string): Promise<CommandRecord | undefined>;
+  close(): Promise<void>;
+}

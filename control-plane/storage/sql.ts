@@ -1,0 +1,137 @@
+import type { CommandName, CommandResult, EventMessage } from '../../contract/index.ts';
+import type { CameraState, CommandRecord, DeviceRecord, EventFilter, StoredEvent } from './repository.ts';
+
+/** the same SQL for both backends; only the placeholder differs (`?` or `$n`) */
+export type Placeholder = (index: number) => string;
+
+export const EVENT_COLUMNS = 'cursor, received_at, payload';
+
+/** a WHERE clause and its parameters for an event query, newest-ingested first */
+export function eventQuery(filter: EventFilter, p: Placeholder): { sql: string; params: unknown[] } {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const add = (clause: (ph: string) => string, value: unknown) => {
+    params.push(value);
+    where.push(clause(p(params.length)));
+  };
+  if (filter.device !== undefined) add((ph) => `device = ${ph}`, filter.device);
+  if (filter.camera !== undefined) add((ph) => `camera = ${ph}`, filter.camera);
+  if (filter.rule !== undefined) add((ph) => `rule = ${ph}`, filter.rule);
+  if (filter.label !== undefined) add((ph) => `label = ${ph}`, filter.label);
+  if (filter.from !== undefined) add((ph) => `at >= ${ph}`, filter.from);
+  if (filter.to !== undefined) add((ph) => `at < ${ph}`, filter.to);
+  if (filter.before !== undefined) add((ph) => `cursor < ${ph}`, filter.before);
+  params.push(filter.limit);
+  const clause = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
+  return {
+    sql: `SELECT ${EVENT_COLUMNS} FROM events ${clause} ORDER BY cursor DESC LIMIT ${p(params.length)}`,
+    params,
+  };
+}
+
+export interface EventRow {
+  cursor: number | string;
+  received_at: number | string;
+  payload: string;
+}
+
+export function toStoredEvent(row: EventRow): StoredEvent {
+  return {
+    cursor: Number(row.cursor),
+    receivedAt: Number(row.received_at),
+    event: JSON.parse(row.payload) as EventMessage,
+  };
+}
+
+export interface DeviceRow {
+  id: string;
+  status: string | null;
+  status_at: number | string | null;
+  first_seen: number | string;
+  last_seen: number | string;
+  identity: string | null;
+  telemetry: string | null;
+  telemetry_at: number | string | null;
+}
+
+export interface CameraRow {
+  device: string;
+  camera: string;
+  state: string;
+  at: string;
+  reason: string | null;
+}
+
+const num = (v: number | string | null): number | null => (v === null ? null : Number(v));
+
+export function toDevice(row: DeviceRow, cameras: CameraRow[]): DeviceRecord {
+  return {
+    id: row.id,
+    status: row.status === 'online' || row.status === 'offline' ? row.status : 'unknown',
+    statusAt: num(row.status_at),
+    firstSeen: Number(row.first_seen),
+    lastSeen: Number(row.last_seen),
+    identity: row.identity ? JSON.parse(row.identity) : null,
+    telemetry: row.telemetry ? JSON.parse(row.telemetry) : null,
+    telemetryAt: num(row.telemetry_at),
+    cameras: cameras
+      .filter((c) => c.device === row.id)
+      .map(
+        (c): CameraState => ({
+          camera: c.camera,
+          state: c.state === 'online' ? 'online' : 'offline',
+          at: c.at,
+          reason: c.reason,
+        }),
+      ),
+  };
+}
+
+/** the latest status of every camera (of one device when `device` is given) */
+export function latestCameraStatusSql(p: Placeholder, oneDevice: boolean): string {
+  return `SELECT s.device, s.camera, s.state, s.at, s.reason FROM camera_statuses s
+    WHERE ${oneDevice ? `s.device = ${p(1)} AND ` : ''}s.camera_seq = (
+      SELECT max(t.camera_seq) FROM camera_statuses t WHERE t.device = s.device AND t.camera = s.camera)
+    ORDER BY s.device, s.camera`;
+}
+
+/** one upsert per device of a batch (first_seen and last_seen both get the batch's last seen): later values win, `first_seen` stays */
+export function deviceUpsertSql(p: Placeholder, greatest: 'max' | 'greatest'): string {
+  return `INSERT INTO devices (id, status, status_at, first_seen, last_seen, identity, telemetry, telemetry_at)
+    VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${p(6)}, ${p(7)}, ${p(8)})
+    ON CONFLICT (id) DO UPDATE SET
+      status = COALESCE(excluded.status, devices.status),
+      status_at = COALESCE(excluded.status_at, devices.status_at),
+      last_seen = ${greatest}(devices.last_seen, excluded.last_seen),
+      identity = COALESCE(excluded.identity, devices.identity),
+      telemetry = COALESCE(excluded.telemetry, devices.telemetry),
+      telemetry_at = COALESCE(excluded.telemetry_at, devices.telemetry_at)`;
+}
+
+export function commandResultUpsertSql(p: Placeholder): string {
+  return `INSERT INTO commands (id, device, name, args, issued_at, result, result_at)
+    VALUES (${p(1)}, ${p(2)}, ${p(3)}, '{}', NULL, ${p(4)}, ${p(5)})
+    ON CONFLICT (id) DO UPDATE SET result = excluded.result, result_at = excluded.result_at`;
+}
+
+export interface CommandRow {
+  id: string;
+  device: string;
+  name: string;
+  args: string;
+  issued_at: number | string | null;
+  result: string | null;
+  result_at: number | string | null;
+}
+
+export function toCommand(row: CommandRow): CommandRecord {
+  return {
+    id: row.id,
+    device: row.device,
+    name: row.name as CommandName,
+    args: JSON.parse(row.args) as Record<string, unknown>,
+    issuedAt: num(row.issued_at),
+    result: row.result ? (JSON.parse(row.result) as CommandResult) : null,
+    resultAt: num(row.result_at),
+  };
+}
