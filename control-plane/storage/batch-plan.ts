@@ -7,6 +7,7 @@ export type ResultRecord = Extract<IngestRecord, { kind: 'cmd_result' }>;
 /** what a batch changes on one device row: the latest of each kind of message in the batch */
 export interface DeviceUpdate {
   id: string;
+  firstSeen: number;
   lastSeen: number;
   status: 'online' | 'offline' | null;
   statusAt: number | null;
@@ -34,6 +35,7 @@ export function planBatch(records: readonly IngestRecord[]): BatchPlan {
     if (!d) {
       d = {
         id: r.device,
+        firstSeen: r.receivedAt,
         lastSeen: r.receivedAt,
         status: null,
         statusAt: null,
@@ -43,6 +45,7 @@ export function planBatch(records: readonly IngestRecord[]): BatchPlan {
       };
       devices.set(r.device, d);
     }
+    d.firstSeen = Math.min(d.firstSeen, r.receivedAt);
     d.lastSeen = Math.max(d.lastSeen, r.receivedAt);
     switch (r.kind) {
       case 'event':

@@ -161,7 +161,7 @@ export class PostgresRepository implements Repository {
           u.id,
           u.status,
           u.statusAt,
-          u.lastSeen,
+          u.firstSeen,
           u.lastSeen,
           u.identity,
           u.telemetry,

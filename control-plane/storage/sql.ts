@@ -95,7 +95,7 @@ export function latestCameraStatusSql(p: Placeholder, oneDevice: boolean): strin
     ORDER BY s.device, s.camera`;
 }
 
-/** one upsert per device of a batch (first_seen and last_seen both get the batch's last seen): later values win, `first_seen` stays */
+/** one upsert per device of a batch: later values win, `first_seen` stays */
 export function deviceUpsertSql(p: Placeholder, greatest: 'max' | 'greatest'): string {
   return `INSERT INTO devices (id, status, status_at, first_seen, last_seen, identity, telemetry, telemetry_at)
     VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${p(6)}, ${p(7)}, ${p(8)})

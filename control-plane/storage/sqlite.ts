@@ -154,7 +154,7 @@ export class SqliteRepository implements Repository {
           d.id,
           d.status,
           d.statusAt,
-          d.lastSeen,
+          d.firstSeen,
           d.lastSeen,
           d.identity,
           d.telemetry,

@@ -1,0 +1,303 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { CommandResult, Identity, Telemetry } from '../../contract/index.ts';
+import { openRepository } from '../../control-plane/index.ts';
+import type { IngestRecord, Repository } from '../../control-plane/storage/repository.ts';
+import { PostgresServer } from '../helpers/postgres.ts';
+import { eventMessage, jpeg } from './fixtures.ts';
+
+const T0 = Date.parse('2026-05-01T10:00:00.000Z');
+const iso = (ms: number) => new Date(ms).toISOString();
+
+function eventRecord(over: Parameters<typeof eventMessage>[0], receivedAt = Date.now()): IngestRecord {
+  const message = eventMessage(over);
+  return { kind: 'event', device: message.device, message, payload: JSON.stringify(message), receivedAt };
+}
+
+const identity = (device: string): Identity => ({
+  v: 1,
+  device,
+  hardwareClass: 'x86_64-avx512',
+  executionProviders: ['cpu'],
+  software: { version: '0.1.0', node: 'v20' },
+  models: [],
+  cameras: [{ id: 'cam-1', scene: 'scenes/cam-1.yaml' }],
+  startedAt: iso(T0),
+});
+
+const telemetry = (device: string, fps: number, at: number): Telemetry => ({
+  v: 1,
+  device,
+  at: iso(at),
+  uptimeS: 10,
+  cpuPercent: 12,
+  load1: 0.5,
+  memoryRssMiB: 100,
+  memoryUsedPercent: 40,
+  diskFreeMiB: 1000,
+  temperatureC: null,
+  spool: { pending: 0, bytes: 0, dropped: 0 },
+  cameras: [
+    {
+      id: 'cam-1',
+      state: 'online',
+      fpsIn: fps,
+      fpsDetect: fps / 2,
+      detectLatencyMs: 12,
+      drops: 0,
+      motionSkippedShare: 0.1,
+    },
+  ],
+});
+
+/** the same suite against both backends */
+function repositorySuite(name: string, open: () => Promise<Repository>): void {
+  describe(`repository (${name})`, () => {
+    let repo: Repository;
+    before(async () => {
+      repo = await open();
+    });
+    after(async () => {
+      await repo.close();
+    });
+
+    it('stores each event message once by (id, seq), however often it is delivered', async () => {
+      const first = eventRecord({ device: 'dup-box', cameraSeq: 1 });
+      const next = eventRecord({
+        device: 'dup-box',
+        id: (first as { message: { id: string } }).message.id,
+        seq: 1,
+        phase: 'end',
+        cameraSeq: 2,
+      });
+      const a = await repo.writeBatch([first, first, next]);
+      assert.equal(a.inserted.length, 2);
+      assert.equal(a.duplicates, 1);
+      const b = await repo.writeBatch([next, first]);
+      assert.equal(b.inserted.length, 0);
+      assert.equal(b.duplicates, 2);
+      const stored = await repo.queryEvents({ device: 'dup-box', limit: 10 });
+      assert.deepEqual(
+        stored.map((e) => [e.event.seq, e.event.phase]),
+        [
+          [1, 'end'],
+          [0, 'new'],
+        ],
+        'both lifecycle messages, newest ingested first',
+      );
+      assert.ok(stored[0]!.cursor > stored[1]!.cursor);
+    });
+
+    it('keeps device status from availability, the latest identity and telemetry, and camera status', async () => {
+      const device = 'status-box';
+      const status = (state: 'online' | 'offline', cameraSeq: number): IngestRecord => ({
+        kind: 'status',
+        device,
+        message: {
+          v: 1,
+          id: `st-${cameraSeq}-${state}-x`,
+          device,
+          camera: 'cam-1',
+          cameraSeq,
+          state,
+          at: iso(T0 + cameraSeq),
+        },
+        receivedAt: T0 + cameraSeq,
+      });
+      await repo.writeBatch([
+        { kind: 'available', device, message: { v: 1, state: 'online', at: iso(T0) }, receivedAt: T0 },
+        {
+          kind: 'identity',
+          device,
+          message: identity(device),
+          payload: JSON.stringify(identity(device)),
+          receivedAt: T0,
+        },
+        {
+          kind: 'telemetry',
+          device,
+          message: telemetry(device, 9, T0),
+          payload: JSON.stringify(telemetry(device, 9, T0)),
+          receivedAt: T0 + 1,
+        },
+        status('online', 5),
+      ]);
+      await repo.writeBatch([
+        {
+          kind: 'telemetry',
+          device,
+          message: telemetry(device, 7, T0 + 5),
+          payload: JSON.stringify(telemetry(device, 7, T0 + 5)),
+          receivedAt: T0 + 5,
+        },
+        status('offline', 7),
+        status('online', 6),
+      ]);
+      let d = await repo.getDevice(device);
+      assert.ok(d);
+      assert.equal(d.status, 'online');
+      assert.equal(d.identity?.hardwareClass, 'x86_64-avx512');
+      assert.equal(d.telemetry?.cameras[0]?.fpsIn, 7);
+      assert.equal(d.firstSeen, T0);
+      assert.equal(d.lastSeen, T0 + 7);
+      assert.deepEqual(
+        d.cameras.map((c) => [c.camera, c.state]),
+        [['cam-1', 'offline']],
+        'the status with the highest cameraSeq wins, whatever the arrival order',
+      );
+      await repo.writeBatch([
+        { kind: 'available', device, message: { v: 1, state: 'offline' }, receivedAt: T0 + 9 },
+      ]);
+      d = await repo.getDevice(device);
+      assert.equal(d?.status, 'offline', 'the Last Will (no `at`) marks it offline');
+      assert.equal(d?.statusAt, T0 + 9);
+      assert.ok((await repo.listDevices()).some((x) => x.id === device));
+      assert.equal(await repo.getDevice('never-seen'), undefined);
+    });
+
+    it('filters events by device, camera, rule, class and time range', async () => {
+      const records = [
+        eventRecord({ device: 'f-a', camera: 'c1', rule: 'zone-1', label: 'person', at: iso(T0) }),
+        eventRecord({ device: 'f-a', camera: 'c2', rule: 'zone-1', label: 'car', at: iso(T0 + 1000) }),
+        eventRecord({
+          device: 'f-a',
+          camera: 'c1',
+          rule: 'line-1',
+          ruleType: 'line',
+          label: 'person',
+          at: iso(T0 + 2000),
+        }),
+        eventRecord({ device: 'f-b', camera: 'c1', rule: 'zone-1', label: 'person', at: iso(T0 + 3000) }),
+      ];
+      await repo.writeBatch(records);
+      const ids = async (f: Omit<Parameters<Repository['queryEvents']>[0], 'limit'>) =>
+        (await repo.queryEvents({ ...f, limit: 50 })).map(
+          (e) => `${e.event.device}/${e.event.camera}/${e.event.rule}/${e.event.label}`,
+        );
+      assert.deepEqual(await ids({ device: 'f-a', camera: 'c1' }), [
+        'f-a/c1/line-1/person',
+        'f-a/c1/zone-1/person',
+      ]);
+      assert.deepEqual(await ids({ device: 'f-a', label: 'car' }), ['f-a/c2/zone-1/car']);
+      assert.deepEqual(await ids({ rule: 'zone-1', label: 'person', from: T0, to: T0 + 5000 }), [
+        'f-b/c1/zone-1/person',
+        'f-a/c1/zone-1/person',
+      ]);
+      assert.deepEqual(
+        await ids({ device: 'f-a', from: T0 + 1000, to: T0 + 2000 }),
+        ['f-a/c2/zone-1/car'],
+        'from inclusive, to exclusive',
+      );
+    });
+
+    it('pages with a cursor that stays stable while events are inserted', async () => {
+      const device = 'page-box';
+      await repo.writeBatch(Array.from({ length: 25 }, (_, i) => eventRecord({ device, cameraSeq: i })));
+      const seen: number[] = [];
+      let before: number | undefined;
+      for (let page = 0; ; page++) {
+        const events = await repo.queryEvents({
+          device,
+          limit: 10,
+          ...(before !== undefined ? { before } : {}),
+        });
+        seen.push(...events.map((e) => e.event.cameraSeq));
+        if (page === 0)
+          await repo.writeBatch(
+            Array.from({ length: 5 }, (_, i) => eventRecord({ device, cameraSeq: 100 + i })),
+          );
+        if (events.length < 10) break;
+        before = events.at(-1)!.cursor;
+      }
+      assert.deepEqual(
+        seen,
+        Array.from({ length: 25 }, (_, i) => 24 - i),
+        'every event once, none of the later ones',
+      );
+    });
+
+    it('stores snapshots idempotently and refuses other bytes under the same id', async () => {
+      const bytes = jpeg('one');
+      const snap = {
+        id: 'snap-0001',
+        device: 'box-1',
+        contentType: 'image/jpeg',
+        sha256: createHash('sha256').update(bytes).digest('hex'),
+        bytes,
+        createdAt: T0,
+      };
+      assert.equal(await repo.putSnapshot(snap), 'created');
+      assert.equal(await repo.putSnapshot(snap), 'unchanged');
+      assert.equal(
+        await repo.putSnapshot({ ...snap, sha256: 'f'.repeat(64), bytes: jpeg('two') }),
+        'conflict',
+      );
+      const got = await repo.getSnapshot('snap-0001');
+      assert.ok(got);
+      assert.deepEqual(Buffer.from(got.bytes), bytes);
+      assert.equal(got.createdAt, T0);
+      assert.equal(await repo.getSnapshot('snap-none'), undefined);
+    });
+
+    it('records commands and attaches their results', async () => {
+      await repo.createCommand({
+        id: 'cmd-00000001',
+        device: 'box-1',
+        name: 'restart-camera',
+        args: { camera: 'cam-1' },
+        issuedAt: T0,
+        result: null,
+        resultAt: null,
+      });
+      assert.equal((await repo.getCommand('cmd-00000001'))?.result, null);
+      const result: CommandResult = {
+        v: 1,
+        id: 'cmd-00000001',
+        device: 'box-1',
+        name: 'restart-camera',
+        ok: true,
+        message: 'camera cam-1 restarted',
+        at: iso(T0 + 100),
+      };
+      await repo.writeBatch([{ kind: 'cmd_result', device: 'box-1', message: result, receivedAt: T0 + 200 }]);
+      const c = await repo.getCommand('cmd-00000001');
+      assert.deepEqual(c?.args, { camera: 'cam-1' });
+      assert.equal(c?.issuedAt, T0);
+      assert.deepEqual(c?.result, result);
+      assert.equal(c?.resultAt, T0 + 200);
+    });
+
+    it('counts online devices and stored events', async () => {
+      assert.ok((await repo.countEvents()) >= 35);
+      assert.equal(typeof (await repo.countDevicesOnline()), 'number');
+    });
+  });
+}
+
+let dir: string;
+let pg: PostgresServer;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'argus-repo-'));
+  pg = await PostgresServer.start({ fsync: false });
+});
+after(async () => {
+  await pg?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+repositorySuite('sqlite', async () => {
+  const settings = { path: join(dir, 'argus.db'), synchronous: 'normal' as const };
+  // opening twice applies the migrations once
+  await (await openRepository({ kind: 'sqlite', sqlite: settings })).close();
+  return openRepository({ kind: 'sqlite', sqlite: settings });
+});
+
+repositorySuite('postgres', async () => {
+  const url = await pg.createDatabase('argus_repo');
+  await (await openRepository({ kind: 'postgres', postgres: { url, poolSize: 4 } })).close();
+  return openRepository({ kind: 'postgres', postgres: { url, poolSize: 4 } });
+});

@@ -1,0 +1,66 @@
+import { join } from 'node:path';
+import { type ControlPlane, controlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
+
+export const TOKEN = 'token-of-box-1-for-tests';
+
+export interface TestControlPlaneOptions {
+  dir: string;
+  /** an external broker's URL; the embedded broker when absent */
+  brokerUrl?: string;
+  /** a PostgreSQL URL; SQLite in `dir` when absent */
+  postgresUrl?: string;
+  clientId?: string;
+}
+
+/** a control plane on free ports with box-1 enrolled (token TOKEN) */
+export function startTestControlPlane(o: TestControlPlaneOptions): Promise<ControlPlane> {
+  return startControlPlane(
+    controlPlaneConfig({
+      http: { port: 0 },
+      mqtt: o.brokerUrl
+        ? { external: { url: o.brokerUrl, clientId: o.clientId ?? 'argus-cp-test' } }
+        : { embedded: { port: 0 } },
+      storage: o.postgresUrl
+        ? { postgres: { url: o.postgresUrl } }
+        : { sqlite: { path: join(o.dir, 'argus.db'), synchronous: 'normal' } },
+      devices: [{ id: 'box-1', token: TOKEN }],
+    }),
+  );
+}
+
+export async function getJson<T>(url: string): Promise<T> {
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`GET ${url}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}
+
+/** polls `check` until it answers a value; throws with `what` after `timeoutMs` */
+export async function eventually<T>(
+  check: () => Promise<T | undefined>,
+  timeoutMs: number,
+  what: string,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
+      );
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** the value of one Prometheus sample, e.g. `argus_ingest_rejected_total{reason="schema"}` */
+export async function metric(httpUrl: string, sample: string): Promise<number> {
+  const text = await (await fetch(`${httpUrl}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
+  if (!line) throw new Error(`no sample ${sample} in /metrics`);
+  return Number(line.slice(sample.length + 1));
+}
