@@ -22,6 +22,8 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<Api> {
   const app: App = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    // an unknown query parameter (a misspelt filter) is an error, not silently ignored
+    ajv: { customOptions: { removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
   await app.register(swagger, {
     openapi: {
