@@ -1,0 +1,428 @@
+/**
+ * npm run bench:ingest — MQTT ingest throughput and latency of the control plane.
+ *
+ * 1. raw broker: N QoS 1 event messages published to a private Mosquitto and received by a plain
+ *    mqtt.js QoS 1 subscriber in its own process (publish → subscribe rate);
+ * 2. the same N messages through the same Mosquitto into `argus control-plane run` (its own
+ *    process, external broker, PUBACK after commit) storing into SQLite, then into PostgreSQL (a
+ *    private server started here, fsync on): publish → stored rate, from the control plane's
+ *    /metrics;
+ * 3. publish → queryable latency: messages at a steady rate into the SQLite control plane, each
+ *    timed until its event arrives on the live stream (sent after the commit);
+ * 4. 2,000 simulated devices (mqtt.js clients, MQTT v5, Last Will, retained availability,
+ *    telemetry heartbeats) on the control plane's embedded broker: its RSS and CPU.
+ *
+ * The last line is one JSON object with every figure.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { connect, type MqttClient } from 'mqtt';
+import { type EventMessage, ingestWildcard, type Telemetry, topics } from '../contract/index.ts';
+import { MosquittoBroker } from '../test/helpers/mosquitto-broker.ts';
+import { PostgresServer } from '../test/helpers/postgres.ts';
+import { machine, percentile, round } from './stats.ts';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const MESSAGES = Number(process.env.ARGUS_BENCH_MESSAGES ?? 20_000);
+const LATENCY_RATE = 1000;
+const LATENCY_SECONDS = 5;
+const DEVICES = 2000;
+const HEARTBEAT_S = 5;
+const SAMPLE_S = 15;
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function eventPayload(device: string, i: number): EventMessage {
+  const at = new Date().toISOString();
+  return {
+    v: 1,
+    id: randomUUID(),
+    seq: 0,
+    phase: 'new',
+    device,
+    camera: `cam-${i % 4}`,
+    cameraSeq: i,
+    rule: 'left-road',
+    ruleType: 'zone',
+    label: 'person',
+    trackId: i % 50,
+    zone: 'left-road',
+    startedAt: at,
+    at,
+    score: 0.83,
+    box: [256.3, 217.8, 304.9, 307.1],
+    before: { inside: false, occupancy: 0 },
+    after: { inside: true, occupancy: 1 },
+    counters: { 'left-road.occupancy': 1, 'road-crossing.in': 3 },
+  };
+}
+
+async function client(url: string, options: Parameters<typeof connect>[1] = {}): Promise<MqttClient> {
+  const c = connect(url, { protocolVersion: 5, reconnectPeriod: 1000, ...options });
+  await new Promise<void>((resolve, reject) => {
+    c.once('connect', () => resolve());
+    c.once('error', reject);
+  });
+  return c;
+}
+
+/** publishes `payloads` with QoS 1, at most `window` awaiting their PUBACK */
+async function publishAll(c: MqttClient, topic: string, payloads: string[], window = 500): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < payloads.length) {
+      const p = payloads[next++]!;
+      await c.publishAsync(topic, p, { qos: 1 });
+    }
+  };
+  await Promise.all(Array.from({ length: window }, worker));
+}
+
+/** child mode: a plain QoS 1 subscriber that prints the time of its N-th message */
+async function rawSubscriber(url: string, n: number): Promise<void> {
+  const c = await client(url, { clientId: `bench-raw-${randomUUID().slice(0, 8)}` });
+  await c.subscribeAsync(ingestWildcard(), { qos: 1 });
+  let received = 0;
+  c.on('message', () => {
+    if (++received === n) {
+      process.stdout.write(`${Date.now()}\n`);
+      void c.endAsync().then(() => process.exit(0));
+    }
+  });
+  process.stdout.write('ready\n');
+}
+
+interface Child {
+  child: ChildProcess;
+  stdout: string;
+  stderr: string;
+}
+
+function spawnNode(args: string[]): Child {
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ARGUS_LOG_LEVEL: 'info', UV_THREADPOOL_SIZE: '16' },
+  });
+  const out: Child = { child, stdout: '', stderr: '' };
+  child.stdout!.on('data', (d: Buffer) => {
+    out.stdout += d.toString();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    out.stderr += d.toString();
+  });
+  return out;
+}
+
+async function waitFor<T>(check: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = check();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+async function rawRate(brokerUrl: string): Promise<number> {
+  const sub = spawnNode([
+    '--import',
+    'tsx',
+    join(ROOT, 'bench/ingest.ts'),
+    '--raw-subscriber',
+    brokerUrl,
+    String(MESSAGES),
+  ]);
+  await waitFor(() => (sub.stdout.includes('ready') ? true : undefined), 20_000, 'the raw subscriber');
+  const pub = await client(brokerUrl);
+  const payloads = Array.from({ length: MESSAGES }, (_, i) => JSON.stringify(eventPayload('raw-box', i)));
+  const t0 = Date.now();
+  await publishAll(pub, topics.events('raw-box'), payloads);
+  const done = await waitFor(
+    () => /^(\d{13})$/m.exec(sub.stdout)?.[1],
+    60_000,
+    'the raw subscriber to finish',
+  );
+  await pub.endAsync();
+  return MESSAGES / ((Number(done) - t0) / 1000);
+}
+
+interface RunningControlPlane extends Child {
+  httpUrl: string;
+  mqttUrl: string;
+}
+
+async function startControlPlane(dir: string, name: string, yaml: string): Promise<RunningControlPlane> {
+  const file = join(dir, `${name}.yaml`);
+  await writeFile(file, yaml);
+  const cp = spawnNode([join(ROOT, 'bin/argus.mjs'), 'control-plane', 'run', '--config', file]);
+  const m = await waitFor(
+    () => {
+      if (cp.child.exitCode !== null) throw new Error(`control plane ${name} exited: ${cp.stderr}`);
+      return /"http":"(http:[^"]+)","mqtt":"([^"]+)"/.exec(cp.stderr) ?? undefined;
+    },
+    30_000,
+    `control plane ${name}`,
+  );
+  return { ...cp, httpUrl: m[1]!, mqttUrl: m[2]! };
+}
+
+async function stopControlPlane(cp: RunningControlPlane): Promise<void> {
+  cp.child.kill('SIGTERM');
+  await new Promise((r) => cp.child.once('exit', r));
+}
+
+async function storedEvents(httpUrl: string): Promise<number> {
+  const text = await (await fetch(`${httpUrl}/metrics`)).text();
+  return Number(/^argus_ingest_messages_total\{kind="event"\} (\d+)$/m.exec(text)?.[1] ?? 0);
+}
+
+async function ingestRate(brokerUrl: string, cp: RunningControlPlane, device: string): Promise<number> {
+  const pub = await client(brokerUrl);
+  const payloads = Array.from({ length: MESSAGES }, (_, i) => JSON.stringify(eventPayload(device, i)));
+  const t0 = Date.now();
+  await publishAll(pub, topics.events(device), payloads);
+  let stored = 0;
+  while (stored < MESSAGES) {
+    stored = await storedEvents(cp.httpUrl);
+    if (Date.now() - t0 > 120_000) throw new Error(`only ${stored} of ${MESSAGES} stored after 120 s`);
+    if (stored < MESSAGES) await sleep(5);
+  }
+  const elapsed = (Date.now() - t0) / 1000;
+  await pub.endAsync();
+  return MESSAGES / elapsed;
+}
+
+/** publish → the event on the live stream (sent after its transaction committed), per message */
+async function latencies(brokerUrl: string, cp: RunningControlPlane): Promise<number[]> {
+  const sent = new Map<string, number>();
+  const out: number[] = [];
+  const abort = new AbortController();
+  const res = await fetch(`${cp.httpUrl}/api/v1/events/stream?device=lat-box`, { signal: abort.signal });
+  const reader = res.body!.getReader();
+  const reading = (async () => {
+    let buffer = '';
+    for (;;) {
+      const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
+      if (done) return;
+      buffer += Buffer.from(value!).toString();
+      let end = buffer.indexOf('\n\n');
+      while (end >= 0) {
+        const data = /data: (.*)/.exec(buffer.slice(0, end))?.[1];
+        buffer = buffer.slice(end + 2);
+        if (data) {
+          const id = (JSON.parse(data) as { event: { id: string } }).event.id;
+          const t = sent.get(id);
+          if (t !== undefined) out.push(performance.now() - t);
+        }
+        end = buffer.indexOf('\n\n');
+      }
+    }
+  })();
+  const pub = await client(brokerUrl);
+  const total = LATENCY_RATE * LATENCY_SECONDS;
+  const start = performance.now();
+  for (let i = 0; i < total; i++) {
+    const due = start + (i * 1000) / LATENCY_RATE;
+    const wait = due - performance.now();
+    if (wait > 1) await sleep(wait);
+    const m = eventPayload('lat-box', i);
+    sent.set(m.id, performance.now());
+    void pub.publishAsync(topics.events('lat-box'), JSON.stringify(m), { qos: 1 });
+  }
+  await waitFor(() => (out.length >= total ? true : undefined), 30_000, 'every latency sample');
+  abort.abort();
+  await reading;
+  await pub.endAsync();
+  return out;
+}
+
+async function processUsage(pid: number): Promise<{ rssMiB: number; cpuS: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const rssKiB = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+  const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+  const ticks = Number(stat[11]) + Number(stat[12]);
+  return { rssMiB: rssKiB / 1024, cpuS: ticks / 100 };
+}
+
+function telemetry(device: string): Telemetry {
+  return {
+    v: 1,
+    device,
+    at: new Date().toISOString(),
+    uptimeS: 60,
+    cpuPercent: 35,
+    load1: 0.8,
+    memoryRssMiB: 180,
+    memoryUsedPercent: 41,
+    diskFreeMiB: 20_000,
+    temperatureC: 51,
+    spool: { pending: 0, bytes: 0, dropped: 0 },
+    cameras: [
+      {
+        id: 'cam-1',
+        state: 'online',
+        fpsIn: 10,
+        fpsDetect: 5,
+        detectLatencyMs: 14,
+        drops: 0,
+        motionSkippedShare: 0.3,
+      },
+    ],
+  };
+}
+
+/** 2,000 devices with Last Will, retained availability and heartbeats on the embedded broker */
+async function fleet(
+  cp: RunningControlPlane,
+): Promise<{ rssIdleMiB: number; rssMiB: number; cpuPercent: number; online: number }> {
+  const pid = cp.child.pid!;
+  const idle = await processUsage(pid);
+  const devices: MqttClient[] = [];
+  for (let i = 0; i < DEVICES; i += 100) {
+    devices.push(
+      ...(await Promise.all(
+        Array.from({ length: Math.min(100, DEVICES - i) }, async (_, k) => {
+          const id = `sim-${String(i + k).padStart(4, '0')}`;
+          const c = await client(cp.mqttUrl, {
+            clientId: `argus-${id}`,
+            clean: false,
+            keepalive: 60,
+            properties: { sessionExpiryInterval: 3600 },
+            will: {
+              topic: topics.available(id),
+              payload: Buffer.from(JSON.stringify({ v: 1, state: 'offline' })),
+              qos: 1,
+              retain: true,
+            },
+          });
+          await c.publishAsync(
+            topics.available(id),
+            JSON.stringify({ v: 1, state: 'online', at: new Date().toISOString() }),
+            {
+              qos: 1,
+              retain: true,
+            },
+          );
+          return c;
+        }),
+      )),
+    );
+  }
+  log(`  ${devices.length} devices connected`);
+  const timers = devices.map((c, i) => {
+    const id = `sim-${String(i).padStart(4, '0')}`;
+    const beat = () => void c.publishAsync(topics.telemetry(id), JSON.stringify(telemetry(id)), { qos: 1 });
+    const start = setTimeout(
+      () => {
+        beat();
+        timers[i] = setInterval(beat, HEARTBEAT_S * 1000);
+      },
+      (i / devices.length) * HEARTBEAT_S * 1000,
+    );
+    return start;
+  });
+  await sleep(HEARTBEAT_S * 1000);
+  const a = await processUsage(pid);
+  const t0 = performance.now();
+  await sleep(SAMPLE_S * 1000);
+  const b = await processUsage(pid);
+  const seconds = (performance.now() - t0) / 1000;
+  const online = Number(
+    /^argus_devices_online (\d+)$/m.exec(await (await fetch(`${cp.httpUrl}/metrics`)).text())?.[1] ?? 0,
+  );
+  for (const t of timers) clearTimeout(t);
+  await Promise.all(devices.map((c) => c.endAsync(true)));
+  return {
+    rssIdleMiB: idle.rssMiB,
+    rssMiB: b.rssMiB,
+    cpuPercent: ((b.cpuS - a.cpuS) / seconds) * 100,
+    online,
+  };
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'argus-bench-ingest-'));
+  let mosquitto: MosquittoBroker | undefined;
+  let pg: PostgresServer | undefined;
+  const running: RunningControlPlane[] = [];
+  try {
+    mosquitto = await MosquittoBroker.create({ dir: join(dir, 'mosquitto') });
+    pg = await PostgresServer.start();
+    const pgUrl = await pg.createDatabase('argus_bench');
+    log(`bench:ingest — ${MESSAGES} QoS 1 event messages per run, Mosquitto ${mosquitto.url}`);
+
+    const raw = await rawRate(mosquitto.url);
+    log(`  raw broker publish → subscribe: ${Math.round(raw)} msg/s`);
+
+    const external = (clientId: string) =>
+      `http: { port: 0 }\nmqtt:\n  external: { url: "${mosquitto!.url}", clientId: ${clientId} }\n`;
+    const sqliteCp = await startControlPlane(
+      dir,
+      'sqlite',
+      `${external('bench-sqlite')}storage:\n  sqlite: { path: bench.db }\n`,
+    );
+    running.push(sqliteCp);
+    const sqlite = await ingestRate(mosquitto.url, sqliteCp, 'sqlite-box');
+    log(`  control plane → SQLite (synchronous full): ${Math.round(sqlite)} msg/s`);
+    const lat = await latencies(mosquitto.url, sqliteCp);
+    log(
+      `  publish → queryable at ${LATENCY_RATE} msg/s: p50 ${round(percentile(lat, 50), 1)} ms, p99 ${round(percentile(lat, 99), 1)} ms`,
+    );
+    await stopControlPlane(sqliteCp);
+
+    const pgCp = await startControlPlane(
+      dir,
+      'postgres',
+      `${external('bench-postgres')}storage:\n  postgres: { url: "${pgUrl}" }\n`,
+    );
+    running.push(pgCp);
+    const postgres = await ingestRate(mosquitto.url, pgCp, 'pg-box');
+    log(`  control plane → PostgreSQL: ${Math.round(postgres)} msg/s`);
+    await stopControlPlane(pgCp);
+
+    const embeddedCp = await startControlPlane(
+      dir,
+      'fleet',
+      `http: { port: 0 }\nmqtt:\n  embedded: { port: 0 }\nstorage:\n  sqlite: { path: fleet.db }\n`,
+    );
+    running.push(embeddedCp);
+    const f = await fleet(embeddedCp);
+    log(
+      `  ${DEVICES} devices: RSS ${round(f.rssMiB, 1)} MiB (idle ${round(f.rssIdleMiB, 1)}), CPU ${round(f.cpuPercent, 1)} %, online ${f.online}`,
+    );
+    await stopControlPlane(embeddedCp);
+
+    const summary = {
+      bench: 'ingest',
+      machine: machine(),
+      messages: MESSAGES,
+      raw_broker_per_s: Math.round(raw),
+      sqlite_per_s: Math.round(sqlite),
+      postgres_per_s: Math.round(postgres),
+      sqlite_over_raw: round(sqlite / raw, 3),
+      postgres_over_raw: round(postgres / raw, 3),
+      p50_publish_to_queryable_ms: round(percentile(lat, 50), 1),
+      p99_publish_to_queryable_ms: round(percentile(lat, 99), 1),
+      latency_rate_per_s: LATENCY_RATE,
+      devices: DEVICES,
+      devices_online: f.online,
+      devices_2000_rss_mib: round(f.rssMiB, 1),
+      idle_rss_mib: round(f.rssIdleMiB, 1),
+      devices_2000_cpu_percent: round(f.cpuPercent, 1),
+      heartbeat_s: HEARTBEAT_S,
+    };
+    console.log(JSON.stringify(summary));
+  } finally {
+    for (const cp of running) if (cp.child.exitCode === null) cp.child.kill('SIGKILL');
+    await mosquitto?.stop();
+    await pg?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[2] === '--raw-subscriber') await rawSubscriber(process.argv[3]!, Number(process.argv[4]));
+else await main();
