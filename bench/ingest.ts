@@ -32,6 +32,8 @@ const LATENCY_SECONDS = 5;
 const DEVICES = 2000;
 const HEARTBEAT_S = 5;
 const SAMPLE_S = 15;
+/** the broker's window of unacknowledged QoS 1 messages per client */
+const INFLIGHT = 5000;
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -180,9 +182,14 @@ async function storedEvents(httpUrl: string): Promise<number> {
   return Number(/^argus_ingest_messages_total\{kind="event"\} (\d+)$/m.exec(text)?.[1] ?? 0);
 }
 
-async function ingestRate(brokerUrl: string, cp: RunningControlPlane, device: string): Promise<number> {
+async function ingestRate(
+  brokerUrl: string,
+  cp: RunningControlPlane,
+  device: string,
+): Promise<{ perS: number; cpuPercent: number }> {
   const pub = await client(brokerUrl);
   const payloads = Array.from({ length: MESSAGES }, (_, i) => JSON.stringify(eventPayload(device, i)));
+  const before = await processUsage(cp.child.pid!);
   const t0 = Date.now();
   await publishAll(pub, topics.events(device), payloads);
   let stored = 0;
@@ -192,8 +199,9 @@ async function ingestRate(brokerUrl: string, cp: RunningControlPlane, device: st
     if (stored < MESSAGES) await sleep(5);
   }
   const elapsed = (Date.now() - t0) / 1000;
+  const after = await processUsage(cp.child.pid!);
   await pub.endAsync();
-  return MESSAGES / elapsed;
+  return { perS: MESSAGES / elapsed, cpuPercent: ((after.cpuS - before.cpuS) / elapsed) * 100 };
 }
 
 /** publish → the event on the live stream (sent after its transaction committed), per message */
@@ -344,6 +352,25 @@ async function fleet(
   };
 }
 
+/**
+ * The control plane acknowledges a message only once it is stored, so the broker's window of
+ * unacknowledged messages per subscriber bounds its rate; the README asks for
+ * `max_inflight_messages 1000` on a broker that feeds the control plane. The test helper's broker
+ * has 100: restart it with the documented setting.
+ */
+async function raiseInflightWindow(broker: MosquittoBroker, dir: string): Promise<void> {
+  const file = join(dir, 'mosquitto.conf');
+  await broker.stop();
+  await writeFile(
+    file,
+    (await readFile(file, 'utf8')).replace(
+      /^max_inflight_messages \d+$/m,
+      `max_inflight_messages ${INFLIGHT}`,
+    ),
+  );
+  await broker.start();
+}
+
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'argus-bench-ingest-'));
   let mosquitto: MosquittoBroker | undefined;
@@ -351,6 +378,7 @@ async function main(): Promise<void> {
   const running: RunningControlPlane[] = [];
   try {
     mosquitto = await MosquittoBroker.create({ dir: join(dir, 'mosquitto') });
+    await raiseInflightWindow(mosquitto, join(dir, 'mosquitto'));
     pg = await PostgresServer.start();
     const pgUrl = await pg.createDatabase('argus_bench');
     log(`bench:ingest — ${MESSAGES} QoS 1 event messages per run, Mosquitto ${mosquitto.url}`);
@@ -366,8 +394,10 @@ async function main(): Promise<void> {
       `${external('bench-sqlite')}storage:\n  sqlite: { path: bench.db }\n`,
     );
     running.push(sqliteCp);
-    const sqlite = await ingestRate(mosquitto.url, sqliteCp, 'sqlite-box');
-    log(`  control plane → SQLite (synchronous full): ${Math.round(sqlite)} msg/s`);
+    const { perS: sqlite, cpuPercent: sqliteCpu } = await ingestRate(mosquitto.url, sqliteCp, 'sqlite-box');
+    log(
+      `  control plane → SQLite (synchronous full): ${Math.round(sqlite)} msg/s, control plane CPU ${Math.round(sqliteCpu)} %`,
+    );
     const lat = await latencies(mosquitto.url, sqliteCp);
     log(
       `  publish → queryable at ${LATENCY_RATE} msg/s: p50 ${round(percentile(lat, 50), 1)} ms, p99 ${round(percentile(lat, 99), 1)} ms`,
@@ -380,8 +410,10 @@ async function main(): Promise<void> {
       `${external('bench-postgres')}storage:\n  postgres: { url: "${pgUrl}" }\n`,
     );
     running.push(pgCp);
-    const postgres = await ingestRate(mosquitto.url, pgCp, 'pg-box');
-    log(`  control plane → PostgreSQL: ${Math.round(postgres)} msg/s`);
+    const { perS: postgres, cpuPercent: postgresCpu } = await ingestRate(mosquitto.url, pgCp, 'pg-box');
+    log(
+      `  control plane → PostgreSQL: ${Math.round(postgres)} msg/s, control plane CPU ${Math.round(postgresCpu)} %`,
+    );
     await stopControlPlane(pgCp);
 
     const embeddedCp = await startControlPlane(
@@ -405,6 +437,8 @@ async function main(): Promise<void> {
       postgres_per_s: Math.round(postgres),
       sqlite_over_raw: round(sqlite / raw, 3),
       postgres_over_raw: round(postgres / raw, 3),
+      sqlite_ingest_cpu_percent: Math.round(sqliteCpu),
+      postgres_ingest_cpu_percent: Math.round(postgresCpu),
       p50_publish_to_queryable_ms: round(percentile(lat, 50), 1),
       p99_publish_to_queryable_ms: round(percentile(lat, 99), 1),
       latency_rate_per_s: LATENCY_RATE,

@@ -38,8 +38,12 @@ const ExternalBroker = Type.Object(
     sessionExpiryS: Type.Integer({ minimum: 60, default: 7 * 24 * 3600 }),
     /** subscribe as `$share/<group>/…` so that several control planes split the load */
     sharedGroup: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' })),
-    /** unacknowledged messages the broker may send at once (MQTT v5 receive maximum) */
-    receiveMaximum: Type.Integer({ minimum: 1, maximum: 65535, default: 1000 }),
+    /**
+     * unacknowledged messages the broker may send at once (MQTT v5 receive maximum). Messages are
+     * acknowledged after they are stored, so this window bounds the ingest rate: give the broker
+     * a matching limit (Mosquitto: `max_inflight_messages 5000`; its default is 20)
+     */
+    receiveMaximum: Type.Integer({ minimum: 1, maximum: 65535, default: 5000 }),
   },
   { additionalProperties: false },
 );
@@ -84,8 +88,12 @@ const IngestSection = Type.Object(
   {
     /** messages written in one transaction at most */
     maxBatch: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
-    /** a batch waits at most this long for more messages before it is written */
-    maxDelayMs: Type.Number({ minimum: 0, maximum: 1000, default: 5 }),
+    /**
+     * a batch waits at most this long for more messages before it is written; 0 writes what
+     * arrived by the next turn of the event loop (messages arriving during a write form the next
+     * batch, so batches grow with the load)
+     */
+    maxDelayMs: Type.Number({ minimum: 0, maximum: 1000, default: 0 }),
   },
   { additionalProperties: false, default: {} },
 );

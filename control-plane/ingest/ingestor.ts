@@ -20,7 +20,8 @@ const RETRY_MAX_MS = 10_000;
 
 /**
  * Turns MQTT messages into stored rows. Each message is decoded and validated at once; valid ones
- * wait (at most `maxDelayMs`, at most `maxBatch` of them) and are written in one transaction. A
+ * wait (at most `maxDelayMs`, at most `maxBatch` of them, or while the backend is busy) and are
+ * written in one transaction. A
  * message is acknowledged only after the transaction holding it committed, and acknowledgements go
  * out in arrival order (a rejected message is acknowledged in its turn: it is counted and logged,
  * never retried). A failing write is retried with backoff while its messages stay unacknowledged,
@@ -28,8 +29,12 @@ const RETRY_MAX_MS = 10_000;
  */
 export class Ingestor {
   private pending: Entry[] = [];
-  private writing: Promise<void> | undefined;
+  /** batches being written */
+  private inFlight = 0;
+  /** settles when every batch handed to the database so far has been acknowledged */
+  private acknowledged: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
+  private immediate: NodeJS.Immediate | undefined;
   private stopping = false;
   private readonly rejections: RateLimitedLog;
 
@@ -64,7 +69,7 @@ export class Ingestor {
         'message rejected: it does not follow the wire contract (see contract/)',
       );
     }
-    if (!record && this.pending.length === 0 && !this.writing) {
+    if (!record && this.pending.length === 0 && this.inFlight === 0) {
       ack();
       return;
     }
@@ -75,43 +80,55 @@ export class Ingestor {
   /** writes what is pending and waits for it; a write that keeps failing is abandoned (unacknowledged) */
   async stop(): Promise<void> {
     this.stopping = true;
-    clearTimeout(this.timer);
-    while (this.writing || this.pending.length > 0) {
-      if (this.writing) await this.writing;
-      else this.flush();
+    while (this.inFlight > 0 || this.pending.length > 0) {
+      if (this.pending.length > 0 && this.inFlight < this.repo.concurrentWrites) this.flush();
+      else await this.acknowledged;
     }
   }
 
   private schedule(): void {
-    if (this.writing) return;
+    if (this.inFlight >= this.repo.concurrentWrites) return;
     if (this.pending.length >= this.settings.maxBatch) this.flush();
-    else this.timer ??= setTimeout(() => this.flush(), this.settings.maxDelayMs);
+    else if (this.settings.maxDelayMs > 0)
+      this.timer ??= setTimeout(() => this.flush(), this.settings.maxDelayMs);
+    else this.immediate ??= setImmediate(() => this.flush());
   }
 
+  /**
+   * Hands pending messages to the database, as many batches at once as the backend takes. Each
+   * batch is acknowledged after it and every batch before it are stored, so acknowledgements keep
+   * the arrival order.
+   */
   private flush(): void {
     clearTimeout(this.timer);
+    clearImmediate(this.immediate);
     this.timer = undefined;
-    if (this.writing || this.pending.length === 0) return;
-    const batch = this.pending.splice(0, this.settings.maxBatch);
-    this.writing = this.write(batch).finally(() => {
-      this.writing = undefined;
-      if (this.pending.length > 0) this.flush();
-    });
+    this.immediate = undefined;
+    while (this.inFlight < this.repo.concurrentWrites && this.pending.length > 0) {
+      const batch = this.pending.splice(0, this.settings.maxBatch);
+      this.inFlight++;
+      const stored = this.store(batch);
+      this.acknowledged = Promise.all([this.acknowledged, stored]).then(([, inserted]) =>
+        this.acknowledge(batch, inserted),
+      );
+      void stored.finally(() => {
+        this.inFlight--;
+        if (this.pending.length > 0) this.schedule();
+      });
+    }
   }
 
-  private async write(batch: Entry[]): Promise<void> {
+  /** the batch's new events once it is stored; undefined when it was abandoned at stop */
+  private async store(batch: Entry[]): Promise<StoredEvent[] | undefined> {
     const records = batch.flatMap((e) => (e.record ? [e.record] : []));
-    let inserted: StoredEvent[] = [];
+    if (records.length === 0) return [];
     let retryMs = RETRY_START_MS;
     for (;;) {
       try {
-        if (records.length > 0) {
-          const outcome = await this.repo.writeBatch(records);
-          inserted = outcome.inserted;
-          this.metrics.duplicates += outcome.duplicates;
-          this.metrics.batches++;
-        }
-        break;
+        const outcome = await this.repo.writeBatch(records);
+        this.metrics.duplicates += outcome.duplicates;
+        this.metrics.batches++;
+        return outcome.inserted;
       } catch (err) {
         this.metrics.writeFailures++;
         this.log.error(
@@ -120,12 +137,16 @@ export class Ingestor {
         );
         if (this.stopping) {
           this.pending = [];
-          return;
+          return undefined;
         }
         await new Promise((r) => setTimeout(r, retryMs));
         retryMs = Math.min(RETRY_MAX_MS, retryMs * 2);
       }
     }
+  }
+
+  private acknowledge(batch: Entry[], inserted: StoredEvent[] | undefined): void {
+    if (!inserted) return;
     const now = Date.now();
     for (const e of batch) {
       if (e.record) {

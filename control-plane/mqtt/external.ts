@@ -60,6 +60,11 @@ export async function connectExternalBroker(
     deliver(packet.topic, payload, () => {
       // after a reconnect the broker sends the message again; this PUBACK belongs to the old link
       if (client.stream !== stream || !client.connected) return;
+      // a committed batch acknowledges its messages in one go: one socket write for all of them
+      if (!stream.writableCorked) {
+        stream.cork();
+        process.nextTick(() => stream.uncork());
+      }
       (client as unknown as PacketSender)._sendPacket({ cmd: 'puback', messageId, reasonCode: 0 });
     });
     callback(ACK_DEFERRED);

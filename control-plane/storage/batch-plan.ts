@@ -70,6 +70,7 @@ export function planBatch(records: readonly IngestRecord[]): BatchPlan {
         break;
     }
   }
-  plan.devices = [...devices.values()];
+  // the same lock order in every transaction: concurrent batches never deadlock on device rows
+  plan.devices = [...devices.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return plan;
 }

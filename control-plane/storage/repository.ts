@@ -92,6 +92,8 @@ export type PutSnapshotOutcome = 'created' | 'unchanged' | 'conflict';
  */
 export interface Repository {
   readonly backend: 'sqlite' | 'postgres';
+  /** batches `writeBatch` may be given at once; their events get cursors in the order given */
+  readonly concurrentWrites: number;
   writeBatch(records: readonly IngestRecord[]): Promise<BatchOutcome>;
   listDevices(): Promise<DeviceRecord[]>;
   getDevice(id: string): Promise<DeviceRecord | undefined>;

@@ -58,6 +58,8 @@ function migrate(db: Database.Database): void {
  */
 export class SqliteRepository implements Repository {
   readonly backend = 'sqlite';
+  /** writes are synchronous: one at a time */
+  readonly concurrentWrites = 1;
   private readonly db: Database.Database;
   private readonly stmts;
 
