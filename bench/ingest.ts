@@ -354,9 +354,9 @@ async function fleet(
 
 /**
  * The control plane acknowledges a message only once it is stored, so the broker's window of
- * unacknowledged messages per subscriber bounds its rate; the README asks for
- * `max_inflight_messages 1000` on a broker that feeds the control plane. The test helper's broker
- * has 100: restart it with the documented setting.
+ * unacknowledged messages per subscriber bounds its rate; `mqtt.external.receiveMaximum` in
+ * control-plane/config.ts asks for a matching `max_inflight_messages` on a broker that feeds the
+ * control plane. The test helper's broker has 100: restart it with the documented setting.
  */
 async function raiseInflightWindow(broker: MosquittoBroker, dir: string): Promise<void> {
   const file = join(dir, 'mosquitto.conf');

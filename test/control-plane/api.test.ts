@@ -173,6 +173,19 @@ describe('control-plane REST API', () => {
     assert.equal((await fetch(`${cp.httpUrl}/api/v1/commands/no-such-command`)).status, 404);
   });
 
+  it('takes MQTT 3.1.1 clients on the embedded broker as well as v5 ones', async () => {
+    const old = connect(cp.mqttUrl, { protocolVersion: 4 });
+    await new Promise<void>((resolve) => old.once('connect', () => resolve()));
+    const m = eventMessage({ device: 'box-311' });
+    await old.publishAsync(topics.events('box-311'), JSON.stringify(m), { qos: 1 });
+    await old.endAsync();
+    assert.deepEqual(
+      (await events('device=box-311')).events.map((e) => e.event.id),
+      [m.id],
+      'stored before the PUBACK',
+    );
+  });
+
   it('serves OpenAPI at /docs, metrics, health and the console page', async () => {
     const spec = await getJson<{ paths: Record<string, unknown> }>(`${cp.httpUrl}/docs/json`);
     for (const path of [
