@@ -18,6 +18,7 @@ import {
   type CameraRow,
   type CommandRow,
   commandResultUpsertSql,
+  DEVICE_COLUMNS,
   type DeviceRow,
   deviceUpsertSql,
   type EventRow,
@@ -96,6 +97,14 @@ const INSERT_EVENTS = `INSERT INTO events (id, seq, phase, device, camera, camer
   ORDER BY n
   ON CONFLICT (id, seq) DO NOTHING
   RETURNING cursor, id, seq`;
+
+/** every device of the batch in one statement, in id order (the plan sorts them) */
+const UPSERT_DEVICES = deviceUpsertSql(
+  `SELECT ${DEVICE_COLUMNS.join(', ')} FROM json_to_recordset($1::json) AS x(
+    id text, status text, status_at bigint, first_seen bigint, last_seen bigint, identity text,
+    telemetry text, telemetry_at bigint) ORDER BY id`,
+  'greatest',
+);
 
 /**
  * The PostgreSQL backend (`pg` pool). A batch is one transaction on one connection; events go in
@@ -177,16 +186,20 @@ export class PostgresRepository implements Repository {
         duplicates += plan.statuses.length - (rowCount ?? 0);
       }
       endTurn();
-      for (const u of plan.devices)
-        await client.query(deviceUpsertSql(d, 'greatest'), [
-          u.id,
-          u.status,
-          u.statusAt,
-          u.firstSeen,
-          u.lastSeen,
-          u.identity,
-          u.telemetry,
-          u.telemetryAt,
+      if (plan.devices.length > 0)
+        await client.query(UPSERT_DEVICES, [
+          JSON.stringify(
+            plan.devices.map((u) => ({
+              id: u.id,
+              status: u.status,
+              status_at: u.statusAt,
+              first_seen: u.firstSeen,
+              last_seen: u.lastSeen,
+              identity: u.identity,
+              telemetry: u.telemetry,
+              telemetry_at: u.telemetryAt,
+            })),
+          ),
         ]);
       for (const r of plan.results)
         await client.query(commandResultUpsertSql(d), [

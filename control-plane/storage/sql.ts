@@ -95,10 +95,12 @@ export function latestCameraStatusSql(p: Placeholder, oneDevice: boolean): strin
     ORDER BY s.device, s.camera`;
 }
 
-/** one upsert per device of a batch: later values win, `first_seen` stays */
-export function deviceUpsertSql(p: Placeholder, greatest: 'max' | 'greatest'): string {
-  return `INSERT INTO devices (id, status, status_at, first_seen, last_seen, identity, telemetry, telemetry_at)
-    VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${p(6)}, ${p(7)}, ${p(8)})
+/**
+ * The upsert of a batch's devices from `rows` (a VALUES list or a SELECT with the columns in
+ * DEVICE_COLUMNS order): later values win, `first_seen` stays.
+ */
+export function deviceUpsertSql(rows: string, greatest: 'max' | 'greatest'): string {
+  return `INSERT INTO devices (${DEVICE_COLUMNS.join(', ')}) ${rows}
     ON CONFLICT (id) DO UPDATE SET
       status = COALESCE(excluded.status, devices.status),
       status_at = COALESCE(excluded.status_at, devices.status_at),
@@ -107,6 +109,17 @@ export function deviceUpsertSql(p: Placeholder, greatest: 'max' | 'greatest'): s
       telemetry = COALESCE(excluded.telemetry, devices.telemetry),
       telemetry_at = COALESCE(excluded.telemetry_at, devices.telemetry_at)`;
 }
+
+export const DEVICE_COLUMNS = [
+  'id',
+  'status',
+  'status_at',
+  'first_seen',
+  'last_seen',
+  'identity',
+  'telemetry',
+  'telemetry_at',
+] as const;
 
 export function commandResultUpsertSql(p: Placeholder): string {
   return `INSERT INTO commands (id, device, name, args, issued_at, result, result_at)

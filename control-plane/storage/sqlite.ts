@@ -74,7 +74,7 @@ export class SqliteRepository implements Repository {
         `INSERT INTO camera_statuses (id, device, camera, camera_seq, state, at, reason, received_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
       ),
-      upsertDevice: db.prepare(deviceUpsertSql(q, 'max')),
+      upsertDevice: db.prepare(deviceUpsertSql('VALUES (?, ?, ?, ?, ?, ?, ?, ?)', 'max')),
       upsertResult: db.prepare(commandResultUpsertSql(q)),
       devices: db.prepare('SELECT * FROM devices ORDER BY id'),
       device: db.prepare('SELECT * FROM devices WHERE id = ?'),
