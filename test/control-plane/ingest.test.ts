@@ -8,6 +8,7 @@ import { MAX_PAYLOAD_BYTES, topics } from '../../contract/index.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
 import { AgentProcess, writeAgentConfig } from '../helpers/device-setup.ts';
 import { MosquittoBroker } from '../helpers/mosquitto-broker.ts';
+import { PostgresServer } from '../helpers/postgres.ts';
 import { eventMessage } from './fixtures.ts';
 import { eventually, getJson, metric, startTestControlPlane, TOKEN } from './setup.ts';
 
@@ -57,21 +58,32 @@ async function v5Client(url: string): Promise<MqttClient> {
   return client;
 }
 
-for (const broker of ['embedded', 'external'] as const) {
-  describe(`ingest from a device agent (${broker} broker)`, () => {
+/** the embedded broker with SQLite (the defaults), and Mosquitto with PostgreSQL */
+for (const [broker, storage] of [
+  ['embedded', 'sqlite'],
+  ['external', 'postgres'],
+] as const) {
+  describe(`ingest from a device agent (${broker} broker, ${storage})`, () => {
     let dir: string;
     let mosquitto: MosquittoBroker | undefined;
+    let pg: PostgresServer | undefined;
     let cp: ControlPlane;
     let agent: AgentProcess | undefined;
     before(async () => {
       dir = await mkdtemp(join(tmpdir(), `argus-ingest-${broker}-`));
       if (broker === 'external') mosquitto = await MosquittoBroker.create({ dir: join(dir, 'mosquitto') });
-      cp = await startTestControlPlane({ dir, ...(mosquitto ? { brokerUrl: mosquitto.url } : {}) });
+      if (storage === 'postgres') pg = await PostgresServer.start({ fsync: false });
+      cp = await startTestControlPlane({
+        dir,
+        ...(mosquitto ? { brokerUrl: mosquitto.url } : {}),
+        ...(pg ? { postgresUrl: await pg.createDatabase('argus_ingest') } : {}),
+      });
     });
     after(async () => {
       await agent?.terminate('SIGKILL').catch(() => undefined);
       await cp?.close();
       await mosquitto?.stop();
+      await pg?.stop();
       await rm(dir, { recursive: true, force: true });
     });
 
