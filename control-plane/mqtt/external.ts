@@ -11,13 +11,47 @@ const CLOSE_TIMEOUT_MS = 2000;
 /**
  * mqtt.js handles received packets one at a time and sends a QoS 1 PUBACK when `handleMessage`
  * calls back without an error. Calling back with this marker moves on to the next packet without
- * a PUBACK; the link sends the PUBACK itself once the message is stored (see `sendPuback`).
+ * a PUBACK; the link writes the PUBACK itself once the message is stored (see `PubackWriter`).
  */
 const ACK_DEFERRED = new Error('puback deferred until the message is stored');
 
-/** the parts of mqtt.js 5's client used to answer a deferred PUBACK (not in its typings) */
-interface PacketSender {
-  _sendPacket(packet: { cmd: 'puback'; messageId: number; reasonCode: number }, cb?: () => void): void;
+/**
+ * Writes the PUBACKs of stored messages straight to the connection, all those of one tick in one
+ * write: a PUBACK with reason 0 (success) is the 4 bytes `0x40 0x02 <message id>` in every MQTT
+ * version. PUBACKs for a connection that has since been replaced are dropped: the broker sends
+ * those messages again on the new one.
+ */
+class PubackWriter {
+  private ids: number[] = [];
+  private stream: NodeJS.WritableStream | undefined;
+
+  constructor(private readonly current: () => NodeJS.WritableStream | undefined) {}
+
+  ack(stream: NodeJS.WritableStream, messageId: number): void {
+    if (this.current() !== stream) return;
+    if (this.stream !== stream) {
+      this.ids = [];
+      this.stream = stream;
+      process.nextTick(() => this.flush());
+    } else if (this.ids.length === 0) {
+      process.nextTick(() => this.flush());
+    }
+    this.ids.push(messageId);
+  }
+
+  private flush(): void {
+    const stream = this.stream;
+    const ids = this.ids;
+    this.ids = [];
+    if (ids.length === 0 || !stream || this.current() !== stream) return;
+    const packets = Buffer.allocUnsafe(ids.length * 4);
+    ids.forEach((id, i) => {
+      packets[i * 4] = 0x40;
+      packets[i * 4 + 1] = 0x02;
+      packets.writeUInt16BE(id, i * 4 + 2);
+    });
+    stream.write(packets);
+  }
 }
 
 /**
@@ -47,6 +81,7 @@ export async function connectExternalBroker(
     },
   });
   const filter = ingestWildcard(settings.sharedGroup);
+  const pubacks = new PubackWriter(() => (client.connected ? client.stream : undefined));
 
   client.handleMessage = (packet: IPublishPacket, callback) => {
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
@@ -57,16 +92,7 @@ export async function connectExternalBroker(
     }
     const stream = client.stream;
     const messageId = packet.messageId;
-    deliver(packet.topic, payload, () => {
-      // after a reconnect the broker sends the message again; this PUBACK belongs to the old link
-      if (client.stream !== stream || !client.connected) return;
-      // a committed batch acknowledges its messages in one go: one socket write for all of them
-      if (!stream.writableCorked) {
-        stream.cork();
-        process.nextTick(() => stream.uncork());
-      }
-      (client as unknown as PacketSender)._sendPacket({ cmd: 'puback', messageId, reasonCode: 0 });
-    });
+    deliver(packet.topic, payload, () => pubacks.ack(stream, messageId));
     callback(ACK_DEFERRED);
   };
 
