@@ -6,7 +6,8 @@
  * 2. the same N messages through the same Mosquitto into `argus control-plane run` (its own
  *    process, external broker, PUBACK after commit) storing into SQLite, then into PostgreSQL (a
  *    private server started here, fsync on): publish → stored rate, from the control plane's
- *    /metrics;
+ *    /metrics. Raw, SQLite and PostgreSQL runs alternate for three rounds, each control plane
+ *    on a fresh database; the figures are the medians;
  * 3. publish → queryable latency: messages at a steady rate into the SQLite control plane, each
  *    timed until its event arrives on the live stream (sent after the commit);
  * 4. 2,000 simulated devices (mqtt.js clients, MQTT v5, Last Will, retained availability,
@@ -27,6 +28,8 @@ import { machine, percentile, round } from './stats.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const MESSAGES = Number(process.env.ARGUS_BENCH_MESSAGES ?? 20_000);
+/** rounds of raw, SQLite and PostgreSQL rates, interleaved; the figures are their medians */
+const ROUNDS = 3;
 const LATENCY_RATE = 1000;
 const LATENCY_SECONDS = 5;
 const DEVICES = 2000;
@@ -172,9 +175,18 @@ async function startControlPlane(dir: string, name: string, yaml: string): Promi
   return { ...cp, httpUrl: m[1]!, mqttUrl: m[2]! };
 }
 
-async function stopControlPlane(cp: RunningControlPlane): Promise<void> {
+/**
+ * Stops a control plane; with an external broker also ends its persistent session, which would
+ * otherwise keep queueing the next runs' messages in the broker.
+ */
+async function stopControlPlane(
+  cp: RunningControlPlane,
+  brokerUrl?: string,
+  clientId?: string,
+): Promise<void> {
   cp.child.kill('SIGTERM');
   await new Promise((r) => cp.child.once('exit', r));
+  if (brokerUrl && clientId) await (await client(brokerUrl, { clientId, clean: true })).endAsync();
 }
 
 async function storedEvents(httpUrl: string): Promise<number> {
@@ -380,41 +392,58 @@ async function main(): Promise<void> {
     mosquitto = await MosquittoBroker.create({ dir: join(dir, 'mosquitto') });
     await raiseInflightWindow(mosquitto, join(dir, 'mosquitto'));
     pg = await PostgresServer.start();
-    const pgUrl = await pg.createDatabase('argus_bench');
     log(`bench:ingest — ${MESSAGES} QoS 1 event messages per run, Mosquitto ${mosquitto.url}`);
-
-    const raw = await rawRate(mosquitto.url);
-    log(`  raw broker publish → subscribe: ${Math.round(raw)} msg/s`);
 
     const external = (clientId: string) =>
       `http: { port: 0 }\nmqtt:\n  external: { url: "${mosquitto!.url}", clientId: ${clientId} }\n`;
-    const sqliteCp = await startControlPlane(
-      dir,
-      'sqlite',
-      `${external('bench-sqlite')}storage:\n  sqlite: { path: bench.db }\n`,
-    );
-    running.push(sqliteCp);
-    const { perS: sqlite, cpuPercent: sqliteCpu } = await ingestRate(mosquitto.url, sqliteCp, 'sqlite-box');
+    const rates = { raw: [] as number[], sqlite: [] as number[], postgres: [] as number[] };
+    const cpu = { sqlite: [] as number[], postgres: [] as number[] };
+    for (let r = 1; r <= ROUNDS; r++) {
+      rates.raw.push(await rawRate(mosquitto.url));
+      const sqliteCp = await startControlPlane(
+        dir,
+        `sqlite-${r}`,
+        `${external(`bench-sqlite-${r}`)}storage:\n  sqlite: { path: bench-${r}.db }\n`,
+      );
+      running.push(sqliteCp);
+      const s = await ingestRate(mosquitto.url, sqliteCp, 'sqlite-box');
+      rates.sqlite.push(s.perS);
+      cpu.sqlite.push(s.cpuPercent);
+      await stopControlPlane(sqliteCp, mosquitto.url, `bench-sqlite-${r}`);
+      const pgCp = await startControlPlane(
+        dir,
+        `postgres-${r}`,
+        `${external(`bench-postgres-${r}`)}storage:\n  postgres: { url: "${await pg.createDatabase(`argus_bench_${r}`)}" }\n`,
+      );
+      running.push(pgCp);
+      const p = await ingestRate(mosquitto.url, pgCp, 'pg-box');
+      rates.postgres.push(p.perS);
+      cpu.postgres.push(p.cpuPercent);
+      await stopControlPlane(pgCp, mosquitto.url, `bench-postgres-${r}`);
+      log(
+        `  round ${r}: raw ${Math.round(rates.raw.at(-1)!)} msg/s, SQLite ${Math.round(s.perS)} msg/s (control plane CPU ${Math.round(s.cpuPercent)} %), PostgreSQL ${Math.round(p.perS)} msg/s (CPU ${Math.round(p.cpuPercent)} %)`,
+      );
+    }
+    const raw = percentile(rates.raw, 50);
+    const sqlite = percentile(rates.sqlite, 50);
+    const postgres = percentile(rates.postgres, 50);
+    const sqliteCpu = percentile(cpu.sqlite, 50);
+    const postgresCpu = percentile(cpu.postgres, 50);
     log(
-      `  control plane → SQLite (synchronous full): ${Math.round(sqlite)} msg/s, control plane CPU ${Math.round(sqliteCpu)} %`,
+      `  medians: raw ${Math.round(raw)}, SQLite ${Math.round(sqlite)}, PostgreSQL ${Math.round(postgres)} msg/s`,
     );
-    const lat = await latencies(mosquitto.url, sqliteCp);
+
+    const latencyCp = await startControlPlane(
+      dir,
+      'latency',
+      `${external('bench-latency')}storage:\n  sqlite: { path: latency.db }\n`,
+    );
+    running.push(latencyCp);
+    const lat = await latencies(mosquitto.url, latencyCp);
     log(
       `  publish → queryable at ${LATENCY_RATE} msg/s: p50 ${round(percentile(lat, 50), 1)} ms, p99 ${round(percentile(lat, 99), 1)} ms`,
     );
-    await stopControlPlane(sqliteCp);
-
-    const pgCp = await startControlPlane(
-      dir,
-      'postgres',
-      `${external('bench-postgres')}storage:\n  postgres: { url: "${pgUrl}" }\n`,
-    );
-    running.push(pgCp);
-    const { perS: postgres, cpuPercent: postgresCpu } = await ingestRate(mosquitto.url, pgCp, 'pg-box');
-    log(
-      `  control plane → PostgreSQL: ${Math.round(postgres)} msg/s, control plane CPU ${Math.round(postgresCpu)} %`,
-    );
-    await stopControlPlane(pgCp);
+    await stopControlPlane(latencyCp, mosquitto.url, 'bench-latency');
 
     const embeddedCp = await startControlPlane(
       dir,
@@ -432,6 +461,10 @@ async function main(): Promise<void> {
       bench: 'ingest',
       machine: machine(),
       messages: MESSAGES,
+      rounds: ROUNDS,
+      raw_rounds_per_s: rates.raw.map(Math.round),
+      sqlite_rounds_per_s: rates.sqlite.map(Math.round),
+      postgres_rounds_per_s: rates.postgres.map(Math.round),
       raw_broker_per_s: Math.round(raw),
       sqlite_per_s: Math.round(sqlite),
       postgres_per_s: Math.round(postgres),

@@ -35,9 +35,10 @@ export function decodeMessage(topic: string, payload: Buffer, receivedAt: number
       detail: `${payload.length} bytes, more than ${MAX_PAYLOAD_BYTES}`,
       device,
     };
+  const text = payload.toString('utf8');
   let body: unknown;
   try {
-    body = JSON.parse(payload.toString('utf8'));
+    body = JSON.parse(text);
   } catch (err) {
     return { ok: false, reason: 'malformed_json', detail: (err as Error).message, device };
   }
@@ -57,7 +58,6 @@ export function decodeMessage(topic: string, payload: Buffer, receivedAt: number
       detail: `payload says device "${claimed}" on the topic of "${device}"`,
       device,
     };
-  const text = payload.toString('utf8');
   // the body passed the kind's validator above, so it has the kind's type
   switch (parsed.kind) {
     case 'events':
