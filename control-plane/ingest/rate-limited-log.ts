@@ -1,5 +1,7 @@
 import type { Logger } from '../../common/logger.ts';
 
+const MAX_KEYS = 10_000;
+
 /**
  * Logs a warning per key at most once per `intervalMs`, with the number of occurrences it did not
  * log, so that a device flooding bad messages cannot flood the log.
@@ -19,6 +21,8 @@ export class RateLimitedLog {
       entry.suppressed++;
       return;
     }
+    // keys come from the network (topics, device ids): keep the table bounded
+    if (!entry && this.last.size >= MAX_KEYS) this.last.clear();
     this.last.set(key, { at: now, suppressed: 0 });
     this.log.warn({ ...fields, suppressedSinceLast: entry?.suppressed ?? 0 }, message);
   }
