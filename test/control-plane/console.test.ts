@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { connect, type MqttClient } from 'mqtt';
+import { type Browser, chromium } from 'playwright-core';
+import { topics } from '../../contract/index.ts';
+import type { ControlPlane } from '../../control-plane/index.ts';
+import { eventMessage } from './fixtures.ts';
+import { startTestControlPlane, TOKEN } from './setup.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const SNAPSHOT = resolve(import.meta.dirname, '../fixtures/device/snapshots/left-road-1e8b1228-0.jpg');
+
+describe('console page at / (headless Chromium)', {
+  skip: !existsSync(CHROMIUM) && 'needs Debian chromium: apt-get install chromium',
+}, () => {
+  let dir: string;
+  let cp: ControlPlane;
+  let client: MqttClient;
+  let browser: Browser;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'argus-console-'));
+    cp = await startTestControlPlane({ dir });
+    client = connect(cp.mqttUrl, { protocolVersion: 5 });
+    await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+      ],
+    });
+  });
+  after(async () => {
+    await browser?.close();
+    await client?.endAsync();
+    await cp?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('shows the devices and live events with their snapshots', async () => {
+    await client.publishAsync(topics.available('box-1'), JSON.stringify({ v: 1, state: 'online' }), {
+      qos: 1,
+      retain: true,
+    });
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (err) => errors.push(err.message));
+    await page.goto(`${cp.httpUrl}/`);
+    await page.waitForFunction("document.getElementById('stream').textContent === 'live'");
+    await page.getByRole('cell', { name: 'box-1' }).waitFor();
+    assert.equal(await page.locator('td.online').textContent(), 'online');
+
+    const jpeg = await readFile(SNAPSHOT);
+    const upload = await fetch(`${cp.httpUrl}/api/v1/devices/box-1/snapshots/console-snap-1`, {
+      method: 'PUT',
+      body: jpeg,
+      headers: { 'content-type': 'image/jpeg', authorization: `Bearer ${TOKEN}` },
+    });
+    assert.equal(upload.status, 201);
+    const event = eventMessage({
+      rule: 'left-road',
+      snapshot: { id: 'console-snap-1', width: 256, height: 192 },
+    });
+    await client.publishAsync(topics.events('box-1'), JSON.stringify(event), { qos: 1 });
+    const item = page.locator('#events li').filter({ hasText: 'zone left-road: person #3 (new)' });
+    await item.waitFor();
+    // the thumbnail is the uploaded JPEG, decoded by the browser (256×192)
+    await page.waitForFunction(
+      "(() => { const img = document.querySelector('#events img'); return img?.complete && img.naturalWidth === 256; })()",
+    );
+    assert.deepEqual(errors, []);
+  });
+});
