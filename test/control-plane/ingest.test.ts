@@ -188,6 +188,37 @@ for (const [broker, storage] of [
       );
     });
 
+    it('marks a device offline by its Last Will when its connection drops', async () => {
+      const will = {
+        topic: topics.available('box-5'),
+        payload: Buffer.from('{"v":1,"state":"offline"}'),
+        qos: 1 as const,
+        retain: true,
+      };
+      const client = connect(cp.mqttUrl, { protocolVersion: 5, reconnectPeriod: 0, will });
+      await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+      await client.publishAsync(topics.available('box-5'), JSON.stringify({ v: 1, state: 'online' }), {
+        qos: 1,
+        retain: true,
+      });
+      const status = async () => (await getJson<Device>(`${cp.httpUrl}/api/v1/devices/box-5`)).status;
+      await eventually(
+        async () => ((await status()) === 'online' ? true : undefined),
+        10_000,
+        'box-5 online',
+      );
+      client.stream.destroy();
+      await eventually(
+        async () =>
+          (await getJson<Device>(`${cp.httpUrl}/api/v1/devices/box-5`)).status === 'offline'
+            ? true
+            : undefined,
+        10_000,
+        'the Last Will to mark box-5 offline',
+      );
+      await client.endAsync(true);
+    });
+
     it('stores a redelivered event message once', async () => {
       const client = await v5Client(cp.mqttUrl);
       const message = eventMessage({ device: 'box-2' });
