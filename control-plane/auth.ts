@@ -14,9 +14,14 @@ export class DeviceCredentials {
 
   /** true when `authorization` is `Bearer <the token of device>` */
   verify(device: string, authorization: string | undefined): boolean {
-    const expected = this.digests.get(device);
     const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? '');
-    if (!expected || !match) return false;
-    return timingSafeEqual(Buffer.from(sha256Hex(match[1]!), 'hex'), expected);
+    return match ? this.verifyToken(device, match[1]!) : false;
+  }
+
+  /** true when `token` is the token of `device` */
+  verifyToken(device: string, token: string): boolean {
+    const expected = this.digests.get(device);
+    if (!expected) return false;
+    return timingSafeEqual(Buffer.from(sha256Hex(token), 'hex'), expected);
   }
 }

@@ -23,6 +23,11 @@ const EmbeddedBroker = Type.Object(
   {
     host: Type.String({ minLength: 1, default: '127.0.0.1' }),
     port: Type.Integer({ minimum: 0, maximum: 65535, default: 1883, description: '0 picks a free port' }),
+    /**
+     * devices connect with username = their id and password = their token (see `devices`); each
+     * may publish only under its own topics and subscribe only to its own commands
+     */
+    deviceCredentials: Type.Boolean({ default: false }),
   },
   { additionalProperties: false },
 );

@@ -5,6 +5,7 @@ export const REJECT_REASONS = [
   'malformed_json',
   'schema',
   'device_mismatch',
+  'not_authorized',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

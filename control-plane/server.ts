@@ -6,6 +6,7 @@ import { CommandSender } from './commands.ts';
 import type { ControlPlaneConfig } from './config.ts';
 import { EventBus } from './event-bus.ts';
 import { Ingestor } from './ingest/ingestor.ts';
+import { RateLimitedLog } from './ingest/rate-limited-log.ts';
 import { Metrics } from './metrics.ts';
 import { startEmbeddedBroker } from './mqtt/embedded.ts';
 import { connectExternalBroker } from './mqtt/external.ts';
@@ -58,16 +59,29 @@ export async function startControlPlane(
       (events) => bus.publish(events),
     );
     const deliver = ingestor.accept.bind(ingestor);
+    const credentials = new DeviceCredentials(config.devices);
+    const mqttLog = log.child({ part: 'mqtt' });
+    const refusals = new RateLimitedLog(mqttLog);
     const link: MqttLink =
       config.mqtt.kind === 'embedded'
-        ? await startEmbeddedBroker(config.mqtt.embedded, deliver, log.child({ part: 'mqtt' }))
-        : await connectExternalBroker(config.mqtt.external, deliver, log.child({ part: 'mqtt' }));
+        ? await startEmbeddedBroker(config.mqtt.embedded, deliver, mqttLog, {
+            credentials,
+            refused: (topic, device) => {
+              metrics.countRejected('not_authorized');
+              refusals.warn(
+                `${device}`,
+                { topic, device },
+                "refused: wrong device credentials, or not the device's own topic",
+              );
+            },
+          })
+        : await connectExternalBroker(config.mqtt.external, deliver, mqttLog);
     cleanups.push(() => link.close());
     cleanups.push(() => ingestor.stop());
     const api = await buildApi(
       {
         repo: repository,
-        credentials: new DeviceCredentials(config.devices),
+        credentials,
         bus,
         metrics,
         commands: new CommandSender(repository, () => link, metrics),

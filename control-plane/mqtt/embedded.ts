@@ -1,11 +1,19 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:net';
-import { Aedes } from 'aedes';
+import { Aedes, type AuthErrorCode, type Client } from 'aedes';
 import { ArgusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
+import { parseTopic, topics } from '../../contract/index.ts';
+import type { DeviceCredentials } from '../auth.ts';
 import type { EmbeddedBrokerSettings } from '../config.ts';
 import type { Deliver, MqttLink } from './link.ts';
 import { acceptMqttConnection } from './v5-adapter.ts';
+
+/** who may connect (with `deviceCredentials`), and where refusals are reported */
+export interface DeviceAccess {
+  credentials: DeviceCredentials;
+  refused(topic: string, device: string | undefined): void;
+}
 
 /**
  * The broker inside the control plane (aedes). Every message a client publishes, and every Last
@@ -14,17 +22,55 @@ import { acceptMqttConnection } from './v5-adapter.ts';
  * to ingest and calls back once it is stored, so a device deletes an event from its spool only
  * after it is in the database. The control plane's own publishes (commands) skip the hook.
  * MQTT v5 clients (the device agents) reach aedes through the v5 adapter.
+ *
+ * With `deviceCredentials`, a client connects with its device id and token, publishes only under
+ * its own topics (anything else is refused, counted and ends its connection) and subscribes only
+ * to its own commands.
  */
 export async function startEmbeddedBroker(
   settings: EmbeddedBrokerSettings,
   deliver: Deliver,
   log: Logger,
+  access: DeviceAccess,
 ): Promise<MqttLink> {
+  const device = new WeakMap<Client, string>();
   const broker = await Aedes.createBroker({
-    authorizePublish: (_client, packet, callback) => {
+    authorizePublish: (client, packet, callback) => {
+      if (settings.deviceCredentials) {
+        const parsed = parseTopic(packet.topic);
+        const owner = client ? device.get(client) : undefined;
+        if (!parsed || parsed.kind === 'cmd' || parsed.device !== owner) {
+          access.refused(packet.topic, owner);
+          return callback(new Error(`device ${owner} may not publish on ${packet.topic}`));
+        }
+      }
       const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
       deliver(packet.topic, payload, () => callback(null));
     },
+    ...(settings.deviceCredentials
+      ? {
+          authenticate: (client, username, password, done) => {
+            if (username && password && access.credentials.verifyToken(username, password.toString('utf8'))) {
+              device.set(client, username);
+              return done(null, true);
+            }
+            const err = Object.assign(new Error(`wrong credentials for "${username ?? ''}"`), {
+              returnCode: 4 as AuthErrorCode,
+            });
+            access.refused('(connect)', username);
+            done(err, null);
+          },
+          authorizeSubscribe: (client, subscription, callback) => {
+            const owner = device.get(client);
+            const wanted = parseTopic(subscription.topic);
+            const own =
+              subscription.topic === topics.commandFilter(owner ?? '') ||
+              (wanted?.kind === 'cmd' && wanted.device === owner);
+            // null refuses this subscription only (SUBACK failure), not the connection
+            callback(null, owner !== undefined && own ? subscription : null);
+          },
+        }
+      : {}),
   });
   broker.on('clientError', (client, err) =>
     log.debug({ client: client.id, err: err.message }, 'mqtt client error'),

@@ -31,7 +31,10 @@ describe('control-plane config', () => {
   it('defaults to the embedded broker and SQLite next to the file', async () => {
     const config = await load('devices:\n  - id: box-1\n    token: a-long-enough-token\n');
     assert.deepEqual(config.http, { host: '127.0.0.1', port: 8080 });
-    assert.deepEqual(config.mqtt, { kind: 'embedded', embedded: { host: '127.0.0.1', port: 1883 } });
+    assert.deepEqual(config.mqtt, {
+      kind: 'embedded',
+      embedded: { host: '127.0.0.1', port: 1883, deviceCredentials: false },
+    });
     assert.deepEqual(config.storage, {
       kind: 'sqlite',
       sqlite: { path: join(dir, 'argus.db'), synchronous: 'full' },
