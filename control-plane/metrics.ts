@@ -65,7 +65,7 @@ export class Metrics {
     metric('argus_ingest_write_failures_total', 'counter', 'batches that failed and were retried', [
       ['', this.writeFailures],
     ]);
-    metric('argus_ingest_pending', 'gauge', 'messages received and not yet committed', [
+    metric('argus_ingest_pending', 'gauge', 'messages received and waiting for their batch to be written', [
       ['', gauges.pending],
     ]);
     lines.push(

@@ -21,9 +21,8 @@ const RETRY_MAX_MS = 10_000;
 /**
  * Turns MQTT messages into stored rows. Each message is decoded and validated at once; valid ones
  * wait (at most `maxDelayMs`, at most `maxBatch` of them, or while the backend is busy) and are
- * written in one transaction. A
- * message is acknowledged only after the transaction holding it committed, and acknowledgements go
- * out in arrival order (a rejected message is acknowledged in its turn: it is counted and logged,
+ * written in one transaction. A message is acknowledged only after the transaction holding it
+ * committed, and acknowledgements go out in arrival order (a rejected message is acknowledged in its turn: it is counted and logged,
  * never retried). A failing write is retried with backoff while its messages stay unacknowledged,
  * so the sender (or the broker) still holds them.
  */
@@ -48,7 +47,7 @@ export class Ingestor {
     this.rejections = new RateLimitedLog(log);
   }
 
-  /** messages received and not yet acknowledged */
+  /** messages received and waiting for their batch to be handed to the database */
   get pendingCount(): number {
     return this.pending.length;
   }
@@ -153,8 +152,17 @@ export class Ingestor {
         this.metrics.countIngested(e.record.kind);
         this.metrics.observeLatency((now - e.receivedAt) / 1000);
       }
-      e.ack();
+      try {
+        e.ack();
+      } catch (err) {
+        this.log.error({ err: errorMessage(err) }, 'cannot acknowledge a stored message');
+      }
     }
-    if (inserted.length > 0) this.onStored(inserted);
+    if (inserted.length === 0) return;
+    try {
+      this.onStored(inserted);
+    } catch (err) {
+      this.log.error({ err: errorMessage(err) }, 'a live-event listener failed');
+    }
   }
 }

@@ -99,6 +99,7 @@ export function eventRoutes(app: App, ctx: ApiContext, streams: StreamRegistry):
       };
       streams.add(end);
       req.raw.once('close', end);
+      res.once('error', end);
     },
   );
 }
