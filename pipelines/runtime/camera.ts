@@ -186,7 +186,7 @@ export class CameraRuntime {
       await sleep(backoff * (0.8 + Math.random() * 0.4), signal);
       backoff = Math.min(BACKOFF_MAX_MS, backoff * 2);
     }
-    await this.finish(Date.now() / 1000);
+    await this.finish(() => Date.now() / 1000);
   }
 
   private async runReplay(): Promise<void> {
@@ -211,7 +211,7 @@ export class CameraRuntime {
     } finally {
       source.stop();
     }
-    await this.finish(this.lastT);
+    await this.finish(() => this.lastT);
   }
 
   /** motion gate, then detection; returns the detection promise when the frame was submitted */
@@ -266,10 +266,11 @@ export class CameraRuntime {
     }
   }
 
-  /** waits for frames in flight, then ends the scene's open events */
-  private async finish(t: number): Promise<void> {
+  /** waits for frames in flight, then ends the scene's open events at the time `clock` tells then */
+  private async finish(clock: () => number): Promise<void> {
     await this.chain;
     if (!this.engine) return;
+    const t = clock();
     const events = this.lifecycle.process(this.engine.close(t), t, [], undefined, this.engine.counters());
     await this.emit(events, performance.now());
   }

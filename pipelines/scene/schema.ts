@@ -43,6 +43,11 @@ export const LineRuleSchema = Type.Object(
       minItems: 1,
       default: ['in', 'out'],
     }),
+    /**
+     * dead band either side of the line, as a fraction of the frame: an object counts as having
+     * crossed only once it is this far on the other side, so jitter on the line counts nothing
+     */
+    hysteresis: Type.Number({ minimum: 0, maximum: 0.2, default: 0.01 }),
   },
   { additionalProperties: false, description: 'an object crossing a line, with direction; in/out counts' },
 );

@@ -70,7 +70,10 @@ export class BoxFilter {
   }
 
   box(): Box {
-    const [cx, cy, w, h] = this.axes.map((a) => a.x) as [number, number, number, number];
+    const [cx, cy, rawW, rawH] = this.axes.map((a) => a.x) as [number, number, number, number];
+    // a size velocity can drive a coasting box through zero: keep it a box
+    const w = Math.max(rawW, 1);
+    const h = Math.max(rawH, 1);
     return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2];
   }
 

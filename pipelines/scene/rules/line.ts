@@ -8,7 +8,7 @@ import type { RuleEvaluator, SceneObject, Transition } from './types.ts';
  * A crossing is instantaneous: its event opens and closes at once (`new` then `end`).
  */
 export class LineEvaluator implements RuleEvaluator {
-  /** per track: the last anchor position that was clearly on one side, and that side's sign */
+  /** per track: the last anchor position that was clearly (beyond the dead band) on one side, and that side's sign */
   private last = new Map<number, { p: Point; side: number }>();
   private counts = { in: 0, out: 0 };
 
@@ -20,12 +20,15 @@ export class LineEvaluator implements RuleEvaluator {
 
   evaluate(objects: readonly SceneObject[], t: number): Transition[] {
     const [a, b] = this.rule.line;
+    const length = Math.hypot(b[0] - a[0], b[1] - a[1]);
+    const band = this.rule.hysteresis;
     const out: Transition[] = [];
     const seen = new Set<number>();
     for (const o of objects) {
       const id = o.track.id;
       seen.add(id);
-      const side = Math.sign(sideOf(a, b, o.anchor));
+      const distance = sideOf(a, b, o.anchor) / length;
+      const side = distance > band ? 1 : distance < -band ? -1 : 0;
       if (side === 0) continue;
       const prev = this.last.get(id);
       this.last.set(id, { p: o.anchor, side });
