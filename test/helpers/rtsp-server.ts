@@ -1,0 +1,132 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { Socket } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SAMPLE_VIDEO } from '../../common/paths.ts';
+import { freeTcpPort } from './mosquitto-broker.ts';
+
+const SCRIPT = join(fileURLToPath(new URL('../../scripts/', import.meta.url)), 'rtsp-server.py');
+/** Debian's python: a pyenv `python3` on PATH may lack `gi` */
+const PYTHON = '/usr/bin/python3';
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = new Socket();
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+    s.connect(port, '127.0.0.1');
+  });
+}
+
+export interface RtspServerOptions {
+  file?: string;
+  paths?: string[];
+  /** a fixed port (default: a free one) */
+  port?: number;
+}
+
+/**
+ * scripts/rtsp-server.py on 127.0.0.1 as a child in its own process group, serving a looping file
+ * as H.264 on one or more paths. A test can kill it (any signal), pause it and start it again on
+ * the same port.
+ */
+export class RtspServer {
+  private child: ChildProcess | undefined;
+  private output = '';
+  /** performance.now() when the server last began listening */
+  listeningAt = 0;
+
+  private constructor(
+    readonly port: number,
+    readonly file: string,
+    readonly paths: string[],
+  ) {}
+
+  static async create(options: RtspServerOptions = {}): Promise<RtspServer> {
+    const server = new RtspServer(
+      options.port ?? (await freeTcpPort()),
+      options.file ?? SAMPLE_VIDEO,
+      options.paths ?? ['cam-1'],
+    );
+    await server.start();
+    return server;
+  }
+
+  url(path = this.paths[0]!): string {
+    return `rtsp://127.0.0.1:${this.port}/${path}`;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  async start(timeoutMs = 10_000): Promise<void> {
+    if (this.child) throw new Error('rtsp server is already running');
+    const child = spawn(
+      PYTHON,
+      [SCRIPT, '--port', String(this.port), '--file', this.file, '--paths', this.paths.join(',')],
+      { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+    );
+    this.child = child;
+    this.output = '';
+    const collect = (d: Buffer) => {
+      this.output = (this.output + d.toString()).slice(-4000);
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    let exited: string | undefined;
+    child.once('exit', (code, sig) => {
+      exited = `code ${code} signal ${sig}: ${this.output.trim()}`;
+    });
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      if (exited) {
+        this.child = undefined;
+        throw new Error(`rtsp server exited before listening on ${this.port}: ${exited}`);
+      }
+      if (this.output.includes('READY') && (await portOpen(this.port))) break;
+      if (performance.now() > deadline) {
+        await this.kill();
+        throw new Error(`rtsp server did not listen on ${this.port} within ${timeoutMs} ms: ${this.output}`);
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    this.listeningAt = performance.now();
+  }
+
+  /** sends a signal to the server's whole process group */
+  signal(sig: NodeJS.Signals): void {
+    const pid = this.child?.pid;
+    if (pid === undefined) return;
+    try {
+      process.kill(-pid, sig);
+    } catch {
+      // already gone
+    }
+  }
+
+  /** kills the server's process group (default SIGKILL: a crash) and waits for it to exit */
+  async kill(sig: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    this.child = undefined;
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exit = once(child, 'exit');
+    try {
+      // a stopped (SIGSTOP) server would not act on SIGTERM until continued
+      if (sig !== 'SIGKILL') process.kill(-child.pid!, 'SIGCONT');
+      process.kill(-child.pid!, sig);
+    } catch {
+      return;
+    }
+    await exit;
+  }
+
+  async stop(): Promise<void> {
+    await this.kill('SIGKILL');
+  }
+}

@@ -1,0 +1,183 @@
+import assert from 'node:assert/strict';
+import { resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createLogger } from '../../common/logger.ts';
+import { Detector } from '../../pipelines/detector/detector.ts';
+import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
+import { CameraRuntime, type CameraStatusChange } from '../../pipelines/runtime/camera.ts';
+import { DetectionScheduler } from '../../pipelines/runtime/scheduler.ts';
+import { loadScene } from '../../pipelines/scene/load.ts';
+import type { Scene } from '../../pipelines/scene/schema.ts';
+import { ensureCatalogModels } from '../helpers/models.ts';
+import { RtspServer } from '../helpers/rtsp-server.ts';
+
+/**
+ * A live camera on a real GStreamer RTSP server (scripts/rtsp-server.py, looping vtest.avi as
+ * H.264) with the real detector: the server crashes (SIGKILL) and comes back on the same port, or
+ * freezes (SIGSTOP, the connection stays open but no frame arrives) and thaws. The camera reports
+ * offline, reconnects with its bounded backoff and is online again within 5 s of the server
+ * listening again; nothing hangs.
+ */
+
+const SCENE = resolve(import.meta.dirname, '../../scenes/vtest-campus.yaml');
+const RECONNECT_LIMIT_MS = 5000;
+
+let detector: Detector;
+let scheduler: DetectionScheduler;
+let scene: Scene;
+const log = createLogger('rtsp-resilience');
+
+/** resolves with the first status change matching `state` after now, or rejects after `timeoutMs` */
+function waitForState(
+  statuses: CameraStatusChange[],
+  listeners: Set<(s: CameraStatusChange) => void>,
+  state: 'online' | 'offline',
+  timeoutMs: number,
+): Promise<{ change: CameraStatusChange; at: number }> {
+  return new Promise((resolveWait, reject) => {
+    const timer = setTimeout(() => {
+      listeners.delete(listener);
+      reject(new Error(`camera not ${state} within ${timeoutMs} ms; statuses: ${JSON.stringify(statuses)}`));
+    }, timeoutMs);
+    const listener = (s: CameraStatusChange) => {
+      if (s.state !== state) return;
+      clearTimeout(timer);
+      listeners.delete(listener);
+      resolveWait({ change: s, at: performance.now() });
+    };
+    listeners.add(listener);
+  });
+}
+
+function liveCamera(server: RtspServer, id: string, stallTimeoutS: number) {
+  const statuses: CameraStatusChange[] = [];
+  const listeners = new Set<(s: CameraStatusChange) => void>();
+  const camera = new CameraRuntime({
+    camera: {
+      id,
+      url: server.url('cam-1'),
+      scene: SCENE,
+      detectFps: 2,
+      loop: false,
+      stallTimeoutS,
+      rtspTransport: 'tcp',
+      decoder: 'auto',
+      enabled: true,
+    },
+    scene,
+    scheduler,
+    input: {
+      width: detector.inputWidth,
+      height: detector.inputHeight,
+      colorOrder: detector.descriptor.input.colorOrder,
+    },
+    mode: 'live',
+    log,
+    onEvent: () => {},
+    onStatus: (s) => {
+      statuses.push(s);
+      for (const l of [...listeners]) l(s);
+    },
+  });
+  return {
+    camera,
+    statuses,
+    wait: (state: 'online' | 'offline', ms: number) => waitForState(statuses, listeners, state, ms),
+  };
+}
+
+describe('RTSP camera resilience', () => {
+  before(async () => {
+    await ensureCatalogModels();
+    detector = await Detector.load({ ...DEFAULT_DETECTOR_SETTINGS, intraOpThreads: 1 }, log);
+    scene = await loadScene(SCENE, detector.descriptor.labels);
+    scheduler = new DetectionScheduler(detector, { maxBatch: 4, maxWaitMs: 5 }, log);
+  });
+
+  after(async () => {
+    scheduler?.close();
+    await detector?.close();
+  });
+
+  it('goes offline when the server dies and is back online within 5 s of it listening again', async () => {
+    const server = await RtspServer.create({ paths: ['cam-1'] });
+    const { camera, statuses, wait } = liveCamera(server, 'cam-kill', 3);
+    try {
+      const online = wait('online', 15_000);
+      camera.start();
+      await online;
+      // frames are detected, not only received
+      const t0 = performance.now();
+      while (camera.stats().fpsDetect === 0 && performance.now() - t0 < 10_000)
+        await new Promise((r) => setTimeout(r, 100));
+      assert.ok(camera.frames > 0, 'frames arrived');
+      assert.ok(camera.stats().fpsDetect > 0, 'frames were detected');
+
+      const offline = wait('offline', 10_000);
+      await server.kill('SIGKILL');
+      const down = await offline;
+      assert.equal(down.change.state, 'offline');
+      assert.ok(down.change.reason, 'offline carries a reason');
+      assert.equal(camera.stats().state, 'offline');
+
+      // down for a while: the backoff grows to its cap, the camera keeps retrying
+      await new Promise((r) => setTimeout(r, 3000));
+      const back = wait('online', 15_000);
+      await server.start();
+      const up = await back;
+      const reconnectMs = up.at - server.listeningAt;
+      log.warn({ reconnectMs: Math.round(reconnectMs) }, 'reconnected after the server restarted');
+      assert.ok(
+        reconnectMs <= RECONNECT_LIMIT_MS,
+        `back online ${reconnectMs.toFixed(0)} ms after the server listened`,
+      );
+      const framesBefore = camera.frames;
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.ok(camera.frames > framesBefore, 'frames flow again after the reconnect');
+      assert.deepEqual(
+        statuses.map((s) => s.state),
+        ['online', 'offline', 'online'],
+      );
+    } finally {
+      await camera.stop();
+      await server.stop();
+    }
+  });
+
+  it('detects a stalled stream (server frozen) with the watchdog, then recovers when it resumes', async () => {
+    const server = await RtspServer.create({ paths: ['cam-1'] });
+    const stallTimeoutS = 2;
+    const { camera, wait } = liveCamera(server, 'cam-stall', stallTimeoutS);
+    try {
+      const online = wait('online', 15_000);
+      camera.start();
+      await online;
+
+      const offline = wait('offline', 10_000);
+      const frozenAt = performance.now();
+      server.signal('SIGSTOP');
+      const down = await offline;
+      assert.match(down.change.reason ?? '', /stalled/);
+      const detectMs = down.at - frozenAt;
+      assert.ok(
+        detectMs >= stallTimeoutS * 1000 - 200 && detectMs <= stallTimeoutS * 1000 + 2000,
+        `stall reported after ${detectMs.toFixed(0)} ms`,
+      );
+
+      await new Promise((r) => setTimeout(r, 1500));
+      const back = wait('online', 15_000);
+      const resumedAt = performance.now();
+      server.signal('SIGCONT');
+      const up = await back;
+      const recoverMs = up.at - resumedAt;
+      log.warn({ recoverMs: Math.round(recoverMs) }, 'recovered after the server resumed');
+      assert.ok(
+        recoverMs <= RECONNECT_LIMIT_MS,
+        `back online ${recoverMs.toFixed(0)} ms after the server resumed`,
+      );
+    } finally {
+      await camera.stop();
+      await server.stop();
+    }
+  });
+});
