@@ -1,6 +1,7 @@
 import { ArgusError, errorMessage } from '../common/errors.ts';
 import type { Command } from './command.ts';
 import { controlPlaneEnroll, controlPlaneRun } from './commands/control-plane.ts';
+import { demo } from './commands/demo.ts';
 import { detect } from './commands/detect.ts';
 import { deviceRun } from './commands/device.ts';
 import { keysGenerate, keysList, keysTrust } from './commands/keys.ts';
@@ -29,6 +30,7 @@ export const COMMANDS: readonly Command[] = [
   modelsInstall,
   detect,
   replay,
+  demo,
   deviceRun,
   controlPlaneRun,
   controlPlaneEnroll,

@@ -1,0 +1,174 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { createServer, Socket } from 'node:net';
+import { join, resolve } from 'node:path';
+import { ArgusError } from '../../common/errors.ts';
+import { createLogger } from '../../common/logger.ts';
+import { cacheDir, SAMPLE_VIDEO } from '../../common/paths.ts';
+import { controlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
+import { ensureModelInstalled } from '../../models/store.ts';
+import { type Command, parseCommandArgs, parsePositiveNumber } from '../command.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+
+/** the demo fleet: two boxes, one camera each, each camera a path of the local RTSP server */
+const BOXES = [
+  { device: 'box-1', camera: 'cam-1', scene: 'scenes/vtest-campus.yaml' },
+  { device: 'box-2', camera: 'cam-2', scene: 'scenes/vtest-one-way.yaml' },
+] as const;
+
+async function freePort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+async function waitForPort(
+  port: number,
+  child: ChildProcess,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null)
+      throw new ArgusError(`${what} exited with code ${child.exitCode} before it listened`);
+    const ok = await new Promise<boolean>((done) => {
+      const s = new Socket();
+      s.once('connect', () => done(s.destroy() !== undefined));
+      s.once('error', () => done(false));
+      s.connect(port, '127.0.0.1');
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new ArgusError(`${what} did not listen on port ${port} within ${timeoutMs / 1000} s`);
+}
+
+function agentYaml(
+  box: (typeof BOXES)[number],
+  mqttUrl: string,
+  httpUrl: string,
+  rtspPort: number,
+  token: string,
+) {
+  return `device:
+  id: ${box.device}
+mqtt:
+  url: ${mqttUrl}
+  heartbeatS: 5
+controlPlane:
+  url: ${httpUrl}
+  token: ${token}
+spool:
+  path: ${box.device}.spool.db
+detector:
+  intraOpThreads: 1
+health:
+  port: 0
+cameras:
+  - id: ${box.camera}
+    url: rtsp://127.0.0.1:${rtspPort}/${box.camera}
+    scene: ${join(ROOT, box.scene)}
+    detectFps: 5
+`;
+}
+
+/** ends a child and waits for it; SIGKILL after `graceMs` */
+async function end(child: ChildProcess, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+export const demo: Command = {
+  path: ['demo'],
+  summary: 'control plane + embedded broker + SQLite, an RTSP server looping vtest.avi, two device agents',
+  usage: 'argus demo [--port 8080] [--dir DIR]',
+  async run(args, ctx) {
+    const { values } = parseCommandArgs(this, args, { port: { type: 'string' }, dir: { type: 'string' } });
+    const port = parsePositiveNumber(values.port, '--port') ?? 8080;
+    const dir = resolve(values.dir ?? join(cacheDir(), 'demo'));
+    await mkdir(dir, { recursive: true });
+    const log = createLogger('demo');
+    await ensureModelInstalled('nanodet', ctx.signal);
+
+    const tokens = BOXES.map(() => randomBytes(18).toString('base64url'));
+    const cp = await startControlPlane(
+      controlPlaneConfig(
+        {
+          http: { host: '127.0.0.1', port },
+          mqtt: { embedded: { host: '127.0.0.1', port: 0 } },
+          storage: { sqlite: { path: join(dir, 'argus.db') } },
+          devices: BOXES.map((b, i) => ({ id: b.device, token: tokens[i]! })),
+        },
+        dir,
+      ),
+      log,
+    ).catch((err: Error) => {
+      throw new ArgusError(
+        `the control plane did not start: ${err.message}`,
+        `is port ${port} taken? try --port`,
+      );
+    });
+    const children: ChildProcess[] = [];
+    try {
+      const rtspPort = await freePort();
+      const rtsp = spawn(
+        '/usr/bin/python3',
+        [
+          join(ROOT, 'scripts/rtsp-server.py'),
+          '--port',
+          String(rtspPort),
+          '--file',
+          SAMPLE_VIDEO,
+          '--paths',
+          BOXES.map((b) => b.camera).join(','),
+        ],
+        { stdio: ['ignore', 'ignore', 'inherit'] },
+      );
+      children.push(rtsp);
+      await waitForPort(rtspPort, rtsp, 'the RTSP server');
+      for (const [i, box] of BOXES.entries()) {
+        const config = join(dir, `${box.device}.yaml`);
+        await writeFile(config, agentYaml(box, cp.mqttUrl, cp.httpUrl, rtspPort, tokens[i]!));
+        children.push(
+          spawn(process.execPath, [join(ROOT, 'bin/argus.mjs'), 'device', 'run', '--config', config], {
+            stdio: ['ignore', 'inherit', 'inherit'],
+            env: { ...process.env, ARGUS_LOG_LEVEL: process.env.ARGUS_LOG_LEVEL ?? 'warn' },
+          }),
+        );
+      }
+      ctx.stdout.write(
+        `\nArgus demo running — open ${cp.httpUrl}/ (API docs at ${cp.httpUrl}/docs)\n` +
+          `  broker ${cp.mqttUrl}, database ${join(dir, 'argus.db')}\n` +
+          `  ${BOXES.map((b) => `${b.device}/${b.camera}: rtsp://127.0.0.1:${rtspPort}/${b.camera} → ${b.scene}`).join('\n  ')}\n` +
+          'Ctrl-C stops everything.\n',
+      );
+      const childExit = Promise.race(
+        children.map((c, i) =>
+          once(c, 'exit').then(() => (i === 0 ? 'the RTSP server' : `device agent ${BOXES[i - 1]!.device}`)),
+        ),
+      );
+      const aborted = new Promise<void>((r) =>
+        ctx.signal.addEventListener('abort', () => r(), { once: true }),
+      );
+      const why = await Promise.race([childExit, aborted]);
+      if (typeof why === 'string')
+        throw new ArgusError(`${why} stopped; the demo stops with it (its log is above)`);
+      return 0;
+    } finally {
+      // agents first (they flush their spools to the broker), then the camera server, then the control plane
+      await Promise.all(children.slice(1).map((c) => end(c, 10_000)));
+      if (children[0]) await end(children[0], 2_000);
+      await cp.close();
+    }
+  },
+};

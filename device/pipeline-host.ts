@@ -1,0 +1,119 @@
+import { resolve } from 'node:path';
+import { ArgusError, errorMessage } from '../common/errors.ts';
+import type { Logger } from '../common/logger.ts';
+import type { CameraTelemetry } from '../contract/index.ts';
+import { ensureModelInstalled } from '../models/store.ts';
+import type { CameraSettings } from '../pipelines/camera-settings.ts';
+import { Detector } from '../pipelines/detector/detector.ts';
+import type { DetectorSettings } from '../pipelines/detector/settings.ts';
+import { CameraRuntime } from '../pipelines/runtime/camera.ts';
+import { DetectionScheduler } from '../pipelines/runtime/scheduler.ts';
+import { loadScene } from '../pipelines/scene/load.ts';
+import type { CameraHost, HostEvent, HostStatus, Jpeg } from './camera-host.ts';
+
+/** how long a batch may wait for frames of other cameras before it runs */
+const BATCH_WAIT_MS = 20;
+
+/**
+ * The box's live cameras: one GStreamer pipeline and scene per camera, all sharing one detector
+ * session through the detection scheduler.
+ */
+export class PipelineCameraHost implements CameraHost {
+  private detector: Detector | undefined;
+  private scheduler: DetectionScheduler | undefined;
+  private readonly cameras = new Map<string, CameraRuntime>();
+  private readonly eventListeners: ((e: HostEvent) => void)[] = [];
+  private readonly statusListeners: ((s: HostStatus) => void)[] = [];
+
+  constructor(
+    private readonly settings: DetectorSettings,
+    private readonly log: Logger,
+  ) {}
+
+  async start(cameras: readonly CameraSettings[], configDir: string): Promise<void> {
+    const enabled = cameras.filter((c) => c.enabled);
+    await ensureModelInstalled(this.settings.model);
+    const detector = await Detector.load(this.settings, this.log);
+    this.detector = detector;
+    // every scene is loaded before any camera starts: a bad scene file starts nothing
+    const scenes = await Promise.all(
+      enabled.map((c) => loadScene(resolve(configDir, c.scene), detector.descriptor.labels)),
+    );
+    const scheduler = new DetectionScheduler(
+      detector,
+      { maxBatch: this.settings.maxBatch, maxWaitMs: BATCH_WAIT_MS },
+      this.log,
+    );
+    this.scheduler = scheduler;
+    enabled.forEach((camera, i) => {
+      const runtime = new CameraRuntime({
+        camera,
+        scene: scenes[i]!,
+        scheduler,
+        input: {
+          width: detector.inputWidth,
+          height: detector.inputHeight,
+          colorOrder: detector.descriptor.input.colorOrder,
+        },
+        mode: 'live',
+        log: this.log,
+        onEvent: (e) => {
+          const event: HostEvent = {
+            camera: e.camera,
+            message: e.message,
+            ...(e.snapshot ? { snapshot: e.snapshot } : {}),
+          };
+          for (const l of this.eventListeners) l(event);
+        },
+        onStatus: (s) => {
+          for (const l of this.statusListeners) l(s);
+        },
+      });
+      this.cameras.set(camera.id, runtime);
+      runtime.start();
+    });
+  }
+
+  async stop(): Promise<void> {
+    const running = [...this.cameras.values()];
+    this.cameras.clear();
+    await Promise.all(running.map((c) => c.stop()));
+    this.scheduler?.close();
+    this.scheduler = undefined;
+    await this.detector
+      ?.close()
+      .catch((err) => this.log.warn({ err: errorMessage(err) }, 'detector close failed'));
+    this.detector = undefined;
+  }
+
+  private camera(id: string): CameraRuntime {
+    const camera = this.cameras.get(id);
+    if (!camera) {
+      throw new ArgusError(
+        `no running camera "${id}"`,
+        `cameras on this box: ${[...this.cameras.keys()].join(', ') || 'none'}`,
+      );
+    }
+    return camera;
+  }
+
+  async restartCamera(id: string): Promise<void> {
+    this.camera(id).restart();
+  }
+
+  snapshotNow(id: string): Promise<Jpeg> {
+    return this.camera(id).snapshotNow();
+  }
+
+  stats(): CameraTelemetry[] {
+    return [...this.cameras.values()].map((c) => c.stats());
+  }
+
+  onEvent(listener: (e: HostEvent) => void): void {
+    this.eventListeners.push(listener);
+  }
+
+  onStatus(listener: (s: HostStatus) => void): void {
+    this.statusListeners.push(listener);
+  }
+}
