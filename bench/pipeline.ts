@@ -53,7 +53,15 @@ const baseScene = await loadScene(SCENE, detector.descriptor.labels);
 console.log(`detector ${settings.model} on ${detector.provider}, batch ${BATCH}; ${machine().cores} cores`);
 
 // (a) raw inference on pre-made tensors
-const frames = [...(await readFrames([0, 100, 200, 300], { width: input.width, height: input.height, format: input.colorOrder })).values()].map((f) => f.model);
+const frames = [
+  ...(
+    await readFrames([0, 100, 200, 300], {
+      width: input.width,
+      height: input.height,
+      format: input.colorOrder,
+    })
+  ).values(),
+].map((f) => f.model);
 const packed = new Uint8Array(BATCH * frames[0]!.length);
 for (let i = 0; i < BATCH; i++) packed.set(frames[i % frames.length]!, i * frames[0]!.length);
 for (let i = 0; i < 5; i++) await detector.runBatch(packed, BATCH);
@@ -182,7 +190,8 @@ async function runStep(server: RtspServer, n: number): Promise<Step> {
   );
   for (const c of cameras) c.start();
   const upBy = performance.now() + 15_000;
-  while (cameras.some((c) => c.frames === 0) && performance.now() < upBy) await new Promise((r) => setTimeout(r, 100));
+  while (cameras.some((c) => c.frames === 0) && performance.now() < upBy)
+    await new Promise((r) => setTimeout(r, 100));
   await new Promise((r) => setTimeout(r, 3000)); // warm-up: connections settle, tracks form
   const framesBefore = cameras.map((c) => c.frames);
   const skippedBefore = cameras.map((c) => c.stats().motionSkippedShare * c.frames);
@@ -193,7 +202,10 @@ async function runStep(server: RtspServer, n: number): Promise<Step> {
   tally.counting = false;
   const seconds = (performance.now() - t0) / 1000;
   const received = cameras.reduce((s, c, i) => s + c.frames - framesBefore[i]!, 0);
-  const skipped = cameras.reduce((s, c, i) => s + c.stats().motionSkippedShare * c.frames - skippedBefore[i]!, 0);
+  const skipped = cameras.reduce(
+    (s, c, i) => s + c.stats().motionSkippedShare * c.frames - skippedBefore[i]!,
+    0,
+  );
   const latencies = cameras.flatMap((c, i) => c.eventLatency.values().slice(latencyBefore[i]!));
   const online = cameras.filter((c) => c.stats().state === 'online').length;
   await new Promise((r) => setTimeout(r, 500)); // results of the last submitted frames

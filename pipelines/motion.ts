@@ -41,7 +41,8 @@ export class MotionGate {
     for (let i = 0; i < n; i++) {
       const o = this.offsets[i]!;
       let sum = 0;
-      for (const d of [0, 3, row, row + 3]) sum += pixels[o + d]! + 2 * pixels[o + d + 1]! + pixels[o + d + 2]!;
+      for (const d of [0, 3, row, row + 3])
+        sum += pixels[o + d]! + 2 * pixels[o + d + 1]! + pixels[o + d + 2]!;
       grey[i] = sum / 16;
     }
     const bg = this.background;

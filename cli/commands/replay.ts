@@ -5,7 +5,7 @@ import { createLogger } from '../../common/logger.ts';
 import { ensureModelInstalled } from '../../models/store.ts';
 import { Detector } from '../../pipelines/detector/detector.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
-import { CameraRuntime, type CameraEvent } from '../../pipelines/runtime/camera.ts';
+import { type CameraEvent, CameraRuntime } from '../../pipelines/runtime/camera.ts';
 import { DetectionScheduler } from '../../pipelines/runtime/scheduler.ts';
 import { loadScene } from '../../pipelines/scene/load.ts';
 import { type Command, parseCommandArgs, parsePositiveNumber } from '../command.ts';
@@ -66,7 +66,11 @@ export const replay: Command = {
       },
       scene,
       scheduler,
-      input: { width: detector.inputWidth, height: detector.inputHeight, colorOrder: detector.descriptor.input.colorOrder },
+      input: {
+        width: detector.inputWidth,
+        height: detector.inputHeight,
+        colorOrder: detector.descriptor.input.colorOrder,
+      },
       mode: 'replay',
       replayStart: new Date(0),
       log,
@@ -74,11 +78,16 @@ export const replay: Command = {
         events++;
         let snapshot: string | undefined;
         if (e.snapshot && values.snapshots) {
-          snapshot = join(values.snapshots, `${e.message.rule}-${e.message.id.slice(0, 8)}-${e.message.seq}.jpg`);
+          snapshot = join(
+            values.snapshots,
+            `${e.message.rule}-${e.message.id.slice(0, 8)}-${e.message.seq}.jpg`,
+          );
           await writeFile(snapshot, e.snapshot.jpeg);
         }
         ctx.stdout.write(
-          values.json ? `${JSON.stringify({ ...e.message, ...(snapshot ? { snapshotFile: snapshot } : {}) })}\n` : `${describe(e)}\n`,
+          values.json
+            ? `${JSON.stringify({ ...e.message, ...(snapshot ? { snapshotFile: snapshot } : {}) })}\n`
+            : `${describe(e)}\n`,
         );
       },
     });

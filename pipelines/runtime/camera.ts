@@ -1,6 +1,6 @@
-import type { CameraTelemetry } from '../../contract/payloads.ts';
 import { ArgusError, errorMessage } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
+import type { CameraTelemetry } from '../../contract/payloads.ts';
 import type { CameraSettings } from '../camera-settings.ts';
 import type { Detection } from '../detector/detector.ts';
 import { EventLifecycle, type PipelineEvent, type SceneEventMessage } from '../events/lifecycle.ts';
@@ -61,10 +61,14 @@ const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (signal.aborted) return resolve();
     const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(timer);
-      resolve();
-    }, { once: true });
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
   });
 
 /**
@@ -153,12 +157,15 @@ export class CameraRuntime {
       let reason = 'end of stream';
       let lastFrameAt = performance.now();
       const stallMs = this.o.camera.stallTimeoutS * 1000;
-      const watchdog = setInterval(() => {
-        if (performance.now() - lastFrameAt > stallMs) {
-          reason = `stalled: no frame for ${this.o.camera.stallTimeoutS} s`;
-          source.stop();
-        }
-      }, Math.min(1000, stallMs / 2));
+      const watchdog = setInterval(
+        () => {
+          if (performance.now() - lastFrameAt > stallMs) {
+            reason = `stalled: no frame for ${this.o.camera.stallTimeoutS} s`;
+            source.stop();
+          }
+        },
+        Math.min(1000, stallMs / 2),
+      );
       try {
         source.start();
         for (;;) {
@@ -234,18 +241,31 @@ export class CameraRuntime {
         this.framesDetected.tick();
         await this.observe(frame, t, detections, submittedAt);
       })
-      .catch((err) => this.o.log.error({ camera: this.id, err: errorMessage(err) }, 'frame processing failed'));
+      .catch((err) =>
+        this.o.log.error({ camera: this.id, err: errorMessage(err) }, 'frame processing failed'),
+      );
     return result;
   }
 
-  private async observe(frame: VideoFrame, t: number, detections: Detection[], arrivedAt: number): Promise<void> {
+  private async observe(
+    frame: VideoFrame,
+    t: number,
+    detections: Detection[],
+    arrivedAt: number,
+  ): Promise<void> {
     this.engine = (this.engine ?? new SceneEngine(this.o.scene, frame.full.width, frame.full.height)).resize(
       frame.full.width,
       frame.full.height,
     );
     this.lastT = t;
     const step = this.engine.observe(detections, t);
-    const events = this.lifecycle.process(step.transitions, t, step.tracks, frame.full, this.engine.counters());
+    const events = this.lifecycle.process(
+      step.transitions,
+      t,
+      step.tracks,
+      frame.full,
+      this.engine.counters(),
+    );
     await this.emit(events, arrivedAt);
   }
 
@@ -255,14 +275,23 @@ export class CameraRuntime {
       if (e.snapshot) {
         const { frame, box, caption } = e.snapshot;
         snapshot = {
-          jpeg: await renderAnnotatedJpeg(frame, box ? [{ box, label: caption }] : [], this.o.scene.snapshots.quality),
+          jpeg: await renderAnnotatedJpeg(
+            frame,
+            box ? [{ box, label: caption }] : [],
+            this.o.scene.snapshots.quality,
+          ),
           width: frame.width,
           height: frame.height,
         };
       }
       const latencyMs = performance.now() - arrivedAt;
       this.eventLatency.add(latencyMs);
-      await this.o.onEvent({ camera: this.id, message: e.message, ...(snapshot ? { snapshot } : {}), latencyMs });
+      await this.o.onEvent({
+        camera: this.id,
+        message: e.message,
+        ...(snapshot ? { snapshot } : {}),
+        latencyMs,
+      });
     }
   }
 

@@ -106,7 +106,8 @@ export class DetectionScheduler {
 
   private oldestAge(): number {
     let oldest = Number.POSITIVE_INFINITY;
-    for (const lane of this.lanes.values()) if (lane.jobs[0]) oldest = Math.min(oldest, lane.jobs[0].submitted);
+    for (const lane of this.lanes.values())
+      if (lane.jobs[0]) oldest = Math.min(oldest, lane.jobs[0].submitted);
     return performance.now() - oldest;
   }
 

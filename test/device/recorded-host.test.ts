@@ -100,7 +100,12 @@ describe('recorded-events camera host', () => {
     const bySeq = new Map<string, number[]>();
     for (const e of a) bySeq.set(e.message.id, [...(bySeq.get(e.message.id) ?? []), e.message.seq]);
     for (const [id, seqs] of bySeq) {
-      if (seqs[0] === 0) assert.deepEqual(seqs, seqs.map((_, i) => i), `event ${id}`);
+      if (seqs[0] === 0)
+        assert.deepEqual(
+          seqs,
+          seqs.map((_, i) => i),
+          `event ${id}`,
+        );
     }
   });
 
