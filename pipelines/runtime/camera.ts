@@ -204,10 +204,27 @@ export class CameraRuntime {
     let nextSample = 0;
     // results of submitted frames, oldest first: waiting on them keeps the queue bounded
     const outstanding: Promise<unknown>[] = [];
+    // only time spent waiting on the source counts: a slow detector is not a stalled recording
+    let pullingSince: number | undefined;
+    let stalled = false;
+    let lastIndex = -1;
+    const stallMs = this.o.camera.stallTimeoutS * 1000;
+    const watchdog = setInterval(
+      () => {
+        if (pullingSince !== undefined && performance.now() - pullingSince > stallMs) {
+          stalled = true;
+          source.stop();
+        }
+      },
+      Math.min(1000, stallMs / 2),
+    );
     try {
       for (;;) {
+        pullingSince = performance.now();
         const frame = await source.next();
+        pullingSince = undefined;
         if (!frame) break;
+        lastIndex = frame.index;
         const t = frame.index / (frame.fps ?? 10);
         if (t + 1e-6 < nextSample) continue;
         nextSample = Math.max(nextSample + 1 / this.o.camera.detectFps, t);
@@ -216,9 +233,15 @@ export class CameraRuntime {
         while (outstanding.length > this.o.scheduler.queueLimit) await outstanding.shift();
       }
     } finally {
+      clearInterval(watchdog);
       source.stop();
     }
     await this.finish(() => this.lastT);
+    if (stalled) {
+      throw new ArgusError(
+        `${this.o.camera.url}: no frame for ${this.o.camera.stallTimeoutS} s after frame ${lastIndex}; the recording is truncated or the decoder hung`,
+      );
+    }
   }
 
   /** motion gate, then detection; returns the detection promise when the frame was submitted */
