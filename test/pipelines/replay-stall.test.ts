@@ -13,7 +13,7 @@ const SILENCE_MS = 9000;
 describe('argus replay over a recording that stops delivering data', () => {
   let dir: string;
   before(async () => {
-    await ensureCatalogModels(['nanodet']);
+    await ensureCatalogModels();
     dir = await mkdtemp(join(tmpdir(), 'argus-stall-'));
   });
   after(() => rm(dir, { recursive: true, force: true }));
