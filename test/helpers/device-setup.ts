@@ -144,8 +144,10 @@ export class AgentProcess {
     const deadline = Date.now() + timeoutMs;
     while (!agent.healthUrl) {
       if (child.exitCode !== null) throw new Error(`agent exited with ${child.exitCode}:\n${agent.stderr}`);
-      if (Date.now() > deadline)
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
         throw new Error(`agent did not start within ${timeoutMs} ms:\n${agent.stderr}`);
+      }
       await new Promise((r) => setTimeout(r, 50));
     }
     return agent;
