@@ -4,8 +4,8 @@ import type { Logger } from '../common/logger.ts';
 import type { CameraTelemetry } from '../contract/index.ts';
 import { ensureModelInstalled } from '../models/store.ts';
 import type { CameraSettings } from '../pipelines/camera-settings.ts';
-import { Detector } from '../pipelines/detector/detector.ts';
 import type { DetectorSettings } from '../pipelines/detector/settings.ts';
+import { ThreadedDetector } from '../pipelines/detector/threaded-detector.ts';
 import { CameraRuntime } from '../pipelines/runtime/camera.ts';
 import { DetectionScheduler } from '../pipelines/runtime/scheduler.ts';
 import { loadScene } from '../pipelines/scene/load.ts';
@@ -16,10 +16,10 @@ const BATCH_WAIT_MS = 20;
 
 /**
  * The box's live cameras: one GStreamer pipeline and scene per camera, all sharing one detector
- * session through the detection scheduler.
+ * session (on its own thread) through the detection scheduler.
  */
 export class PipelineCameraHost implements CameraHost {
-  private detector: Detector | undefined;
+  private detector: ThreadedDetector | undefined;
   private scheduler: DetectionScheduler | undefined;
   private readonly cameras = new Map<string, CameraRuntime>();
   private readonly eventListeners: ((e: HostEvent) => void)[] = [];
@@ -33,7 +33,7 @@ export class PipelineCameraHost implements CameraHost {
   async start(cameras: readonly CameraSettings[], configDir: string): Promise<void> {
     const enabled = cameras.filter((c) => c.enabled);
     await ensureModelInstalled(this.settings.model);
-    const detector = await Detector.load(this.settings, this.log);
+    const detector = await ThreadedDetector.load(this.settings, this.log);
     this.detector = detector;
     // every scene is loaded before any camera starts: a bad scene file starts nothing
     const scenes = await Promise.all(

@@ -57,11 +57,28 @@ function inputTensor(d: ModelDescriptor, pixels: Uint8Array, n: number): ort.Ten
 }
 
 /**
+ * What the pipeline needs of a detector: the model's input contract and batched detection.
+ * `Detector` runs on the calling thread; `ThreadedDetector` runs one on a worker thread.
+ */
+export interface FrameDetector {
+  readonly descriptor: ModelDescriptor;
+  /** the execution provider the session runs on */
+  readonly provider: string;
+  readonly inputWidth: number;
+  readonly inputHeight: number;
+  /** frames per inference call */
+  readonly maxBatch: number;
+  /** detects objects in each frame; boxes come back in each frame's source pixels */
+  detect(frames: readonly ModelFrame[]): Promise<Detection[][]>;
+  close(): Promise<void>;
+}
+
+/**
  * Runs a detection model described by its descriptor: batches frames into one inference call when
  * the graph allows it, decodes the heads and applies class-aware NMS. Pipeline code never sees
  * model-specific constants; all of them come from the descriptor.
  */
-export class Detector {
+export class Detector implements FrameDetector {
   private constructor(
     readonly descriptor: ModelDescriptor,
     private readonly opened: OpenedSession,

@@ -1,5 +1,5 @@
 import type { Logger } from '../../common/logger.ts';
-import type { Detection, Detector, ModelFrame } from '../detector/detector.ts';
+import type { Detection, FrameDetector, ModelFrame } from '../detector/detector.ts';
 
 /** how a camera's frames wait for the detector */
 export type QueueMode =
@@ -47,7 +47,7 @@ export class DetectionScheduler {
   private readonly maxBatch: number;
 
   constructor(
-    private readonly detector: Detector,
+    private readonly detector: FrameDetector,
     private readonly options: SchedulerOptions,
     private readonly log: Logger,
   ) {
