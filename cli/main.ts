@@ -77,6 +77,12 @@ export async function main(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // the reader of our output went away (`argus replay … | head`): stop like on Ctrl-C. The
+  // listener stays: later writes report the closed stdout again, also after the command returned.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') throw err;
+    controller.abort(new ArgusError('output closed'));
+  });
   try {
     return await command.run(rest, { signal: controller.signal, stdout: process.stdout });
   } catch (err) {

@@ -46,9 +46,14 @@ describe('argus replay over a recording that stops delivering data', () => {
     });
     const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
     const writer = await open(fifo, 'w');
-    await writer.write(head);
-    await new Promise((r) => setTimeout(r, SILENCE_MS));
-    await writer.close();
+    try {
+      await writer.write(head);
+      await new Promise((r) => setTimeout(r, SILENCE_MS));
+    } catch (err) {
+      assert.fail(`replay stopped reading after ${Date.now()}: ${String(err)}\nstderr: ${stderr}`);
+    } finally {
+      await writer.close();
+    }
     const code = await exited;
     assert.notEqual(code, 0, `replay of a stalled recording exited 0; stderr: ${stderr}`);
     assert.match(stderr, /stalling\.avi: no frame for 5 s after frame \d+; the recording is truncated/);
