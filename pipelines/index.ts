@@ -1,11 +1,18 @@
 /** The edge video pipeline: camera ingest, detection, tracking, scene rules and events. */
 export { type CameraSettings, CameraSettingsSchema } from './camera-settings.ts';
-export { type Box, type Detection, Detector, type ModelFrame } from './detector/detector.ts';
+export {
+  type Box,
+  type Detection,
+  Detector,
+  type FrameDetector,
+  type ModelFrame,
+} from './detector/detector.ts';
 export {
   DEFAULT_DETECTOR_SETTINGS,
   type DetectorSettings,
   DetectorSettingsSchema,
 } from './detector/settings.ts';
+export { ThreadedDetector } from './detector/threaded-detector.ts';
 export { renderAnnotatedJpeg } from './snapshot.ts';
 export { FrameSource, type VideoFrame } from './video/frame-source.ts';
 export { parseSourceUrl, type SourceSpec } from './video/source-url.ts';
