@@ -14,7 +14,7 @@ import { CameraRuntime } from '../pipelines/runtime/camera.ts';
 import { DetectionScheduler } from '../pipelines/runtime/scheduler.ts';
 import { loadScene } from '../pipelines/scene/load.ts';
 import type { Scene } from '../pipelines/scene/schema.ts';
-import { readFrames } from '../test/helpers/frames.ts';
+import { readModelFrames } from '../test/helpers/frames.ts';
 import { RtspServer } from '../test/helpers/rtsp-server.ts';
 import { machine, percentile, round } from './stats.ts';
 
@@ -56,26 +56,13 @@ const settings = {
 };
 const rawDetector = await Detector.load(settings, log);
 const BATCH = rawDetector.maxBatch;
-const input = {
-  width: rawDetector.inputWidth,
-  height: rawDetector.inputHeight,
-  colorOrder: rawDetector.descriptor.input.colorOrder,
-};
 const baseScene = await loadScene(SCENE, rawDetector.descriptor.labels);
 console.log(
   `detector ${settings.model} on ${rawDetector.provider}, batch ${BATCH}; ${machine().cores} cores`,
 );
 
 // (a) raw inference on pre-made tensors
-const frames = [
-  ...(
-    await readFrames([0, 100, 200, 300], {
-      width: input.width,
-      height: input.height,
-      format: input.colorOrder,
-    })
-  ).values(),
-].map((f) => f.model);
+const frames = (await readModelFrames([0, 100, 200, 300], rawDetector)).map((f) => f.pixels);
 const packed = new Uint8Array(BATCH * frames[0]!.length);
 for (let i = 0; i < BATCH; i++) packed.set(frames[i % frames.length]!, i * frames[0]!.length);
 for (let i = 0; i < 5; i++) await rawDetector.runBatch(packed, BATCH);
@@ -140,7 +127,6 @@ const replay = new CameraRuntime({
   },
   scene: everyFrame,
   scheduler: replayScheduler,
-  input,
   mode: 'replay',
   replayStart: new Date(0),
   log,
@@ -198,7 +184,6 @@ async function runStep(server: RtspServer, detector: FrameDetector, n: number): 
         },
         scene: baseScene,
         scheduler,
-        input,
         mode: 'live',
         log,
         onEvent: () => {

@@ -50,11 +50,6 @@ export class PipelineCameraHost implements CameraHost {
         camera,
         scene: scenes[i]!,
         scheduler,
-        input: {
-          width: detector.inputWidth,
-          height: detector.inputHeight,
-          colorOrder: detector.descriptor.input.colorOrder,
-        },
         mode: 'live',
         log: this.log,
         onEvent: (e) => {

@@ -2,10 +2,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { createServer, Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { ArgusError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
+import { freeTcpPort, isListening } from '../../common/net.ts';
 import { cacheDir, SAMPLE_VIDEO } from '../../common/paths.ts';
 import { controlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
 import { ensureModelInstalled } from '../../models/store.ts';
@@ -19,14 +19,6 @@ const BOXES = [
   { device: 'box-2', camera: 'cam-2', scene: 'scenes/vtest-one-way.yaml' },
 ] as const;
 
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
 async function waitForPort(
   port: number,
   child: ChildProcess,
@@ -37,13 +29,7 @@ async function waitForPort(
   while (Date.now() < deadline) {
     if (child.exitCode !== null)
       throw new ArgusError(`${what} exited with code ${child.exitCode} before it listened`);
-    const ok = await new Promise<boolean>((done) => {
-      const s = new Socket();
-      s.once('connect', () => done(s.destroy() !== undefined));
-      s.once('error', () => done(false));
-      s.connect(port, '127.0.0.1');
-    });
-    if (ok) return;
+    if (await isListening(port)) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new ArgusError(`${what} did not listen on port ${port} within ${timeoutMs / 1000} s`);
@@ -120,7 +106,7 @@ export const demo: Command = {
     });
     const children: ChildProcess[] = [];
     try {
-      const rtspPort = await freePort();
+      const rtspPort = await freeTcpPort();
       const rtsp = spawn(
         '/usr/bin/python3',
         [

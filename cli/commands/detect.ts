@@ -3,10 +3,10 @@ import { join } from 'node:path';
 import { ArgusError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
 import { ensureModelInstalled } from '../../models/store.ts';
-import { type Detection, Detector, type ModelFrame } from '../../pipelines/detector/detector.ts';
+import { type Detection, Detector } from '../../pipelines/detector/detector.ts';
 import { DEFAULT_DETECTOR_SETTINGS, type DetectorSettings } from '../../pipelines/detector/settings.ts';
 import { renderAnnotatedJpeg } from '../../pipelines/snapshot.ts';
-import { FrameSource, type VideoFrame } from '../../pipelines/video/frame-source.ts';
+import { FrameSource, toModelFrame, type VideoFrame } from '../../pipelines/video/frame-source.ts';
 import { parseSourceUrl } from '../../pipelines/video/source-url.ts';
 import { type Command, parseCommandArgs, parseIntegerList, parsePositiveNumber } from '../command.ts';
 
@@ -86,11 +86,7 @@ export const detect: Command = {
       if (pending.length === 0) return;
       const batch = pending.splice(0, pending.length);
       const t0 = performance.now();
-      const results = await detector.detect(
-        batch.map(
-          (f): ModelFrame => ({ pixels: f.model, sourceWidth: f.full.width, sourceHeight: f.full.height }),
-        ),
-      );
+      const results = await detector.detect(batch.map(toModelFrame));
       inferenceMs += performance.now() - t0;
       for (const [i, f] of batch.entries()) {
         const found = results[i]!;

@@ -66,11 +66,6 @@ export const replay: Command = {
       },
       scene,
       scheduler,
-      input: {
-        width: detector.inputWidth,
-        height: detector.inputHeight,
-        colorOrder: detector.descriptor.input.colorOrder,
-      },
       mode: 'replay',
       replayStart: new Date(0),
       log,

@@ -8,7 +8,7 @@ import { MotionGate } from '../motion.ts';
 import { SceneEngine } from '../scene/engine.ts';
 import type { Scene } from '../scene/schema.ts';
 import { renderAnnotatedJpeg } from '../snapshot.ts';
-import { FrameSource, type VideoFrame } from '../video/frame-source.ts';
+import { FrameSource, toModelFrame, type VideoFrame } from '../video/frame-source.ts';
 import { parseSourceUrl, type SourceSpec } from '../video/source-url.ts';
 import type { DetectionScheduler } from './scheduler.ts';
 import { RateMeter, SampleWindow } from './stats.ts';
@@ -38,9 +38,8 @@ export interface CameraStatusChange {
 export interface CameraRuntimeOptions {
   camera: CameraSettings;
   scene: Scene;
+  /** shares the box's detector; GStreamer prepares frames in its input size and colour order */
   scheduler: DetectionScheduler;
-  /** the detector's input size and colour order: GStreamer prepares frames to match */
-  input: { width: number; height: number; colorOrder: 'RGB' | 'BGR' };
   /**
    * `live`: a camera — reconnects forever, wall-clock time, newest frame wins.
    * `replay`: a recording as fast as possible — every sampled frame is detected in order, scene
@@ -106,7 +105,7 @@ export class CameraRuntime {
       o.mode === 'live' ? (t) => new Date(t * 1000) : (t) => new Date(start + t * 1000),
       o.scene.snapshots.enabled,
     );
-    this.motion = new MotionGate(o.scene.motion, o.input.width, o.input.height);
+    this.motion = new MotionGate(o.scene.motion, o.scheduler.input.width, o.scheduler.input.height);
     o.scheduler.register(this.id, o.mode === 'live' ? 'newest' : 'ordered');
   }
 
@@ -123,11 +122,12 @@ export class CameraRuntime {
 
   private newSource(): FrameSource {
     const live = this.o.mode === 'live';
-    const { input, camera } = this.o;
+    const { camera } = this.o;
+    const input = this.o.scheduler.input;
     return new FrameSource(
       {
         source: this.spec,
-        model: { width: input.width, height: input.height, format: input.colorOrder },
+        model: input,
         ...(live ? { maxFps: camera.detectFps, realtime: true } : {}),
         rtspTransport: camera.rtspTransport,
       },
@@ -251,11 +251,7 @@ export class CameraRuntime {
     this.latest = frame;
     if (!this.motion.shouldDetect(frame.model, t)) return undefined;
     const submittedAt = performance.now();
-    const result = this.o.scheduler.submit(this.id, {
-      pixels: frame.model,
-      sourceWidth: frame.full.width,
-      sourceHeight: frame.full.height,
-    });
+    const result = this.o.scheduler.submit(this.id, toModelFrame(frame));
     this.chain = this.chain
       .then(() => result)
       .then(async (detections) => {

@@ -1,5 +1,6 @@
 import type { Logger } from '../../common/logger.ts';
 import type { Detection, FrameDetector, ModelFrame } from '../detector/detector.ts';
+import type { BranchCaps } from '../video/pipeline-description.ts';
 
 /** how a camera's frames wait for the detector */
 export type QueueMode =
@@ -66,6 +67,12 @@ export class DetectionScheduler {
     for (const job of lane.jobs) job.resolve(null);
     this.lanes.delete(camera);
     this.order = this.order.filter((c) => c !== camera);
+  }
+
+  /** the frames the detector takes: its input size and colour order */
+  get input(): BranchCaps {
+    const d = this.detector;
+    return { width: d.inputWidth, height: d.inputHeight, format: d.descriptor.input.colorOrder };
   }
 
   /** waiting frames of an ordered lane at which its producer should wait */

@@ -1,5 +1,6 @@
 import { ArgusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
+import type { ModelFrame } from '../detector/detector.ts';
 import { type DecoderPreference, type GstAppSink, type GstCaps, type GstPipeline, gst } from './gst.ts';
 import { buildPipelineDescription, ELEMENT, type PipelineOptions } from './pipeline-description.ts';
 import { describeSource } from './source-url.ts';
@@ -22,6 +23,11 @@ export interface VideoFrame {
   receivedAt: number;
   /** source frame rate from the caps, when it has one */
   fps: number | undefined;
+}
+
+/** what the detector takes of a decoded frame: the model pixels and the source size */
+export function toModelFrame(frame: VideoFrame): ModelFrame {
+  return { pixels: frame.model, sourceWidth: frame.full.width, sourceHeight: frame.full.height };
 }
 
 export class SourceError extends ArgusError {}

@@ -5,10 +5,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { freeTcpPort } from '../../common/net.ts';
 import type { EventMessage, Telemetry } from '../../contract/payloads.ts';
 import { eventually, getJson } from '../control-plane/setup.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
-import { freeTcpPort } from '../helpers/mosquitto-broker.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 

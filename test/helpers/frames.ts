@@ -1,6 +1,7 @@
 import { createLogger } from '../../common/logger.ts';
 import { SAMPLE_VIDEO } from '../../common/paths.ts';
-import { FrameSource, type VideoFrame } from '../../pipelines/video/frame-source.ts';
+import type { FrameDetector, ModelFrame } from '../../pipelines/detector/detector.ts';
+import { FrameSource, toModelFrame, type VideoFrame } from '../../pipelines/video/frame-source.ts';
 import type { BranchCaps } from '../../pipelines/video/pipeline-description.ts';
 
 /** decodes a recording through the real GStreamer pipeline and keeps the requested frames */
@@ -28,3 +29,18 @@ export async function readFrames(
 }
 
 export const GROUND_TRUTH_FRAMES = [0, 300, 600] as const;
+
+/** the frames `indices` of a recording as the detector takes them, in the model's size and colour order */
+export async function readModelFrames(
+  indices: readonly number[],
+  detector: Pick<FrameDetector, 'inputWidth' | 'inputHeight' | 'descriptor'>,
+  path: string = SAMPLE_VIDEO,
+): Promise<ModelFrame[]> {
+  const caps = {
+    width: detector.inputWidth,
+    height: detector.inputHeight,
+    format: detector.descriptor.input.colorOrder,
+  };
+  const frames = await readFrames(indices, caps, path);
+  return indices.map((i) => toModelFrame(frames.get(i)!));
+}

@@ -5,7 +5,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { freeTcpPort } from './mosquitto-broker.ts';
+import { freeTcpPort } from '../../common/net.ts';
 
 const run = promisify(execFile);
 

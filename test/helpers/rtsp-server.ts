@@ -1,26 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freeTcpPort, isListening } from '../../common/net.ts';
 import { SAMPLE_VIDEO } from '../../common/paths.ts';
-import { freeTcpPort } from './mosquitto-broker.ts';
 
 const SCRIPT = join(fileURLToPath(new URL('../../scripts/', import.meta.url)), 'rtsp-server.py');
 /** Debian's python: a pyenv `python3` on PATH may lack `gi` */
 const PYTHON = '/usr/bin/python3';
-
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = new Socket();
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-    s.connect(port, '127.0.0.1');
-  });
-}
 
 export interface RtspServerOptions {
   file?: string;
@@ -88,7 +75,7 @@ export class RtspServer {
         this.child = undefined;
         throw new Error(`rtsp server exited before listening on ${this.port}: ${exited}`);
       }
-      if (this.output.includes('READY') && (await portOpen(this.port))) break;
+      if (this.output.includes('READY') && (await isListening(this.port))) break;
       if (performance.now() > deadline) {
         await this.kill();
         throw new Error(`rtsp server did not listen on ${this.port} within ${timeoutMs} ms: ${this.output}`);

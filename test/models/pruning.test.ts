@@ -9,7 +9,7 @@ import { pruneClasses, TRAFFIC_LABELS } from '../../models/prune/prune.ts';
 import { type LoadedModel, loadModel, sha256Hex } from '../../models/store.ts';
 import { type Detection, Detector } from '../../pipelines/detector/detector.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
-import { readFrames } from '../helpers/frames.ts';
+import { readModelFrames } from '../helpers/frames.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
 
 const FRAMES = [300, 600];
@@ -17,14 +17,7 @@ const FRAMES = [300, 600];
 async function detectAll(model: LoadedModel): Promise<Detection[][]> {
   const detector = await Detector.fromModel(model, { ...DEFAULT_DETECTOR_SETTINGS, intraOpThreads: 1 });
   try {
-    const frames = await readFrames(FRAMES, { width: 416, height: 416, format: 'BGR' });
-    return await detector.detect(
-      [...frames.values()].map((f) => ({
-        pixels: f.model,
-        sourceWidth: f.full.width,
-        sourceHeight: f.full.height,
-      })),
-    );
+    return await detector.detect(await readModelFrames(FRAMES, detector));
   } finally {
     await detector.close();
   }

@@ -16,10 +16,9 @@ import { parseFrameRange } from '../../models/quant/frames.ts';
 import { quantizeModel } from '../../models/quant/quantize.ts';
 import { type LoadedModel, loadModel, sha256Hex } from '../../models/store.ts';
 import { Detector } from '../../pipelines/detector/detector.ts';
-import { iou } from '../../pipelines/detector/nms.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
-import { GROUND_TRUTH_FRAMES, readFrames } from '../helpers/frames.ts';
-import { groundTruthPersons } from '../helpers/ground-truth.ts';
+import { GROUND_TRUTH_FRAMES } from '../helpers/frames.ts';
+import { assertFindsEveryPerson } from '../helpers/ground-truth.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
 
 /** few calibration frames and a small held-out set keep the file fast; both are disjoint */
@@ -106,18 +105,7 @@ describe('static int8 quantization of NanoDet-g', () => {
   });
 
   for (const index of GROUND_TRUTH_FRAMES) {
-    it(`finds every person of frame ${index} at IoU ≥ 0.5`, async () => {
-      const frames = await readFrames([index], { width: 416, height: 416, format: 'BGR' });
-      const f = frames.get(index)!;
-      const [found] = await detector.detect([
-        { pixels: f.model, sourceWidth: f.full.width, sourceHeight: f.full.height },
-      ]);
-      const persons = found!.filter((d) => d.label === 'person');
-      for (const truth of groundTruthPersons(index)) {
-        const best = Math.max(0, ...persons.map((p) => iou(p.box, truth)));
-        assert.ok(best >= 0.5, `person at [${truth}] in frame ${index}: best IoU ${best.toFixed(2)}`);
-      }
-    });
+    it(`finds every person of frame ${index} at IoU ≥ 0.5`, () => assertFindsEveryPerson(detector, index));
   }
 
   it('agrees with fp32 on held-out frames (mAP@0.5 ≥ 0.97)', async () => {

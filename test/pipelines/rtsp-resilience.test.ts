@@ -66,11 +66,6 @@ function liveCamera(server: RtspServer, id: string, stallTimeoutS: number) {
     },
     scene,
     scheduler,
-    input: {
-      width: detector.inputWidth,
-      height: detector.inputHeight,
-      colorOrder: detector.descriptor.input.colorOrder,
-    },
     mode: 'live',
     log,
     onEvent: () => {},

@@ -4,7 +4,7 @@ import { createLogger } from '../../common/logger.ts';
 import { Detector, type ModelFrame } from '../../pipelines/detector/detector.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
 import { ThreadedDetector } from '../../pipelines/detector/threaded-detector.ts';
-import { readFrames } from '../helpers/frames.ts';
+import { readModelFrames } from '../helpers/frames.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
 
 const log = createLogger('test-threaded-detector');
@@ -14,12 +14,9 @@ describe('detector on a worker thread', () => {
   let frames: ModelFrame[];
   before(async () => {
     await ensureCatalogModels();
-    const decoded = await readFrames([0, 300, 600], { width: 416, height: 416, format: 'BGR' });
-    frames = [...decoded.values()].map((f) => ({
-      pixels: f.model,
-      sourceWidth: f.full.width,
-      sourceHeight: f.full.height,
-    }));
+    const probe = await Detector.load(settings, log);
+    frames = await readModelFrames([0, 300, 600], probe);
+    await probe.close();
   });
 
   it('finds exactly what the detector on the calling thread finds, batched and concurrently', async () => {

@@ -1,0 +1,24 @@
+import { once } from 'node:events';
+import { createServer, Socket } from 'node:net';
+
+/** a TCP port that was free a moment ago on 127.0.0.1 */
+export async function freeTcpPort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** whether something accepts TCP connections on 127.0.0.1:`port` */
+export function isListening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = new Socket();
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+    s.connect(port, '127.0.0.1');
+  });
+}
