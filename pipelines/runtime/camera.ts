@@ -11,6 +11,7 @@ import { renderAnnotatedJpeg } from '../snapshot.ts';
 import { FrameSource, toModelFrame, type VideoFrame } from '../video/frame-source.ts';
 import { parseSourceUrl, type SourceSpec } from '../video/source-url.ts';
 import type { DetectionScheduler } from './scheduler.ts';
+import { StallWatchdog } from './stall-watchdog.ts';
 import { RateMeter, SampleWindow } from './stats.ts';
 
 export interface Jpeg {
@@ -155,23 +156,12 @@ export class CameraRuntime {
       const source = this.newSource();
       this.source = source;
       let reason = 'end of stream';
-      let lastFrameAt = performance.now();
-      const stallMs = this.o.camera.stallTimeoutS * 1000;
-      const watchdog = setInterval(
-        () => {
-          if (performance.now() - lastFrameAt > stallMs) {
-            reason = `stalled: no frame for ${this.o.camera.stallTimeoutS} s`;
-            source.stop();
-          }
-        },
-        Math.min(1000, stallMs / 2),
-      );
+      const watchdog = new StallWatchdog(source, this.o.camera.stallTimeoutS);
       try {
         source.start();
         for (;;) {
-          const frame = await source.next();
+          const frame = await watchdog.pull(() => source.next());
           if (!frame) break;
-          lastFrameAt = performance.now();
           if (this.state !== 'online') this.setState('online');
           backoff = BACKOFF_START_MS;
           this.onFrame(frame, frame.receivedAt / 1000);
@@ -179,9 +169,10 @@ export class CameraRuntime {
       } catch (err) {
         reason = errorMessage(err);
       } finally {
-        clearInterval(watchdog);
+        watchdog.stop();
         source.stop();
       }
+      if (watchdog.stalled) reason = `stalled: no frame for ${this.o.camera.stallTimeoutS} s`;
       if (signal.aborted) break;
       if (this.restartRequested) {
         this.restartRequested = false;
@@ -204,25 +195,11 @@ export class CameraRuntime {
     let nextSample = 0;
     // results of submitted frames, oldest first: waiting on them keeps the queue bounded
     const outstanding: Promise<unknown>[] = [];
-    // only time spent waiting on the source counts: a slow detector is not a stalled recording
-    let pullingSince: number | undefined;
-    let stalled = false;
+    const watchdog = new StallWatchdog(source, this.o.camera.stallTimeoutS);
     let lastIndex = -1;
-    const stallMs = this.o.camera.stallTimeoutS * 1000;
-    const watchdog = setInterval(
-      () => {
-        if (pullingSince !== undefined && performance.now() - pullingSince > stallMs) {
-          stalled = true;
-          source.stop();
-        }
-      },
-      Math.min(1000, stallMs / 2),
-    );
     try {
       for (;;) {
-        pullingSince = performance.now();
-        const frame = await source.next();
-        pullingSince = undefined;
+        const frame = await watchdog.pull(() => source.next());
         if (!frame) break;
         lastIndex = frame.index;
         const t = frame.index / (frame.fps ?? 10);
@@ -233,11 +210,11 @@ export class CameraRuntime {
         while (outstanding.length > this.o.scheduler.queueLimit) await outstanding.shift();
       }
     } finally {
-      clearInterval(watchdog);
+      watchdog.stop();
       source.stop();
     }
     await this.finish(() => this.lastT);
-    if (stalled) {
+    if (watchdog.stalled) {
       throw new ArgusError(
         `${this.o.camera.url}: no frame for ${this.o.camera.stallTimeoutS} s after frame ${lastIndex}; the recording is truncated or the decoder hung`,
       );
