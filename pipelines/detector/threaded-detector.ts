@@ -12,6 +12,8 @@ const CLOSE_TIMEOUT_MS = 5000;
 interface Pending {
   resolve: (d: Detection[][]) => void;
   reject: (err: Error) => void;
+  /** settles with the request */
+  done: Promise<unknown>;
 }
 
 /**
@@ -23,7 +25,6 @@ interface Pending {
 export class ThreadedDetector implements FrameDetector {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
-  private readonly inflight = new Set<Promise<Detection[][]>>();
   private failure: Error | undefined;
   private closing: Promise<void> | undefined;
 
@@ -93,13 +94,12 @@ export class ThreadedDetector implements FrameDetector {
       pixels: packed.buffer,
       sizes: frames.map((f) => [f.sourceWidth, f.sourceHeight]),
     };
+    let pending: Omit<Pending, 'done'> | undefined;
     const result = new Promise<Detection[][]>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.worker.postMessage(request, [packed.buffer]);
+      pending = { resolve, reject };
     });
-    this.inflight.add(result);
-    const settle = () => this.inflight.delete(result);
-    result.then(settle, settle);
+    this.pending.set(id, { ...pending!, done: result.catch(() => {}) });
+    this.worker.postMessage(request, [packed.buffer]);
     return result;
   }
 
@@ -112,7 +112,7 @@ export class ThreadedDetector implements FrameDetector {
   /** waits for detections in flight, then releases the session and ends the thread */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await Promise.allSettled(this.inflight);
+      await Promise.all([...this.pending.values()].map((p) => p.done));
       const exited = new Promise<void>((r) => this.worker.once('exit', () => r()));
       this.worker.postMessage('close');
       const timer = setTimeout(() => void this.worker.terminate(), CLOSE_TIMEOUT_MS);
