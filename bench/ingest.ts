@@ -184,8 +184,11 @@ async function stopControlPlane(
   brokerUrl?: string,
   clientId?: string,
 ): Promise<void> {
-  cp.child.kill('SIGTERM');
-  await new Promise((r) => cp.child.once('exit', r));
+  if (cp.child.exitCode === null && cp.child.signalCode === null) {
+    const exited = new Promise((r) => cp.child.once('exit', r));
+    cp.child.kill('SIGTERM');
+    await exited;
+  }
   if (brokerUrl && clientId) await (await client(brokerUrl, { clientId, clean: true })).endAsync();
 }
 

@@ -15,7 +15,7 @@ import { DetectionScheduler } from '../pipelines/runtime/scheduler.ts';
 import { loadScene } from '../pipelines/scene/load.ts';
 import type { Scene } from '../pipelines/scene/schema.ts';
 import { readModelFrames } from '../test/helpers/frames.ts';
-import { RtspServer } from '../test/helpers/rtsp-server.ts';
+import { RtspServer } from '../pipelines/video/rtsp-test-server.ts';
 import { machine, percentile, round } from './stats.ts';
 
 /**

@@ -40,3 +40,25 @@ export function parsePositiveNumber(value: string | undefined, flag: string): nu
     throw new ArgusError(`${flag} takes a non-negative number, got "${value}"`);
   return n;
 }
+
+/** a whole-number option, at least `min` */
+export function integerOption(value: string | undefined, flag: string, min: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min)
+    throw new ArgusError(`${flag} takes a whole number ≥ ${min}, got "${value}"`);
+  return n;
+}
+
+export function onePositional(command: Command, positionals: string[], what: string): string {
+  if (positionals.length !== 1) throw new ArgusError(`expected one ${what}`, `usage: ${command.usage}`);
+  return positionals[0]!;
+}
+
+/** resolves when the command is interrupted (Ctrl-C, SIGTERM) */
+export function untilAborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+}

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { ArgusError } from '../../common/errors.ts';
 import { DEVICE_ID_PATTERN } from '../../contract/index.ts';
 import { loadControlPlaneConfig, sha256Hex, startControlPlane } from '../../control-plane/index.ts';
-import { type Command, parseCommandArgs } from '../command.ts';
+import { type Command, parseCommandArgs, untilAborted } from '../command.ts';
 
 export const controlPlaneRun: Command = {
   path: ['control-plane', 'run'],
@@ -14,10 +14,7 @@ export const controlPlaneRun: Command = {
       throw new ArgusError('control-plane run needs a config file', `usage: ${this.usage}`);
     const config = await loadControlPlaneConfig(values.config);
     const controlPlane = await startControlPlane(config);
-    await new Promise<void>((resolve) => {
-      if (ctx.signal.aborted) resolve();
-      else ctx.signal.addEventListener('abort', () => resolve(), { once: true });
-    });
+    await untilAborted(ctx.signal);
     await controlPlane.close();
     return 0;
   },

@@ -5,11 +5,12 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ArgusError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
-import { freeTcpPort, isListening } from '../../common/net.ts';
-import { cacheDir, SAMPLE_VIDEO } from '../../common/paths.ts';
+import { cacheDir } from '../../common/paths.ts';
 import { controlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
 import { ensureModelInstalled } from '../../models/store.ts';
-import { type Command, parseCommandArgs, parsePositiveNumber } from '../command.ts';
+import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
+import { RtspServer } from '../../pipelines/video/rtsp-test-server.ts';
+import { type Command, integerOption, parseCommandArgs, untilAborted } from '../command.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -18,22 +19,6 @@ const BOXES = [
   { device: 'box-1', camera: 'cam-1', scene: 'scenes/vtest-campus.yaml' },
   { device: 'box-2', camera: 'cam-2', scene: 'scenes/vtest-one-way.yaml' },
 ] as const;
-
-async function waitForPort(
-  port: number,
-  child: ChildProcess,
-  what: string,
-  timeoutMs = 15_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null)
-      throw new ArgusError(`${what} exited with code ${child.exitCode} before it listened`);
-    if (await isListening(port)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new ArgusError(`${what} did not listen on port ${port} within ${timeoutMs / 1000} s`);
-}
 
 function agentYaml(
   box: (typeof BOXES)[number],
@@ -80,11 +65,11 @@ export const demo: Command = {
   usage: 'argus demo [--port 8080] [--dir DIR]',
   async run(args, ctx) {
     const { values } = parseCommandArgs(this, args, { port: { type: 'string' }, dir: { type: 'string' } });
-    const port = parsePositiveNumber(values.port, '--port') ?? 8080;
+    const port = integerOption(values.port, '--port', 1) ?? 8080;
     const dir = resolve(values.dir ?? join(cacheDir(), 'demo'));
     await mkdir(dir, { recursive: true });
     const log = createLogger('demo');
-    await ensureModelInstalled('nanodet', ctx.signal);
+    await ensureModelInstalled(DEFAULT_DETECTOR_SETTINGS.model, ctx.signal);
 
     const tokens = BOXES.map(() => randomBytes(18).toString('base64url'));
     const cp = await startControlPlane(
@@ -98,34 +83,21 @@ export const demo: Command = {
         dir,
       ),
       log,
-    ).catch((err: Error) => {
+    ).catch((err: NodeJS.ErrnoException) => {
       throw new ArgusError(
         `the control plane did not start: ${err.message}`,
-        `is port ${port} taken? try --port`,
+        err.code === 'EADDRINUSE' ? `port ${port} is taken: try --port` : undefined,
       );
     });
-    const children: ChildProcess[] = [];
+    let rtsp: RtspServer | undefined;
+    const agents: ChildProcess[] = [];
     try {
-      const rtspPort = await freeTcpPort();
-      const rtsp = spawn(
-        '/usr/bin/python3',
-        [
-          join(ROOT, 'scripts/rtsp-server.py'),
-          '--port',
-          String(rtspPort),
-          '--file',
-          SAMPLE_VIDEO,
-          '--paths',
-          BOXES.map((b) => b.camera).join(','),
-        ],
-        { stdio: ['ignore', 'ignore', 'inherit'] },
-      );
-      children.push(rtsp);
-      await waitForPort(rtspPort, rtsp, 'the RTSP server');
+      rtsp = await RtspServer.create({ paths: BOXES.map((b) => b.camera) });
+      if (ctx.signal.aborted) return 0;
       for (const [i, box] of BOXES.entries()) {
         const config = join(dir, `${box.device}.yaml`);
-        await writeFile(config, agentYaml(box, cp.mqttUrl, cp.httpUrl, rtspPort, tokens[i]!));
-        children.push(
+        await writeFile(config, agentYaml(box, cp.mqttUrl, cp.httpUrl, rtsp.port, tokens[i]!));
+        agents.push(
           spawn(process.execPath, [join(ROOT, 'bin/argus.mjs'), 'device', 'run', '--config', config], {
             stdio: ['ignore', 'inherit', 'inherit'],
             env: { ...process.env, ARGUS_LOG_LEVEL: process.env.ARGUS_LOG_LEVEL ?? 'warn' },
@@ -135,25 +107,21 @@ export const demo: Command = {
       ctx.stdout.write(
         `\nArgus demo running — open ${cp.httpUrl}/ (API docs at ${cp.httpUrl}/docs)\n` +
           `  broker ${cp.mqttUrl}, database ${join(dir, 'argus.db')}\n` +
-          `  ${BOXES.map((b) => `${b.device}/${b.camera}: rtsp://127.0.0.1:${rtspPort}/${b.camera} → ${b.scene}`).join('\n  ')}\n` +
+          `  ${BOXES.map((b) => `${b.device}/${b.camera}: ${rtsp!.url(b.camera)} → ${b.scene}`).join('\n  ')}\n` +
           'Ctrl-C stops everything.\n',
       );
-      const childExit = Promise.race(
-        children.map((c, i) =>
-          once(c, 'exit').then(() => (i === 0 ? 'the RTSP server' : `device agent ${BOXES[i - 1]!.device}`)),
-        ),
-      );
-      const aborted = new Promise<void>((r) =>
-        ctx.signal.addEventListener('abort', () => r(), { once: true }),
-      );
-      const why = await Promise.race([childExit, aborted]);
+      const stopped = Promise.race([
+        rtsp.exited.then(() => 'the RTSP server'),
+        ...agents.map((c, i) => once(c, 'exit').then(() => `device agent ${BOXES[i]!.device}`)),
+      ]);
+      const why = await Promise.race([stopped, untilAborted(ctx.signal)]);
       if (typeof why === 'string')
         throw new ArgusError(`${why} stopped; the demo stops with it (its log is above)`);
       return 0;
     } finally {
       // agents first (they flush their spools to the broker), then the camera server, then the control plane
-      await Promise.all(children.slice(1).map((c) => end(c, 10_000)));
-      if (children[0]) await end(children[0], 2_000);
+      await Promise.all(agents.map((c) => end(c, 10_000)));
+      await rtsp?.stop();
       await cp.close();
     }
   },

@@ -1,6 +1,6 @@
 import { ArgusError } from '../../common/errors.ts';
 import { DeviceAgent } from '../../device/agent.ts';
-import { type Command, parseCommandArgs } from '../command.ts';
+import { type Command, parseCommandArgs, untilAborted } from '../command.ts';
 
 export const deviceRun: Command = {
   path: ['device', 'run'],
@@ -12,10 +12,7 @@ export const deviceRun: Command = {
       throw new ArgusError('device run needs a config file', `usage: ${this.usage}`);
     }
     const agent = await DeviceAgent.start({ configFile: values.config });
-    await new Promise<void>((resolve) => {
-      if (ctx.signal.aborted) resolve();
-      else ctx.signal.addEventListener('abort', () => resolve(), { once: true });
-    });
+    await untilAborted(ctx.signal);
     await agent.stop();
     return 0;
   },

@@ -6,8 +6,7 @@ import {
   loadKeyring,
   trustPublicKey,
 } from '../../models/bundle/keys.ts';
-import { type Command, parseCommandArgs } from '../command.ts';
-import { onePositional } from './model-factory.ts';
+import { type Command, onePositional, parseCommandArgs } from '../command.ts';
 
 export const keysGenerate: Command = {
   path: ['keys', 'generate'],

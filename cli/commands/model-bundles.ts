@@ -11,8 +11,7 @@ import { BundleRejected, verifyBundle } from '../../models/bundle/verify.ts';
 import { DEFAULT_GATE, loadGateConfig } from '../../models/evaluate/gate.ts';
 import { readEvaluationReport } from '../../models/evaluate/report.ts';
 import { resolveModelDir } from '../../models/store.ts';
-import { type Command, parseCommandArgs } from '../command.ts';
-import { integerOption, onePositional } from './model-factory.ts';
+import { type Command, integerOption, onePositional, parseCommandArgs } from '../command.ts';
 
 /** the evaluation reports `argus models evaluate` left in a model directory */
 async function evaluationsIn(dir: string): Promise<string[]> {

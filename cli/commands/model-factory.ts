@@ -12,21 +12,7 @@ import { loadQuantizeConfig, quantizeConfig } from '../../models/quant/config.ts
 import { DEFAULT_EVALUATION_FRAMES, parseFrameRange } from '../../models/quant/frames.ts';
 import { quantizableNodes, quantizeModel } from '../../models/quant/quantize.ts';
 import { type LoadedModel, loadModel, modelsDir } from '../../models/store.ts';
-import { type Command, parseCommandArgs } from '../command.ts';
-
-/** a whole-number option, at least `min` */
-export function integerOption(value: string | undefined, flag: string, min: number): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min)
-    throw new ArgusError(`${flag} takes a whole number ≥ ${min}, got "${value}"`);
-  return n;
-}
-
-export function onePositional(command: Command, positionals: string[], what: string): string {
-  if (positionals.length !== 1) throw new ArgusError(`expected one ${what}`, `usage: ${command.usage}`);
-  return positionals[0]!;
-}
+import { type Command, integerOption, onePositional, parseCommandArgs } from '../command.ts';
 
 /** where a derived model goes: the directory --out (a path, never a cache name), else the model cache under its name */
 async function outputDir(out: string | undefined, name: string): Promise<string> {

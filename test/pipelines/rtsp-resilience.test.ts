@@ -9,7 +9,7 @@ import { DetectionScheduler } from '../../pipelines/runtime/scheduler.ts';
 import { loadScene } from '../../pipelines/scene/load.ts';
 import type { Scene } from '../../pipelines/scene/schema.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
-import { RtspServer } from '../helpers/rtsp-server.ts';
+import { RtspServer } from '../../pipelines/video/rtsp-test-server.ts';
 
 /**
  * A live camera on a real GStreamer RTSP server (scripts/rtsp-server.py, looping vtest.avi as

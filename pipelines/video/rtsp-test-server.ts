@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ArgusError } from '../../common/errors.ts';
 import { freeTcpPort, isListening } from '../../common/net.ts';
 import { SAMPLE_VIDEO } from '../../common/paths.ts';
 
@@ -17,6 +18,7 @@ export interface RtspServerOptions {
 }
 
 /**
+ * A local RTSP server for the demo, tests and benchmarks:
  * scripts/rtsp-server.py on 127.0.0.1 as a child in its own process group, serving a looping file
  * as H.264 on one or more paths. A test can kill it (any signal), pause it and start it again on
  * the same port.
@@ -26,6 +28,8 @@ export class RtspServer {
   private output = '';
   /** performance.now() when the server last began listening */
   listeningAt = 0;
+  /** settles when the server started last exits, with how */
+  exited: Promise<string> = Promise.resolve('not started');
 
   private constructor(
     readonly port: number,
@@ -52,7 +56,7 @@ export class RtspServer {
   }
 
   async start(timeoutMs = 10_000): Promise<void> {
-    if (this.child) throw new Error('rtsp server is already running');
+    if (this.child) throw new ArgusError('the RTSP server is already running');
     const child = spawn(
       PYTHON,
       [SCRIPT, '--port', String(this.port), '--file', this.file, '--paths', this.paths.join(',')],
@@ -66,19 +70,24 @@ export class RtspServer {
     child.stdout?.on('data', collect);
     child.stderr?.on('data', collect);
     let exited: string | undefined;
-    child.once('exit', (code, sig) => {
-      exited = `code ${code} signal ${sig}: ${this.output.trim()}`;
-    });
+    this.exited = new Promise((resolve) =>
+      child.once('exit', (code, sig) => {
+        exited = `code ${code} signal ${sig}: ${this.output.trim()}`;
+        resolve(exited);
+      }),
+    );
     const deadline = performance.now() + timeoutMs;
     for (;;) {
       if (exited) {
         this.child = undefined;
-        throw new Error(`rtsp server exited before listening on ${this.port}: ${exited}`);
+        throw new ArgusError(`the RTSP server exited before listening on ${this.port}: ${exited}`);
       }
       if (this.output.includes('READY') && (await isListening(this.port))) break;
       if (performance.now() > deadline) {
         await this.kill();
-        throw new Error(`rtsp server did not listen on ${this.port} within ${timeoutMs} ms: ${this.output}`);
+        throw new ArgusError(
+          `the RTSP server did not listen on ${this.port} within ${timeoutMs} ms: ${this.output}`,
+        );
       }
       await new Promise((r) => setTimeout(r, 25));
     }
