@@ -4,6 +4,7 @@ import { type LoadedConfig, loadConfigFile } from '../common/config-file.ts';
 import { ArgusError } from '../common/errors.ts';
 import { compileSchema } from '../common/schema.ts';
 import { DEVICE_ID_PATTERN } from '../contract/topics.ts';
+import { isModelPath } from '../models/store.ts';
 import { CameraSettingsSchema } from '../pipelines/camera-settings.ts';
 import { DetectorSettingsSchema } from '../pipelines/detector/settings.ts';
 
@@ -151,6 +152,10 @@ export async function loadDeviceConfig(file: string): Promise<DeviceConfig> {
     dir,
     mqtt: { ...value.mqtt, clientId: value.mqtt.clientId ?? `argus-${value.device.id}` },
     spool: { ...value.spool, path: resolve(dir, value.spool.path) },
+    // a model directory is relative to the config file, like every other path in it
+    ...(isModelPath(value.detector.model)
+      ? { detector: { ...value.detector, model: resolve(dir, value.detector.model) } }
+      : {}),
     ...(value.recorded
       ? { recorded: { ...value.recorded, events: resolve(dir, value.recorded.events) } }
       : {}),

@@ -83,9 +83,14 @@ export function sha256Hex(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
+/** whether a model reference names a directory (a path) rather than a model in the cache */
+export function isModelPath(ref: string): boolean {
+  return ref.includes('/') || ref.startsWith('.');
+}
+
 /** A model reference is a catalog name (looked up in the cache) or a directory holding a descriptor. */
 export function resolveModelDir(ref: string): string {
-  if (ref.includes('/') || ref.startsWith('.')) return resolve(ref);
+  if (isModelPath(ref)) return resolve(ref);
   return join(modelsDir(), ref);
 }
 

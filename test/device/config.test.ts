@@ -49,6 +49,14 @@ describe('device config', () => {
     assert.equal(config.dir, dir);
   });
 
+  it('resolves a model directory against the config file and keeps a cache name as it is', async () => {
+    const withModel = (model: string) => `${valid()}detector:\n  model: ${model}\n`;
+    const byPath = await loadDeviceConfig(await write('model-dir.yaml', withModel('./models/nanodet-int8')));
+    assert.equal(byPath.detector.model, join(dir, 'models/nanodet-int8'));
+    const byName = await loadDeviceConfig(await write('model-name.yaml', withModel('nanodet-int8')));
+    assert.equal(byName.detector.model, 'nanodet-int8');
+  });
+
   it('refuses unknown keys, naming file, line and the key', async () => {
     const text = valid()
       .replace('  heartbeatS: 1', '  heartbeatS: 1\n  hearbeat: 5')
