@@ -53,12 +53,7 @@ export class PipelineCameraHost implements CameraHost {
         mode: 'live',
         log: this.log,
         onEvent: (e) => {
-          const event: HostEvent = {
-            camera: e.camera,
-            message: e.message,
-            ...(e.snapshot ? { snapshot: e.snapshot } : {}),
-          };
-          for (const l of this.eventListeners) l(event);
+          for (const l of this.eventListeners) l(e);
         },
         onStatus: (s) => {
           for (const l of this.statusListeners) l(s);
