@@ -1,5 +1,4 @@
-import { readdir } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { ArgusError } from '../../common/errors.ts';
 import { buildBundle } from '../../models/bundle/build.ts';
 import { readBundleFile } from '../../models/bundle/container.ts';
@@ -9,15 +8,9 @@ import { MANIFEST_FILE, type Manifest, parseManifest } from '../../models/bundle
 import { signBundle } from '../../models/bundle/sign.ts';
 import { BundleRejected, verifyBundle } from '../../models/bundle/verify.ts';
 import { DEFAULT_GATE, loadGateConfig } from '../../models/evaluate/gate.ts';
-import { readEvaluationReport } from '../../models/evaluate/report.ts';
+import { evaluationReportsIn, readEvaluationReport } from '../../models/evaluate/report.ts';
 import { resolveModelDir } from '../../models/store.ts';
 import { type Command, integerOption, onePositional, parseCommandArgs } from '../command.ts';
-
-/** the evaluation reports `argus models evaluate` left in a model directory */
-async function evaluationsIn(dir: string): Promise<string[]> {
-  const names = await readdir(dir).catch(() => [] as string[]);
-  return names.filter((n) => /^evaluation-.+\.json$/.test(n)).map((n) => join(dir, n));
-}
 
 function parseTarget(value: string): { executionProvider: string; hardwareClass: string } {
   const [executionProvider, hardwareClass, ...rest] = value.split(':');
@@ -50,7 +43,7 @@ export const modelsBuild: Command = {
     const modelDir = resolveModelDir(onePositional(this, positionals, 'MODEL'));
     const version = integerOption(values.version, '--version', 1);
     if (version === undefined) throw new ArgusError('--version is required', `usage: ${this.usage}`);
-    const reportFiles = values.evaluation ?? (await evaluationsIn(modelDir));
+    const reportFiles = values.evaluation ?? (await evaluationReportsIn(modelDir));
     const evaluations = await Promise.all(reportFiles.map((f) => readEvaluationReport(f)));
     const out = resolve(values.out ?? `${values.name ?? basename(modelDir)}-v${version}.argus-model`);
     const manifest = await buildBundle({

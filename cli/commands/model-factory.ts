@@ -6,7 +6,11 @@ import { readLineage, writeDerivedModel } from '../../models/bundle/lineage.ts';
 import { DEFAULT_EVALUATE_OPTIONS, evaluateCandidate } from '../../models/evaluate/evaluate.ts';
 import { checkGate, DEFAULT_GATE, loadGateConfig } from '../../models/evaluate/gate.ts';
 import { hardwareClass } from '../../models/evaluate/hardware.ts';
-import { formatEvaluation, writeEvaluationReport } from '../../models/evaluate/report.ts';
+import {
+  evaluationReportPath,
+  formatEvaluation,
+  writeEvaluationReport,
+} from '../../models/evaluate/report.ts';
 import { pruneClasses, TRAFFIC_LABELS } from '../../models/prune/prune.ts';
 import { loadQuantizeConfig, quantizeConfig } from '../../models/quant/config.ts';
 import { DEFAULT_EVALUATION_FRAMES, parseFrameRange } from '../../models/quant/frames.ts';
@@ -129,7 +133,7 @@ export const modelsEvaluate: Command = {
       latencyRuns: integerOption(values.runs, '--runs', 1) ?? DEFAULT_EVALUATE_OPTIONS.latencyRuns,
       signal: ctx.signal,
     });
-    const out = values.out ?? join(candidate.dir, `evaluation-${hardwareClass()}.json`);
+    const out = values.out ?? evaluationReportPath(candidate.dir, hardwareClass());
     await writeEvaluationReport(out, report);
     const verdict = checkGate(report, gate);
     if (values.json) {

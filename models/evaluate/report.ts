@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import Type from 'typebox';
 import { ArgusError } from '../../common/errors.ts';
 import { writeFileAtomic } from '../../common/fs-atomic.ts';
@@ -72,6 +73,19 @@ export const EvaluationReportSchema = Type.Object(
 export type EvaluationReport = Type.Static<typeof EvaluationReportSchema>;
 
 export const evaluationReportValidator = compileSchema<EvaluationReport>(EvaluationReportSchema);
+
+const REPORT_FILE = /^evaluation-.+\.json$/;
+
+/** where `argus models evaluate` keeps a model's report for one hardware class */
+export function evaluationReportPath(modelDir: string, hardwareClass: string): string {
+  return join(modelDir, `evaluation-${hardwareClass}.json`);
+}
+
+/** the evaluation reports in a model directory, one per hardware class measured */
+export async function evaluationReportsIn(modelDir: string): Promise<string[]> {
+  const names = await readdir(modelDir).catch(() => [] as string[]);
+  return names.filter((n) => REPORT_FILE.test(n)).map((n) => join(modelDir, n));
+}
 
 export async function readEvaluationReport(path: string): Promise<EvaluationReport> {
   let raw: unknown;
