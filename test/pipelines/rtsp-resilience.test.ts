@@ -8,8 +8,8 @@ import { CameraRuntime, type CameraStatusChange } from '../../pipelines/runtime/
 import { DetectionScheduler } from '../../pipelines/runtime/scheduler.ts';
 import { loadScene } from '../../pipelines/scene/load.ts';
 import type { Scene } from '../../pipelines/scene/schema.ts';
-import { ensureCatalogModels } from '../helpers/models.ts';
 import { RtspServer } from '../../pipelines/video/rtsp-test-server.ts';
+import { ensureCatalogModels } from '../helpers/models.ts';
 
 /**
  * A live camera on a real GStreamer RTSP server (scripts/rtsp-server.py, looping vtest.avi as
