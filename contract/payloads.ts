@@ -10,7 +10,13 @@ import { COMMAND_NAMES, CONTRACT_VERSION, DEVICE_ID_PATTERN } from './topics.ts'
 
 const V = Type.Literal(CONTRACT_VERSION);
 
-const Timestamp = Type.String({ format: 'date-time', description: 'ISO 8601, UTC' });
+// RFC 3339 without what JavaScript's Date cannot read (leap second 60, bracketed zone suffixes):
+// a timestamp that passes here always becomes a number on both sides
+const Timestamp = Type.String({
+  format: 'date-time',
+  pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:[0-5]\\d:[0-5]\\d(\\.\\d+)?(Z|[+-]\\d{2}:\\d{2})$',
+  description: 'ISO 8601, UTC',
+});
 const DeviceId = Type.String({ pattern: DEVICE_ID_PATTERN });
 const CameraId = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' });
 const Box = Type.Array(Type.Number(), {
@@ -107,7 +113,11 @@ export const EventMessageSchema = Type.Object(
       maxLength: 64,
       description: 'stable id of the event across its lifecycle',
     }),
-    seq: Type.Integer({ minimum: 0, description: '0 for new, +1 for each later message of the event' }),
+    seq: Type.Integer({
+      minimum: 0,
+      maximum: 2 ** 31 - 1,
+      description: '0 for new, +1 for each later message of the event',
+    }),
     phase: Type.Enum(EVENT_PHASES),
     device: DeviceId,
     camera: CameraId,

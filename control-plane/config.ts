@@ -1,12 +1,7 @@
 import { createHash } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import Type from 'typebox';
-import {
-  type LoadedConfig,
-  parseConfigText,
-  readConfigText,
-  validateConfigDocument,
-} from '../common/config-file.ts';
+import { type LoadedConfig, loadConfigFile, validateConfigDocument } from '../common/config-file.ts';
 import { ArgusError } from '../common/errors.ts';
 import { compileSchema } from '../common/schema.ts';
 import { DEVICE_ID_PATTERN } from '../contract/topics.ts';
@@ -91,8 +86,11 @@ const StorageSection = Type.Object(
 
 const IngestSection = Type.Object(
   {
-    /** messages written in one transaction at most */
-    maxBatch: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
+    /**
+     * messages written in one transaction at most; PostgreSQL inserts a batch's camera statuses
+     * with 8 parameters each, and a statement takes at most 65,535
+     */
+    maxBatch: Type.Integer({ minimum: 1, maximum: 8000, default: 1000 }),
     /**
      * a batch waits at most this long for more messages before it is written; 0 writes what
      * arrived by the next turn of the event loop (messages arriving during a write form the next
@@ -204,6 +202,5 @@ export function controlPlaneConfig(data: unknown, baseDir = process.cwd()): Cont
 /** reads and validates a control-plane config file (YAML); errors give file:line:col and the fix */
 export async function loadControlPlaneConfig(file: string): Promise<ControlPlaneConfig> {
   const path = resolve(file);
-  const text = await readConfigText(path, 'control-plane config');
-  return resolveConfig(parseConfigText(text, path, validator, 'control-plane config'), dirname(path));
+  return resolveConfig(await loadConfigFile(path, validator, 'control-plane config'), dirname(path));
 }

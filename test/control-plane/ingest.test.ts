@@ -249,6 +249,11 @@ for (const [broker, storage] of [
         JSON.stringify({ ...eventMessage({ device: 'box-3' }), score: 7 }),
       );
       await publish(topics.telemetry('box-3'), JSON.stringify({ v: 1, hello: 'world' }));
+      // valid RFC 3339 (a leap second) that Date.parse cannot read: refused before it reaches storage
+      await publish(
+        topics.events('box-3'),
+        JSON.stringify({ ...eventMessage({ device: 'box-3' }), at: '2026-06-30T23:59:60Z' }),
+      );
       await publish(topics.events('box-3'), JSON.stringify(eventMessage({ device: 'box-4' })));
       await publish('argus/v1/box-3/bogus', '{}');
       await publish('argus/v1/Not A Device/events', '{}');
@@ -265,7 +270,7 @@ for (const [broker, storage] of [
       );
       assert.deepEqual(
         after.map((n, i) => n - before[i]!),
-        [1, 1, 2, 1, 2],
+        [1, 1, 3, 1, 2],
         reasons.join(', '),
       );
       const stored = await allEvents(cp, 'box-3');
