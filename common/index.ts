@@ -3,7 +3,7 @@ export { type LoadedConfig, loadConfigFile, parseConfigText } from './config-fil
 export { ArgusError, errorMessage } from './errors.ts';
 export { buildDirAtomic, sweepStaging, writeFileAtomic } from './fs-atomic.ts';
 export { createLogger, type Logger, rootLogger } from './logger.ts';
-export { freeTcpPort, isListening } from './net.ts';
+export { freeTcpPort, isListening, redactUrl } from './net.ts';
 export { cacheDir, SAMPLE_VIDEO } from './paths.ts';
 export { createProgress, type Progress } from './progress.ts';
 export { compileSchema, type SchemaIssue, type Validator } from './schema.ts';

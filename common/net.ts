@@ -22,3 +22,8 @@ export function isListening(port: number): Promise<boolean> {
     s.connect(port, '127.0.0.1');
   });
 }
+
+/** a URL fit for logs and status pages: the password of `user:password@` replaced by *** */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:/@]+):[^@/]*@/, '//$1:***@');
+}

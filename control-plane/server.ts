@@ -1,5 +1,6 @@
 import { errorMessage } from '../common/errors.ts';
 import { createLogger, type Logger } from '../common/logger.ts';
+import { redactUrl } from '../common/net.ts';
 import { buildApi } from './api/app.ts';
 import { DeviceCredentials } from './auth.ts';
 import { CommandSender } from './commands.ts';
@@ -85,7 +86,7 @@ export async function startControlPlane(
         bus,
         metrics,
         commands: new CommandSender(repository, () => link, metrics),
-        mqttUrl: () => link.url,
+        mqttUrl: () => redactUrl(link.url),
         pendingMessages: () => ingestor.pendingCount,
       },
       log.child({ part: 'http' }),
@@ -94,7 +95,12 @@ export async function startControlPlane(
     const address = await api.app.listen({ host: config.http.host, port: config.http.port });
     const httpUrl = address.replace('[::1]', 'localhost');
     log.info(
-      { http: httpUrl, mqtt: link.url, storage: repository.backend, devices: config.devices.length },
+      {
+        http: httpUrl,
+        mqtt: redactUrl(link.url),
+        storage: repository.backend,
+        devices: config.devices.length,
+      },
       'control plane running',
     );
     let closing: Promise<void> | undefined;

@@ -1,6 +1,7 @@
 import { connect, type IPublishPacket, type MqttClient } from 'mqtt';
 import { ArgusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
+import { redactUrl } from '../../common/net.ts';
 import { ingestWildcard } from '../../contract/index.ts';
 import type { ExternalBrokerSettings } from '../config.ts';
 import type { Deliver, MqttLink } from './link.ts';
@@ -98,17 +99,23 @@ export async function connectExternalBroker(
 
   let lastError: string | undefined;
   client.on('error', (err) => {
-    if (err.message !== lastError) log.warn({ url: settings.url, err: err.message }, 'mqtt broker error');
+    if (err.message !== lastError)
+      log.warn({ url: redactUrl(settings.url), err: err.message }, 'mqtt broker error');
     lastError = err.message;
   });
   client.on('connect', (connack) => {
     lastError = undefined;
-    log.info({ url: settings.url, sessionPresent: connack.sessionPresent }, 'connected to the MQTT broker');
+    log.info(
+      { url: redactUrl(settings.url), sessionPresent: connack.sessionPresent },
+      'connected to the MQTT broker',
+    );
     client.subscribe(filter, { qos: 1 }, (err) => {
       if (err) log.error({ filter, err: err.message }, 'cannot subscribe to the ingest topics');
     });
   });
-  client.on('offline', () => log.warn({ url: settings.url }, 'MQTT broker unreachable; reconnecting'));
+  client.on('offline', () =>
+    log.warn({ url: redactUrl(settings.url) }, 'MQTT broker unreachable; reconnecting'),
+  );
 
   try {
     await new Promise<void>((resolve, reject) => {
@@ -124,7 +131,7 @@ export async function connectExternalBroker(
   } catch (err) {
     await client.endAsync(true);
     throw new ArgusError(
-      `cannot connect to the MQTT broker ${settings.url}: ${lastError ?? (err as Error).message}`,
+      `cannot connect to the MQTT broker ${redactUrl(settings.url)}: ${lastError ?? (err as Error).message}`,
       'check mqtt.external.url (and username/password) and that the broker runs',
     );
   }

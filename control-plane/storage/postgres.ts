@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { ArgusError } from '../../common/errors.ts';
+import { redactUrl } from '../../common/net.ts';
 import type { PostgresSettings } from '../config.ts';
 import { type EventRecord, planBatch } from './batch-plan.ts';
 import { CREATE_MIGRATIONS_TABLE, MIGRATIONS, POSTGRES } from './migrations.ts';
@@ -127,7 +128,7 @@ export class PostgresRepository implements Repository {
     } catch (err) {
       await pool.end().catch(() => undefined);
       throw new ArgusError(
-        `cannot prepare the PostgreSQL database ${redact(settings.url)}: ${(err as Error).message}`,
+        `cannot prepare the PostgreSQL database ${redactUrl(settings.url)}: ${(err as Error).message}`,
         'check storage.postgres.url, that the server runs and that the user may create tables',
       );
     }
@@ -309,6 +310,3 @@ export class PostgresRepository implements Repository {
 }
 
 /** the URL without its password, for messages */
-function redact(url: string): string {
-  return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
-}

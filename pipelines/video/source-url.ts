@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ArgusError } from '../../common/errors.ts';
+import { redactUrl } from '../../common/net.ts';
 
 /** A camera or recording, parsed from the URL an operator writes in config or on the command line. */
 export type SourceSpec =
@@ -51,7 +52,7 @@ export function parseSourceUrl(input: string): SourceSpec {
 export function describeSource(spec: SourceSpec): string {
   switch (spec.kind) {
     case 'rtsp':
-      return spec.url.replace(/\/\/[^@/]*@/, '//***@');
+      return redactUrl(spec.url);
     case 'file':
       return spec.path;
     case 'v4l2':
