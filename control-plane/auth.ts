@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import { sha256Hex } from './config.ts';
+import { sha256Hex } from '../common/hash.ts';
 
 /**
  * Device credentials: a bearer token per device, kept as its sha256. `verify` compares digests in

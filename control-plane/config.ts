@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import Type from 'typebox';
 import { type LoadedConfig, loadConfigFile, validateConfigDocument } from '../common/config-file.ts';
 import { ArgusError } from '../common/errors.ts';
+import { sha256Hex } from '../common/hash.ts';
 import { compileSchema } from '../common/schema.ts';
 import { DEVICE_ID_PATTERN } from '../contract/topics.ts';
 
@@ -182,10 +182,6 @@ function resolveConfig(loaded: LoadedConfig<ConfigFile>, baseDir: string): Contr
         return { kind: 'sqlite', sqlite: { ...sqlite, path: resolve(baseDir, sqlite.path) } } as const;
       })();
   return { http: v.http, mqtt, storage, ingest: v.ingest, devices };
-}
-
-export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
 }
 
 /** validates a config given as data (e.g. by tests or an embedding program); `baseDir` resolves paths */

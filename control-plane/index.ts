@@ -4,7 +4,6 @@ export {
   ControlPlaneConfigSchema,
   controlPlaneConfig,
   loadControlPlaneConfig,
-  sha256Hex,
 } from './config.ts';
 export { Metrics, REJECT_REASONS, type RejectReason } from './metrics.ts';
 export { type ControlPlane, startControlPlane } from './server.ts';

@@ -89,6 +89,5 @@ export {
   listModels,
   loadModel,
   modelsDir,
-  sha256Hex,
 } from './store.ts';
 export { convertTfjsGraph } from './tfjs/converter.ts';

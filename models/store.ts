@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ArgusError } from '../common/errors.ts';
 import { buildDirAtomic, sweepStaging } from '../common/fs-atomic.ts';
+import { sha256Hex } from '../common/hash.ts';
 import { createLogger } from '../common/logger.ts';
 import { cacheDir } from '../common/paths.ts';
 import { createProgress } from '../common/progress.ts';
@@ -77,10 +77,6 @@ export interface LoadedModel {
   dir: string;
   onnxPath: string;
   bytes: Uint8Array;
-}
-
-export function sha256Hex(data: Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
 }
 
 /** whether a model reference names a directory (a path) rather than a model in the cache */

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { ArgusError } from '../../common/errors.ts';
+import { sha256Hex } from '../../common/hash.ts';
 import { DEVICE_ID_PATTERN } from '../../contract/index.ts';
-import { loadControlPlaneConfig, sha256Hex, startControlPlane } from '../../control-plane/index.ts';
+import { loadControlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
 import { type Command, parseCommandArgs, untilAborted } from '../command.ts';
 
 export const controlPlaneRun: Command = {

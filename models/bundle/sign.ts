@@ -1,7 +1,7 @@
 import { sign } from 'node:crypto';
 import { ArgusError } from '../../common/errors.ts';
 import { writeFileAtomic } from '../../common/fs-atomic.ts';
-import { sha256Hex } from '../store.ts';
+import { sha256Hex } from '../../common/hash.ts';
 import { type BundleEntry, packEntries, readBundleFile } from './container.ts';
 import type { SigningKey } from './keys.ts';
 import { MANIFEST_FILE, parseManifest, SIGNATURE_FILE, type Signature } from './manifest.ts';

@@ -2,8 +2,9 @@ import { verify } from 'node:crypto';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { ArgusError } from '../../common/errors.ts';
+import { sha256Hex } from '../../common/hash.ts';
 import { readDescriptor } from '../descriptor.ts';
-import { DESCRIPTOR_FILE, modelsDir, sha256Hex } from '../store.ts';
+import { DESCRIPTOR_FILE, modelsDir } from '../store.ts';
 import { readBundleFile } from './container.ts';
 import { defaultKeyring, loadKeyring } from './keys.ts';
 import {

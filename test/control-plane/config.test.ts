@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ArgusError } from '../../common/errors.ts';
-import { loadControlPlaneConfig, sha256Hex } from '../../control-plane/index.ts';
+import { sha256Hex } from '../../common/hash.ts';
+import { loadControlPlaneConfig } from '../../control-plane/index.ts';
 
 describe('control-plane config', () => {
   let dir: string;

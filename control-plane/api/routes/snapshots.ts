@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import Type from 'typebox';
+import { sha256Hex } from '../../../common/hash.ts';
 import { MAX_SNAPSHOT_BYTES, SNAPSHOT_CONTENT_TYPE } from '../../../contract/index.ts';
 import type { ApiContext, App } from '../context.ts';
 import { DeviceId, ErrorBody, SnapshotId, SnapshotStored } from '../schemas.ts';
@@ -46,7 +46,7 @@ export function snapshotRoutes(app: App, ctx: ApiContext): void {
       const body = req.body as unknown;
       if (!Buffer.isBuffer(body) || body.length < 3 || body[0] !== 0xff || body[1] !== 0xd8)
         return reply.code(400).send({ error: 'the body is not a JPEG (it must start with FF D8)' });
-      const sha256 = createHash('sha256').update(body).digest('hex');
+      const sha256 = sha256Hex(body);
       const { device, id } = req.params;
       const outcome = await ctx.repo.putSnapshot({
         id,
