@@ -24,7 +24,7 @@ function agentYaml(
   box: (typeof BOXES)[number],
   mqttUrl: string,
   httpUrl: string,
-  rtspPort: number,
+  cameraUrl: string,
   token: string,
 ) {
   return `device:
@@ -43,7 +43,7 @@ health:
   port: 0
 cameras:
   - id: ${box.camera}
-    url: rtsp://127.0.0.1:${rtspPort}/${box.camera}
+    url: ${cameraUrl}
     scene: ${join(ROOT, box.scene)}
     detectFps: 5
 `;
@@ -96,7 +96,7 @@ export const demo: Command = {
       if (ctx.signal.aborted) return 0;
       for (const [i, box] of BOXES.entries()) {
         const config = join(dir, `${box.device}.yaml`);
-        await writeFile(config, agentYaml(box, cp.mqttUrl, cp.httpUrl, rtsp.port, tokens[i]!));
+        await writeFile(config, agentYaml(box, cp.mqttUrl, cp.httpUrl, rtsp.url(box.camera), tokens[i]!));
         agents.push(
           spawn(process.execPath, [join(ROOT, 'bin/argus.mjs'), 'device', 'run', '--config', config], {
             stdio: ['ignore', 'inherit', 'inherit'],
