@@ -1,3 +1,5 @@
+import type { Placeholder } from './sql.ts';
+
 /** the column types that differ between the two backends */
 export interface Dialect {
   /** an auto-incrementing 64-bit primary key */
@@ -96,3 +98,26 @@ export const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrat
   name TEXT NOT NULL,
   applied_at TEXT NOT NULL
 )`;
+
+/** runs one statement inside the caller's transaction and returns its rows (none for a write) */
+export type MigrationQuery = (sql: string, params?: unknown[]) => Promise<Record<string, unknown>[]>;
+
+/** applies, in order, the migrations not yet recorded in `schema_migrations`, and records them */
+export async function applyMigrations(
+  dialect: Dialect,
+  p: Placeholder,
+  query: MigrationQuery,
+): Promise<void> {
+  await query(CREATE_MIGRATIONS_TABLE);
+  const applied = new Set(
+    (await query('SELECT version FROM schema_migrations')).map((r) => Number(r.version)),
+  );
+  for (const m of MIGRATIONS) {
+    if (applied.has(m.version)) continue;
+    for (const statement of m.statements(dialect)) await query(statement);
+    await query(
+      `INSERT INTO schema_migrations (version, name, applied_at) VALUES (${p(1)}, ${p(2)}, ${p(3)})`,
+      [m.version, m.name, new Date().toISOString()],
+    );
+  }
+}

@@ -3,7 +3,7 @@ import { ArgusError } from '../../common/errors.ts';
 import { redactUrl } from '../../common/net.ts';
 import type { PostgresSettings } from '../config.ts';
 import { type EventRecord, planBatch } from './batch-plan.ts';
-import { CREATE_MIGRATIONS_TABLE, MIGRATIONS, POSTGRES } from './migrations.ts';
+import { applyMigrations, POSTGRES } from './migrations.ts';
 import type {
   BatchOutcome,
   CommandRecord,
@@ -24,9 +24,13 @@ import {
   deviceUpsertSql,
   type EventRow,
   eventQuery,
+  existingSnapshotOutcome,
   latestCameraStatusSql,
+  type SnapshotIdentity,
+  type SnapshotRow,
   toCommand,
   toDevice,
+  toSnapshot,
   toStoredEvent,
 } from './sql.ts';
 
@@ -39,18 +43,7 @@ async function migrate(pool: pg.Pool): Promise<void> {
   try {
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
-    await client.query(CREATE_MIGRATIONS_TABLE);
-    const { rows } = await client.query<{ version: number }>('SELECT version FROM schema_migrations');
-    const applied = new Set(rows.map((r) => r.version));
-    for (const m of MIGRATIONS) {
-      if (applied.has(m.version)) continue;
-      for (const statement of m.statements(POSTGRES)) await client.query(statement);
-      await client.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [
-        m.version,
-        m.name,
-        new Date().toISOString(),
-      ]);
-    }
+    await applyMigrations(POSTGRES, d, async (sql, params) => (await client.query(sql, params)).rows);
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
@@ -58,16 +51,6 @@ async function migrate(pool: pg.Pool): Promise<void> {
   } finally {
     client.release();
   }
-}
-
-function multiRowInsert(rows: number, columns: number): string {
-  const values: string[] = [];
-  for (let r = 0; r < rows; r++) {
-    const row: string[] = [];
-    for (let c = 1; c <= columns; c++) row.push(`$${r * columns + c}`);
-    values.push(`(${row.join(', ')})`);
-  }
-  return values.join(', ');
 }
 
 function eventRow(r: EventRecord, n: number) {
@@ -98,6 +81,12 @@ const INSERT_EVENTS = `INSERT INTO events (id, seq, phase, device, camera, camer
   ORDER BY n
   ON CONFLICT (id, seq) DO NOTHING
   RETURNING cursor, id, seq`;
+
+const INSERT_STATUSES = `INSERT INTO camera_statuses (id, device, camera, camera_seq, state, at, reason, received_at)
+  SELECT id, device, camera, camera_seq, state, at, reason, received_at
+  FROM json_to_recordset($1::json) AS x(
+    id text, device text, camera text, camera_seq bigint, state text, at text, reason text, received_at bigint)
+  ON CONFLICT (id) DO NOTHING`;
 
 /** every device of the batch in one statement, in id order (the plan sorts them) */
 const UPSERT_DEVICES = deviceUpsertSql(
@@ -170,20 +159,20 @@ export class PostgresRepository implements Repository {
         }
       }
       if (plan.statuses.length > 0) {
-        const { rowCount } = await client.query(
-          `INSERT INTO camera_statuses (id, device, camera, camera_seq, state, at, reason, received_at)
-           VALUES ${multiRowInsert(plan.statuses.length, 8)} ON CONFLICT (id) DO NOTHING`,
-          plan.statuses.flatMap((r) => [
-            r.message.id,
-            r.device,
-            r.message.camera,
-            r.message.cameraSeq,
-            r.message.state,
-            r.message.at,
-            r.message.reason ?? null,
-            r.receivedAt,
-          ]),
-        );
+        const { rowCount } = await client.query(INSERT_STATUSES, [
+          JSON.stringify(
+            plan.statuses.map(({ device, message: m, receivedAt }) => ({
+              id: m.id,
+              device,
+              camera: m.camera,
+              camera_seq: m.cameraSeq,
+              state: m.state,
+              at: m.at,
+              reason: m.reason ?? null,
+              received_at: receivedAt,
+            })),
+          ),
+        ]);
         duplicates += plan.statuses.length - (rowCount ?? 0);
       }
       endTurn();
@@ -262,34 +251,16 @@ export class PostgresRepository implements Repository {
       [s.id, s.device, s.contentType, s.sha256, s.bytes, s.createdAt],
     );
     if (rowCount === 1) return 'created';
-    const { rows } = await this.pool.query<{ sha256: string; device: string }>(
+    const { rows } = await this.pool.query<SnapshotIdentity>(
       'SELECT sha256, device FROM snapshots WHERE id = $1',
       [s.id],
     );
-    const existing = rows[0];
-    return existing?.sha256 === s.sha256 && existing.device === s.device ? 'unchanged' : 'conflict';
+    return existingSnapshotOutcome(rows[0], s);
   }
 
   async getSnapshot(id: string): Promise<SnapshotRecord | undefined> {
-    const { rows } = await this.pool.query<{
-      id: string;
-      device: string;
-      content_type: string;
-      sha256: string;
-      bytes: Buffer;
-      created_at: string;
-    }>('SELECT * FROM snapshots WHERE id = $1', [id]);
-    const row = rows[0];
-    return row
-      ? {
-          id: row.id,
-          device: row.device,
-          contentType: row.content_type,
-          sha256: row.sha256,
-          bytes: row.bytes,
-          createdAt: Number(row.created_at),
-        }
-      : undefined;
+    const { rows } = await this.pool.query<SnapshotRow>('SELECT * FROM snapshots WHERE id = $1', [id]);
+    return rows[0] ? toSnapshot(rows[0]) : undefined;
   }
 
   async createCommand(c: CommandRecord): Promise<void> {

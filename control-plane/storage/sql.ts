@@ -1,5 +1,13 @@
 import type { CommandName, CommandResult, EventMessage } from '../../contract/index.ts';
-import type { CameraState, CommandRecord, DeviceRecord, EventFilter, StoredEvent } from './repository.ts';
+import type {
+  CameraState,
+  CommandRecord,
+  DeviceRecord,
+  EventFilter,
+  PutSnapshotOutcome,
+  SnapshotRecord,
+  StoredEvent,
+} from './repository.ts';
 
 /** the same SQL for both backends; only the placeholder differs (`?` or `$n`) */
 export type Placeholder = (index: number) => string;
@@ -146,5 +154,39 @@ export function toCommand(row: CommandRow): CommandRecord {
     issuedAt: num(row.issued_at),
     result: row.result ? (JSON.parse(row.result) as CommandResult) : null,
     resultAt: num(row.result_at),
+  };
+}
+
+/** what identifies a stored snapshot's content */
+export interface SnapshotIdentity {
+  sha256: string;
+  device: string;
+}
+
+/** a snapshot whose id was stored before: the same upload again, or another one under its id */
+export function existingSnapshotOutcome(
+  existing: SnapshotIdentity | undefined,
+  s: SnapshotRecord,
+): PutSnapshotOutcome {
+  return existing?.sha256 === s.sha256 && existing.device === s.device ? 'unchanged' : 'conflict';
+}
+
+export interface SnapshotRow {
+  id: string;
+  device: string;
+  content_type: string;
+  sha256: string;
+  bytes: Buffer;
+  created_at: number | string;
+}
+
+export function toSnapshot(row: SnapshotRow): SnapshotRecord {
+  return {
+    id: row.id,
+    device: row.device,
+    contentType: row.content_type,
+    sha256: row.sha256,
+    bytes: row.bytes,
+    createdAt: Number(row.created_at),
   };
 }

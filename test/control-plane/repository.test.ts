@@ -159,6 +159,50 @@ function repositorySuite(name: string, open: () => Promise<Repository>): void {
       assert.equal(await repo.getDevice('never-seen'), undefined);
     });
 
+    it('stores a batch of 20,000 events and camera statuses in one transaction', async () => {
+      const device = 'big-box';
+      const records: IngestRecord[] = [];
+      for (let i = 0; i < 10_000; i++) {
+        records.push(eventRecord({ device, cameraSeq: i }, T0 + i));
+        records.push({
+          kind: 'status',
+          device,
+          message: {
+            v: 1,
+            id: `big-${i}`,
+            device,
+            camera: 'cam-1',
+            cameraSeq: i,
+            state: 'online',
+            at: iso(T0 + i),
+          },
+          receivedAt: T0 + i,
+        });
+      }
+      const outcome = await repo.writeBatch(records);
+      assert.equal(outcome.inserted.length, 10_000);
+      assert.equal(outcome.duplicates, 0);
+      assert.deepEqual(
+        outcome.inserted.map((e) => e.event.cameraSeq),
+        Array.from({ length: 10_000 }, (_, i) => i),
+      );
+      assert.equal((await repo.writeBatch(records)).duplicates, 20_000);
+      assert.equal((await repo.getDevice(device))?.cameras[0]?.state, 'online');
+    });
+
+    it('gives the events of batches written at once cursors in the order the batches were given', async () => {
+      const batches = Array.from({ length: 4 }, (_, b) =>
+        Array.from({ length: 200 }, (_, i) => eventRecord({ device: 'order-box', cameraSeq: b * 200 + i })),
+      );
+      const outcomes = await Promise.all(batches.map((batch) => repo.writeBatch(batch)));
+      const cursors = outcomes.flatMap((o) => o.inserted.map((e) => e.cursor));
+      assert.equal(cursors.length, 800);
+      assert.deepEqual(
+        cursors,
+        [...cursors].sort((a, b) => a - b),
+      );
+    });
+
     it('filters events by device, camera, rule, class and time range', async () => {
       const records = [
         eventRecord({ device: 'f-a', camera: 'c1', rule: 'zone-1', label: 'person', at: iso(T0) }),
@@ -272,7 +316,7 @@ function repositorySuite(name: string, open: () => Promise<Repository>): void {
     });
 
     it('counts online devices and stored events', async () => {
-      assert.ok((await repo.countEvents()) >= 35);
+      assert.ok((await repo.countEvents()) >= 10_835);
       assert.equal(typeof (await repo.countDevicesOnline()), 'number');
     });
   });

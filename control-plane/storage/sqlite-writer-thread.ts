@@ -1,0 +1,79 @@
+import { parentPort } from 'node:worker_threads';
+import type Database from 'better-sqlite3';
+import { errorMessage } from '../../common/errors.ts';
+import { threadData } from '../../common/thread.ts';
+import type { SqliteSettings } from '../config.ts';
+import { existingSnapshotOutcome, type SnapshotIdentity } from './sql.ts';
+import { openSqlite } from './sqlite-connection.ts';
+import {
+  type BatchResult,
+  type BatchRows,
+  WRITE_SQL,
+  type WriteReply,
+  type WriteRequest,
+  type WriteResult,
+  type WriterReady,
+} from './sqlite-writes.ts';
+
+/**
+ * The SQLite writer thread: the only connection that writes. It takes requests in order, runs
+ * each batch as one transaction and replies once it committed, so the main thread keeps serving
+ * MQTT and HTTP while SQLite works.
+ */
+const port = parentPort!;
+
+function serve(db: Database.Database): (req: WriteRequest) => WriteResult {
+  const s = Object.fromEntries(
+    Object.entries(WRITE_SQL).map(([name, sql]) => [name, db.prepare(sql)]),
+  ) as Record<keyof typeof WRITE_SQL, Database.Statement>;
+  const writeBatch = db.transaction((rows: BatchRows): BatchResult => {
+    const cursors = rows.events.map((p) => {
+      const info = s.insertEvent.run(p);
+      return info.changes === 0 ? 0 : Number(info.lastInsertRowid);
+    });
+    let statusDuplicates = 0;
+    for (const p of rows.statuses) if (s.insertStatus.run(p).changes === 0) statusDuplicates++;
+    for (const p of rows.devices) s.upsertDevice.run(p);
+    for (const p of rows.results) s.upsertResult.run(p);
+    return { cursors, statusDuplicates };
+  });
+  return (req) => {
+    switch (req.op) {
+      case 'batch':
+        return writeBatch(req.rows);
+      case 'snapshot': {
+        const x = req.snapshot;
+        const created = s.insertSnapshot.run(x.id, x.device, x.contentType, x.sha256, x.bytes, x.createdAt);
+        if (created.changes === 1) return 'created';
+        return existingSnapshotOutcome(s.snapshotIdentity.get(x.id) as SnapshotIdentity | undefined, x);
+      }
+      case 'command':
+        s.insertCommand.run(req.params);
+        return null;
+    }
+  };
+}
+
+let db: Database.Database | undefined;
+try {
+  db = openSqlite(threadData<SqliteSettings>());
+  const handle = serve(db);
+  port.on('message', (req: WriteRequest | 'close') => {
+    if (req === 'close') {
+      db?.close();
+      port.close();
+      return;
+    }
+    let reply: WriteReply;
+    try {
+      reply = { id: req.id, result: handle(req) };
+    } catch (err) {
+      reply = { id: req.id, error: errorMessage(err) };
+    }
+    port.postMessage(reply);
+  });
+  port.postMessage({ ready: true } satisfies WriterReady);
+} catch (err) {
+  db?.close();
+  port.postMessage({ ready: false, error: errorMessage(err) } satisfies WriterReady);
+}

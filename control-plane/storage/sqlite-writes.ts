@@ -1,0 +1,96 @@
+import type { BatchPlan } from './batch-plan.ts';
+import type { PutSnapshotOutcome, SnapshotRecord } from './repository.ts';
+import { commandResultUpsertSql, deviceUpsertSql } from './sql.ts';
+
+/**
+ * What the SQLite writer thread is asked to do, and its statements. Rows cross the thread boundary
+ * as flat parameter lists (copying those is much cheaper than copying the parsed messages).
+ */
+export type Params = (string | number | null)[];
+
+export interface BatchRows {
+  events: Params[];
+  statuses: Params[];
+  devices: Params[];
+  results: Params[];
+}
+
+export type WriteRequest =
+  | { id: number; op: 'batch'; rows: BatchRows }
+  | { id: number; op: 'snapshot'; snapshot: SnapshotRecord }
+  | { id: number; op: 'command'; params: Params };
+
+/** per event of the batch, in order: its cursor, or 0 when it was stored before */
+export interface BatchResult {
+  cursors: number[];
+  statusDuplicates: number;
+}
+
+export type WriteResult = BatchResult | PutSnapshotOutcome | null;
+
+export type WriteReply = { id: number; result: WriteResult } | { id: number; error: string };
+
+export type WriterReady = { ready: true } | { ready: false; error: string };
+
+const q = () => '?';
+
+export const WRITE_SQL = {
+  insertEvent: `INSERT INTO events (id, seq, phase, device, camera, camera_seq, rule, rule_type, label, at, received_at, payload)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id, seq) DO NOTHING`,
+  insertStatus: `INSERT INTO camera_statuses (id, device, camera, camera_seq, state, at, reason, received_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+  upsertDevice: deviceUpsertSql('VALUES (?, ?, ?, ?, ?, ?, ?, ?)', 'max'),
+  upsertResult: commandResultUpsertSql(q),
+  insertSnapshot: `INSERT INTO snapshots (id, device, content_type, sha256, bytes, created_at)
+    VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+  snapshotIdentity: 'SELECT sha256, device FROM snapshots WHERE id = ?',
+  insertCommand:
+    'INSERT INTO commands (id, device, name, args, issued_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING',
+} as const;
+
+/** the parameters of each statement of a batch, in the order of WRITE_SQL's columns */
+export function batchRows(plan: BatchPlan): BatchRows {
+  return {
+    events: plan.events.map(({ device, message: m, receivedAt, payload }) => [
+      m.id,
+      m.seq,
+      m.phase,
+      device,
+      m.camera,
+      m.cameraSeq,
+      m.rule,
+      m.ruleType,
+      m.label,
+      Date.parse(m.at),
+      receivedAt,
+      payload,
+    ]),
+    statuses: plan.statuses.map(({ device, message: m, receivedAt }) => [
+      m.id,
+      device,
+      m.camera,
+      m.cameraSeq,
+      m.state,
+      m.at,
+      m.reason ?? null,
+      receivedAt,
+    ]),
+    devices: plan.devices.map((d) => [
+      d.id,
+      d.status,
+      d.statusAt,
+      d.firstSeen,
+      d.lastSeen,
+      d.identity,
+      d.telemetry,
+      d.telemetryAt,
+    ]),
+    results: plan.results.map(({ device, message: m, receivedAt }) => [
+      m.id,
+      device,
+      m.name,
+      JSON.stringify(m),
+      receivedAt,
+    ]),
+  };
+}
