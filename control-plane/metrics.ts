@@ -6,6 +6,8 @@ export const REJECT_REASONS = [
   'schema',
   'device_mismatch',
   'not_authorized',
+  /** valid by the contract, refused by the database when written on its own */
+  'refused_by_database',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

@@ -1,16 +1,15 @@
-import {
-  type Availability,
-  type CameraStatus,
-  type CommandResult,
-  type EventMessage,
-  type Identity,
-  MAX_PAYLOAD_BYTES,
-  parseTopic,
-  type Telemetry,
-  validators,
-} from '../../contract/index.ts';
+import { type DeviceTopicKind, MAX_PAYLOAD_BYTES, parseTopic, validators } from '../../contract/index.ts';
 import type { RejectReason } from '../metrics.ts';
-import type { IngestRecord } from '../storage/repository.ts';
+import type { IngestKind, IngestRecord } from '../storage/repository.ts';
+
+const RECORD_KIND: Record<DeviceTopicKind, IngestKind> = {
+  events: 'event',
+  status: 'status',
+  telemetry: 'telemetry',
+  identity: 'identity',
+  available: 'available',
+  cmd_result: 'cmd_result',
+};
 
 export type Decoded =
   | { ok: true; record: IngestRecord }
@@ -58,28 +57,7 @@ export function decodeMessage(topic: string, payload: Buffer, receivedAt: number
       detail: `payload says device "${claimed}" on the topic of "${device}"`,
       device,
     };
-  // the body passed the kind's validator above, so it has the kind's type
-  switch (parsed.kind) {
-    case 'events':
-      return {
-        ok: true,
-        record: { kind: 'event', device, message: body as EventMessage, payload: text, receivedAt },
-      };
-    case 'telemetry':
-      return {
-        ok: true,
-        record: { kind: 'telemetry', device, message: body as Telemetry, payload: text, receivedAt },
-      };
-    case 'identity':
-      return {
-        ok: true,
-        record: { kind: 'identity', device, message: body as Identity, payload: text, receivedAt },
-      };
-    case 'status':
-      return { ok: true, record: { kind: 'status', device, message: body as CameraStatus, receivedAt } };
-    case 'available':
-      return { ok: true, record: { kind: 'available', device, message: body as Availability, receivedAt } };
-    case 'cmd_result':
-      return { ok: true, record: { kind: 'cmd_result', device, message: body as CommandResult, receivedAt } };
-  }
+  // the body passed the kind's validator above, so it has the record kind's message type
+  const record = { kind: RECORD_KIND[parsed.kind], device, message: body, payload: text, receivedAt };
+  return { ok: true, record: record as IngestRecord };
 }

@@ -2,7 +2,12 @@ import { errorMessage } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import type { IngestSettings } from '../config.ts';
 import type { Metrics } from '../metrics.ts';
-import type { IngestRecord, Repository, StoredEvent } from '../storage/repository.ts';
+import {
+  type IngestRecord,
+  RefusedDataError,
+  type Repository,
+  type StoredEvent,
+} from '../storage/repository.ts';
 import { decodeMessage } from './decode.ts';
 import { RateLimitedLog } from './rate-limited-log.ts';
 
@@ -13,7 +18,11 @@ interface Entry {
   record: IngestRecord | undefined;
   ack: Ack;
   receivedAt: number;
+  /** the database refused the record on its own: acknowledged, not stored */
+  refused?: boolean;
 }
+
+type Stored = Entry & { record: IngestRecord };
 
 const RETRY_START_MS = 200;
 const RETRY_MAX_MS = 10_000;
@@ -22,9 +31,11 @@ const RETRY_MAX_MS = 10_000;
  * Turns MQTT messages into stored rows. Each message is decoded and validated at once; valid ones
  * wait (at most `maxDelayMs`, at most `maxBatch` of them, or while the backend is busy) and are
  * written in one transaction. A message is acknowledged only after the transaction holding it
- * committed, and acknowledgements go out in arrival order (a rejected message is acknowledged in its turn: it is counted and logged,
- * never retried). A failing write is retried with backoff while its messages stay unacknowledged,
- * so the sender (or the broker) still holds them.
+ * committed, and acknowledgements go out in arrival order (a rejected message is acknowledged in
+ * its turn: it is counted and logged, never retried). A failing write is retried with backoff while
+ * its messages stay unacknowledged, so the sender (or the broker) still holds them. A batch the
+ * database refuses for a value in it is split in halves until the refused records are alone;
+ * those are acknowledged, counted and logged, so one bad message never holds back the others.
  */
 export class Ingestor {
   private pending: Entry[] = [];
@@ -119,8 +130,32 @@ export class Ingestor {
 
   /** the batch's new events once it is stored; undefined when it was abandoned at stop */
   private async store(batch: Entry[]): Promise<StoredEvent[] | undefined> {
-    const records = batch.flatMap((e) => (e.record ? [e.record] : []));
-    if (records.length === 0) return [];
+    const entries = batch.filter((e): e is Stored => e.record !== undefined);
+    return entries.length === 0 ? [] : this.storeEntries(entries);
+  }
+
+  /**
+   * Writes the entries' records; the halves of a batch the database refused are written one after
+   * the other, so their events still get cursors in arrival order.
+   */
+  private async storeEntries(entries: Stored[]): Promise<StoredEvent[] | undefined> {
+    try {
+      return await this.write(entries.map((e) => e.record));
+    } catch (err) {
+      if (!(err instanceof RefusedDataError)) throw err;
+      if (entries.length === 1) {
+        this.refuse(entries[0]!, err);
+        return [];
+      }
+      const half = Math.ceil(entries.length / 2);
+      const first = await this.storeEntries(entries.slice(0, half));
+      const second = first && (await this.storeEntries(entries.slice(half)));
+      return second && [...first, ...second];
+    }
+  }
+
+  /** stores the records, retrying while the database fails for its own reasons */
+  private async write(records: IngestRecord[]): Promise<StoredEvent[] | undefined> {
     let retryMs = RETRY_START_MS;
     for (;;) {
       try {
@@ -130,6 +165,7 @@ export class Ingestor {
         return outcome.inserted;
       } catch (err) {
         this.metrics.writeFailures++;
+        if (err instanceof RefusedDataError) throw err;
         this.log.error(
           { err: errorMessage(err), messages: records.length, retryInMs: retryMs },
           'cannot store a batch; its messages stay unacknowledged and the write is retried',
@@ -144,11 +180,22 @@ export class Ingestor {
     }
   }
 
+  private refuse(entry: Stored, err: RefusedDataError): void {
+    entry.refused = true;
+    this.metrics.countRejected('refused_by_database');
+    const { kind, device } = entry.record;
+    this.rejections.warn(
+      `refused_by_database/${device}`,
+      { kind, device, err: err.message, payload: entry.record.payload.slice(0, 200) },
+      'message dropped: the database refuses a value in it, although it follows the wire contract',
+    );
+  }
+
   private acknowledge(batch: Entry[], inserted: StoredEvent[] | undefined): void {
     if (!inserted) return;
     const now = Date.now();
     for (const e of batch) {
-      if (e.record) {
+      if (e.record && !e.refused) {
         this.metrics.countIngested(e.record.kind);
         this.metrics.observeLatency((now - e.receivedAt) / 1000);
       }

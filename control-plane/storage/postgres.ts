@@ -4,16 +4,17 @@ import { redactUrl } from '../../common/net.ts';
 import type { PostgresSettings } from '../config.ts';
 import { type EventRecord, planBatch } from './batch-plan.ts';
 import { applyMigrations, POSTGRES } from './migrations.ts';
-import type {
-  BatchOutcome,
-  CommandRecord,
-  DeviceRecord,
-  EventFilter,
-  IngestRecord,
-  PutSnapshotOutcome,
-  Repository,
-  SnapshotRecord,
-  StoredEvent,
+import {
+  type BatchOutcome,
+  type CommandRecord,
+  type DeviceRecord,
+  type EventFilter,
+  type IngestRecord,
+  type PutSnapshotOutcome,
+  RefusedDataError,
+  type Repository,
+  type SnapshotRecord,
+  type StoredEvent,
 } from './repository.ts';
 import {
   type CameraRow,
@@ -35,6 +36,17 @@ import {
 } from './sql.ts';
 
 const d = (i: number) => `$${i}`;
+
+/**
+ * SQLSTATE classes of errors caused by a value of the statement: 22 data exception (e.g. a NUL
+ * character in text), 23 integrity constraint violation, 54 program limit exceeded
+ */
+const REFUSED_DATA = /^(22|23|54)/;
+
+function isRefusedData(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && REFUSED_DATA.test(code);
+}
 /** a migration lock key shared by every control plane on the same database */
 const MIGRATION_LOCK = 0x61726775;
 
@@ -204,7 +216,7 @@ export class PostgresRepository implements Repository {
     } catch (err) {
       endTurn();
       await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
+      throw isRefusedData(err) ? new RefusedDataError((err as Error).message) : err;
     } finally {
       client.release();
     }

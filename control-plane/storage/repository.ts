@@ -8,14 +8,22 @@ import type {
   Telemetry,
 } from '../../contract/index.ts';
 
-/** one validated MQTT message, ready to be stored; `receivedAt` is ms since the epoch */
-export type IngestRecord =
-  | { kind: 'event'; device: string; message: EventMessage; payload: string; receivedAt: number }
-  | { kind: 'status'; device: string; message: CameraStatus; receivedAt: number }
-  | { kind: 'telemetry'; device: string; message: Telemetry; payload: string; receivedAt: number }
-  | { kind: 'identity'; device: string; message: Identity; payload: string; receivedAt: number }
-  | { kind: 'available'; device: string; message: Availability; receivedAt: number }
-  | { kind: 'cmd_result'; device: string; message: CommandResult; receivedAt: number };
+/** the parsed body of each kind of stored message */
+interface MessageOf {
+  event: EventMessage;
+  status: CameraStatus;
+  telemetry: Telemetry;
+  identity: Identity;
+  available: Availability;
+  cmd_result: CommandResult;
+}
+
+export type IngestKind = keyof MessageOf;
+
+/** one validated MQTT message, ready to be stored: its body, its text, and `receivedAt` (ms since the epoch) */
+export type IngestRecord = {
+  [K in IngestKind]: { kind: K; device: string; message: MessageOf[K]; payload: string; receivedAt: number };
+}[IngestKind];
 
 /** an event message as stored: `cursor` orders events by ingestion (newest has the largest) */
 export interface StoredEvent {
@@ -81,6 +89,14 @@ export interface BatchOutcome {
   inserted: StoredEvent[];
   /** events and camera statuses already stored before (QoS 1 redelivery) */
   duplicates: number;
+}
+
+/**
+ * The database refused a batch for a value in it (a character or a size it cannot store), not for
+ * its own state: writing the same records again fails again.
+ */
+export class RefusedDataError extends Error {
+  override readonly name = 'RefusedDataError';
 }
 
 export type PutSnapshotOutcome = 'created' | 'unchanged' | 'conflict';

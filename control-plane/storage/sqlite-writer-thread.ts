@@ -8,6 +8,7 @@ import { openSqlite } from './sqlite-connection.ts';
 import {
   type BatchResult,
   type BatchRows,
+  isRefusedData,
   WRITE_SQL,
   type WriteReply,
   type WriteRequest,
@@ -68,7 +69,7 @@ try {
     try {
       reply = { id: req.id, result: handle(req) };
     } catch (err) {
-      reply = { id: req.id, error: errorMessage(err) };
+      reply = { id: req.id, error: errorMessage(err), refusedData: isRefusedData(err) };
     }
     port.postMessage(reply);
   });

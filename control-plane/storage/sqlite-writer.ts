@@ -2,6 +2,7 @@ import type { Worker } from 'node:worker_threads';
 import { ArgusError } from '../../common/errors.ts';
 import { startThread } from '../../common/thread.ts';
 import type { SqliteSettings } from '../config.ts';
+import { RefusedDataError } from './repository.ts';
 import type { WriteReply, WriteRequest, WriteResult, WriterReady } from './sqlite-writes.ts';
 
 type Request = WriteRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
@@ -85,7 +86,8 @@ export class SqliteWriter {
       const p = this.pending.get(reply.id);
       if (!p) return;
       this.pending.delete(reply.id);
-      if ('error' in reply) p.reject(new ArgusError(reply.error));
+      if ('error' in reply)
+        p.reject(reply.refusedData ? new RefusedDataError(reply.error) : new ArgusError(reply.error));
       else p.resolve(reply.result);
     };
     worker.on('message', onReply);

@@ -28,7 +28,17 @@ export interface BatchResult {
 
 export type WriteResult = BatchResult | PutSnapshotOutcome | null;
 
-export type WriteReply = { id: number; result: WriteResult } | { id: number; error: string };
+export type WriteReply =
+  | { id: number; result: WriteResult }
+  /** `refusedData`: SQLite refused a value of the request, so the same request fails again */
+  | { id: number; error: string; refusedData: boolean };
+
+/** SQLite result codes that come from a value of the statement, not from the database's state */
+const REFUSED_DATA = /^SQLITE_(CONSTRAINT|MISMATCH|TOOBIG|RANGE)/;
+
+export function isRefusedData(err: unknown): boolean {
+  return REFUSED_DATA.test(String((err as { code?: unknown }).code ?? ''));
+}
 
 export type WriterReady = { ready: true } | { ready: false; error: string };
 

@@ -235,6 +235,34 @@ for (const [broker, storage] of [
       assert.equal((await allEvents(cp, 'box-2')).length, 1);
     });
 
+    it('drops a message the database refuses without holding back the messages around it', async () => {
+      const client = await v5Client(cp.mqttUrl);
+      const refused = () => metric(cp.httpUrl, 'argus_ingest_rejected_total{reason="refused_by_database"}');
+      const before = await refused();
+      // a NUL character follows the contract but PostgreSQL cannot store it in text; SQLite can
+      const messages = Array.from({ length: 41 }, (_, i) =>
+        eventMessage({ device: 'box-5', cameraSeq: i, ...(i === 20 ? { rule: 'left\u0000road' } : {}) }),
+      );
+      await Promise.all(
+        messages.map((m) => client.publishAsync(topics.events('box-5'), JSON.stringify(m), { qos: 1 })),
+      );
+      await client.endAsync();
+      const expected = storage === 'postgres' ? 40 : 41;
+      const stored = await eventually(
+        async () => {
+          const events = await allEvents(cp, 'box-5');
+          return events.length === expected ? events : undefined;
+        },
+        10_000,
+        `${expected} events stored`,
+      );
+      assert.deepEqual(
+        stored.map((e) => e.event.cameraSeq).sort((a, b) => a - b),
+        messages.map((m) => m.cameraSeq).filter((seq) => storage === 'sqlite' || seq !== 20),
+      );
+      assert.equal((await refused()) - before, storage === 'postgres' ? 1 : 0);
+    });
+
     it('rejects, counts and logs malformed, oversized, wrong-schema, foreign and unknown-topic messages, and keeps going', async () => {
       const client = await v5Client(cp.mqttUrl);
       const count = (reason: string) => metric(cp.httpUrl, `argus_ingest_rejected_total{reason="${reason}"}`);

@@ -13,9 +13,19 @@ import { eventMessage, jpeg } from './fixtures.ts';
 const T0 = Date.parse('2026-05-01T10:00:00.000Z');
 const iso = (ms: number) => new Date(ms).toISOString();
 
+/** a record as decode makes it: the message and its text */
+function record<K extends IngestRecord['kind']>(
+  kind: K,
+  device: string,
+  message: Extract<IngestRecord, { kind: K }>['message'],
+  receivedAt: number,
+): IngestRecord {
+  return { kind, device, message, payload: JSON.stringify(message), receivedAt } as IngestRecord;
+}
+
 function eventRecord(over: Parameters<typeof eventMessage>[0], receivedAt = Date.now()): IngestRecord {
   const message = eventMessage(over);
-  return { kind: 'event', device: message.device, message, payload: JSON.stringify(message), receivedAt };
+  return record('event', message.device, message, receivedAt);
 }
 
 const identity = (device: string): Identity => ({
@@ -94,46 +104,29 @@ function repositorySuite(name: string, open: () => Promise<Repository>): void {
 
     it('keeps device status from availability, the latest identity and telemetry, and camera status', async () => {
       const device = 'status-box';
-      const status = (state: 'online' | 'offline', cameraSeq: number): IngestRecord => ({
-        kind: 'status',
-        device,
-        message: {
-          v: 1,
-          id: `st-${cameraSeq}-${state}-x`,
+      const status = (state: 'online' | 'offline', cameraSeq: number): IngestRecord =>
+        record(
+          'status',
           device,
-          camera: 'cam-1',
-          cameraSeq,
-          state,
-          at: iso(T0 + cameraSeq),
-        },
-        receivedAt: T0 + cameraSeq,
-      });
+          {
+            v: 1,
+            id: `st-${cameraSeq}-${state}-x`,
+            device,
+            camera: 'cam-1',
+            cameraSeq,
+            state,
+            at: iso(T0 + cameraSeq),
+          },
+          T0 + cameraSeq,
+        );
       await repo.writeBatch([
-        { kind: 'available', device, message: { v: 1, state: 'online', at: iso(T0) }, receivedAt: T0 },
-        {
-          kind: 'identity',
-          device,
-          message: identity(device),
-          payload: JSON.stringify(identity(device)),
-          receivedAt: T0,
-        },
-        {
-          kind: 'telemetry',
-          device,
-          message: telemetry(device, 9, T0),
-          payload: JSON.stringify(telemetry(device, 9, T0)),
-          receivedAt: T0 + 1,
-        },
+        record('available', device, { v: 1, state: 'online', at: iso(T0) }, T0),
+        record('identity', device, identity(device), T0),
+        record('telemetry', device, telemetry(device, 9, T0), T0 + 1),
         status('online', 5),
       ]);
       await repo.writeBatch([
-        {
-          kind: 'telemetry',
-          device,
-          message: telemetry(device, 7, T0 + 5),
-          payload: JSON.stringify(telemetry(device, 7, T0 + 5)),
-          receivedAt: T0 + 5,
-        },
+        record('telemetry', device, telemetry(device, 7, T0 + 5), T0 + 5),
         status('offline', 7),
         status('online', 6),
       ]);
@@ -149,9 +142,7 @@ function repositorySuite(name: string, open: () => Promise<Repository>): void {
         [['cam-1', 'offline']],
         'the status with the highest cameraSeq wins, whatever the arrival order',
       );
-      await repo.writeBatch([
-        { kind: 'available', device, message: { v: 1, state: 'offline' }, receivedAt: T0 + 9 },
-      ]);
+      await repo.writeBatch([record('available', device, { v: 1, state: 'offline' }, T0 + 9)]);
       d = await repo.getDevice(device);
       assert.equal(d?.status, 'offline', 'the Last Will (no `at`) marks it offline');
       assert.equal(d?.statusAt, T0 + 9);
@@ -164,20 +155,14 @@ function repositorySuite(name: string, open: () => Promise<Repository>): void {
       const records: IngestRecord[] = [];
       for (let i = 0; i < 10_000; i++) {
         records.push(eventRecord({ device, cameraSeq: i }, T0 + i));
-        records.push({
-          kind: 'status',
-          device,
-          message: {
-            v: 1,
-            id: `big-${i}`,
+        records.push(
+          record(
+            'status',
             device,
-            camera: 'cam-1',
-            cameraSeq: i,
-            state: 'online',
-            at: iso(T0 + i),
-          },
-          receivedAt: T0 + i,
-        });
+            { v: 1, id: `big-${i}`, device, camera: 'cam-1', cameraSeq: i, state: 'online', at: iso(T0 + i) },
+            T0 + i,
+          ),
+        );
       }
       const outcome = await repo.writeBatch(records);
       assert.equal(outcome.inserted.length, 10_000);
@@ -307,7 +292,7 @@ function repositorySuite(name: string, open: () => Promise<Repository>): void {
         message: 'camera cam-1 restarted',
         at: iso(T0 + 100),
       };
-      await repo.writeBatch([{ kind: 'cmd_result', device: 'box-1', message: result, receivedAt: T0 + 200 }]);
+      await repo.writeBatch([record('cmd_result', 'box-1', result, T0 + 200)]);
       const c = await repo.getCommand('cmd-00000001');
       assert.deepEqual(c?.args, { camera: 'cam-1' });
       assert.equal(c?.issuedAt, T0);
