@@ -6,7 +6,7 @@ import { installBundle } from '../../models/bundle/install.ts';
 import { loadSigningKey } from '../../models/bundle/keys.ts';
 import { MANIFEST_FILE, type Manifest, parseManifest } from '../../models/bundle/manifest.ts';
 import { signBundle } from '../../models/bundle/sign.ts';
-import { BundleRejected, verifyBundle } from '../../models/bundle/verify.ts';
+import { BundleRejected, verifyBundle, verifyBundleEntries } from '../../models/bundle/verify.ts';
 import { DEFAULT_GATE, loadGateConfig } from '../../models/evaluate/gate.ts';
 import { evaluationReportsIn, readEvaluationReport } from '../../models/evaluate/report.ts';
 import { resolveModelDir } from '../../models/store.ts';
@@ -149,7 +149,7 @@ export const modelsInspect: Command = {
     const manifest = parseManifest(bytes, `${MANIFEST_FILE} of ${path}`);
     let status: string;
     try {
-      const v = await verifyBundle(path, {
+      const v = await verifyBundleEntries(path, entries, {
         ...(values.keyring ? { keyring: values.keyring } : {}),
         ...(values.installed ? { installedDir: values.installed } : {}),
       });

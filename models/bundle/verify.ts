@@ -110,8 +110,16 @@ function checkConsistent(manifest: Manifest, entries: Map<string, Uint8Array>, p
 }
 
 export async function verifyBundle(path: string, options: VerifyOptions = {}): Promise<VerifiedBundle> {
+  return verifyBundleEntries(path, await readBundleFile(path), options);
+}
+
+/** verifyBundle on the entries of the bundle file at `path`, already read (`path` names it in messages) */
+export async function verifyBundleEntries(
+  path: string,
+  entries: Map<string, Uint8Array>,
+  options: VerifyOptions = {},
+): Promise<VerifiedBundle> {
   const keyringDir = options.keyring ?? defaultKeyring();
-  const entries = await readBundleFile(path);
   const manifestBytes = entries.get(MANIFEST_FILE);
   if (!manifestBytes) {
     throw new ArgusError(`${path} is not a model bundle: it has no ${MANIFEST_FILE}`);
