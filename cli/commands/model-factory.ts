@@ -1,6 +1,5 @@
 import { join, resolve } from 'node:path';
 import { ArgusError } from '../../common/errors.ts';
-import { sweepStaging } from '../../common/fs-atomic.ts';
 import { SAMPLE_VIDEO } from '../../common/paths.ts';
 import { readLineage, writeDerivedModel } from '../../models/bundle/lineage.ts';
 import { DEFAULT_EVALUATE_OPTIONS, evaluateCandidate } from '../../models/evaluate/evaluate.ts';
@@ -19,10 +18,8 @@ import { type LoadedModel, loadModel, modelsDir } from '../../models/store.ts';
 import { type Command, integerOption, onePositional, parseCommandArgs } from '../command.ts';
 
 /** where a derived model goes: the directory --out (a path, never a cache name), else the model cache under its name */
-async function outputDir(out: string | undefined, name: string): Promise<string> {
-  if (out) return resolve(out);
-  await sweepStaging(modelsDir());
-  return join(modelsDir(), name);
+function outputDir(out: string | undefined, name: string): string {
+  return out ? resolve(out) : join(modelsDir(), name);
 }
 
 export const modelsQuantize: Command = {
@@ -50,7 +47,7 @@ export const modelsQuantize: Command = {
       signal: ctx.signal,
       ...(values.name ? { name: values.name } : {}),
     });
-    const dir = await outputDir(values.out, derived.descriptor.name);
+    const dir = outputDir(values.out, derived.descriptor.name);
     await writeDerivedModel(dir, derived);
     const mb = (n: number) => `${(n / (1 << 20)).toFixed(1)} MiB`;
     ctx.stdout.write(
@@ -78,7 +75,7 @@ export const modelsPrune: Command = {
       .map((l) => l.trim())
       .filter(Boolean);
     const derived = await pruneClasses(source, { keep, ...(values.name ? { name: values.name } : {}) });
-    const dir = await outputDir(values.out, derived.descriptor.name);
+    const dir = outputDir(values.out, derived.descriptor.name);
     await writeDerivedModel(dir, derived);
     ctx.stdout.write(
       `pruned ${source.descriptor.name} to ${derived.descriptor.labels.length} classes (${derived.descriptor.labels.join(', ')}) → ${dir}\n`,

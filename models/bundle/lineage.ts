@@ -1,8 +1,8 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import Type from 'typebox';
 import { ArgusError } from '../../common/errors.ts';
-import { buildDirAtomic } from '../../common/fs-atomic.ts';
+import { buildDirAtomic, sweepStaging } from '../../common/fs-atomic.ts';
 import { compileSchema } from '../../common/schema.ts';
 import type { ModelDescriptor } from '../descriptor.ts';
 import { FrameRangeSchema } from '../quant/frames.ts';
@@ -121,9 +121,11 @@ export interface DerivedModel {
 
 /**
  * Writes a derived model as a model directory (`model.onnx`, `descriptor.json`, `lineage.json`)
- * that `loadModel(dir)` accepts. Atomic: on any error or abort nothing appears at `target`.
+ * that `loadModel(dir)` accepts. Atomic: on any error or abort nothing appears at `target`. Staging
+ * leftovers of writers that were killed outright are swept from `target`'s parent directory first.
  */
 export async function writeDerivedModel(target: string, model: DerivedModel): Promise<void> {
+  await sweepStaging(dirname(target));
   await buildDirAtomic(target, async (dir) => {
     await writeFile(join(dir, model.descriptor.file), model.bytes);
     await writeFile(join(dir, DESCRIPTOR_FILE), `${JSON.stringify(model.descriptor, null, 2)}\n`);

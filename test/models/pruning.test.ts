@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -33,6 +33,8 @@ describe('class pruning of NanoDet-g to the traffic classes', () => {
     await ensureCatalogModels();
     dir = await mkdtemp(join(tmpdir(), 'argus-prune-'));
     full = await loadModel('nanodet');
+    // what a writer killed outright leaves behind: the next write sweeps it
+    await mkdir(join(dir, '.0123456789ab.partial', 'leftover'), { recursive: true });
     await writeDerivedModel(
       join(dir, 'nanodet-traffic'),
       await pruneClasses(full, { keep: [...TRAFFIC_LABELS].reverse(), name: 'nanodet-traffic' }),
@@ -53,6 +55,10 @@ describe('class pruning of NanoDet-g to the traffic classes', () => {
     const lineage = await readLineage(pruned.dir);
     assert.equal(lineage.derivedFrom?.sha256, full.descriptor.sha256);
     assert.deepEqual(lineage.steps[0], { ...lineage.steps[0], kind: 'prune', removedClasses: 74 });
+  });
+
+  it('sweeps staging leftovers from the directory it writes into', async () => {
+    assert.deepEqual(await readdir(dir), ['nanodet-traffic']);
   });
 
   it('has one score channel per kept label in every head', async () => {
