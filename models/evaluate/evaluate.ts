@@ -8,7 +8,7 @@ import { type FrameRange, formatFrameRange, overlappingFrames, readModelFrames }
 import type { LoadedModel } from '../store.ts';
 import { cpuDescription, hardwareClass } from './hardware.ts';
 import { measureLatency, percentile } from './latency.ts';
-import { type FrameMatch, meanAveragePrecision } from './map.ts';
+import { type FrameMatch, type MapResult, meanAveragePrecision } from './map.ts';
 import type { EvaluationReport } from './report.ts';
 
 /**
@@ -18,17 +18,34 @@ import type { EvaluationReport } from './report.ts';
  * and overall), and both models' per-frame latency is measured in the same run.
  */
 
-export interface EvaluateOptions {
+export interface AgreementOptions {
   frames: FrameRange;
-  /** intra-op threads for both models */
+  /** intra-op threads for both models (speed only: the detections do not depend on it) */
   threads: number;
-  /** timed detect() runs per model */
-  latencyRuns: number;
   /** the candidate's detections are ranked down to this score */
   candidateScoreThreshold: number;
   /** classes with fewer reference detections are reported, not averaged */
   minTruths: number;
   signal?: AbortSignal;
+}
+
+export interface LatencyOptions {
+  /** intra-op threads for both models */
+  threads: number;
+  /** timed detect() runs per model */
+  latencyRuns: number;
+  signal?: AbortSignal;
+}
+
+export interface EvaluateOptions extends AgreementOptions, LatencyOptions {}
+
+/** a candidate's agreement with its reference, with the decoded frames its latency is measured on */
+export interface Agreement {
+  reference: LoadedModel;
+  candidate: LoadedModel;
+  options: AgreementOptions;
+  frames: ModelFrame[];
+  result: MapResult;
 }
 
 export const DEFAULT_EVALUATE_OPTIONS = {
@@ -39,6 +56,15 @@ export const DEFAULT_EVALUATE_OPTIONS = {
 } as const;
 
 const IOU_THRESHOLD = 0.5;
+
+function detectorSettings(threads: number) {
+  return {
+    ...DEFAULT_DETECTOR_SETTINGS,
+    executionProviders: ['cpu'],
+    intraOpThreads: threads,
+    maxBatch: 1,
+  };
+}
 
 function ref(model: LoadedModel): ModelRef {
   const d = model.descriptor;
@@ -78,11 +104,12 @@ async function checkHeldOut(candidate: LoadedModel, frames: FrameRange): Promise
   }
 }
 
-export async function evaluateCandidate(
+/** mAP@0.5 of the candidate's detections against the reference's on the evaluation frames */
+export async function measureAgreement(
   reference: LoadedModel,
   candidate: LoadedModel,
-  options: EvaluateOptions,
-): Promise<EvaluationReport> {
+  options: AgreementOptions,
+): Promise<Agreement> {
   const { signal } = options;
   checkComparable(reference.descriptor, candidate.descriptor);
   await checkHeldOut(candidate, options.frames);
@@ -99,18 +126,12 @@ export async function evaluateCandidate(
     sourceHeight: input.height,
   }));
 
-  const settings = {
-    ...DEFAULT_DETECTOR_SETTINGS,
-    executionProviders: ['cpu'],
-    intraOpThreads: options.threads,
-    maxBatch: 1,
-  };
+  const settings = detectorSettings(options.threads);
   const referenceDetector = await Detector.fromModel(reference, settings);
   const candidateDetector = await Detector.fromModel(candidate, {
     ...settings,
     scoreThreshold: options.candidateScoreThreshold,
   });
-  const operatingDetector = await Detector.fromModel(candidate, settings);
   try {
     const progress = createProgress('evaluating', 'frames');
     const matches: FrameMatch[] = [];
@@ -133,18 +154,38 @@ export async function evaluateCandidate(
         'evaluate on more frames, or on footage with the objects the model is for',
       );
     }
+    return { reference, candidate, options, frames, result };
+  } finally {
+    await Promise.all([referenceDetector.close(), candidateDetector.close()]);
+  }
+}
 
+/**
+ * The evaluation report of an agreement, with both models' per-frame latency at their operating
+ * thresholds measured at `options.threads` on the agreement's frames. One agreement serves a
+ * report per thread count.
+ */
+export async function reportLatency(
+  agreement: Agreement,
+  options: LatencyOptions,
+): Promise<EvaluationReport> {
+  const { reference, candidate, result } = agreement;
+  const settings = detectorSettings(options.threads);
+  const referenceDetector = await Detector.fromModel(reference, settings);
+  const candidateDetector = await Detector.fromModel(candidate, settings);
+  try {
     const timing = createProgress('measuring latency', 'models');
     const samples = await measureLatency(
-      [referenceDetector, operatingDetector],
-      frames,
+      [referenceDetector, candidateDetector],
+      agreement.frames,
       options.latencyRuns,
-      signal,
+      options.signal,
     );
     timing.finish();
     const [refRuns, candRuns] = samples.runs as [number[], number[]];
     const referenceP50 = percentile(refRuns, 50);
     const candidateP50 = percentile(candRuns, 50);
+    const { minTruths, candidateScoreThreshold } = agreement.options;
     return {
       schemaVersion: 1,
       createdAt: new Date().toISOString(),
@@ -152,12 +193,12 @@ export async function evaluateCandidate(
       reference: ref(reference),
       hardwareClass: hardwareClass(),
       cpu: `${cpuDescription().cpu} (${cpuDescription().cores} cores)`,
-      frames: options.frames,
-      frameCount: frames.length,
+      frames: agreement.options.frames,
+      frameCount: agreement.frames.length,
       iouThreshold: IOU_THRESHOLD,
       referenceScoreThreshold: reference.descriptor.thresholds.score,
-      candidateScoreThreshold: options.candidateScoreThreshold,
-      minTruths: options.minTruths,
+      candidateScoreThreshold,
+      minTruths,
       map50: result.map,
       perClass: result.perClass.map((c) => ({
         label: c.label,
@@ -165,7 +206,7 @@ export async function evaluateCandidate(
         truths: c.truths,
         detections: c.detections,
         truePositives: c.truePositives,
-        counted: c.ap !== undefined && c.truths >= options.minTruths,
+        counted: c.ap !== undefined && c.truths >= minTruths,
       })),
       latency: {
         referenceP50Ms: referenceP50,
@@ -179,6 +220,15 @@ export async function evaluateCandidate(
       sizes: { referenceBytes: reference.bytes.length, candidateBytes: candidate.bytes.length },
     };
   } finally {
-    await Promise.all([referenceDetector.close(), candidateDetector.close(), operatingDetector.close()]);
+    await Promise.all([referenceDetector.close(), candidateDetector.close()]);
   }
+}
+
+/** agreement and latency at one thread count: what `argus models evaluate` reports */
+export async function evaluateCandidate(
+  reference: LoadedModel,
+  candidate: LoadedModel,
+  options: EvaluateOptions,
+): Promise<EvaluationReport> {
+  return reportLatency(await measureAgreement(reference, candidate, options), options);
 }

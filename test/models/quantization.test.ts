@@ -8,7 +8,7 @@ import { sha256Hex } from '../../common/hash.ts';
 import { SAMPLE_VIDEO } from '../../common/paths.ts';
 import { buildBundle } from '../../models/bundle/build.ts';
 import { type DerivedModel, readLineage, writeDerivedModel } from '../../models/bundle/lineage.ts';
-import { evaluateCandidate } from '../../models/evaluate/evaluate.ts';
+import { evaluateCandidate, measureAgreement, reportLatency } from '../../models/evaluate/evaluate.ts';
 import { checkGate, DEFAULT_GATE } from '../../models/evaluate/gate.ts';
 import type { EvaluationReport } from '../../models/evaluate/report.ts';
 import { decodeModel, encodeModel } from '../../models/onnx/codec.ts';
@@ -117,6 +117,24 @@ describe('static int8 quantization of NanoDet-g', () => {
     assert.deepEqual(
       checkGate(report, { ...DEFAULT_GATE, maxLatencyRatio: Number.POSITIVE_INFINITY }).failures,
       [],
+    );
+  });
+
+  it('reports latency at several thread counts from one agreement', async () => {
+    const agreement = await measureAgreement(fp32, int8, {
+      frames: parseFrameRange(EVALUATION_FRAMES),
+      threads: 2,
+      candidateScoreThreshold: 0.05,
+      minTruths: 10,
+    });
+    const reports: EvaluationReport[] = [];
+    for (const threads of [1, 2]) reports.push(await reportLatency(agreement, { threads, latencyRuns: 3 }));
+    assert.deepEqual(
+      reports.map((r) => [r.latency.threads, r.map50, r.frameCount]),
+      [
+        [1, agreement.result.map, agreement.frames.length],
+        [2, agreement.result.map, agreement.frames.length],
+      ],
     );
   });
 
