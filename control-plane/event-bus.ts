@@ -1,20 +1,101 @@
 import { EventEmitter } from 'node:events';
+import { iso } from './api/context.ts';
 import type { StoredEvent } from './storage/repository.ts';
 
-/** newly stored events, for live streams; listeners are called after the transaction committed */
+/**
+ * Bytes a live stream may hold unsent (its client not reading) before the stream is cut: about 16
+ * events at the payload limit (64 KiB), 2,000 typical ones (~450 bytes), so a whole ingest batch at
+ * the default `ingest.maxBatch` (1000) fits
+ */
+export const MAX_STREAM_BACKLOG_BYTES = 1024 * 1024;
+
+/** a stored event as the API serves it, in pages and in live streams */
+export function eventView(e: StoredEvent) {
+  return { cursor: String(e.cursor), receivedAt: iso(e.receivedAt), event: e.event };
+}
+
+/** the Server-Sent Events message of a stored event: its cursor as id, its view as data */
+export function sseFrame(e: StoredEvent): string {
+  return `id: ${e.cursor}\nevent: event\ndata: ${JSON.stringify(eventView(e))}\n\n`;
+}
+
+/** where a live stream's frames go: an HTTP response */
+export interface StreamOutput {
+  /** false once the output buffers more than its high-water mark */
+  write(frame: string): boolean;
+  /** bytes written but not yet sent */
+  readonly writableLength: number;
+  destroy(): void;
+}
+
+/** a live stream fed by the bus */
+export interface LiveStream {
+  /** writes a frame of the stream's own (a comment such as a keepalive); ignored once closed or cut */
+  send(frame: string): void;
+  /** stops the event frames; the output stays open */
+  close(): void;
+}
+
+interface Subscriber {
+  output: StreamOutput;
+  wants: (event: StoredEvent) => boolean;
+}
+
+/**
+ * Newly stored events, published after their transaction committed: to listeners, and as SSE frames
+ * to live streams. A frame is built once per event and the same string written to every stream that
+ * wants the event. A stream whose output holds more than MAX_STREAM_BACKLOG_BYTES unsent is cut:
+ * its output destroyed (the response's `close` follows) and `streamsCut` counts it.
+ */
 export class EventBus {
   private readonly emitter = new EventEmitter();
+  private readonly subscribers = new Set<Subscriber>();
+  private cut = 0;
 
   constructor() {
     this.emitter.setMaxListeners(0);
   }
 
+  /** live streams cut because their client did not read */
+  get streamsCut(): number {
+    return this.cut;
+  }
+
   publish(events: readonly StoredEvent[]): void {
-    for (const e of events) this.emitter.emit('event', e);
+    for (const e of events) {
+      this.emitter.emit('event', e);
+      let frame: string | undefined;
+      for (const s of this.subscribers) {
+        if (!s.wants(e)) continue;
+        frame ??= sseFrame(e);
+        this.write(s, frame);
+      }
+    }
   }
 
   subscribe(listener: (event: StoredEvent) => void): () => void {
     this.emitter.on('event', listener);
     return () => this.emitter.off('event', listener);
+  }
+
+  /** writes the frame of every event `wants` accepts to `output`, until closed or cut */
+  openStream(output: StreamOutput, wants: (event: StoredEvent) => boolean): LiveStream {
+    const s: Subscriber = { output, wants };
+    this.subscribers.add(s);
+    return {
+      send: (frame) => {
+        if (this.subscribers.has(s)) this.write(s, frame);
+      },
+      close: () => {
+        this.subscribers.delete(s);
+      },
+    };
+  }
+
+  private write(s: Subscriber, frame: string): void {
+    if (s.output.write(frame) || s.output.writableLength <= MAX_STREAM_BACKLOG_BYTES) return;
+    this.subscribers.delete(s);
+    this.cut++;
+    s.output.destroy();
   }
 }

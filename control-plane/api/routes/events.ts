@@ -1,12 +1,9 @@
+import { eventView, MAX_STREAM_BACKLOG_BYTES } from '../../event-bus.ts';
 import type { EventFilter, StoredEvent } from '../../storage/repository.ts';
-import { type ApiContext, type App, iso } from '../context.ts';
+import type { ApiContext, App } from '../context.ts';
 import { ErrorBody, EventsPage, EventsQuery, StreamQuery } from '../schemas.ts';
 
 const KEEPALIVE_MS = 15_000;
-
-export function eventView(e: StoredEvent) {
-  return { cursor: String(e.cursor), receivedAt: iso(e.receivedAt), event: e.event };
-}
 
 interface Selection {
   device?: string | undefined;
@@ -69,7 +66,8 @@ export function eventRoutes(app: App, ctx: ApiContext, streams: StreamRegistry):
         tags: ['events'],
         summary: 'live stream of newly stored events (Server-Sent Events, `event: event`)',
         description:
-          "Each message's data is a StoredEvent as in GET /api/v1/events; the SSE id is its cursor.",
+          "Each message's data is a StoredEvent as in GET /api/v1/events; the SSE id is its cursor. " +
+          `A client that stops reading is disconnected once ${MAX_STREAM_BACKLOG_BYTES} bytes wait for it.`,
         querystring: StreamQuery,
       },
     },
@@ -83,17 +81,14 @@ export function eventRoutes(app: App, ctx: ApiContext, streams: StreamRegistry):
         connection: 'keep-alive',
         'x-accel-buffering': 'no',
       });
-      res.write(': argus live events\n\n');
-      const unsubscribe = ctx.bus.subscribe((e) => {
-        if (matches(q, e))
-          res.write(`id: ${e.cursor}\nevent: event\ndata: ${JSON.stringify(eventView(e))}\n\n`);
-      });
-      const keepalive = setInterval(() => res.write(': keepalive\n\n'), KEEPALIVE_MS);
+      const stream = ctx.bus.openStream(res, (e) => matches(q, e));
+      stream.send(': argus live events\n\n');
+      const keepalive = setInterval(() => stream.send(': keepalive\n\n'), KEEPALIVE_MS);
       ctx.metrics.sseClients++;
       const end = () => {
         if (!streams.delete(end)) return;
         clearInterval(keepalive);
-        unsubscribe();
+        stream.close();
         ctx.metrics.sseClients--;
         res.end();
       };
