@@ -42,7 +42,7 @@ export class Metrics {
       if (seconds <= LATENCY_BUCKETS[i]!) this.latencyCounts[i]!++;
   }
 
-  render(gauges: { devicesOnline: number; pending: number }): string {
+  render(gauges: { devicesOnline: number; pending: number; streamsCut: number }): string {
     const lines: string[] = [];
     const metric = (name: string, type: string, help: string, samples: [string, number][]) => {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -87,6 +87,12 @@ export class Metrics {
     ]);
     metric('argus_commands_total', 'counter', 'commands published to devices', [['', this.commands]]);
     metric('argus_event_stream_clients', 'gauge', 'open live event streams', [['', this.sseClients]]);
+    metric(
+      'argus_event_stream_cut_total',
+      'counter',
+      'live event streams ended because the client stopped reading',
+      [['', gauges.streamsCut]],
+    );
     const mem = process.memoryUsage();
     metric('process_resident_memory_bytes', 'gauge', 'resident set size', [['', mem.rss]]);
     const cpu = process.cpuUsage();

@@ -196,6 +196,7 @@ describe('live event stream over HTTP', () => {
         1,
         `the stalled client is still connected after ${sentBytes} bytes of events`,
       );
+      assert.equal(await metric(cp.httpUrl, 'argus_event_stream_cut_total'), 1);
 
       const last = eventMessage({ camera: 'flood', cameraSeq: published.length });
       await publish([last]);

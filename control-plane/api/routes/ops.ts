@@ -21,6 +21,7 @@ export function opsRoutes(app: App, ctx: ApiContext): void {
       const text = ctx.metrics.render({
         devicesOnline: await ctx.repo.countDevicesOnline(),
         pending: ctx.pendingMessages(),
+        streamsCut: ctx.bus.streamsCut,
       });
       return reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8').send(text);
     },
