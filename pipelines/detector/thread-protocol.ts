@@ -3,9 +3,15 @@ import type { Detection } from './detector.ts';
 
 /** messages between ThreadedDetector and its worker (detector-thread.ts) */
 
-export type ThreadReady =
-  | { ready: true; descriptor: ModelDescriptor; provider: string; maxBatch: number }
-  | { ready: false; error: string };
+/** the detector a thread loaded */
+export interface ThreadInfo {
+  descriptor: ModelDescriptor;
+  provider: string;
+  maxBatch: number;
+}
+
+/** the thread's first message */
+export type ThreadReady = ({ ready: true } & ThreadInfo) | { ready: false; error: string };
 
 export interface DetectRequest {
   id: number;

@@ -1,19 +1,154 @@
+import { isDeepStrictEqual } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import { ArgusError } from '../../common/errors.ts';
+import { ArgusError, errorMessage } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import type { ModelDescriptor } from '../../models/descriptor.ts';
 import type { Detection, FrameDetector, ModelFrame } from './detector.ts';
 import type { DetectorSettings } from './settings.ts';
-import type { DetectReply, DetectRequest, ThreadReady } from './thread-protocol.ts';
+import type { DetectReply, DetectRequest, ThreadInfo, ThreadReady } from './thread-protocol.ts';
 
 /** a thread that does not end by itself after close is terminated */
 const CLOSE_TIMEOUT_MS = 5000;
 
+/**
+ * How a crashed detector thread is started again: the wait before each attempt doubles from
+ * `firstDelayMs` up to `maxDelayMs`, and starts over once a thread has run `healthyAfterMs`.
+ */
+export interface RestartPolicy {
+  firstDelayMs: number;
+  maxDelayMs: number;
+  healthyAfterMs: number;
+}
+
+export const DEFAULT_RESTART_POLICY: RestartPolicy = {
+  firstDelayMs: 500,
+  maxDelayMs: 30_000,
+  healthyAfterMs: 60_000,
+};
+
+/** the waits between attempts to start a crashed thread again (times in ms, any monotonic clock) */
+export class RestartBackoff {
+  private nextMs: number;
+  private upSince: number | undefined;
+
+  constructor(private readonly policy: RestartPolicy) {
+    this.nextMs = policy.firstDelayMs;
+  }
+
+  /** a thread is running since `now` */
+  up(now: number): void {
+    this.upSince = now;
+  }
+
+  /** the wait before the next attempt, after a crash or a failed attempt at `now` */
+  delay(now: number): number {
+    if (this.upSince !== undefined && now - this.upSince >= this.policy.healthyAfterMs)
+      this.nextMs = this.policy.firstDelayMs;
+    this.upSince = undefined;
+    const delay = this.nextMs;
+    this.nextMs = Math.min(this.policy.maxDelayMs, delay * 2);
+    return delay;
+  }
+}
+
 interface Pending {
   resolve: (d: Detection[][]) => void;
   reject: (err: Error) => void;
-  /** settles with the request */
-  done: Promise<unknown>;
+  result: Promise<Detection[][]>;
+}
+
+/** one worker thread running a Detector; once it has exited it stays so */
+class DetectorThread {
+  private readonly worker: Worker;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  /** set when the thread has exited */
+  private ended: ArgusError | undefined;
+  /** what the thread loaded; rejects, once the thread has exited, when it loaded nothing */
+  readonly ready: Promise<ThreadInfo>;
+  /** resolves with why the thread ended */
+  readonly exited: Promise<string>;
+
+  constructor(settings: DetectorSettings) {
+    const worker = new Worker(new URL('./detector-thread.mjs', import.meta.url), { workerData: settings });
+    this.worker = worker;
+    let uncaught: Error | undefined;
+    let refused: ArgusError | undefined;
+    let loaded!: (info: ThreadInfo) => void;
+    let notLoaded!: (err: Error) => void;
+    this.ready = new Promise((resolve, reject) => {
+      loaded = resolve;
+      notLoaded = reject;
+    });
+    worker.on('message', (m: ThreadReady | DetectReply) => {
+      if ('ready' in m) {
+        if (m.ready) loaded({ descriptor: m.descriptor, provider: m.provider, maxBatch: m.maxBatch });
+        else {
+          refused = new ArgusError(m.error);
+          void worker.terminate();
+        }
+        return;
+      }
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      if ('error' in m) p.reject(new ArgusError(`detection failed: ${m.error}`));
+      else p.resolve(m.detections);
+    });
+    worker.on('error', (err) => {
+      uncaught = err;
+    });
+    this.exited = new Promise((resolve) => {
+      worker.on('exit', (code) => {
+        const cause = uncaught?.message ?? `exited with code ${code}`;
+        notLoaded(refused ?? uncaught ?? new ArgusError(`detector thread ${cause}`));
+        const ended = new ArgusError(`detector thread crashed: ${cause}`);
+        this.ended = ended;
+        for (const p of this.pending.values()) p.reject(ended);
+        this.pending.clear();
+        resolve(cause);
+      });
+    });
+  }
+
+  detect(pixels: ArrayBuffer, sizes: [number, number][]): Promise<Detection[][]> {
+    // a call made while the owner has yet to hear of the exit (from a rejection of the requests in flight)
+    if (this.ended) return Promise.reject(this.ended);
+    const request: DetectRequest = { id: this.nextId++, pixels, sizes };
+    let settle!: Omit<Pending, 'result'>;
+    const result = new Promise<Detection[][]>((resolve, reject) => {
+      settle = { resolve, reject };
+    });
+    this.pending.set(request.id, { ...settle, result });
+    this.worker.postMessage(request, [pixels]);
+    return result;
+  }
+
+  /** waits for detections in flight, then releases the session and ends the thread */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.pending.values()].map((p) => p.result));
+    this.worker.postMessage('close');
+    const timer = setTimeout(() => void this.worker.terminate(), CLOSE_TIMEOUT_MS);
+    await this.exited;
+    clearTimeout(timer);
+  }
+
+  /** ends the thread at once */
+  async terminate(): Promise<void> {
+    await this.worker.terminate();
+    await this.exited;
+  }
+}
+
+/** the time since a thread crashed until one runs again */
+interface Outage {
+  crash: string;
+  /** why the last attempt to start a thread failed */
+  lastFailure?: string;
+  /** the wait before the next attempt */
+  timer?: NodeJS.Timeout;
+  /** the thread of the latest attempt */
+  starting?: DetectorThread;
 }
 
 /**
@@ -21,51 +156,51 @@ interface Pending {
  * the thread that calls it, so inference on the main thread would stall everything else for the
  * length of each call: frame pulls, tracking, snapshots, MQTT keep-alives, HTTP. Here the main
  * thread packs the frames into one transferred buffer and gets the decoded detections back.
+ *
+ * When the thread dies, the detections in flight fail naming the crash and a new thread is started
+ * after a backoff (`RestartPolicy`). Calls in the meantime fail at once rather than wait: the
+ * scheduler then goes on with each camera's newest frame instead of holding frames that would be
+ * seconds old by the time a thread is back.
  */
 export class ThreadedDetector implements FrameDetector {
-  private nextId = 1;
-  private readonly pending = new Map<number, Pending>();
-  private failure: Error | undefined;
+  private thread: DetectorThread | undefined;
+  private outage: Outage | undefined;
   private closing: Promise<void> | undefined;
+  private restartCount = 0;
+  private readonly backoff: RestartBackoff;
 
   private constructor(
-    private readonly worker: Worker,
-    readonly descriptor: ModelDescriptor,
-    readonly provider: string,
-    readonly maxBatch: number,
+    private readonly settings: DetectorSettings,
+    private readonly log: Logger,
+    policy: RestartPolicy,
+    thread: DetectorThread,
+    private info: ThreadInfo,
   ) {
-    worker.on('message', (reply: DetectReply) => {
-      const p = this.pending.get(reply.id);
-      if (!p) return;
-      this.pending.delete(reply.id);
-      if ('error' in reply) p.reject(new ArgusError(`detection failed: ${reply.error}`));
-      else p.resolve(reply.detections);
-    });
-    worker.on('error', (err) => this.fail(new ArgusError(`detector thread failed: ${err.message}`)));
-    worker.on('exit', (code) => {
-      if (!this.closing) this.fail(new ArgusError(`detector thread exited with code ${code}`));
-    });
+    this.backoff = new RestartBackoff(policy);
+    this.run(thread);
   }
 
-  static async load(settings: DetectorSettings, log: Logger): Promise<ThreadedDetector> {
-    const worker = new Worker(new URL('./detector-thread.mjs', import.meta.url), { workerData: settings });
-    const ready = await new Promise<ThreadReady>((resolve, reject) => {
-      const onExit = (code: number) => reject(new ArgusError(`detector thread exited with code ${code}`));
-      worker.once('error', reject);
-      worker.once('exit', onExit);
-      worker.once('message', (m: ThreadReady) => {
-        // only our own listeners: the Worker's internal ones start and stop its message port
-        worker.off('error', reject);
-        worker.off('exit', onExit);
-        resolve(m);
-      });
-    });
-    if (!ready.ready) {
-      await worker.terminate();
-      throw new ArgusError(ready.error);
-    }
-    log.info({ model: ready.descriptor.name, provider: ready.provider }, 'detector thread ready');
-    return new ThreadedDetector(worker, ready.descriptor, ready.provider, ready.maxBatch);
+  static async load(
+    settings: DetectorSettings,
+    log: Logger,
+    restart: RestartPolicy = DEFAULT_RESTART_POLICY,
+  ): Promise<ThreadedDetector> {
+    const thread = new DetectorThread(settings);
+    const info = await thread.ready;
+    log.info({ model: info.descriptor.name, provider: info.provider }, 'detector thread ready');
+    return new ThreadedDetector(settings, log, restart, thread, info);
+  }
+
+  get descriptor(): ModelDescriptor {
+    return this.info.descriptor;
+  }
+
+  get provider(): string {
+    return this.info.provider;
+  }
+
+  get maxBatch(): number {
+    return this.info.maxBatch;
   }
 
   get inputWidth(): number {
@@ -76,9 +211,14 @@ export class ThreadedDetector implements FrameDetector {
     return this.descriptor.input.height;
   }
 
+  /** times a thread came back after a crash */
+  get restarts(): number {
+    return this.restartCount;
+  }
+
   detect(frames: readonly ModelFrame[]): Promise<Detection[][]> {
-    if (this.failure) return Promise.reject(this.failure);
     if (this.closing) return Promise.reject(new ArgusError('detector closed'));
+    if (!this.thread) return Promise.reject(this.outageError());
     const size = this.inputWidth * this.inputHeight * 3;
     const packed = new Uint8Array(frames.length * size);
     for (const [i, f] of frames.entries()) {
@@ -88,36 +228,73 @@ export class ThreadedDetector implements FrameDetector {
         );
       packed.set(f.pixels, i * size);
     }
-    const id = this.nextId++;
-    const request: DetectRequest = {
-      id,
-      pixels: packed.buffer,
-      sizes: frames.map((f) => [f.sourceWidth, f.sourceHeight]),
-    };
-    let pending: Omit<Pending, 'done'> | undefined;
-    const result = new Promise<Detection[][]>((resolve, reject) => {
-      pending = { resolve, reject };
-    });
-    this.pending.set(id, { ...pending!, done: result.catch(() => {}) });
-    this.worker.postMessage(request, [packed.buffer]);
-    return result;
+    return this.thread.detect(
+      packed.buffer,
+      frames.map((f) => [f.sourceWidth, f.sourceHeight]),
+    );
   }
 
-  private fail(err: Error): void {
-    this.failure ??= err;
-    for (const p of this.pending.values()) p.reject(err);
-    this.pending.clear();
+  private outageError(): ArgusError {
+    const { crash, lastFailure } = this.outage!;
+    const last = lastFailure ? `; the last attempt failed: ${lastFailure}` : '';
+    return new ArgusError(`detector thread crashed (${crash}) and is being restarted${last}`);
+  }
+
+  private run(thread: DetectorThread): void {
+    this.thread = thread;
+    this.backoff.up(performance.now());
+    void thread.exited.then((cause) => this.crashed(cause));
+  }
+
+  private crashed(cause: string): void {
+    if (this.closing) return;
+    this.thread = undefined;
+    this.log.error({ cause }, 'detector thread crashed');
+    this.outage = { crash: cause };
+    this.retry(this.outage);
+  }
+
+  private retry(outage: Outage): void {
+    const delayMs = this.backoff.delay(performance.now());
+    this.log.warn({ delayMs }, 'restarting the detector thread');
+    outage.timer = setTimeout(() => void this.restart(outage), delayMs);
+  }
+
+  private async restart(outage: Outage): Promise<void> {
+    const thread = new DetectorThread(this.settings);
+    outage.starting = thread;
+    let info: ThreadInfo;
+    try {
+      info = await thread.ready;
+      if (!isDeepStrictEqual(info.descriptor, this.descriptor) || info.maxBatch !== this.maxBatch) {
+        await thread.terminate();
+        throw new ArgusError(
+          `the restarted detector thread loaded a different model than the cameras were set up for (${info.descriptor.name} version ${info.descriptor.version}, batch ${info.maxBatch})`,
+          'restart the pipeline to use the new model',
+        );
+      }
+    } catch (err) {
+      if (this.closing) return;
+      outage.lastFailure = errorMessage(err);
+      this.log.error({ err: outage.lastFailure }, 'detector thread did not start again');
+      this.retry(outage);
+      return;
+    }
+    // close() ends the thread of the latest attempt
+    if (this.closing) return;
+    this.outage = undefined;
+    this.info = info;
+    this.restartCount++;
+    this.run(thread);
+    this.log.info({ restarts: this.restartCount, provider: info.provider }, 'detector thread restarted');
   }
 
   /** waits for detections in flight, then releases the session and ends the thread */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await Promise.all([...this.pending.values()].map((p) => p.done));
-      const exited = new Promise<void>((r) => this.worker.once('exit', () => r()));
-      this.worker.postMessage('close');
-      const timer = setTimeout(() => void this.worker.terminate(), CLOSE_TIMEOUT_MS);
-      await exited;
-      clearTimeout(timer);
+      clearTimeout(this.outage?.timer);
+      await this.outage?.starting?.terminate();
+      await this.thread?.close();
     })();
     return this.closing;
   }

@@ -1,14 +1,45 @@
 import assert from 'node:assert/strict';
+import { cp, mkdtemp, rename, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Worker } from 'node:worker_threads';
+import { errorMessage } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
+import { resolveModelDir } from '../../models/store.ts';
 import { Detector, type ModelFrame } from '../../pipelines/detector/detector.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
-import { ThreadedDetector } from '../../pipelines/detector/threaded-detector.ts';
+import {
+  DEFAULT_RESTART_POLICY,
+  RestartBackoff,
+  ThreadedDetector,
+} from '../../pipelines/detector/threaded-detector.ts';
 import { readModelFrames } from '../helpers/frames.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
 
 const log = createLogger('test-threaded-detector');
 const settings = { ...DEFAULT_DETECTOR_SETTINGS, intraOpThreads: 1 };
+
+/** the next worker thread this process starts (from `process`' 'worker' event) */
+function nextWorker(): Promise<Worker> {
+  return new Promise((resolve) => process.once('worker', resolve));
+}
+
+async function until(what: string, condition: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = performance.now() + 60_000;
+  while (!(await condition())) {
+    if (performance.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** why a detection call fails ('' when it does not) */
+function failure(call: Promise<unknown>): Promise<string> {
+  return call.then(() => '', errorMessage);
+}
+
+const activeTimers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
 
 describe('detector on a worker thread', () => {
   let frames: ModelFrame[];
@@ -57,5 +88,112 @@ describe('detector on a worker thread', () => {
       ThreadedDetector.load({ ...settings, model: 'no-such-model' }, log),
       /no-such-model/,
     );
+  });
+
+  it('restarts a crashed thread, and keeps trying while its model is missing or another one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'argus-threaded-detector-'));
+    const model = join(dir, 'nanodet');
+    await cp(resolveModelDir('nanodet'), model, { recursive: true });
+    const first = nextWorker();
+    const threaded = await ThreadedDetector.load({ ...settings, model }, log, {
+      firstDelayMs: 50,
+      maxDelayMs: 400,
+      healthyAfterMs: 60_000,
+    });
+    try {
+      const expected = await threaded.detect(frames);
+      // the frames in flight and the calls until a thread is back fail, naming the crash
+      const inFlight = threaded.detect(frames);
+      // as the scheduler does: the next batch goes as soon as the previous one failed
+      const next = inFlight.catch(() => threaded.detect(frames));
+      const second = nextWorker();
+      await (await first).terminate();
+      await assert.rejects(inFlight, /^ArgusError: detector thread crashed: exited with code 1$/);
+      await assert.rejects(next, /detector thread crashed/);
+      await assert.rejects(
+        threaded.detect(frames),
+        /detector thread crashed \(exited with code 1\) and is being restarted/,
+      );
+      assert.equal(threaded.restarts, 0);
+      await until('the restart', () => threaded.restarts === 1);
+      assert.deepEqual(await threaded.detect(frames), expected);
+
+      // a crash while the model is gone: attempts fail and go on until it is back
+      const attempts: Worker[] = [];
+      const count = (w: Worker) => attempts.push(w);
+      process.on('worker', count);
+      await rename(model, `${model}-away`);
+      await (await second).terminate();
+      await until('an attempt after a failed one', async () => {
+        const why = await failure(threaded.detect(frames));
+        assert.match(why, /detector thread crashed \(exited with code 1\) and is being restarted/);
+        return (
+          attempts.length >= 2 && /the last attempt failed: model ".*nanodet" is not installed/.test(why)
+        );
+      });
+      // nor does a thread that loads another model in its place
+      await cp(resolveModelDir('centernet'), model, { recursive: true });
+      await until('an attempt on the other model', async () =>
+        /the last attempt failed: the restarted detector thread loaded a different model than the cameras were set up for \(centernet/.test(
+          await failure(threaded.detect(frames)),
+        ),
+      );
+      assert.equal(threaded.restarts, 1);
+      await rm(model, { recursive: true });
+      await rename(`${model}-away`, model);
+      await until('the second restart', () => threaded.restarts === 2);
+      process.off('worker', count);
+      assert.deepEqual(await threaded.detect(frames), expected);
+    } finally {
+      await threaded.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('stops restarting when closed, leaving no timer and no thread', async () => {
+    // closed while waiting to restart
+    const waited = nextWorker();
+    const waiting = await ThreadedDetector.load(settings, log, {
+      firstDelayMs: 60_000,
+      maxDelayMs: 60_000,
+      healthyAfterMs: 60_000,
+    });
+    const timers = activeTimers();
+    await (await waited).terminate();
+    await assert.rejects(waiting.detect(frames), /being restarted/);
+    assert.equal(activeTimers(), timers + 1, 'the wait before the restart');
+    await waiting.close();
+    assert.equal(activeTimers(), timers);
+    await assert.rejects(waiting.detect(frames), /detector closed/);
+
+    // closed while the new thread loads the model
+    const crashing = nextWorker();
+    const starting = await ThreadedDetector.load(settings, log, {
+      ...DEFAULT_RESTART_POLICY,
+      firstDelayMs: 0,
+    });
+    const attempt = nextWorker();
+    await (await crashing).terminate();
+    const restarting = await attempt;
+    await starting.close();
+    assert.equal(restarting.threadId, -1, 'the thread being started has ended');
+    assert.equal(starting.restarts, 0);
+    await assert.rejects(starting.detect(frames), /detector closed/);
+  });
+});
+
+describe('detector thread restart backoff', () => {
+  it('doubles the wait from 0.5 s to 30 s, and starts over after a minute without a crash', () => {
+    const backoff = new RestartBackoff(DEFAULT_RESTART_POLICY);
+    backoff.up(0);
+    const waits = [10_000, 10_500, 11_500, 13_500, 17_500, 25_500, 41_500, 71_500].map((t) =>
+      backoff.delay(t),
+    );
+    assert.deepEqual(waits, [500, 1000, 2000, 4000, 8000, 16_000, 30_000, 30_000]);
+    backoff.up(100_000);
+    assert.equal(backoff.delay(159_999), 30_000, 'a thread that crashed within a minute');
+    backoff.up(200_000);
+    assert.equal(backoff.delay(260_000), 500, 'a thread that ran for a minute');
+    assert.equal(backoff.delay(260_500), 1000);
   });
 });
