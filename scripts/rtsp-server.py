@@ -4,8 +4,10 @@
     /usr/bin/python3 scripts/rtsp-server.py --port 8554 --file vtest.avi --paths cam-1,cam-2
 
 One player decodes the file as a live source into `intervideosink` and seeks back to 0 at the end of
-the stream, so the video loops forever. Every path is a shared media factory reading that player
-through `intervideosrc`, encoded as H.264 (x264enc tune=zerolatency, key frame every 10 frames).
+the stream, so the video loops forever. One media reads that player through `intervideosrc` and
+encodes it as H.264 (x264enc tune=zerolatency, key frame every 10 frames); every path and every
+client plays that same media, as cameras with their own encoders would: the box under test does
+not pay for one encoder per camera.
 Prints `READY rtsp://127.0.0.1:<port>/<path> ...` once it listens. Use Debian's /usr/bin/python3:
 a pyenv `python3` on PATH may lack `gi`.
 """
@@ -19,6 +21,13 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+
+class OneMediaFactory(GstRtspServer.RTSPMediaFactory):
+    """A shared media factory that gives every path it is mounted on the same media."""
+
+    def do_gen_key(self, _url):
+        return "argus-one-media"
 
 
 def main() -> int:
@@ -59,15 +68,15 @@ def main() -> int:
     server.set_service(str(args.port))
     mounts = server.get_mount_points()
     paths = [p.strip().strip("/") for p in args.paths.split(",") if p.strip()]
+    factory = OneMediaFactory()
+    factory.set_launch(
+        f"( intervideosrc channel={channel} timeout=18446744073709551615 ! videoconvert ! "
+        f"video/x-raw,format=I420,framerate={args.fps}/1 ! "
+        f"x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 bitrate={args.bitrate} "
+        f"threads=1 ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+    )
+    factory.set_shared(True)
     for path in paths:
-        factory = GstRtspServer.RTSPMediaFactory()
-        factory.set_launch(
-            f"( intervideosrc channel={channel} timeout=18446744073709551615 ! videoconvert ! "
-            f"video/x-raw,format=I420,framerate={args.fps}/1 ! "
-            f"x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 bitrate={args.bitrate} "
-            f"threads=1 ! rtph264pay name=pay0 pt=96 config-interval=1 )"
-        )
-        factory.set_shared(True)
         mounts.add_factory(f"/{path}", factory)
 
     if server.attach(None) == 0:
