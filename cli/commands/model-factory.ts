@@ -37,7 +37,10 @@ export const modelsQuantize: Command = {
     });
     const source = await loadModel(onePositional(this, positionals, 'MODEL'));
     if (values['list-nodes']) {
-      for (const n of quantizableNodes(source)) ctx.stdout.write(`${n.opType.padEnd(18)} ${n.name}\n`);
+      for (const n of quantizableNodes(source)) {
+        const note = n.computedWeights ? '  (computed weights: cannot be int8; keep it in float)' : '';
+        ctx.stdout.write(`${n.opType.padEnd(18)} ${n.name}${note}\n`);
+      }
       return 0;
     }
     const config = values.config ? await loadQuantizeConfig(values.config) : quantizeConfig();

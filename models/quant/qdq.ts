@@ -1,4 +1,3 @@
-import { ArgusError } from '../../common/errors.ts';
 import {
   attr,
   createNode,
@@ -55,6 +54,12 @@ export interface QdqOptions {
 export interface QdqPlan {
   /** positions in the graph's node list of the nodes that will be quantized */
   nodes: number[];
+  /**
+   * positions of Convs that would be quantized but whose weights are computed (by a
+   * DequantizeLinear, a Constant chain, …) rather than an initializer: they cannot be stored as
+   * int8, so quantization refuses them unless they are kept in float
+   */
+  computedWeights: number[];
   /** float activations that need a calibrated range */
   calibrate: string[];
   /** activation → the tensor whose parameters it shares */
@@ -84,7 +89,7 @@ export function planQdq(graph: Graph, options: QdqOptions): QdqPlan {
   const index = new GraphIndex(graph);
   const types = inferElemTypes(graph);
   const isFloat = (t: string) => types.get(t) === 'float32';
-  const nodes = graph.nodes.flatMap((n, i) =>
+  const candidates = graph.nodes.flatMap((n, i) =>
     QUANTIZED_OPS.has(n.opType) &&
     !options.keepFloat.has(n.name) &&
     n.outputs.every(isFloat) &&
@@ -92,15 +97,13 @@ export function planQdq(graph: Graph, options: QdqOptions): QdqPlan {
       ? [i]
       : [],
   );
+  const hasComputedWeights = (i: number) =>
+    graph.nodes[i]!.opType === 'Conv' && !index.constant(graph.nodes[i]!.inputs[1]!);
+  const computedWeights = candidates.filter(hasComputedWeights);
+  const nodes = candidates.filter((i) => !hasComputedWeights(i));
   const tensors = new Set<string>();
   const sharesWith = new Map<string, string>();
   for (const node of nodes.map((i) => graph.nodes[i]!)) {
-    if (node.opType === 'Conv' && !index.constant(node.inputs[1]!)) {
-      throw new ArgusError(
-        `Conv "${node.name}" has computed weights, which static quantization cannot store as int8`,
-        'keep it in float (quantization config keepFloat.nodes)',
-      );
-    }
     for (const t of activationInputs(node, index)) tensors.add(t);
     for (const t of node.outputs) tensors.add(t);
     if (SAME_SCALE_OPS.has(node.opType)) sharesWith.set(node.outputs[0]!, node.inputs[0]!);
@@ -118,7 +121,7 @@ export function planQdq(graph: Graph, options: QdqOptions): QdqPlan {
     if (params) alreadyQuantized.set(t, params);
   }
   const calibrate = [...tensors].filter((t) => !sharesWith.has(t) && !alreadyQuantized.has(t));
-  return { nodes, calibrate, sharesWith, alreadyQuantized };
+  return { nodes, computedWeights, calibrate, sharesWith, alreadyQuantized };
 }
 
 function scalar(name: string, type: ActivationType | 'float32', value: number): Tensor {

@@ -3,14 +3,14 @@ import { sha256Hex } from '../../common/hash.ts';
 import { createProgress } from '../../common/progress.ts';
 import { type DerivedModel, extendLineage, type QuantizeLineageStep } from '../bundle/lineage.ts';
 import { decodeModel, encodeModel } from '../onnx/codec.ts';
-import type { Model } from '../onnx/ir.ts';
+import type { Graph, Model } from '../onnx/ir.ts';
 import type { LoadedModel } from '../store.ts';
 import { calibrateRanges } from './calibrate.ts';
 import type { QuantizeConfig } from './config.ts';
 import { foldInputNormalization } from './fold-input.ts';
 import { parseFrameRange, readModelFrames } from './frames.ts';
 import { resolveKeepFloat } from './keep-float.ts';
-import { activationQuantParams, insertQdq, planQdq } from './qdq.ts';
+import { activationQuantParams, insertQdq, planQdq, type QdqPlan } from './qdq.ts';
 import { simplifyForQuantization } from './simplify.ts';
 
 /**
@@ -40,11 +40,38 @@ function uint8Input(source: LoadedModel): { name: string; dims: number[] } {
   return { name: input.name, dims: [1, input.height, input.width, 3] };
 }
 
-/** the nodes of the simplified float graph the quantizer would quantize with nothing kept in float */
-export function quantizableNodes(source: LoadedModel): { name: string; opType: string }[] {
+export interface QuantizableNode {
+  name: string;
+  opType: string;
+  /** a Conv whose weights are computed, not stored: quantization refuses it unless it is kept in float */
+  computedWeights: boolean;
+}
+
+/**
+ * The nodes of the simplified float graph the quantizer would quantize with nothing kept in float,
+ * in graph order, with the Convs whose weights are computed (which must be kept in float)
+ */
+export function quantizableNodes(source: LoadedModel): QuantizableNode[] {
   const graph = simplifyForQuantization(decodeModel(source.bytes)).graph;
   const plan = planQdq(graph, { activationType: 'uint8', perChannelWeights: true, keepFloat: new Set() });
-  return plan.nodes.map((i) => ({ name: graph.nodes[i]!.name, opType: graph.nodes[i]!.opType }));
+  const computed = new Set(plan.computedWeights);
+  return [...plan.nodes, ...plan.computedWeights]
+    .sort((a, b) => a - b)
+    .map((i) => ({
+      name: graph.nodes[i]!.name,
+      opType: graph.nodes[i]!.opType,
+      computedWeights: computed.has(i),
+    }));
+}
+
+/** refuses a plan with Convs whose weights are computed: their weights cannot be stored as int8 */
+function checkStorableWeights(graph: Graph, plan: QdqPlan): void {
+  if (plan.computedWeights.length === 0) return;
+  const names = plan.computedWeights.map((i) => `"${graph.nodes[i]!.name}"`).join(', ');
+  throw new ArgusError(
+    `Conv ${names} ${plan.computedWeights.length === 1 ? 'has' : 'have'} computed weights, which static quantization cannot store as int8`,
+    'keep them in float (quantization config keepFloat.nodes); `--list-nodes` marks every such Conv',
+  );
 }
 
 export async function quantizeModel(source: LoadedModel, options: QuantizeOptions): Promise<DerivedModel> {
@@ -66,6 +93,7 @@ export async function quantizeModel(source: LoadedModel, options: QuantizeOption
     keepFloat,
   };
   const plan = planQdq(model.graph, qdqOptions);
+  checkStorableWeights(model.graph, plan);
 
   const range = parseFrameRange(config.calibrationFrames, options.video);
   const decoding = createProgress('decoding calibration frames', 'frames');
