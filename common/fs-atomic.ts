@@ -2,9 +2,24 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
-/** A sibling path for staging a file or directory so that only a finished result is ever renamed in. */
+/** staging names: `.<pid of the writer>-<random>.partial` */
+const STAGING_NAME = /^\.(\d+)-[0-9a-f]{12}\.partial$/;
+
+/**
+ * A sibling path for staging a file or directory so that only a finished result is ever renamed
+ * in. The name carries the writer's process id, so a sweep removes only what dead processes left.
+ */
 export function stagingPath(target: string): string {
-  return join(dirname(target), `.${randomBytes(6).toString('hex')}.partial`);
+  return join(dirname(target), `.${process.pid}-${randomBytes(6).toString('hex')}.partial`);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** Writes `data` to `target` so that readers see either the old file or the whole new one. */
@@ -38,7 +53,10 @@ export async function buildDirAtomic(target: string, build: (dir: string) => Pro
   }
 }
 
-/** Removes staging leftovers of a process that was killed outright (SIGKILL, power loss). */
+/**
+ * Removes staging leftovers of processes that were killed outright (SIGKILL, power loss); what a
+ * running process is staging, and files that merely end in `.partial`, stay.
+ */
 export async function sweepStaging(dir: string): Promise<void> {
   let entries: string[];
   try {
@@ -48,7 +66,10 @@ export async function sweepStaging(dir: string): Promise<void> {
   }
   await Promise.all(
     entries
-      .filter((e) => e.endsWith('.partial'))
+      .filter((e) => {
+        const pid = STAGING_NAME.exec(e)?.[1];
+        return pid !== undefined && !processAlive(Number(pid));
+      })
       .map((e) => rm(join(dir, e), { recursive: true, force: true })),
   );
 }

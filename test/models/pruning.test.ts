@@ -33,8 +33,11 @@ describe('class pruning of NanoDet-g to the traffic classes', () => {
     await ensureCatalogModels();
     dir = await mkdtemp(join(tmpdir(), 'argus-prune-'));
     full = await loadModel('nanodet');
-    // what a writer killed outright leaves behind: the next write sweeps it
-    await mkdir(join(dir, '.0123456789ab.partial', 'leftover'), { recursive: true });
+    // what a writer killed outright leaves behind (a process id above Linux's pid_max: never alive)
+    // is swept by the next write; what a running writer stages and the user's own files stay
+    await mkdir(join(dir, '.4194305-0123456789ab.partial', 'leftover'), { recursive: true });
+    await mkdir(join(dir, `.${process.pid}-0123456789ab.partial`), { recursive: true });
+    await mkdir(join(dir, 'notes.partial'), { recursive: true });
     await writeDerivedModel(
       join(dir, 'nanodet-traffic'),
       await pruneClasses(full, { keep: [...TRAFFIC_LABELS].reverse(), name: 'nanodet-traffic' }),
@@ -58,7 +61,11 @@ describe('class pruning of NanoDet-g to the traffic classes', () => {
   });
 
   it('sweeps staging leftovers from the directory it writes into', async () => {
-    assert.deepEqual(await readdir(dir), ['nanodet-traffic']);
+    assert.deepEqual((await readdir(dir)).sort(), [
+      `.${process.pid}-0123456789ab.partial`,
+      'nanodet-traffic',
+      'notes.partial',
+    ]);
   });
 
   it('has one score channel per kept label in every head', async () => {
