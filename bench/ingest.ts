@@ -21,13 +21,16 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { connect, type MqttClient } from 'mqtt';
+import { timeOrderedId } from '../common/ids.ts';
 import { type EventMessage, ingestWildcard, type Telemetry, topics } from '../contract/index.ts';
 import { MosquittoBroker } from '../test/helpers/mosquitto-broker.ts';
 import { PostgresServer } from '../test/helpers/postgres.ts';
 import { machine, percentile, round } from './stats.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const MESSAGES = Number(process.env.ARGUS_BENCH_MESSAGES ?? 20_000);
+const MESSAGES = Number(process.env.ARGUS_BENCH_MESSAGES ?? 100_000);
+/** when set, each control plane writes a V8 CPU profile of its main thread there (`<run>.cpuprofile`) */
+const PROFILE_DIR = process.env.ARGUS_BENCH_PROFILE_DIR;
 /** rounds of raw, SQLite and PostgreSQL rates, interleaved; the figures are their medians */
 const ROUNDS = 3;
 const LATENCY_RATE = 1000;
@@ -45,7 +48,8 @@ function eventPayload(device: string, i: number): EventMessage {
   const at = new Date().toISOString();
   return {
     v: 1,
-    id: randomUUID(),
+    // as the device agent makes them
+    id: timeOrderedId(),
     seq: 0,
     phase: 'new',
     device,
@@ -163,7 +167,10 @@ interface RunningControlPlane extends Child {
 async function startControlPlane(dir: string, name: string, yaml: string): Promise<RunningControlPlane> {
   const file = join(dir, `${name}.yaml`);
   await writeFile(file, yaml);
-  const cp = spawnNode([join(ROOT, 'bin/argus.mjs'), 'control-plane', 'run', '--config', file]);
+  const profile = PROFILE_DIR
+    ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`]
+    : [];
+  const cp = spawnNode([...profile, join(ROOT, 'bin/argus.mjs'), 'control-plane', 'run', '--config', file]);
   const m = await waitFor(
     () => {
       if (cp.child.exitCode !== null) throw new Error(`control plane ${name} exited: ${cp.stderr}`);

@@ -3,6 +3,7 @@ export { type LoadedConfig, loadConfigFile, parseConfigText } from './config-fil
 export { ArgusError, errorMessage } from './errors.ts';
 export { buildDirAtomic, sweepStaging, writeFileAtomic } from './fs-atomic.ts';
 export { sha256Hex } from './hash.ts';
+export { timeOrderedId } from './ids.ts';
 export { createLogger, type Logger, rootLogger } from './logger.ts';
 export { freeTcpPort, isListening, redactUrl } from './net.ts';
 export { cacheDir, SAMPLE_VIDEO } from './paths.ts';

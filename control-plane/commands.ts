@@ -1,5 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import { ArgusError } from '../common/errors.ts';
+import { timeOrderedId } from '../common/ids.ts';
 import { CONTRACT_VERSION, type Command, type CommandName, topics, validators } from '../contract/index.ts';
 import type { Metrics } from './metrics.ts';
 import type { MqttLink } from './mqtt/link.ts';
@@ -20,7 +20,7 @@ export class CommandSender {
   async send(device: string, name: CommandName, args: Record<string, unknown>): Promise<CommandRecord> {
     const issuedAt = new Date();
     const command: Command = validators.command.parse(
-      { v: CONTRACT_VERSION, id: randomUUID(), name, args, issuedAt: issuedAt.toISOString() },
+      { v: CONTRACT_VERSION, id: timeOrderedId(), name, args, issuedAt: issuedAt.toISOString() },
       `command ${name}`,
     );
     const record: CommandRecord = {

@@ -1,7 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { dirname } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { ArgusError, errorMessage } from '../common/errors.ts';
+import { timeOrderedId } from '../common/ids.ts';
 import { createLogger, type Logger } from '../common/logger.ts';
 import type { Validator } from '../common/schema.ts';
 import {
@@ -212,7 +212,7 @@ export class DeviceAgent {
         'snapshot larger than the contract allows; sending the event without it (lower the scene snapshot quality)',
       );
     } else if (e.snapshot) {
-      snapshot = { id: randomUUID(), width: e.snapshot.width, height: e.snapshot.height };
+      snapshot = { id: timeOrderedId(), width: e.snapshot.width, height: e.snapshot.height };
     }
     try {
       this.spool.appendForCamera(
@@ -251,7 +251,7 @@ export class DeviceAgent {
       this.spool.appendForCamera('status', topics.status(device), s.camera, (cameraSeq) => {
         const message: CameraStatus = {
           v: CONTRACT_VERSION,
-          id: randomUUID(),
+          id: timeOrderedId(),
           device,
           camera: s.camera,
           cameraSeq,
@@ -303,7 +303,7 @@ export class DeviceAgent {
   private async snapshotCommand(args: Record<string, unknown>): Promise<CommandOutcome> {
     const camera = this.camera(args);
     const shot = await this.host!.snapshotNow(camera);
-    const id = randomUUID();
+    const id = timeOrderedId();
     this.spool.addSnapshot({ id, jpeg: shot.jpeg });
     this.uploader!.kick();
     const uploaded = await this.uploader!.waitFor(id, SNAPSHOT_REPLY_WAIT_MS);

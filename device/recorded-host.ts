@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import sharp from 'sharp';
 import Type from 'typebox';
 import { ArgusError, errorMessage } from '../common/errors.ts';
+import { timeOrderedId } from '../common/ids.ts';
 import type { Logger } from '../common/logger.ts';
 import { compileSchema } from '../common/schema.ts';
 import { type CameraTelemetry, EventMessageSchema } from '../contract/index.ts';
@@ -231,7 +231,7 @@ export class RecordedEventsHost implements CameraHost {
     const at = new Date().toISOString();
     let replayed = cam.open.get(m.id);
     if (!replayed || m.phase === 'new') {
-      replayed = { id: randomUUID(), startedAt: at };
+      replayed = { id: timeOrderedId(), startedAt: at };
       cam.open.set(m.id, replayed);
     }
     if (m.phase === 'end') cam.open.delete(m.id);

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { timeOrderedId } from '../../common/ids.ts';
 import type { EventMessage } from '../../contract/payloads.ts';
 import type { Box } from '../detector/detector.ts';
 import type { Transition } from '../scene/rules/index.ts';
@@ -70,7 +70,7 @@ export class EventLifecycle {
       let ev = this.open.get(tr.key);
       if (!ev || tr.phase === 'new') {
         ev = {
-          id: randomUUID(),
+          id: timeOrderedId(),
           seq: -1,
           startedAt: at,
           trackId: tr.trackId,
