@@ -90,7 +90,7 @@ const IngestSection = Type.Object(
      * messages written in one transaction at most (each kind of row goes in as one statement, so
      * the bound is the memory and the length of a transaction)
      */
-    maxBatch: Type.Integer({ minimum: 1, maximum: 50_000, default: 1000 }),
+    maxBatch: Type.Integer({ minimum: 1, maximum: 50_000, default: 2500 }),
     /**
      * a batch waits at most this long for more messages before it is written; 0 writes what
      * arrived by the next turn of the event loop (messages arriving during a write form the next

@@ -3,11 +3,11 @@ import { iso } from './api/context.ts';
 import type { StoredEvent } from './storage/repository.ts';
 
 /**
- * Bytes a live stream may hold unsent (its client not reading) before the stream is cut: about 16
- * events at the payload limit (64 KiB), 2,000 typical ones (~450 bytes), so a whole ingest batch at
- * the default `ingest.maxBatch` (1000) fits
+ * Bytes a live stream may hold unsent (its client not reading) before the stream is cut: about 128
+ * events at the payload limit (64 KiB), 18,000 typical ones (~450 bytes), so several ingest batches
+ * at the default `ingest.maxBatch` (2500), which reach the stream in one go, fit
  */
-export const MAX_STREAM_BACKLOG_BYTES = 1024 * 1024;
+export const MAX_STREAM_BACKLOG_BYTES = 8 * 1024 * 1024;
 
 /** a stored event as the API serves it, in pages and in live streams */
 export function eventView(e: StoredEvent) {
