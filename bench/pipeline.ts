@@ -3,24 +3,27 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createLogger } from '../common/logger.ts';
 import { SAMPLE_VIDEO } from '../common/paths.ts';
+import { startThread } from '../common/thread.ts';
 import { writeDerivedModel } from '../models/bundle/lineage.ts';
 import { quantizeConfig } from '../models/quant/config.ts';
 import { quantizeModel } from '../models/quant/quantize.ts';
 import { fetchModels, loadModel } from '../models/store.ts';
 import { Detector, type FrameDetector } from '../pipelines/detector/detector.ts';
+import { DetectorPool, sessionThreads } from '../pipelines/detector/detector-pool.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../pipelines/detector/settings.ts';
-import { ThreadedDetector } from '../pipelines/detector/threaded-detector.ts';
 import { CameraRuntime } from '../pipelines/runtime/camera.ts';
 import { DetectionScheduler } from '../pipelines/runtime/scheduler.ts';
 import { loadScene } from '../pipelines/scene/load.ts';
 import type { Scene } from '../pipelines/scene/schema.ts';
 import { RtspServer } from '../pipelines/video/rtsp-test-server.ts';
 import { readModelFrames } from '../test/helpers/frames.ts';
+import type { RawInferenceJob } from './raw-inference-thread.ts';
 import { machine, percentile, round } from './stats.ts';
 
 /**
  * The edge pipeline against raw inference, on this box:
- * (a) onnxruntime throughput of the detector on pre-made input tensors, at the pipeline's batch size;
+ * (a) onnxruntime throughput of the detector on pre-made input tensors, at the pipeline's batch size:
+ *     the better of one session with every core and the pipeline's sessions side by side;
  * (b) the whole pipeline over vtest.avi (GStreamer decode and scale → detect every frame → tracker →
  *     scene rules → events) through CameraRuntime in replay mode, and (b)/(a);
  * (c) the most live cameras (RTSP from scripts/rtsp-server.py, motion gating on, 5 detect-fps) the box
@@ -73,10 +76,40 @@ while (performance.now() - rawStart < 8000 || rawTimes.length < 20) {
   await rawDetector.runBatch(packed, BATCH);
   rawTimes.push(performance.now() - t0);
 }
-const rawFps = (rawTimes.length * BATCH * 1000) / (performance.now() - rawStart);
+const oneSessionFps = (rawTimes.length * BATCH * 1000) / (performance.now() - rawStart);
 console.log(
-  `(a) raw onnxruntime, batch ${BATCH}: ${rawFps.toFixed(1)} frames/s (p50 ${percentile(rawTimes, 50).toFixed(1)} ms per batch, ${rawTimes.length} batches)`,
+  `(a) raw onnxruntime, one session with every core, batch ${BATCH}: ${oneSessionFps.toFixed(1)} frames/s (p50 ${percentile(rawTimes, 50).toFixed(1)} ms per batch, ${rawTimes.length} batches)`,
 );
+
+/** the pipeline's detector sessions side by side, each on its own thread, on the same batch */
+async function rawSessionsFps(): Promise<number> {
+  const job: RawInferenceJob = {
+    settings: { ...settings, intraOpThreads: sessionThreads(settings) },
+    packed,
+    batch: BATCH,
+    warmup: 5,
+    seconds: 8,
+  };
+  const threads = Array.from({ length: settings.sessions }, () =>
+    startThread(new URL('./raw-inference-thread.ts', import.meta.url), job),
+  );
+  const message = (w: (typeof threads)[number]) =>
+    new Promise<unknown>((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
+  await Promise.all(threads.map(message));
+  const results = threads.map(message) as Promise<{ batches: number; ms: number }>[];
+  for (const w of threads) w.postMessage('go');
+  const done = await Promise.all(results);
+  return done.reduce((fps, r) => fps + (r.batches * BATCH * 1000) / r.ms, 0);
+}
+const sessionsFps = await rawSessionsFps();
+console.log(
+  `(a) raw onnxruntime, ${settings.sessions} sessions × ${sessionThreads(settings)} threads side by side (the pipeline's detector), batch ${BATCH}: ${sessionsFps.toFixed(1)} frames/s`,
+);
+/** the baseline is the better of the two: the most this box's onnxruntime does with the model */
+const rawFps = Math.max(oneSessionFps, sessionsFps);
 
 /** counts what becomes of every frame submitted to the scheduler */
 function instrument(scheduler: DetectionScheduler) {
@@ -105,7 +138,7 @@ function instrument(scheduler: DetectionScheduler) {
 
 await rawDetector.close();
 // the pipeline's detector: the same session settings, on its own thread
-const detector = await ThreadedDetector.load(settings, log);
+const detector = await DetectorPool.load(settings, log);
 
 // (b) full pipeline over the file, every frame detected
 const everyFrame: Scene = { ...baseScene, motion: { ...baseScene.motion, enabled: false } };
@@ -266,7 +299,7 @@ const server = await RtspServer.create({
 const sweeps: Sweep[] = [];
 try {
   for (const variant of variants) {
-    const threaded = await ThreadedDetector.load({ ...settings, model: variant.model }, log);
+    const threaded = await DetectorPool.load({ ...settings, model: variant.model }, log);
     const steps: Step[] = [];
     try {
       for (const n of CAMERA_STEPS) {
@@ -323,7 +356,10 @@ console.log(
     model: settings.model,
     ...machine(),
     batch: BATCH,
+    sessions: settings.sessions,
     raw_fps: round(rawFps, 1),
+    raw_one_session_fps: round(oneSessionFps, 1),
+    raw_sessions_fps: round(sessionsFps, 1),
     pipeline_fps: round(pipelineFps, 1),
     pipeline_over_raw: round(ratio, 3),
     cameras_at_5fps: chosen.best?.cameras ?? 0,

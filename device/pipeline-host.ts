@@ -4,8 +4,8 @@ import type { Logger } from '../common/logger.ts';
 import type { CameraTelemetry } from '../contract/index.ts';
 import { ensureModelInstalled } from '../models/store.ts';
 import type { CameraSettings } from '../pipelines/camera-settings.ts';
+import { DetectorPool } from '../pipelines/detector/detector-pool.ts';
 import type { DetectorSettings } from '../pipelines/detector/settings.ts';
-import { ThreadedDetector } from '../pipelines/detector/threaded-detector.ts';
 import { CameraRuntime } from '../pipelines/runtime/camera.ts';
 import { DetectionScheduler } from '../pipelines/runtime/scheduler.ts';
 import { loadScene } from '../pipelines/scene/load.ts';
@@ -19,7 +19,7 @@ const BATCH_WAIT_MS = 20;
  * session (on its own thread) through the detection scheduler.
  */
 export class PipelineCameraHost implements CameraHost {
-  private detector: ThreadedDetector | undefined;
+  private detector: DetectorPool | undefined;
   private scheduler: DetectionScheduler | undefined;
   private readonly cameras = new Map<string, CameraRuntime>();
   private readonly eventListeners: ((e: HostEvent) => void)[] = [];
@@ -33,7 +33,7 @@ export class PipelineCameraHost implements CameraHost {
   async start(cameras: readonly CameraSettings[], configDir: string): Promise<void> {
     const enabled = cameras.filter((c) => c.enabled);
     await ensureModelInstalled(this.settings.model);
-    const detector = await ThreadedDetector.load(this.settings, this.log);
+    const detector = await DetectorPool.load(this.settings, this.log);
     this.detector = detector;
     // every scene is loaded before any camera starts: a bad scene file starts nothing
     const scenes = await Promise.all(

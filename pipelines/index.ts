@@ -7,6 +7,7 @@ export {
   type FrameDetector,
   type ModelFrame,
 } from './detector/detector.ts';
+export { DetectorPool } from './detector/detector-pool.ts';
 export {
   DEFAULT_DETECTOR_SETTINGS,
   type DetectorSettings,

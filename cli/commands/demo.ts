@@ -38,6 +38,7 @@ controlPlane:
 spool:
   path: ${box.device}.spool.db
 detector:
+  sessions: 1
   intraOpThreads: 1
 health:
   port: 0

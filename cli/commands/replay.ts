@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { ArgusError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
 import { ensureModelInstalled } from '../../models/store.ts';
+import { DetectorPool } from '../../pipelines/detector/detector-pool.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
-import { ThreadedDetector } from '../../pipelines/detector/threaded-detector.ts';
 import { type CameraEvent, CameraRuntime } from '../../pipelines/runtime/camera.ts';
 import { DetectionScheduler } from '../../pipelines/runtime/scheduler.ts';
 import { loadScene } from '../../pipelines/scene/load.ts';
@@ -46,7 +46,7 @@ export const replay: Command = {
       maxBatch: parsePositiveNumber(values.batch, '--batch') ?? DEFAULT_DETECTOR_SETTINGS.maxBatch,
     };
     await ensureModelInstalled(settings.model, ctx.signal);
-    const detector = await ThreadedDetector.load(settings, log);
+    const detector = await DetectorPool.load(settings, log);
     const scene = await loadScene(values.scene, detector.descriptor.labels);
     if (values.snapshots) await mkdir(values.snapshots, { recursive: true });
     const scheduler = new DetectionScheduler(detector, { maxBatch: settings.maxBatch, maxWaitMs: 5 }, log);

@@ -68,6 +68,8 @@ export interface FrameDetector {
   readonly inputHeight: number;
   /** frames per inference call */
   readonly maxBatch: number;
+  /** inference calls it runs at once */
+  readonly concurrency: number;
   /** detects objects in each frame; boxes come back in each frame's source pixels */
   detect(frames: readonly ModelFrame[]): Promise<Detection[][]>;
   close(): Promise<void>;
@@ -130,6 +132,9 @@ export class Detector implements FrameDetector {
   }
 
   /** frames per inference call: the configured maximum, or the graph's fixed batch */
+  /** one call at a time: a session runs synchronously on the calling thread */
+  readonly concurrency = 1;
+
   get maxBatch(): number {
     const b = this.descriptor.input.batch;
     return b === 'dynamic' ? this.settings.maxBatch : b;

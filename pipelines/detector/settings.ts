@@ -7,7 +7,12 @@ export const DetectorSettingsSchema = Type.Object(
     model: Type.String({ default: 'nanodet' }),
     /** execution providers in order of preference; CPU is always the last resort */
     executionProviders: Type.Array(Type.String(), { default: ['cpu'] }),
-    /** threads per operator; 0 lets ONNX Runtime use one per core */
+    /**
+     * detector sessions of the model, each on its own thread, running inference calls side by
+     * side (pipelines: DetectorPool)
+     */
+    sessions: Type.Integer({ minimum: 1, maximum: 16, default: 2 }),
+    /** threads per operator and session; 0 gives each session an equal share of the cores */
     intraOpThreads: Type.Integer({ minimum: 0, default: 0 }),
     interOpThreads: Type.Integer({ minimum: 1, default: 1 }),
     /** largest number of frames per inference call */
@@ -25,6 +30,7 @@ export type DetectorSettings = Type.Static<typeof DetectorSettingsSchema>;
 export const DEFAULT_DETECTOR_SETTINGS: DetectorSettings = {
   model: 'nanodet',
   executionProviders: ['cpu'],
+  sessions: 2,
   intraOpThreads: 0,
   interOpThreads: 1,
   maxBatch: 4,

@@ -203,6 +203,9 @@ export class ThreadedDetector implements FrameDetector {
     return this.info.maxBatch;
   }
 
+  /** the thread answers one call after the other */
+  readonly concurrency = 1;
+
   get inputWidth(): number {
     return this.descriptor.input.width;
   }

@@ -32,9 +32,10 @@ export interface SchedulerOptions {
 }
 
 /**
- * Shares one detector session between all cameras of a box. Frames from different cameras are
- * batched into one inference call (up to `maxBatch`, waiting at most `maxWaitMs` for a batch to
- * fill), taken round-robin across cameras so that a busy camera cannot starve the others. When
+ * Shares the box's detector between all its cameras. Frames from different cameras are batched
+ * into one inference call (up to `maxBatch`, waiting at most `maxWaitMs` for a batch to fill),
+ * taken round-robin across cameras so that a busy camera cannot starve the others, and as many
+ * calls run at once as the detector has sessions. When
  * inference is slower than the cameras, a live camera's waiting frame is replaced by its newest
  * one and the replaced frame is counted as a drop — nothing queues without bound.
  */
@@ -42,7 +43,8 @@ export class DetectionScheduler {
   private lanes = new Map<string, Lane>();
   private order: string[] = [];
   private cursor = 0;
-  private running = false;
+  /** inference calls in progress, at most the detector's concurrency */
+  private running = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly maxBatch: number;
@@ -75,9 +77,12 @@ export class DetectionScheduler {
     return { width: d.inputWidth, height: d.inputHeight, format: d.descriptor.input.colorOrder };
   }
 
-  /** waiting frames of an ordered lane at which its producer should wait */
+  /**
+   * frames of an ordered lane, submitted and not yet detected, at which its producer should wait:
+   * a batch in every session and a whole next batch waiting, so no session waits for frames
+   */
   get queueLimit(): number {
-    return this.maxBatch;
+    return (this.detector.concurrency + 1) * this.maxBatch;
   }
 
   pending(camera: string): number {
@@ -119,7 +124,7 @@ export class DetectionScheduler {
   }
 
   private schedule(): void {
-    if (this.running || this.closed) return;
+    if (this.running >= this.detector.concurrency || this.closed) return;
     const waiting = this.waiting();
     if (waiting === 0) return;
     const age = this.oldestAge();
@@ -155,8 +160,10 @@ export class DetectionScheduler {
   }
 
   private async runBatch(): Promise<void> {
-    this.running = true;
+    this.running++;
     const batch = this.take();
+    // another session may take the next batch at once
+    this.schedule();
     try {
       if (batch.length > 0) {
         const results = await this.detector.detect(batch.map((b) => b.job.frame));
@@ -169,7 +176,7 @@ export class DetectionScheduler {
       this.log.error({ err }, 'inference failed');
       for (const b of batch) b.job.reject(err);
     } finally {
-      this.running = false;
+      this.running--;
       this.schedule();
     }
   }
