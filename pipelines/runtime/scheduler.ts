@@ -140,11 +140,11 @@ export class DetectionScheduler {
     }
   }
 
-  /** takes up to maxBatch jobs, one camera at a time in turn, starting after the last served */
-  private take(): { lane: Lane; job: Job }[] {
+  /** takes up to `size` jobs, one camera at a time in turn, starting after the last served */
+  private take(size: number): { lane: Lane; job: Job }[] {
     const batch: { lane: Lane; job: Job }[] = [];
     let idle = 0;
-    while (batch.length < this.maxBatch && idle < this.order.length) {
+    while (batch.length < size && idle < this.order.length) {
       const camera = this.order[this.cursor % this.order.length]!;
       this.cursor = (this.cursor + 1) % Math.max(1, this.order.length);
       const lane = this.lanes.get(camera)!;
@@ -160,8 +160,11 @@ export class DetectionScheduler {
   }
 
   private async runBatch(): Promise<void> {
+    // the waiting frames are shared among the sessions free now, so that a burst (cameras fed by
+    // one clock deliver frames at the same moment) does not queue on one session while another idles
+    const free = this.detector.concurrency - this.running;
     this.running++;
-    const batch = this.take();
+    const batch = this.take(Math.min(this.maxBatch, Math.ceil(this.waiting() / free)));
     // another session may take the next batch at once
     this.schedule();
     try {
