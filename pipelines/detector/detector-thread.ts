@@ -1,6 +1,7 @@
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { errorMessage } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
+import { threadData } from '../../common/thread.ts';
 import { Detector, type ModelFrame } from './detector.ts';
 import type { DetectorSettings } from './settings.ts';
 import type { DetectReply, DetectRequest, ThreadReady } from './thread-protocol.ts';
@@ -10,7 +11,7 @@ import type { DetectReply, DetectRequest, ThreadReady } from './thread-protocol.
  * order they arrive. Frames come packed in one transferred buffer.
  */
 const port = parentPort!;
-const settings = workerData as DetectorSettings;
+const settings = threadData<DetectorSettings>();
 
 try {
   const detector = await Detector.load(settings, createLogger('detector-thread'));

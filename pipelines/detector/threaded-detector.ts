@@ -1,7 +1,8 @@
 import { isDeepStrictEqual } from 'node:util';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { ArgusError, errorMessage } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
+import { startThread } from '../../common/thread.ts';
 import type { ModelDescriptor } from '../../models/descriptor.ts';
 import type { Detection, FrameDetector, ModelFrame } from './detector.ts';
 import type { DetectorSettings } from './settings.ts';
@@ -70,7 +71,7 @@ class DetectorThread {
   readonly exited: Promise<string>;
 
   constructor(settings: DetectorSettings) {
-    const worker = new Worker(new URL('./detector-thread.mjs', import.meta.url), { workerData: settings });
+    const worker = startThread(new URL('./detector-thread.ts', import.meta.url), settings);
     this.worker = worker;
     let uncaught: Error | undefined;
     let refused: ArgusError | undefined;

@@ -50,11 +50,21 @@ describe('argus replay over a recording that stops delivering data', () => {
       await writer.write(head);
       await new Promise((r) => setTimeout(r, SILENCE_MS));
     } catch (err) {
-      assert.fail(`replay stopped reading after ${Date.now()}: ${String(err)}\nstderr: ${stderr}`);
+      child.kill('SIGKILL');
+      assert.fail(`replay stopped reading: ${String(err)}\nstderr: ${stderr}`);
     } finally {
       await writer.close();
     }
-    const code = await exited;
+    // a replay that hangs must fail the test, not the whole suite
+    const code = await Promise.race([
+      exited,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => {
+          child.kill('SIGKILL');
+          reject(new Error(`replay did not exit within 60 s of the recording's end; stderr: ${stderr}`));
+        }, 60_000).unref(),
+      ),
+    ]);
     assert.notEqual(code, 0, `replay of a stalled recording exited 0; stderr: ${stderr}`);
     assert.match(stderr, /stalling\.avi: no frame for 5 s after frame \d+; the recording is truncated/);
     const events = stdout
