@@ -57,8 +57,9 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
  * broker's PUBACK. Messages are handed to the uplink in `seq` order through a lease cursor: a
  * message is leased once per process lifetime unless the transport gives it back (`unlease`), so
  * the agent itself never publishes a message twice while the MQTT client still holds it. The spool
- * is bounded by count and bytes: when full, the oldest messages not held by the transport are
- * dropped and counted. Per-camera `cameraSeq` counters live here too, so they keep increasing
+ * is bounded by count and bytes: when full, the oldest messages are dropped and counted — also one
+ * the transport still holds (sent, its PUBACK outstanding): if that PUBACK comes after all, the
+ * message was delivered and the count goes back down, so the count is what the receiver misses. Per-camera `cameraSeq` counters live here too, so they keep increasing
  * across restarts. Snapshots waiting for upload are a second, separately bounded queue.
  *
  * One agent per spool: the file is locked exclusively while open.
@@ -77,6 +78,8 @@ export class Spool {
   private cursor = 0;
   /** seq → bytes of messages held by the transport */
   private readonly leased = new Map<number, number>();
+  /** leased messages dropped from the spool while the transport still holds them */
+  private readonly droppedInFlight = new Set<number>();
   /** acknowledged, deleted at the next flush */
   private acked: number[] = [];
   private ackedBytes = 0;
@@ -227,9 +230,13 @@ export class Spool {
     return out;
   }
 
-  /** the transport gave the message back unsent: it is handed out again, in order, by the next `lease` */
+  /**
+   * the transport gave the message back unsent: it is handed out again, in order, by the next
+   * `lease` (unless it was dropped meanwhile)
+   */
   unlease(seq: number): void {
     this.leased.delete(seq);
+    if (this.droppedInFlight.delete(seq)) return;
     this.cursor = Math.min(this.cursor, seq - 1);
   }
 
@@ -238,6 +245,12 @@ export class Spool {
     const bytes = this.leased.get(seq);
     if (bytes === undefined) return;
     this.leased.delete(seq);
+    if (this.droppedInFlight.delete(seq)) {
+      // dropped while in flight, delivered after all
+      this.dropped--;
+      this.stmt.setCounter.run('dropped', this.dropped);
+      return;
+    }
     this.acked.push(seq);
     this.ackedBytes += bytes;
     if (!this.flushScheduled) {
@@ -313,7 +326,7 @@ export class Spool {
     return seq;
   }
 
-  /** drops the oldest messages the transport does not hold until the spool is within its limits */
+  /** drops the oldest messages until the spool is within its limits */
   private evictMessages(newest: number): void {
     const over = () =>
       this.rows - this.acked.length > this.limits.maxMessages ||
@@ -321,14 +334,15 @@ export class Spool {
     if (!over()) return;
     this.flushAcks();
     const before = this.dropped;
-    let from = this.cursor;
+    let from = 0;
     while (over()) {
       const victims = this.stmt.victims.all(from, 64).filter((v) => v.seq !== newest);
       if (victims.length === 0) break;
       for (const v of victims) {
         from = v.seq;
-        if (this.leased.has(v.seq)) continue;
         if (!over()) break;
+        // the transport keeps a leased one (its window stays full) until its PUBACK or its return
+        if (this.leased.has(v.seq)) this.droppedInFlight.add(v.seq);
         this.stmt.deleteSeq.run(v.seq);
         this.rows--;
         this.rowBytes -= v.bytes;

@@ -117,18 +117,27 @@ describe('event spool', () => {
     b.close();
   });
 
-  it('never drops messages the transport holds', () => {
+  it('drops the oldest even while the transport holds it, and counts only what is not delivered', () => {
     const spool = Spool.open(path(), { ...roomy, maxMessages: 10 }, log);
     for (let i = 0; i < 10; i++) spool.append('event', 't', `m${i}`);
     const held = spool.lease(3);
     for (let i = 10; i < 15; i++) spool.append('event', 't', `m${i}`);
-    assert.equal(spool.stats().dropped, 5);
-    for (const m of held) spool.ack(m.seq);
+    assert.deepEqual(
+      { pending: spool.stats().pending, dropped: spool.stats().dropped },
+      { pending: 10, dropped: 5 },
+    );
+    assert.equal(spool.leasedCount, 3, 'the transport still holds m0–m2: they still fill its window');
+    // m0 and m1 were delivered after all; m2 came back unsent and stays dropped
+    spool.ack(held[0]!.seq);
+    spool.ack(held[1]!.seq);
+    spool.unlease(held[2]!.seq);
     spool.flushAcks();
+    assert.equal(spool.stats().dropped, 3);
+    assert.equal(spool.leasedCount, 0);
     assert.deepEqual(
       spool.lease(100).map((m) => m.payload),
-      ['m8', 'm9', 'm10', 'm11', 'm12', 'm13', 'm14'],
-      'm0–m2 were with the transport; m3–m7 were the oldest others',
+      ['m5', 'm6', 'm7', 'm8', 'm9', 'm10', 'm11', 'm12', 'm13', 'm14'],
+      'm0–m4 were the oldest; none is handed out again',
     );
     spool.close();
   });
