@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events';
-import { iso } from './api/context.ts';
 import type { StoredEvent } from './storage/repository.ts';
 
 /**
@@ -11,7 +10,7 @@ export const MAX_STREAM_BACKLOG_BYTES = 8 * 1024 * 1024;
 
 /** a stored event as the API serves it, in pages and in live streams */
 export function eventView(e: StoredEvent) {
-  return { cursor: String(e.cursor), receivedAt: iso(e.receivedAt), event: e.event };
+  return { cursor: String(e.cursor), receivedAt: new Date(e.receivedAt).toISOString(), event: e.event };
 }
 
 /** the Server-Sent Events message of a stored event: its cursor as id, its view as data */
