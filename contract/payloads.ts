@@ -94,6 +94,19 @@ export const TelemetrySchema = Type.Object(
       { additionalProperties: false },
     ),
     cameras: Type.Array(CameraTelemetry),
+    /** the box's detector, when it runs one (a box replaying recorded events does not) */
+    detector: Type.Optional(
+      Type.Object(
+        {
+          sessions: Type.Integer({ minimum: 0, description: 'detector sessions running side by side' }),
+          restarts: Type.Integer({
+            minimum: 0,
+            description: 'times a crashed detector thread was started again since the agent started',
+          }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -190,6 +203,7 @@ export type Availability = Type.Static<typeof AvailabilitySchema>;
 export type Identity = Type.Static<typeof IdentitySchema>;
 export type Telemetry = Type.Static<typeof TelemetrySchema>;
 export type CameraTelemetry = Type.Static<typeof CameraTelemetry>;
+export type DetectorTelemetry = NonNullable<Telemetry['detector']>;
 export type EventMessage = Type.Static<typeof EventMessageSchema>;
 export type CameraStatus = Type.Static<typeof CameraStatusSchema>;
 export type Command = Type.Static<typeof CommandSchema>;

@@ -101,6 +101,7 @@ export class DeviceAgent {
 
   healthReport(): HealthReport {
     const cameras = this.host?.stats() ?? [];
+    const detector = this.host?.detectorStats();
     const connected = this.connected;
     return {
       status: connected && cameras.every((c) => c.state === 'online') ? 'ok' : 'degraded',
@@ -109,6 +110,7 @@ export class DeviceAgent {
       mqtt: { connected },
       spool: this.spool.stats(),
       cameras,
+      ...(detector ? { detector } : {}),
     };
   }
 
@@ -286,6 +288,7 @@ export class DeviceAgent {
         await this.sampler.sample(),
         this.spool.stats(),
         this.host.stats(),
+        this.host.detectorStats(),
       );
       this.uplink.publishTransient(topics.telemetry(this.config.device.id), JSON.stringify(telemetry));
     } catch (err) {

@@ -1,4 +1,4 @@
-import type { CameraTelemetry, EventMessage } from '../contract/payloads.ts';
+import type { CameraTelemetry, DetectorTelemetry, EventMessage } from '../contract/payloads.ts';
 import type { CameraSettings } from '../pipelines/camera-settings.ts';
 
 /** a JPEG image with its pixel size */
@@ -41,6 +41,8 @@ export interface CameraHost {
   snapshotNow(id: string): Promise<Jpeg>;
   /** per-camera counters for telemetry, one entry per started camera */
   stats(): CameraTelemetry[];
+  /** the detector's health for telemetry; undefined when the host runs none */
+  detectorStats(): DetectorTelemetry | undefined;
   onEvent(listener: (e: HostEvent) => void): void;
   onStatus(listener: (s: HostStatus) => void): void;
 }

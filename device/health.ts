@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ArgusError } from '../common/errors.ts';
-import type { CameraTelemetry } from '../contract/index.ts';
+import type { CameraTelemetry, DetectorTelemetry } from '../contract/index.ts';
 import type { SpoolStats } from './spool.ts';
 
 export interface HealthReport {
@@ -12,6 +12,8 @@ export interface HealthReport {
   mqtt: { connected: boolean };
   spool: SpoolStats;
   cameras: CameraTelemetry[];
+  /** absent when the box runs no detector */
+  detector?: DetectorTelemetry;
 }
 
 export interface HealthServer {

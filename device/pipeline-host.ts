@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { ArgusError, errorMessage } from '../common/errors.ts';
 import type { Logger } from '../common/logger.ts';
-import type { CameraTelemetry } from '../contract/index.ts';
+import type { CameraTelemetry, DetectorTelemetry } from '../contract/index.ts';
 import { ensureModelInstalled } from '../models/store.ts';
 import type { CameraSettings } from '../pipelines/camera-settings.ts';
 import { DetectorPool } from '../pipelines/detector/detector-pool.ts';
@@ -97,6 +97,11 @@ export class PipelineCameraHost implements CameraHost {
 
   stats(): CameraTelemetry[] {
     return [...this.cameras.values()].map((c) => c.stats());
+  }
+
+  detectorStats(): DetectorTelemetry | undefined {
+    const d = this.detector;
+    return d ? { sessions: d.concurrency, restarts: d.restarts } : undefined;
   }
 
   onEvent(listener: (e: HostEvent) => void): void {

@@ -187,6 +187,11 @@ export class RecordedEventsHost implements CameraHost {
     return snapshot;
   }
 
+  /** a recording replays events: no detector runs */
+  detectorStats(): undefined {
+    return undefined;
+  }
+
   stats(): CameraTelemetry[] {
     return [...this.cameras.values()].map((cam) => ({
       id: cam.id,

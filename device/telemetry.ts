@@ -1,7 +1,13 @@
 import { readdir, readFile, statfs } from 'node:fs/promises';
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { type CameraTelemetry, CONTRACT_VERSION, type Telemetry, validators } from '../contract/index.ts';
+import {
+  type CameraTelemetry,
+  CONTRACT_VERSION,
+  type DetectorTelemetry,
+  type Telemetry,
+  validators,
+} from '../contract/index.ts';
 import type { SpoolStats } from './spool.ts';
 
 const MiB = 1024 * 1024;
@@ -73,6 +79,7 @@ export function buildTelemetry(
   system: SystemSample,
   spool: SpoolStats,
   cameras: CameraTelemetry[],
+  detector: DetectorTelemetry | undefined,
 ): Telemetry {
   const msg: Telemetry = {
     v: CONTRACT_VERSION,
@@ -81,6 +88,7 @@ export function buildTelemetry(
     ...system,
     spool: { pending: spool.pending, bytes: spool.bytes, dropped: spool.dropped },
     cameras,
+    ...(detector ? { detector } : {}),
   };
   return validators.telemetry.parse(msg, 'telemetry');
 }

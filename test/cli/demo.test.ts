@@ -80,7 +80,16 @@ describe('argus demo (what `npm run demo` starts after the bootstrap)', () => {
         const ready = ['box-1', 'box-2'].every((id) => {
           const d = devices.find((x) => x.id === id);
           const camera = d?.telemetry?.cameras[0];
-          return d?.status === 'online' && camera && camera.fpsIn > 0 && camera.fpsDetect > 0;
+          // each demo box runs one detector session, which has not crashed
+          const detector = d?.telemetry?.detector;
+          return (
+            d?.status === 'online' &&
+            camera &&
+            camera.fpsIn > 0 &&
+            camera.fpsDetect > 0 &&
+            detector?.sessions === 1 &&
+            detector.restarts === 0
+          );
         });
         return ready || undefined;
       },
