@@ -86,9 +86,10 @@ function eventRow(r: EventRecord, cursor: number) {
   };
 }
 
-/** `$1` cursors for a batch's events, in order, from the events' own sequence */
-const RESERVE_CURSORS = `SELECT nextval(pg_get_serial_sequence('events', 'cursor')) AS cursor
-  FROM generate_series(1, $1) ORDER BY 1`;
+/** `$1` cursors for a batch's events, in order, from the events' own sequence (looked up once) */
+const RESERVE_CURSORS = `SELECT nextval(q.seq) AS cursor
+  FROM (SELECT pg_get_serial_sequence('events', 'cursor')::regclass AS seq) q, generate_series(1, $1)
+  ORDER BY 1`;
 
 /**
  * The batch's events with the cursors reserved for them; rows already stored are skipped, and the
