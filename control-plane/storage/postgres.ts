@@ -29,6 +29,7 @@ import {
   latestCameraStatusSql,
   type SnapshotIdentity,
   type SnapshotRow,
+  snapshotIdentitySql,
   toCommand,
   toDevice,
   toSnapshot,
@@ -282,10 +283,7 @@ export class PostgresRepository implements Repository {
       [s.id, s.device, s.contentType, s.sha256, s.bytes, s.createdAt],
     );
     if (rowCount === 1) return 'created';
-    const { rows } = await this.pool.query<SnapshotIdentity>(
-      'SELECT sha256, device FROM snapshots WHERE id = $1',
-      [s.id],
-    );
+    const { rows } = await this.pool.query<SnapshotIdentity>(snapshotIdentitySql(d), [s.id]);
     return existingSnapshotOutcome(rows[0], s);
   }
 

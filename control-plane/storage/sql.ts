@@ -163,6 +163,11 @@ export interface SnapshotIdentity {
   device: string;
 }
 
+/** the identity of the snapshot stored under an id */
+export function snapshotIdentitySql(p: Placeholder): string {
+  return `SELECT sha256, device FROM snapshots WHERE id = ${p(1)}`;
+}
+
 /** a snapshot whose id was stored before: the same upload again, or another one under its id */
 export function existingSnapshotOutcome(
   existing: SnapshotIdentity | undefined,

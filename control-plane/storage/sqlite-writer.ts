@@ -3,9 +3,7 @@ import { ArgusError } from '../../common/errors.ts';
 import { startThread } from '../../common/thread.ts';
 import type { SqliteSettings } from '../config.ts';
 import { RefusedDataError } from './repository.ts';
-import type { WriteReply, WriteRequest, WriteResult, WriterReady } from './sqlite-writes.ts';
-
-type Request = WriteRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
+import type { WriteOp, WriteReply, WriteRequest, WriteResult, WriterReady } from './sqlite-writes.ts';
 
 interface Pending {
   resolve: (result: WriteResult) => void;
@@ -33,13 +31,14 @@ export class SqliteWriter {
     await this.worker();
   }
 
-  async request(req: Request): Promise<WriteResult> {
+  async request(op: WriteOp): Promise<WriteResult> {
     if (this.closed) throw new ArgusError('the SQLite writer is closed');
     const worker = await this.worker();
     const id = this.nextId++;
     return new Promise<WriteResult>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      worker.postMessage({ ...req, id } as WriteRequest);
+      const req: WriteRequest = { ...op, id };
+      worker.postMessage(req);
     });
   }
 

@@ -1,6 +1,6 @@
 import type { BatchPlan } from './batch-plan.ts';
 import type { PutSnapshotOutcome, SnapshotRecord } from './repository.ts';
-import { commandResultUpsertSql, deviceUpsertSql } from './sql.ts';
+import { commandResultUpsertSql, deviceUpsertSql, snapshotIdentitySql } from './sql.ts';
 
 /**
  * What the SQLite writer thread is asked to do, and its statements. Rows cross the thread boundary
@@ -15,10 +15,13 @@ export interface BatchRows {
   results: Params[];
 }
 
-export type WriteRequest =
-  | { id: number; op: 'batch'; rows: BatchRows }
-  | { id: number; op: 'snapshot'; snapshot: SnapshotRecord }
-  | { id: number; op: 'command'; params: Params };
+/** one write the thread is asked for */
+export type WriteOp =
+  | { op: 'batch'; rows: BatchRows }
+  | { op: 'snapshot'; snapshot: SnapshotRecord }
+  | { op: 'command'; params: Params };
+
+export type WriteRequest = WriteOp & { id: number };
 
 /** per event of the batch, in order: its cursor, or 0 when it was stored before */
 export interface BatchResult {
@@ -53,7 +56,7 @@ export const WRITE_SQL = {
   upsertResult: commandResultUpsertSql(q),
   insertSnapshot: `INSERT INTO snapshots (id, device, content_type, sha256, bytes, created_at)
     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-  snapshotIdentity: 'SELECT sha256, device FROM snapshots WHERE id = ?',
+  snapshotIdentity: snapshotIdentitySql(q),
   insertCommand:
     'INSERT INTO commands (id, device, name, args, issued_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING',
 } as const;

@@ -18,9 +18,21 @@ export function sessionThreads(settings: DetectorSettings, cores = availablePara
  */
 export class DetectorPool implements FrameDetector {
   private readonly busy: number[];
+  // every session loaded the same model (a restarted one that loads another is refused)
+  readonly descriptor: ModelDescriptor;
+  readonly inputWidth: number;
+  readonly inputHeight: number;
+  readonly maxBatch: number;
+  readonly concurrency: number;
 
   private constructor(private readonly members: ThreadedDetector[]) {
     this.busy = members.map(() => 0);
+    const first = members[0]!;
+    this.descriptor = first.descriptor;
+    this.inputWidth = first.inputWidth;
+    this.inputHeight = first.inputHeight;
+    this.maxBatch = first.maxBatch;
+    this.concurrency = members.length;
   }
 
   static async load(settings: DetectorSettings, log: Logger): Promise<DetectorPool> {
@@ -37,32 +49,9 @@ export class DetectorPool implements FrameDetector {
     return new DetectorPool(members);
   }
 
-  private get first(): ThreadedDetector {
-    return this.members[0]!;
-  }
-
-  get descriptor(): ModelDescriptor {
-    return this.first.descriptor;
-  }
-
+  /** the provider of the first session's current thread */
   get provider(): string {
-    return this.first.provider;
-  }
-
-  get inputWidth(): number {
-    return this.first.inputWidth;
-  }
-
-  get inputHeight(): number {
-    return this.first.inputHeight;
-  }
-
-  get maxBatch(): number {
-    return this.first.maxBatch;
-  }
-
-  get concurrency(): number {
-    return this.members.length;
+    return this.members[0]!.provider;
   }
 
   /** times a session's thread came back after a crash, over all sessions */
