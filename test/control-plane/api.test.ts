@@ -1,13 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect, type MqttClient } from 'mqtt';
 import { MAX_SNAPSHOT_BYTES, topics } from '../../contract/index.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
 import { eventMessage, jpeg } from './fixtures.ts';
-import { getJson, startTestControlPlane, TOKEN } from './setup.ts';
+import { type ControlPlaneWithClient, getJson, startControlPlaneWithClient, TOKEN } from './setup.ts';
 
 interface EventsPage {
   events: {
@@ -21,14 +18,12 @@ const T0 = Date.parse('2026-05-01T10:00:00.000Z');
 const iso = (ms: number) => new Date(ms).toISOString();
 
 describe('control-plane REST API', () => {
-  let dir: string;
+  let env: ControlPlaneWithClient;
   let cp: ControlPlane;
   let client: MqttClient;
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'argus-api-'));
-    cp = await startTestControlPlane({ dir });
-    client = connect(cp.mqttUrl, { protocolVersion: 5 });
-    await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+    env = await startControlPlaneWithClient('argus-api-');
+    ({ cp, client } = env);
     // 30 events of box-1: cameras c0..c2, rules zone-a / line-b, person or car, one second apart
     for (let i = 0; i < 30; i++) {
       const m = eventMessage({
@@ -43,9 +38,7 @@ describe('control-plane REST API', () => {
     }
   });
   after(async () => {
-    await client?.endAsync();
-    await cp?.close();
-    await rm(dir, { recursive: true, force: true });
+    await env?.close();
   });
 
   const events = (query: string) => getJson<EventsPage>(`${cp.httpUrl}/api/v1/events?${query}`);

@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { connect, type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { type Browser, chromium } from 'playwright-core';
 import { topics } from '../../contract/index.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
 import { eventMessage } from './fixtures.ts';
-import { startTestControlPlane, TOKEN } from './setup.ts';
+import { type ControlPlaneWithClient, startControlPlaneWithClient, TOKEN } from './setup.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SNAPSHOT = resolve(import.meta.dirname, '../fixtures/device/snapshots/left-road-1e8b1228-0.jpg');
@@ -17,15 +16,13 @@ const SNAPSHOT = resolve(import.meta.dirname, '../fixtures/device/snapshots/left
 describe('console page at / (headless Chromium)', {
   skip: !existsSync(CHROMIUM) && 'needs Debian chromium: apt-get install chromium',
 }, () => {
-  let dir: string;
+  let env: ControlPlaneWithClient;
   let cp: ControlPlane;
   let client: MqttClient;
   let browser: Browser;
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'argus-console-'));
-    cp = await startTestControlPlane({ dir });
-    client = connect(cp.mqttUrl, { protocolVersion: 5 });
-    await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+    env = await startControlPlaneWithClient('argus-console-');
+    ({ cp, client } = env);
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: [
@@ -38,9 +35,7 @@ describe('console page at / (headless Chromium)', {
   });
   after(async () => {
     await browser?.close();
-    await client?.endAsync();
-    await cp?.close();
-    await rm(dir, { recursive: true, force: true });
+    await env?.close();
   });
 
   it('shows the devices and live events with their snapshots', async () => {

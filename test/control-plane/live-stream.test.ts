@@ -1,16 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { connect as connectTcp } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it, mock } from 'node:test';
-import { connect, type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { type EventMessage, topics } from '../../contract/index.ts';
 import { EventBus, MAX_STREAM_BACKLOG_BYTES, sseFrame } from '../../control-plane/event-bus.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
 import type { StoredEvent } from '../../control-plane/storage/repository.ts';
 import { eventMessage } from './fixtures.ts';
-import { eventually, metric, startTestControlPlane } from './setup.ts';
+import { type ControlPlaneWithClient, eventually, metric, startControlPlaneWithClient } from './setup.ts';
 
 /** an SSE client reading in the background; `frames` holds its event messages, as received */
 async function follow(url: string): Promise<{ frames: string[]; stop(): Promise<void> }> {
@@ -132,19 +129,15 @@ describe('live event stream fan-out (EventBus)', () => {
 });
 
 describe('live event stream over HTTP', () => {
-  let dir: string;
+  let env: ControlPlaneWithClient;
   let cp: ControlPlane;
   let client: MqttClient;
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'argus-live-'));
-    cp = await startTestControlPlane({ dir });
-    client = connect(cp.mqttUrl, { protocolVersion: 5 });
-    await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+    env = await startControlPlaneWithClient('argus-live-');
+    ({ cp, client } = env);
   });
   after(async () => {
-    await client?.endAsync();
-    await cp?.close();
-    await rm(dir, { recursive: true, force: true });
+    await env?.close();
   });
 
   const publish = (messages: EventMessage[]) =>

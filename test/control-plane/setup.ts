@@ -1,4 +1,7 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect, type MqttClient } from 'mqtt';
 import { type ControlPlane, controlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
 
 export const TOKEN = 'token-of-box-1-for-tests';
@@ -10,6 +13,30 @@ export interface TestControlPlaneOptions {
   /** a PostgreSQL URL; SQLite in `dir` when absent */
   postgresUrl?: string;
   clientId?: string;
+}
+
+/** a test control plane in its own temporary directory, with an MQTT v5 client on its broker */
+export interface ControlPlaneWithClient {
+  cp: ControlPlane;
+  client: MqttClient;
+  /** ends the client, closes the control plane and removes the directory */
+  close(): Promise<void>;
+}
+
+export async function startControlPlaneWithClient(dirPrefix: string): Promise<ControlPlaneWithClient> {
+  const dir = await mkdtemp(join(tmpdir(), dirPrefix));
+  const cp = await startTestControlPlane({ dir });
+  const client = connect(cp.mqttUrl, { protocolVersion: 5 });
+  await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+  return {
+    cp,
+    client,
+    async close() {
+      await client.endAsync();
+      await cp.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 /** a control plane on free ports with box-1 enrolled (token TOKEN) */
