@@ -8,7 +8,11 @@ import type { Detection, FrameDetector, ModelFrame } from './detector.ts';
 import type { DetectorSettings } from './settings.ts';
 import type { DetectReply, DetectRequest, ThreadInfo, ThreadReady } from './thread-protocol.ts';
 
-/** a thread that does not end by itself after close is terminated */
+/**
+ * A thread that does not end by itself after close is terminated. Only then: terminating a thread
+ * inside an ONNX Runtime call (loading a model or running it) aborts the whole process, as the
+ * binding throws a C++ exception when the call returns into a JS engine that is being torn down.
+ */
 const CLOSE_TIMEOUT_MS = 5000;
 
 /**
@@ -125,19 +129,16 @@ class DetectorThread {
     return result;
   }
 
-  /** waits for detections in flight, then releases the session and ends the thread */
+  /**
+   * Waits for detections in flight, then releases the session and ends the thread. A thread still
+   * loading its model takes the request once it has loaded (or ends by itself when it fails to).
+   */
   async close(): Promise<void> {
     await Promise.allSettled([...this.pending.values()].map((p) => p.result));
     this.worker.postMessage('close');
     const timer = setTimeout(() => void this.worker.terminate(), CLOSE_TIMEOUT_MS);
     await this.exited;
     clearTimeout(timer);
-  }
-
-  /** ends the thread at once */
-  async terminate(): Promise<void> {
-    await this.worker.terminate();
-    await this.exited;
   }
 }
 
@@ -271,7 +272,7 @@ export class ThreadedDetector implements FrameDetector {
     try {
       info = await thread.ready;
       if (!isDeepStrictEqual(info.descriptor, this.descriptor) || info.maxBatch !== this.maxBatch) {
-        await thread.terminate();
+        await thread.close();
         throw new ArgusError(
           `the restarted detector thread loaded a different model than the cameras were set up for (${info.descriptor.name} version ${info.descriptor.version}, batch ${info.maxBatch})`,
           'restart the pipeline to use the new model',
@@ -297,7 +298,7 @@ export class ThreadedDetector implements FrameDetector {
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearTimeout(this.outage?.timer);
-      await this.outage?.starting?.terminate();
+      await this.outage?.starting?.close();
       await this.thread?.close();
     })();
     return this.closing;
