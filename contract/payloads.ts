@@ -66,6 +66,14 @@ const CameraTelemetry = Type.Object(
       description: 'frames dropped because inference was slower than input',
     }),
     motionSkippedShare: Type.Number({ minimum: 0, maximum: 1 }),
+    motionSearchedShare: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        maximum: 1,
+        description:
+          'share of the pixels reaching the pipeline that the detector looked at (whole frames and moving regions)',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -1,26 +1,90 @@
 import type { MotionSettings } from './scene/schema.ts';
 
 const GRID = 64;
+/**
+ * weight of the newest frame in the background: high enough that a moving object leaves no long
+ * trail of changed cells behind it (at 5 frames/s, 0.5 halves a trail every frame)
+ */
+const BACKGROUND_ALPHA = 0.5;
+/** changed cells grow by this many cells on every side before they are grouped into regions */
+const MARGIN_CELLS = 2;
+
+/** a rectangle in model-frame pixels */
+export interface Rect {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+/** what to detect of a frame: nothing, the whole frame, or only its moving regions */
+export type MotionDecision = { detect: false } | { detect: true; regions?: Rect[] };
+
+function overlaps(a: Rect, b: Rect): boolean {
+  return a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
+}
+
+function union(a: Rect, b: Rect): Rect {
+  const x = Math.min(a.x, b.x);
+  const y = Math.min(a.y, b.y);
+  return {
+    x,
+    y,
+    width: Math.max(a.x + a.width, b.x + b.width) - x,
+    height: Math.max(a.y + a.height, b.y + b.height) - y,
+  };
+}
+
+/** merges overlapping rectangles until none overlap */
+function mergeOverlapping(rects: Rect[]): Rect[] {
+  const out = [...rects];
+  for (let merged = true; merged; ) {
+    merged = false;
+    for (let i = 0; i < out.length && !merged; i++) {
+      for (let j = i + 1; j < out.length; j++) {
+        if (!overlaps(out[i]!, out[j]!)) continue;
+        out[i] = union(out[i]!, out[j]!);
+        out.splice(j, 1);
+        merged = true;
+        break;
+      }
+    }
+  }
+  return out;
+}
 
 /**
  * Cheap motion detection on a 64×64 grey thumbnail sampled from the model frame (2×2 pixels per
- * cell, no resize in JS), against a running-average background. Decides whether a frame is worth
- * running the detector on: when enough of the frame changed, or when the periodic refresh is due
- * so that stationary objects stay tracked.
+ * cell, no resize in JS), against a running-average background. Decides what of a frame the
+ * detector should see: nothing when nothing moved; the whole frame on the first frame, when the
+ * periodic refresh is due (so stationary objects stay tracked) or when most of it moves; otherwise
+ * the moving regions — changed cells grown by a margin, grouped into connected regions, their
+ * bounding boxes merged where they overlap.
  */
 export class MotionGate {
   private background: Float32Array | undefined;
-  private lastDetect = Number.NEGATIVE_INFINITY;
+  /** when the next whole frame is due (the first frame is one) */
+  private nextWhole = Number.NEGATIVE_INFINITY;
+  private wholes = 0;
   private readonly offsets: Int32Array;
   private readonly rowBytes: number;
+  private readonly changed = new Uint8Array(GRID * GRID);
   /** frames seen and frames skipped, for the skipped share in telemetry */
   seen = 0;
   skipped = 0;
+  /** the detected share of the frames seen, counting a whole frame as 1 (a skipped one as 0) */
+  private searchedArea = 0;
 
+  /**
+   * `phase` (0–1) shifts this camera's refreshes after the first (which comes 0.5–1 refresh
+   * periods after the first frame), so that cameras started together do not send their whole
+   * frames to the detector at the same moment
+   */
   constructor(
     private readonly settings: MotionSettings,
-    width: number,
-    height: number,
+    private readonly width: number,
+    private readonly height: number,
+    private readonly phase = 0,
   ) {
     this.offsets = new Int32Array(GRID * GRID);
     for (let gy = 0; gy < GRID; gy++) {
@@ -33,8 +97,11 @@ export class MotionGate {
     this.rowBytes = width * 3;
   }
 
-  /** share of grid cells that differ from the background; updates the background */
-  changedShare(pixels: Uint8Array): number {
+  /**
+   * marks the grid cells that differ from the background (in `changed`) and updates the
+   * background; returns the share of cells changed (1 for the first frame)
+   */
+  private compare(pixels: Uint8Array): number {
     const n = GRID * GRID;
     const grey = new Float32Array(n);
     const row = this.rowBytes;
@@ -48,31 +115,103 @@ export class MotionGate {
     const bg = this.background;
     if (!bg) {
       this.background = grey;
+      this.changed.fill(1);
       return 1;
     }
-    let changed = 0;
+    let count = 0;
     const threshold = this.settings.pixelThreshold;
     for (let i = 0; i < n; i++) {
-      if (Math.abs(grey[i]! - bg[i]!) > threshold) changed++;
-      bg[i] = bg[i]! * 0.9 + grey[i]! * 0.1;
+      const moved = Math.abs(grey[i]! - bg[i]!) > threshold;
+      this.changed[i] = moved ? 1 : 0;
+      if (moved) count++;
+      bg[i] = bg[i]! * (1 - BACKGROUND_ALPHA) + grey[i]! * BACKGROUND_ALPHA;
     }
-    return changed / n;
+    return count / n;
   }
 
-  /** whether to run detection on this frame (observed at time `t`, seconds) */
-  shouldDetect(pixels: Uint8Array, t: number): boolean {
-    this.seen++;
-    if (!this.settings.enabled) return true;
-    const moving = this.changedShare(pixels) >= this.settings.minAreaShare;
-    if (moving || t - this.lastDetect >= this.settings.refreshSeconds) {
-      this.lastDetect = t;
-      return true;
+  /** the changed cells, grown by the margin, as merged bounding boxes of their connected groups */
+  private regions(): Rect[] {
+    const grown = new Uint8Array(GRID * GRID);
+    for (let gy = 0; gy < GRID; gy++) {
+      for (let gx = 0; gx < GRID; gx++) {
+        if (!this.changed[gy * GRID + gx]) continue;
+        for (let y = Math.max(0, gy - MARGIN_CELLS); y <= Math.min(GRID - 1, gy + MARGIN_CELLS); y++)
+          grown.fill(
+            1,
+            y * GRID + Math.max(0, gx - MARGIN_CELLS),
+            y * GRID + Math.min(GRID, gx + MARGIN_CELLS + 1),
+          );
+      }
     }
-    this.skipped++;
-    return false;
+    const boxes: Rect[] = [];
+    const stack: number[] = [];
+    for (let start = 0; start < grown.length; start++) {
+      if (grown[start] !== 1) continue;
+      let [x1, y1, x2, y2] = [GRID, GRID, -1, -1];
+      grown[start] = 2;
+      stack.push(start);
+      while (stack.length > 0) {
+        const cell = stack.pop()!;
+        const gx = cell % GRID;
+        const gy = (cell - gx) / GRID;
+        x1 = Math.min(x1, gx);
+        y1 = Math.min(y1, gy);
+        x2 = Math.max(x2, gx);
+        y2 = Math.max(y2, gy);
+        for (const next of [
+          gx > 0 ? cell - 1 : -1,
+          gx < GRID - 1 ? cell + 1 : -1,
+          gy > 0 ? cell - GRID : -1,
+          gy < GRID - 1 ? cell + GRID : -1,
+        ]) {
+          if (next >= 0 && grown[next] === 1) {
+            grown[next] = 2;
+            stack.push(next);
+          }
+        }
+      }
+      const x = Math.floor((x1 * this.width) / GRID);
+      const y = Math.floor((y1 * this.height) / GRID);
+      boxes.push({
+        x,
+        y,
+        width: Math.ceil(((x2 + 1) * this.width) / GRID) - x,
+        height: Math.ceil(((y2 + 1) * this.height) / GRID) - y,
+      });
+    }
+    return mergeOverlapping(boxes);
+  }
+
+  /** what to detect of this frame (observed at time `t`, seconds) */
+  assess(pixels: Uint8Array, t: number): MotionDecision {
+    this.seen++;
+    const whole = (): MotionDecision => {
+      const period = this.settings.refreshSeconds;
+      this.nextWhole = t + (this.wholes++ === 0 ? period * (1 - this.phase / 2) : period);
+      this.searchedArea += 1;
+      return { detect: true };
+    };
+    if (!this.settings.enabled) return whole();
+    const share = this.compare(pixels);
+    if (t >= this.nextWhole) return whole();
+    if (share < this.settings.minAreaShare) {
+      this.skipped++;
+      return { detect: false };
+    }
+    if (!this.settings.regions) return whole();
+    const regions = this.regions();
+    const area = regions.reduce((sum, r) => sum + r.width * r.height, 0) / (this.width * this.height);
+    if (area > this.settings.maxRegionShare) return whole();
+    this.searchedArea += area;
+    return { detect: true, regions };
   }
 
   get skippedShare(): number {
     return this.seen === 0 ? 0 : this.skipped / this.seen;
+  }
+
+  /** the share of the pixels seen that went to the detector */
+  get searchedShare(): number {
+    return this.seen === 0 ? 0 : this.searchedArea / this.seen;
   }
 }

@@ -104,11 +104,12 @@ export const replay: Command = {
       seconds: Number(seconds.toFixed(2)),
       fps: Number((camera.frames / seconds).toFixed(1)),
       motionSkippedShare: stats.motionSkippedShare,
+      motionSearchedShare: stats.motionSearchedShare ?? 1,
     };
     ctx.stdout.write(
       values.json
         ? `${JSON.stringify({ summary })}\n`
-        : `\n${events} event messages from ${camera.frames} frames in ${summary.seconds} s (${summary.fps} frames/s, ${(100 * summary.motionSkippedShare).toFixed(0)}% skipped by motion gating)\n`,
+        : `\n${events} event messages from ${camera.frames} frames in ${summary.seconds} s (${summary.fps} frames/s, ${(100 * summary.motionSkippedShare).toFixed(0)}% skipped by motion gating, ${(100 * summary.motionSearchedShare).toFixed(0)}% of the pixels detected)\n`,
     );
     return 0;
   },

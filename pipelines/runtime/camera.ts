@@ -1,10 +1,11 @@
 import { ArgusError, errorMessage } from '../../common/errors.ts';
+import { sha256Hex } from '../../common/hash.ts';
 import type { Logger } from '../../common/logger.ts';
 import type { CameraTelemetry } from '../../contract/payloads.ts';
 import type { CameraSettings } from '../camera-settings.ts';
-import type { Detection } from '../detector/detector.ts';
+import type { Box, Detection } from '../detector/detector.ts';
 import { EventLifecycle, type PipelineEvent, type SceneEventMessage } from '../events/lifecycle.ts';
-import { MotionGate } from '../motion.ts';
+import { MotionGate, type Rect } from '../motion.ts';
 import { SceneEngine } from '../scene/engine.ts';
 import type { Scene } from '../scene/schema.ts';
 import { renderAnnotatedJpeg } from '../snapshot.ts';
@@ -106,7 +107,13 @@ export class CameraRuntime {
       o.mode === 'live' ? (t) => new Date(t * 1000) : (t) => new Date(start + t * 1000),
       o.scene.snapshots.enabled,
     );
-    this.motion = new MotionGate(o.scene.motion, o.scheduler.input.width, o.scheduler.input.height);
+    this.motion = new MotionGate(
+      o.scene.motion,
+      o.scheduler.input.width,
+      o.scheduler.input.height,
+      // cameras started together refresh at different moments, each always at the same one
+      Number.parseInt(sha256Hex(this.id).slice(0, 8), 16) / 2 ** 32,
+    );
     o.scheduler.register(this.id, o.mode === 'live' ? 'newest' : 'ordered');
   }
 
@@ -226,16 +233,17 @@ export class CameraRuntime {
     this.frameCount++;
     this.framesIn.tick();
     this.latest = frame;
-    if (!this.motion.shouldDetect(frame.model, t)) return undefined;
+    const decision = this.motion.assess(frame.model, t);
+    if (!decision.detect) return undefined;
     const submittedAt = performance.now();
-    const result = this.o.scheduler.submit(this.id, toModelFrame(frame));
+    const result = this.o.scheduler.submit(this.id, toModelFrame(frame), decision.regions);
     this.chain = this.chain
       .then(() => result)
       .then(async (detections) => {
         if (!detections) return;
         this.detectLatency.add(performance.now() - submittedAt);
         this.framesDetected.tick();
-        await this.observe(frame, t, detections, submittedAt);
+        await this.observe(frame, t, detections, submittedAt, decision.regions);
       })
       .catch((err) =>
         this.o.log.error({ camera: this.id, err: errorMessage(err) }, 'frame processing failed'),
@@ -248,13 +256,19 @@ export class CameraRuntime {
     t: number,
     detections: Detection[],
     arrivedAt: number,
+    regions: readonly Rect[] | undefined,
   ): Promise<void> {
     this.engine = (this.engine ?? new SceneEngine(this.o.scene, frame.full.width, frame.full.height)).resize(
       frame.full.width,
       frame.full.height,
     );
     this.lastT = t;
-    const step = this.engine.observe(detections, t);
+    const sx = frame.full.width / this.o.scheduler.input.width;
+    const sy = frame.full.height / this.o.scheduler.input.height;
+    const searched = regions?.map(
+      (r): Box => [r.x * sx, r.y * sy, (r.x + r.width) * sx, (r.y + r.height) * sy],
+    );
+    const step = this.engine.observe(detections, t, searched);
     const events = this.lifecycle.process(
       step.transitions,
       t,
@@ -338,6 +352,7 @@ export class CameraRuntime {
       detectLatencyMs: Number(this.detectLatency.percentile(50).toFixed(1)),
       drops: s.drops,
       motionSkippedShare: Number(this.motion.skippedShare.toFixed(3)),
+      motionSearchedShare: Number(this.motion.searchedShare.toFixed(3)),
     };
   }
 }

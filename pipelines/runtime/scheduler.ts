@@ -1,6 +1,8 @@
 import type { Logger } from '../../common/logger.ts';
 import type { Detection, FrameDetector, ModelFrame } from '../detector/detector.ts';
+import type { Rect } from '../motion.ts';
 import type { BranchCaps } from '../video/pipeline-description.ts';
+import { Mosaic } from './mosaic.ts';
 
 /** how a camera's frames wait for the detector */
 export type QueueMode =
@@ -11,10 +13,20 @@ export type QueueMode =
 
 interface Job {
   frame: ModelFrame;
+  /** only these regions of the frame (model-frame pixels); the whole frame when undefined */
+  regions: Rect[] | undefined;
   submitted: number;
   resolve: (d: Detection[] | null) => void;
   reject: (err: unknown) => void;
 }
+
+interface Entry {
+  lane: Lane;
+  job: Job;
+}
+
+/** one input of an inference call: a whole frame, or the regions of one or more frames */
+type Input = { entry: Entry } | { mosaic: Mosaic<Entry>; shared: boolean };
 
 interface Lane {
   camera: string;
@@ -33,11 +45,14 @@ export interface SchedulerOptions {
 
 /**
  * Shares the box's detector between all its cameras. Frames from different cameras are batched
- * into one inference call (up to `maxBatch`, waiting at most `maxWaitMs` for a batch to fill),
- * taken round-robin across cameras so that a busy camera cannot starve the others, and as many
- * calls run at once as the detector has sessions. When
- * inference is slower than the cameras, a live camera's waiting frame is replaced by its newest
- * one and the replaced frame is counted as a drop — nothing queues without bound.
+ * into one inference call (up to `maxBatch` inputs, waiting at most `maxWaitMs` for a batch to
+ * fill), taken round-robin across cameras so that a busy camera cannot starve the others, and as
+ * many calls run at once as the detector has sessions. A frame submitted with its moving regions
+ * takes only their share of an input: the regions of several live cameras' frames are packed into
+ * one input (a `Mosaic`); a replay's regions get an input of their own, so that its detections do
+ * not depend on what other frames happened to share it. When inference is slower than the
+ * cameras, a live camera's waiting frame is replaced by its newest one and the replaced frame is
+ * counted as a drop — nothing queues without bound.
  */
 export class DetectionScheduler {
   private lanes = new Map<string, Lane>();
@@ -94,8 +109,11 @@ export class DetectionScheduler {
     return { drops: lane?.drops ?? 0, detected: lane?.detected ?? 0 };
   }
 
-  /** detections for the frame, or null when a newer frame of the same camera replaced it */
-  submit(camera: string, frame: ModelFrame): Promise<Detection[] | null> {
+  /**
+   * detections for the frame (only in `regions` when given), or null when a newer frame of the
+   * same camera replaced it
+   */
+  submit(camera: string, frame: ModelFrame, regions?: Rect[]): Promise<Detection[] | null> {
     const lane = this.lanes.get(camera);
     if (!lane || this.closed) return Promise.resolve(null);
     return new Promise((resolve, reject) => {
@@ -105,14 +123,22 @@ export class DetectionScheduler {
           old.resolve(null);
         }
       }
-      lane.jobs.push({ frame, submitted: performance.now(), resolve, reject });
+      lane.jobs.push({ frame, regions, submitted: performance.now(), resolve, reject });
       this.schedule();
     });
   }
 
+  /** the inputs a job fills: its regions' share of the frame when they share inputs, else 1 */
+  private cost(lane: Lane, job: Job): number {
+    if (!job.regions || lane.mode !== 'newest') return 1;
+    const { width, height } = this.input;
+    return job.regions.reduce((sum, r) => sum + r.width * r.height, 0) / (width * height);
+  }
+
+  /** the inputs the waiting frames fill */
   private waiting(): number {
     let n = 0;
-    for (const lane of this.lanes.values()) n += lane.jobs.length;
+    for (const lane of this.lanes.values()) for (const job of lane.jobs) n += this.cost(lane, job);
     return n;
   }
 
@@ -140,23 +166,48 @@ export class DetectionScheduler {
     }
   }
 
-  /** takes up to `size` jobs, one camera at a time in turn, starting after the last served */
-  private take(size: number): { lane: Lane; job: Job }[] {
-    const batch: { lane: Lane; job: Job }[] = [];
+  /**
+   * fills up to `size` inputs with waiting frames, one camera at a time in turn, starting after
+   * the last served; a camera whose next frame does not fit is passed over
+   */
+  private take(size: number): Input[] {
+    const inputs: Input[] = [];
     let idle = 0;
-    while (batch.length < size && idle < this.order.length) {
+    while (idle < this.order.length) {
       const camera = this.order[this.cursor % this.order.length]!;
       this.cursor = (this.cursor + 1) % Math.max(1, this.order.length);
       const lane = this.lanes.get(camera)!;
-      const job = lane.jobs.shift();
-      if (job) {
-        batch.push({ lane, job });
+      const job = lane.jobs[0];
+      if (job && this.place(inputs, { lane, job }, size)) {
+        lane.jobs.shift();
         idle = 0;
       } else {
         idle++;
       }
     }
-    return batch;
+    return inputs;
+  }
+
+  /** adds the frame to the inputs: its regions into a shared mosaic with room, else a new input */
+  private place(inputs: Input[], entry: Entry, size: number): boolean {
+    const { job, lane } = entry;
+    const regions = job.regions;
+    if (!regions) {
+      if (inputs.length >= size) return false;
+      inputs.push({ entry });
+      return true;
+    }
+    const shared = lane.mode === 'newest';
+    if (shared) {
+      for (const input of inputs)
+        if ('mosaic' in input && input.shared && input.mosaic.tryPlace(entry, job.frame, regions))
+          return true;
+    }
+    if (inputs.length >= size) return false;
+    const mosaic = new Mosaic<Entry>(this.input.width, this.input.height);
+    // regions that do not fit one input's shelves (rare: many of mixed heights) go as the whole frame
+    inputs.push(mosaic.tryPlace(entry, job.frame, regions) ? { mosaic, shared } : { entry });
+    return true;
   }
 
   private async runBatch(): Promise<void> {
@@ -164,20 +215,27 @@ export class DetectionScheduler {
     // one clock deliver frames at the same moment) does not queue on one session while another idles
     const free = this.detector.concurrency - this.running;
     this.running++;
-    const batch = this.take(Math.min(this.maxBatch, Math.ceil(this.waiting() / free)));
+    const inputs = this.take(Math.min(this.maxBatch, Math.ceil(this.waiting() / free)));
     // another session may take the next batch at once
     this.schedule();
+    const entries = inputs.flatMap((input) => ('entry' in input ? [input.entry] : input.mosaic.members));
     try {
-      if (batch.length > 0) {
-        const results = await this.detector.detect(batch.map((b) => b.job.frame));
-        batch.forEach((b, i) => {
-          b.lane.detected++;
-          b.job.resolve(results[i]!);
+      if (inputs.length > 0) {
+        const results = await this.detector.detect(
+          inputs.map((input) => ('entry' in input ? input.entry.job.frame : input.mosaic.frame())),
+        );
+        inputs.forEach((input, i) => {
+          const found =
+            'entry' in input ? [[input.entry, results[i]!] as const] : input.mosaic.distribute(results[i]!);
+          for (const [entry, detections] of found) {
+            entry.lane.detected++;
+            entry.job.resolve(detections);
+          }
         });
       }
     } catch (err) {
       this.log.error({ err }, 'inference failed');
-      for (const b of batch) b.job.reject(err);
+      for (const entry of entries) entry.job.reject(err);
     } finally {
       this.running--;
       this.schedule();

@@ -1,4 +1,4 @@
-import type { Detection } from '../detector/detector.ts';
+import type { Box, Detection } from '../detector/detector.ts';
 import { nonMaxSuppression, type RawDetection } from '../detector/nms.ts';
 import { type Track, Tracker } from '../tracking/tracker.ts';
 import { createEvaluator, type RuleEvaluator, type SceneObject, type Transition } from './rules/index.ts';
@@ -55,8 +55,11 @@ export class SceneEngine {
     );
   }
 
-  /** advances the scene with the detections of the frame observed at time `t` */
-  observe(detections: readonly Detection[], t: number): SceneStep {
+  /**
+   * advances the scene with the detections of the frame observed at time `t`, in only the
+   * `searched` boxes of the frame when given (its moving regions)
+   */
+  observe(detections: readonly Detection[], t: number, searched?: readonly Box[]): SceneStep {
     const wanted = detections.filter((d) => this.wanted(d));
     const kept = nonMaxSuppression<RawDetection & { index: number }>(
       wanted.map((d, i) => ({ box: d.box, score: d.score, classId: 0, index: i })),
@@ -64,7 +67,7 @@ export class SceneEngine {
       Number.POSITIVE_INFINITY,
     );
     const candidates = kept.map((k) => wanted[k.index]!);
-    const tracks = this.tracker.update(candidates, t);
+    const tracks = this.tracker.update(candidates, t, searched);
     const objects = tracks.map((track) => this.toObject(track, t));
     const transitions: Transition[] = [];
     const live = new Set(tracks.map((tr) => tr.id));

@@ -141,8 +141,15 @@ export const MotionSettingsSchema = Type.Object(
     pixelThreshold: Type.Integer({ minimum: 1, maximum: 255, default: 20 }),
     /** share of the frame that must change to count as motion */
     minAreaShare: Type.Number({ minimum: 0, maximum: 1, default: 0.0015 }),
-    /** detect at least this often even without motion, so stationary objects stay tracked */
+    /** detect the whole frame at least this often, so stationary objects stay tracked */
     refreshSeconds: Type.Number({ exclusiveMinimum: 0, default: 1 }),
+    /**
+     * between refreshes, detect only the moving regions of the frame (live cameras pack the regions
+     * of several cameras into one model input); otherwise the whole frame whenever anything moves
+     */
+    regions: Type.Boolean({ default: true }),
+    /** moving regions covering more of the frame than this are detected as the whole frame */
+    maxRegionShare: Type.Number({ minimum: 0, maximum: 1, default: 0.5 }),
   },
   { additionalProperties: false },
 );

@@ -27,6 +27,14 @@ interface TrackState extends Track {
   evidence: Map<string, number>;
 }
 
+/** whether the frame's search covered the box's centre (all of the frame when `searched` is undefined) */
+function lookedFor(box: Box, searched: readonly Box[] | undefined): boolean {
+  if (!searched) return true;
+  const cx = (box[0] + box[2]) / 2;
+  const cy = (box[1] + box[3]) / 2;
+  return searched.some((r) => cx >= r[0] && cx < r[2] && cy >= r[1] && cy < r[3]);
+}
+
 /**
  * ByteTrack-style multi-object tracker. Each frame: predict every track to the frame time with a
  * constant-velocity Kalman filter, match high-score detections to tracks by IoU (optimal
@@ -41,8 +49,13 @@ export class Tracker {
 
   constructor(private readonly settings: TrackerSettings) {}
 
-  /** updates with the detections of the frame at time `t` (seconds); returns the confirmed tracks */
-  update(detections: readonly Detection[], t: number): Track[] {
+  /**
+   * Updates with the detections of the frame at time `t` (seconds); returns the confirmed tracks.
+   * When only `searched` boxes of the frame were looked at (its moving regions), a track whose
+   * centre lies outside all of them was not looked for: it is carried as it is, neither aged out
+   * nor, while tentative, dropped for missing its confirmation.
+   */
+  update(detections: readonly Detection[], t: number, searched?: readonly Box[]): Track[] {
     for (const tr of this.tracks) {
       tr.filter.predict(Math.max(0, t - tr.lastPredicted));
       tr.lastPredicted = t;
@@ -75,7 +88,9 @@ export class Tracker {
       });
     }
     this.tracks = this.tracks.filter(
-      (tr) => t - tr.lastSeen <= s.maxAgeSeconds && (tr.confirmed || tr.lastSeen === t),
+      (tr) =>
+        !lookedFor(tr.box, searched) ||
+        (t - tr.lastSeen <= s.maxAgeSeconds && (tr.confirmed || tr.lastSeen === t)),
     );
     return this.active();
   }

@@ -216,4 +216,42 @@ describe('scene rules on synthetic tracks', () => {
       [['end', 'lost']],
     );
   });
+
+  it('the tracker carries a track the frame’s moving regions did not cover, and ages it where they do', () => {
+    const scene = parseScene(
+      sceneYaml(
+        '  - { id: plaza, type: zone, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]] }\n',
+        'tracker:\n  minHits: 2\n  maxAgeSeconds: 1.5\n',
+      ),
+      's.yaml',
+    );
+    const engine = new SceneEngine(scene, W, H);
+    const elsewhere: Box[] = [[0, 0, 200, 200]];
+    const over: Box[] = [[400, 300, 600, 600]];
+    // tentative after one whole frame; a region elsewhere does not drop it for missing its second hit
+    assert.equal(engine.observe([person(500, 500)], 0).tracks.length, 0);
+    assert.equal(engine.observe([], 0.2, elsewhere).tracks.length, 0);
+    const confirmed = engine.observe([person(502, 500)], 1).tracks;
+    assert.deepEqual(
+      confirmed.map((t) => t.id),
+      [1],
+    );
+    // confirmed: regions elsewhere for longer than maxAgeSeconds leave it as it is
+    for (const t of [1.2, 2, 2.8, 3.4]) {
+      const step = engine.observe([], t, elsewhere);
+      assert.deepEqual(
+        step.tracks.map((tr) => tr.id),
+        [1],
+        `carried at ${t} s`,
+      );
+      assert.deepEqual(step.transitions, []);
+    }
+    // a region over it that finds nothing: it was last seen 2.6 s ago, so it is lost
+    const gone = engine.observe([], 3.6, over);
+    assert.equal(gone.tracks.length, 0);
+    assert.deepEqual(
+      gone.transitions.map((t) => [t.phase, t.after.reason]),
+      [['end', 'lost']],
+    );
+  });
 });

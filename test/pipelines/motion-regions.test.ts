@@ -1,0 +1,250 @@
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import { createLogger } from '../../common/logger.ts';
+import {
+  type Box,
+  type Detection,
+  Detector,
+  type FrameDetector,
+  type ModelFrame,
+} from '../../pipelines/detector/detector.ts';
+import { iou } from '../../pipelines/detector/nms.ts';
+import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
+import { type MotionDecision, MotionGate, type Rect } from '../../pipelines/motion.ts';
+import { Mosaic } from '../../pipelines/runtime/mosaic.ts';
+import { DetectionScheduler } from '../../pipelines/runtime/scheduler.ts';
+import type { MotionSettings } from '../../pipelines/scene/schema.ts';
+import { readModelFrames } from '../helpers/frames.ts';
+import { groundTruthPersons } from '../helpers/ground-truth.ts';
+import { ensureCatalogModels } from '../helpers/models.ts';
+
+const log = createLogger('test-motion-regions');
+const SIDE = 416;
+const MOTION: MotionSettings = {
+  enabled: true,
+  pixelThreshold: 20,
+  minAreaShare: 0.0015,
+  refreshSeconds: 1,
+  regions: true,
+  maxRegionShare: 0.5,
+};
+
+/** a grey model frame with bright blocks [x, y, width, height] */
+function frameWith(...blocks: [number, number, number, number][]): Uint8Array {
+  const pixels = new Uint8Array(SIDE * SIDE * 3).fill(100);
+  for (const [x, y, w, h] of blocks)
+    for (let row = y; row < y + h; row++) pixels.fill(220, (row * SIDE + x) * 3, (row * SIDE + x + w) * 3);
+  return pixels;
+}
+
+const contains = (r: Rect, [x, y, w, h]: [number, number, number, number]) =>
+  r.x <= x && r.y <= y && r.x + r.width >= x + w && r.y + r.height >= y + h;
+
+describe('motion regions', () => {
+  it('skips a still frame, and sends only the moving regions, each holding its mover with a margin', () => {
+    const gate = new MotionGate(MOTION, SIDE, SIDE);
+    assert.deepEqual(gate.assess(frameWith(), 0), { detect: true }, 'the first frame is whole');
+    assert.deepEqual(gate.assess(frameWith(), 0.2), { detect: false });
+    const walker: [number, number, number, number] = [60, 100, 30, 70];
+    const cyclist: [number, number, number, number] = [300, 250, 50, 40];
+    const d = gate.assess(frameWith(walker, cyclist), 0.4);
+    assert.ok(d.detect && d.regions, 'regions');
+    assert.equal(d.regions.length, 2);
+    const [a, b] = [...d.regions].sort((p, q) => p.x - q.x);
+    assert.ok(contains(a!, walker) && contains(b!, cyclist), JSON.stringify(d.regions));
+    for (const [r, [, , w, h]] of [
+      [a!, walker],
+      [b!, cyclist],
+    ] as const) {
+      // two 6.5-pixel grid cells of margin on each side, and no more than a cell of rounding
+      assert.ok(r.width >= w + 20 && r.width <= w + 2 * 20, `width ${r.width} for ${w}`);
+      assert.ok(r.height >= h + 20 && r.height <= h + 2 * 20, `height ${r.height} for ${h}`);
+    }
+    assert.ok(gate.searchedShare > 0.33 && gate.searchedShare < 0.4, `searched ${gate.searchedShare}`);
+    assert.equal(gate.skippedShare, 1 / 3);
+  });
+
+  it('sends the whole frame on refresh, staggered by the phase, and when most of the frame moves', () => {
+    const decisions = (phase: number) => {
+      const gate = new MotionGate(MOTION, SIDE, SIDE, phase);
+      const out: boolean[] = [];
+      for (let i = 0; i <= 15; i++) {
+        const d: MotionDecision = gate.assess(frameWith([(i % 2) * 200, 0, 40, 40]), i * 0.25);
+        out.push(d.detect && !d.regions);
+      }
+      return out.flatMap((whole, i) => (whole ? [i] : []));
+    };
+    // frames every 0.25 s: whole at the start, then every second, the first refresh 0.5–1 s in
+    assert.deepEqual(decisions(0), [0, 4, 8, 12]);
+    assert.deepEqual(decisions(0.8), [0, 3, 7, 11, 15]);
+    const gate = new MotionGate(MOTION, SIDE, SIDE);
+    gate.assess(frameWith(), 0);
+    assert.deepEqual(gate.assess(frameWith([0, 0, 300, 300]), 0.2), { detect: true });
+    const whole = new MotionGate({ ...MOTION, regions: false }, SIDE, SIDE);
+    whole.assess(frameWith(), 0);
+    assert.deepEqual(whole.assess(frameWith([0, 0, 30, 30]), 0.2), { detect: true });
+  });
+});
+
+/** a model frame whose every byte tells the frame, the pixel and the channel apart */
+function patterned(seed: number): ModelFrame {
+  const pixels = new Uint8Array(SIDE * SIDE * 3);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 7 + seed * 31) % 251;
+  return { pixels, sourceWidth: 768, sourceHeight: 576 };
+}
+
+const det = (box: Box, score = 0.9): Detection => ({ label: 'person', classId: 0, score, box });
+
+describe('mosaic of moving regions', () => {
+  it('copies each region at its own scale and sends detections back in its frame’s source pixels', () => {
+    const [f1, f2] = [patterned(1), patterned(2)];
+    const mosaic = new Mosaic<string>(SIDE, SIDE);
+    const r1: Rect = { x: 100, y: 50, width: 120, height: 200 };
+    const r2: Rect = { x: 10, y: 300, width: 90, height: 100 };
+    const r3: Rect = { x: 250, y: 0, width: 150, height: 180 };
+    assert.ok(mosaic.tryPlace('one', f1, [r1]));
+    assert.ok(mosaic.tryPlace('two', f2, [r2, r3]));
+    const { pixels, sourceWidth, sourceHeight } = mosaic.frame();
+    assert.deepEqual([sourceWidth, sourceHeight], [SIDE, SIDE]);
+    // find each region in the mosaic by its first row, then compare every row
+    const where = (f: ModelFrame, r: Rect) => {
+      const first = f.pixels.subarray((r.y * SIDE + r.x) * 3, (r.y * SIDE + r.x + r.width) * 3);
+      for (let y = 0; y + r.height <= SIDE; y++)
+        for (let x = 0; x + r.width <= SIDE; x++) {
+          const at = (y * SIDE + x) * 3;
+          if (Buffer.compare(pixels.subarray(at, at + first.length), first) === 0) return [x, y] as const;
+        }
+      assert.fail(`region ${JSON.stringify(r)} is not in the mosaic`);
+    };
+    const spots = new Map<Rect, readonly [number, number]>();
+    for (const [f, r] of [
+      [f1, r1],
+      [f2, r2],
+      [f2, r3],
+    ] as const) {
+      const [x, y] = where(f, r);
+      spots.set(r, [x, y]);
+      for (let row = 0; row < r.height; row++) {
+        const from = ((r.y + row) * SIDE + r.x) * 3;
+        const to = ((y + row) * SIDE + x) * 3;
+        assert.equal(
+          Buffer.compare(pixels.subarray(to, to + r.width * 3), f.pixels.subarray(from, from + r.width * 3)),
+          0,
+          `row ${row} of ${JSON.stringify(r)}`,
+        );
+      }
+    }
+    const [x1, y1] = spots.get(r1)!;
+    const [x3, y3] = spots.get(r3)!;
+    const found = mosaic.distribute([
+      det([x1 + 10, y1 + 20, x1 + 50, y1 + 120]),
+      // reaches out of its region: clipped to it
+      det([x3 - 30, y3 + 10, x3 + 40, y3 + 60]),
+      // centred in no region
+      det([SIDE - 4, SIDE - 4, SIDE, SIDE]),
+    ]);
+    const sx = 768 / SIDE;
+    const sy = 576 / SIDE;
+    const near = (a: Box, b: Box) => a.every((v, i) => Math.abs(v - b[i]!) < 1e-9);
+    assert.deepEqual([...found.keys()], ['one', 'two']);
+    assert.ok(near(found.get('one')![0]!.box, [110 * sx, 70 * sy, 150 * sx, 170 * sy]));
+    assert.equal(found.get('two')!.length, 1);
+    assert.ok(near(found.get('two')![0]!.box, [250 * sx, 10 * sy, 290 * sx, 60 * sy]));
+  });
+
+  it('places all of a frame’s regions or none of them', () => {
+    const mosaic = new Mosaic<number>(SIDE, SIDE);
+    const half: Rect = { x: 0, y: 0, width: 200, height: 200 };
+    assert.ok(mosaic.tryPlace(1, patterned(1), [half, half, half]));
+    assert.equal(
+      mosaic.tryPlace(2, patterned(2), [
+        { ...half, width: 100 },
+        { ...half, width: 300 },
+      ]),
+      false,
+    );
+    assert.deepEqual(mosaic.members, [1]);
+    assert.ok(mosaic.tryPlace(3, patterned(3), [{ ...half, width: 100 }]));
+    assert.deepEqual(mosaic.members, [1, 3]);
+  });
+});
+
+describe('detection in a mosaic', () => {
+  let detector: Detector;
+  let frames: ModelFrame[];
+  before(async () => {
+    await ensureCatalogModels();
+    detector = await Detector.load({ ...DEFAULT_DETECTOR_SETTINGS, intraOpThreads: 1 }, log);
+    frames = await readModelFrames([300, 600], detector);
+  });
+
+  /** a region of each frame around some of its annotated people (model-frame pixels) */
+  const REGIONS: Rect[] = [
+    { x: 85, y: 100, width: 115, height: 130 },
+    { x: 295, y: 130, width: 100, height: 100 },
+  ];
+
+  /** the annotated people of frame `index` standing well inside `region` */
+  function peopleIn(index: number, region: Rect): Box[] {
+    const sx = 768 / SIDE;
+    const sy = 576 / SIDE;
+    return groundTruthPersons(index).filter(
+      ([x1, y1, x2, y2]) =>
+        x1 >= (region.x + 8) * sx &&
+        x2 <= (region.x + region.width - 8) * sx &&
+        y1 >= (region.y + 8) * sy &&
+        y2 <= (region.y + region.height - 8) * sy,
+    );
+  }
+
+  it('finds the people of regions of two frames packed into one input, in each frame’s coordinates', async () => {
+    const mosaic = new Mosaic<number>(SIDE, SIDE);
+    const people = [300, 600].map((index, i) => peopleIn(index, REGIONS[i]!));
+    assert.deepEqual(
+      people.map((p) => p.length),
+      [4, 2],
+      'people in each region',
+    );
+    for (const [i, region] of REGIONS.entries()) assert.ok(mosaic.tryPlace(i, frames[i]!, [region]));
+    const [found] = await detector.detect([mosaic.frame()]);
+    const byFrame = mosaic.distribute(found!);
+    for (const [i, truths] of people.entries()) {
+      const persons = byFrame.get(i)!.filter((d) => d.label === 'person');
+      for (const truth of truths) {
+        const best = Math.max(0, ...persons.map((p) => iou(p.box, truth)));
+        assert.ok(best >= 0.5, `frame ${[300, 600][i]}: person at [${truth}], best IoU ${best.toFixed(2)}`);
+      }
+    }
+  });
+
+  it('packs the regions of live cameras into shared inputs; a replay’s regions and whole frames get their own', async () => {
+    const inputs: number[] = [];
+    const counting: FrameDetector = Object.create(detector, {
+      detect: {
+        value: (batch: ModelFrame[]) => {
+          inputs.push(batch.length);
+          return detector.detect(batch);
+        },
+      },
+    });
+    const scheduler = new DetectionScheduler(counting, { maxBatch: 4, maxWaitMs: 10 }, log);
+    for (const camera of ['a', 'b', 'c', 'd']) scheduler.register(camera, 'newest');
+    scheduler.register('replay', 'ordered');
+    const results = await Promise.all([
+      ...['a', 'b', 'c', 'd'].map((c, i) => scheduler.submit(c, frames[i % 2]!, [REGIONS[i % 2]!])),
+      scheduler.submit('replay', frames[0]!, [REGIONS[0]!]),
+      scheduler.submit('replay', frames[1]!),
+    ]);
+    scheduler.close();
+    // the four cameras' regions fit one input; the replay's region and its whole frame get one each
+    assert.deepEqual(inputs, [3]);
+    assert.ok(results.every((r) => r?.some((d) => d.label === 'person')));
+    // the same region alone and packed with others: the same people
+    const alone = results[4]!.filter((d) => d.label === 'person').map((d) => d.box);
+    for (const box of alone)
+      assert.ok(
+        results[0]!.some((d) => iou(d.box, box) >= 0.9),
+        `person at [${box}] in the shared input`,
+      );
+  });
+});
