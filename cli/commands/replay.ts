@@ -47,70 +47,74 @@ export const replay: Command = {
     };
     await ensureModelInstalled(settings.model, ctx.signal);
     const detector = await DetectorPool.load(settings, log);
-    const scene = await loadScene(values.scene, detector.descriptor.labels);
-    if (values.snapshots) await mkdir(values.snapshots, { recursive: true });
-    const scheduler = new DetectionScheduler(detector, { maxBatch: settings.maxBatch, maxWaitMs: 5 }, log);
-    let events = 0;
-    const started = performance.now();
-    const camera = new CameraRuntime({
-      camera: {
-        id: 'replay',
-        url: positionals[0]!,
-        scene: values.scene,
-        detectFps: parsePositiveNumber(values.fps, '--fps') ?? 5,
-        loop: false,
-        stallTimeoutS: 5,
-        rtspTransport: 'tcp',
-        decoder: 'auto',
-        enabled: true,
-      },
-      scene,
-      scheduler,
-      mode: 'replay',
-      replayStart: new Date(0),
-      log,
-      onEvent: async (e) => {
-        events++;
-        let snapshot: string | undefined;
-        if (e.snapshot && values.snapshots) {
-          snapshot = join(
-            values.snapshots,
-            `${e.message.rule}-${e.message.id.slice(0, 8)}-${e.message.seq}.jpg`,
-          );
-          await writeFile(snapshot, e.snapshot.jpeg);
-        }
-        ctx.stdout.write(
-          values.json
-            ? `${JSON.stringify({ ...e.message, ...(snapshot ? { snapshotFile: snapshot } : {}) })}\n`
-            : `${describe(e)}\n`,
-        );
-      },
-    });
-    const stop = () => void camera.stop();
-    ctx.signal.addEventListener('abort', stop, { once: true });
-    camera.start();
+    // the detector's threads keep the process alive: closed whatever fails below (scene, source)
     try {
-      await camera.done;
+      const scene = await loadScene(values.scene, detector.descriptor.labels);
+      if (values.snapshots) await mkdir(values.snapshots, { recursive: true });
+      const scheduler = new DetectionScheduler(detector, { maxBatch: settings.maxBatch, maxWaitMs: 5 }, log);
+      let events = 0;
+      const started = performance.now();
+      const camera = new CameraRuntime({
+        camera: {
+          id: 'replay',
+          url: positionals[0]!,
+          scene: values.scene,
+          detectFps: parsePositiveNumber(values.fps, '--fps') ?? 5,
+          loop: false,
+          stallTimeoutS: 5,
+          rtspTransport: 'tcp',
+          decoder: 'auto',
+          enabled: true,
+        },
+        scene,
+        scheduler,
+        mode: 'replay',
+        replayStart: new Date(0),
+        log,
+        onEvent: async (e) => {
+          events++;
+          let snapshot: string | undefined;
+          if (e.snapshot && values.snapshots) {
+            snapshot = join(
+              values.snapshots,
+              `${e.message.rule}-${e.message.id.slice(0, 8)}-${e.message.seq}.jpg`,
+            );
+            await writeFile(snapshot, e.snapshot.jpeg);
+          }
+          ctx.stdout.write(
+            values.json
+              ? `${JSON.stringify({ ...e.message, ...(snapshot ? { snapshotFile: snapshot } : {}) })}\n`
+              : `${describe(e)}\n`,
+          );
+        },
+      });
+      const stop = () => void camera.stop();
+      ctx.signal.addEventListener('abort', stop, { once: true });
+      camera.start();
+      try {
+        await camera.done;
+      } finally {
+        ctx.signal.removeEventListener('abort', stop);
+        scheduler.close();
+      }
+      const seconds = (performance.now() - started) / 1000;
+      const stats = camera.stats();
+      const summary = {
+        events,
+        frames: camera.frames,
+        seconds: Number(seconds.toFixed(2)),
+        fps: Number((camera.frames / seconds).toFixed(1)),
+        motionSkippedShare: stats.motionSkippedShare,
+        motionSearchedShare: stats.motionSearchedShare ?? 1,
+      };
+      ctx.stdout.write(
+        values.json
+          ? `${JSON.stringify({ summary })}\n`
+          : `\n${events} event messages from ${camera.frames} frames in ${summary.seconds} s (${summary.fps} frames/s, ${(100 * summary.motionSkippedShare).toFixed(0)}% skipped by motion gating, ${(100 * summary.motionSearchedShare).toFixed(0)}% of the pixels detected)\n`,
+      );
+      return 0;
     } finally {
-      ctx.signal.removeEventListener('abort', stop);
-      scheduler.close();
       await detector.close();
     }
-    const seconds = (performance.now() - started) / 1000;
-    const stats = camera.stats();
-    const summary = {
-      events,
-      frames: camera.frames,
-      seconds: Number(seconds.toFixed(2)),
-      fps: Number((camera.frames / seconds).toFixed(1)),
-      motionSkippedShare: stats.motionSkippedShare,
-      motionSearchedShare: stats.motionSearchedShare ?? 1,
-    };
-    ctx.stdout.write(
-      values.json
-        ? `${JSON.stringify({ summary })}\n`
-        : `\n${events} event messages from ${camera.frames} frames in ${summary.seconds} s (${summary.fps} frames/s, ${(100 * summary.motionSkippedShare).toFixed(0)}% skipped by motion gating, ${(100 * summary.motionSearchedShare).toFixed(0)}% of the pixels detected)\n`,
-    );
-    return 0;
   },
 };

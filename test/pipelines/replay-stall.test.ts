@@ -10,7 +10,7 @@ import { ensureCatalogModels } from '../helpers/models.ts';
 const ROOT = resolve(import.meta.dirname, '../..');
 const SILENCE_MS = 9000;
 
-describe('argus replay over a recording that stops delivering data', () => {
+describe('argus replay over a recording that is missing or stops delivering data', () => {
   let dir: string;
   before(async () => {
     await ensureCatalogModels();
@@ -77,5 +77,23 @@ describe('argus replay over a recording that stops delivering data', () => {
       events.some((e) => e.phase === 'end'),
       'open events are ended at the last frame',
     );
+  });
+
+  it('fails at once, naming the file, when the recording does not exist', async () => {
+    const missing = join(dir, 'no-such-recording.avi');
+    const result = await new Promise<{ code: number | null; stderr: string }>((res, rej) => {
+      const child = execFile(
+        process.execPath,
+        [join(ROOT, 'bin/argus.mjs'), 'replay', missing, '--scene', join(ROOT, 'scenes/vtest-campus.yaml')],
+        // it used to print the error and then hang on the detector's threads
+        { timeout: 60_000 },
+        (err, _stdout, stderr) =>
+          err?.killed
+            ? rej(new Error(`replay did not exit; stderr: ${stderr}`))
+            : res({ code: child.exitCode, stderr }),
+      );
+    });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /argus replay: video file .*no-such-recording\.avi does not exist/);
   });
 });
