@@ -56,15 +56,20 @@ function mergeOverlapping(rects: Rect[]): Rect[] {
 /**
  * Cheap motion detection on a 64×64 grey thumbnail sampled from the model frame (2×2 pixels per
  * cell, no resize in JS), against a running-average background. Decides what of a frame the
- * detector should see: nothing when nothing moved; the whole frame on the first frame, when the
- * periodic refresh is due (so stationary objects stay tracked) or when most of it moves; otherwise
- * the moving regions — changed cells grown by a margin, grouped into connected regions, their
- * bounding boxes merged where they overlap.
+ * detector should see:
+ * - the whole frame on the first frame, every `wholeFrameSeconds` (what appeared without moving)
+ *   and whenever the regions would cover more than `maxRegionShare` of it;
+ * - the moving regions — changed cells grown by a margin, grouped into connected regions, their
+ *   bounding boxes merged where they overlap — and, every `refreshSeconds`, the regions of the
+ *   tracked objects as well, moving or not, so that stationary objects stay tracked;
+ * - nothing when nothing moved and no refresh is due.
+ * Without `regions`, the whole frame whenever anything moved or the refresh is due.
  */
 export class MotionGate {
   private background: Float32Array | undefined;
-  /** when the next whole frame is due (the first frame is one) */
+  /** when the next whole frame and the next look at the tracked objects are due */
   private nextWhole = Number.NEGATIVE_INFINITY;
+  private nextRefresh = Number.NEGATIVE_INFINITY;
   private wholes = 0;
   private readonly offsets: Int32Array;
   private readonly rowBytes: number;
@@ -76,9 +81,9 @@ export class MotionGate {
   private searchedArea = 0;
 
   /**
-   * `phase` (0–1) shifts this camera's refreshes after the first (which comes 0.5–1 refresh
-   * periods after the first frame), so that cameras started together do not send their whole
-   * frames to the detector at the same moment
+   * `phase` (0–1) shifts this camera's periods after the first frame (the first period lasts 0.5–1
+   * of its length), so that cameras started together do not send their whole frames to the
+   * detector at the same moment
    */
   constructor(
     private readonly settings: MotionSettings,
@@ -129,8 +134,8 @@ export class MotionGate {
     return count / n;
   }
 
-  /** the changed cells, grown by the margin, as merged bounding boxes of their connected groups */
-  private regions(): Rect[] {
+  /** the changed cells, grown by the margin, as bounding boxes of their connected groups */
+  private movingRegions(): Rect[] {
     const grown = new Uint8Array(GRID * GRID);
     for (let gy = 0; gy < GRID; gy++) {
       for (let gx = 0; gx < GRID; gx++) {
@@ -179,31 +184,71 @@ export class MotionGate {
         height: Math.ceil(((y2 + 1) * this.height) / GRID) - y,
       });
     }
-    return mergeOverlapping(boxes);
+    return boxes;
   }
 
-  /** what to detect of this frame (observed at time `t`, seconds) */
-  assess(pixels: Uint8Array, t: number): MotionDecision {
+  /**
+   * a tracked object's box (model-frame pixels) with context around it — half its larger side, at
+   * least the margin — kept inside the frame
+   */
+  private trackedRegion(r: Rect): Rect {
+    const margin = Math.max((MARGIN_CELLS * this.width) / GRID, Math.max(r.width, r.height) / 2);
+    const x = Math.max(0, Math.floor(r.x - margin));
+    const y = Math.max(0, Math.floor(r.y - margin));
+    return {
+      x,
+      y,
+      width: Math.min(this.width, Math.ceil(r.x + r.width + margin)) - x,
+      height: Math.min(this.height, Math.ceil(r.y + r.height + margin)) - y,
+    };
+  }
+
+  /**
+   * what to detect of this frame (observed at time `t`, seconds); `tracked` are the boxes of the
+   * objects tracked so far (model-frame pixels)
+   */
+  assess(pixels: Uint8Array, t: number, tracked: readonly Rect[] = []): MotionDecision {
     this.seen++;
+    const { settings } = this;
+    const first = this.wholes === 0;
+    const stagger = (period: number) => (first ? period * (1 - this.phase / 2) : period);
     const whole = (): MotionDecision => {
-      const period = this.settings.refreshSeconds;
-      this.nextWhole = t + (this.wholes++ === 0 ? period * (1 - this.phase / 2) : period);
+      this.nextWhole = t + stagger(settings.regions ? settings.wholeFrameSeconds : settings.refreshSeconds);
+      this.nextRefresh = t + stagger(settings.refreshSeconds);
+      this.wholes++;
       this.searchedArea += 1;
       return { detect: true };
     };
-    if (!this.settings.enabled) return whole();
-    const share = this.compare(pixels);
-    if (t >= this.nextWhole) return whole();
-    if (share < this.settings.minAreaShare) {
+    const skip = (): MotionDecision => {
       this.skipped++;
       return { detect: false };
-    }
-    if (!this.settings.regions) return whole();
-    const regions = this.regions();
+    };
+    if (!settings.enabled) return whole();
+    const moving = this.compare(pixels) >= settings.minAreaShare;
+    if (!settings.regions) return moving || t >= this.nextRefresh ? whole() : skip();
+    if (t >= this.nextWhole) return whole();
+    const refresh = t >= this.nextRefresh;
+    if (!moving && !refresh) return skip();
+    if (refresh) this.nextRefresh = t + settings.refreshSeconds;
+    const regions = mergeOverlapping([
+      ...(moving ? this.movingRegions() : []),
+      ...(refresh
+        ? tracked.map((r) => this.trackedRegion(r)).filter((r) => r.width > 0 && r.height > 0)
+        : []),
+    ]);
+    if (regions.length === 0) return skip();
     const area = regions.reduce((sum, r) => sum + r.width * r.height, 0) / (this.width * this.height);
-    if (area > this.settings.maxRegionShare) return whole();
+    if (area > settings.maxRegionShare) return whole();
     this.searchedArea += area;
     return { detect: true, regions };
+  }
+
+  /**
+   * whether a frame at `t` will have the tracked objects looked at, or the whole frame: the
+   * decisions that depend on what is tracked (a replay catches up with its detections first)
+   */
+  refreshDue(t: number): boolean {
+    return this.settings.enabled && (t >= this.nextRefresh || t >= this.nextWhole);
   }
 
   get skippedShare(): number {

@@ -212,6 +212,8 @@ export class CameraRuntime {
         const t = frame.index / (frame.fps ?? 10);
         if (t + 1e-6 < nextSample) continue;
         nextSample = Math.max(nextSample + 1 / this.o.camera.detectFps, t);
+        // which tracked objects a refresh looks at must not depend on how far detection has got
+        if (this.motion.refreshDue(t)) await this.chain;
         const submitted = this.onFrame(frame, t);
         if (submitted) outstanding.push(submitted);
         while (outstanding.length > this.o.scheduler.queueLimit) await outstanding.shift();
@@ -233,7 +235,7 @@ export class CameraRuntime {
     this.frameCount++;
     this.framesIn.tick();
     this.latest = frame;
-    const decision = this.motion.assess(frame.model, t);
+    const decision = this.motion.assess(frame.model, t, this.trackedRegions(frame));
     if (!decision.detect) return undefined;
     const submittedAt = performance.now();
     const result = this.o.scheduler.submit(this.id, toModelFrame(frame), decision.regions);
@@ -249,6 +251,18 @@ export class CameraRuntime {
         this.o.log.error({ camera: this.id, err: errorMessage(err) }, 'frame processing failed'),
       );
     return result;
+  }
+
+  /** the boxes of the objects tracked so far, in model-frame pixels */
+  private trackedRegions(frame: VideoFrame): Rect[] {
+    const sx = this.o.scheduler.input.width / frame.full.width;
+    const sy = this.o.scheduler.input.height / frame.full.height;
+    return (this.engine?.trackedBoxes() ?? []).map(([x1, y1, x2, y2]) => ({
+      x: x1 * sx,
+      y: y1 * sy,
+      width: (x2 - x1) * sx,
+      height: (y2 - y1) * sy,
+    }));
   }
 
   private async observe(

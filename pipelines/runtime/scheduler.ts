@@ -167,24 +167,38 @@ export class DetectionScheduler {
   }
 
   /**
-   * fills up to `size` inputs with waiting frames, one camera at a time in turn, starting after
-   * the last served; a camera whose next frame does not fit is passed over
+   * Fills up to `size` inputs with waiting frames. Candidates are taken one camera at a time in
+   * turn, starting after the last served, while they would fill the inputs; whole frames then get
+   * an input each and regions are packed tallest first (shelves fill far better that way than in
+   * arrival order). A frame that does not fit stays at the head of its camera's queue.
    */
   private take(size: number): Input[] {
-    const inputs: Input[] = [];
+    const picked: Entry[] = [];
+    const depth = new Map<Lane, number>();
+    let cost = 0;
     let idle = 0;
-    while (idle < this.order.length) {
+    while (idle < this.order.length && cost < size) {
       const camera = this.order[this.cursor % this.order.length]!;
       this.cursor = (this.cursor + 1) % Math.max(1, this.order.length);
       const lane = this.lanes.get(camera)!;
-      const job = lane.jobs[0];
-      if (job && this.place(inputs, { lane, job }, size)) {
-        lane.jobs.shift();
-        idle = 0;
-      } else {
+      const taken = depth.get(lane) ?? 0;
+      const job = lane.jobs[taken];
+      if (!job) {
         idle++;
+        continue;
       }
+      depth.set(lane, taken + 1);
+      picked.push({ lane, job });
+      cost += this.cost(lane, job);
+      idle = 0;
     }
+    const tallest = ({ job }: Entry) =>
+      job.regions ? Math.max(...job.regions.map((r) => r.height)) : Number.POSITIVE_INFINITY;
+    picked.sort((a, b) => tallest(b) - tallest(a));
+    const inputs: Input[] = [];
+    const placed = new Set<Job>();
+    for (const entry of picked) if (this.place(inputs, entry, size)) placed.add(entry.job);
+    for (const lane of depth.keys()) lane.jobs = lane.jobs.filter((job) => !placed.has(job));
     return inputs;
   }
 

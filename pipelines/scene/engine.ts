@@ -95,6 +95,11 @@ export class SceneEngine {
     return { track, anchor, centre: [cx, cy], height: (y2 - y1) / this.frameHeight };
   }
 
+  /** the boxes of the objects tracked so far, tentative ones included (source pixels) */
+  trackedBoxes(): Box[] {
+    return this.tracker.boxes();
+  }
+
   counters(): Record<string, number> {
     return Object.assign({}, ...this.bindings.map((b) => b.evaluator.counters()));
   }

@@ -141,14 +141,20 @@ export const MotionSettingsSchema = Type.Object(
     pixelThreshold: Type.Integer({ minimum: 1, maximum: 255, default: 20 }),
     /** share of the frame that must change to count as motion */
     minAreaShare: Type.Number({ minimum: 0, maximum: 1, default: 0.0015 }),
-    /** detect the whole frame at least this often, so stationary objects stay tracked */
-    refreshSeconds: Type.Number({ exclusiveMinimum: 0, default: 1 }),
     /**
-     * between refreshes, detect only the moving regions of the frame (live cameras pack the regions
-     * of several cameras into one model input); otherwise the whole frame whenever anything moves
+     * look again at every tracked object at least this often, moving or not, so that stationary
+     * objects stay tracked: at the tracked objects' regions (with `regions`), else at the whole frame
+     */
+    refreshSeconds: Type.Number({ exclusiveMinimum: 0, default: 1 }),
+    /** with `regions`: detect the whole frame at least this often, for objects that appeared without moving */
+    wholeFrameSeconds: Type.Number({ exclusiveMinimum: 0, default: 5 }),
+    /**
+     * detect only the moving regions of a frame and the regions of tracked objects (live cameras
+     * pack the regions of several cameras into one model input); otherwise the whole frame
+     * whenever anything moves
      */
     regions: Type.Boolean({ default: true }),
-    /** moving regions covering more of the frame than this are detected as the whole frame */
+    /** regions covering more of the frame than this are detected as the whole frame */
     maxRegionShare: Type.Number({ minimum: 0, maximum: 1, default: 0.5 }),
   },
   { additionalProperties: false },

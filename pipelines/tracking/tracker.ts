@@ -130,6 +130,11 @@ export class Tracker {
     return left;
   }
 
+  /** the box of every track, tentative ones included, as of the last update */
+  boxes(): Box[] {
+    return this.tracks.map((tr) => [...tr.box] as Box);
+  }
+
   /** confirmed tracks, including those briefly unmatched (still within maxAgeSeconds) */
   active(): Track[] {
     return this.tracks

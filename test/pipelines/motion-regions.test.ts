@@ -25,6 +25,7 @@ const MOTION: MotionSettings = {
   pixelThreshold: 20,
   minAreaShare: 0.0015,
   refreshSeconds: 1,
+  wholeFrameSeconds: 5,
   regions: true,
   maxRegionShare: 0.5,
 };
@@ -64,25 +65,49 @@ describe('motion regions', () => {
     assert.equal(gate.skippedShare, 1 / 3);
   });
 
-  it('sends the whole frame on refresh, staggered by the phase, and when most of the frame moves', () => {
-    const decisions = (phase: number) => {
-      const gate = new MotionGate(MOTION, SIDE, SIDE, phase);
-      const out: boolean[] = [];
+  it('sends the whole frame every wholeFrameSeconds, staggered by the phase, and when most of the frame moves', () => {
+    const wholes = (phase: number) => {
+      const gate = new MotionGate({ ...MOTION, wholeFrameSeconds: 2 }, SIDE, SIDE, phase);
+      const out: number[] = [];
       for (let i = 0; i <= 15; i++) {
         const d: MotionDecision = gate.assess(frameWith([(i % 2) * 200, 0, 40, 40]), i * 0.25);
-        out.push(d.detect && !d.regions);
+        assert.ok(d.detect, 'something moves in every frame');
+        if (!d.regions) out.push(i);
       }
-      return out.flatMap((whole, i) => (whole ? [i] : []));
+      return out;
     };
-    // frames every 0.25 s: whole at the start, then every second, the first refresh 0.5–1 s in
-    assert.deepEqual(decisions(0), [0, 4, 8, 12]);
-    assert.deepEqual(decisions(0.8), [0, 3, 7, 11, 15]);
+    // frames every 0.25 s: whole at the start, then every 2 s, the first period 0.5–1 of it
+    assert.deepEqual(wholes(0), [0, 8]);
+    assert.deepEqual(wholes(0.8), [0, 5, 13]);
     const gate = new MotionGate(MOTION, SIDE, SIDE);
     gate.assess(frameWith(), 0);
     assert.deepEqual(gate.assess(frameWith([0, 0, 300, 300]), 0.2), { detect: true });
+  });
+
+  it('looks at the tracked objects every refreshSeconds, moving or not', () => {
+    const gate = new MotionGate(MOTION, SIDE, SIDE);
+    const van: Rect = { x: 300, y: 20, width: 60, height: 40 };
+    const still = frameWith();
+    const at = (t: number, tracked: Rect[] = [van]) => gate.assess(still, t, tracked);
+    assert.deepEqual(at(0), { detect: true });
+    assert.deepEqual([at(0.25), at(0.5), at(0.75)], Array(3).fill({ detect: false }));
+    const refresh = at(1);
+    assert.ok(refresh.detect && refresh.regions?.length === 1, JSON.stringify(refresh));
+    const [r] = refresh.regions;
+    // the van's box with half its larger side (30 pixels) around it, cut at the top of the frame
+    assert.deepEqual(r, { x: 270, y: 0, width: 120, height: 90 });
+    assert.deepEqual(at(1.25), { detect: false });
+    assert.deepEqual(at(2, []), { detect: false }, 'nothing tracked, nothing moving');
+    // without regions: the whole frame on refresh and on motion
     const whole = new MotionGate({ ...MOTION, regions: false }, SIDE, SIDE);
-    whole.assess(frameWith(), 0);
-    assert.deepEqual(whole.assess(frameWith([0, 0, 30, 30]), 0.2), { detect: true });
+    whole.assess(still, 0);
+    assert.deepEqual(whole.assess(still, 0.5, [van]), { detect: false });
+    assert.deepEqual(whole.assess(frameWith([0, 0, 30, 30]), 0.75), { detect: true });
+    // the block is gone: changes while the background settles, then still until the refresh a
+    // second after the last whole frame
+    assert.deepEqual([whole.assess(still, 1), whole.assess(still, 1.25)], Array(2).fill({ detect: true }));
+    assert.deepEqual(whole.assess(still, 1.5), { detect: false });
+    assert.deepEqual(whole.assess(still, 2.25), { detect: true });
   });
 });
 
