@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createLogger } from '../common/logger.ts';
 import { SAMPLE_VIDEO } from '../common/paths.ts';
 import { startThread } from '../common/thread.ts';
@@ -8,7 +9,7 @@ import { writeDerivedModel } from '../models/bundle/lineage.ts';
 import { quantizeConfig } from '../models/quant/config.ts';
 import { quantizeModel } from '../models/quant/quantize.ts';
 import { fetchModels, loadModel } from '../models/store.ts';
-import { Detector, type FrameDetector } from '../pipelines/detector/detector.ts';
+import { Detector, type FrameDetector, type ModelFrame } from '../pipelines/detector/detector.ts';
 import { DetectorPool, sessionThreads } from '../pipelines/detector/detector-pool.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../pipelines/detector/settings.ts';
 import { CameraRuntime } from '../pipelines/runtime/camera.ts';
@@ -36,7 +37,9 @@ import { machine, percentile, round } from './stats.ts';
  * (c) and (d) run for the fp32 model and for the model factory's int8 model of it; the headline
  * figures are those of the variant that serves more cameras.
  * Env: BENCH_STEP_S (measured seconds per camera step, default 20), BENCH_CAMERAS (e.g. "4,8,16"),
- * BENCH_BATCH (frames per inference call, default the detector settings' default).
+ * BENCH_BATCH (frames per inference call, default the detector settings' default), BENCH_MODELS
+ * (the camera sweeps to run, default "fp32,int8"), BENCH_WAIT_MS (how long the live cameras' first
+ * waiting frame waits for others to join its inference call, default 20).
  */
 
 const log = createLogger('bench-pipeline');
@@ -46,6 +49,7 @@ const DEADLINE_MS = 1000 / DETECT_FPS;
 const STEP_S = Number(process.env.BENCH_STEP_S ?? 20);
 const CAMERA_STEPS = (process.env.BENCH_CAMERAS ?? '2,4,6,8,10,12,14,16,20,24,32').split(',').map(Number);
 const BUDGET_MS = 420_000;
+const LIVE_WAIT_MS = Number(process.env.BENCH_WAIT_MS ?? 20);
 const RTSP_PATHS = 4;
 const benchStart = performance.now();
 
@@ -113,20 +117,22 @@ const rawFps = Math.max(oneSessionFps, sessionsFps);
 
 /** counts what becomes of every frame submitted to the scheduler */
 function instrument(scheduler: DetectionScheduler) {
-  const tally = { submitted: 0, detected: 0, dropped: 0, slow: 0, counting: false };
+  const tally = { submitted: 0, detected: 0, dropped: 0, slow: 0, counting: false, resultMs: [] as number[] };
   const submit = scheduler.submit.bind(scheduler);
-  scheduler.submit = (camera, frame) => {
+  scheduler.submit = (camera, frame, regions) => {
     const at = performance.now();
     const counting = tally.counting;
     if (counting) tally.submitted++;
-    const result = submit(camera, frame);
+    const result = submit(camera, frame, regions);
     void result.then(
       (d) => {
         if (!counting) return;
         if (d === null) tally.dropped++;
         else {
           tally.detected++;
-          if (performance.now() - at > DEADLINE_MS) tally.slow++;
+          const ms = performance.now() - at;
+          tally.resultMs.push(ms);
+          if (ms > DEADLINE_MS) tally.slow++;
         }
       },
       () => {},
@@ -191,12 +197,30 @@ interface Step {
   lateShare: number;
   receivedShare: number;
   motionSkipped: number;
+  /** share of the pixels received that the detector looked at */
+  motionSearched: number;
   pass: boolean;
   latencies: number[];
 }
 
-async function runStep(server: RtspServer, detector: FrameDetector, n: number): Promise<Step> {
-  const scheduler = new DetectionScheduler(detector, { maxBatch: BATCH, maxWaitMs: 20 }, log);
+async function runStep(server: RtspServer, pool: FrameDetector, n: number): Promise<Step> {
+  // counts the model inputs (a whole frame, or a mosaic of moving regions of several frames) and
+  // times the inference calls
+  let inputs = 0;
+  const callMs: number[] = [];
+  const detector: FrameDetector = Object.create(pool, {
+    detect: {
+      value: async (frames: ModelFrame[]) => {
+        inputs += frames.length;
+        const at = performance.now();
+        const result = await pool.detect(frames);
+        callMs.push(performance.now() - at);
+        return result;
+      },
+    },
+  });
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  const scheduler = new DetectionScheduler(detector, { maxBatch: BATCH, maxWaitMs: LIVE_WAIT_MS }, log);
   const tally = instrument(scheduler);
   const cameras = Array.from(
     { length: n },
@@ -227,15 +251,29 @@ async function runStep(server: RtspServer, detector: FrameDetector, n: number): 
   await new Promise((r) => setTimeout(r, 3000)); // warm-up: connections settle, tracks form
   const framesBefore = cameras.map((c) => c.frames);
   const skippedBefore = cameras.map((c) => c.stats().motionSkippedShare * c.frames);
+  const searchedBefore = cameras.map((c) => (c.stats().motionSearchedShare ?? 1) * c.frames);
   const latencyBefore = cameras.map((c) => c.eventLatency.count);
   tally.counting = true;
+  const inputsBefore = inputs;
+  callMs.length = 0;
+  tally.resultMs.length = 0;
+  loopDelay.enable();
+  const cpuBefore = process.cpuUsage();
   const t0 = performance.now();
   await new Promise((r) => setTimeout(r, STEP_S * 1000));
   tally.counting = false;
+  loopDelay.disable();
+  const cpu = process.cpuUsage(cpuBefore);
+  const measuredInputs = inputs - inputsBefore;
+  const calls = callMs.length;
   const seconds = (performance.now() - t0) / 1000;
   const received = cameras.reduce((s, c, i) => s + c.frames - framesBefore[i]!, 0);
   const skipped = cameras.reduce(
     (s, c, i) => s + c.stats().motionSkippedShare * c.frames - skippedBefore[i]!,
+    0,
+  );
+  const searched = cameras.reduce(
+    (s, c, i) => s + (c.stats().motionSearchedShare ?? 1) * c.frames - searchedBefore[i]!,
     0,
   );
   const latencies = cameras.flatMap((c, i) => c.eventLatency.values().slice(latencyBefore[i]!));
@@ -259,13 +297,19 @@ async function runStep(server: RtspServer, detector: FrameDetector, n: number): 
     lateShare,
     receivedShare,
     motionSkipped: received === 0 ? 0 : skipped / received,
+    motionSearched: received === 0 ? 0 : searched / received,
     pass: online === n && lateShare < 0.01 && receivedShare >= 0.97,
     latencies,
   };
   console.log(
     `(c) ${String(n).padStart(2)} cameras: ${online}/${n} online, frames ${received}/${step.expected} (${(100 * receivedShare).toFixed(1)} %), ` +
-      `motion-skipped ${(100 * step.motionSkipped).toFixed(0)} %, detected ${tally.detected}, dropped ${tally.dropped}, ` +
+      `motion-skipped ${(100 * step.motionSkipped).toFixed(0)} %, pixels detected ${(100 * step.motionSearched).toFixed(0)} %, model inputs ${measuredInputs}, frames detected ${tally.detected}, dropped ${tally.dropped}, ` +
       `over ${DEADLINE_MS} ms ${tally.slow}, late ${(100 * lateShare).toFixed(2)} % → ${step.pass ? 'pass' : 'FAIL'}`,
+  );
+  console.log(
+    `    camera process ${((100 * (cpu.user + cpu.system)) / 1e6 / seconds).toFixed(0)} % CPU; ${calls} inference calls of ${(measuredInputs / Math.max(1, calls)).toFixed(2)} inputs, ` +
+      `p50/p99 ${percentile(callMs, 50).toFixed(0)}/${percentile(callMs, 99).toFixed(0)} ms; frame → detections p50/p99 ` +
+      `${percentile(tally.resultMs, 50).toFixed(0)}/${percentile(tally.resultMs, 99).toFixed(0)} ms; event-loop delay p99 ${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms`,
   );
   return step;
 }
@@ -282,7 +326,7 @@ await writeDerivedModel(
 const variants = [
   { label: 'fp32', model: settings.model },
   { label: 'int8', model: join(int8Dir, 'nanodet-int8') },
-];
+].filter((v) => (process.env.BENCH_MODELS ?? 'fp32,int8').split(',').includes(v.label));
 
 interface Sweep {
   label: string;
@@ -367,6 +411,7 @@ console.log(
     late_frame_share: round(chosen.reported?.lateShare ?? 1, 4),
     received_frame_share: round(chosen.reported?.receivedShare ?? 0, 4),
     motion_skipped_share: round(chosen.reported?.motionSkipped ?? 0, 3),
+    motion_searched_share: round(chosen.reported?.motionSearched ?? 1, 3),
     event_latency_p50_ms: round(chosen.p50, 1),
     event_latency_p99_ms: round(chosen.p99, 1),
     ...Object.fromEntries(sweeps.map((sw) => [`cameras_at_5fps_${sw.label}`, sw.best?.cameras ?? 0])),
