@@ -17,7 +17,7 @@ export interface Rect {
   height: number;
 }
 
-/** what to detect of a frame: nothing, the whole frame, or only its moving regions */
+/** what to detect of a frame: nothing, the whole frame, or only regions of it */
 export type MotionDecision = { detect: false } | { detect: true; regions?: Rect[] };
 
 function overlaps(a: Rect, b: Rect): boolean {
@@ -244,11 +244,12 @@ export class MotionGate {
   }
 
   /**
-   * whether a frame at `t` will have the tracked objects looked at, or the whole frame: the
-   * decisions that depend on what is tracked (a replay catches up with its detections first)
+   * whether a frame at `t` would look at the tracked objects' regions: the one decision that
+   * depends on what is tracked (a replay catches up with its detections first)
    */
   refreshDue(t: number): boolean {
-    return this.settings.enabled && (t >= this.nextRefresh || t >= this.nextWhole);
+    const { enabled, regions } = this.settings;
+    return enabled && regions && t >= this.nextRefresh && t < this.nextWhole;
   }
 
   get skippedShare(): number {

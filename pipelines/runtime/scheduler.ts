@@ -169,8 +169,7 @@ export class DetectionScheduler {
   /**
    * Fills up to `size` inputs with waiting frames. Candidates are taken one camera at a time in
    * turn, starting after the last served, while they would fill the inputs; whole frames then get
-   * an input each and regions are packed tallest first (shelves fill far better that way than in
-   * arrival order). A frame that does not fit stays at the head of its camera's queue.
+   * an input each and regions are packed tallest first (first-fit decreasing-height shelf packing). A frame that does not fit stays at the head of its camera's queue.
    */
   private take(size: number): Input[] {
     const picked: Entry[] = [];
