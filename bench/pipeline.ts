@@ -39,7 +39,7 @@ import { machine, percentile, round } from './stats.ts';
  * Env: BENCH_STEP_S (measured seconds per camera step, default 20), BENCH_CAMERAS (e.g. "4,8,16"),
  * BENCH_BATCH (frames per inference call, default the detector settings' default), BENCH_MODELS
  * (the camera sweeps to run, default "fp32,int8"), BENCH_WAIT_MS (how long the live cameras' first
- * waiting frame waits for others to join its inference call, default 20).
+ * waiting frame waits for others to join its inference call, default 5 as on a box).
  */
 
 const log = createLogger('bench-pipeline');
@@ -49,7 +49,7 @@ const DEADLINE_MS = 1000 / DETECT_FPS;
 const STEP_S = Number(process.env.BENCH_STEP_S ?? 20);
 const CAMERA_STEPS = (process.env.BENCH_CAMERAS ?? '2,4,6,8,10,12,14,16,20,24,32').split(',').map(Number);
 const BUDGET_MS = 420_000;
-const LIVE_WAIT_MS = Number(process.env.BENCH_WAIT_MS ?? 20);
+const LIVE_WAIT_MS = Number(process.env.BENCH_WAIT_MS ?? 5);
 const RTSP_PATHS = 4;
 const benchStart = performance.now();
 
