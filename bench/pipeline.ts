@@ -117,12 +117,22 @@ const rawFps = Math.max(oneSessionFps, sessionsFps);
 
 /** counts what becomes of every frame submitted to the scheduler */
 function instrument(scheduler: DetectionScheduler) {
-  const tally = { submitted: 0, detected: 0, dropped: 0, slow: 0, counting: false, resultMs: [] as number[] };
+  const tally = {
+    submitted: 0,
+    /** of them, whole frames (the rest are regions) */
+    whole: 0,
+    detected: 0,
+    dropped: 0,
+    slow: 0,
+    counting: false,
+    resultMs: [] as number[],
+  };
   const submit = scheduler.submit.bind(scheduler);
   scheduler.submit = (camera, frame, regions) => {
     const at = performance.now();
     const counting = tally.counting;
     if (counting) tally.submitted++;
+    if (counting && !regions) tally.whole++;
     const result = submit(camera, frame, regions);
     void result.then(
       (d) => {
@@ -303,7 +313,7 @@ async function runStep(server: RtspServer, pool: FrameDetector, n: number): Prom
   };
   console.log(
     `(c) ${String(n).padStart(2)} cameras: ${online}/${n} online, frames ${received}/${step.expected} (${(100 * receivedShare).toFixed(1)} %), ` +
-      `motion-skipped ${(100 * step.motionSkipped).toFixed(0)} %, pixels detected ${(100 * step.motionSearched).toFixed(0)} %, model inputs ${measuredInputs}, frames detected ${tally.detected}, dropped ${tally.dropped}, ` +
+      `motion-skipped ${(100 * step.motionSkipped).toFixed(0)} %, pixels detected ${(100 * step.motionSearched).toFixed(0)} % (whole frames ${tally.whole} of ${tally.submitted}), model inputs ${measuredInputs}, frames detected ${tally.detected}, dropped ${tally.dropped}, ` +
       `over ${DEADLINE_MS} ms ${tally.slow}, late ${(100 * lateShare).toFixed(2)} % → ${step.pass ? 'pass' : 'FAIL'}`,
   );
   console.log(

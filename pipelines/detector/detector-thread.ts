@@ -1,3 +1,4 @@
+import { getPriority, setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { errorMessage } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
@@ -12,9 +13,22 @@ import type { DetectReply, DetectRequest, ThreadReady } from './thread-protocol.
  */
 const port = parentPort!;
 const settings = threadData<DetectorSettings>();
+const log = createLogger('detector-thread');
+
+// before the session exists: threads onnxruntime starts for it inherit the priority
+if (settings.threadNice !== 0) {
+  try {
+    setPriority(0, settings.threadNice);
+  } catch (err) {
+    log.warn(
+      { nice: settings.threadNice, err: errorMessage(err) },
+      'cannot set the detector thread priority, it runs at the default: run the agent as root or give it CAP_SYS_NICE, or set detector.threadNice to 0',
+    );
+  }
+}
 
 try {
-  const detector = await Detector.load(settings, createLogger('detector-thread'));
+  const detector = await Detector.load(settings, log);
   const frameBytes = detector.inputWidth * detector.inputHeight * 3;
   port.on('message', async (req: DetectRequest | 'close') => {
     if (req === 'close') {
@@ -40,6 +54,7 @@ try {
     descriptor: detector.descriptor,
     provider: detector.provider,
     maxBatch: detector.maxBatch,
+    nice: getPriority(0),
   };
   port.postMessage(ready);
 } catch (err) {

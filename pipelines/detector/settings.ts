@@ -15,6 +15,13 @@ export const DetectorSettingsSchema = Type.Object(
     /** threads per operator and session; 0 gives each session an equal share of the cores */
     intraOpThreads: Type.Integer({ minimum: 0, default: 0 }),
     interOpThreads: Type.Integer({ minimum: 1, default: 1 }),
+    /**
+     * scheduling priority (nice, −20 … 19; Linux, per thread) of the detector threads. Below the
+     * rest of the box's 0, inference — which sets every frame's latency — runs first when the
+     * cores are contended, and decoding and the event loop take the gaps. A box that may not raise
+     * priorities (neither root nor CAP_SYS_NICE) says so in its log and runs them at 0.
+     */
+    threadNice: Type.Integer({ minimum: -20, maximum: 19, default: -10 }),
     /** largest number of frames per inference call */
     maxBatch: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
     /** overrides of the descriptor's defaults */
@@ -33,5 +40,6 @@ export const DEFAULT_DETECTOR_SETTINGS: DetectorSettings = {
   sessions: 2,
   intraOpThreads: 0,
   interOpThreads: 1,
+  threadNice: -10,
   maxBatch: 4,
 };

@@ -8,6 +8,8 @@ export interface ThreadInfo {
   descriptor: ModelDescriptor;
   provider: string;
   maxBatch: number;
+  /** the thread's scheduling priority (nice) */
+  nice: number;
 }
 
 /** the thread's first message */

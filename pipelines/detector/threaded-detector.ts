@@ -87,7 +87,8 @@ class DetectorThread {
     });
     worker.on('message', (m: ThreadReady | DetectReply) => {
       if ('ready' in m) {
-        if (m.ready) loaded({ descriptor: m.descriptor, provider: m.provider, maxBatch: m.maxBatch });
+        if (m.ready)
+          loaded({ descriptor: m.descriptor, provider: m.provider, maxBatch: m.maxBatch, nice: m.nice });
         else {
           refused = new ArgusError(m.error);
           void worker.terminate();
@@ -189,7 +190,10 @@ export class ThreadedDetector implements FrameDetector {
   ): Promise<ThreadedDetector> {
     const thread = new DetectorThread(settings);
     const info = await thread.ready;
-    log.info({ model: info.descriptor.name, provider: info.provider }, 'detector thread ready');
+    log.info(
+      { model: info.descriptor.name, provider: info.provider, nice: info.nice },
+      'detector thread ready',
+    );
     return new ThreadedDetector(settings, log, restart, thread, info);
   }
 
@@ -203,6 +207,11 @@ export class ThreadedDetector implements FrameDetector {
 
   get maxBatch(): number {
     return this.info.maxBatch;
+  }
+
+  /** the scheduling priority (nice) the thread runs at */
+  get nice(): number {
+    return this.info.nice;
   }
 
   /** the thread answers one call after the other */

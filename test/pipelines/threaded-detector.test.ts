@@ -102,6 +102,18 @@ describe('detector on a worker thread', () => {
     );
   });
 
+  it('runs its thread at the configured priority, or at the default where it may not raise it', async () => {
+    const raised = await ThreadedDetector.load({ ...settings, threadNice: -5 }, log);
+    const lowered = await ThreadedDetector.load({ ...settings, threadNice: 5 }, log);
+    try {
+      assert.equal(raised.nice, process.getuid?.() === 0 ? -5 : 0);
+      assert.equal(lowered.nice, 5);
+    } finally {
+      await raised.close();
+      await lowered.close();
+    }
+  });
+
   it('restarts a crashed thread, and keeps trying while its model is missing or another one', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'argus-threaded-detector-'));
     const model = join(dir, 'nanodet');
