@@ -33,6 +33,11 @@ function sceneYaml(rules: string, extra = ''): string {
   return `name: test\n${tracker}${extra}rules:\n${rules}`;
 }
 
+/** the scene engine of a test scene with `rules` (and `extra` top-level settings) on the W×H frame */
+function sceneEngine(rules: string, extra = ''): SceneEngine {
+  return new SceneEngine(parseScene(sceneYaml(rules, extra), 's.yaml'), W, H);
+}
+
 /** runs frames (each a list of detections) through the engine; returns transitions with their times */
 function run(engine: SceneEngine, frames: Detection[][], t0 = 0): (Transition & { t: number })[] {
   const out: (Transition & { t: number })[] = [];
@@ -56,11 +61,7 @@ const summary = (ts: (Transition & { t: number })[]) =>
 
 describe('scene rules on synthetic tracks', () => {
   it('line: counts a crossing in each direction, one new+end pair per crossing', () => {
-    const scene = parseScene(
-      sceneYaml('  - { id: road, type: line, line: [[0.5, 0.2], [0.5, 0.8]] }\n'),
-      's.yaml',
-    );
-    const engine = new SceneEngine(scene, W, H);
+    const engine = sceneEngine('  - { id: road, type: line, line: [[0.5, 0.2], [0.5, 0.8]] }\n');
     // A=(500,200) → B=(500,800) points down; on screen its left is +x ... so walking right→left is "in"
     const there = path([710, 500], [310, 500], 4).map(([x, y]) => [person(x, y)]);
     const back = path([310, 500], [710, 500], 4).map(([x, y]) => [person(x, y)]);
@@ -80,11 +81,9 @@ describe('scene rules on synthetic tracks', () => {
   });
 
   it('zone: enter opens the visit, exit closes it with the dwell time; occupancy follows', () => {
-    const scene = parseScene(
-      sceneYaml('  - { id: plaza, type: zone, polygon: [[0.4, 0.4], [0.6, 0.4], [0.6, 0.6], [0.4, 0.6]] }\n'),
-      's.yaml',
+    const engine = sceneEngine(
+      '  - { id: plaza, type: zone, polygon: [[0.4, 0.4], [0.6, 0.4], [0.6, 0.6], [0.4, 0.6]] }\n',
     );
-    const engine = new SceneEngine(scene, W, H);
     const frames = path([310, 500], [710, 500], 4).map(([x, y]) => [person(x, y)]);
     const ts = run(engine, frames);
     assert.deepEqual(summary(ts), [
@@ -110,14 +109,10 @@ describe('scene rules on synthetic tracks', () => {
   });
 
   it('loitering: new once the stay exceeds the limit, updates while staying, end on leaving', () => {
-    const scene = parseScene(
-      sceneYaml(
-        '  - { id: bench, type: loitering, seconds: 10, polygon: [[0.4, 0.4], [0.61, 0.4], [0.61, 0.6], [0.4, 0.6]] }\n',
-        'updateSeconds: 5\n',
-      ),
-      's.yaml',
+    const engine = sceneEngine(
+      '  - { id: bench, type: loitering, seconds: 10, polygon: [[0.4, 0.4], [0.61, 0.4], [0.61, 0.6], [0.4, 0.6]] }\n',
+      'updateSeconds: 5\n',
     );
-    const engine = new SceneEngine(scene, W, H);
     const stay = Array.from({ length: 16 * FPS }, (_, i) => [person(500 + (i % 2), 500)]);
     const leave = path([500, 500], [900, 500], 4).map(([x, y]) => [person(x, y)]);
     const ts = run(engine, [...stay, ...leave]);
@@ -133,14 +128,10 @@ describe('scene rules on synthetic tracks', () => {
   });
 
   it('crowding: more than N for T seconds opens one crowd event; it ends after clearSeconds below N', () => {
-    const scene = parseScene(
-      sceneYaml(
-        '  - { id: gate, type: crowding, count: 3, seconds: 2, clearSeconds: 1, polygon: [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]] }\n',
-        'tracker:\n  minHits: 1\n  maxAgeSeconds: 0.5\n',
-      ),
-      's.yaml',
+    const engine = sceneEngine(
+      '  - { id: gate, type: crowding, count: 3, seconds: 2, clearSeconds: 1, polygon: [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]] }\n',
+      'tracker:\n  minHits: 1\n  maxAgeSeconds: 0.5\n',
     );
-    const engine = new SceneEngine(scene, W, H);
     const four = (jitter: number) => [200, 350, 500, 650].map((x) => person(x + jitter, 500));
     const crowd = Array.from({ length: 4 * FPS }, (_, i) => four(i % 2));
     const three = Array.from({ length: 3 * FPS }, (_, i) => four(i % 2).slice(0, 3));
@@ -157,11 +148,7 @@ describe('scene rules on synthetic tracks', () => {
   });
 
   it('wrong-way: movement against the allowed direction opens an event, the allowed way does not', () => {
-    const scene = parseScene(
-      sceneYaml('  - { id: oneway, type: wrong-way, direction: [1, 0], windowSeconds: 1 }\n'),
-      's.yaml',
-    );
-    const engine = new SceneEngine(scene, W, H);
+    const engine = sceneEngine('  - { id: oneway, type: wrong-way, direction: [1, 0], windowSeconds: 1 }\n');
     const allowed = path([100, 300], [400, 300], 3).map(([x, y]) => person(x, y));
     const against = path([900, 700], [600, 700], 3).map(([x, y]) => person(x, y));
     const ts = run(
@@ -175,14 +162,10 @@ describe('scene rules on synthetic tracks', () => {
   });
 
   it('stationary: a vehicle standing still past the limit opens parked-too-long; driving off ends it', () => {
-    const scene = parseScene(
-      sceneYaml(
-        '  - { id: parked, type: stationary, seconds: 10, classes: [car, truck] }\n',
-        'updateSeconds: 100\n',
-      ),
-      's.yaml',
+    const engine = sceneEngine(
+      '  - { id: parked, type: stationary, seconds: 10, classes: [car, truck] }\n',
+      'updateSeconds: 100\n',
     );
-    const engine = new SceneEngine(scene, W, H);
     const car = (x: number, label = 'car') => person(x, 300, label, 0.8, 120, 60);
     const parked = Array.from({ length: 12 * FPS }, (_, i) => [
       car(500 + (i % 3), i % 7 === 0 ? 'truck' : 'car'),
@@ -201,11 +184,7 @@ describe('scene rules on synthetic tracks', () => {
   });
 
   it('the tracker keeps an id across frames without detections (motion-skipped) and ends it after maxAge', () => {
-    const scene = parseScene(
-      sceneYaml('  - { id: plaza, type: zone, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]] }\n'),
-      's.yaml',
-    );
-    const engine = new SceneEngine(scene, W, H);
+    const engine = sceneEngine('  - { id: plaza, type: zone, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]] }\n');
     const a = engine.observe([person(500, 500)], 0).tracks;
     const b = engine.observe([person(510, 500)], 1.2).tracks;
     assert.deepEqual([a[0]!.id, b[0]!.id], [1, 1]);
@@ -218,14 +197,10 @@ describe('scene rules on synthetic tracks', () => {
   });
 
   it('the tracker carries a track the frame’s moving regions did not cover, and ages it where they do', () => {
-    const scene = parseScene(
-      sceneYaml(
-        '  - { id: plaza, type: zone, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]] }\n',
-        'tracker:\n  minHits: 2\n  maxAgeSeconds: 1.5\n',
-      ),
-      's.yaml',
+    const engine = sceneEngine(
+      '  - { id: plaza, type: zone, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]] }\n',
+      'tracker:\n  minHits: 2\n  maxAgeSeconds: 1.5\n',
     );
-    const engine = new SceneEngine(scene, W, H);
     const elsewhere: Box[] = [[0, 0, 200, 200]];
     const over: Box[] = [[400, 300, 600, 600]];
     // tentative after one whole frame; a region elsewhere does not drop it for missing its second hit
