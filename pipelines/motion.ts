@@ -74,6 +74,8 @@ export class MotionGate {
   private readonly offsets: Int32Array;
   private readonly rowBytes: number;
   private readonly changed = new Uint8Array(GRID * GRID);
+  /** this frame's grey cells (reused from frame to frame) */
+  private readonly grey = new Float32Array(GRID * GRID);
   /** frames seen and frames skipped, for the skipped share in telemetry */
   seen = 0;
   skipped = 0;
@@ -108,18 +110,17 @@ export class MotionGate {
    */
   private compare(pixels: Uint8Array): number {
     const n = GRID * GRID;
-    const grey = new Float32Array(n);
+    const grey = this.grey;
     const row = this.rowBytes;
+    // the cell's 2×2 pixels, each weighted B + 2G + R
+    const luma = (o: number) => pixels[o]! + 2 * pixels[o + 1]! + pixels[o + 2]!;
     for (let i = 0; i < n; i++) {
       const o = this.offsets[i]!;
-      let sum = 0;
-      for (const d of [0, 3, row, row + 3])
-        sum += pixels[o + d]! + 2 * pixels[o + d + 1]! + pixels[o + d + 2]!;
-      grey[i] = sum / 16;
+      grey[i] = (luma(o) + luma(o + 3) + luma(o + row) + luma(o + row + 3)) / 16;
     }
     const bg = this.background;
     if (!bg) {
-      this.background = grey;
+      this.background = grey.slice();
       this.changed.fill(1);
       return 1;
     }
@@ -204,10 +205,10 @@ export class MotionGate {
   }
 
   /**
-   * what to detect of this frame (observed at time `t`, seconds); `tracked` are the boxes of the
-   * objects tracked so far (model-frame pixels)
+   * what to detect of this frame (observed at time `t`, seconds); `tracked` gives the boxes of the
+   * objects tracked so far (model-frame pixels), asked only when a refresh looks at them
    */
-  assess(pixels: Uint8Array, t: number, tracked: readonly Rect[] = []): MotionDecision {
+  assess(pixels: Uint8Array, t: number, tracked: () => readonly Rect[] = () => []): MotionDecision {
     this.seen++;
     const { settings } = this;
     const first = this.wholes === 0;
@@ -233,7 +234,9 @@ export class MotionGate {
     const regions = mergeOverlapping([
       ...(moving ? this.movingRegions() : []),
       ...(refresh
-        ? tracked.map((r) => this.trackedRegion(r)).filter((r) => r.width > 0 && r.height > 0)
+        ? tracked()
+            .map((r) => this.trackedRegion(r))
+            .filter((r) => r.width > 0 && r.height > 0)
         : []),
     ]);
     if (regions.length === 0) return skip();

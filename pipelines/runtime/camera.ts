@@ -235,7 +235,7 @@ export class CameraRuntime {
     this.frameCount++;
     this.framesIn.tick();
     this.latest = frame;
-    const decision = this.motion.assess(frame.model, t, this.trackedRegions(frame));
+    const decision = this.motion.assess(frame.model, t, () => this.trackedRegions(frame));
     if (!decision.detect) return undefined;
     const submittedAt = performance.now();
     const result = this.o.scheduler.submit(this.id, toModelFrame(frame), decision.regions);

@@ -88,7 +88,7 @@ describe('motion regions', () => {
     const gate = new MotionGate(MOTION, SIDE, SIDE);
     const van: Rect = { x: 300, y: 20, width: 60, height: 40 };
     const still = frameWith();
-    const at = (t: number, tracked: Rect[] = [van]) => gate.assess(still, t, tracked);
+    const at = (t: number, tracked: Rect[] = [van]) => gate.assess(still, t, () => tracked);
     assert.deepEqual(at(0), { detect: true });
     assert.deepEqual([at(0.25), at(0.5), at(0.75)], Array(3).fill({ detect: false }));
     const refresh = at(1);
@@ -101,7 +101,10 @@ describe('motion regions', () => {
     // without regions: the whole frame on refresh and on motion
     const whole = new MotionGate({ ...MOTION, regions: false }, SIDE, SIDE);
     whole.assess(still, 0);
-    assert.deepEqual(whole.assess(still, 0.5, [van]), { detect: false });
+    assert.deepEqual(
+      whole.assess(still, 0.5, () => [van]),
+      { detect: false },
+    );
     assert.deepEqual(whole.assess(frameWith([0, 0, 30, 30]), 0.75), { detect: true });
     // the block is gone: changes while the background settles, then still until the refresh a
     // second after the last whole frame
