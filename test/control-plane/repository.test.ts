@@ -102,6 +102,17 @@ function repositorySuite(name: string, open: () => Promise<Repository>): void {
       assert.ok(stored[0]!.cursor > stored[1]!.cursor);
     });
 
+    it('keeps tabs, line breaks and backslashes in values and in the payload text as they came', async () => {
+      const message = eventMessage({ device: 'text-box', rule: 'gate\tnorth\\2', label: 'person\nbike' });
+      const payload = JSON.stringify(message, null, '\t').replace(/\n/g, '\r\n');
+      const outcome = await repo.writeBatch([
+        { kind: 'event', device: 'text-box', message, payload, receivedAt: Date.now() },
+      ]);
+      assert.equal(outcome.inserted.length, 1);
+      const [stored] = await repo.queryEvents({ rule: 'gate\tnorth\\2', label: 'person\nbike', limit: 10 });
+      assert.deepEqual(stored?.event, message);
+    });
+
     it('keeps device status from availability, the latest identity and telemetry, and camera status', async () => {
       const device = 'status-box';
       const status = (state: 'online' | 'offline', cameraSeq: number): IngestRecord =>
