@@ -35,6 +35,13 @@ function union(a: Rect, b: Rect): Rect {
   };
 }
 
+/** whether the centre of `r` lies inside `region` */
+function holdsCentre(region: Rect, r: Rect): boolean {
+  const cx = r.x + r.width / 2;
+  const cy = r.y + r.height / 2;
+  return cx >= region.x && cx < region.x + region.width && cy >= region.y && cy < region.y + region.height;
+}
+
 /** merges overlapping rectangles until none overlap */
 function mergeOverlapping(rects: Rect[]): Rect[] {
   const out = [...rects];
@@ -61,7 +68,9 @@ function mergeOverlapping(rects: Rect[]): Rect[] {
  *   and whenever the regions would cover more than `maxRegionShare` of it;
  * - the moving regions — changed cells grown by a margin, grouped into connected regions, their
  *   bounding boxes merged where they overlap — and, every `refreshSeconds`, the regions of the
- *   tracked objects as well, moving or not, so that stationary objects stay tracked;
+ *   tracked objects the moving regions do not hold, so that stationary objects stay tracked (a
+ *   refresh that would pass `maxRegionShare` waits for a frame with room: under load the tracks
+ *   multiply, and a refresh that made frames whole fed the overload);
  * - nothing when nothing moved and no refresh is due.
  * Without `regions`, the whole frame whenever anything moved or the refresh is due.
  */
@@ -230,20 +239,31 @@ export class MotionGate {
     if (t >= this.nextWhole) return whole();
     const refresh = t >= this.nextRefresh;
     if (!moving && !refresh) return skip();
-    if (refresh) this.nextRefresh = t + settings.refreshSeconds;
-    const regions = mergeOverlapping([
-      ...(moving ? this.movingRegions() : []),
-      ...(refresh
-        ? tracked()
-            .map((r) => this.trackedRegion(r))
-            .filter((r) => r.width > 0 && r.height > 0)
-        : []),
-    ]);
+    const movingRegions = moving ? this.movingRegions() : [];
+    // a refresh looks at the tracked objects the moving regions do not already hold
+    const resting = refresh
+      ? tracked()
+          .filter((r) => !movingRegions.some((m) => holdsCentre(m, r)))
+          .map((r) => this.trackedRegion(r))
+          .filter((r) => r.width > 0 && r.height > 0)
+      : [];
+    let regions = mergeOverlapping([...movingRegions, ...resting]);
+    let area = this.share(regions);
+    if (refresh && resting.length > 0 && area > settings.maxRegionShare) {
+      // too much for one frame: the refresh waits for a quieter frame (or the next whole frame)
+      // rather than making this one whole
+      regions = mergeOverlapping(movingRegions);
+      area = this.share(regions);
+    } else if (refresh) this.nextRefresh = t + settings.refreshSeconds;
     if (regions.length === 0) return skip();
-    const area = regions.reduce((sum, r) => sum + r.width * r.height, 0) / (this.width * this.height);
     if (area > settings.maxRegionShare) return whole();
     this.searchedArea += area;
     return { detect: true, regions };
+  }
+
+  /** the share of the frame the rectangles cover (overlapping ones are merged before) */
+  private share(regions: readonly Rect[]): number {
+    return regions.reduce((sum, r) => sum + r.width * r.height, 0) / (this.width * this.height);
   }
 
   /**

@@ -112,6 +112,41 @@ describe('motion regions', () => {
     assert.deepEqual(whole.assess(still, 1.5), { detect: false });
     assert.deepEqual(whole.assess(still, 2.25), { detect: true });
   });
+
+  it('refreshes only the tracked objects outside the moving regions, and waits when they would cover too much', () => {
+    const gate = new MotionGate(MOTION, SIDE, SIDE);
+    const still = frameWith();
+    const walker: [number, number, number, number] = [60, 100, 30, 70];
+    const walkerBox: Rect = { x: 60, y: 100, width: 30, height: 70 };
+    const van: Rect = { x: 300, y: 20, width: 60, height: 40 };
+    gate.assess(still, 0);
+    const refresh = gate.assess(frameWith(walker), 1, () => [walkerBox, van]);
+    assert.ok(refresh.detect && refresh.regions, JSON.stringify(refresh));
+    assert.equal(refresh.regions.length, 2, 'the walker once (its moving region), the van once');
+    assert.ok(refresh.regions.some((r) => contains(r, walker)));
+    assert.ok(refresh.regions.some((r) => contains(r, [300, 20, 60, 40])));
+    // a crowd of resting objects whose regions would pass maxRegionShare: no whole frame, the
+    // moving region alone, and the refresh comes on the next frame that has room for it
+    const crowded = new MotionGate(MOTION, SIDE, SIDE);
+    crowded.assess(still, 0);
+    const resting: Rect[] = [0, 140, 280].flatMap((x) =>
+      [0, 140, 280].map((y) => ({ x: x + 20, y: y + 20, width: 80, height: 80 })),
+    );
+    const busy = crowded.assess(frameWith(walker), 1, () => resting);
+    assert.ok(
+      busy.detect && busy.regions?.length === 1 && contains(busy.regions[0]!, walker),
+      JSON.stringify(busy),
+    );
+    assert.ok(crowded.refreshDue(1.25), 'the refresh is still due');
+    const later = crowded.assess(still, 1.25, () => [resting[0]!, resting[8]!]);
+    assert.ok(later.detect && later.regions, JSON.stringify(later));
+    for (const box of [resting[0]!, resting[8]!])
+      assert.ok(
+        later.regions.some((r) => contains(r, [box.x, box.y, box.width, box.height])),
+        JSON.stringify(later),
+      );
+    assert.equal(crowded.refreshDue(1.5), false);
+  });
 });
 
 /** a model frame whose every byte tells the frame, the pixel and the channel apart */
