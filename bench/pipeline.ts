@@ -9,7 +9,7 @@ import { writeDerivedModel } from '../models/bundle/lineage.ts';
 import { quantizeConfig } from '../models/quant/config.ts';
 import { quantizeModel } from '../models/quant/quantize.ts';
 import { fetchModels, loadModel } from '../models/store.ts';
-import { Detector, type FrameDetector, type ModelFrame } from '../pipelines/detector/detector.ts';
+import { Detector, type FrameDetector } from '../pipelines/detector/detector.ts';
 import { DetectorPool, sessionThreads } from '../pipelines/detector/detector-pool.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../pipelines/detector/settings.ts';
 import { CameraRuntime } from '../pipelines/runtime/camera.ts';
@@ -18,6 +18,7 @@ import { loadScene } from '../pipelines/scene/load.ts';
 import type { Scene } from '../pipelines/scene/schema.ts';
 import { RtspServer } from '../pipelines/video/rtsp-test-server.ts';
 import { readModelFrames } from '../test/helpers/frames.ts';
+import { recordingDetector } from '../test/helpers/recording-detector.ts';
 import type { RawInferenceJob } from './raw-inference-thread.ts';
 import { machine, percentile, round } from './stats.ts';
 
@@ -216,19 +217,7 @@ interface Step {
 async function runStep(server: RtspServer, pool: FrameDetector, n: number): Promise<Step> {
   // counts the model inputs (a whole frame, or a mosaic of moving regions of several frames) and
   // times the inference calls
-  let inputs = 0;
-  const callMs: number[] = [];
-  const detector: FrameDetector = Object.create(pool, {
-    detect: {
-      value: async (frames: ModelFrame[]) => {
-        inputs += frames.length;
-        const at = performance.now();
-        const result = await pool.detect(frames);
-        callMs.push(performance.now() - at);
-        return result;
-      },
-    },
-  });
+  const { detector, calls: callLog } = recordingDetector(pool);
   const loopDelay = monitorEventLoopDelay({ resolution: 10 });
   const scheduler = new DetectionScheduler(detector, { maxBatch: BATCH, maxWaitMs: LIVE_WAIT_MS }, log);
   const tally = instrument(scheduler);
@@ -264,8 +253,8 @@ async function runStep(server: RtspServer, pool: FrameDetector, n: number): Prom
   const searchedBefore = cameras.map((c) => (c.stats().motionSearchedShare ?? 1) * c.frames);
   const latencyBefore = cameras.map((c) => c.eventLatency.count);
   tally.counting = true;
-  const inputsBefore = inputs;
-  callMs.length = 0;
+  callLog.inputs.length = 0;
+  callLog.ms.length = 0;
   tally.resultMs.length = 0;
   loopDelay.enable();
   const cpuBefore = process.cpuUsage();
@@ -274,8 +263,8 @@ async function runStep(server: RtspServer, pool: FrameDetector, n: number): Prom
   tally.counting = false;
   loopDelay.disable();
   const cpu = process.cpuUsage(cpuBefore);
-  const measuredInputs = inputs - inputsBefore;
-  const calls = callMs.length;
+  const measuredInputs = callLog.inputs.reduce((sum, n) => sum + n, 0);
+  const calls = callLog.ms.length;
   const seconds = (performance.now() - t0) / 1000;
   const received = cameras.reduce((s, c, i) => s + c.frames - framesBefore[i]!, 0);
   const skipped = cameras.reduce(
@@ -318,7 +307,7 @@ async function runStep(server: RtspServer, pool: FrameDetector, n: number): Prom
   );
   console.log(
     `    camera process ${((100 * (cpu.user + cpu.system)) / 1e6 / seconds).toFixed(0)} % CPU; ${calls} inference calls of ${(measuredInputs / Math.max(1, calls)).toFixed(2)} inputs, ` +
-      `p50/p99 ${percentile(callMs, 50).toFixed(0)}/${percentile(callMs, 99).toFixed(0)} ms; frame → detections p50/p99 ` +
+      `p50/p99 ${percentile(callLog.ms, 50).toFixed(0)}/${percentile(callLog.ms, 99).toFixed(0)} ms; frame → detections p50/p99 ` +
       `${percentile(tally.resultMs, 50).toFixed(0)}/${percentile(tally.resultMs, 99).toFixed(0)} ms; event-loop delay p99 ${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms`,
   );
   return step;

@@ -1,13 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { createLogger } from '../../common/logger.ts';
-import {
-  type Box,
-  type Detection,
-  Detector,
-  type FrameDetector,
-  type ModelFrame,
-} from '../../pipelines/detector/detector.ts';
+import { type Box, type Detection, Detector, type ModelFrame } from '../../pipelines/detector/detector.ts';
 import { iou } from '../../pipelines/detector/nms.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
 import { type MotionDecision, MotionGate, type Rect } from '../../pipelines/motion.ts';
@@ -17,6 +11,7 @@ import type { MotionSettings } from '../../pipelines/scene/schema.ts';
 import { readModelFrames } from '../helpers/frames.ts';
 import { groundTruthPersons } from '../helpers/ground-truth.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
+import { recordingDetector } from '../helpers/recording-detector.ts';
 
 const log = createLogger('test-motion-regions');
 const SIDE = 416;
@@ -281,16 +276,8 @@ describe('detection in a mosaic', () => {
   });
 
   it('packs the regions of live cameras into shared inputs; a replay’s regions and whole frames get their own', async () => {
-    const inputs: number[] = [];
-    const counting: FrameDetector = Object.create(detector, {
-      detect: {
-        value: (batch: ModelFrame[]) => {
-          inputs.push(batch.length);
-          return detector.detect(batch);
-        },
-      },
-    });
-    const scheduler = new DetectionScheduler(counting, { maxBatch: 4, maxWaitMs: 10 }, log);
+    const recording = recordingDetector(detector);
+    const scheduler = new DetectionScheduler(recording.detector, { maxBatch: 4, maxWaitMs: 10 }, log);
     for (const camera of ['a', 'b', 'c', 'd']) scheduler.register(camera, 'newest');
     scheduler.register('replay', 'ordered');
     const results = await Promise.all([
@@ -300,7 +287,7 @@ describe('detection in a mosaic', () => {
     ]);
     scheduler.close();
     // the four cameras' regions fit one input; the replay's region and its whole frame get one each
-    assert.deepEqual(inputs, [3]);
+    assert.deepEqual(recording.calls.inputs, [3]);
     assert.ok(results.every((r) => r?.some((d) => d.label === 'person')));
     // the same region alone and packed with others: the same people
     const alone = results[4]!.filter((d) => d.label === 'person').map((d) => d.box);
