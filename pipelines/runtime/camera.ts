@@ -253,15 +253,20 @@ export class CameraRuntime {
     return result;
   }
 
+  /** source pixels per model-frame pixel, across and down */
+  private sourcePerModel(frame: VideoFrame): { sx: number; sy: number } {
+    const { input } = this.o.scheduler;
+    return { sx: frame.full.width / input.width, sy: frame.full.height / input.height };
+  }
+
   /** the boxes of the objects tracked so far, in model-frame pixels */
   private trackedRegions(frame: VideoFrame): Rect[] {
-    const sx = this.o.scheduler.input.width / frame.full.width;
-    const sy = this.o.scheduler.input.height / frame.full.height;
+    const { sx, sy } = this.sourcePerModel(frame);
     return (this.engine?.trackedBoxes() ?? []).map(([x1, y1, x2, y2]) => ({
-      x: x1 * sx,
-      y: y1 * sy,
-      width: (x2 - x1) * sx,
-      height: (y2 - y1) * sy,
+      x: x1 / sx,
+      y: y1 / sy,
+      width: (x2 - x1) / sx,
+      height: (y2 - y1) / sy,
     }));
   }
 
@@ -277,8 +282,7 @@ export class CameraRuntime {
       frame.full.height,
     );
     this.lastT = t;
-    const sx = frame.full.width / this.o.scheduler.input.width;
-    const sy = frame.full.height / this.o.scheduler.input.height;
+    const { sx, sy } = this.sourcePerModel(frame);
     const searched = regions?.map(
       (r): Box => [r.x * sx, r.y * sy, (r.x + r.width) * sx, (r.y + r.height) * sy],
     );
