@@ -143,7 +143,8 @@ export const MotionSettingsSchema = Type.Object(
     minAreaShare: Type.Number({ minimum: 0, maximum: 1, default: 0.0015 }),
     /**
      * look again at every tracked object at least this often, moving or not, so that stationary
-     * objects stay tracked: at the tracked objects' regions (with `regions`), else at the whole frame
+     * objects stay tracked: at the regions of the tracked objects that are not moving (with
+     * `regions`; postponed to a frame where they fit in `maxRegionShare`), else at the whole frame
      */
     refreshSeconds: Type.Number({ exclusiveMinimum: 0, default: 1 }),
     /** with `regions`: detect the whole frame at least this often, for objects that appeared without moving */
