@@ -35,11 +35,14 @@ function union(a: Rect, b: Rect): Rect {
   };
 }
 
-/** whether the centre of `r` lies inside `region` */
-function holdsCentre(region: Rect, r: Rect): boolean {
-  const cx = r.x + r.width / 2;
-  const cy = r.y + r.height / 2;
-  return cx >= region.x && cx < region.x + region.width && cy >= region.y && cy < region.y + region.height;
+/** whether the point (x, y) lies inside `r` */
+export function holdsPoint(r: Rect, x: number, y: number): boolean {
+  return x >= r.x && x < r.x + r.width && y >= r.y && y < r.y + r.height;
+}
+
+/** the pixels the rectangles cover, counting overlaps once per rectangle */
+export function areaOf(rects: readonly Rect[]): number {
+  return rects.reduce((sum, r) => sum + r.width * r.height, 0);
 }
 
 /** merges overlapping rectangles until none overlap */
@@ -83,6 +86,9 @@ export class MotionGate {
   private readonly offsets: Int32Array;
   private readonly rowBytes: number;
   private readonly changed = new Uint8Array(GRID * GRID);
+  /** the changed cells grown by the margin, and the flood fill's stack (reused from frame to frame) */
+  private readonly grown = new Uint8Array(GRID * GRID);
+  private readonly stack: number[] = [];
   /** this frame's grey cells (reused from frame to frame) */
   private readonly grey = new Float32Array(GRID * GRID);
   /** frames seen and frames skipped, for the skipped share in telemetry */
@@ -146,7 +152,8 @@ export class MotionGate {
 
   /** the changed cells, grown by the margin, as bounding boxes of their connected groups */
   private movingRegions(): Rect[] {
-    const grown = new Uint8Array(GRID * GRID);
+    const { grown, stack } = this;
+    grown.fill(0);
     for (let gy = 0; gy < GRID; gy++) {
       for (let gx = 0; gx < GRID; gx++) {
         if (!this.changed[gy * GRID + gx]) continue;
@@ -159,7 +166,11 @@ export class MotionGate {
       }
     }
     const boxes: Rect[] = [];
-    const stack: number[] = [];
+    const visit = (next: number) => {
+      if (grown[next] !== 1) return;
+      grown[next] = 2;
+      stack.push(next);
+    };
     for (let start = 0; start < grown.length; start++) {
       if (grown[start] !== 1) continue;
       let [x1, y1, x2, y2] = [GRID, GRID, -1, -1];
@@ -173,17 +184,10 @@ export class MotionGate {
         y1 = Math.min(y1, gy);
         x2 = Math.max(x2, gx);
         y2 = Math.max(y2, gy);
-        for (const next of [
-          gx > 0 ? cell - 1 : -1,
-          gx < GRID - 1 ? cell + 1 : -1,
-          gy > 0 ? cell - GRID : -1,
-          gy < GRID - 1 ? cell + GRID : -1,
-        ]) {
-          if (next >= 0 && grown[next] === 1) {
-            grown[next] = 2;
-            stack.push(next);
-          }
-        }
+        if (gx > 0) visit(cell - 1);
+        if (gx < GRID - 1) visit(cell + 1);
+        if (gy > 0) visit(cell - GRID);
+        if (gy < GRID - 1) visit(cell + GRID);
       }
       const x = Math.floor((x1 * this.width) / GRID);
       const y = Math.floor((y1 * this.height) / GRID);
@@ -237,33 +241,28 @@ export class MotionGate {
     const moving = this.compare(pixels) >= settings.minAreaShare;
     if (!settings.regions) return moving || t >= this.nextRefresh ? whole() : skip();
     if (t >= this.nextWhole) return whole();
-    const refresh = t >= this.nextRefresh;
+    const refresh = this.refreshDue(t);
     if (!moving && !refresh) return skip();
-    const movingRegions = moving ? this.movingRegions() : [];
+    const movingRegions = moving ? mergeOverlapping(this.movingRegions()) : [];
     // a refresh looks at the tracked objects the moving regions do not already hold
     const resting = refresh
       ? tracked()
-          .filter((r) => !movingRegions.some((m) => holdsCentre(m, r)))
+          .filter((r) => !movingRegions.some((m) => holdsPoint(m, r.x + r.width / 2, r.y + r.height / 2)))
           .map((r) => this.trackedRegion(r))
           .filter((r) => r.width > 0 && r.height > 0)
       : [];
-    let regions = mergeOverlapping([...movingRegions, ...resting]);
-    let area = this.share(regions);
-    if (refresh && resting.length > 0 && area > settings.maxRegionShare) {
+    const frameArea = this.width * this.height;
+    let regions = resting.length > 0 ? mergeOverlapping([...movingRegions, ...resting]) : movingRegions;
+    if (refresh && resting.length > 0 && areaOf(regions) / frameArea > settings.maxRegionShare) {
       // too much for one frame: the refresh waits for a quieter frame (or the next whole frame)
       // rather than making this one whole
-      regions = mergeOverlapping(movingRegions);
-      area = this.share(regions);
+      regions = movingRegions;
     } else if (refresh) this.nextRefresh = t + settings.refreshSeconds;
     if (regions.length === 0) return skip();
-    if (area > settings.maxRegionShare) return whole();
-    this.searchedArea += area;
+    const share = areaOf(regions) / frameArea;
+    if (share > settings.maxRegionShare) return whole();
+    this.searchedArea += share;
     return { detect: true, regions };
-  }
-
-  /** the share of the frame the rectangles cover (overlapping ones are merged before) */
-  private share(regions: readonly Rect[]): number {
-    return regions.reduce((sum, r) => sum + r.width * r.height, 0) / (this.width * this.height);
   }
 
   /**
