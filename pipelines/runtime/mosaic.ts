@@ -1,5 +1,5 @@
 import type { Box, Detection, ModelFrame } from '../detector/detector.ts';
-import type { Rect } from '../motion.ts';
+import { holdsPoint, type Rect } from '../motion.ts';
 
 /** pixels left between regions, so that a region's neighbour does not reach into its detections */
 const GAP = 8;
@@ -15,9 +15,8 @@ interface Placed<T> {
   owner: T;
   frame: ModelFrame;
   region: Rect;
-  /** where the region sits in the mosaic */
-  x: number;
-  y: number;
+  /** where the region sits in the mosaic (the region's size) */
+  at: Rect;
 }
 
 /**
@@ -48,7 +47,7 @@ export class Mosaic<T> {
     for (const region of [...regions].sort((a, b) => b.height - a.height)) {
       const spot = this.spot(shelves, region);
       if (!spot) return false;
-      placed.push({ owner, frame, region, ...spot });
+      placed.push({ owner, frame, region, at: { ...spot, width: region.width, height: region.height } });
     }
     this.shelves = shelves;
     this.placed.push(...placed);
@@ -78,11 +77,11 @@ export class Mosaic<T> {
     const rowBytes = this.width * 3;
     const pixels = new Uint8Array(this.height * rowBytes);
     for (const p of this.placed) {
-      const { region: r, frame } = p;
+      const { region: r, frame, at } = p;
       const length = r.width * 3;
       for (let row = 0; row < r.height; row++) {
         const from = (r.y + row) * rowBytes + r.x * 3;
-        pixels.set(frame.pixels.subarray(from, from + length), (p.y + row) * rowBytes + p.x * 3);
+        pixels.set(frame.pixels.subarray(from, from + length), (at.y + row) * rowBytes + at.x * 3);
       }
     }
     return { pixels, sourceWidth: this.width, sourceHeight: this.height };
@@ -94,16 +93,14 @@ export class Mosaic<T> {
     for (const d of detections) {
       const cx = (d.box[0] + d.box[2]) / 2;
       const cy = (d.box[1] + d.box[3]) / 2;
-      const p = this.placed.find(
-        (q) => cx >= q.x && cx < q.x + q.region.width && cy >= q.y && cy < q.y + q.region.height,
-      );
+      const p = this.placed.find((q) => holdsPoint(q.at, cx, cy));
       if (!p) continue;
       const sx = p.frame.sourceWidth / this.width;
       const sy = p.frame.sourceHeight / this.height;
       const toFrameX = (x: number) =>
-        (Math.min(Math.max(x, p.x), p.x + p.region.width) - p.x + p.region.x) * sx;
+        (Math.min(Math.max(x, p.at.x), p.at.x + p.at.width) - p.at.x + p.region.x) * sx;
       const toFrameY = (y: number) =>
-        (Math.min(Math.max(y, p.y), p.y + p.region.height) - p.y + p.region.y) * sy;
+        (Math.min(Math.max(y, p.at.y), p.at.y + p.at.height) - p.at.y + p.region.y) * sy;
       const box: Box = [toFrameX(d.box[0]), toFrameY(d.box[1]), toFrameX(d.box[2]), toFrameY(d.box[3])];
       out.get(p.owner)!.push({ ...d, box });
     }

@@ -1,6 +1,6 @@
 import type { Logger } from '../../common/logger.ts';
 import type { Detection, FrameDetector, ModelFrame } from '../detector/detector.ts';
-import type { Rect } from '../motion.ts';
+import { areaOf, type Rect } from '../motion.ts';
 import type { BranchCaps } from '../video/pipeline-description.ts';
 import { Mosaic } from './mosaic.ts';
 
@@ -15,6 +15,10 @@ interface Job {
   frame: ModelFrame;
   /** only these regions of the frame (model-frame pixels); the whole frame when undefined */
   regions: Rect[] | undefined;
+  /** the inputs it fills: its regions' share of the frame when they share inputs, else 1 */
+  cost: number;
+  /** its tallest region's height (infinite for a whole frame): the packing order */
+  height: number;
   submitted: number;
   resolve: (d: Detection[] | null) => void;
   reject: (err: unknown) => void;
@@ -123,22 +127,24 @@ export class DetectionScheduler {
           old.resolve(null);
         }
       }
-      lane.jobs.push({ frame, regions, submitted: performance.now(), resolve, reject });
+      const { width, height } = this.input;
+      lane.jobs.push({
+        frame,
+        regions,
+        cost: regions && lane.mode === 'newest' ? areaOf(regions) / (width * height) : 1,
+        height: regions ? Math.max(...regions.map((r) => r.height)) : Number.POSITIVE_INFINITY,
+        submitted: performance.now(),
+        resolve,
+        reject,
+      });
       this.schedule();
     });
-  }
-
-  /** the inputs a job fills: its regions' share of the frame when they share inputs, else 1 */
-  private cost(lane: Lane, job: Job): number {
-    if (!job.regions || lane.mode !== 'newest') return 1;
-    const { width, height } = this.input;
-    return job.regions.reduce((sum, r) => sum + r.width * r.height, 0) / (width * height);
   }
 
   /** the inputs the waiting frames fill */
   private waiting(): number {
     let n = 0;
-    for (const lane of this.lanes.values()) for (const job of lane.jobs) n += this.cost(lane, job);
+    for (const lane of this.lanes.values()) for (const job of lane.jobs) n += job.cost;
     return n;
   }
 
@@ -169,7 +175,8 @@ export class DetectionScheduler {
   /**
    * Fills up to `size` inputs with waiting frames. Candidates are taken one camera at a time in
    * turn, starting after the last served, while they would fill the inputs; whole frames then get
-   * an input each and regions are packed tallest first (first-fit decreasing-height shelf packing). A frame that does not fit stays at the head of its camera's queue.
+   * an input each and regions are packed tallest first (first-fit decreasing-height shelf
+   * packing). A frame that does not fit stays at the head of its camera's queue.
    */
   private take(size: number): Input[] {
     const picked: Entry[] = [];
@@ -188,12 +195,10 @@ export class DetectionScheduler {
       }
       depth.set(lane, taken + 1);
       picked.push({ lane, job });
-      cost += this.cost(lane, job);
+      cost += job.cost;
       idle = 0;
     }
-    const tallest = ({ job }: Entry) =>
-      job.regions ? Math.max(...job.regions.map((r) => r.height)) : Number.POSITIVE_INFINITY;
-    picked.sort((a, b) => tallest(b) - tallest(a));
+    picked.sort((a, b) => b.job.height - a.job.height);
     const inputs: Input[] = [];
     const placed = new Set<Job>();
     for (const entry of picked) if (this.place(inputs, entry, size)) placed.add(entry.job);
