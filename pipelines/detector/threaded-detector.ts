@@ -87,9 +87,10 @@ class DetectorThread {
     });
     worker.on('message', (m: ThreadReady | DetectReply) => {
       if ('ready' in m) {
-        if (m.ready)
-          loaded({ descriptor: m.descriptor, provider: m.provider, maxBatch: m.maxBatch, nice: m.nice });
-        else {
+        if (m.ready) {
+          const { ready: _, ...info } = m;
+          loaded(info);
+        } else {
           refused = new ArgusError(m.error);
           void worker.terminate();
         }
