@@ -248,9 +248,14 @@ async function runStep(server: RtspServer, pool: FrameDetector, n: number): Prom
   while (cameras.some((c) => c.frames === 0) && performance.now() < upBy)
     await new Promise((r) => setTimeout(r, 100));
   await new Promise((r) => setTimeout(r, 3000)); // warm-up: connections settle, tracks form
-  const framesBefore = cameras.map((c) => c.frames);
-  const skippedBefore = cameras.map((c) => c.stats().motionSkippedShare * c.frames);
-  const searchedBefore = cameras.map((c) => (c.stats().motionSearchedShare ?? 1) * c.frames);
+  // a count summed over the cameras from now on
+  const since = (count: (c: CameraRuntime) => number) => {
+    const before = cameras.map(count);
+    return () => cameras.reduce((sum, c, i) => sum + count(c) - before[i]!, 0);
+  };
+  const framesSince = since((c) => c.frames);
+  const skippedSince = since((c) => c.stats().motionSkippedShare * c.frames);
+  const searchedSince = since((c) => (c.stats().motionSearchedShare ?? 1) * c.frames);
   const latencyBefore = cameras.map((c) => c.eventLatency.count);
   tally.counting = true;
   callLog.inputs.length = 0;
@@ -266,15 +271,9 @@ async function runStep(server: RtspServer, pool: FrameDetector, n: number): Prom
   const measuredInputs = callLog.inputs.reduce((sum, n) => sum + n, 0);
   const calls = callLog.ms.length;
   const seconds = (performance.now() - t0) / 1000;
-  const received = cameras.reduce((s, c, i) => s + c.frames - framesBefore[i]!, 0);
-  const skipped = cameras.reduce(
-    (s, c, i) => s + c.stats().motionSkippedShare * c.frames - skippedBefore[i]!,
-    0,
-  );
-  const searched = cameras.reduce(
-    (s, c, i) => s + (c.stats().motionSearchedShare ?? 1) * c.frames - searchedBefore[i]!,
-    0,
-  );
+  const received = framesSince();
+  const skipped = skippedSince();
+  const searched = searchedSince();
   const latencies = cameras.flatMap((c, i) => c.eventLatency.values().slice(latencyBefore[i]!));
   const online = cameras.filter((c) => c.stats().state === 'online').length;
   await new Promise((r) => setTimeout(r, 500)); // results of the last submitted frames
