@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { i420ToRgb } from '../../pipelines/snapshot.ts';
+import sharp from 'sharp';
+import type { Box } from '../../pipelines/detector/detector.ts';
+import { type Annotation, i420ToRgb, renderAnnotatedJpeg } from '../../pipelines/snapshot.ts';
 import type { FullFrame } from '../../pipelines/video/frame-source.ts';
 import { readFrames } from '../helpers/frames.ts';
 
@@ -152,6 +154,229 @@ describe('i420ToRgb against the float BT.601 reference', () => {
           assertCloseToReference({ data, width: 3, height: 3, format: 'I420' });
         }
       }
+    }
+  });
+});
+
+/**
+ * A smooth gradient in luma and both chroma planes, 1280×720 by default. That width makes the outline
+ * 4 px: a JPEG's 4:2:0 chroma, upsampled by interpolating neighbouring samples, bleeds the background
+ * into a 2 px line (the 768×576 sample video's) by up to 70 per channel, but leaves the middle two pixels
+ * of a 4 px band whose edges fall on even coordinates within 30 of the line's colour.
+ */
+function gradientFrame(w = 1280, h = 720): FullFrame {
+  const cw = Math.ceil(w / 2);
+  const ch = Math.ceil(h / 2);
+  const data = new Uint8Array(i420Size(w, h));
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) data[y * w + x] = 40 + Math.round((150 * (x + y)) / (w + h));
+  }
+  for (let y = 0; y < ch; y++) {
+    for (let x = 0; x < cw; x++) {
+      data[w * h + y * cw + x] = 100 + Math.round((60 * x) / cw);
+      data[w * h + cw * ch + y * cw + x] = 100 + Math.round((60 * y) / ch);
+    }
+  }
+  return { data, width: w, height: h, format: 'I420' };
+}
+
+type Rgb = readonly [number, number, number];
+
+const YELLOW: Rgb = [0xff, 0xd4, 0x00];
+
+/** a decoded JPEG */
+interface Decoded {
+  pixel(x: number, y: number): Rgb;
+  width: number;
+  height: number;
+}
+
+async function decodeJpeg(jpeg: Buffer): Promise<Decoded> {
+  const { data, info } = await sharp(jpeg).raw().toBuffer({ resolveWithObject: true });
+  assert.equal(info.channels, 3);
+  return {
+    pixel: (x, y) => {
+      const o = (y * info.width + x) * 3;
+      return [data[o]!, data[o + 1]!, data[o + 2]!];
+    },
+    width: info.width,
+    height: info.height,
+  };
+}
+
+function rgbAt(rgb: Uint8Array, width: number, x: number, y: number): Rgb {
+  const o = (y * width + x) * 3;
+  return [rgb[o]!, rgb[o + 1]!, rgb[o + 2]!];
+}
+
+function assertNear(actual: Rgb, expected: Rgb, tolerance: number, where: string): void {
+  const off = actual.some((v, c) => Math.abs(v - expected[c]!) > tolerance);
+  assert.ok(!off, `${where}: ${actual.join(',')}, expected ${expected.join(',')} ±${tolerance}`);
+}
+
+/**
+ * the middle two pixels across each side of a box's 4 px outline (the band starts 2 px before the edge),
+ * leaving out 6 px at each corner, where the JPEG's chroma bleeds in from two sides
+ */
+function outlineMiddle([x1, y1, x2, y2]: Box): Array<[number, number]> {
+  const points: Array<[number, number]> = [];
+  for (let x = x1 + 6; x < x2 - 6; x++) {
+    for (const y of [y1 - 1, y1, y2 - 1, y2]) points.push([x, y]);
+  }
+  for (let y = y1 + 6; y < y2 - 6; y++) {
+    for (const x of [x1 - 1, x1, x2 - 1, x2]) points.push([x, y]);
+  }
+  return points;
+}
+
+/** how many pixels of the rectangle differ from the frame's own by more than 60 in some channel */
+function changedPixels(
+  out: Decoded,
+  rgb: Uint8Array,
+  [left, top, right, bottom]: readonly [number, number, number, number],
+): number {
+  let n = 0;
+  for (let y = Math.max(0, top); y < Math.min(out.height, bottom); y++) {
+    for (let x = Math.max(0, left); x < Math.min(out.width, right); x++) {
+      const expected = rgbAt(rgb, out.width, x, y);
+      if (out.pixel(x, y).some((v, c) => Math.abs(v - expected[c]!) > 60)) n++;
+    }
+  }
+  return n;
+}
+
+/** the drawing renderAnnotatedJpeg replaced: one frame-sized SVG of every box and label, composited by sharp */
+function fullFrameSvgJpeg(frame: FullFrame, annotations: readonly Annotation[]): Promise<Buffer> {
+  const { width: w, height: h } = frame;
+  const stroke = Math.max(2, Math.round(w / 320));
+  const font = Math.max(12, Math.round(w / 48));
+  const shapes = annotations.map((a) => {
+    const [x1, y1, x2, y2] = a.box.map((v) => Math.round(v)) as Box;
+    const color = a.color ?? '#ffd400';
+    const ty = y1 - font - 4 >= 0 ? y1 - 4 : y2 + font + 2;
+    const text = a.label.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
+    return (
+      `<rect x="${x1}" y="${y1}" width="${Math.max(1, x2 - x1)}" height="${Math.max(1, y2 - y1)}" fill="none" stroke="${color}" stroke-width="${stroke}"/>` +
+      `<text x="${x1}" y="${ty}" font-family="sans-serif" font-size="${font}" fill="${color}" stroke="black" stroke-width="0.6">${text}</text>`
+    );
+  });
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}">${shapes.join('')}</svg>`;
+  return sharp(i420ToRgb(frame), { raw: { width: w, height: h, channels: 3 } })
+    .composite([{ input: Buffer.from(svg), top: 0, left: 0 }])
+    .jpeg({ quality: 80 })
+    .toBuffer();
+}
+
+describe('renderAnnotatedJpeg', () => {
+  let video: FullFrame;
+  before(async () => {
+    video = (await readFrames([0], { width: 64, height: 48, format: 'RGB' })).get(0)!.full;
+  });
+
+  it('draws the outline in the annotation colour (default and #rgb) and leaves the inside as it was', async () => {
+    const frame = gradientFrame();
+    const rgb = i420ToRgb(frame);
+    const yellowBox: Box = [400, 300, 640, 560];
+    const blueBox: Box = [800, 200, 1000, 400];
+    const out = await decodeJpeg(
+      await renderAnnotatedJpeg(frame, [
+        { box: yellowBox, label: 'WW' },
+        { box: blueBox, label: 'car 0.91', color: '#0af' },
+      ]),
+    );
+    assert.equal(out.width, 1280);
+    assert.equal(out.height, 720);
+    for (const [x, y] of outlineMiddle(yellowBox)) assertNear(out.pixel(x, y), YELLOW, 40, `(${x},${y})`);
+    for (const [x, y] of outlineMiddle(blueBox))
+      assertNear(out.pixel(x, y), [0, 0xaa, 0xff], 40, `(${x},${y})`);
+    for (const [x, y] of [
+      [520, 430],
+      [430, 330],
+      [610, 530],
+      [900, 300],
+    ] as const) {
+      assertNear(out.pixel(x, y), rgbAt(rgb, 1280, x, y), 25, `inside (${x},${y})`);
+    }
+  });
+
+  it('boxes partly or wholly outside the frame, degenerate, inverted or fractional render without throwing', async () => {
+    const frame = gradientFrame();
+    const annotations: Annotation[] = [
+      { box: [-50, -30, 100, 80], label: 'top left' },
+      { box: [1200, 600, 1500, 900], label: 'bottom right, label past the edge' },
+      { box: [-400, -400, -100, -100], label: 'outside' },
+      { box: [2000, 300, 2100, 400], label: 'outside' },
+      { box: [200, 200, 200, 200], label: 'a point' },
+      { box: [300, 300, 250, 250], label: 'inverted' },
+      { box: [10.4, 620.6, 50.5, 660.2], label: 'fractional' },
+      { box: [600, 300, 700, 400], label: '' },
+    ];
+    const out = await decodeJpeg(await renderAnnotatedJpeg(frame, annotations));
+    assert.equal(out.width, 1280);
+    assert.equal(out.height, 720);
+    // the visible sides of the partly outside boxes
+    for (let y = 10; y < 70; y++)
+      assertNear(out.pixel(100, y), YELLOW, 40, `right side of the top-left box, y ${y}`);
+    for (let x = 1210; x < 1270; x++)
+      assertNear(out.pixel(x, 600), YELLOW, 40, `top of the bottom-right box, x ${x}`);
+  });
+
+  it('puts the label above the box, or below it when there is no room above', async () => {
+    const frame = gradientFrame();
+    const rgb = i420ToRgb(frame);
+    // 1280 wide: 27 px font; the label needs y1 − 27 − 4 ≥ 0 to go above
+    const font = 27;
+    const roomy: Box = [200, 200, 400, 400];
+    const atTop: Box = [700, 20, 900, 200];
+    const out = await decodeJpeg(
+      await renderAnnotatedJpeg(frame, [
+        { box: roomy, label: 'person 0.87' },
+        { box: atTop, label: 'person 0.87' },
+      ]),
+    );
+    const above = ([x1, y1]: Box) => [x1 + 4, y1 - font - 4, x1 + 150, y1 - 4] as const;
+    const below = ([x1, , , y2]: Box) => [x1 + 4, y2 + 6, x1 + 150, y2 + font + 6] as const;
+    assert.ok(changedPixels(out, rgb, above(roomy)) > 100, 'no label above the box with room above it');
+    assert.equal(changedPixels(out, rgb, below(roomy)), 0, 'something below the box with room above it');
+    assert.ok(changedPixels(out, rgb, below(atTop)) > 100, 'no label below the box at the top edge');
+    assert.equal(changedPixels(out, rgb, [700, 0, 900, 16]), 0, 'something above the box at the top edge');
+  });
+
+  it('rejects a colour that is not #rgb or #rrggbb', async () => {
+    await assert.rejects(
+      renderAnnotatedJpeg(gradientFrame(64, 48), [{ box: [4, 4, 20, 20], label: 'x', color: 'red' }]),
+      /expected #rgb or #rrggbb/,
+    );
+  });
+
+  // the outline matches the SVG's exactly for an even stroke (2 px at 768, 4 px at 1280); the labels are
+  // the same SVG text, blended within ±1, which the JPEG can spread to a few levels
+  it('draws the same picture as the frame-sized SVG it replaced', async () => {
+    const cases: Array<[string, FullFrame, Annotation[]]> = [
+      ['the sample video', video, [{ box: [300.4, 200, 420, 459.6], label: 'person 0.87' }]],
+      [
+        'a 1280×720 gradient',
+        gradientFrame(),
+        [
+          { box: [100, 100, 300, 400], label: 'line-crossing: person left→right' },
+          { box: [700, 10, 900, 200], label: 'ǄWWW@@ <&> "quoted"', color: '#00ff80' },
+          { box: [1100, 500, 1400, 800], label: 'person past the edge' },
+          { box: [-80, 500, 60, 650], label: 'left of the frame' },
+        ],
+      ],
+    ];
+    for (const [name, frame, annotations] of cases) {
+      const actual = await decodeJpeg(await renderAnnotatedJpeg(frame, annotations));
+      const expected = await decodeJpeg(await fullFrameSvgJpeg(frame, annotations));
+      let worst = 0;
+      for (let y = 0; y < frame.height; y++) {
+        for (let x = 0; x < frame.width; x++) {
+          const a = actual.pixel(x, y);
+          const e = expected.pixel(x, y);
+          for (let c = 0; c < 3; c++) worst = Math.max(worst, Math.abs(a[c]! - e[c]!));
+        }
+      }
+      assert.ok(worst <= 24, `${name}: a pixel differs by ${worst}`);
     }
   });
 });
