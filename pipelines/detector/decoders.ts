@@ -11,59 +11,59 @@ export interface DecodeParams {
   numClasses: number;
 }
 
+/** the expected distance (in bins) of one box side's distribution over `bins` bins starting at `off` */
+function expectedBin(boxes: Float32Array, off: number, bins: number): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let b = 0; b < bins; b++) max = Math.max(max, boxes[off + b]!);
+  let sum = 0;
+  let weighted = 0;
+  for (let b = 0; b < bins; b++) {
+    const e = Math.exp(boxes[off + b]! - max);
+    sum += e;
+    weighted += b * e;
+  }
+  return weighted / sum;
+}
+
 /**
  * Generalized Focal Loss head (NanoDet): for every cell of every stride, class scores and for each
  * box side a distribution over regMax+1 bins; the side's distance is the distribution's expectation
- * times the stride, measured from the cell centre.
+ * times the stride, measured from the cell centre. Most cells hold no object: a cell is skipped on
+ * its best raw score alone, compared with the threshold in the graph's own terms (as a logit when
+ * the graph leaves scores unactivated; the sigmoid keeps the order).
  */
 function decodeGfl(spec: GflDecoderSpec, out: FrameOutputs, p: DecodeParams): RawDetection[] {
   const bins = spec.regMax + 1;
+  const classes = p.numClasses;
   const result: RawDetection[] = [];
-  const probs = new Float64Array(bins);
-  spec.strides.forEach((stride, level) => {
+  const threshold = spec.scoresActivated
+    ? p.scoreThreshold
+    : Math.log(p.scoreThreshold / (1 - p.scoreThreshold));
+  const activated = (s: number) => (spec.scoresActivated ? s : 1 / (1 + Math.exp(-s)));
+  for (const [level, stride] of spec.strides.entries()) {
     const scores = out[spec.scoreOutputs[level]!]!;
     const boxes = out[spec.boxOutputs[level]!]!;
     const cols = Math.ceil(p.inputWidth / stride);
-    const cells = scores.length / p.numClasses;
+    const cells = scores.length / classes;
     for (let cell = 0; cell < cells; cell++) {
-      const base = cell * p.numClasses;
-      let any = false;
-      for (let c = 0; c < p.numClasses; c++) {
-        const s = spec.scoresActivated ? scores[base + c]! : 1 / (1 + Math.exp(-scores[base + c]!));
-        if (s >= p.scoreThreshold) {
-          any = true;
-          break;
-        }
-      }
-      if (!any) continue;
+      const base = cell * classes;
+      let best = Number.NEGATIVE_INFINITY;
+      for (let c = 0; c < classes; c++) if (scores[base + c]! > best) best = scores[base + c]!;
+      if (best < threshold) continue;
       const cx = ((cell % cols) + 0.5) * stride;
       const cy = (Math.floor(cell / cols) + 0.5) * stride;
-      const dist = [0, 0, 0, 0];
-      for (let side = 0; side < 4; side++) {
-        const off = cell * 4 * bins + side * bins;
-        let max = Number.NEGATIVE_INFINITY;
-        for (let b = 0; b < bins; b++) max = Math.max(max, boxes[off + b]!);
-        let sum = 0;
-        for (let b = 0; b < bins; b++) {
-          probs[b] = Math.exp(boxes[off + b]! - max);
-          sum += probs[b]!;
-        }
-        let expectation = 0;
-        for (let b = 0; b < bins; b++) expectation += (b * probs[b]!) / sum;
-        dist[side] = expectation * stride;
-      }
+      const off = cell * 4 * bins;
       const box: [number, number, number, number] = [
-        Math.max(0, cx - dist[0]!),
-        Math.max(0, cy - dist[1]!),
-        Math.min(p.inputWidth, cx + dist[2]!),
-        Math.min(p.inputHeight, cy + dist[3]!),
+        Math.max(0, cx - expectedBin(boxes, off, bins) * stride),
+        Math.max(0, cy - expectedBin(boxes, off + bins, bins) * stride),
+        Math.min(p.inputWidth, cx + expectedBin(boxes, off + 2 * bins, bins) * stride),
+        Math.min(p.inputHeight, cy + expectedBin(boxes, off + 3 * bins, bins) * stride),
       ];
-      for (let c = 0; c < p.numClasses; c++) {
-        const s = spec.scoresActivated ? scores[base + c]! : 1 / (1 + Math.exp(-scores[base + c]!));
-        if (s >= p.scoreThreshold) result.push({ box, classId: c, score: s });
-      }
+      for (let c = 0; c < classes; c++)
+        if (scores[base + c]! >= threshold)
+          result.push({ box, classId: c, score: activated(scores[base + c]!) });
     }
-  });
+  }
   return result;
 }
 
