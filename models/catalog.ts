@@ -59,7 +59,7 @@ export const CATALOG: readonly CatalogEntry[] = [
     descriptor: {
       schemaVersion: 1,
       name: 'nanodet',
-      version: 1,
+      version: 2,
       task: 'detection',
       input: {
         name: 'frames',
@@ -71,6 +71,7 @@ export const CATALOG: readonly CatalogEntry[] = [
         resize: 'stretch',
         normalization: { mean: [103.53, 116.28, 123.675], std: [57.375, 57.12, 58.395], appliedIn: 'graph' },
         batch: 'dynamic',
+        sizeStep: 32,
       },
       decoder: {
         kind: 'gfl',

@@ -34,6 +34,12 @@ const ModelInput = Type.Object(
     normalization: Normalization,
     /** `dynamic`: one run takes N frames; a number: the fixed batch the graph was built for */
     batch: Type.Union([Type.Literal('dynamic'), Type.Integer({ minimum: 1 })]),
+    /**
+     * present when the graph also runs on smaller inputs (a fully convolutional detector): any
+     * width and height that are multiples of this (its largest stride) up to width × height; the
+     * runtime then feeds a region mosaic only as large as its regions instead of the whole size
+     */
+    sizeStep: Type.Optional(Type.Integer({ minimum: 1 })),
   },
   { additionalProperties: false },
 );

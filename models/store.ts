@@ -9,6 +9,7 @@ import { createProgress } from '../common/progress.ts';
 import { CATALOG, type CatalogEntry, catalogEntry, type SourcePackage } from './catalog.ts';
 import { type ModelDescriptor, readDescriptor } from './descriptor.ts';
 import { fetchPackageFiles, type WantedFile } from './fetch.ts';
+import { declareAnyInputSize } from './onnx/any-size.ts';
 import { encodeModel } from './onnx/codec.ts';
 import { foldInputPreprocessing } from './onnx/preprocess.ts';
 import { convertTfjsGraph } from './tfjs/converter.ts';
@@ -159,13 +160,14 @@ export async function importTfjsModel(
     const tf = await parseTfjsGraphModel(source.modelJson, source.modelJsonName, source.readShard);
     const name = source.descriptor.name;
     const progress = createProgress(`converting ${name}`, 'nodes');
+    const input = source.descriptor.input;
     const converted = convertTfjsGraph(tf, {
       graphName: name,
       dynamicBatch: source.convert.dynamicBatch,
+      ...(input.sizeStep ? { sizeStep: input.sizeStep } : {}),
       onProgress: (done, total) => progress.update(done, total),
       ...(signal ? { signal } : {}),
     });
-    const input = source.descriptor.input;
     const folded = foldInputPreprocessing(converted, {
       input: source.convert.graphInput,
       graphLayout: source.convert.graphLayout,
@@ -173,9 +175,10 @@ export async function importTfjsModel(
       std: input.normalization.std,
       newInput: input.name,
     });
-    folded.metadata = { 'argus.model': name, 'argus.source': source.descriptor.source.origin };
-    const bytes = encodeModel(folded);
-    progress.finish(`${folded.graph.nodes.length} ONNX nodes, ${(bytes.length / (1 << 20)).toFixed(1)} MiB`);
+    const model = input.sizeStep ? await declareAnyInputSize(folded, input.sizeStep) : folded;
+    model.metadata = { 'argus.model': name, 'argus.source': source.descriptor.source.origin };
+    const bytes = encodeModel(model);
+    progress.finish(`${model.graph.nodes.length} ONNX nodes, ${(bytes.length / (1 << 20)).toFixed(1)} MiB`);
     descriptor = { ...source.descriptor, file: 'model.onnx', sha256: sha256Hex(bytes) };
     await writeFile(join(outDir, 'model.onnx'), bytes);
     await writeFile(join(outDir, DESCRIPTOR_FILE), `${JSON.stringify(descriptor, null, 2)}\n`);

@@ -1,13 +1,8 @@
 /** The edge video pipeline: camera ingest, detection, tracking, scene rules and events. */
 export { type CameraSettings, CameraSettingsSchema } from './camera-settings.ts';
-export {
-  type Box,
-  type Detection,
-  Detector,
-  type FrameDetector,
-  type ModelFrame,
-} from './detector/detector.ts';
+export { type Box, type Detection, Detector, type FrameDetector } from './detector/detector.ts';
 export { DetectorPool } from './detector/detector-pool.ts';
+export type { ModelFrame } from './detector/model-frame.ts';
 export {
   DEFAULT_DETECTOR_SETTINGS,
   type DetectorSettings,

@@ -1,6 +1,7 @@
 import { ArgusError } from '../../common/errors.ts';
 import { createProgress } from '../../common/progress.ts';
-import { type Detection, Detector, type ModelFrame } from '../../pipelines/detector/detector.ts';
+import { type Detection, Detector } from '../../pipelines/detector/detector.ts';
+import type { ModelFrame } from '../../pipelines/detector/model-frame.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
 import { type ModelRef, readLineage } from '../bundle/lineage.ts';
 import type { ModelDescriptor } from '../descriptor.ts';

@@ -30,6 +30,11 @@ export interface ConvertOptions {
   graphName: string;
   /** make the batch dimension symbolic so one session runs N frames per call */
   dynamicBatch: boolean;
+  /**
+   * the graph is to run on any input size that is a multiple of this (the descriptor's `sizeStep`):
+   * layers that resize to a fixed size resize by a fixed factor instead
+   */
+  sizeStep?: number;
   onProgress?: (done: number, total: number) => void;
   signal?: AbortSignal;
 }

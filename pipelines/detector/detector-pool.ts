@@ -1,7 +1,8 @@
 import { availableParallelism } from 'node:os';
 import type { Logger } from '../../common/logger.ts';
 import type { ModelDescriptor } from '../../models/descriptor.ts';
-import type { Detection, FrameDetector, ModelFrame } from './detector.ts';
+import type { Detection, FrameDetector } from './detector.ts';
+import type { ModelFrame } from './model-frame.ts';
 import type { DetectorSettings } from './settings.ts';
 import { ThreadedDetector } from './threaded-detector.ts';
 

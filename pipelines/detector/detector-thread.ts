@@ -3,7 +3,8 @@ import { parentPort } from 'node:worker_threads';
 import { errorMessage } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
 import { threadData } from '../../common/thread.ts';
-import { Detector, type ModelFrame } from './detector.ts';
+import { Detector } from './detector.ts';
+import type { ModelFrame } from './model-frame.ts';
 import type { DetectorSettings } from './settings.ts';
 import type { DetectReply, DetectRequest, ThreadReady } from './thread-protocol.ts';
 
@@ -29,7 +30,6 @@ if (settings.threadNice !== 0) {
 
 try {
   const detector = await Detector.load(settings, log);
-  const frameBytes = detector.inputWidth * detector.inputHeight * 3;
   port.on('message', async (req: DetectRequest | 'close') => {
     if (req === 'close') {
       await detector.close();
@@ -38,11 +38,12 @@ try {
     }
     let reply: DetectReply;
     try {
-      const frames: ModelFrame[] = req.sizes.map(([sourceWidth, sourceHeight], i) => ({
-        pixels: new Uint8Array(req.pixels, i * frameBytes, frameBytes),
-        sourceWidth,
-        sourceHeight,
-      }));
+      let offset = 0;
+      const frames = req.frames.map((f): ModelFrame => {
+        const bytes = f.size.width * f.size.height * 3;
+        offset += bytes;
+        return { ...f, pixels: new Uint8Array(req.pixels, offset - bytes, bytes) };
+      });
       reply = { id: req.id, detections: await detector.detect(frames) };
     } catch (err) {
       reply = { id: req.id, error: errorMessage(err) };

@@ -4,6 +4,7 @@ import { createLogger, type Logger } from '../../common/logger.ts';
 import type { ModelDescriptor } from '../../models/descriptor.ts';
 import { type LoadedModel, loadModel } from '../../models/store.ts';
 import { decode, decoderOutputs, type FrameOutputs } from './decoders.ts';
+import { type InputSize, inputSizeOf, type ModelFrame, modelInputSize } from './model-frame.ts';
 import { nonMaxSuppression } from './nms.ts';
 import { type OpenedSession, openSession } from './session.ts';
 import type { DetectorSettings } from './settings.ts';
@@ -18,21 +19,14 @@ export interface Detection {
   box: Box;
 }
 
-/** one frame prepared for the model: pixels at the model's input size and colour order (HWC, uint8) */
-export interface ModelFrame {
-  pixels: Uint8Array;
-  sourceWidth: number;
-  sourceHeight: number;
-}
-
-function frameBytes(d: ModelDescriptor): number {
-  return d.input.width * d.input.height * 3;
+function frameBytes(size: InputSize): number {
+  return size.width * size.height * 3;
 }
 
 /** the input tensor for `n` packed HWC uint8 frames, normalised in JS only if the graph does not do it */
-function inputTensor(d: ModelDescriptor, pixels: Uint8Array, n: number): ort.Tensor {
+function inputTensor(d: ModelDescriptor, pixels: Uint8Array, n: number, size: InputSize): ort.Tensor {
   const { input } = d;
-  const [h, w] = [input.height, input.width];
+  const [h, w] = [size.height, size.width];
   const dims = input.layout === 'NHWC' ? [n, h, w, 3] : [n, 3, h, w];
   if (input.dtype === 'uint8') {
     if (input.layout !== 'NHWC')
@@ -54,6 +48,13 @@ function inputTensor(d: ModelDescriptor, pixels: Uint8Array, n: number): ort.Ten
     }
   }
   return new ort.Tensor('float32', out, dims);
+}
+
+/** frames of `bytes` each, back to back in one buffer */
+function pack(frames: readonly ModelFrame[], bytes: number): Uint8Array {
+  const out = new Uint8Array(frames.length * bytes);
+  for (const [i, f] of frames.entries()) out.set(f.pixels, i * bytes);
+  return out;
 }
 
 /**
@@ -112,7 +113,11 @@ export class Detector implements FrameDetector {
           );
         }
         const n = d.input.batch === 'dynamic' ? 1 : d.input.batch;
-        await session.run({ [d.input.name]: inputTensor(d, new Uint8Array(n * frameBytes(d)), n) }, outputs);
+        const size = modelInputSize(d);
+        await session.run(
+          { [d.input.name]: inputTensor(d, new Uint8Array(n * frameBytes(size)), n, size) },
+          outputs,
+        );
       },
       log.child({ model: d.name }),
     );
@@ -131,39 +136,35 @@ export class Detector implements FrameDetector {
     return this.descriptor.input.height;
   }
 
-  /** frames per inference call: the configured maximum, or the graph's fixed batch */
   /** one call at a time: a session runs synchronously on the calling thread */
   readonly concurrency = 1;
 
+  /** frames per inference call: the configured maximum, or the graph's fixed batch */
   get maxBatch(): number {
     const b = this.descriptor.input.batch;
     return b === 'dynamic' ? this.settings.maxBatch : b;
   }
 
-  private frameBytes(): number {
-    return frameBytes(this.descriptor);
-  }
-
   /**
-   * One inference call on `n` frames packed back to back (n × H × W × 3 bytes). Returns each
-   * frame's view of every output the decoder reads. Exposed for raw-throughput benchmarks.
+   * One inference call on `n` frames of `size` (default: the model's input size) packed back to
+   * back (n × H × W × 3 bytes). Returns each frame's view of every output the decoder reads.
+   * Exposed for raw-throughput benchmarks.
    */
-  async runBatch(pixels: Uint8Array, n: number): Promise<FrameOutputs[]> {
+  async runBatch(
+    pixels: Uint8Array,
+    n: number,
+    size: InputSize = modelInputSize(this.descriptor),
+  ): Promise<FrameOutputs[]> {
     const fixed = this.descriptor.input.batch;
     if (fixed !== 'dynamic' && n !== fixed) {
-      const per = this.frameBytes() * fixed;
+      const bytes = frameBytes(size);
       const parts: FrameOutputs[] = [];
       for (let i = 0; i < n; i += fixed)
-        parts.push(
-          ...(await this.runBatch(
-            pixels.subarray(i * this.frameBytes(), i * this.frameBytes() + per),
-            fixed,
-          )),
-        );
+        parts.push(...(await this.runBatch(pixels.subarray(i * bytes, (i + fixed) * bytes), fixed, size)));
       return parts;
     }
     const result = await this.opened.session.run(
-      { [this.descriptor.input.name]: inputTensor(this.descriptor, pixels, n) },
+      { [this.descriptor.input.name]: inputTensor(this.descriptor, pixels, n, size) },
       this.outputs,
     );
     const frames: FrameOutputs[] = Array.from({ length: n }, () => ({}));
@@ -175,38 +176,39 @@ export class Detector implements FrameDetector {
     return frames;
   }
 
-  /** detects objects in each frame; boxes come back in each frame's source pixels */
+  /**
+   * detects objects in each frame; boxes come back in each frame's source pixels. Frames of one
+   * size share inference calls (a call takes one shape), at most `maxBatch` at a time.
+   */
   async detect(frames: readonly ModelFrame[]): Promise<Detection[][]> {
-    const results: Detection[][] = [];
-    for (let start = 0; start < frames.length; start += this.maxBatch) {
-      const chunk = frames.slice(start, start + this.maxBatch);
-      const packed = chunk.length === 1 ? chunk[0]!.pixels : this.pack(chunk);
-      const outputs = await this.runBatch(packed, chunk.length);
-      for (const [i, frame] of chunk.entries()) results.push(this.postprocess(outputs[i]!, frame));
+    const bySize = new Map<string, { size: InputSize; frames: number[] }>();
+    frames.forEach((frame, i) => {
+      const size = inputSizeOf(this.descriptor, frame);
+      const key = `${size.width}x${size.height}`;
+      const group = bySize.get(key) ?? { size, frames: [] };
+      group.frames.push(i);
+      bySize.set(key, group);
+    });
+    const results: Detection[][] = new Array(frames.length);
+    for (const { size, frames: indices } of bySize.values()) {
+      for (let start = 0; start < indices.length; start += this.maxBatch) {
+        const chunk = indices.slice(start, start + this.maxBatch).map((i) => frames[i]!);
+        const packed = chunk.length === 1 ? chunk[0]!.pixels : pack(chunk, frameBytes(size));
+        const outputs = await this.runBatch(packed, chunk.length, size);
+        chunk.forEach((frame, k) => {
+          results[indices[start + k]!] = this.postprocess(outputs[k]!, frame, size);
+        });
+      }
     }
     return results;
   }
 
-  private pack(frames: readonly ModelFrame[]): Uint8Array {
-    const size = this.frameBytes();
-    const out = new Uint8Array(frames.length * size);
-    frames.forEach((f, i) => {
-      if (f.pixels.length !== size) {
-        throw new ArgusError(
-          `frame of ${f.pixels.length} bytes does not match the model input (${size} bytes)`,
-        );
-      }
-      out.set(f.pixels, i * size);
-    });
-    return out;
-  }
-
-  private postprocess(outputs: FrameOutputs, frame: ModelFrame): Detection[] {
+  private postprocess(outputs: FrameOutputs, frame: ModelFrame, size: InputSize): Detection[] {
     const d = this.descriptor;
     const raw = decode(d, outputs, {
       scoreThreshold: this.settings.scoreThreshold ?? d.thresholds.score,
-      inputWidth: this.inputWidth,
-      inputHeight: this.inputHeight,
+      inputWidth: size.width,
+      inputHeight: size.height,
       numClasses: d.labels.length,
     });
     const kept = nonMaxSuppression(
@@ -214,8 +216,8 @@ export class Detector implements FrameDetector {
       this.settings.iouThreshold ?? d.thresholds.iou,
       this.settings.maxDetections ?? d.thresholds.maxDetections,
     );
-    const sx = frame.sourceWidth / this.inputWidth;
-    const sy = frame.sourceHeight / this.inputHeight;
+    const sx = frame.sourceWidth / size.width;
+    const sy = frame.sourceHeight / size.height;
     return kept.map((k) => ({
       label: d.labels[k.classId] ?? `class${k.classId}`,
       classId: k.classId,

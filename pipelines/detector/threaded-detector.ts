@@ -4,9 +4,10 @@ import { ArgusError, errorMessage } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import { startThread } from '../../common/thread.ts';
 import type { ModelDescriptor } from '../../models/descriptor.ts';
-import type { Detection, FrameDetector, ModelFrame } from './detector.ts';
+import type { Detection, FrameDetector } from './detector.ts';
+import { inputSizeOf, type ModelFrame } from './model-frame.ts';
 import type { DetectorSettings } from './settings.ts';
-import type { DetectReply, DetectRequest, ThreadInfo, ThreadReady } from './thread-protocol.ts';
+import type { DetectReply, DetectRequest, PackedFrame, ThreadInfo, ThreadReady } from './thread-protocol.ts';
 
 /**
  * A thread that does not end by itself after close is terminated. Only then: terminating a thread
@@ -118,10 +119,10 @@ class DetectorThread {
     });
   }
 
-  detect(pixels: ArrayBuffer, sizes: [number, number][]): Promise<Detection[][]> {
+  detect(pixels: ArrayBuffer, frames: PackedFrame[]): Promise<Detection[][]> {
     // a call made while the owner has yet to hear of the exit (from a rejection of the requests in flight)
     if (this.ended) return Promise.reject(this.ended);
-    const request: DetectRequest = { id: this.nextId++, pixels, sizes };
+    const request: DetectRequest = { id: this.nextId++, pixels, frames };
     let settle!: Omit<Pending, 'result'>;
     const result = new Promise<Detection[][]>((resolve, reject) => {
       settle = { resolve, reject };
@@ -234,19 +235,23 @@ export class ThreadedDetector implements FrameDetector {
   detect(frames: readonly ModelFrame[]): Promise<Detection[][]> {
     if (this.closing) return Promise.reject(new ArgusError('detector closed'));
     if (!this.thread) return Promise.reject(this.outageError());
-    const size = this.inputWidth * this.inputHeight * 3;
-    const packed = new Uint8Array(frames.length * size);
-    for (const [i, f] of frames.entries()) {
-      if (f.pixels.length !== size)
-        return Promise.reject(
-          new ArgusError(`frame of ${f.pixels.length} bytes does not match the model input (${size} bytes)`),
-        );
-      packed.set(f.pixels, i * size);
+    let shapes: PackedFrame[];
+    try {
+      shapes = frames.map((f) => ({
+        size: inputSizeOf(this.descriptor, f),
+        sourceWidth: f.sourceWidth,
+        sourceHeight: f.sourceHeight,
+      }));
+    } catch (err) {
+      return Promise.reject(err);
     }
-    return this.thread.detect(
-      packed.buffer,
-      frames.map((f) => [f.sourceWidth, f.sourceHeight]),
-    );
+    const packed = new Uint8Array(frames.reduce((n, f) => n + f.pixels.length, 0));
+    let offset = 0;
+    for (const f of frames) {
+      packed.set(f.pixels, offset);
+      offset += f.pixels.length;
+    }
+    return this.thread.detect(packed.buffer, shapes);
   }
 
   private outageError(): ArgusError {

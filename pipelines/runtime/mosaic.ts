@@ -1,4 +1,5 @@
-import type { Box, Detection, ModelFrame } from '../detector/detector.ts';
+import type { Box, Detection } from '../detector/detector.ts';
+import type { InputSize, ModelFrame } from '../detector/model-frame.ts';
 import { holdsPoint, type Rect } from '../motion.ts';
 
 /** pixels left between regions, so that a region's neighbour does not reach into its detections */
@@ -22,6 +23,8 @@ interface Placed<T> {
 /**
  * One model input assembled from the moving regions of several frames, each copied at the model
  * frame's own scale (objects keep the size they have in a whole frame), placed shelf by shelf.
+ * For a model that takes smaller inputs (`sizeStep`), the input is only as large as the regions
+ * placed, rounded up to the step: inference costs what the regions cover, not the whole size.
  * Detections in the mosaic go back to the frame whose region holds their centre, clipped to that
  * region and in that frame's source pixels.
  */
@@ -30,9 +33,11 @@ export class Mosaic<T> {
   private readonly placed: Placed<T>[] = [];
   private readonly owners: T[] = [];
 
+  /** at most `width` × `height`; a multiple of `sizeStep` as small as the regions allow when given */
   constructor(
     readonly width: number,
     readonly height: number,
+    private readonly sizeStep?: number,
   ) {}
 
   /** the owners of the regions placed, in the order they were placed */
@@ -72,19 +77,36 @@ export class Mosaic<T> {
     return spot;
   }
 
+  /** the input's size: the whole size, or the regions' extent rounded up to the size step */
+  private inputSize(): InputSize {
+    const step = this.sizeStep;
+    if (step === undefined) return { width: this.width, height: this.height };
+    let right = 0;
+    let bottom = 0;
+    for (const { at } of this.placed) {
+      right = Math.max(right, at.x + at.width);
+      bottom = Math.max(bottom, at.y + at.height);
+    }
+    const fit = (extent: number, max: number) =>
+      Math.min(max, Math.max(step, Math.ceil(extent / step) * step));
+    return { width: fit(right, this.width), height: fit(bottom, this.height) };
+  }
+
   /** the mosaic as a model frame (detections come back in mosaic pixels) */
   frame(): ModelFrame {
-    const rowBytes = this.width * 3;
-    const pixels = new Uint8Array(this.height * rowBytes);
+    const size = this.inputSize();
+    const rowBytes = size.width * 3;
+    const frameRowBytes = this.width * 3;
+    const pixels = new Uint8Array(size.height * rowBytes);
     for (const p of this.placed) {
       const { region: r, frame, at } = p;
       const length = r.width * 3;
       for (let row = 0; row < r.height; row++) {
-        const from = (r.y + row) * rowBytes + r.x * 3;
+        const from = (r.y + row) * frameRowBytes + r.x * 3;
         pixels.set(frame.pixels.subarray(from, from + length), (at.y + row) * rowBytes + at.x * 3);
       }
     }
-    return { pixels, sourceWidth: this.width, sourceHeight: this.height };
+    return { pixels, size, sourceWidth: size.width, sourceHeight: size.height };
   }
 
   /** each owner's detections (every owner, none for some), from the detections of `frame()` */

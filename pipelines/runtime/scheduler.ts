@@ -1,5 +1,6 @@
 import type { Logger } from '../../common/logger.ts';
-import type { Detection, FrameDetector, ModelFrame } from '../detector/detector.ts';
+import type { Detection, FrameDetector } from '../detector/detector.ts';
+import type { ModelFrame } from '../detector/model-frame.ts';
 import { areaOf, type Rect } from '../motion.ts';
 import type { BranchCaps } from '../video/pipeline-description.ts';
 import { Mosaic } from './mosaic.ts';
@@ -222,7 +223,11 @@ export class DetectionScheduler {
           return true;
     }
     if (inputs.length >= size) return false;
-    const mosaic = new Mosaic<Entry>(this.input.width, this.input.height);
+    const mosaic = new Mosaic<Entry>(
+      this.input.width,
+      this.input.height,
+      this.detector.descriptor.input.sizeStep,
+    );
     // regions that do not fit one input's shelves (rare: many of mixed heights) go as the whole frame
     inputs.push(mosaic.tryPlace(entry, job.frame, regions) ? { mosaic, shared } : { entry });
     return true;

@@ -1,6 +1,6 @@
 import { ArgusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
-import type { ModelFrame } from '../detector/detector.ts';
+import type { ModelFrame } from '../detector/model-frame.ts';
 import { type DecoderPreference, type GstAppSink, type GstCaps, type GstPipeline, gst } from './gst.ts';
 import { buildPipelineDescription, ELEMENT, type PipelineOptions } from './pipeline-description.ts';
 import { describeSource } from './source-url.ts';

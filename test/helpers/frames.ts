@@ -1,6 +1,7 @@
 import { createLogger } from '../../common/logger.ts';
 import { SAMPLE_VIDEO } from '../../common/paths.ts';
-import type { FrameDetector, ModelFrame } from '../../pipelines/detector/detector.ts';
+import type { FrameDetector } from '../../pipelines/detector/detector.ts';
+import type { ModelFrame } from '../../pipelines/detector/model-frame.ts';
 import { FrameSource, toModelFrame, type VideoFrame } from '../../pipelines/video/frame-source.ts';
 import type { BranchCaps } from '../../pipelines/video/pipeline-description.ts';
 

@@ -1,18 +1,22 @@
-import type { FrameDetector, ModelFrame } from '../../pipelines/detector/detector.ts';
+import type { FrameDetector } from '../../pipelines/detector/detector.ts';
+import type { ModelFrame } from '../../pipelines/detector/model-frame.ts';
 
-/** the inference calls a detector was asked for, in order: the inputs of each and how long it took */
+/** the inference calls a detector was asked for, in order: the inputs of each, their pixels and how long it took */
 export interface CallLog {
   inputs: number[];
+  /** width × height summed over the call's inputs */
+  pixels: number[];
   ms: number[];
 }
 
 /** `inner`, recording every detect call in `calls` */
 export function recordingDetector(inner: FrameDetector): { detector: FrameDetector; calls: CallLog } {
-  const calls: CallLog = { inputs: [], ms: [] };
+  const calls: CallLog = { inputs: [], pixels: [], ms: [] };
   const detector: FrameDetector = Object.create(inner, {
     detect: {
       value: async (frames: ModelFrame[]) => {
         calls.inputs.push(frames.length);
+        calls.pixels.push(frames.reduce((n, f) => n + f.pixels.length / 3, 0));
         const at = performance.now();
         const result = await inner.detect(frames);
         calls.ms.push(performance.now() - at);

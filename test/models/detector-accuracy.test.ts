@@ -15,6 +15,11 @@ describe('NanoDet-g on vtest.avi against hand-annotated ground truth', () => {
 
   for (const index of GROUND_TRUTH_FRAMES) {
     it(`finds every person of frame ${index} at IoU ≥ 0.5`, () => assertFindsEveryPerson(detector, index));
+    it(`finds every person within a band of frame ${index} on inputs of only that band`, async () => {
+      assert.equal(detector.descriptor.input.sizeStep, 32);
+      await assertFindsEveryPerson(detector, index, { top: 96, height: 256 });
+      await assertFindsEveryPerson(detector, index, { top: 64, height: 192 });
+    });
   }
 
   it('returns the same detections for a batch of frames as for each frame alone', async () => {

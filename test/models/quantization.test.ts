@@ -109,6 +109,11 @@ describe('static int8 quantization of NanoDet-g', () => {
     it(`finds every person of frame ${index} at IoU ≥ 0.5`, () => assertFindsEveryPerson(detector, index));
   }
 
+  it('runs on inputs smaller than its own size, like the model it was made from', async () => {
+    assert.equal(int8.descriptor.input.sizeStep, 32);
+    await assertFindsEveryPerson(detector, 300, { top: 96, height: 256 });
+  });
+
   it('agrees with fp32 on held-out frames (mAP@0.5 ≥ 0.97)', async () => {
     const report = await evaluate(fp32, int8);
     const person = report.perClass.find((c) => c.label === 'person')!;

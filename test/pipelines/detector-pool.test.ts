@@ -1,13 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../../common/logger.ts';
-import {
-  type Detection,
-  Detector,
-  type FrameDetector,
-  type ModelFrame,
-} from '../../pipelines/detector/detector.ts';
+import { type Detection, Detector, type FrameDetector } from '../../pipelines/detector/detector.ts';
 import { DetectorPool, sessionThreads } from '../../pipelines/detector/detector-pool.ts';
+import type { ModelFrame } from '../../pipelines/detector/model-frame.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
 import { DetectionScheduler } from '../../pipelines/runtime/scheduler.ts';
 import { readModelFrames } from '../helpers/frames.ts';

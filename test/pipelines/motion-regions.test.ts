@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { createLogger } from '../../common/logger.ts';
-import { type Box, type Detection, Detector, type ModelFrame } from '../../pipelines/detector/detector.ts';
+import { type Box, type Detection, Detector } from '../../pipelines/detector/detector.ts';
+import type { ModelFrame } from '../../pipelines/detector/model-frame.ts';
 import { iou } from '../../pipelines/detector/nms.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
 import { type MotionDecision, MotionGate, type Rect } from '../../pipelines/motion.ts';
@@ -255,25 +256,30 @@ describe('detection in a mosaic', () => {
     );
   }
 
-  it('finds the people of regions of two frames packed into one input, in each frame’s coordinates', async () => {
-    const mosaic = new Mosaic<number>(SIDE, SIDE);
-    const people = [300, 600].map((index, i) => peopleIn(index, REGIONS[i]!));
-    assert.deepEqual(
-      people.map((p) => p.length),
-      [4, 2],
-      'people in each region',
-    );
-    for (const [i, region] of REGIONS.entries()) assert.ok(mosaic.tryPlace(i, frames[i]!, [region]));
-    const [found] = await detector.detect([mosaic.frame()]);
-    const byFrame = mosaic.distribute(found!);
-    for (const [i, truths] of people.entries()) {
-      const persons = byFrame.get(i)!.filter((d) => d.label === 'person');
-      for (const truth of truths) {
-        const best = Math.max(0, ...persons.map((p) => iou(p.box, truth)));
-        assert.ok(best >= 0.5, `frame ${[300, 600][i]}: person at [${truth}], best IoU ${best.toFixed(2)}`);
+  for (const sizeStep of [undefined, 32]) {
+    it(`finds the people of regions of two frames packed into one input${sizeStep ? ' only as large as the regions' : ''}, in each frame’s coordinates`, async () => {
+      const mosaic = new Mosaic<number>(SIDE, SIDE, sizeStep);
+      const people = [300, 600].map((index, i) => peopleIn(index, REGIONS[i]!));
+      assert.deepEqual(
+        people.map((p) => p.length),
+        [4, 2],
+        'people in each region',
+      );
+      for (const [i, region] of REGIONS.entries()) assert.ok(mosaic.tryPlace(i, frames[i]!, [region]));
+      const input = mosaic.frame();
+      // side by side on one shelf: 115 + 8 + 100 wide, 130 high, rounded up to the step
+      assert.deepEqual(input.size, sizeStep ? { width: 224, height: 160 } : { width: SIDE, height: SIDE });
+      const [found] = await detector.detect([input]);
+      const byFrame = mosaic.distribute(found!);
+      for (const [i, truths] of people.entries()) {
+        const persons = byFrame.get(i)!.filter((d) => d.label === 'person');
+        for (const truth of truths) {
+          const best = Math.max(0, ...persons.map((p) => iou(p.box, truth)));
+          assert.ok(best >= 0.5, `frame ${[300, 600][i]}: person at [${truth}], best IoU ${best.toFixed(2)}`);
+        }
       }
-    }
-  });
+    });
+  }
 
   it('packs the regions of live cameras into shared inputs; a replay’s regions and whole frames get their own', async () => {
     const recording = recordingDetector(detector);
@@ -286,8 +292,10 @@ describe('detection in a mosaic', () => {
       scheduler.submit('replay', frames[1]!),
     ]);
     scheduler.close();
-    // the four cameras' regions fit one input; the replay's region and its whole frame get one each
+    // the four cameras' regions fit one input; the replay's region and its whole frame get one each;
+    // the model takes smaller inputs, so the region inputs are only as large as their regions
     assert.deepEqual(recording.calls.inputs, [3]);
+    assert.ok(recording.calls.pixels[0]! < 2 * SIDE * SIDE, `${recording.calls.pixels[0]} pixels`);
     assert.ok(results.every((r) => r?.some((d) => d.label === 'person')));
     // the same region alone and packed with others: the same people
     const alone = results[4]!.filter((d) => d.label === 'person').map((d) => d.box);

@@ -8,7 +8,8 @@ import type { Worker } from 'node:worker_threads';
 import { errorMessage } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
 import { resolveModelDir } from '../../models/store.ts';
-import { Detector, type ModelFrame } from '../../pipelines/detector/detector.ts';
+import { Detector } from '../../pipelines/detector/detector.ts';
+import type { ModelFrame } from '../../pipelines/detector/model-frame.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
 import {
   DEFAULT_RESTART_POLICY,
@@ -80,6 +81,19 @@ describe('detector on a worker thread', () => {
         oneByOne.map((r) => r[0]),
         expected,
       );
+      // inputs smaller than the model's (its sizeStep allows them) mixed with whole ones in one call
+      const top: ModelFrame = {
+        pixels: frames[1]!.pixels.subarray(0, 416 * 224 * 3),
+        size: { width: 416, height: 224 },
+        sourceWidth: 416,
+        sourceHeight: 224,
+      };
+      const mixed = await local.detect([frames[0]!, top, frames[2]!]);
+      assert.deepEqual(mixed[0], expected[0]);
+      assert.deepEqual(mixed[2], expected[2]);
+      assert.ok(mixed[1]!.length > 0, 'people in the top of the frame');
+      assert.ok(mixed[1]!.every((d) => d.box[3] <= 224));
+      assert.deepEqual(await threaded.detect([frames[0]!, top, frames[2]!]), mixed);
       // the frames stay usable by the caller (they are copied, not transferred)
       assert.ok(frames.every((f) => f.pixels.byteLength === 416 * 416 * 3));
     } finally {
@@ -92,7 +106,12 @@ describe('detector on a worker thread', () => {
     const threaded = await ThreadedDetector.load(settings, log);
     await assert.rejects(
       threaded.detect([{ pixels: new Uint8Array(10), sourceWidth: 4, sourceHeight: 4 }]),
-      /frame of 10 bytes does not match the model input \(519168 bytes\)/,
+      /frame of 10 bytes does not match its 416×416 input \(519168 bytes\)/,
+    );
+    const odd = { width: 100, height: 64 };
+    await assert.rejects(
+      threaded.detect([{ pixels: new Uint8Array(100 * 64 * 3), size: odd, sourceWidth: 100, sourceHeight: 64 }]),
+      /a 100×64 input for model nanodet, which takes multiples of 32 up to 416×416/,
     );
     await threaded.close();
     await assert.rejects(threaded.detect(frames.slice(0, 1)), /detector closed/);

@@ -187,6 +187,21 @@ const pool =
     return [fromNchw(ctx, y, node.name, nchw)];
   };
 
+/**
+ * For a graph that runs on inputs of any size: the factors that resize [h, w] to `size` (scales of
+ * every NCHW axis), which must be powers of two so that the layer keeps its ratio at other sizes
+ */
+function resizeFactors(name: string, ctx: ConversionContext, from: [number, number], size: number[]): string {
+  const factors = from.map((d, i) => size[i]! / d);
+  if (factors.some((f) => !Number.isInteger(Math.log2(f)))) {
+    throw new ArgusError(
+      `node "${name}" resizes ${from.join('×')} to ${size.join('×')}: not a power-of-two factor, so the graph cannot run on other input sizes`,
+      'convert the model without a sizeStep',
+    );
+  }
+  return ctx.initializer(float32Tensor('', [4], [1, 1, ...factors]), `${name}/scales`).name;
+}
+
 const resize =
   (mode: 'linear' | 'nearest'): OpHandler =>
   (ctx, node, attrs) => {
@@ -202,22 +217,26 @@ const resize =
           : 'half_pixel'
         : 'asymmetric';
     const nchw = toNchw(ctx, x, node.name, false);
-    const [n, c] = [nchw.shape[0]!, nchw.shape[1]!];
+    const [n, c, h, w] = nchw.shape as [number, number, number, number];
     const attributes = {
       mode: attr.string(mode),
       coordinate_transformation_mode: attr.string(transform),
-      axes: attr.ints([2, 3]),
       ...(mode === 'nearest'
         ? { nearest_mode: attr.string(alignCorners ? 'round_prefer_ceil' : 'floor') }
         : {}),
     };
+    // a fixed output size, or (for a graph that runs on any input size) a fixed factor
+    const [target, extra] =
+      ctx.options.sizeStep === undefined
+        ? [['', '', ctx.int64s(size, `${node.name}/sizes`)], { axes: attr.ints([2, 3]) }]
+        : [['', resizeFactors(node.name, ctx, [h, w], size)], {}];
     const y = ctx.emit1(
       'Resize',
-      [nchw.name, '', '', ctx.int64s(size, `${node.name}/sizes`)],
+      [nchw.name, ...target],
       x.type,
       [n, c, size[0]!, size[1]!],
       `${node.name}/resize`,
-      attributes,
+      { ...attributes, ...extra },
     );
     return [fromNchw(ctx, y, node.name, false)];
   };

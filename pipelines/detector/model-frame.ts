@@ -1,0 +1,47 @@
+import { ArgusError } from '../../common/errors.ts';
+import type { ModelDescriptor } from '../../models/descriptor.ts';
+
+/** What a detector is fed: frames prepared for a model, and the sizes a model takes. */
+
+export interface InputSize {
+  width: number;
+  height: number;
+}
+
+/** one frame prepared for the model: pixels in its colour order (HWC, uint8) */
+export interface ModelFrame {
+  pixels: Uint8Array;
+  /**
+   * the pixels' size when smaller than the model's input size (a model with a `sizeStep` takes
+   * any multiple of it); the model's input size when absent
+   */
+  size?: InputSize;
+  sourceWidth: number;
+  sourceHeight: number;
+}
+
+/** the model's full input size */
+export function modelInputSize(d: ModelDescriptor): InputSize {
+  return { width: d.input.width, height: d.input.height };
+}
+
+/** the size of a frame's input, checked against what the model takes */
+export function inputSizeOf(d: ModelDescriptor, frame: ModelFrame): InputSize {
+  const size = frame.size ?? modelInputSize(d);
+  const { width, height, sizeStep } = d.input;
+  const full = size.width === width && size.height === height;
+  const fits = (v: number, max: number) => sizeStep !== undefined && v > 0 && v <= max && v % sizeStep === 0;
+  if (!full && !(fits(size.width, width) && fits(size.height, height))) {
+    throw new ArgusError(
+      sizeStep === undefined
+        ? `a ${size.width}×${size.height} input for model ${d.name}, which takes ${width}×${height} only`
+        : `a ${size.width}×${size.height} input for model ${d.name}, which takes multiples of ${sizeStep} up to ${width}×${height}`,
+    );
+  }
+  if (frame.pixels.length !== size.width * size.height * 3) {
+    throw new ArgusError(
+      `frame of ${frame.pixels.length} bytes does not match its ${size.width}×${size.height} input (${size.width * size.height * 3} bytes)`,
+    );
+  }
+  return size;
+}
