@@ -110,7 +110,9 @@ describe('detector on a worker thread', () => {
     );
     const odd = { width: 100, height: 64 };
     await assert.rejects(
-      threaded.detect([{ pixels: new Uint8Array(100 * 64 * 3), size: odd, sourceWidth: 100, sourceHeight: 64 }]),
+      threaded.detect([
+        { pixels: new Uint8Array(100 * 64 * 3), size: odd, sourceWidth: 100, sourceHeight: 64 },
+      ]),
       /a 100×64 input for model nanodet, which takes multiples of 32 up to 416×416/,
     );
     await threaded.close();
