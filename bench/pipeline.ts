@@ -210,6 +210,8 @@ interface Step {
   motionSkipped: number;
   /** share of the pixels received that the detector looked at */
   motionSearched: number;
+  /** pixels of the model inputs inferred, over those of a whole model input per frame submitted */
+  inferred: number;
   pass: boolean;
   latencies: number[];
 }
@@ -259,6 +261,7 @@ async function runStep(server: RtspServer, pool: FrameDetector, n: number): Prom
   const latencyBefore = cameras.map((c) => c.eventLatency.count);
   tally.counting = true;
   callLog.inputs.length = 0;
+  callLog.pixels.length = 0;
   callLog.ms.length = 0;
   tally.resultMs.length = 0;
   loopDelay.enable();
@@ -296,12 +299,15 @@ async function runStep(server: RtspServer, pool: FrameDetector, n: number): Prom
     receivedShare,
     motionSkipped: received === 0 ? 0 : skipped / received,
     motionSearched: received === 0 ? 0 : searched / received,
+    inferred:
+      callLog.pixels.reduce((sum, p) => sum + p, 0) /
+      Math.max(1, tally.submitted * pool.inputWidth * pool.inputHeight),
     pass: online === n && lateShare < 0.01 && receivedShare >= 0.97,
     latencies,
   };
   console.log(
     `(c) ${String(n).padStart(2)} cameras: ${online}/${n} online, frames ${received}/${step.expected} (${(100 * receivedShare).toFixed(1)} %), ` +
-      `motion-skipped ${(100 * step.motionSkipped).toFixed(0)} %, pixels detected ${(100 * step.motionSearched).toFixed(0)} % (whole frames ${tally.whole} of ${tally.submitted}), model inputs ${measuredInputs}, frames detected ${tally.detected}, dropped ${tally.dropped}, ` +
+      `motion-skipped ${(100 * step.motionSkipped).toFixed(0)} %, pixels detected ${(100 * step.motionSearched).toFixed(0)} % (whole frames ${tally.whole} of ${tally.submitted}), model inputs ${measuredInputs} (${(100 * step.inferred).toFixed(0)} % of the frames' pixels), frames detected ${tally.detected}, dropped ${tally.dropped}, ` +
       `over ${DEADLINE_MS} ms ${tally.slow}, late ${(100 * lateShare).toFixed(2)} % → ${step.pass ? 'pass' : 'FAIL'}`,
   );
   console.log(
@@ -386,6 +392,7 @@ const sweepJson = (sw: Sweep) =>
   sw.steps.map((st) => ({
     cameras: st.cameras,
     late_share: round(st.lateShare, 4),
+    inferred_share: round(st.inferred, 3),
     received_share: round(st.receivedShare, 4),
     dropped: st.dropped,
     slow: st.slow,
