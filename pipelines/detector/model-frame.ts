@@ -18,6 +18,8 @@ export interface ModelFrame {
   size?: InputSize;
   sourceWidth: number;
   sourceHeight: number;
+  /** the caller hands `pixels` over: a detector on another thread may take its buffer instead of a copy */
+  handedOver?: boolean;
 }
 
 /** the model's full input size */

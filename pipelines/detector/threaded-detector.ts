@@ -145,6 +145,24 @@ class DetectorThread {
   }
 }
 
+/**
+ * the frames' pixels back to back in a buffer the thread may take: a frame handed over whole is
+ * sent as it is, anything else is copied (the caller keeps its frames)
+ */
+function transferable(frames: readonly ModelFrame[]): ArrayBuffer {
+  const only = frames.length === 1 ? frames[0]! : undefined;
+  const pixels = only?.pixels;
+  if (only?.handedOver && pixels && pixels.byteOffset === 0 && pixels.byteLength === pixels.buffer.byteLength)
+    return pixels.buffer as ArrayBuffer;
+  const packed = new Uint8Array(frames.reduce((n, f) => n + f.pixels.length, 0));
+  let offset = 0;
+  for (const f of frames) {
+    packed.set(f.pixels, offset);
+    offset += f.pixels.length;
+  }
+  return packed.buffer;
+}
+
 /** the time since a thread crashed until one runs again */
 interface Outage {
   crash: string;
@@ -245,13 +263,7 @@ export class ThreadedDetector implements FrameDetector {
     } catch (err) {
       return Promise.reject(err);
     }
-    const packed = new Uint8Array(frames.reduce((n, f) => n + f.pixels.length, 0));
-    let offset = 0;
-    for (const f of frames) {
-      packed.set(f.pixels, offset);
-      offset += f.pixels.length;
-    }
-    return this.thread.detect(packed.buffer, shapes);
+    return this.thread.detect(transferable(frames), shapes);
   }
 
   private outageError(): ArgusError {

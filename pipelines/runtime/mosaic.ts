@@ -92,7 +92,7 @@ export class Mosaic<T> {
     return { width: fit(right, this.width), height: fit(bottom, this.height) };
   }
 
-  /** the mosaic as a model frame (detections come back in mosaic pixels) */
+  /** the mosaic as a model frame (detections come back in mosaic pixels), its pixels for the detector to keep */
   frame(): ModelFrame {
     const size = this.inputSize();
     const rowBytes = size.width * 3;
@@ -106,7 +106,7 @@ export class Mosaic<T> {
         pixels.set(frame.pixels.subarray(from, from + length), (at.y + row) * rowBytes + at.x * 3);
       }
     }
-    return { pixels, size, sourceWidth: size.width, sourceHeight: size.height };
+    return { pixels, size, sourceWidth: size.width, sourceHeight: size.height, handedOver: true };
   }
 
   /** each owner's detections (every owner, none for some), from the detections of `frame()` */

@@ -96,6 +96,14 @@ describe('detector on a worker thread', () => {
       assert.deepEqual(await threaded.detect([frames[0]!, top, frames[2]!]), mixed);
       // the frames stay usable by the caller (they are copied, not transferred)
       assert.ok(frames.every((f) => f.pixels.byteLength === 416 * 416 * 3));
+      // a frame handed over goes to the thread without a copy: the caller's view is detached
+      const handed: ModelFrame = {
+        ...frames[0]!,
+        pixels: new Uint8Array(frames[0]!.pixels),
+        handedOver: true,
+      };
+      assert.deepEqual(await threaded.detect([handed]), [expected[0]]);
+      assert.equal(handed.pixels.byteLength, 0);
     } finally {
       await local.close();
       await threaded.close();
