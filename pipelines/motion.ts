@@ -7,7 +7,7 @@ const GRID = 64;
  */
 const BACKGROUND_ALPHA = 0.5;
 /** changed cells grow by this many cells on every side before they are grouped into regions */
-const MARGIN_CELLS = 2;
+const MARGIN_CELLS = 1;
 
 /** a rectangle in model-frame pixels */
 export interface Rect {
