@@ -4,7 +4,7 @@ import { errorMessage } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
 import { threadData } from '../../common/thread.ts';
 import { Detector } from './detector.ts';
-import type { ModelFrame } from './model-frame.ts';
+import { inputBytes, type ModelFrame } from './model-frame.ts';
 import type { DetectorSettings } from './settings.ts';
 import type { DetectReply, DetectRequest, ThreadReady } from './thread-protocol.ts';
 
@@ -40,7 +40,7 @@ try {
     try {
       let offset = 0;
       const frames = req.frames.map((f): ModelFrame => {
-        const bytes = f.size.width * f.size.height * 3;
+        const bytes = inputBytes(f.size);
         offset += bytes;
         return { ...f, pixels: new Uint8Array(req.pixels, offset - bytes, bytes) };
       });

@@ -4,7 +4,7 @@ import { createLogger, type Logger } from '../../common/logger.ts';
 import type { ModelDescriptor } from '../../models/descriptor.ts';
 import { type LoadedModel, loadModel } from '../../models/store.ts';
 import { decode, decoderOutputs, type FrameOutputs } from './decoders.ts';
-import { type InputSize, inputSizeOf, type ModelFrame, modelInputSize } from './model-frame.ts';
+import { type InputSize, inputBytes, inputSizeOf, type ModelFrame, modelInputSize } from './model-frame.ts';
 import { nonMaxSuppression } from './nms.ts';
 import { type OpenedSession, openSession } from './session.ts';
 import type { DetectorSettings } from './settings.ts';
@@ -17,10 +17,6 @@ export interface Detection {
   classId: number;
   score: number;
   box: Box;
-}
-
-function frameBytes(size: InputSize): number {
-  return size.width * size.height * 3;
 }
 
 /** the input tensor for `n` packed HWC uint8 frames, normalised in JS only if the graph does not do it */
@@ -115,7 +111,7 @@ export class Detector implements FrameDetector {
         const n = d.input.batch === 'dynamic' ? 1 : d.input.batch;
         const size = modelInputSize(d);
         await session.run(
-          { [d.input.name]: inputTensor(d, new Uint8Array(n * frameBytes(size)), n, size) },
+          { [d.input.name]: inputTensor(d, new Uint8Array(n * inputBytes(size)), n, size) },
           outputs,
         );
       },
@@ -157,7 +153,7 @@ export class Detector implements FrameDetector {
   ): Promise<FrameOutputs[]> {
     const fixed = this.descriptor.input.batch;
     if (fixed !== 'dynamic' && n !== fixed) {
-      const bytes = frameBytes(size);
+      const bytes = inputBytes(size);
       const parts: FrameOutputs[] = [];
       for (let i = 0; i < n; i += fixed)
         parts.push(...(await this.runBatch(pixels.subarray(i * bytes, (i + fixed) * bytes), fixed, size)));
@@ -193,7 +189,7 @@ export class Detector implements FrameDetector {
     for (const { size, frames: indices } of bySize.values()) {
       for (let start = 0; start < indices.length; start += this.maxBatch) {
         const chunk = indices.slice(start, start + this.maxBatch).map((i) => frames[i]!);
-        const packed = chunk.length === 1 ? chunk[0]!.pixels : pack(chunk, frameBytes(size));
+        const packed = chunk.length === 1 ? chunk[0]!.pixels : pack(chunk, inputBytes(size));
         const outputs = await this.runBatch(packed, chunk.length, size);
         chunk.forEach((frame, k) => {
           results[indices[start + k]!] = this.postprocess(outputs[k]!, frame, size);

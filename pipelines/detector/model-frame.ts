@@ -22,6 +22,11 @@ export interface ModelFrame {
   handedOver?: boolean;
 }
 
+/** the bytes of one HWC uint8 input of `size` */
+export function inputBytes(size: InputSize): number {
+  return size.width * size.height * 3;
+}
+
 /** the model's full input size */
 export function modelInputSize(d: ModelDescriptor): InputSize {
   return { width: d.input.width, height: d.input.height };
@@ -40,9 +45,9 @@ export function inputSizeOf(d: ModelDescriptor, frame: ModelFrame): InputSize {
         : `a ${size.width}×${size.height} input for model ${d.name}, which takes multiples of ${sizeStep} up to ${width}×${height}`,
     );
   }
-  if (frame.pixels.length !== size.width * size.height * 3) {
+  if (frame.pixels.length !== inputBytes(size)) {
     throw new ArgusError(
-      `frame of ${frame.pixels.length} bytes does not match its ${size.width}×${size.height} input (${size.width * size.height * 3} bytes)`,
+      `frame of ${frame.pixels.length} bytes does not match its ${size.width}×${size.height} input (${inputBytes(size)} bytes)`,
     );
   }
   return size;
