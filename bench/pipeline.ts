@@ -13,6 +13,7 @@ import { Detector, type FrameDetector } from '../pipelines/detector/detector.ts'
 import { DetectorPool, sessionThreads } from '../pipelines/detector/detector-pool.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../pipelines/detector/settings.ts';
 import { CameraRuntime } from '../pipelines/runtime/camera.ts';
+import { growHeapForVideo } from '../pipelines/runtime/heap.ts';
 import { DetectionScheduler } from '../pipelines/runtime/scheduler.ts';
 import { loadScene } from '../pipelines/scene/load.ts';
 import type { Scene } from '../pipelines/scene/schema.ts';
@@ -57,6 +58,7 @@ const benchStart = performance.now();
 const pool = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
 if (pool < 64) console.warn(`UV_THREADPOOL_SIZE=${pool}: every camera holds ~3 libuv threads; run with 128`);
 
+growHeapForVideo();
 await fetchModels(['nanodet']);
 const settings = {
   ...DEFAULT_DETECTOR_SETTINGS,

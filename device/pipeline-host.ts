@@ -7,6 +7,7 @@ import type { CameraSettings } from '../pipelines/camera-settings.ts';
 import { DetectorPool } from '../pipelines/detector/detector-pool.ts';
 import type { DetectorSettings } from '../pipelines/detector/settings.ts';
 import { CameraRuntime } from '../pipelines/runtime/camera.ts';
+import { growHeapForVideo } from '../pipelines/runtime/heap.ts';
 import { DetectionScheduler } from '../pipelines/runtime/scheduler.ts';
 import { loadScene } from '../pipelines/scene/load.ts';
 import type { CameraHost, HostEvent, HostStatus, Jpeg } from './camera-host.ts';
@@ -37,6 +38,7 @@ export class PipelineCameraHost implements CameraHost {
 
   async start(cameras: readonly CameraSettings[], configDir: string): Promise<void> {
     const enabled = cameras.filter((c) => c.enabled);
+    growHeapForVideo();
     await ensureModelInstalled(this.settings.model);
     const detector = await DetectorPool.load(this.settings, this.log);
     this.detector = detector;

@@ -6,6 +6,7 @@ import { ensureModelInstalled } from '../../models/store.ts';
 import { DetectorPool } from '../../pipelines/detector/detector-pool.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
 import { type CameraEvent, CameraRuntime } from '../../pipelines/runtime/camera.ts';
+import { growHeapForVideo } from '../../pipelines/runtime/heap.ts';
 import { DetectionScheduler } from '../../pipelines/runtime/scheduler.ts';
 import { loadScene } from '../../pipelines/scene/load.ts';
 import { type Command, parseCommandArgs, parsePositiveNumber } from '../command.ts';
@@ -45,6 +46,7 @@ export const replay: Command = {
       intraOpThreads: parsePositiveNumber(values.threads, '--threads') ?? 0,
       maxBatch: parsePositiveNumber(values.batch, '--batch') ?? DEFAULT_DETECTOR_SETTINGS.maxBatch,
     };
+    growHeapForVideo();
     await ensureModelInstalled(settings.model, ctx.signal);
     const detector = await DetectorPool.load(settings, log);
     // the detector's threads keep the process alive: closed whatever fails below (scene, source)
