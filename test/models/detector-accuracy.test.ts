@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { Detector } from '../../pipelines/detector/detector.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
 import { GROUND_TRUTH_FRAMES, readModelFrames } from '../helpers/frames.ts';
@@ -12,6 +12,8 @@ describe('NanoDet-g on vtest.avi against hand-annotated ground truth', () => {
     await ensureCatalogModels();
     detector = await Detector.load({ ...DEFAULT_DETECTOR_SETTINGS, model: 'nanodet' });
   });
+
+  after(() => detector?.close());
 
   for (const index of GROUND_TRUTH_FRAMES) {
     it(`finds every person of frame ${index} at IoU ≥ 0.5`, () => assertFindsEveryPerson(detector, index));
