@@ -41,7 +41,8 @@ import { machine, percentile, round } from './stats.ts';
  * Env: BENCH_STEP_S (measured seconds per camera step, default 20), BENCH_CAMERAS (e.g. "4,8,16"),
  * BENCH_BATCH (frames per inference call, default the detector settings' default), BENCH_MODELS
  * (the camera sweeps to run, default "fp32,int8"), BENCH_WAIT_MS (how long the live cameras' first
- * waiting frame waits for others to join its inference call, default 5 as on a box).
+ * waiting frame waits for others to join its inference call, default 5 as on a box), BENCH_NICE (the
+ * detector threads' priority, default the detector settings' default).
  */
 
 const log = createLogger('bench-pipeline');
@@ -63,6 +64,7 @@ await fetchModels(['nanodet']);
 const settings = {
   ...DEFAULT_DETECTOR_SETTINGS,
   maxBatch: Number(process.env.BENCH_BATCH ?? DEFAULT_DETECTOR_SETTINGS.maxBatch),
+  threadNice: Number(process.env.BENCH_NICE ?? DEFAULT_DETECTOR_SETTINGS.threadNice),
 };
 const rawDetector = await Detector.load(settings, log);
 const BATCH = rawDetector.maxBatch;
