@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import { ArgusError } from '../common/errors.ts';
 import type { Box } from './detector/detector.ts';
 import type { FullFrame } from './video/frame-source.ts';
 
@@ -204,7 +205,7 @@ type Rgb = readonly [number, number, number];
 
 function parseHexColor(color: string): Rgb {
   const digits = /^#([0-9a-f]{3}|[0-9a-f]{6})$/i.exec(color)?.[1];
-  if (digits === undefined) throw new Error(`annotation colour ${color}: expected #rgb or #rrggbb`);
+  if (digits === undefined) throw new ArgusError(`annotation colour ${color}: expected #rgb or #rrggbb`);
   const n = Number.parseInt(digits.length === 3 ? digits.replace(/./g, '$&$&') : digits, 16);
   return [n >> 16, (n >> 8) & 255, n & 255];
 }

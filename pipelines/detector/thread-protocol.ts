@@ -1,6 +1,6 @@
 import type { ModelDescriptor } from '../../models/descriptor.ts';
 import type { Detection } from './detector.ts';
-import type { InputSize } from './model-frame.ts';
+import type { ModelFrame } from './model-frame.ts';
 
 /** messages between ThreadedDetector and its worker (detector-thread.ts) */
 
@@ -16,12 +16,9 @@ export interface ThreadInfo {
 /** the thread's first message */
 export type ThreadReady = ({ ready: true } & ThreadInfo) | { ready: false; error: string };
 
-/** where a frame's pixels sit in a request: its input size and its source size */
-export interface PackedFrame {
-  size: InputSize;
-  sourceWidth: number;
-  sourceHeight: number;
-}
+/** a frame in a request, its pixels in the request's buffer: its input size and its source size */
+export type PackedFrame = Required<Pick<ModelFrame, 'size'>> &
+  Pick<ModelFrame, 'sourceWidth' | 'sourceHeight'>;
 
 export interface DetectRequest {
   id: number;
