@@ -5,11 +5,11 @@ import { holdsPoint, type Rect } from '../motion.ts';
 /** pixels left between regions, so that a region's neighbour does not reach into its detections */
 const GAP = 8;
 
-interface Shelf {
-  y: number;
-  height: number;
-  /** where the next region on this shelf starts */
+/** a stretch of the skyline: the columns from `x`, `width` wide, are free from `y` down */
+interface Segment {
   x: number;
+  width: number;
+  y: number;
 }
 
 interface Placed<T> {
@@ -22,14 +22,16 @@ interface Placed<T> {
 
 /**
  * One model input assembled from the moving regions of several frames, each copied at the model
- * frame's own scale (objects keep the size they have in a whole frame), placed shelf by shelf.
+ * frame's own scale (objects keep the size they have in a whole frame), each at the lowest spot
+ * where it fits (leftmost among equals) on the skyline of the regions placed before it, so short
+ * regions stack beside tall ones instead of leaving the rest of a shelf empty.
  * For a model that takes smaller inputs (`sizeStep`), the input is only as large as the regions
  * placed, rounded up to the step: inference costs what the regions cover, not the whole size.
  * Detections in the mosaic go back to the frame whose region holds their centre, clipped to that
  * region and in that frame's source pixels.
  */
 export class Mosaic<T> {
-  private shelves: Shelf[] = [];
+  private skyline: Segment[];
   private readonly placed: Placed<T>[] = [];
   private readonly owners: T[] = [];
 
@@ -38,7 +40,9 @@ export class Mosaic<T> {
     readonly width: number,
     readonly height: number,
     private readonly sizeStep?: number,
-  ) {}
+  ) {
+    this.skyline = [{ x: 0, width, y: 0 }];
+  }
 
   /** the owners of the regions placed, in the order they were placed */
   get members(): readonly T[] {
@@ -47,34 +51,38 @@ export class Mosaic<T> {
 
   /** places all of `regions` (rectangles of `frame`, which has the mosaic's size) or, when they do not fit, none */
   tryPlace(owner: T, frame: ModelFrame, regions: readonly Rect[]): boolean {
-    const shelves = this.shelves.map((s) => ({ ...s }));
+    let skyline = this.skyline;
     const placed: Placed<T>[] = [];
     for (const region of [...regions].sort((a, b) => b.height - a.height)) {
-      const spot = this.spot(shelves, region);
+      const spot = this.spot(skyline, region);
       if (!spot) return false;
+      skyline = raise(
+        skyline,
+        spot.x,
+        Math.min(this.width, spot.x + region.width + GAP),
+        spot.y + region.height + GAP,
+      );
       placed.push({ owner, frame, region, at: { ...spot, width: region.width, height: region.height } });
     }
-    this.shelves = shelves;
+    this.skyline = skyline;
     this.placed.push(...placed);
     this.owners.push(owner);
     return true;
   }
 
-  /** the lowest shelf with room, else a new shelf below the last; undefined when the mosaic is full */
-  private spot(shelves: Shelf[], r: Rect): { x: number; y: number } | undefined {
-    let best: Shelf | undefined;
-    for (const s of shelves)
-      if (r.height <= s.height && s.x + r.width <= this.width && (!best || s.height < best.height)) best = s;
-    if (!best) {
-      const last = shelves.at(-1);
-      const y = last ? last.y + last.height + GAP : 0;
-      if (y + r.height > this.height || r.width > this.width) return undefined;
-      best = { y, height: r.height, x: 0 };
-      shelves.push(best);
+  /** the lowest spot on the skyline where `r` fits, leftmost among equals; undefined when none */
+  private spot(skyline: readonly Segment[], r: Rect): { x: number; y: number } | undefined {
+    let best: { x: number; y: number } | undefined;
+    for (let i = 0; i < skyline.length; i++) {
+      const x = skyline[i]!.x;
+      if (x + r.width > this.width) break;
+      let y = 0;
+      // the gap on its right must be clear too (each region keeps the gap right of and below it)
+      for (let j = i; j < skyline.length && skyline[j]!.x < x + r.width + GAP; j++)
+        y = Math.max(y, skyline[j]!.y);
+      if (y + r.height <= this.height && (!best || y < best.y)) best = { x, y };
     }
-    const spot = { x: best.x, y: best.y };
-    best.x += r.width + GAP;
-    return spot;
+    return best;
   }
 
   /** the input's size: the whole size, or the regions' extent rounded up to the size step */
@@ -128,4 +136,21 @@ export class Mosaic<T> {
     }
     return out;
   }
+}
+
+/** the skyline with the columns from `from` to `to` free only from `y` down */
+function raise(skyline: readonly Segment[], from: number, to: number, y: number): Segment[] {
+  const out: Segment[] = [];
+  const push = (x: number, width: number, top: number) => {
+    const last = out.at(-1);
+    if (last && last.y === top) last.width += width;
+    else out.push({ x, width, y: top });
+  };
+  for (const s of skyline) {
+    const end = s.x + s.width;
+    if (s.x < from) push(s.x, Math.min(end, from) - s.x, s.y);
+    if (s.x <= from && end > from) push(from, to - from, y);
+    if (end > to) push(Math.max(s.x, to), end - Math.max(s.x, to), s.y);
+  }
+  return out;
 }

@@ -176,8 +176,8 @@ export class DetectionScheduler {
   /**
    * Fills up to `size` inputs with waiting frames. Candidates are taken one camera at a time in
    * turn, starting after the last served, while they would fill the inputs; whole frames then get
-   * an input each and regions are packed tallest first (first-fit decreasing-height shelf
-   * packing). A frame that does not fit stays at the head of its camera's queue.
+   * an input each and regions are packed tallest first (each at the lowest spot it fits, see
+   * `Mosaic`). A frame that does not fit stays at the head of its camera's queue.
    */
   private take(size: number): Input[] {
     const picked: Entry[] = [];

@@ -228,6 +228,99 @@ describe('mosaic of moving regions', () => {
   });
 });
 
+/** a blank model frame with each region filled with its own grey level (`first`, `first` + 1, …) */
+function labelled(regions: readonly Rect[], first = 1): ModelFrame {
+  const pixels = new Uint8Array(SIDE * SIDE * 3);
+  for (const [i, r] of regions.entries())
+    for (let y = r.y; y < r.y + r.height; y++)
+      pixels.fill(first + i, (y * SIDE + r.x) * 3, (y * SIDE + r.x + r.width) * 3);
+  return { pixels, sourceWidth: SIDE, sourceHeight: SIDE };
+}
+
+/** where each grey level of `labelled` lies in a mosaic: its bounding box and its pixel count */
+function layout(mosaic: ModelFrame, levels: number): { box: Rect; count: number }[] {
+  const { width, height } = mosaic.size!;
+  const seen = Array.from({ length: levels }, () => ({ x1: width, y1: height, x2: -1, y2: -1, count: 0 }));
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++) {
+      const v = mosaic.pixels[(y * width + x) * 3]!;
+      if (v === 0) continue;
+      const s = seen[v - 1]!;
+      s.count++;
+      s.x1 = Math.min(s.x1, x);
+      s.y1 = Math.min(s.y1, y);
+      s.x2 = Math.max(s.x2, x);
+      s.y2 = Math.max(s.y2, y);
+    }
+  return seen.map((s) => ({
+    box: { x: s.x1, y: s.y1, width: s.x2 - s.x1 + 1, height: s.y2 - s.y1 + 1 },
+    count: s.count,
+  }));
+}
+
+describe('mosaic packing', () => {
+  it('stacks short regions beside a tall one, so the input stays as small as they allow', () => {
+    const tall: Rect = { x: 0, y: 0, width: 100, height: 300 };
+    const shorts: Rect[] = [0, 1, 2].map((i) => ({ x: 110 + i * 102, y: 310, width: 100, height: 100 }));
+    const regions = [tall, ...shorts];
+    const mosaic = new Mosaic<number>(SIDE, SIDE, 32);
+    assert.ok(mosaic.tryPlace(1, labelled(regions), regions));
+    const input = mosaic.frame();
+    // shelves would put the third short region under the tall one's shelf: 416 × 416
+    assert.deepEqual(input.size, { width: 320, height: 320 });
+    const placed = layout(input, regions.length);
+    assert.deepEqual(
+      placed.map((p) => p.box),
+      [
+        { x: 0, y: 0, width: 100, height: 300 },
+        { x: 108, y: 0, width: 100, height: 100 },
+        { x: 216, y: 0, width: 100, height: 100 },
+        { x: 108, y: 108, width: 100, height: 100 },
+      ],
+    );
+  });
+
+  it('keeps every region whole, inside the input and apart from the others, for many frames of random regions', () => {
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let round = 0; round < 40; round++) {
+      const mosaic = new Mosaic<number>(SIDE, SIDE, 32);
+      const all: Rect[] = [];
+      for (let frame = 0; frame < 12; frame++) {
+        // a frame's regions lie side by side in it (each in a column of its own), each in its own grey
+        const regions = Array.from({ length: 1 + random(3) }, (_, column) => {
+          const width = 16 + random(120);
+          const height = 16 + random(200);
+          return { x: column * 138, y: random(SIDE - height), width, height };
+        });
+        const image = labelled(regions, all.length + 1);
+        if (mosaic.tryPlace(frame, image, regions)) all.push(...regions);
+      }
+      assert.ok(all.length > 0);
+      const placed = layout(mosaic.frame(), all.length);
+      for (const [i, p] of placed.entries()) {
+        const r = all[i]!;
+        assert.equal(p.count, r.width * r.height, `round ${round}: region ${i} is whole`);
+        assert.deepEqual([p.box.width, p.box.height], [r.width, r.height], `round ${round}: region ${i}`);
+        for (const q of placed.slice(0, i)) {
+          const apart =
+            p.box.x >= q.box.x + q.box.width + 8 ||
+            q.box.x >= p.box.x + p.box.width + 8 ||
+            p.box.y >= q.box.y + q.box.height + 8 ||
+            q.box.y >= p.box.y + p.box.height + 8;
+          assert.ok(
+            apart,
+            `round ${round}: regions ${JSON.stringify(p.box)} and ${JSON.stringify(q.box)} are 8 px apart`,
+          );
+        }
+      }
+    }
+  });
+});
+
 describe('detection in a mosaic', () => {
   let detector: Detector;
   let frames: ModelFrame[];
@@ -267,7 +360,7 @@ describe('detection in a mosaic', () => {
       );
       for (const [i, region] of REGIONS.entries()) assert.ok(mosaic.tryPlace(i, frames[i]!, [region]));
       const input = mosaic.frame();
-      // side by side on one shelf: 115 + 8 + 100 wide, 130 high, rounded up to the step
+      // side by side: 115 + 8 + 100 wide, 130 high, rounded up to the step
       assert.deepEqual(input.size, sizeStep ? { width: 224, height: 160 } : { width: SIDE, height: SIDE });
       const [found] = await detector.detect([input]);
       const byFrame = mosaic.distribute(found!);
