@@ -1,3 +1,4 @@
+import { areaOf, type Rect, rectHolds, rectsOverlap, rectUnion } from './rect.ts';
 import type { MotionSettings } from './scene/schema.ts';
 
 const GRID = 64;
@@ -9,41 +10,8 @@ const BACKGROUND_ALPHA = 0.5;
 /** changed cells grow by this many cells on every side before they are grouped into regions */
 const MARGIN_CELLS = 1;
 
-/** a rectangle in model-frame pixels */
-export interface Rect {
-  x: number;
-  y: number;
-  width: number;
-  height: number;
-}
-
 /** what to detect of a frame: nothing, the whole frame, or only regions of it */
 export type MotionDecision = { detect: false } | { detect: true; regions?: Rect[] };
-
-function overlaps(a: Rect, b: Rect): boolean {
-  return a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
-}
-
-function union(a: Rect, b: Rect): Rect {
-  const x = Math.min(a.x, b.x);
-  const y = Math.min(a.y, b.y);
-  return {
-    x,
-    y,
-    width: Math.max(a.x + a.width, b.x + b.width) - x,
-    height: Math.max(a.y + a.height, b.y + b.height) - y,
-  };
-}
-
-/** whether the point (x, y) lies inside `r` */
-export function holdsPoint(r: Rect, x: number, y: number): boolean {
-  return x >= r.x && x < r.x + r.width && y >= r.y && y < r.y + r.height;
-}
-
-/** the pixels the rectangles cover, counting overlaps once per rectangle */
-export function areaOf(rects: readonly Rect[]): number {
-  return rects.reduce((sum, r) => sum + r.width * r.height, 0);
-}
 
 /** merges overlapping rectangles until none overlap */
 function mergeOverlapping(rects: Rect[]): Rect[] {
@@ -52,8 +20,8 @@ function mergeOverlapping(rects: Rect[]): Rect[] {
     merged = false;
     for (let i = 0; i < out.length && !merged; i++) {
       for (let j = i + 1; j < out.length; j++) {
-        if (!overlaps(out[i]!, out[j]!)) continue;
-        out[i] = union(out[i]!, out[j]!);
+        if (!rectsOverlap(out[i]!, out[j]!)) continue;
+        out[i] = rectUnion(out[i]!, out[j]!);
         out.splice(j, 1);
         merged = true;
         break;
@@ -247,7 +215,7 @@ export class MotionGate {
     // a refresh looks at the tracked objects the moving regions do not already hold
     const resting = refresh
       ? tracked()
-          .filter((r) => !movingRegions.some((m) => holdsPoint(m, r.x + r.width / 2, r.y + r.height / 2)))
+          .filter((r) => !movingRegions.some((m) => rectHolds(m, r.x + r.width / 2, r.y + r.height / 2)))
           .map((r) => this.trackedRegion(r))
           .filter((r) => r.width > 0 && r.height > 0)
       : [];

@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 import { ArgusError } from '../common/errors.ts';
-import type { Box } from './detector/detector.ts';
+import { type Box, clipBox, isEmptyBox } from './rect.ts';
 import type { FullFrame } from './video/frame-source.ts';
 
 /*
@@ -179,28 +179,6 @@ interface RgbImage {
   height: number;
 }
 
-/** the pixels [left, right) × [top, bottom); empty when right ≤ left or bottom ≤ top */
-interface PixelRect {
-  left: number;
-  top: number;
-  right: number;
-  bottom: number;
-}
-
-function clipTo(r: PixelRect, width: number, height: number): PixelRect {
-  return {
-    left: Math.max(0, r.left),
-    top: Math.max(0, r.top),
-    right: Math.min(width, r.right),
-    bottom: Math.min(height, r.bottom),
-  };
-}
-
-/** written as a negation so that a rectangle with a NaN edge counts as empty too */
-function isEmpty(r: PixelRect): boolean {
-  return !(r.right > r.left && r.bottom > r.top);
-}
-
 type Rgb = readonly [number, number, number];
 
 function parseHexColor(color: string): Rgb {
@@ -211,13 +189,14 @@ function parseHexColor(color: string): Rgb {
 }
 
 /** paints the part of `r` that lies inside the image */
-function fillRect(image: RgbImage, r: PixelRect, [red, green, blue]: Rgb): void {
+function fillRect(image: RgbImage, r: Box, [red, green, blue]: Rgb): void {
   const { data, width, height } = image;
-  const c = clipTo(r, width, height);
-  if (isEmpty(c)) return;
-  for (let y = c.top; y < c.bottom; y++) {
-    const end = (y * width + c.right) * 3;
-    for (let o = (y * width + c.left) * 3; o < end; o += 3) {
+  const c = clipBox(r, width, height);
+  if (isEmptyBox(c)) return;
+  const [left, top, right, bottom] = c;
+  for (let y = top; y < bottom; y++) {
+    const end = (y * width + right) * 3;
+    for (let o = (y * width + left) * 3; o < end; o += 3) {
       data[o] = red;
       data[o + 1] = green;
       data[o + 2] = blue;
@@ -233,16 +212,14 @@ function fillRect(image: RgbImage, r: PixelRect, [red, green, blue]: Rgb): void 
  */
 function drawOutline(image: RgbImage, [x1, y1, x2, y2]: Box, stroke: number, color: Rgb): void {
   const before = stroke >> 1;
-  const outer: PixelRect = {
-    left: x1 - before,
-    top: y1 - before,
-    right: x1 + Math.max(1, x2 - x1) - before + stroke,
-    bottom: y1 + Math.max(1, y2 - y1) - before + stroke,
-  };
-  fillRect(image, { ...outer, bottom: outer.top + stroke }, color);
-  fillRect(image, { ...outer, top: outer.bottom - stroke }, color);
-  fillRect(image, { ...outer, right: outer.left + stroke }, color);
-  fillRect(image, { ...outer, left: outer.right - stroke }, color);
+  const left = x1 - before;
+  const top = y1 - before;
+  const right = x1 + Math.max(1, x2 - x1) - before + stroke;
+  const bottom = y1 + Math.max(1, y2 - y1) - before + stroke;
+  fillRect(image, [left, top, right, top + stroke], color);
+  fillRect(image, [left, bottom - stroke, right, bottom], color);
+  fillRect(image, [left, top, left + stroke, bottom], color);
+  fillRect(image, [right - stroke, top, right, bottom], color);
 }
 
 function escapeXml(s: string): string {
@@ -259,20 +236,20 @@ function labelOrigin([x1, y1, , y2]: Box, font: number): { x: number; y: number 
  * (what sans-serif is here), Latin-script glyphs reach at most 1.36 em wide (Ǆ; W is 0.96), 1.05 em above
  * the baseline, 0.26 em below it and 0.14 em left of the origin, the 0.6 px outline stroke included
  */
-function labelBounds(origin: { x: number; y: number }, label: string, font: number): PixelRect {
+function labelBounds(origin: { x: number; y: number }, label: string, font: number): Box {
   const margin = Math.ceil(font / 4);
-  return {
-    left: origin.x - margin,
-    top: origin.y - Math.ceil(font * 1.2),
-    right: origin.x + Math.ceil([...label].length * font * 1.5) + margin,
-    bottom: origin.y + Math.ceil(font * 0.4),
-  };
+  return [
+    origin.x - margin,
+    origin.y - Math.ceil(font * 1.2),
+    origin.x + Math.ceil([...label].length * font * 1.5) + margin,
+    origin.y + Math.ceil(font * 0.4),
+  ];
 }
 
 /** a label's text as an SVG exactly the size of `at`, the part of the frame it is drawn over */
 interface LabelPatch {
   svg: Buffer;
-  at: PixelRect;
+  at: Box;
 }
 
 /**
@@ -290,12 +267,13 @@ function labelPatch(
 ): LabelPatch | undefined {
   if (annotation.label === '') return undefined;
   const origin = labelOrigin(box, font);
-  const at = clipTo(labelBounds(origin, annotation.label, font), frame.width, frame.height);
-  if (isEmpty(at)) return undefined;
-  const width = at.right - at.left;
-  const height = at.bottom - at.top;
+  const at = clipBox(labelBounds(origin, annotation.label, font), frame.width, frame.height);
+  if (isEmptyBox(at)) return undefined;
+  const [left, top, right, bottom] = at;
+  const width = right - left;
+  const height = bottom - top;
   const svg =
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="${at.left} ${at.top} ${width} ${height}">` +
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="${left} ${top} ${width} ${height}">` +
     `<text x="${origin.x}" y="${origin.y}" font-family="sans-serif" font-size="${font}" fill="${color}" stroke="black" stroke-width="0.6">${escapeXml(annotation.label)}</text>` +
     '</svg>';
   return { svg: Buffer.from(svg), at };
@@ -311,13 +289,13 @@ function renderPatch(patch: LabelPatch): Promise<Buffer> {
  * and unpremultiplies the whole frame in float for a patch of a few thousand pixels (a quarter of the
  * snapshot's CPU time). The Uint8Array store truncates, so the +127 rounds to nearest: within ±1 of libvips.
  */
-function blendOver(image: RgbImage, rgba: Uint8Array, at: PixelRect): void {
+function blendOver(image: RgbImage, rgba: Uint8Array, [left, top, right, bottom]: Box): void {
   const { data, width } = image;
-  const patchWidth = at.right - at.left;
-  for (let y = at.top; y < at.bottom; y++) {
-    let s = (y - at.top) * patchWidth * 4;
-    const end = (y * width + at.right) * 3;
-    for (let d = (y * width + at.left) * 3; d < end; d += 3, s += 4) {
+  const patchWidth = right - left;
+  for (let y = top; y < bottom; y++) {
+    let s = (y - top) * patchWidth * 4;
+    const end = (y * width + right) * 3;
+    for (let d = (y * width + left) * 3; d < end; d += 3, s += 4) {
       const alpha = rgba[s + 3]!;
       if (alpha === 0) continue;
       const rest = 255 - alpha;

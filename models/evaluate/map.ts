@@ -1,4 +1,5 @@
 import { iou } from '../../pipelines/detector/nms.ts';
+import type { Box } from '../../pipelines/rect.ts';
 
 /**
  * Average precision of detections against ground truth, VOC style: detections of all frames ranked
@@ -7,11 +8,9 @@ import { iou } from '../../pipelines/detector/nms.ts';
  * made monotonically decreasing ("all-point interpolation").
  */
 
-export type Box = readonly [number, number, number, number];
-
 export interface LabelledBox {
   label: string;
-  box: Box;
+  box: Readonly<Box>;
 }
 
 export interface ScoredBox extends LabelledBox {

@@ -3,13 +3,12 @@ import { ArgusError } from '../../common/errors.ts';
 import { createLogger, type Logger } from '../../common/logger.ts';
 import type { ModelDescriptor } from '../../models/descriptor.ts';
 import { type LoadedModel, loadModel } from '../../models/store.ts';
+import type { Box } from '../rect.ts';
 import { decode, decoderOutputs, type FrameOutputs } from './decoders.ts';
 import { type InputSize, inputBytes, inputSizeOf, type ModelFrame, modelInputSize } from './model-frame.ts';
 import { nonMaxSuppression } from './nms.ts';
 import { type OpenedSession, openSession } from './session.ts';
 import type { DetectorSettings } from './settings.ts';
-
-export type Box = [number, number, number, number];
 
 /** an object found in a frame; `box` is [x1, y1, x2, y2] in source-frame pixels */
 export interface Detection {

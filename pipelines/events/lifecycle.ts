@@ -1,6 +1,6 @@
 import { timeOrderedId } from '../../common/ids.ts';
 import type { EventMessage } from '../../contract/payloads.ts';
-import type { Box } from '../detector/detector.ts';
+import type { Box } from '../rect.ts';
 import type { Transition } from '../scene/rules/index.ts';
 import type { Track } from '../tracking/tracker.ts';
 import type { FullFrame } from '../video/frame-source.ts';

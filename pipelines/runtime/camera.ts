@@ -3,9 +3,10 @@ import { sha256Hex } from '../../common/hash.ts';
 import type { Logger } from '../../common/logger.ts';
 import type { CameraTelemetry } from '../../contract/payloads.ts';
 import type { CameraSettings } from '../camera-settings.ts';
-import type { Box, Detection } from '../detector/detector.ts';
+import type { Detection } from '../detector/detector.ts';
 import { EventLifecycle, type PipelineEvent, type SceneEventMessage } from '../events/lifecycle.ts';
-import { MotionGate, type Rect } from '../motion.ts';
+import { MotionGate } from '../motion.ts';
+import { boxOf, type Rect, rectOf } from '../rect.ts';
 import { SceneEngine } from '../scene/engine.ts';
 import type { Scene } from '../scene/schema.ts';
 import { renderAnnotatedJpeg } from '../snapshot.ts';
@@ -262,12 +263,7 @@ export class CameraRuntime {
   /** the boxes of the objects tracked so far, in model-frame pixels */
   private trackedRegions(frame: VideoFrame): Rect[] {
     const { sx, sy } = this.sourcePerModel(frame);
-    return (this.engine?.trackedBoxes() ?? []).map(([x1, y1, x2, y2]) => ({
-      x: x1 / sx,
-      y: y1 / sy,
-      width: (x2 - x1) / sx,
-      height: (y2 - y1) / sy,
-    }));
+    return (this.engine?.trackedBoxes() ?? []).map((box) => rectOf(box, sx, sy));
   }
 
   private async observe(
@@ -283,9 +279,7 @@ export class CameraRuntime {
     );
     this.lastT = t;
     const { sx, sy } = this.sourcePerModel(frame);
-    const searched = regions?.map(
-      (r): Box => [r.x * sx, r.y * sy, (r.x + r.width) * sx, (r.y + r.height) * sy],
-    );
+    const searched = regions?.map((r) => boxOf(r, sx, sy));
     const step = this.engine.observe(detections, t, searched);
     const events = this.lifecycle.process(
       step.transitions,

@@ -1,6 +1,6 @@
-import type { Box, Detection } from '../detector/detector.ts';
+import type { Detection } from '../detector/detector.ts';
 import type { InputSize, ModelFrame } from '../detector/model-frame.ts';
-import { holdsPoint, type Rect } from '../motion.ts';
+import { type Box, centreOf, type Rect, rectHolds } from '../rect.ts';
 
 /** pixels left between regions, so that a region's neighbour does not reach into its detections */
 const GAP = 8;
@@ -121,9 +121,8 @@ export class Mosaic<T> {
   distribute(detections: readonly Detection[]): Map<T, Detection[]> {
     const out = new Map<T, Detection[]>(this.owners.map((o) => [o, []]));
     for (const d of detections) {
-      const cx = (d.box[0] + d.box[2]) / 2;
-      const cy = (d.box[1] + d.box[3]) / 2;
-      const p = this.placed.find((q) => holdsPoint(q.at, cx, cy));
+      const [cx, cy] = centreOf(d.box);
+      const p = this.placed.find((q) => rectHolds(q.at, cx, cy));
       if (!p) continue;
       const sx = p.frame.sourceWidth / this.width;
       const sy = p.frame.sourceHeight / this.height;

@@ -1,7 +1,7 @@
 import type { Logger } from '../../common/logger.ts';
 import type { Detection, FrameDetector } from '../detector/detector.ts';
 import type { ModelFrame } from '../detector/model-frame.ts';
-import { areaOf, type Rect } from '../motion.ts';
+import { areaOf, type Rect } from '../rect.ts';
 import type { BranchCaps } from '../video/pipeline-description.ts';
 import { Mosaic } from './mosaic.ts';
 

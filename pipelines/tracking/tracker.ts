@@ -1,5 +1,6 @@
-import type { Box, Detection } from '../detector/detector.ts';
+import type { Detection } from '../detector/detector.ts';
 import { iou } from '../detector/nms.ts';
+import { type Box, boxHolds, centreOf } from '../rect.ts';
 import type { TrackerSettings } from '../scene/schema.ts';
 import { assign } from './assignment.ts';
 import { BoxFilter } from './kalman.ts';
@@ -30,9 +31,8 @@ interface TrackState extends Track {
 /** whether the frame's search covered the box's centre (all of the frame when `searched` is undefined) */
 function lookedFor(box: Box, searched: readonly Box[] | undefined): boolean {
   if (!searched) return true;
-  const cx = (box[0] + box[2]) / 2;
-  const cy = (box[1] + box[3]) / 2;
-  return searched.some((r) => cx >= r[0] && cx < r[2] && cy >= r[1] && cy < r[3]);
+  const [cx, cy] = centreOf(box);
+  return searched.some((r) => boxHolds(r, cx, cy));
 }
 
 /**

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import type { Box } from '../../pipelines/detector/detector.ts';
+import type { Box } from '../../pipelines/rect.ts';
 import { type Annotation, i420ToRgb, renderAnnotatedJpeg } from '../../pipelines/snapshot.ts';
 import type { FullFrame } from '../../pipelines/video/frame-source.ts';
 import { readFrames } from '../helpers/frames.ts';
