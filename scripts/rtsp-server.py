@@ -5,7 +5,8 @@
 
 One player decodes the file as a live source into `intervideosink` and seeks back to 0 at the end of
 the stream, so the video loops forever. One media reads that player through `intervideosrc` and
-encodes it as H.264 (x264enc tune=zerolatency, key frame every 10 frames); every path and every
+encodes it as H.264 or, with `--codec h265`, H.265 (x264enc / x265enc tune=zerolatency, key frame
+every 10 frames); every path and every
 client plays that same media, as cameras with their own encoders would: the box under test does
 not pay for one encoder per camera.
 Prints `READY rtsp://127.0.0.1:<port>/<path> ...` once it listens. Use Debian's /usr/bin/python3:
@@ -36,7 +37,8 @@ def main() -> int:
     ap.add_argument("--file", default="/usr/share/doc/opencv-doc/examples/data/vtest.avi")
     ap.add_argument("--paths", default="cam-1", help="comma-separated mount paths")
     ap.add_argument("--fps", type=int, default=10, help="frame rate served")
-    ap.add_argument("--bitrate", type=int, default=1024, help="x264 bitrate, kbit/s")
+    ap.add_argument("--bitrate", type=int, default=1024, help="encoder bitrate, kbit/s")
+    ap.add_argument("--codec", choices=["h264", "h265"], default="h264")
     args = ap.parse_args()
     Gst.init(None)
 
@@ -69,11 +71,15 @@ def main() -> int:
     mounts = server.get_mount_points()
     paths = [p.strip().strip("/") for p in args.paths.split(",") if p.strip()]
     factory = OneMediaFactory()
+    encoder = {
+        "h264": f"x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 bitrate={args.bitrate} "
+        "threads=1 ! rtph264pay name=pay0 pt=96 config-interval=1",
+        "h265": f"x265enc tune=zerolatency speed-preset=ultrafast key-int-max=10 bitrate={args.bitrate} "
+        "option-string=pools=1:frame-threads=1 ! rtph265pay name=pay0 pt=96 config-interval=1",
+    }[args.codec]
     factory.set_launch(
         f"( intervideosrc channel={channel} timeout=18446744073709551615 ! videoconvert ! "
-        f"video/x-raw,format=I420,framerate={args.fps}/1 ! "
-        f"x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 bitrate={args.bitrate} "
-        f"threads=1 ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+        f"video/x-raw,format=I420,framerate={args.fps}/1 ! {encoder} )"
     )
     factory.set_shared(True)
     for path in paths:

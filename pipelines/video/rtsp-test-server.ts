@@ -15,12 +15,14 @@ export interface RtspServerOptions {
   paths?: string[];
   /** a fixed port (default: a free one) */
   port?: number;
+  /** what the streams are encoded as (default H.264) */
+  codec?: 'h264' | 'h265';
 }
 
 /**
  * A local RTSP server for the demo, tests and benchmarks:
  * scripts/rtsp-server.py on 127.0.0.1 as a child in its own process group, serving a looping file
- * as H.264 on one or more paths. A test can kill it (any signal), pause it and start it again on
+ * as H.264 or H.265 on one or more paths. A test can kill it (any signal), pause it and start it again on
  * the same port.
  */
 export class RtspServer {
@@ -35,6 +37,7 @@ export class RtspServer {
     readonly port: number,
     readonly file: string,
     readonly paths: string[],
+    readonly codec: 'h264' | 'h265',
   ) {}
 
   static async create(options: RtspServerOptions = {}): Promise<RtspServer> {
@@ -42,6 +45,7 @@ export class RtspServer {
       options.port ?? (await freeTcpPort()),
       options.file ?? SAMPLE_VIDEO,
       options.paths ?? ['cam-1'],
+      options.codec ?? 'h264',
     );
     await server.start();
     return server;
@@ -59,7 +63,11 @@ export class RtspServer {
     if (this.child) throw new ArgusError('the RTSP server is already running');
     const child = spawn(
       PYTHON,
-      [SCRIPT, '--port', String(this.port), '--file', this.file, '--paths', this.paths.join(',')],
+      [
+        SCRIPT,
+        ...['--port', String(this.port), '--file', this.file, '--paths', this.paths.join(',')],
+        ...['--codec', this.codec],
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
     );
     this.child = child;

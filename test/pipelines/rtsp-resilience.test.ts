@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../../common/logger.ts';
 import { Detector } from '../../pipelines/detector/detector.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
-import { CameraRuntime, type CameraStatusChange } from '../../pipelines/runtime/camera.ts';
+import { type CameraEvent, CameraRuntime, type CameraStatusChange } from '../../pipelines/runtime/camera.ts';
 import { DetectionScheduler } from '../../pipelines/runtime/scheduler.ts';
 import { loadScene } from '../../pipelines/scene/load.ts';
 import type { Scene } from '../../pipelines/scene/schema.ts';
@@ -13,7 +13,7 @@ import { ensureCatalogModels } from '../helpers/models.ts';
 
 /**
  * A live camera on a real GStreamer RTSP server (scripts/rtsp-server.py, looping vtest.avi as
- * H.264) with the real detector: the server crashes (SIGKILL) and comes back on the same port, or
+ * H.264, once as H.265) with the real detector: the server crashes (SIGKILL) and comes back on the same port, or
  * freezes (SIGSTOP, the connection stays open but no frame arrives) and thaws. The camera reports
  * offline, reconnects with its bounded backoff and is online again within 5 s of the server
  * listening again; nothing hangs.
@@ -51,6 +51,7 @@ function waitForState(
 
 function liveCamera(server: RtspServer, id: string, stallTimeoutS: number) {
   const statuses: CameraStatusChange[] = [];
+  const events: CameraEvent[] = [];
   const listeners = new Set<(s: CameraStatusChange) => void>();
   const camera = new CameraRuntime({
     camera: {
@@ -68,7 +69,9 @@ function liveCamera(server: RtspServer, id: string, stallTimeoutS: number) {
     scheduler,
     mode: 'live',
     log,
-    onEvent: () => {},
+    onEvent: (e) => {
+      events.push(e);
+    },
     onStatus: (s) => {
       statuses.push(s);
       for (const l of [...listeners]) l(s);
@@ -77,6 +80,7 @@ function liveCamera(server: RtspServer, id: string, stallTimeoutS: number) {
   return {
     camera,
     statuses,
+    events,
     wait: (state: 'online' | 'offline', ms: number) => waitForState(statuses, listeners, state, ms),
   };
 }
@@ -133,6 +137,28 @@ describe('RTSP camera resilience', () => {
         statuses.map((s) => s.state),
         ['online', 'offline', 'online'],
       );
+    } finally {
+      await camera.stop();
+      await server.stop();
+    }
+  });
+
+  it('watches an H.265 stream: frames decoded, people detected, scene events with snapshots', async () => {
+    const server = await RtspServer.create({ paths: ['cam-1'], codec: 'h265' });
+    const { camera, events, wait } = liveCamera(server, 'cam-h265', 3);
+    try {
+      const online = wait('online', 15_000);
+      camera.start();
+      await online;
+      const t0 = performance.now();
+      while (!events.some((e) => e.message.label === 'person') && performance.now() - t0 < 20_000)
+        await new Promise((r) => setTimeout(r, 100));
+      const person = events.find((e) => e.message.label === 'person');
+      assert.ok(person, `a person event within 20 s; ${camera.frames} frames, ${events.length} events`);
+      assert.ok(camera.stats().fpsDetect > 0, 'frames were detected');
+      const withSnapshot = events.find((e) => e.snapshot);
+      assert.ok(withSnapshot, 'an event carries a snapshot');
+      assert.deepEqual([withSnapshot.snapshot!.width, withSnapshot.snapshot!.height], [768, 576]);
     } finally {
       await camera.stop();
       await server.stop();
