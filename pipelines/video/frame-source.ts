@@ -1,7 +1,14 @@
 import { ArgusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import type { ModelFrame } from '../detector/model-frame.ts';
-import { type DecoderPreference, type GstAppSink, type GstCaps, type GstPipeline, gst } from './gst.ts';
+import {
+  type DecoderPreference,
+  type GstAppSink,
+  type GstBusMessage,
+  type GstCaps,
+  type GstPipeline,
+  gst,
+} from './gst.ts';
 import { buildPipelineDescription, ELEMENT, type PipelineOptions } from './pipeline-description.ts';
 import { describeSource } from './source-url.ts';
 
@@ -31,6 +38,19 @@ export function toModelFrame(frame: VideoFrame): ModelFrame {
 }
 
 export class SourceError extends ArgusError {}
+
+/**
+ * what a pipeline error says, made actionable where GStreamer's message is not: decodebin reports
+ * a codec it has no decoder for as "missing a plug-in" and names the codec only in the debug text
+ */
+export function describePipelineError(label: string, msg: GstBusMessage): string {
+  const missing = /Missing (decoder|demuxer|element|plugin)[^:\n]*: ([^(\n]+)/.exec(msg.debug ?? '');
+  if (missing) {
+    const [, kind, what] = missing;
+    return `${label}: this box has no GStreamer ${kind} for ${what!.trim()}: install the plugin that provides one (software decoders: Debian's gstreamer1.0-libav) or use a codec the box decodes`;
+  }
+  return `${label}: ${msg.message ?? 'pipeline error'} (${msg.name ?? msg._src_element_name})`;
+}
 
 function parseFps(caps: GstCaps): number | undefined {
   const f = caps.framerate;
@@ -81,9 +101,7 @@ export class FrameSource {
     this.fullSink = pipeline.findChild(ELEMENT.full);
     pipeline.pollBus((msg) => {
       if (msg.type === 'error') {
-        this.failure ??= new SourceError(
-          `${this.label}: ${msg.message ?? 'pipeline error'} (${msg.name ?? msg._src_element_name})`,
-        );
+        this.failure ??= new SourceError(describePipelineError(this.label, msg));
         this.log.warn({ source: this.label, element: msg.name, error: msg.message }, 'pipeline error');
         this.halt();
       } else if (msg.type === 'eos') {

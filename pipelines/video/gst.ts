@@ -23,6 +23,8 @@ export interface GstBusMessage {
   _src_element_name: string;
   name?: string;
   message?: string;
+  /** an error's debug text: where it arose and, for a missing plugin, what was missing */
+  debug?: string;
   [key: string]: unknown;
 }
 

@@ -90,4 +90,30 @@ describe('argus detect', () => {
       },
     );
   });
+
+  it('names the codec when the box has no decoder for it (an H.265 file, the H.265 decoders disabled)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'argus-h265-'));
+    const file = join(dir, 'h265.mkv');
+    try {
+      await run('gst-launch-1.0', [
+        ...['-q', 'videotestsrc', 'num-buffers=10', '!', 'video/x-raw,width=320,height=240'],
+        ...['!', 'x265enc', '!', 'h265parse', '!', 'matroskamux', '!', 'filesink', `location=${file}`],
+      ]);
+      // the same file decodes where the decoder is there
+      const { stdout } = await run('node', [ARGUS, 'detect', file, '--frames', '0', '--json']);
+      assert.equal(JSON.parse(stdout.split('\n')[0]!).frame, 0);
+      await assert.rejects(
+        run('node', [ARGUS, 'detect', file, '--frames', '0'], {
+          env: { ...process.env, GST_PLUGIN_FEATURE_RANK: 'avdec_h265:0,libde265dec:0' },
+        }),
+        (err: { stderr: string; code: number }) => {
+          assert.match(err.stderr, /this box has no GStreamer decoder for H\.265: install the plugin/);
+          assert.equal(err.code, 1);
+          return true;
+        },
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
