@@ -1,3 +1,4 @@
+import { accessSync, constants, existsSync, readdirSync } from 'node:fs';
 import { ArgusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import type { ModelFrame } from '../detector/model-frame.ts';
@@ -38,6 +39,33 @@ export function toModelFrame(frame: VideoFrame): ModelFrame {
 }
 
 export class SourceError extends ArgusError {}
+
+/** how long an empty pull waits for the bus to tell end of stream from failure */
+const BUS_SETTLE_MS = 1000;
+
+/**
+ * refuses a V4L2 device that is not there or cannot be opened, before GStreamer tries: its open
+ * fails while the pipeline starts, where the error does not reach us (see `FrameSource.settle`)
+ */
+function checkVideoDevice(label: string, device: string): void {
+  if (!existsSync(device)) {
+    const present = existsSync('/dev')
+      ? readdirSync('/dev')
+          .filter((f) => /^video\d+$/.test(f))
+          .map((f) => `/dev/${f}`)
+      : [];
+    throw new SourceError(
+      `${label}: no device ${device}: is the camera plugged in? (video devices here: ${present.join(', ') || 'none'})`,
+    );
+  }
+  try {
+    accessSync(device, constants.R_OK | constants.W_OK);
+  } catch {
+    throw new SourceError(
+      `${label}: no permission to open ${device}: run Argus as a member of the device's group (usually "video")`,
+    );
+  }
+}
 
 /**
  * what a pipeline error says, made actionable where GStreamer's message is not: decodebin reports
@@ -88,6 +116,8 @@ export class FrameSource {
 
   start(): void {
     if (this.pipeline) throw new ArgusError('frame source already started');
+    const { source } = this.options;
+    if (source.kind === 'v4l2') checkVideoDevice(this.label, source.device);
     let pipeline: GstPipeline;
     try {
       pipeline = new (gst(this.decoders).Pipeline)(this.description);
@@ -123,11 +153,15 @@ export class FrameSource {
     if (this.failure) throw this.failure;
     const model = await this.pull(this.modelSink);
     const full = model ? await this.pull(this.fullSink) : null;
-    if (this.failure) throw this.failure;
     if (!model || !full) {
-      this.ended = true;
-      return null;
+      await this.settle();
+      if (!this.failure && !this.ended)
+        this.failure = new SourceError(
+          `${this.label}: the GStreamer pipeline stopped before its first frame without saying why; run it by hand to see: gst-launch-1.0 ${this.description}`,
+        );
     }
+    if (this.failure) throw this.failure;
+    if (!model || !full) return null;
     const width = Number(full.caps.width);
     const height = Number(full.caps.height);
     return {
@@ -137,6 +171,18 @@ export class FrameSource {
       receivedAt: Date.now(),
       fps: parseFps(model.caps) ?? parseFps(full.caps),
     };
+  }
+
+  /**
+   * waits (up to `BUS_SETTLE_MS`) for the bus to say why a pull came back empty: the end of the
+   * stream (or `stop()`), or an error whose message can arrive just after the pull. An element
+   * that fails while the pipeline starts may never say: the binding stops reading the bus of a
+   * pipeline that did not leave the NULL state.
+   */
+  private async settle(): Promise<void> {
+    const deadline = performance.now() + BUS_SETTLE_MS;
+    while (!this.ended && !this.failure && performance.now() < deadline)
+      await new Promise((r) => setTimeout(r, 10));
   }
 
   get atEnd(): boolean {
