@@ -4,19 +4,19 @@ import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../../common/logger.ts';
 import { Detector } from '../../pipelines/detector/detector.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
-import { type CameraEvent, CameraRuntime, type CameraStatusChange } from '../../pipelines/runtime/camera.ts';
 import { DetectionScheduler } from '../../pipelines/runtime/scheduler.ts';
 import { loadScene } from '../../pipelines/scene/load.ts';
 import type { Scene } from '../../pipelines/scene/schema.ts';
 import { RtspServer } from '../../pipelines/video/rtsp-test-server.ts';
+import { liveCamera } from '../helpers/live-camera.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
 
 /**
  * A live camera on a real GStreamer RTSP server (scripts/rtsp-server.py, looping vtest.avi as
- * H.264, once as H.265) with the real detector: the server crashes (SIGKILL) and comes back on the same port, or
- * freezes (SIGSTOP, the connection stays open but no frame arrives) and thaws. The camera reports
- * offline, reconnects with its bounded backoff and is online again within 5 s of the server
- * listening again; nothing hangs.
+ * H.264, once as H.265) with the real detector: the server crashes (SIGKILL) and comes back on the
+ * same port, or freezes (SIGSTOP, the connection stays open but no frame arrives) and thaws. The
+ * camera reports offline, reconnects with its bounded backoff and is online again within 5 s of
+ * the server listening again; nothing hangs.
  */
 
 const SCENE = resolve(import.meta.dirname, '../../scenes/vtest-campus.yaml');
@@ -27,62 +27,17 @@ let scheduler: DetectionScheduler;
 let scene: Scene;
 const log = createLogger('rtsp-resilience');
 
-/** resolves with the first status change matching `state` after now, or rejects after `timeoutMs` */
-function waitForState(
-  statuses: CameraStatusChange[],
-  listeners: Set<(s: CameraStatusChange) => void>,
-  state: 'online' | 'offline',
-  timeoutMs: number,
-): Promise<{ change: CameraStatusChange; at: number }> {
-  return new Promise((resolveWait, reject) => {
-    const timer = setTimeout(() => {
-      listeners.delete(listener);
-      reject(new Error(`camera not ${state} within ${timeoutMs} ms; statuses: ${JSON.stringify(statuses)}`));
-    }, timeoutMs);
-    const listener = (s: CameraStatusChange) => {
-      if (s.state !== state) return;
-      clearTimeout(timer);
-      listeners.delete(listener);
-      resolveWait({ change: s, at: performance.now() });
-    };
-    listeners.add(listener);
-  });
-}
-
-function liveCamera(server: RtspServer, id: string, stallTimeoutS: number) {
-  const statuses: CameraStatusChange[] = [];
-  const events: CameraEvent[] = [];
-  const listeners = new Set<(s: CameraStatusChange) => void>();
-  const camera = new CameraRuntime({
-    camera: {
-      id,
-      url: server.url('cam-1'),
-      scene: SCENE,
-      detectFps: 2,
-      loop: false,
-      stallTimeoutS,
-      rtspTransport: 'tcp',
-      decoder: 'auto',
-      enabled: true,
-    },
+function rtspCamera(server: RtspServer, id: string, stallTimeoutS: number) {
+  return liveCamera({
+    id,
+    url: server.url('cam-1'),
     scene,
+    scenePath: SCENE,
     scheduler,
-    mode: 'live',
     log,
-    onEvent: (e) => {
-      events.push(e);
-    },
-    onStatus: (s) => {
-      statuses.push(s);
-      for (const l of [...listeners]) l(s);
-    },
+    detectFps: 2,
+    stallTimeoutS,
   });
-  return {
-    camera,
-    statuses,
-    events,
-    wait: (state: 'online' | 'offline', ms: number) => waitForState(statuses, listeners, state, ms),
-  };
 }
 
 describe('RTSP camera resilience', () => {
@@ -100,28 +55,28 @@ describe('RTSP camera resilience', () => {
 
   it('goes offline when the server dies and is back online within 5 s of it listening again', async () => {
     const server = await RtspServer.create({ paths: ['cam-1'] });
-    const { camera, statuses, wait } = liveCamera(server, 'cam-kill', 3);
+    const { runtime, statuses, waitFor } = rtspCamera(server, 'cam-kill', 3);
     try {
-      const online = wait('online', 15_000);
-      camera.start();
+      const online = waitFor('online', 15_000);
+      runtime.start();
       await online;
       // frames are detected, not only received
       const t0 = performance.now();
-      while (camera.stats().fpsDetect === 0 && performance.now() - t0 < 10_000)
+      while (runtime.stats().fpsDetect === 0 && performance.now() - t0 < 10_000)
         await new Promise((r) => setTimeout(r, 100));
-      assert.ok(camera.frames > 0, 'frames arrived');
-      assert.ok(camera.stats().fpsDetect > 0, 'frames were detected');
+      assert.ok(runtime.frames > 0, 'frames arrived');
+      assert.ok(runtime.stats().fpsDetect > 0, 'frames were detected');
 
-      const offline = wait('offline', 10_000);
+      const offline = waitFor('offline', 10_000);
       await server.kill('SIGKILL');
       const down = await offline;
       assert.equal(down.change.state, 'offline');
       assert.ok(down.change.reason, 'offline carries a reason');
-      assert.equal(camera.stats().state, 'offline');
+      assert.equal(runtime.stats().state, 'offline');
 
       // down for a while: the backoff grows to its cap, the camera keeps retrying
       await new Promise((r) => setTimeout(r, 3000));
-      const back = wait('online', 15_000);
+      const back = waitFor('online', 15_000);
       await server.start();
       const up = await back;
       const reconnectMs = up.at - server.listeningAt;
@@ -130,37 +85,37 @@ describe('RTSP camera resilience', () => {
         reconnectMs <= RECONNECT_LIMIT_MS,
         `back online ${reconnectMs.toFixed(0)} ms after the server listened`,
       );
-      const framesBefore = camera.frames;
+      const framesBefore = runtime.frames;
       await new Promise((r) => setTimeout(r, 1000));
-      assert.ok(camera.frames > framesBefore, 'frames flow again after the reconnect');
+      assert.ok(runtime.frames > framesBefore, 'frames flow again after the reconnect');
       assert.deepEqual(
         statuses.map((s) => s.state),
         ['online', 'offline', 'online'],
       );
     } finally {
-      await camera.stop();
+      await runtime.stop();
       await server.stop();
     }
   });
 
   it('watches an H.265 stream: frames decoded, people detected, scene events with snapshots', async () => {
     const server = await RtspServer.create({ paths: ['cam-1'], codec: 'h265' });
-    const { camera, events, wait } = liveCamera(server, 'cam-h265', 3);
+    const { runtime, events, waitFor } = rtspCamera(server, 'cam-h265', 3);
     try {
-      const online = wait('online', 15_000);
-      camera.start();
+      const online = waitFor('online', 15_000);
+      runtime.start();
       await online;
       const t0 = performance.now();
       while (!events.some((e) => e.message.label === 'person') && performance.now() - t0 < 20_000)
         await new Promise((r) => setTimeout(r, 100));
       const person = events.find((e) => e.message.label === 'person');
-      assert.ok(person, `a person event within 20 s; ${camera.frames} frames, ${events.length} events`);
-      assert.ok(camera.stats().fpsDetect > 0, 'frames were detected');
+      assert.ok(person, `a person event within 20 s; ${runtime.frames} frames, ${events.length} events`);
+      assert.ok(runtime.stats().fpsDetect > 0, 'frames were detected');
       const withSnapshot = events.find((e) => e.snapshot);
       assert.ok(withSnapshot, 'an event carries a snapshot');
       assert.deepEqual([withSnapshot.snapshot!.width, withSnapshot.snapshot!.height], [768, 576]);
     } finally {
-      await camera.stop();
+      await runtime.stop();
       await server.stop();
     }
   });
@@ -168,13 +123,13 @@ describe('RTSP camera resilience', () => {
   it('detects a stalled stream (server frozen) with the watchdog, then recovers when it resumes', async () => {
     const server = await RtspServer.create({ paths: ['cam-1'] });
     const stallTimeoutS = 2;
-    const { camera, wait } = liveCamera(server, 'cam-stall', stallTimeoutS);
+    const { runtime, waitFor } = rtspCamera(server, 'cam-stall', stallTimeoutS);
     try {
-      const online = wait('online', 15_000);
-      camera.start();
+      const online = waitFor('online', 15_000);
+      runtime.start();
       await online;
 
-      const offline = wait('offline', 10_000);
+      const offline = waitFor('offline', 10_000);
       const frozenAt = performance.now();
       server.signal('SIGSTOP');
       const down = await offline;
@@ -186,7 +141,7 @@ describe('RTSP camera resilience', () => {
       );
 
       await new Promise((r) => setTimeout(r, 1500));
-      const back = wait('online', 15_000);
+      const back = waitFor('online', 15_000);
       const resumedAt = performance.now();
       server.signal('SIGCONT');
       const up = await back;
@@ -197,7 +152,7 @@ describe('RTSP camera resilience', () => {
         `back online ${recoverMs.toFixed(0)} ms after the server resumed`,
       );
     } finally {
-      await camera.stop();
+      await runtime.stop();
       await server.stop();
     }
   });

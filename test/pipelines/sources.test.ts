@@ -8,10 +8,10 @@ import { promisify } from 'node:util';
 import { createLogger } from '../../common/logger.ts';
 import { Detector } from '../../pipelines/detector/detector.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
-import { CameraRuntime, type CameraStatusChange } from '../../pipelines/runtime/camera.ts';
 import { DetectionScheduler } from '../../pipelines/runtime/scheduler.ts';
 import { loadScene } from '../../pipelines/scene/load.ts';
 import type { Scene } from '../../pipelines/scene/schema.ts';
+import { liveCamera } from '../helpers/live-camera.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
 
 /**
@@ -29,27 +29,7 @@ let scene: Scene;
 let dir: string;
 
 function camera(id: string, url: string, loop = false) {
-  const statuses: CameraStatusChange[] = [];
-  const runtime = new CameraRuntime({
-    camera: {
-      id,
-      url,
-      scene: SCENE,
-      detectFps: 5,
-      loop,
-      stallTimeoutS: 3,
-      rtspTransport: 'tcp',
-      decoder: 'auto',
-      enabled: true,
-    },
-    scene,
-    scheduler,
-    mode: 'live',
-    log,
-    onEvent: () => {},
-    onStatus: (s) => statuses.push(s),
-  });
-  return { runtime, statuses };
+  return liveCamera({ id, url, scene, scenePath: SCENE, scheduler, log, loop });
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
