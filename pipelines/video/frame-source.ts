@@ -129,6 +129,12 @@ export class FrameSource {
     this.pipeline = pipeline;
     this.modelSink = pipeline.findChild(ELEMENT.model);
     this.fullSink = pipeline.findChild(ELEMENT.full);
+    // The binding reads the bus on a libuv thread, one blocking pop at a time, and queues the next
+    // pop while the pipeline is not NULL. A pop queued just before stop() would find the bus
+    // emptied by the stop's flush and wait for ever, holding the thread and keeping the process
+    // alive after its work is done (seen as a test file that never exited: 1 run in 3 of 200
+    // start/stop cycles). Kept messages let that last pop return.
+    pipeline['auto-flush-bus'] = false;
     pipeline.pollBus((msg) => {
       if (msg.type === 'error') {
         this.failure ??= new SourceError(describePipelineError(this.label, msg));

@@ -42,6 +42,8 @@ export interface GstPipeline {
   sendEOS(): void;
   findChild(name: string): (GstAppSink & Record<string, unknown>) | undefined;
   pollBus(callback: (msg: GstBusMessage) => void): void;
+  /** whether the pipeline drops its bus's messages when it reaches NULL (GStreamer's default: yes) */
+  'auto-flush-bus': boolean;
 }
 
 interface GstBinding {
