@@ -13,8 +13,8 @@ else
   files=$(find test -name '*.test.ts' | sort)
 fi
 # --test-force-exit: a file's process ends once its tests have, so a handle left open after them
-# cannot hold the whole run until CI's time limit (seen once: detector-accuracy.test.ts stayed
-# alive after passing, on 2026-11-29; not reproduced in 19 runs of the file alone). Tests that
-# must leave nothing behind check for it themselves.
+# cannot hold the whole run until CI's time limit. Seen once (detector-accuracy.test.ts stayed
+# alive after passing); the likely cause, a bus read left blocked by a stopped GStreamer pipeline,
+# is fixed in FrameSource. Tests that must leave nothing behind check for it themselves.
 # shellcheck disable=SC2086
 exec node --import tsx --test --test-force-exit --test-concurrency=1 --test-reporter=spec $files
