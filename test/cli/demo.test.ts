@@ -7,7 +7,8 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freeTcpPort } from '../../common/net.ts';
 import type { EventMessage, Telemetry } from '../../contract/payloads.ts';
-import { eventually, getJson } from '../control-plane/setup.ts';
+import { getJson } from '../control-plane/setup.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');

@@ -7,10 +7,11 @@ import { connect, type MqttClient } from 'mqtt';
 import { MAX_PAYLOAD_BYTES, topics } from '../../contract/index.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
 import { AgentProcess, writeAgentConfig } from '../helpers/device-setup.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { MosquittoBroker } from '../helpers/mosquitto-broker.ts';
 import { PostgresServer } from '../helpers/postgres.ts';
 import { eventMessage } from './fixtures.ts';
-import { eventually, getJson, metric, startTestControlPlane, TOKEN } from './setup.ts';
+import { getJson, metric, startTestControlPlane, TOKEN } from './setup.ts';
 
 interface EventsPage {
   events: {

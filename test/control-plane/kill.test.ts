@@ -8,9 +8,10 @@ import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { connect, type MqttClient } from 'mqtt';
 import { topics } from '../../contract/index.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { MosquittoBroker } from '../helpers/mosquitto-broker.ts';
 import { eventMessage } from './fixtures.ts';
-import { eventually, metric } from './setup.ts';
+import { metric } from './setup.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const MESSAGES = 4000;

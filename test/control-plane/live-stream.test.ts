@@ -6,8 +6,9 @@ import { type EventMessage, topics } from '../../contract/index.ts';
 import { EventBus, MAX_STREAM_BACKLOG_BYTES, sseFrame } from '../../control-plane/event-bus.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
 import type { StoredEvent } from '../../control-plane/storage/repository.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { eventMessage } from './fixtures.ts';
-import { type ControlPlaneWithClient, eventually, metric, startControlPlaneWithClient } from './setup.ts';
+import { type ControlPlaneWithClient, metric, startControlPlaneWithClient } from './setup.ts';
 
 /** an SSE client reading in the background; `frames` holds its event messages, as received */
 async function follow(url: string): Promise<{ frames: string[]; stop(): Promise<void> }> {

@@ -6,8 +6,9 @@ import { after, before, describe, it } from 'node:test';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { topics } from '../../contract/index.ts';
 import { type ControlPlane, controlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { eventMessage } from './fixtures.ts';
-import { eventually, getJson, metric, TOKEN } from './setup.ts';
+import { getJson, metric, TOKEN } from './setup.ts';
 
 /** connects; resolves the client, or the error that ended the attempt */
 function attempt(url: string, options: IClientOptions): Promise<MqttClient | Error> {

@@ -61,29 +61,6 @@ export async function getJson<T>(url: string): Promise<T> {
   return (await res.json()) as T;
 }
 
-/** polls `check` until it answers a value; throws with `what` after `timeoutMs` */
-export async function eventually<T>(
-  check: () => Promise<T | undefined>,
-  timeoutMs: number,
-  what: string,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
-      );
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** the value of one Prometheus sample, e.g. `argus_ingest_rejected_total{reason="schema"}` */
 export async function metric(httpUrl: string, sample: string): Promise<number> {
   const text = await (await fetch(`${httpUrl}/metrics`)).text();

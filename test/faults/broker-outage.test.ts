@@ -22,8 +22,9 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import type { Telemetry } from '../../contract/index.ts';
-import { eventually, getJson } from '../control-plane/setup.ts';
+import { getJson } from '../control-plane/setup.ts';
 import { AgentProcess, writeAgentConfig } from '../helpers/device-setup.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { MosquittoBroker } from '../helpers/mosquitto-broker.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');

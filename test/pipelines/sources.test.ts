@@ -11,6 +11,7 @@ import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts'
 import { DetectionScheduler } from '../../pipelines/runtime/scheduler.ts';
 import { loadScene } from '../../pipelines/scene/load.ts';
 import type { Scene } from '../../pipelines/scene/schema.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { liveCamera } from '../helpers/live-camera.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
 
@@ -34,14 +35,6 @@ function camera(id: string, url: string, loop = false) {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until(what: string, ok: () => boolean, ms: number): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!ok()) {
-    if (performance.now() > deadline) assert.fail(`${what} within ${ms} ms`);
-    await sleep(50);
-  }
-}
-
 describe('camera sources', () => {
   before(async () => {
     await ensureCatalogModels();
@@ -61,7 +54,7 @@ describe('camera sources', () => {
     const { runtime, statuses } = camera('pattern', 'test://ball');
     try {
       runtime.start();
-      await until('online', () => runtime.stats().state === 'online', 10_000);
+      await eventually(async () => runtime.stats().state === 'online' || undefined, 10_000, 'online');
       const before = runtime.frames;
       await sleep(2000);
       const frames = runtime.frames - before;
@@ -88,9 +81,9 @@ describe('camera sources', () => {
     const looped = camera('looped', file, true);
     try {
       looped.runtime.start();
-      await until('online', () => looped.runtime.stats().state === 'online', 10_000);
+      await eventually(async () => looped.runtime.stats().state === 'online' || undefined, 10_000, 'online');
       // played at its own pace: 5 frames a second of a 1-second file, over three of its ends
-      await until('15 frames', () => looped.runtime.frames >= 15, 10_000);
+      await eventually(async () => looped.runtime.frames >= 15 || undefined, 10_000, '15 frames');
       assert.deepEqual(
         looped.statuses.map((s) => s.state),
         ['online'],
@@ -101,7 +94,11 @@ describe('camera sources', () => {
     const once = camera('once', file, false);
     try {
       once.runtime.start();
-      await until('offline at the end', () => once.statuses.some((s) => s.state === 'offline'), 10_000);
+      await eventually(
+        async () => once.statuses.some((s) => s.state === 'offline') || undefined,
+        10_000,
+        'offline at the end',
+      );
       assert.equal(once.statuses.find((s) => s.state === 'offline')?.reason, 'end of stream');
       assert.ok(once.runtime.frames >= 3 && once.runtime.frames <= 7, `${once.runtime.frames} frames`);
     } finally {
@@ -113,7 +110,7 @@ describe('camera sources', () => {
     const { runtime, statuses } = camera('usb', 'v4l2:///dev/video9');
     try {
       runtime.start();
-      await until('offline', () => statuses.length >= 1, 10_000);
+      await eventually(async () => statuses.length >= 1 || undefined, 10_000, 'offline');
       assert.equal(statuses[0]!.state, 'offline');
       assert.match(
         statuses[0]!.reason ?? '',
@@ -127,7 +124,7 @@ describe('camera sources', () => {
     const notCamera = camera('not-a-camera', 'v4l2:///dev/null');
     try {
       notCamera.runtime.start();
-      await until('offline', () => notCamera.statuses.length >= 1, 10_000);
+      await eventually(async () => notCamera.statuses.length >= 1 || undefined, 10_000, 'offline');
       assert.equal(notCamera.statuses[0]!.state, 'offline');
       assert.match(
         notCamera.statuses[0]!.reason ?? '',
