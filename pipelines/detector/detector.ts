@@ -5,7 +5,14 @@ import type { ModelDescriptor } from '../../models/descriptor.ts';
 import { type LoadedModel, loadModel } from '../../models/store.ts';
 import type { Box } from '../rect.ts';
 import { decode, decoderOutputs, type FrameOutputs } from './decoders.ts';
-import { type InputSize, inputBytes, inputSizeOf, type ModelFrame, modelInputSize } from './model-frame.ts';
+import {
+  type InputSize,
+  inputBytes,
+  inputSizeOf,
+  type ModelFrame,
+  modelInputSize,
+  packFrames,
+} from './model-frame.ts';
 import { nonMaxSuppression } from './nms.ts';
 import { type OpenedSession, openSession } from './session.ts';
 import type { DetectorSettings } from './settings.ts';
@@ -43,13 +50,6 @@ function inputTensor(d: ModelDescriptor, pixels: Uint8Array, n: number, size: In
     }
   }
   return new ort.Tensor('float32', out, dims);
-}
-
-/** frames of `bytes` each, back to back in one buffer */
-function pack(frames: readonly ModelFrame[], bytes: number): Uint8Array {
-  const out = new Uint8Array(frames.length * bytes);
-  for (const [i, f] of frames.entries()) out.set(f.pixels, i * bytes);
-  return out;
 }
 
 /**
@@ -188,7 +188,7 @@ export class Detector implements FrameDetector {
     for (const { size, frames: indices } of bySize.values()) {
       for (let start = 0; start < indices.length; start += this.maxBatch) {
         const chunk = indices.slice(start, start + this.maxBatch).map((i) => frames[i]!);
-        const packed = chunk.length === 1 ? chunk[0]!.pixels : pack(chunk, inputBytes(size));
+        const packed = chunk.length === 1 ? chunk[0]!.pixels : packFrames(chunk);
         const outputs = await this.runBatch(packed, chunk.length, size);
         chunk.forEach((frame, k) => {
           results[indices[start + k]!] = this.postprocess(outputs[k]!, frame, size);

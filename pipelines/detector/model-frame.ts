@@ -22,6 +22,17 @@ export interface ModelFrame {
   handedOver?: boolean;
 }
 
+/** the frames' pixels back to back in one new buffer */
+export function packFrames(frames: readonly ModelFrame[]): Uint8Array {
+  const out = new Uint8Array(frames.reduce((n, f) => n + f.pixels.length, 0));
+  let offset = 0;
+  for (const f of frames) {
+    out.set(f.pixels, offset);
+    offset += f.pixels.length;
+  }
+  return out;
+}
+
 /** the bytes of one HWC uint8 input of `size` */
 export function inputBytes(size: InputSize): number {
   return size.width * size.height * 3;

@@ -5,7 +5,7 @@ import type { Logger } from '../../common/logger.ts';
 import { startThread } from '../../common/thread.ts';
 import type { ModelDescriptor } from '../../models/descriptor.ts';
 import type { Detection, FrameDetector } from './detector.ts';
-import { inputSizeOf, type ModelFrame } from './model-frame.ts';
+import { inputSizeOf, type ModelFrame, packFrames } from './model-frame.ts';
 import type { DetectorSettings } from './settings.ts';
 import type { DetectReply, DetectRequest, PackedFrame, ThreadInfo, ThreadReady } from './thread-protocol.ts';
 
@@ -154,13 +154,7 @@ function transferable(frames: readonly ModelFrame[]): ArrayBuffer {
   const pixels = only?.pixels;
   if (only?.handedOver && pixels && pixels.byteOffset === 0 && pixels.byteLength === pixels.buffer.byteLength)
     return pixels.buffer as ArrayBuffer;
-  const packed = new Uint8Array(frames.reduce((n, f) => n + f.pixels.length, 0));
-  let offset = 0;
-  for (const f of frames) {
-    packed.set(f.pixels, offset);
-    offset += f.pixels.length;
-  }
-  return packed.buffer;
+  return packFrames(frames).buffer as ArrayBuffer;
 }
 
 /** the time since a thread crashed until one runs again */

@@ -228,7 +228,7 @@ export class DetectionScheduler {
       this.input.height,
       this.detector.descriptor.input.sizeStep,
     );
-    // regions that do not fit one input's shelves (rare: many of mixed heights) go as the whole frame
+    // regions that do not fit one input together (rare: many large ones) go as the whole frame
     inputs.push(mosaic.tryPlace(entry, job.frame, regions) ? { mosaic, shared } : { entry });
     return true;
   }

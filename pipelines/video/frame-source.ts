@@ -71,7 +71,7 @@ function checkVideoDevice(label: string, device: string): void {
  * what a pipeline error says, made actionable where GStreamer's message is not: decodebin reports
  * a codec it has no decoder for as "missing a plug-in" and names the codec only in the debug text
  */
-export function describePipelineError(label: string, msg: GstBusMessage): string {
+function describePipelineError(label: string, msg: GstBusMessage): string {
   const missing = /Missing (decoder|demuxer|element|plugin)[^:\n]*: ([^(\n]+)/.exec(msg.debug ?? '');
   if (missing) {
     const [, kind, what] = missing;
