@@ -37,6 +37,7 @@ import {
   toSnapshot,
   toStoredEvent,
 } from './sql.ts';
+import type { SqlAccess, SqlValue } from './sql-access.ts';
 
 const d = (i: number) => `$${i}`;
 /** batches written side by side at most: more did not raise the ingest rate on 2 cores */
@@ -184,12 +185,38 @@ export class PostgresRepository implements Repository {
   readonly concurrentWrites: number;
   /** settles when the last batch handed in has its cursors: the next one reserves after it */
   private reserveTurn: Promise<unknown> = Promise.resolve();
+  readonly sql: SqlAccess;
 
   private constructor(
     private readonly pool: pg.Pool,
     poolSize: number,
   ) {
     this.concurrentWrites = Math.max(1, Math.min(MAX_CONCURRENT_WRITES, poolSize - 1));
+    this.sql = {
+      backend: 'postgres',
+      dialect: POSTGRES,
+      p: d,
+      read: async <Row>(sql: string, params: readonly SqlValue[] = []) =>
+        (await pool.query(sql, [...params])).rows as Row[],
+      write: async (statements) => {
+        const client = await pool.connect();
+        try {
+          await client.query('BEGIN');
+          const outcomes = [];
+          for (const { sql, params = [] } of statements) {
+            const result = await client.query(sql, [...params]);
+            outcomes.push({ rows: result.rows, changes: result.rowCount ?? 0 });
+          }
+          await client.query('COMMIT');
+          return outcomes;
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw isRefusedData(err) ? new RefusedDataError((err as Error).message) : err;
+        } finally {
+          client.release();
+        }
+      },
+    };
   }
 
   static async open(settings: PostgresSettings): Promise<PostgresRepository> {

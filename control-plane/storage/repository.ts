@@ -7,6 +7,7 @@ import type {
   Identity,
   Telemetry,
 } from '../../contract/index.ts';
+import type { SqlAccess } from './sql-access.ts';
 
 /** the parsed body of each kind of stored message */
 interface MessageOf {
@@ -110,6 +111,8 @@ export interface Repository {
   readonly backend: 'sqlite' | 'postgres';
   /** batches `writeBatch` may be given at once; their events get cursors in the order given */
   readonly concurrentWrites: number;
+  /** plain SQL for the stores beside ingest (each a module with its own tables and migration) */
+  readonly sql: SqlAccess;
   writeBatch(records: readonly IngestRecord[]): Promise<BatchOutcome>;
   listDevices(): Promise<DeviceRecord[]>;
   getDevice(id: string): Promise<DeviceRecord | undefined>;

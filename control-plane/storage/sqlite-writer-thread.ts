@@ -4,6 +4,7 @@ import { errorMessage } from '../../common/errors.ts';
 import { threadData } from '../../common/thread.ts';
 import type { SqliteSettings } from '../config.ts';
 import { existingSnapshotOutcome, type SnapshotIdentity } from './sql.ts';
+import type { SqlOutcome, SqlStatement, SqlValue } from './sql-access.ts';
 import { openSqlite } from './sqlite-connection.ts';
 import {
   type BatchResult,
@@ -38,8 +39,34 @@ function serve(db: Database.Database): (req: WriteRequest) => WriteResult {
     for (const p of rows.results) s.upsertResult.run(p);
     return { cursors, statusDuplicates };
   });
+  const prepared = new Map<string, Database.Statement>();
+  const statement = (sql: string): Database.Statement => {
+    let stmt = prepared.get(sql);
+    if (!stmt) {
+      // statements are the stores' own SQL, a bounded set; keep the cache bounded all the same
+      if (prepared.size >= 500) prepared.clear();
+      stmt = db.prepare(sql);
+      prepared.set(sql, stmt);
+    }
+    return stmt;
+  };
+  // a Buffer crosses the thread boundary as a plain Uint8Array
+  const bind = (params: readonly SqlValue[] = []) =>
+    params.map((v) => (v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v) : v));
+  const writeSql = db.transaction((statements: readonly SqlStatement[]): SqlOutcome[] =>
+    statements.map(({ sql, params }) => {
+      const stmt = statement(sql);
+      if (stmt.reader) {
+        const rows = stmt.all(...bind(params)) as Record<string, unknown>[];
+        return { rows, changes: rows.length };
+      }
+      return { rows: [], changes: stmt.run(...bind(params)).changes };
+    }),
+  );
   return (req) => {
     switch (req.op) {
+      case 'sql':
+        return writeSql(req.statements);
       case 'batch':
         return writeBatch(req.rows);
       case 'snapshot': {

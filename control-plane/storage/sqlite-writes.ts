@@ -1,6 +1,7 @@
 import type { BatchPlan } from './batch-plan.ts';
 import type { PutSnapshotOutcome, SnapshotRecord } from './repository.ts';
 import { commandResultUpsertSql, deviceUpsertSql, snapshotIdentitySql } from './sql.ts';
+import type { SqlOutcome, SqlStatement } from './sql-access.ts';
 
 /**
  * What the SQLite writer thread is asked to do, and its statements. Rows cross the thread boundary
@@ -19,7 +20,9 @@ export interface BatchRows {
 export type WriteOp =
   | { op: 'batch'; rows: BatchRows }
   | { op: 'snapshot'; snapshot: SnapshotRecord }
-  | { op: 'command'; params: Params };
+  | { op: 'command'; params: Params }
+  /** statements of a store beside ingest (SqlAccess.write), in one transaction */
+  | { op: 'sql'; statements: readonly SqlStatement[] };
 
 export type WriteRequest = WriteOp & { id: number };
 
@@ -29,7 +32,7 @@ export interface BatchResult {
   statusDuplicates: number;
 }
 
-export type WriteResult = BatchResult | PutSnapshotOutcome | null;
+export type WriteResult = BatchResult | PutSnapshotOutcome | SqlOutcome[] | null;
 
 export type WriteReply =
   | { id: number; result: WriteResult }

@@ -26,6 +26,7 @@ import {
   toSnapshot,
   toStoredEvent,
 } from './sql.ts';
+import type { SqlAccess, SqlOutcome, SqlValue } from './sql-access.ts';
 import { openSqlite } from './sqlite-connection.ts';
 import { SqliteWriter } from './sqlite-writer.ts';
 import { type BatchResult, batchRows } from './sqlite-writes.ts';
@@ -59,12 +60,21 @@ export class SqliteRepository implements Repository {
   readonly backend = 'sqlite';
   /** the writer thread commits one batch while the next one waits in its queue */
   readonly concurrentWrites = 2;
+  readonly sql: SqlAccess;
   private readonly stmts;
 
   private constructor(
     private readonly db: Database.Database,
     private readonly writer: SqliteWriter,
   ) {
+    this.sql = {
+      backend: 'sqlite',
+      dialect: SQLITE,
+      p: q,
+      read: async <Row>(sql: string, params: readonly SqlValue[] = []) =>
+        db.prepare(sql).all(...params) as Row[],
+      write: async (statements) => (await writer.request({ op: 'sql', statements })) as SqlOutcome[],
+    };
     this.stmts = {
       devices: db.prepare('SELECT * FROM devices ORDER BY id'),
       device: db.prepare('SELECT * FROM devices WHERE id = ?'),

@@ -21,6 +21,7 @@ export function commandRoutes(app: App, ctx: ApiContext): void {
   app.post(
     '/api/v1/devices/:id/commands/:name',
     {
+      config: { access: 'operator' },
       schema: {
         tags: ['commands'],
         summary: 'send a command to a device (QoS 1 on its cmd topic); answers the command id',
@@ -45,6 +46,7 @@ export function commandRoutes(app: App, ctx: ApiContext): void {
   app.get(
     '/api/v1/commands/:id',
     {
+      config: { access: 'viewer' },
       schema: {
         tags: ['commands'],
         summary: 'a command and, once the device answered, its result',

@@ -20,6 +20,7 @@ export function deviceRoutes(app: App, ctx: ApiContext): void {
   app.get(
     '/api/v1/devices',
     {
+      config: { access: 'viewer' },
       schema: {
         tags: ['devices'],
         summary: 'every device seen, with status, last seen, identity and latest telemetry',
@@ -32,6 +33,7 @@ export function deviceRoutes(app: App, ctx: ApiContext): void {
   app.get(
     '/api/v1/devices/:id',
     {
+      config: { access: 'viewer' },
       schema: {
         tags: ['devices'],
         summary: 'one device',

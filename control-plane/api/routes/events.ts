@@ -28,6 +28,7 @@ export function eventRoutes(app: App, ctx: ApiContext, streams: StreamRegistry):
   app.get(
     '/api/v1/events',
     {
+      config: { access: 'viewer' },
       schema: {
         tags: ['events'],
         summary: 'stored event messages (every lifecycle phase), filtered, newest ingested first',
@@ -62,6 +63,7 @@ export function eventRoutes(app: App, ctx: ApiContext, streams: StreamRegistry):
   app.get(
     '/api/v1/events/stream',
     {
+      config: { access: 'viewer' },
       schema: {
         tags: ['events'],
         summary: 'live stream of newly stored events (Server-Sent Events, `event: event`)',

@@ -5,7 +5,10 @@ import { Health } from '../schemas.ts';
 export function opsRoutes(app: App, ctx: ApiContext): void {
   app.get(
     '/healthz',
-    { schema: { tags: ['operations'], summary: 'liveness: the process runs', response: { 200: Health } } },
+    {
+      config: { access: 'public' },
+      schema: { tags: ['operations'], summary: 'liveness: the process runs', response: { 200: Health } },
+    },
     async () => ({
       status: 'ok' as const,
       storage: ctx.repo.backend,
@@ -16,7 +19,10 @@ export function opsRoutes(app: App, ctx: ApiContext): void {
 
   app.get(
     '/metrics',
-    { schema: { tags: ['operations'], summary: 'Prometheus metrics (text format 0.0.4)' } },
+    {
+      config: { access: 'viewer' },
+      schema: { tags: ['operations'], summary: 'Prometheus metrics (text format 0.0.4)' },
+    },
     async (_req, reply) => {
       const text = ctx.metrics.render({
         devicesOnline: await ctx.repo.countDevicesOnline(),
@@ -27,7 +33,7 @@ export function opsRoutes(app: App, ctx: ApiContext): void {
     },
   );
 
-  app.get('/', { schema: { hide: true } }, async (_req, reply) =>
+  app.get('/', { config: { access: 'public' }, schema: { hide: true } }, async (_req, reply) =>
     reply.header('content-type', 'text/html; charset=utf-8').send(consolePage),
   );
 }

@@ -18,6 +18,7 @@ export function snapshotRoutes(app: App, ctx: ApiContext): void {
   app.put(
     '/api/v1/devices/:device/snapshots/:id',
     {
+      config: { access: 'device' },
       schema: {
         tags: ['snapshots'],
         summary: 'upload a JPEG snapshot (by the device, with its token); idempotent',
@@ -70,6 +71,7 @@ export function snapshotRoutes(app: App, ctx: ApiContext): void {
   app.get(
     '/api/v1/snapshots/:id',
     {
+      config: { access: 'viewer' },
       schema: {
         tags: ['snapshots'],
         summary: 'a stored snapshot (image/jpeg)',

@@ -1,0 +1,16 @@
+/**
+ * Who may call a route. Every route declares one in its options (`config: { access }`) beside its
+ * schema; the API refuses to start with a route that declares none.
+ *
+ * - `public`: anyone (login, health, the console's static files)
+ * - `device`: a device with its own credential, and only for itself (the route's `:device`)
+ * - `viewer` < `operator` < `admin`: operators' roles, each allowed what the lower ones are
+ */
+export const ACCESS_LEVELS = ['public', 'device', 'viewer', 'operator', 'admin'] as const;
+export type Access = (typeof ACCESS_LEVELS)[number];
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    access?: Access;
+  }
+}
