@@ -102,6 +102,19 @@ export const TelemetrySchema = Type.Object(
       { additionalProperties: false },
     ),
     cameras: Type.Array(CameraTelemetry),
+    /** the box's own verdict on itself, as its /healthz gives it */
+    health: Type.Optional(
+      Type.Object(
+        {
+          status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),
+          reasons: Type.Array(Type.String({ maxLength: 200 }), {
+            maxItems: 32,
+            description: 'why it is degraded, e.g. "camera cam-1 offline: end of stream"',
+          }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     /** the box's detector, when it runs one (a box replaying recorded events does not) */
     detector: Type.Optional(
       Type.Object(
@@ -212,6 +225,7 @@ export type Identity = Type.Static<typeof IdentitySchema>;
 export type Telemetry = Type.Static<typeof TelemetrySchema>;
 export type CameraTelemetry = Type.Static<typeof CameraTelemetry>;
 export type DetectorTelemetry = NonNullable<Telemetry['detector']>;
+export type HealthTelemetry = NonNullable<Telemetry['health']>;
 export type EventMessage = Type.Static<typeof EventMessageSchema>;
 export type CameraStatus = Type.Static<typeof CameraStatusSchema>;
 export type Command = Type.Static<typeof CommandSchema>;
