@@ -75,3 +75,19 @@ export function parseBoundedJson(text: string, limits: JsonLimits): unknown {
     throw new JsonBoundsError((err as Error).message, 'malformed_json');
   }
 }
+
+/**
+ * Whether a value (parsed JSON, e.g. an HTTP body) nests arrays and objects deeper than
+ * `maxDepth`, found without recursion, so that a hostile value costs no stack; it stops at the
+ * first level past `maxDepth`. Depth counts as in `jsonDepth`.
+ */
+export function exceedsJsonDepth(value: unknown, maxDepth: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth + 1 > maxDepth) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return false;
+}

@@ -1,6 +1,7 @@
 /**
  * HTTP paths devices use besides MQTT. Snapshots are JPEGs uploaded by the device with its
- * credential (`Authorization: Bearer <device token>`); events reference them by id.
+ * credential (`Authorization: Bearer <device token>`); events reference them by id, which is the
+ * device's own (another device may use the same id for its own snapshot).
  */
 export const SNAPSHOT_CONTENT_TYPE = 'image/jpeg';
 export const MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024;
@@ -9,7 +10,7 @@ export const httpPaths = {
   /** PUT by the device; idempotent (same id, same bytes) */
   uploadSnapshot: (device: string, snapshotId: string) => `/api/v1/devices/${device}/snapshots/${snapshotId}`,
   /** GET by operators and the console */
-  snapshot: (snapshotId: string) => `/api/v1/snapshots/${snapshotId}`,
+  snapshot: (device: string, snapshotId: string) => `/api/v1/devices/${device}/snapshots/${snapshotId}`,
   /** POST by operators: publishes a command to the device and answers its id */
   command: (device: string, name: string) => `/api/v1/devices/${device}/commands/${name}`,
   /** GET by operators: the command and, once the device answered, its result */

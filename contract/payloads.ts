@@ -10,12 +10,56 @@ import { COMMAND_NAMES, CONTRACT_VERSION, DEVICE_ID_PATTERN } from './topics.ts'
 
 const V = Type.Literal(CONTRACT_VERSION);
 
+/**
+ * Every value of the contract is bounded, so that nothing that passes a schema can hurt the code
+ * behind it (a database column, JSON.stringify, a page of the API): integers fit a JavaScript
+ * number exactly and a 64-bit column, numbers are finite and within what a box can measure,
+ * strings and lists have a length and free-form objects a number of keys. Nesting depth and the
+ * payload's size are bounded when it is parsed (control-plane/ingest/decode.ts).
+ */
+export const CONTRACT_BOUNDS = {
+  /** a counter that only grows (cameraSeq, spool bytes …): exact in a double and a BIGINT */
+  counter: Number.MAX_SAFE_INTEGER,
+  /** a 32-bit counter (an event's seq, a track id, a model version): fits an INTEGER column */
+  int32: 2 ** 31 - 1,
+  /** characters of a name, label or version */
+  name: 128,
+  /** characters of a free-form text (a reason, a command's message) */
+  text: 2000,
+  /** items of a list (cameras, models, providers) */
+  items: 64,
+  /** keys of a free-form object (before, after, counters, data, args) */
+  keys: 64,
+  /** a pixel coordinate or size */
+  pixels: 65_535,
+  /** the magnitude of any other number (a measurement, a counter value) */
+  magnitude: 1e15,
+} as const;
+
+const B = CONTRACT_BOUNDS;
+const Name = (description?: string) =>
+  Type.String({ maxLength: B.name, ...(description ? { description } : {}) });
+const Text = (description?: string) =>
+  Type.String({ maxLength: B.text, ...(description ? { description } : {}) });
+/** a non-negative measurement */
+const Amount = (o: { maximum?: number; description?: string } = {}) =>
+  Type.Number({ minimum: 0, maximum: B.magnitude, ...o });
+const Counter = (description?: string) =>
+  Type.Integer({ minimum: 0, maximum: B.counter, ...(description ? { description } : {}) });
+/** a free-form object: at most CONTRACT_BOUNDS.keys keys, values of any JSON type */
+const FreeObject = (description: string) =>
+  Type.Record(Type.String(), Type.Unknown(), { maxProperties: B.keys, description });
+
 // RFC 3339 without what JavaScript's Date cannot read (leap second 60, bracketed zone suffixes):
 // a timestamp that passes here always becomes a number on both sides (common/timestamp.ts)
-const Timestamp = Type.String({ format: 'date-time', description: 'RFC 3339 with a zone, e.g. UTC' });
+const Timestamp = Type.String({
+  format: 'date-time',
+  maxLength: 40,
+  description: 'RFC 3339 with a zone, e.g. UTC',
+});
 const DeviceId = Type.String({ pattern: DEVICE_ID_PATTERN });
 const CameraId = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' });
-const Box = Type.Array(Type.Number(), {
+const Box = Type.Array(Type.Number({ minimum: -B.pixels, maximum: 2 * B.pixels }), {
   minItems: 4,
   maxItems: 4,
   description: '[x1, y1, x2, y2] in source pixels',
@@ -37,18 +81,23 @@ export const IdentitySchema = Type.Object(
   {
     v: V,
     device: DeviceId,
-    hardwareClass: Type.String({ description: 'e.g. x86_64-avx512, rk3588-npu, jetson-orin' }),
-    executionProviders: Type.Array(Type.String(), {
+    hardwareClass: Name('e.g. x86_64-avx512, rk3588-npu, jetson-orin'),
+    executionProviders: Type.Array(Name(), {
+      maxItems: B.items,
       description: 'providers available on the box, preferred first',
     }),
-    software: Type.Object({ version: Type.String(), node: Type.String() }, { additionalProperties: false }),
+    software: Type.Object({ version: Name(), node: Name() }, { additionalProperties: false }),
     models: Type.Array(
       Type.Object(
-        { name: Type.String(), version: Type.Integer(), sha256: Type.String() },
+        { name: Name(), version: Type.Integer({ minimum: 0, maximum: B.int32 }), sha256: Name() },
         { additionalProperties: false },
       ),
+      { maxItems: B.items },
     ),
-    cameras: Type.Array(Type.Object({ id: CameraId, scene: Type.String() }, { additionalProperties: false })),
+    cameras: Type.Array(
+      Type.Object({ id: CameraId, scene: Type.String({ maxLength: 1024 }) }, { additionalProperties: false }),
+      { maxItems: B.items },
+    ),
     startedAt: Timestamp,
   },
   { additionalProperties: false },
@@ -58,13 +107,10 @@ const CameraTelemetry = Type.Object(
   {
     id: CameraId,
     state: Type.Union([Type.Literal('online'), Type.Literal('offline'), Type.Literal('starting')]),
-    fpsIn: Type.Number({ minimum: 0, description: 'frames/s reaching the pipeline' }),
-    fpsDetect: Type.Number({ minimum: 0, description: 'frames/s run through the detector' }),
-    detectLatencyMs: Type.Number({ minimum: 0, description: 'p50 inference latency' }),
-    drops: Type.Integer({
-      minimum: 0,
-      description: 'frames dropped because inference was slower than input',
-    }),
+    fpsIn: Amount({ maximum: 10_000, description: 'frames/s reaching the pipeline' }),
+    fpsDetect: Amount({ maximum: 10_000, description: 'frames/s run through the detector' }),
+    detectLatencyMs: Amount({ description: 'p50 inference latency' }),
+    drops: Counter('frames dropped because inference was slower than input'),
     motionSkippedShare: Type.Number({ minimum: 0, maximum: 1 }),
     motionSearchedShare: Type.Optional(
       Type.Number({
@@ -83,25 +129,22 @@ export const TelemetrySchema = Type.Object(
     v: V,
     device: DeviceId,
     at: Timestamp,
-    uptimeS: Type.Number({ minimum: 0 }),
-    cpuPercent: Type.Number({ minimum: 0 }),
-    load1: Type.Number({ minimum: 0 }),
-    memoryRssMiB: Type.Number({ minimum: 0 }),
+    uptimeS: Amount(),
+    cpuPercent: Amount({ maximum: 100_000, description: '100 per busy core' }),
+    load1: Amount(),
+    memoryRssMiB: Amount(),
     memoryUsedPercent: Type.Number({ minimum: 0, maximum: 100 }),
-    diskFreeMiB: Type.Number({ minimum: 0 }),
-    temperatureC: Type.Union([Type.Number(), Type.Null()]),
+    diskFreeMiB: Amount(),
+    temperatureC: Type.Union([Type.Number({ minimum: -273.15, maximum: 1000 }), Type.Null()]),
     spool: Type.Object(
       {
-        pending: Type.Integer({ minimum: 0 }),
-        bytes: Type.Integer({ minimum: 0 }),
-        dropped: Type.Integer({
-          minimum: 0,
-          description: 'events dropped oldest-first because the spool was full',
-        }),
+        pending: Counter(),
+        bytes: Counter(),
+        dropped: Counter('events dropped oldest-first because the spool was full'),
       },
       { additionalProperties: false },
     ),
-    cameras: Type.Array(CameraTelemetry),
+    cameras: Type.Array(CameraTelemetry, { maxItems: B.items }),
     /** the box's own verdict on itself, as its /healthz gives it */
     health: Type.Optional(
       Type.Object(
@@ -119,11 +162,12 @@ export const TelemetrySchema = Type.Object(
     detector: Type.Optional(
       Type.Object(
         {
-          sessions: Type.Integer({ minimum: 0, description: 'detector sessions running side by side' }),
-          restarts: Type.Integer({
+          sessions: Type.Integer({
             minimum: 0,
-            description: 'times a crashed detector thread was started again since the agent started',
+            maximum: 1024,
+            description: 'detector sessions running side by side',
           }),
+          restarts: Counter('times a crashed detector thread was started again since the agent started'),
         },
         { additionalProperties: false },
       ),
@@ -145,38 +189,50 @@ export const EventMessageSchema = Type.Object(
     }),
     seq: Type.Integer({
       minimum: 0,
-      maximum: 2 ** 31 - 1,
+      maximum: B.int32,
       description: '0 for new, +1 for each later message of the event',
     }),
     phase: Type.Enum(EVENT_PHASES),
     device: DeviceId,
     camera: CameraId,
-    cameraSeq: Type.Integer({ minimum: 0, description: 'per-camera message counter, strictly increasing' }),
+    cameraSeq: Counter('per-camera message counter, strictly increasing'),
     rule: Type.String({ minLength: 1, maxLength: 64, description: 'rule id from the scene' }),
     ruleType: Type.Enum(RULE_TYPES),
-    label: Type.String({ description: 'object class, or "*" for rules about many objects' }),
-    trackId: Type.Integer({ minimum: -1, description: '-1 for rules about many objects (crowding)' }),
-    zone: Type.Optional(Type.String()),
-    line: Type.Optional(Type.String()),
+    label: Type.String({
+      minLength: 1,
+      maxLength: 64,
+      description: 'object class, or "*" for rules about many objects',
+    }),
+    trackId: Type.Integer({
+      minimum: -1,
+      maximum: B.int32,
+      description: '-1 for rules about many objects (crowding)',
+    }),
+    zone: Type.Optional(Name()),
+    line: Type.Optional(Name()),
     direction: Type.Optional(Type.Union([Type.Literal('in'), Type.Literal('out')])),
     startedAt: Timestamp,
     at: Timestamp,
     endedAt: Type.Optional(Timestamp),
     score: Type.Number({ minimum: 0, maximum: 1 }),
     box: Type.Optional(Box),
-    before: Type.Record(Type.String(), Type.Unknown(), { description: 'state before the change' }),
-    after: Type.Record(Type.String(), Type.Unknown(), { description: 'state after the change' }),
+    before: FreeObject('state before the change'),
+    after: FreeObject('state after the change'),
     snapshot: Type.Optional(
       Type.Object(
         {
           id: Type.String({ pattern: '^[A-Za-z0-9_-]{8,64}$' }),
-          width: Type.Integer(),
-          height: Type.Integer(),
+          width: Type.Integer({ minimum: 1, maximum: B.pixels }),
+          height: Type.Integer({ minimum: 1, maximum: B.pixels }),
         },
         { additionalProperties: false },
       ),
     ),
-    counters: Type.Optional(Type.Record(Type.String(), Type.Number())),
+    counters: Type.Optional(
+      Type.Record(Type.String(), Type.Number({ minimum: -B.magnitude, maximum: B.magnitude }), {
+        maxProperties: B.keys,
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -187,10 +243,10 @@ export const CameraStatusSchema = Type.Object(
     id: Type.String({ minLength: 8, maxLength: 64 }),
     device: DeviceId,
     camera: CameraId,
-    cameraSeq: Type.Integer({ minimum: 0 }),
+    cameraSeq: Counter(),
     state: Type.Union([Type.Literal('online'), Type.Literal('offline')]),
     at: Timestamp,
-    reason: Type.Optional(Type.String()),
+    reason: Type.Optional(Text()),
   },
   { additionalProperties: false },
 );
@@ -200,7 +256,7 @@ export const CommandSchema = Type.Object(
     v: V,
     id: Type.String({ minLength: 8, maxLength: 64 }),
     name: Type.Enum(COMMAND_NAMES),
-    args: Type.Record(Type.String(), Type.Unknown()),
+    args: FreeObject('the command\'s arguments, e.g. {"camera": "cam-1"}'),
     issuedAt: Timestamp,
   },
   { additionalProperties: false },
@@ -213,9 +269,9 @@ export const CommandResultSchema = Type.Object(
     device: DeviceId,
     name: Type.Enum(COMMAND_NAMES),
     ok: Type.Boolean(),
-    message: Type.String(),
+    message: Text(),
     at: Timestamp,
-    data: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    data: Type.Optional(FreeObject('what the command produced, e.g. the snapshot it took')),
   },
   { additionalProperties: false },
 );

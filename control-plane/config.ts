@@ -97,6 +97,23 @@ const IngestSection = Type.Object(
      * batch, so batches grow with the load)
      */
     maxDelayMs: Type.Number({ minimum: 0, maximum: 1000, default: 0 }),
+    /**
+     * nesting of arrays and objects a message may have (checked before it is parsed); deeper ones
+     * are rejected as `too_deep`. The contract's own messages need 4
+     */
+    maxJsonDepth: Type.Integer({ minimum: 4, maximum: 128, default: 32 }),
+    /**
+     * messages per device: a token bucket of `burst` messages refilled at `messagesPerSecond`. A
+     * device over it has its acknowledgements paced (QoS 1: it slows down, nothing is lost);
+     * other devices are not slowed. The burst covers a box's spool replay after a long outage
+     */
+    deviceRate: Type.Object(
+      {
+        messagesPerSecond: Type.Number({ minimum: 1, maximum: 1_000_000, default: 1000 }),
+        burst: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 60_000 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
   },
   { additionalProperties: false, default: {} },
 );

@@ -6,10 +6,26 @@ export const REJECT_REASONS = [
   'schema',
   'device_mismatch',
   'not_authorized',
-  /** valid by the contract, refused by the database when written on its own */
-  'refused_by_database',
+  /** JSON nested deeper than `ingest.maxJsonDepth` */
+  'too_deep',
+  /** a command result for a command that was not sent to that device */
+  'unknown_command',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
+
+/**
+ * why a message that follows the contract was quarantined (kept raw in the `quarantine` table,
+ * acknowledged, not stored); each is a label value of `argus_ingest_quarantined_total`
+ */
+export const QUARANTINE_REASONS = [
+  /** the database refused a value of the message, written on its own */
+  'refused_by_database',
+  /** the message failed on its own for another reason, while the database answered */
+  'write_failed',
+  /** an event (device, id, seq) stored before with other content */
+  'conflicting_duplicate',
+] as const;
+export type QuarantineReason = (typeof QUARANTINE_REASONS)[number];
 
 /** upper bounds (s) of the ingest latency histogram: receipt of a message → its transaction committed */
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
@@ -18,7 +34,12 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 export class Metrics {
   readonly ingested = new Map<string, number>();
   readonly rejected = new Map<RejectReason, number>(REJECT_REASONS.map((r) => [r, 0]));
+  readonly quarantined = new Map<QuarantineReason, number>(QUARANTINE_REASONS.map((r) => [r, 0]));
   duplicates = 0;
+  /** messages whose acknowledgement was delayed because their device was over its rate */
+  paced = 0;
+  /** retained messages the broker was told not to keep (rejected, or on a topic that is not retained) */
+  retainCleared = 0;
   batches = 0;
   writeFailures = 0;
   commands = 0;
@@ -33,6 +54,10 @@ export class Metrics {
 
   countRejected(reason: RejectReason): void {
     this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
+  }
+
+  countQuarantined(reason: QuarantineReason): void {
+    this.quarantined.set(reason, (this.quarantined.get(reason) ?? 0) + 1);
   }
 
   observeLatency(seconds: number): void {
@@ -59,6 +84,24 @@ export class Metrics {
       'counter',
       'messages rejected, by reason',
       [...this.rejected].map(([k, v]) => [`{reason="${k}"}`, v]),
+    );
+    metric(
+      'argus_ingest_quarantined_total',
+      'counter',
+      'messages kept in quarantine instead of stored, by reason (GET /api/v1/quarantine)',
+      [...this.quarantined].map(([k, v]) => [`{reason="${k}"}`, v]),
+    );
+    metric(
+      'argus_ingest_paced_total',
+      'counter',
+      'messages acknowledged late because their device sent more than ingest.deviceRate',
+      [['', this.paced]],
+    );
+    metric(
+      'argus_ingest_retain_cleared_total',
+      'counter',
+      'retained messages not kept by the broker: rejected by ingest, or on a topic that is not retained',
+      [['', this.retainCleared]],
     );
     metric('argus_ingest_duplicates_total', 'counter', 'redelivered messages already stored', [
       ['', this.duplicates],

@@ -13,6 +13,7 @@ import { startEmbeddedBroker } from './mqtt/embedded.ts';
 import { connectExternalBroker } from './mqtt/external.ts';
 import type { MqttLink } from './mqtt/link.ts';
 import { openRepository } from './storage/open.ts';
+import { QuarantineStore } from './storage/quarantine.ts';
 import type { Repository, StoredEvent } from './storage/repository.ts';
 
 export interface ControlPlane {
@@ -63,6 +64,9 @@ export async function startControlPlane(
     const credentials = new DeviceCredentials(config.devices);
     const mqttLog = log.child({ part: 'mqtt' });
     const refusals = new RateLimitedLog(mqttLog);
+    const retainCleared = () => {
+      metrics.retainCleared++;
+    };
     const link: MqttLink =
       config.mqtt.kind === 'embedded'
         ? await startEmbeddedBroker(config.mqtt.embedded, deliver, mqttLog, {
@@ -75,8 +79,9 @@ export async function startControlPlane(
                 "refused: wrong device credentials, or not the device's own topic",
               );
             },
+            retainCleared,
           })
-        : await connectExternalBroker(config.mqtt.external, deliver, mqttLog);
+        : await connectExternalBroker(config.mqtt.external, deliver, mqttLog, retainCleared);
     cleanups.push(() => link.close());
     cleanups.push(() => ingestor.stop());
     const api = await buildApi(
@@ -85,9 +90,11 @@ export async function startControlPlane(
         credentials,
         bus,
         metrics,
-        commands: new CommandSender(repository, () => link, metrics),
+        commands: new CommandSender(repository, () => link, metrics, config.ingest.maxJsonDepth),
+        quarantine: new QuarantineStore(repository.sql),
         mqttUrl: () => redactUrl(link.url),
         pendingMessages: () => ingestor.pendingCount,
+        degradedReasons: () => ingestor.degradedReasons,
       },
       log.child({ part: 'http' }),
     );

@@ -9,6 +9,7 @@ import { commandRoutes } from './routes/commands.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { eventRoutes, type StreamRegistry } from './routes/events.ts';
 import { opsRoutes } from './routes/ops.ts';
+import { quarantineRoutes } from './routes/quarantine.ts';
 import { snapshotRoutes } from './routes/snapshots.ts';
 
 export interface Api {
@@ -47,6 +48,7 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<Api> {
   snapshotRoutes(app, ctx);
   commandRoutes(app, ctx);
   opsRoutes(app, ctx);
+  quarantineRoutes(app, ctx);
   await app.ready();
   return {
     app,

@@ -48,8 +48,9 @@ function showEvent(s) {
     const img = document.createElement('img');
     img.alt = 'snapshot ' + e.snapshot.id;
     let tries = 0;
-    img.onerror = () => { if (++tries < 5) setTimeout(() => { img.src = '/api/v1/snapshots/' + e.snapshot.id + '?t=' + tries; }, 1000 * tries); };
-    img.src = '/api/v1/snapshots/' + e.snapshot.id;
+    const src = '/api/v1/devices/' + encodeURIComponent(e.device) + '/snapshots/' + encodeURIComponent(e.snapshot.id);
+    img.onerror = () => { if (++tries < 5) setTimeout(() => { img.src = src + '?t=' + tries; }, 1000 * tries); };
+    img.src = src;
     li.append(img);
   }
   const body = document.createElement('div');

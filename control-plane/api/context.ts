@@ -6,6 +6,7 @@ import './access.ts';
 import type { CommandSender } from '../commands.ts';
 import type { EventBus } from '../event-bus.ts';
 import type { Metrics } from '../metrics.ts';
+import type { QuarantineStore } from '../storage/quarantine.ts';
 import type { Repository } from '../storage/repository.ts';
 
 /** what the routes use */
@@ -15,8 +16,11 @@ export interface ApiContext {
   bus: EventBus;
   metrics: Metrics;
   commands: CommandSender;
+  quarantine: QuarantineStore;
   mqttUrl: () => string;
   pendingMessages: () => number;
+  /** why the control plane is degraded (empty when it is not) */
+  degradedReasons: () => string[];
 }
 
 export type App = FastifyInstance<

@@ -102,8 +102,37 @@ export const SnapshotStored = Type.Object({
 });
 
 export const Health = Type.Object({
-  status: Type.Literal('ok'),
+  status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')], {
+    description: '`degraded` while messages cannot be stored (the database does not answer)',
+  }),
+  reasons: Type.Array(Type.String(), { description: 'why it is degraded; empty when ok' }),
   storage: Type.String(),
   mqtt: Type.String(),
   pendingMessages: Type.Integer(),
+});
+
+export const QuarantineQuery = Type.Object(
+  {
+    limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
+    cursor: Type.Optional(
+      Type.String({ pattern: '^[0-9]{1,15}$', description: 'nextCursor of the previous page' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const QuarantinePage = Type.Object({
+  messages: Type.Array(
+    Type.Object({
+      id: Type.String(),
+      device: Type.String(),
+      topic: Type.String(),
+      reason: Type.String({ description: 'a label of argus_ingest_quarantined_total' }),
+      detail: Type.String({ description: 'what failed' }),
+      payload: Type.String({ description: 'the message as received (its text)' }),
+      receivedAt: Timestamp,
+    }),
+    { description: 'newest first' },
+  ),
+  nextCursor: Nullable(Type.String()),
 });

@@ -1,3 +1,4 @@
+import { JsonBoundsError, parseBoundedJson } from '../../common/bounded-json.ts';
 import { type DeviceTopicKind, MAX_PAYLOAD_BYTES, parseTopic, validators } from '../../contract/index.ts';
 import type { RejectReason } from '../metrics.ts';
 import type { IngestKind, IngestRecord } from '../storage/repository.ts';
@@ -18,13 +19,19 @@ export type Decoded =
   | { ok: false; reason: RejectReason; detail: string; device?: string };
 
 /**
- * Checks one MQTT message against the contract: a known topic, at most MAX_PAYLOAD_BYTES, JSON,
- * the topic kind's schema, and a `device` field (where the payload has one) equal to the topic's.
+ * Checks one MQTT message against the contract: a known topic, at most MAX_PAYLOAD_BYTES, JSON
+ * nested at most `maxDepth` levels (checked before it is parsed, so that no later code walking the
+ * value can overflow its stack), the topic kind's schema, and a `device` field (where the payload
+ * has one) equal to the topic's.
  */
-export function decodeMessage(topic: string, payload: Buffer, receivedAt: number): Decoded {
+export function decodeMessage(topic: string, payload: Buffer, receivedAt: number, maxDepth: number): Decoded {
   const parsed = parseTopic(topic);
   if (!parsed)
-    return { ok: false, reason: 'unknown_topic', detail: `topic "${topic}" is not in the contract` };
+    return {
+      ok: false,
+      reason: 'unknown_topic',
+      detail: `topic "${topic.slice(0, 200)}" is not in the contract`,
+    };
   if (parsed.kind === 'cmd') return { ok: 'ignore' };
   const device = parsed.device;
   if (payload.length > MAX_PAYLOAD_BYTES)
@@ -37,16 +44,17 @@ export function decodeMessage(topic: string, payload: Buffer, receivedAt: number
   const text = payload.toString('utf8');
   let body: unknown;
   try {
-    body = JSON.parse(text);
+    body = parseBoundedJson(text, { maxBytes: MAX_PAYLOAD_BYTES, maxDepth });
   } catch (err) {
-    return { ok: false, reason: 'malformed_json', detail: (err as Error).message, device };
+    if (!(err instanceof JsonBoundsError)) throw err;
+    return { ok: false, reason: err.reason, detail: err.message, device };
   }
   const validator = validators[parsed.kind];
   if (!validator.check(body)) {
     const issues = validator
       .issues(body)
       .slice(0, 5)
-      .map((i) => `${i.path || '(root)'}: ${i.message}`);
+      .map((i) => `${i.path.slice(0, 100) || '(root)'}: ${i.message.slice(0, 200)}`);
     return { ok: false, reason: 'schema', detail: issues.join('; '), device };
   }
   const claimed = (body as { device?: string }).device;

@@ -1,25 +1,35 @@
 import { errorMessage } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import type { IngestSettings } from '../config.ts';
-import type { Metrics } from '../metrics.ts';
+import type { Metrics, QuarantineReason } from '../metrics.ts';
+import { QuarantineStore } from '../storage/quarantine.ts';
 import {
+  type BatchOutcome,
   type IngestRecord,
   RefusedDataError,
   type Repository,
   type StoredEvent,
 } from '../storage/repository.ts';
 import { decodeMessage } from './decode.ts';
+import { DeviceRate } from './device-rate.ts';
 import { RateLimitedLog } from './rate-limited-log.ts';
 
-/** confirms a message to whoever delivered it (the PUBACK); called once it is stored or rejected */
-export type Ack = () => void;
+/** what became of a message: stored, or not (rejected by the contract, quarantined) */
+export type Verdict = 'stored' | 'rejected';
+
+/**
+ * confirms a message to whoever delivered it (the PUBACK); called once it is stored or rejected,
+ * with the verdict (a broker keeps a retained message only when it was stored)
+ */
+export type Ack = (verdict: Verdict) => void;
 
 interface Entry {
   record: IngestRecord | undefined;
+  topic: string;
   ack: Ack;
   receivedAt: number;
-  /** the database refused the record on its own: acknowledged, not stored */
-  refused?: boolean;
+  /** not stored although it followed the contract: quarantined, or rejected by the database's state */
+  notStored?: boolean;
 }
 
 type Stored = Entry & { record: IngestRecord };
@@ -32,10 +42,17 @@ const RETRY_MAX_MS = 10_000;
  * wait (at most `maxDelayMs`, at most `maxBatch` of them, or while the backend is busy) and are
  * written in one transaction. A message is acknowledged only after the transaction holding it
  * committed, and acknowledgements go out in arrival order (a rejected message is acknowledged in
- * its turn: it is counted and logged, never retried). A failing write is retried with backoff while
- * its messages stay unacknowledged, so the sender (or the broker) still holds them. A batch the
- * database refuses for a value in it is split in halves until the refused records are alone;
- * those are acknowledged, counted and logged, so one bad message never holds back the others.
+ * its turn: it is counted and logged, never retried).
+ *
+ * One message never holds back the others: a batch that fails for any reason is split in halves
+ * until the failing message is alone, and a message that fails alone is quarantined (kept raw
+ * with the error, acknowledged, counted) while the rest is stored. Only when the database itself
+ * does not answer (a probe after the failure fails too) is the write retried with backoff, its
+ * messages unacknowledged so that the sender (or the broker) still holds them; meanwhile `health`
+ * reports the control plane degraded.
+ *
+ * A device sending more than `deviceRate` has its acknowledgements paced: it slows down, other
+ * devices do not.
  */
 export class Ingestor {
   private pending: Entry[] = [];
@@ -47,6 +64,10 @@ export class Ingestor {
   private immediate: NodeJS.Immediate | undefined;
   private stopping = false;
   private readonly rejections: RateLimitedLog;
+  private readonly quarantine: QuarantineStore;
+  private readonly rate: DeviceRate;
+  /** why writes fail while the database does not answer; undefined while they succeed */
+  private unreachable: string | undefined;
 
   constructor(
     private readonly repo: Repository,
@@ -56,6 +77,8 @@ export class Ingestor {
     private readonly onStored: (events: StoredEvent[]) => void,
   ) {
     this.rejections = new RateLimitedLog(log);
+    this.quarantine = new QuarantineStore(repo.sql);
+    this.rate = new DeviceRate(settings.deviceRate.messagesPerSecond, settings.deviceRate.burst);
   }
 
   /** messages received and waiting for their batch to be handed to the database */
@@ -63,27 +86,38 @@ export class Ingestor {
     return this.pending.length;
   }
 
+  /** why ingest is degraded (empty when it is not): writes fail because the database does not answer */
+  get degradedReasons(): string[] {
+    return this.unreachable === undefined
+      ? []
+      : [`the database does not answer, messages wait unacknowledged: ${this.unreachable}`];
+  }
+
   /** after `stop`, messages are left unacknowledged: their sender keeps them and sends them again */
   accept(topic: string, payload: Buffer, ack: Ack): void {
     if (this.stopping) return;
     const receivedAt = Date.now();
-    const decoded = decodeMessage(topic, payload, receivedAt);
+    const decoded = decodeMessage(topic, payload, receivedAt, this.settings.maxJsonDepth);
     let record: IngestRecord | undefined;
+    let device: string | undefined;
     if (decoded.ok === true) {
       record = decoded.record;
+      device = record.device;
     } else if (decoded.ok === false) {
+      device = decoded.device;
       this.metrics.countRejected(decoded.reason);
       this.rejections.warn(
-        `${decoded.reason}/${decoded.device ?? topic}`,
-        { topic, reason: decoded.reason, detail: decoded.detail },
+        `${decoded.reason}/${device ?? topic}`,
+        { topic: topic.slice(0, 200), reason: decoded.reason, detail: decoded.detail },
         'message rejected: it does not follow the wire contract (see contract/)',
       );
     }
+    const paced = device === undefined ? ack : this.pace(device, ack);
     if (!record && this.pending.length === 0 && this.inFlight === 0) {
-      ack();
+      paced('rejected');
       return;
     }
-    this.pending.push({ record, ack, receivedAt });
+    this.pending.push({ record, topic, ack: paced, receivedAt });
     this.schedule();
   }
 
@@ -94,6 +128,18 @@ export class Ingestor {
       if (this.pending.length > 0 && this.inFlight < this.repo.concurrentWrites) this.flush();
       else await this.acknowledged;
     }
+  }
+
+  /** the acknowledgement of a device's message, delayed while the device is over its rate */
+  private pace(device: string, ack: Ack): Ack {
+    const wait = this.rate.delayMs(device);
+    if (wait === 0) return ack;
+    this.metrics.paced++;
+    const due = performance.now() + wait;
+    return (verdict) => {
+      // a timer left when the control plane stops only acknowledges late: the sender resends
+      setTimeout(() => ack(verdict), Math.max(0, due - performance.now())).unref();
+    };
   }
 
   private schedule(): void {
@@ -135,72 +181,149 @@ export class Ingestor {
   }
 
   /**
-   * Writes the entries' records; the halves of a batch the database refused are written one after
-   * the other, so their events still get cursors in arrival order.
+   * Writes the entries' records, retrying while the database does not answer. A write that fails
+   * while it answers is split (the halves written one after the other, so that their events still
+   * get cursors in arrival order) until the failing message is alone, and that one is quarantined.
    */
   private async storeEntries(entries: Stored[]): Promise<StoredEvent[] | undefined> {
-    try {
-      return await this.write(entries.map((e) => e.record));
-    } catch (err) {
-      if (!(err instanceof RefusedDataError)) throw err;
-      if (entries.length === 1) {
-        this.refuse(entries[0]!, err);
-        return [];
+    let retryMs = RETRY_START_MS;
+    for (;;) {
+      let failure: unknown;
+      try {
+        const outcome = await this.repo.writeBatch(entries.map((e) => e.record));
+        this.unreachable = undefined;
+        this.metrics.batches++;
+        return (await this.settle(entries, outcome)) ? outcome.inserted : undefined;
+      } catch (err) {
+        failure = err;
       }
-      const half = Math.ceil(entries.length / 2);
-      const first = await this.storeEntries(entries.slice(0, half));
-      const second = first && (await this.storeEntries(entries.slice(half)));
-      return second && [...first, ...second];
+      this.metrics.writeFailures++;
+      if (failure instanceof RefusedDataError || (await this.databaseAnswers()))
+        return this.isolate(entries, failure);
+      if (!(await this.waitForDatabase(failure, entries.length, retryMs))) return undefined;
+      retryMs = Math.min(RETRY_MAX_MS, retryMs * 2);
     }
   }
 
-  /** stores the records, retrying while the database fails for its own reasons */
-  private async write(records: IngestRecord[]): Promise<StoredEvent[] | undefined> {
+  /** a write that failed while the database answers: halves, then the message alone to quarantine */
+  private async isolate(entries: Stored[], err: unknown): Promise<StoredEvent[] | undefined> {
+    if (entries.length === 1) {
+      const reason: QuarantineReason =
+        err instanceof RefusedDataError ? 'refused_by_database' : 'write_failed';
+      return (await this.toQuarantine([{ entry: entries[0]!, reason, detail: errorMessage(err) }]))
+        ? []
+        : undefined;
+    }
+    const half = Math.ceil(entries.length / 2);
+    const first = await this.storeEntries(entries.slice(0, half));
+    const second = first && (await this.storeEntries(entries.slice(half)));
+    return second && [...first, ...second];
+  }
+
+  /**
+   * What a committed batch did not store: events that conflict with the stored ones go to
+   * quarantine, results for no command of their device are rejected. False when stopped before
+   * the quarantine could be written (the batch then stays unacknowledged and comes again).
+   */
+  private async settle(entries: Stored[], outcome: BatchOutcome): Promise<boolean> {
+    this.metrics.duplicates += outcome.duplicates;
+    if (outcome.conflicts.length === 0 && outcome.unknownResults.length === 0) return true;
+    const byRecord = new Map(entries.map((e) => [e.record, e]));
+    for (const record of outcome.unknownResults) {
+      const e = byRecord.get(record)!;
+      e.notStored = true;
+      this.metrics.countRejected('unknown_command');
+      this.rejections.warn(
+        `unknown_command/${record.device}`,
+        { device: record.device, topic: e.topic, payload: record.payload.slice(0, 200) },
+        'command result rejected: no command with its id was sent to this device',
+      );
+    }
+    return this.toQuarantine(
+      outcome.conflicts.map((record) => ({
+        entry: byRecord.get(record)!,
+        reason: 'conflicting_duplicate' as const,
+        detail: 'another event is stored under the same (device, id, seq)',
+      })),
+    );
+  }
+
+  /**
+   * Keeps the messages in the quarantine, retrying while the database does not answer; false
+   * when stopped before they could be written
+   */
+  private async toQuarantine(
+    items: { entry: Stored; reason: QuarantineReason; detail: string }[],
+  ): Promise<boolean> {
+    if (items.length === 0) return true;
     let retryMs = RETRY_START_MS;
     for (;;) {
       try {
-        const outcome = await this.repo.writeBatch(records);
-        this.metrics.duplicates += outcome.duplicates;
-        this.metrics.batches++;
-        return outcome.inserted;
-      } catch (err) {
-        this.metrics.writeFailures++;
-        if (err instanceof RefusedDataError) throw err;
-        this.log.error(
-          { err: errorMessage(err), messages: records.length, retryInMs: retryMs },
-          'cannot store a batch; its messages stay unacknowledged and the write is retried',
+        await this.quarantine.add(
+          items.map(({ entry: e, reason, detail }) => ({
+            device: e.record.device,
+            topic: e.topic,
+            reason,
+            detail,
+            payload: e.record.payload,
+            receivedAt: e.receivedAt,
+          })),
         );
-        if (this.stopping) {
-          this.pending = [];
-          return undefined;
-        }
-        await new Promise((r) => setTimeout(r, retryMs));
+        this.unreachable = undefined;
+        break;
+      } catch (err) {
+        if (!(await this.waitForDatabase(err, items.length, retryMs))) return false;
         retryMs = Math.min(RETRY_MAX_MS, retryMs * 2);
       }
     }
+    for (const { entry: e, reason, detail } of items) {
+      e.notStored = true;
+      this.metrics.countQuarantined(reason);
+      this.rejections.warn(
+        `quarantined/${reason}/${e.record.device}`,
+        { device: e.record.device, topic: e.topic, reason, detail: detail.slice(0, 500) },
+        'message quarantined: it follows the wire contract but cannot be stored (GET /api/v1/quarantine)',
+      );
+    }
+    return true;
   }
 
-  private refuse(entry: Stored, err: RefusedDataError): void {
-    entry.refused = true;
-    this.metrics.countRejected('refused_by_database');
-    const { kind, device } = entry.record;
-    this.rejections.warn(
-      `refused_by_database/${device}`,
-      { kind, device, err: err.message, payload: entry.record.payload.slice(0, 200) },
-      'message dropped: the database refuses a value in it, although it follows the wire contract',
+  /** whether the database answers a trivial write (a transaction on the write path) */
+  private async databaseAnswers(): Promise<boolean> {
+    try {
+      await this.repo.sql.write([{ sql: 'SELECT 1' }]);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** reports the database unreachable and waits `ms`; false when stopping (give up, unacknowledged) */
+  private async waitForDatabase(err: unknown, messages: number, ms: number): Promise<boolean> {
+    this.unreachable = errorMessage(err);
+    this.log.error(
+      { err: this.unreachable, messages, retryInMs: ms },
+      'cannot write to the database; the messages stay unacknowledged and the write is retried',
     );
+    if (this.stopping) {
+      this.pending = [];
+      return false;
+    }
+    await new Promise((r) => setTimeout(r, ms));
+    return true;
   }
 
   private acknowledge(batch: Entry[], inserted: StoredEvent[] | undefined): void {
     if (!inserted) return;
     const now = Date.now();
     for (const e of batch) {
-      if (e.record && !e.refused) {
-        this.metrics.countIngested(e.record.kind);
+      const stored = e.record !== undefined && !e.notStored;
+      if (stored) {
+        this.metrics.countIngested(e.record!.kind);
         this.metrics.observeLatency((now - e.receivedAt) / 1000);
       }
       try {
-        e.ack();
+        e.ack(stored ? 'stored' : 'rejected');
       } catch (err) {
         this.log.error({ err: errorMessage(err) }, 'cannot acknowledge a stored message');
       }

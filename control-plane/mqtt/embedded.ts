@@ -6,13 +6,15 @@ import type { Logger } from '../../common/logger.ts';
 import { parseTopic, topics } from '../../contract/index.ts';
 import type { DeviceCredentials } from '../auth.ts';
 import type { EmbeddedBrokerSettings } from '../config.ts';
-import type { Deliver, MqttLink } from './link.ts';
+import { type Deliver, type MqttLink, mayRetain } from './link.ts';
 import { acceptMqttConnection } from './v5-adapter.ts';
 
 /** who may connect (with `deviceCredentials`), and where refusals are reported */
 export interface DeviceAccess {
   credentials: DeviceCredentials;
   refused(topic: string, device: string | undefined): void;
+  /** a retained message the broker was told not to keep */
+  retainCleared(topic: string): void;
 }
 
 /**
@@ -20,7 +22,11 @@ export interface DeviceAccess {
  * Will, goes through aedes' `authorizePublish` hook before aedes answers the PUBACK (aedes writes
  * the PUBACK before `published` runs, so that hook would be too late): the hook hands the message
  * to ingest and calls back once it is stored, so a device deletes an event from its spool only
- * after it is in the database. The control plane's own publishes (commands) skip the hook.
+ * after it is in the database. The control plane's own publishes (commands) skip the hook. Aedes
+ * stores a retained message after the hook, so the hook decides what stays retained: only an
+ * availability or identity message, and only once ingest stored it (a rejected one is forwarded
+ * but not kept). A device over its rate waits for its PUBACKs, and aedes reads nothing more
+ * from its connection meanwhile.
  * MQTT v5 clients (the device agents) reach aedes through the v5 adapter.
  *
  * With `deviceCredentials`, a client connects with its device id and token, publishes only under
@@ -45,7 +51,15 @@ export async function startEmbeddedBroker(
         }
       }
       const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-      deliver(packet.topic, payload, () => callback(null));
+      const clearRetain = () => {
+        packet.retain = false;
+        access.retainCleared(packet.topic);
+      };
+      if (packet.retain && !mayRetain(packet.topic)) clearRetain();
+      deliver(packet.topic, payload, (verdict) => {
+        if (packet.retain && verdict !== 'stored' && payload.length > 0) clearRetain();
+        callback(null);
+      });
     },
     ...(settings.deviceCredentials
       ? {

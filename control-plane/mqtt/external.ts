@@ -4,7 +4,7 @@ import type { Logger } from '../../common/logger.ts';
 import { redactUrl } from '../../common/net.ts';
 import { ingestWildcard } from '../../contract/index.ts';
 import type { ExternalBrokerSettings } from '../config.ts';
-import type { Deliver, MqttLink } from './link.ts';
+import { type Deliver, type MqttLink, mayRetain } from './link.ts';
 
 const CONNECT_TIMEOUT_MS = 15_000;
 const CLOSE_TIMEOUT_MS = 2000;
@@ -61,11 +61,16 @@ class PubackWriter {
  * plane is down, and QoS 1 on the ingest wildcard (a shared subscription when `sharedGroup` is set).
  * A PUBACK goes out only after the message is stored: if the control plane dies first, the broker
  * delivers the message again and ingest's idempotency absorbs the repeat.
+ *
+ * The subscription keeps the retain flag as published, so that the link sees which messages the
+ * broker keeps: one that ingest did not store, or on a topic that is not retained, is cleared by
+ * publishing an empty retained message on its topic (`retainCleared` is told).
  */
 export async function connectExternalBroker(
   settings: ExternalBrokerSettings,
   deliver: Deliver,
   log: Logger,
+  retainCleared: (topic: string) => void,
 ): Promise<MqttLink> {
   const client: MqttClient = connect(settings.url, {
     protocolVersion: 5,
@@ -84,16 +89,28 @@ export async function connectExternalBroker(
   const filter = ingestWildcard(settings.sharedGroup);
   const pubacks = new PubackWriter(() => (client.connected ? client.stream : undefined));
 
+  /** an empty retained message deletes the one the broker keeps (an empty one is never cleared again) */
+  const clearRetained = (packet: IPublishPacket, payload: Buffer, verdict: 'stored' | 'rejected') => {
+    if (!packet.retain || payload.length === 0) return;
+    if (verdict === 'stored' && mayRetain(packet.topic)) return;
+    retainCleared(packet.topic);
+    client.publish(packet.topic, '', { qos: 1, retain: true }, (err) => {
+      if (err) log.warn({ topic: packet.topic, err: err.message }, 'cannot clear a retained message');
+    });
+  };
   client.handleMessage = (packet: IPublishPacket, callback) => {
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     if (packet.qos !== 1 || packet.messageId === undefined) {
-      deliver(packet.topic, payload, () => undefined);
+      deliver(packet.topic, payload, (verdict) => clearRetained(packet, payload, verdict));
       callback();
       return;
     }
     const stream = client.stream;
     const messageId = packet.messageId;
-    deliver(packet.topic, payload, () => pubacks.ack(stream, messageId));
+    deliver(packet.topic, payload, (verdict) => {
+      clearRetained(packet, payload, verdict);
+      pubacks.ack(stream, messageId);
+    });
     callback(ACK_DEFERRED);
   };
 
@@ -109,7 +126,7 @@ export async function connectExternalBroker(
       { url: redactUrl(settings.url), sessionPresent: connack.sessionPresent },
       'connected to the MQTT broker',
     );
-    client.subscribe(filter, { qos: 1 }, (err) => {
+    client.subscribe(filter, { qos: 1, rap: true }, (err) => {
       if (err) log.error({ filter, err: err.message }, 'cannot subscribe to the ingest topics');
     });
   });

@@ -2,6 +2,8 @@ import type { Placeholder } from './sql.ts';
 
 /** the column types that differ between the two backends */
 export interface Dialect {
+  /** for the steps that cannot be the same SQL (SQLite changes a key by rebuilding its table) */
+  backend: 'sqlite' | 'postgres';
   /** an auto-incrementing 64-bit primary key */
   serial: string;
   bigint: string;
@@ -9,11 +11,17 @@ export interface Dialect {
 }
 
 export const SQLITE: Dialect = {
+  backend: 'sqlite',
   serial: 'INTEGER PRIMARY KEY AUTOINCREMENT',
   bigint: 'INTEGER',
   bytes: 'BLOB',
 };
-export const POSTGRES: Dialect = { serial: 'BIGSERIAL PRIMARY KEY', bigint: 'BIGINT', bytes: 'BYTEA' };
+export const POSTGRES: Dialect = {
+  backend: 'postgres',
+  serial: 'BIGSERIAL PRIMARY KEY',
+  bigint: 'BIGINT',
+  bytes: 'BYTEA',
+};
 
 export interface Migration {
   version: number;
@@ -88,6 +96,82 @@ export const MIGRATIONS: readonly Migration[] = [
         sha256 TEXT NOT NULL,
         bytes ${d.bytes} NOT NULL,
         created_at ${d.bigint} NOT NULL
+      )`,
+    ],
+  },
+  {
+    version: 2,
+    name: 'ids scoped to their device (events, camera statuses, snapshots); quarantine',
+    statements: (d) => [
+      ...(d.backend === 'postgres'
+        ? [
+            `ALTER TABLE events DROP CONSTRAINT events_id_seq_key,
+              ADD CONSTRAINT events_device_id_seq_key UNIQUE (device, id, seq)`,
+            'ALTER TABLE camera_statuses DROP CONSTRAINT camera_statuses_pkey, ADD PRIMARY KEY (device, id)',
+            'ALTER TABLE snapshots DROP CONSTRAINT snapshots_pkey, ADD PRIMARY KEY (device, id)',
+          ]
+        : [
+            // SQLite changes a key by copying the table (the rows keep their cursors, and
+            // AUTOINCREMENT continues after the largest)
+            `CREATE TABLE events_v2 (
+              cursor ${d.serial},
+              id TEXT NOT NULL,
+              seq INTEGER NOT NULL,
+              phase TEXT NOT NULL,
+              device TEXT NOT NULL,
+              camera TEXT NOT NULL,
+              camera_seq ${d.bigint} NOT NULL,
+              rule TEXT NOT NULL,
+              rule_type TEXT NOT NULL,
+              label TEXT NOT NULL,
+              at ${d.bigint} NOT NULL,
+              received_at ${d.bigint} NOT NULL,
+              payload TEXT NOT NULL,
+              UNIQUE (device, id, seq)
+            )`,
+            'INSERT INTO events_v2 SELECT * FROM events',
+            'DROP TABLE events',
+            'ALTER TABLE events_v2 RENAME TO events',
+            'CREATE INDEX events_device ON events (device, camera, cursor)',
+            'CREATE INDEX events_rule ON events (rule, cursor)',
+            'CREATE INDEX events_label ON events (label, cursor)',
+            'CREATE INDEX events_at ON events (at)',
+            `CREATE TABLE camera_statuses_v2 (
+              id TEXT NOT NULL,
+              device TEXT NOT NULL,
+              camera TEXT NOT NULL,
+              camera_seq ${d.bigint} NOT NULL,
+              state TEXT NOT NULL,
+              at TEXT NOT NULL,
+              reason TEXT,
+              received_at ${d.bigint} NOT NULL,
+              PRIMARY KEY (device, id)
+            )`,
+            'INSERT INTO camera_statuses_v2 SELECT * FROM camera_statuses',
+            'DROP TABLE camera_statuses',
+            'ALTER TABLE camera_statuses_v2 RENAME TO camera_statuses',
+            'CREATE INDEX camera_statuses_latest ON camera_statuses (device, camera, camera_seq)',
+            `CREATE TABLE snapshots_v2 (
+              id TEXT NOT NULL,
+              device TEXT NOT NULL,
+              content_type TEXT NOT NULL,
+              sha256 TEXT NOT NULL,
+              bytes ${d.bytes} NOT NULL,
+              created_at ${d.bigint} NOT NULL,
+              PRIMARY KEY (device, id)
+            )`,
+            'INSERT INTO snapshots_v2 SELECT * FROM snapshots',
+            'DROP TABLE snapshots',
+            'ALTER TABLE snapshots_v2 RENAME TO snapshots',
+          ]),
+      `CREATE TABLE quarantine (
+        id ${d.serial},
+        device TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        received_at ${d.bigint} NOT NULL
       )`,
     ],
   },

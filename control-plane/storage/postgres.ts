@@ -21,7 +21,7 @@ import {
 import {
   type CameraRow,
   type CommandRow,
-  commandResultUpsertSql,
+  commandResultSql,
   DEVICE_COLUMNS,
   type DeviceRow,
   deviceUpsertSql,
@@ -31,6 +31,7 @@ import {
   latestCameraStatusSql,
   type SnapshotIdentity,
   type SnapshotRow,
+  sameEvent,
   snapshotIdentitySql,
   toCommand,
   toDevice,
@@ -73,10 +74,16 @@ async function migrate(pool: pg.Pool): Promise<void> {
 
 type EventInsert = ReturnType<typeof eventRow>;
 
-/** what a batch's transaction wrote: the cursors of the events inserted (undefined: all of them) */
+/**
+ * what a batch's transaction wrote: the cursors of the events inserted (undefined: all of them),
+ * of those not inserted because another content is stored under their (device, id, seq), and the
+ * positions of the command results that answer no command of their device
+ */
 interface Written {
   events: Set<number> | undefined;
+  conflicting: Set<number>;
   statusDuplicates: number;
+  unknownResults: number[];
 }
 
 /** SQLSTATE of a unique index refusing a row */
@@ -156,14 +163,19 @@ const INSERT_EVENTS = `INSERT INTO events (cursor, id, seq, phase, device, camer
     cursor bigint, id text, seq integer, phase text, device text, camera text, camera_seq bigint,
     rule text, rule_type text, label text, at bigint, received_at bigint, payload text)
   ORDER BY cursor
-  ON CONFLICT (id, seq) DO NOTHING
+  ON CONFLICT (device, id, seq) DO NOTHING
   RETURNING cursor`;
+
+/** the stored text of each (device, id, seq) of `$1` (a JSON list of rows with those and a cursor) */
+const STORED_EVENTS = `SELECT x.cursor, e.payload
+  FROM json_to_recordset($1::json) AS x(cursor bigint, device text, id text, seq integer)
+  JOIN events e ON e.device = x.device AND e.id = x.id AND e.seq = x.seq`;
 
 const INSERT_STATUSES = `INSERT INTO camera_statuses (id, device, camera, camera_seq, state, at, reason, received_at)
   SELECT id, device, camera, camera_seq, state, at, reason, received_at
   FROM json_to_recordset($1::json) AS x(
     id text, device text, camera text, camera_seq bigint, state text, at text, reason text, received_at bigint)
-  ON CONFLICT (id) DO NOTHING`;
+  ON CONFLICT (device, id) DO NOTHING`;
 
 /** every device of the batch in one statement, in id order (the plan sorts them) */
 const UPSERT_DEVICES = deviceUpsertSql(
@@ -172,6 +184,20 @@ const UPSERT_DEVICES = deviceUpsertSql(
     telemetry text, telemetry_at bigint) ORDER BY id`,
   'greatest',
 );
+
+/** the cursors of `rows` (events not inserted) whose (device, id, seq) holds another content */
+async function conflictingEvents(client: pg.PoolClient, rows: readonly EventInsert[]): Promise<Set<number>> {
+  if (rows.length === 0) return new Set();
+  const keys = rows.map((r) => ({ cursor: r.cursor, device: r.device, id: r.id, seq: r.seq }));
+  const { rows: stored } = await client.query<{ cursor: string; payload: string }>(STORED_EVENTS, [
+    JSON.stringify(keys),
+  ]);
+  const conflicting = new Set<number>();
+  const byCursor = new Map(rows.map((r) => [r.cursor, r]));
+  for (const { cursor, payload } of stored)
+    if (!sameEvent(payload, byCursor.get(Number(cursor))!.payload)) conflicting.add(Number(cursor));
+  return conflicting;
+}
 
 /**
  * The PostgreSQL backend (`pg` pool). A batch is one transaction on one connection; its events go
@@ -252,14 +278,17 @@ export class PostgresRepository implements Repository {
         written = await this.transaction(client, plan, rows, 'skip');
       }
       const inserted: StoredEvent[] = [];
+      const conflicts: IngestRecord[] = [];
       let duplicates = written.statusDuplicates;
       plan.events.forEach((r, n) => {
         const cursor = reserved[n]!;
         if (!written.events || written.events.has(cursor))
           inserted.push({ cursor, receivedAt: r.receivedAt, event: r.message });
+        else if (written.conflicting.has(cursor)) conflicts.push(r);
         else duplicates++;
       });
-      return { inserted, duplicates };
+      const unknownResults = written.unknownResults.map((i) => plan.results[i]!);
+      return { inserted, duplicates, conflicts, unknownResults };
     } catch (err) {
       throw isRefusedData(err) ? new RefusedDataError((err as Error).message) : err;
     } finally {
@@ -280,14 +309,24 @@ export class PostgresRepository implements Repository {
   ): Promise<Written> {
     await client.query('BEGIN');
     try {
-      const written: Written = { events: undefined, statusDuplicates: 0 };
+      const written: Written = {
+        events: undefined,
+        conflicting: new Set(),
+        statusDuplicates: 0,
+        unknownResults: [],
+      };
       if (rows.length > 0) {
         if (events === 'copy') await copyEvents(client, rows);
         else {
           // one JSON parameter for the whole batch: PostgreSQL unpacks it faster than pg binds
           // thirteen parameters per row
           const inserted = await client.query<{ cursor: string }>(INSERT_EVENTS, [JSON.stringify(rows)]);
-          written.events = new Set(inserted.rows.map((r) => Number(r.cursor)));
+          const stored = new Set(inserted.rows.map((r) => Number(r.cursor)));
+          written.events = stored;
+          written.conflicting = await conflictingEvents(
+            client,
+            rows.filter((r) => !stored.has(r.cursor)),
+          );
         }
       }
       if (plan.statuses.length > 0) {
@@ -322,14 +361,15 @@ export class PostgresRepository implements Repository {
             })),
           ),
         ]);
-      for (const r of plan.results)
-        await client.query(commandResultUpsertSql(d), [
+      for (const [i, r] of plan.results.entries()) {
+        const { rowCount } = await client.query(commandResultSql(d), [
+          r.payload,
+          r.receivedAt,
           r.message.id,
           r.device,
-          r.message.name,
-          JSON.stringify(r.message),
-          r.receivedAt,
         ]);
+        if (rowCount === 0) written.unknownResults.push(i);
+      }
       await client.query('COMMIT');
       return written;
     } catch (err) {
@@ -390,16 +430,19 @@ export class PostgresRepository implements Repository {
   async putSnapshot(s: SnapshotRecord): Promise<PutSnapshotOutcome> {
     const { rowCount } = await this.pool.query(
       `INSERT INTO snapshots (id, device, content_type, sha256, bytes, created_at)
-       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
+       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device, id) DO NOTHING`,
       [s.id, s.device, s.contentType, s.sha256, s.bytes, s.createdAt],
     );
     if (rowCount === 1) return 'created';
-    const { rows } = await this.pool.query<SnapshotIdentity>(snapshotIdentitySql(d), [s.id]);
+    const { rows } = await this.pool.query<SnapshotIdentity>(snapshotIdentitySql(d), [s.device, s.id]);
     return existingSnapshotOutcome(rows[0], s);
   }
 
-  async getSnapshot(id: string): Promise<SnapshotRecord | undefined> {
-    const { rows } = await this.pool.query<SnapshotRow>('SELECT * FROM snapshots WHERE id = $1', [id]);
+  async getSnapshot(device: string, id: string): Promise<SnapshotRecord | undefined> {
+    const { rows } = await this.pool.query<SnapshotRow>(
+      'SELECT * FROM snapshots WHERE device = $1 AND id = $2',
+      [device, id],
+    );
     return rows[0] ? toSnapshot(rows[0]) : undefined;
   }
 

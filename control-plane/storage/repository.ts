@@ -88,8 +88,12 @@ export interface CommandRecord {
 export interface BatchOutcome {
   /** events stored by this batch (redelivered ones are not) */
   inserted: StoredEvent[];
-  /** events and camera statuses already stored before (QoS 1 redelivery) */
+  /** events and camera statuses already stored before with the same content (QoS 1 redelivery) */
   duplicates: number;
+  /** records of the batch not stored: events whose (device, id, seq) holds other content */
+  conflicts: IngestRecord[];
+  /** records of the batch not stored: command results for no command sent to their device */
+  unknownResults: IngestRecord[];
 }
 
 /**
@@ -105,7 +109,9 @@ export type PutSnapshotOutcome = 'created' | 'unchanged' | 'conflict';
 /**
  * Everything the control plane stores, behind one interface with two backends (SQLite, PostgreSQL).
  * `writeBatch` is one transaction: either every record of the batch is stored or none is.
- * Event messages are keyed by (id, seq), camera statuses by id: storing one again changes nothing.
+ * Every id a device sends is scoped to that device: event messages are keyed by (device, id, seq),
+ * camera statuses and snapshots by (device, id), so one device cannot take another's id; storing
+ * one again changes nothing. A command result lands only on a command sent to its device.
  */
 export interface Repository {
   readonly backend: 'sqlite' | 'postgres';
@@ -121,7 +127,7 @@ export interface Repository {
   queryEvents(filter: EventFilter): Promise<StoredEvent[]>;
   countEvents(): Promise<number>;
   putSnapshot(snapshot: SnapshotRecord): Promise<PutSnapshotOutcome>;
-  getSnapshot(id: string): Promise<SnapshotRecord | undefined>;
+  getSnapshot(device: string, id: string): Promise<SnapshotRecord | undefined>;
   createCommand(command: CommandRecord): Promise<void>;
   getCommand(id: string): Promise<CommandRecord | undefined>;
   close(): Promise<void>;

@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { CommandName, CommandResult, EventMessage } from '../../contract/index.ts';
 import type {
   CameraState,
@@ -129,10 +130,31 @@ export const DEVICE_COLUMNS = [
   'telemetry_at',
 ] as const;
 
-export function commandResultUpsertSql(p: Placeholder): string {
-  return `INSERT INTO commands (id, device, name, args, issued_at, result, result_at)
-    VALUES (${p(1)}, ${p(2)}, ${p(3)}, '{}', NULL, ${p(4)}, ${p(5)})
-    ON CONFLICT (id) DO UPDATE SET result = excluded.result, result_at = excluded.result_at`;
+/**
+ * Stores a command's result (`result`, `result_at`) on the command's row, only when the command
+ * (`id`) was sent to the device that answers (`device`): a device cannot answer for another
+ */
+export function commandResultSql(p: Placeholder): string {
+  return `UPDATE commands SET result = ${p(1)}, result_at = ${p(2)} WHERE id = ${p(3)} AND device = ${p(4)}`;
+}
+
+/** the text of the event stored under (device, id, seq) */
+export function storedEventSql(p: Placeholder): string {
+  return `SELECT payload FROM events WHERE device = ${p(1)} AND id = ${p(2)} AND seq = ${p(3)}`;
+}
+
+/**
+ * Whether an event message stored before (`stored`, its text) is the same as one received again
+ * (`received`): the same text, or the same value in another spelling. A redelivery is the same; a
+ * device that reuses an (id, seq) for another event is not.
+ */
+export function sameEvent(stored: string, received: string): boolean {
+  if (stored === received) return true;
+  try {
+    return isDeepStrictEqual(JSON.parse(stored), JSON.parse(received));
+  } catch {
+    return false;
+  }
 }
 
 export interface CommandRow {
@@ -163,9 +185,9 @@ export interface SnapshotIdentity {
   device: string;
 }
 
-/** the identity of the snapshot stored under an id */
+/** the identity of the snapshot a device stored under an id */
 export function snapshotIdentitySql(p: Placeholder): string {
-  return `SELECT sha256, device FROM snapshots WHERE id = ${p(1)}`;
+  return `SELECT sha256, device FROM snapshots WHERE device = ${p(1)} AND id = ${p(2)}`;
 }
 
 /** a snapshot whose id was stored before: the same upload again, or another one under its id */

@@ -3,12 +3,13 @@ import type Database from 'better-sqlite3';
 import { errorMessage } from '../../common/errors.ts';
 import { threadData } from '../../common/thread.ts';
 import type { SqliteSettings } from '../config.ts';
-import { existingSnapshotOutcome, type SnapshotIdentity } from './sql.ts';
+import { existingSnapshotOutcome, type SnapshotIdentity, sameEvent } from './sql.ts';
 import type { SqlOutcome, SqlStatement, SqlValue } from './sql-access.ts';
 import { openSqlite } from './sqlite-connection.ts';
 import {
   type BatchResult,
   type BatchRows,
+  CONFLICTING,
   isRefusedData,
   WRITE_SQL,
   type WriteReply,
@@ -31,13 +32,19 @@ function serve(db: Database.Database): (req: WriteRequest) => WriteResult {
   const writeBatch = db.transaction((rows: BatchRows): BatchResult => {
     const cursors = rows.events.map((p) => {
       const info = s.insertEvent.run(p);
-      return info.changes === 0 ? 0 : Number(info.lastInsertRowid);
+      if (info.changes === 1) return Number(info.lastInsertRowid);
+      // columns 3, 0, 1 and 11 of an event row: device, id, seq and the message's text
+      const stored = s.storedEvent.get(p[3], p[0], p[1]) as { payload: string };
+      return sameEvent(stored.payload, p[11] as string) ? 0 : CONFLICTING;
     });
     let statusDuplicates = 0;
     for (const p of rows.statuses) if (s.insertStatus.run(p).changes === 0) statusDuplicates++;
     for (const p of rows.devices) s.upsertDevice.run(p);
-    for (const p of rows.results) s.upsertResult.run(p);
-    return { cursors, statusDuplicates };
+    const unknownResults: number[] = [];
+    rows.results.forEach((p, i) => {
+      if (s.storeResult.run(p).changes === 0) unknownResults.push(i);
+    });
+    return { cursors, statusDuplicates, unknownResults };
   });
   const prepared = new Map<string, Database.Statement>();
   const statement = (sql: string): Database.Statement => {
@@ -73,7 +80,10 @@ function serve(db: Database.Database): (req: WriteRequest) => WriteResult {
         const x = req.snapshot;
         const created = s.insertSnapshot.run(x.id, x.device, x.contentType, x.sha256, x.bytes, x.createdAt);
         if (created.changes === 1) return 'created';
-        return existingSnapshotOutcome(s.snapshotIdentity.get(x.id) as SnapshotIdentity | undefined, x);
+        return existingSnapshotOutcome(
+          s.snapshotIdentity.get(x.device, x.id) as SnapshotIdentity | undefined,
+          x,
+        );
       }
       case 'command':
         s.insertCommand.run(req.params);

@@ -1,6 +1,6 @@
 import type { BatchPlan } from './batch-plan.ts';
 import type { PutSnapshotOutcome, SnapshotRecord } from './repository.ts';
-import { commandResultUpsertSql, deviceUpsertSql, snapshotIdentitySql } from './sql.ts';
+import { commandResultSql, deviceUpsertSql, snapshotIdentitySql, storedEventSql } from './sql.ts';
 import type { SqlOutcome, SqlStatement } from './sql-access.ts';
 
 /**
@@ -26,11 +26,19 @@ export type WriteOp =
 
 export type WriteRequest = WriteOp & { id: number };
 
-/** per event of the batch, in order: its cursor, or 0 when it was stored before */
+/**
+ * per event of the batch, in order: its cursor, 0 when it was stored before (the same content),
+ * or -1 when another content is stored under its (device, id, seq); and the positions of the
+ * command results that answer no command sent to their device
+ */
 export interface BatchResult {
   cursors: number[];
   statusDuplicates: number;
+  unknownResults: number[];
 }
+
+/** the cursor of an event in BatchResult that conflicts with the one stored */
+export const CONFLICTING = -1;
 
 export type WriteResult = BatchResult | PutSnapshotOutcome | SqlOutcome[] | null;
 
@@ -52,13 +60,14 @@ const q = () => '?';
 
 export const WRITE_SQL = {
   insertEvent: `INSERT INTO events (id, seq, phase, device, camera, camera_seq, rule, rule_type, label, at, received_at, payload)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id, seq) DO NOTHING`,
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, id, seq) DO NOTHING`,
+  storedEvent: storedEventSql(q),
   insertStatus: `INSERT INTO camera_statuses (id, device, camera, camera_seq, state, at, reason, received_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, id) DO NOTHING`,
   upsertDevice: deviceUpsertSql('VALUES (?, ?, ?, ?, ?, ?, ?, ?)', 'max'),
-  upsertResult: commandResultUpsertSql(q),
+  storeResult: commandResultSql(q),
   insertSnapshot: `INSERT INTO snapshots (id, device, content_type, sha256, bytes, created_at)
-    VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+    VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device, id) DO NOTHING`,
   snapshotIdentity: snapshotIdentitySql(q),
   insertCommand:
     'INSERT INTO commands (id, device, name, args, issued_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING',
@@ -101,12 +110,11 @@ export function batchRows(plan: BatchPlan): BatchRows {
       d.telemetry,
       d.telemetryAt,
     ]),
-    results: plan.results.map(({ device, message: m, receivedAt }) => [
+    results: plan.results.map(({ device, message: m, receivedAt, payload }) => [
+      payload,
+      receivedAt,
       m.id,
       device,
-      m.name,
-      JSON.stringify(m),
-      receivedAt,
     ]),
   };
 }

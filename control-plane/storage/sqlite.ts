@@ -29,7 +29,7 @@ import {
 import type { SqlAccess, SqlOutcome, SqlValue } from './sql-access.ts';
 import { openSqlite } from './sqlite-connection.ts';
 import { SqliteWriter } from './sqlite-writer.ts';
-import { type BatchResult, batchRows } from './sqlite-writes.ts';
+import { type BatchResult, batchRows, CONFLICTING } from './sqlite-writes.ts';
 
 const q = () => '?';
 
@@ -82,7 +82,7 @@ export class SqliteRepository implements Repository {
       cameras: db.prepare(latestCameraStatusSql(q, false)),
       camerasOf: db.prepare(latestCameraStatusSql(q, true)),
       countEvents: db.prepare('SELECT count(*) AS n FROM events'),
-      snapshot: db.prepare('SELECT * FROM snapshots WHERE id = ?'),
+      snapshot: db.prepare('SELECT * FROM snapshots WHERE device = ? AND id = ?'),
       command: db.prepare('SELECT * FROM commands WHERE id = ?'),
     };
   }
@@ -103,18 +103,20 @@ export class SqliteRepository implements Repository {
 
   async writeBatch(records: readonly IngestRecord[]): Promise<BatchOutcome> {
     const plan = planBatch(records);
-    const { cursors, statusDuplicates } = (await this.writer.request({
+    const { cursors, statusDuplicates, unknownResults } = (await this.writer.request({
       op: 'batch',
       rows: batchRows(plan),
     })) as BatchResult;
     const inserted: StoredEvent[] = [];
+    const conflicts: IngestRecord[] = [];
     let duplicates = statusDuplicates;
     plan.events.forEach((r, i) => {
       const cursor = cursors[i]!;
       if (cursor === 0) duplicates++;
+      else if (cursor === CONFLICTING) conflicts.push(r);
       else inserted.push({ cursor, receivedAt: r.receivedAt, event: r.message });
     });
-    return { inserted, duplicates };
+    return { inserted, duplicates, conflicts, unknownResults: unknownResults.map((i) => plan.results[i]!) };
   }
 
   async listDevices(): Promise<DeviceRecord[]> {
@@ -144,8 +146,8 @@ export class SqliteRepository implements Repository {
     return (await this.writer.request({ op: 'snapshot', snapshot })) as PutSnapshotOutcome;
   }
 
-  async getSnapshot(id: string): Promise<SnapshotRecord | undefined> {
-    const row = this.stmts.snapshot.get(id) as SnapshotRow | undefined;
+  async getSnapshot(device: string, id: string): Promise<SnapshotRecord | undefined> {
+    const row = this.stmts.snapshot.get(device, id) as SnapshotRow | undefined;
     return row ? toSnapshot(row) : undefined;
   }
 

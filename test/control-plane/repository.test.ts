@@ -276,11 +276,79 @@ function repositorySuite(name: string, open: () => Promise<Repository>): void {
         await repo.putSnapshot({ ...snap, sha256: 'f'.repeat(64), bytes: jpeg('two') }),
         'conflict',
       );
-      const got = await repo.getSnapshot('snap-0001');
+      const got = await repo.getSnapshot('box-1', 'snap-0001');
       assert.ok(got);
       assert.deepEqual(Buffer.from(got.bytes), bytes);
       assert.equal(got.createdAt, T0);
-      assert.equal(await repo.getSnapshot('snap-none'), undefined);
+      assert.equal(await repo.getSnapshot('box-1', 'snap-none'), undefined);
+      assert.equal(await repo.getSnapshot('box-2', 'snap-0001'), undefined);
+    });
+
+    it("keeps each device's snapshot ids its own: one cannot squat another's", async () => {
+      const snap = (device: string, fill: string) => {
+        const bytes = jpeg(fill);
+        return {
+          id: 'snap-squat',
+          device,
+          contentType: 'image/jpeg',
+          sha256: createHash('sha256').update(bytes).digest('hex'),
+          bytes,
+          createdAt: T0,
+        };
+      };
+      assert.equal(await repo.putSnapshot(snap('squatter', 'theirs')), 'created');
+      assert.equal(await repo.putSnapshot(snap('owner', 'mine')), 'created');
+      assert.deepEqual(Buffer.from((await repo.getSnapshot('owner', 'snap-squat'))!.bytes), jpeg('mine'));
+      assert.deepEqual(
+        Buffer.from((await repo.getSnapshot('squatter', 'snap-squat'))!.bytes),
+        jpeg('theirs'),
+      );
+    });
+
+    it('keeps event ids scoped to their device, and tells another content under a stored (device, id, seq) from a redelivery', async () => {
+      const owner = eventRecord({ device: 'id-owner', cameraSeq: 1 });
+      const id = (owner as { message: { id: string } }).message.id;
+      const squat = eventRecord({ device: 'id-squatter', id, cameraSeq: 9, label: 'car' });
+      const first = await repo.writeBatch([squat]);
+      assert.equal(first.inserted.length, 1);
+      const second = await repo.writeBatch([owner]);
+      assert.equal(second.inserted.length, 1, "another device's event with the same id does not hide it");
+      assert.deepEqual((await repo.queryEvents({ device: 'id-owner', limit: 5 }))[0]?.event, owner.message);
+      const respelt = { ...owner, payload: JSON.stringify(owner.message, null, 2) };
+      const other = eventRecord({ device: 'id-owner', id, cameraSeq: 2, label: 'truck' });
+      const again = await repo.writeBatch([owner, respelt, other, other]);
+      assert.equal(again.inserted.length, 0);
+      assert.equal(again.duplicates, 2, 'the same content (in any spelling) is a redelivery');
+      assert.deepEqual(again.conflicts, [other, other], 'another content is a conflict');
+      assert.deepEqual((await repo.queryEvents({ device: 'id-owner', limit: 5 })).length, 1);
+    });
+
+    it('stores a command result only for a command sent to the device that answers', async () => {
+      await repo.createCommand({
+        id: 'cmd-scoped-1',
+        device: 'cmd-owner',
+        name: 'snapshot',
+        args: {},
+        issuedAt: T0,
+        result: null,
+        resultAt: null,
+      });
+      const result = (device: string, id: string): IngestRecord =>
+        record(
+          'cmd_result',
+          device,
+          { v: 1, id, device, name: 'snapshot', ok: true, message: 'forged', at: iso(T0) },
+          T0,
+        );
+      const forged = result('cmd-forger', 'cmd-scoped-1');
+      const unknown = result('cmd-owner', 'cmd-never-sent');
+      const outcome = await repo.writeBatch([forged, unknown]);
+      assert.deepEqual(outcome.unknownResults, [forged, unknown]);
+      assert.equal((await repo.getCommand('cmd-scoped-1'))?.result, null);
+      assert.equal(await repo.getCommand('cmd-never-sent'), undefined, 'an unknown id inserts nothing');
+      const real = result('cmd-owner', 'cmd-scoped-1');
+      assert.deepEqual((await repo.writeBatch([real])).unknownResults, []);
+      assert.equal((await repo.getCommand('cmd-scoped-1'))?.result?.message, 'forged');
     });
 
     it('records commands and attaches their results', async () => {

@@ -29,7 +29,7 @@ export function commandRoutes(app: App, ctx: ApiContext): void {
           'Body `{"args": {...}}` (e.g. `{"args": {"camera": "cam-1"}}` for snapshot and restart-camera). The result appears at resultUrl once the device answers.',
         params: Type.Object({ id: DeviceId, name: CommandName }),
         body: CommandRequest,
-        response: { 202: CommandView, 404: ErrorBody, 502: ErrorBody },
+        response: { 202: CommandView, 400: ErrorBody, 404: ErrorBody, 413: ErrorBody, 502: ErrorBody },
       },
     },
     async (req, reply) => {

@@ -7,14 +7,26 @@ export function opsRoutes(app: App, ctx: ApiContext): void {
     '/healthz',
     {
       config: { access: 'public' },
-      schema: { tags: ['operations'], summary: 'liveness: the process runs', response: { 200: Health } },
+      schema: {
+        tags: ['operations'],
+        summary: 'liveness: the process runs; degraded while messages cannot be stored',
+        description:
+          'Always 200 while the process serves (a liveness probe must not restart a control plane ' +
+          'that waits for its database): `status` is `degraded`, with `reasons`, while writes fail ' +
+          'because the database does not answer; received messages then wait unacknowledged.',
+        response: { 200: Health },
+      },
     },
-    async () => ({
-      status: 'ok' as const,
-      storage: ctx.repo.backend,
-      mqtt: ctx.mqttUrl(),
-      pendingMessages: ctx.pendingMessages(),
-    }),
+    async () => {
+      const reasons = ctx.degradedReasons();
+      return {
+        status: reasons.length > 0 ? ('degraded' as const) : ('ok' as const),
+        reasons,
+        storage: ctx.repo.backend,
+        mqtt: ctx.mqttUrl(),
+        pendingMessages: ctx.pendingMessages(),
+      };
+    },
   );
 
   app.get(

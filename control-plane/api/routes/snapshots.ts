@@ -22,7 +22,7 @@ export function snapshotRoutes(app: App, ctx: ApiContext): void {
       schema: {
         tags: ['snapshots'],
         summary: 'upload a JPEG snapshot (by the device, with its token); idempotent',
-        description: `Content-Type ${SNAPSHOT_CONTENT_TYPE}, at most ${MAX_SNAPSHOT_BYTES} bytes, Authorization: Bearer <device token>. The same id with the same bytes answers 200; with other bytes 409.`,
+        description: `Content-Type ${SNAPSHOT_CONTENT_TYPE}, at most ${MAX_SNAPSHOT_BYTES} bytes, Authorization: Bearer <device token>. Ids are the device's own: another device may use the same id. The same id with the same bytes answers 200; with other bytes 409.`,
         params: Type.Object({ device: DeviceId, id: SnapshotId }),
         headers: Type.Object({ authorization: Type.Optional(Type.String()) }),
         response: {
@@ -69,13 +69,13 @@ export function snapshotRoutes(app: App, ctx: ApiContext): void {
   );
 
   app.get(
-    '/api/v1/snapshots/:id',
+    '/api/v1/devices/:device/snapshots/:id',
     {
       config: { access: 'viewer' },
       schema: {
         tags: ['snapshots'],
-        summary: 'a stored snapshot (image/jpeg)',
-        params: Type.Object({ id: SnapshotId }),
+        summary: 'a snapshot the device stored (image/jpeg); an event names it by its device and snapshot.id',
+        params: Type.Object({ device: DeviceId, id: SnapshotId }),
         response: {
           200: Type.Unsafe<Buffer>({ type: 'string', format: 'binary', description: SNAPSHOT_CONTENT_TYPE }),
           404: ErrorBody,
@@ -83,10 +83,10 @@ export function snapshotRoutes(app: App, ctx: ApiContext): void {
       },
     },
     async (req, reply) => {
-      const snapshot = await ctx.repo.getSnapshot(req.params.id);
+      const snapshot = await ctx.repo.getSnapshot(req.params.device, req.params.id);
       if (!snapshot)
         return reply.code(404).send({
-          error: `no snapshot ${req.params.id}`,
+          error: `device "${req.params.device}" has no snapshot ${req.params.id}`,
           hint: 'the device may not have uploaded it yet',
         });
       return reply
