@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freeTcpPort } from '../../common/net.ts';
+import { httpPaths } from '../../contract/http.ts';
 import type { EventMessage, Telemetry } from '../../contract/payloads.ts';
 import { getJson } from '../control-plane/setup.ts';
 import { eventually } from '../helpers/eventually.ts';
@@ -120,7 +121,7 @@ describe('argus demo (what `npm run demo` starts after the bootstrap)', () => {
       );
       const jpeg = await eventually(
         async () => {
-          const res = await fetch(`${httpUrl}/api/v1/snapshots/${event.snapshot!.id}`);
+          const res = await fetch(`${httpUrl}${httpPaths.snapshot(event.device, event.snapshot!.id)}`);
           return res.ok ? Buffer.from(await res.arrayBuffer()) : undefined;
         },
         20_000,

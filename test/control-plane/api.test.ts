@@ -125,7 +125,7 @@ describe('control-plane REST API', () => {
         401,
         "box-1's token is not box-2's",
       );
-      assert.equal((await fetch(`${cp.httpUrl}/api/v1/snapshots/snap-auth-1`)).status, 404);
+      assert.equal((await fetch(url('box-1', 'snap-auth-1'))).status, 404);
     });
 
     it('checks content type, size and JPEG signature', async () => {
@@ -149,8 +149,9 @@ describe('control-plane REST API', () => {
       assert.equal(((await first.json()) as { created: boolean }).created, true);
       assert.equal((await put('box-1', 'snap-idem-1', jpeg('same'), auth)).status, 200);
       assert.equal((await put('box-1', 'snap-idem-1', jpeg('other'), auth)).status, 409);
-      const got = await fetch(`${cp.httpUrl}/api/v1/snapshots/snap-idem-1`);
+      const got = await fetch(url('box-1', 'snap-idem-1'));
       assert.deepEqual(Buffer.from(await got.arrayBuffer()), jpeg('same'));
+      assert.equal((await fetch(url('box-2', 'snap-idem-1'))).status, 404, "box-1's id is not box-2's");
     });
   });
 
@@ -187,7 +188,7 @@ describe('control-plane REST API', () => {
       '/api/v1/events',
       '/api/v1/events/stream',
       '/api/v1/devices/{device}/snapshots/{id}',
-      '/api/v1/snapshots/{id}',
+      '/api/v1/quarantine',
       '/api/v1/devices/{id}/commands/{name}',
       '/api/v1/commands/{id}',
     ])
@@ -197,6 +198,7 @@ describe('control-plane REST API', () => {
     assert.match(await metrics.text(), /argus_ingest_messages_total\{kind="event"\} 3\d/);
     assert.deepEqual(await getJson(`${cp.httpUrl}/healthz`), {
       status: 'ok',
+      reasons: [],
       storage: 'sqlite',
       mqtt: cp.mqttUrl,
       pendingMessages: 0,

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect, type MqttClient } from 'mqtt';
-import { MAX_PAYLOAD_BYTES, topics } from '../../contract/index.ts';
+import { httpPaths, MAX_PAYLOAD_BYTES, topics } from '../../contract/index.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
 import { AgentProcess, writeAgentConfig } from '../helpers/device-setup.ts';
 import { eventually } from '../helpers/eventually.ts';
@@ -127,13 +127,14 @@ for (const [broker, storage] of [
       await eventually(
         async () => {
           for (const id of snapshots)
-            if ((await fetch(`${cp.httpUrl}/api/v1/snapshots/${id}`)).status !== 200) return undefined;
+            if ((await fetch(`${cp.httpUrl}${httpPaths.snapshot('box-1', id)}`)).status !== 200)
+              return undefined;
           return true;
         },
         20_000,
         'every referenced snapshot uploaded',
       );
-      const res = await fetch(`${cp.httpUrl}/api/v1/snapshots/${snapshots[0]}`);
+      const res = await fetch(`${cp.httpUrl}${httpPaths.snapshot('box-1', snapshots[0]!)}`);
       assert.equal(res.headers.get('content-type'), 'image/jpeg');
       assert.equal(Buffer.from(await res.arrayBuffer()).readUInt16BE(0), 0xffd8);
       assert.equal(await metric(cp.httpUrl, 'argus_ingest_rejected_total{reason="schema"}'), 0);
@@ -173,7 +174,7 @@ for (const [broker, storage] of [
       assert.equal(done.result?.ok, true);
       const snapshot = done.result?.data?.snapshot?.id;
       assert.ok(snapshot);
-      assert.equal((await fetch(`${cp.httpUrl}/api/v1/snapshots/${snapshot}`)).status, 200);
+      assert.equal((await fetch(`${cp.httpUrl}${httpPaths.snapshot('box-1', snapshot)}`)).status, 200);
     });
 
     it('marks the device offline when the agent stops', async () => {
@@ -236,9 +237,10 @@ for (const [broker, storage] of [
       assert.equal((await allEvents(cp, 'box-2')).length, 1);
     });
 
-    it('drops a message the database refuses without holding back the messages around it', async () => {
+    it('quarantines a message the database refuses without holding back the messages around it', async () => {
       const client = await v5Client(cp.mqttUrl);
-      const refused = () => metric(cp.httpUrl, 'argus_ingest_rejected_total{reason="refused_by_database"}');
+      const refused = () =>
+        metric(cp.httpUrl, 'argus_ingest_quarantined_total{reason="refused_by_database"}');
       const before = await refused();
       // a NUL character follows the contract but PostgreSQL cannot store it in text; SQLite can
       const messages = Array.from({ length: 41 }, (_, i) =>
