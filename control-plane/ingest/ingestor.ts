@@ -184,6 +184,8 @@ export class Ingestor {
    * Writes the entries' records, retrying while the database does not answer. A write that fails
    * while it answers is split (the halves written one after the other, so that their events still
    * get cursors in arrival order) until the failing message is alone, and that one is quarantined.
+   * When the quarantine cannot be written either, the database cannot write after all: the
+   * message is retried like a batch while the database is down.
    */
   private async storeEntries(entries: Stored[]): Promise<StoredEvent[] | undefined> {
     let retryMs = RETRY_START_MS;
@@ -198,22 +200,21 @@ export class Ingestor {
         failure = err;
       }
       this.metrics.writeFailures++;
-      if (failure instanceof RefusedDataError || (await this.databaseAnswers()))
-        return this.isolate(entries, failure);
+      if (failure instanceof RefusedDataError || (await this.databaseWrites())) {
+        if (entries.length > 1) return this.split(entries);
+        const reason: QuarantineReason =
+          failure instanceof RefusedDataError ? 'refused_by_database' : 'write_failed';
+        const kept = await this.toQuarantine([{ entry: entries[0]!, reason, detail: errorMessage(failure) }]);
+        if (kept === true) return [];
+        failure = kept;
+      }
       if (!(await this.waitForDatabase(failure, entries.length, retryMs))) return undefined;
       retryMs = Math.min(RETRY_MAX_MS, retryMs * 2);
     }
   }
 
-  /** a write that failed while the database answers: halves, then the message alone to quarantine */
-  private async isolate(entries: Stored[], err: unknown): Promise<StoredEvent[] | undefined> {
-    if (entries.length === 1) {
-      const reason: QuarantineReason =
-        err instanceof RefusedDataError ? 'refused_by_database' : 'write_failed';
-      return (await this.toQuarantine([{ entry: entries[0]!, reason, detail: errorMessage(err) }]))
-        ? []
-        : undefined;
-    }
+  /** writes the halves of a batch that failed, one after the other */
+  private async split(entries: Stored[]): Promise<StoredEvent[] | undefined> {
     const half = Math.ceil(entries.length / 2);
     const first = await this.storeEntries(entries.slice(0, half));
     const second = first && (await this.storeEntries(entries.slice(half)));
@@ -222,8 +223,9 @@ export class Ingestor {
 
   /**
    * What a committed batch did not store: events that conflict with the stored ones go to
-   * quarantine, results for no command of their device are rejected. False when stopped before
-   * the quarantine could be written (the batch then stays unacknowledged and comes again).
+   * quarantine (retried while the database does not answer), results for no command of their
+   * device are rejected. False when stopped before the quarantine was written (the batch then
+   * stays unacknowledged and comes again).
    */
   private async settle(entries: Stored[], outcome: BatchOutcome): Promise<boolean> {
     this.metrics.duplicates += outcome.duplicates;
@@ -239,43 +241,40 @@ export class Ingestor {
         'command result rejected: no command with its id was sent to this device',
       );
     }
-    return this.toQuarantine(
-      outcome.conflicts.map((record) => ({
-        entry: byRecord.get(record)!,
-        reason: 'conflicting_duplicate' as const,
-        detail: 'another event is stored under the same (device, id, seq)',
-      })),
-    );
-  }
-
-  /**
-   * Keeps the messages in the quarantine, retrying while the database does not answer; false
-   * when stopped before they could be written
-   */
-  private async toQuarantine(
-    items: { entry: Stored; reason: QuarantineReason; detail: string }[],
-  ): Promise<boolean> {
-    if (items.length === 0) return true;
+    const conflicts = outcome.conflicts.map((record) => ({
+      entry: byRecord.get(record)!,
+      reason: 'conflicting_duplicate' as const,
+      detail: 'another event is stored under the same (device, id, seq)',
+    }));
     let retryMs = RETRY_START_MS;
     for (;;) {
-      try {
-        await this.quarantine.add(
-          items.map(({ entry: e, reason, detail }) => ({
-            device: e.record.device,
-            topic: e.topic,
-            reason,
-            detail,
-            payload: e.record.payload,
-            receivedAt: e.receivedAt,
-          })),
-        );
-        this.unreachable = undefined;
-        break;
-      } catch (err) {
-        if (!(await this.waitForDatabase(err, items.length, retryMs))) return false;
-        retryMs = Math.min(RETRY_MAX_MS, retryMs * 2);
-      }
+      const kept = await this.toQuarantine(conflicts);
+      if (kept === true) return true;
+      if (!(await this.waitForDatabase(kept, conflicts.length, retryMs))) return false;
+      retryMs = Math.min(RETRY_MAX_MS, retryMs * 2);
     }
+  }
+
+  /** keeps the messages in the quarantine: true, or the error that prevented it */
+  private async toQuarantine(
+    items: { entry: Stored; reason: QuarantineReason; detail: string }[],
+  ): Promise<true | unknown> {
+    if (items.length === 0) return true;
+    try {
+      await this.quarantine.add(
+        items.map(({ entry: e, reason, detail }) => ({
+          device: e.record.device,
+          topic: e.topic,
+          reason,
+          detail,
+          payload: e.record.payload,
+          receivedAt: e.receivedAt,
+        })),
+      );
+    } catch (err) {
+      return err;
+    }
+    this.unreachable = undefined;
     for (const { entry: e, reason, detail } of items) {
       e.notStored = true;
       this.metrics.countQuarantined(reason);
@@ -288,10 +287,13 @@ export class Ingestor {
     return true;
   }
 
-  /** whether the database answers a trivial write (a transaction on the write path) */
-  private async databaseAnswers(): Promise<boolean> {
+  /**
+   * Whether the database takes a trivial write (one that changes nothing but needs the write
+   * path: a transaction, the write lock): a failure it also refuses is not the message's fault
+   */
+  private async databaseWrites(): Promise<boolean> {
     try {
-      await this.repo.sql.write([{ sql: 'SELECT 1' }]);
+      await this.repo.sql.write([{ sql: 'DELETE FROM quarantine WHERE id < 0' }]);
       return true;
     } catch {
       return false;

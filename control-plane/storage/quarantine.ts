@@ -76,8 +76,8 @@ export class QuarantineStore {
     const rows = await this.sql.read<QuarantineRow>(
       page.before === undefined
         ? `SELECT * FROM quarantine ORDER BY id DESC LIMIT ${p(1)}`
-        : `SELECT * FROM quarantine WHERE id < ${p(2)} ORDER BY id DESC LIMIT ${p(1)}`,
-      page.before === undefined ? [page.limit] : [page.limit, page.before],
+        : `SELECT * FROM quarantine WHERE id < ${p(1)} ORDER BY id DESC LIMIT ${p(2)}`,
+      page.before === undefined ? [page.limit] : [page.before, page.limit],
     );
     return rows.map((r) => ({
       id: Number(r.id),

@@ -37,6 +37,7 @@ export class PostgresServer {
     readonly port: number,
     private readonly asUser: string[],
     private readonly bin: string,
+    private readonly settings: string,
   ) {}
 
   static async start(options: PostgresOptions = {}): Promise<PostgresServer> {
@@ -49,18 +50,38 @@ export class PostgresServer {
       const { stdout: gid } = await run('id', ['-g', 'postgres']);
       chownSync(dir, Number(stdout.trim()), Number(gid.trim()));
     }
-    const server = new PostgresServer(dir, await freeTcpPort(), asUser, bin);
-    const data = join(dir, 'data');
-    await server.exec('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
+    const port = await freeTcpPort();
     const settings = [
-      `-p ${server.port}`,
+      `-p ${port}`,
       `-k ${dir}`,
       '-c listen_addresses=127.0.0.1',
       `-c fsync=${options.fsync === false ? 'off' : 'on'}`,
       '-c max_connections=200',
     ].join(' ');
-    await server.exec('pg_ctl', ['-D', data, '-o', settings, '-l', join(dir, 'server.log'), '-w', 'start']);
+    const server = new PostgresServer(dir, port, asUser, bin, settings);
+    const data = join(dir, 'data');
+    await server.exec('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
+    await server.resume();
     return server;
+  }
+
+  /** stops the server (immediately, like a crash or a lost host), keeping its data for `resume` */
+  async halt(): Promise<void> {
+    await this.exec('pg_ctl', ['-D', join(this.dir, 'data'), '-m', 'immediate', '-w', 'stop']);
+  }
+
+  /** starts a halted server again on the same port and data */
+  async resume(): Promise<void> {
+    await this.exec('pg_ctl', [
+      '-D',
+      join(this.dir, 'data'),
+      '-o',
+      this.settings,
+      '-l',
+      join(this.dir, 'server.log'),
+      '-w',
+      'start',
+    ]);
   }
 
   private async exec(tool: string, args: string[]): Promise<void> {
