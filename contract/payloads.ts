@@ -37,6 +37,11 @@ export const CONTRACT_BOUNDS = {
 } as const;
 
 const B = CONTRACT_BOUNDS;
+/**
+ * text stored in a column of its own (an id, a rule, a label, a reason): no NUL character, which
+ * PostgreSQL cannot store in text (in the payload's JSON text a NUL is escaped and harmless)
+ */
+const NO_NUL = '^[^\\u0000]*$';
 const Name = (description?: string) =>
   Type.String({ maxLength: B.name, ...(description ? { description } : {}) });
 const Text = (description?: string) =>
@@ -185,7 +190,8 @@ export const EventMessageSchema = Type.Object(
     id: Type.String({
       minLength: 8,
       maxLength: 64,
-      description: 'stable id of the event across its lifecycle',
+      pattern: NO_NUL,
+      description: 'stable id of the event across its lifecycle, unique per device',
     }),
     seq: Type.Integer({
       minimum: 0,
@@ -196,11 +202,17 @@ export const EventMessageSchema = Type.Object(
     device: DeviceId,
     camera: CameraId,
     cameraSeq: Counter('per-camera message counter, strictly increasing'),
-    rule: Type.String({ minLength: 1, maxLength: 64, description: 'rule id from the scene' }),
+    rule: Type.String({
+      minLength: 1,
+      maxLength: 64,
+      pattern: NO_NUL,
+      description: 'rule id from the scene',
+    }),
     ruleType: Type.Enum(RULE_TYPES),
     label: Type.String({
       minLength: 1,
       maxLength: 64,
+      pattern: NO_NUL,
       description: 'object class, or "*" for rules about many objects',
     }),
     trackId: Type.Integer({
@@ -240,13 +252,13 @@ export const EventMessageSchema = Type.Object(
 export const CameraStatusSchema = Type.Object(
   {
     v: V,
-    id: Type.String({ minLength: 8, maxLength: 64 }),
+    id: Type.String({ minLength: 8, maxLength: 64, pattern: NO_NUL }),
     device: DeviceId,
     camera: CameraId,
     cameraSeq: Counter(),
     state: Type.Union([Type.Literal('online'), Type.Literal('offline')]),
     at: Timestamp,
-    reason: Type.Optional(Text()),
+    reason: Type.Optional(Type.String({ maxLength: B.text, pattern: NO_NUL })),
   },
   { additionalProperties: false },
 );
