@@ -407,8 +407,11 @@ async function main(): Promise<void> {
     pg = await PostgresServer.start();
     log(`bench:ingest — ${MESSAGES} QoS 1 event messages per run, Mosquitto ${mosquitto.url}`);
 
+    // one simulated device sends every message of a run: its rate is not limited here (a fleet's
+    // devices each stay far below ingest.deviceRate)
     const external = (clientId: string) =>
-      `http: { port: 0 }\nmqtt:\n  external: { url: "${mosquitto!.url}", clientId: ${clientId} }\n`;
+      `http: { port: 0 }\nmqtt:\n  external: { url: "${mosquitto!.url}", clientId: ${clientId} }\n` +
+      'ingest: { deviceRate: { messagesPerSecond: 1000000, burst: 10000000 } }\n';
     const rates = { raw: [] as number[], sqlite: [] as number[], postgres: [] as number[] };
     const cpu = { sqlite: [] as number[], postgres: [] as number[] };
     for (let r = 1; r <= ROUNDS; r++) {
