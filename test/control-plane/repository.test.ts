@@ -4,11 +4,21 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import pgModule from 'pg';
 import type { CommandResult, Identity, Telemetry } from '../../contract/index.ts';
 import { openRepository } from '../../control-plane/index.ts';
+import {
+  CREATE_MIGRATIONS_TABLE,
+  MIGRATIONS,
+  POSTGRES,
+  SQLITE,
+} from '../../control-plane/storage/migrations.ts';
 import type { IngestRecord, Repository } from '../../control-plane/storage/repository.ts';
 import { PostgresServer } from '../helpers/postgres.ts';
 import { eventMessage, jpeg } from './fixtures.ts';
+
+const PgClient = pgModule.Client;
 
 const T0 = Date.parse('2026-05-01T10:00:00.000Z');
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -408,4 +418,103 @@ repositorySuite('postgres', async () => {
   const url = await pg.createDatabase('argus_repo');
   await (await openRepository({ kind: 'postgres', postgres: { url, poolSize: 4 } })).close();
   return openRepository({ kind: 'postgres', postgres: { url, poolSize: 4 } });
+});
+
+/** a database left by the first release (migration 1 only), with rows in every table it has */
+async function seedVersion1(
+  query: (sql: string, params?: unknown[]) => Promise<unknown>,
+  p: (i: number) => string,
+) {
+  const d = p(1) === '?' ? SQLITE : POSTGRES;
+  await query(CREATE_MIGRATIONS_TABLE);
+  for (const statement of MIGRATIONS[0]!.statements(d)) await query(statement);
+  await query(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (1, 'v1', 'then')`);
+  const old = eventMessage({ device: 'old-box', id: 'old-event-1' });
+  await query(
+    `INSERT INTO events (cursor, id, seq, phase, device, camera, camera_seq, rule, rule_type, label, at, received_at, payload)
+     VALUES (${[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13].map(p).join(', ')})`,
+    [
+      41,
+      old.id,
+      0,
+      'new',
+      'old-box',
+      'cam-1',
+      0,
+      old.rule,
+      old.ruleType,
+      old.label,
+      T0,
+      T0,
+      JSON.stringify(old),
+    ],
+  );
+  await query(
+    `INSERT INTO camera_statuses (id, device, camera, camera_seq, state, at, reason, received_at)
+     VALUES (${[1, 2, 3, 4, 5, 6, 7, 8].map(p).join(', ')})`,
+    ['old-status-1', 'old-box', 'cam-1', 1, 'online', iso(T0), null, T0],
+  );
+  await query(
+    `INSERT INTO snapshots (id, device, content_type, sha256, bytes, created_at) VALUES (${[1, 2, 3, 4, 5, 6].map(p).join(', ')})`,
+    ['old-snap-1', 'old-box', 'image/jpeg', 'a'.repeat(64), jpeg('old'), T0],
+  );
+}
+
+/** what migration 2 must keep of a version-1 database, and what it must change */
+async function checkMigrated(repo: Repository): Promise<void> {
+  const [old] = await repo.queryEvents({ device: 'old-box', limit: 5 });
+  assert.equal(old?.cursor, 41, 'the cursor stays');
+  const next = await repo.writeBatch([eventRecord({ device: 'old-box' })]);
+  assert.ok(next.inserted[0]!.cursor > 41, 'new cursors continue after the largest');
+  const squat = await repo.writeBatch([eventRecord({ device: 'new-box', id: 'old-event-1' })]);
+  assert.equal(squat.inserted.length, 1, 'the id is scoped to its device now');
+  assert.deepEqual(Buffer.from((await repo.getSnapshot('old-box', 'old-snap-1'))!.bytes), jpeg('old'));
+  assert.deepEqual(
+    await repo.sql.read('SELECT count(*) AS n FROM quarantine').then((r) => Number(r[0]!.n)),
+    0,
+  );
+  const versions = await repo.sql.read<{ version: number }>(
+    'SELECT version FROM schema_migrations ORDER BY version',
+  );
+  assert.deepEqual(
+    versions.map((v) => Number(v.version)),
+    [1, 2],
+  );
+}
+
+describe('migration 2 on a version-1 database', () => {
+  it('sqlite: rebuilds the tables with device-scoped keys and keeps every row and cursor', async () => {
+    const path = join(dir, 'v1.db');
+    const db = new Database(path);
+    await seedVersion1(
+      async (sql, params = []) => db.prepare(sql).run(...params),
+      () => '?',
+    );
+    db.close();
+    const repo = await openRepository({ kind: 'sqlite', sqlite: { path, synchronous: 'normal' } });
+    try {
+      await checkMigrated(repo);
+    } finally {
+      await repo.close();
+    }
+  });
+
+  it('postgres: alters the keys to device-scoped ones and keeps every row and cursor', async () => {
+    const url = await pg.createDatabase('argus_v1');
+    const client = new PgClient({ connectionString: url });
+    await client.connect();
+    await seedVersion1(
+      (sql, params) => client.query(sql, params),
+      (i) => `$${i}`,
+    );
+    // the sequence as the first release left it (rows were inserted with nextval)
+    await client.query(`SELECT setval(pg_get_serial_sequence('events', 'cursor'), 41)`);
+    await client.end();
+    const repo = await openRepository({ kind: 'postgres', postgres: { url, poolSize: 4 } });
+    try {
+      await checkMigrated(repo);
+    } finally {
+      await repo.close();
+    }
+  });
 });
