@@ -100,6 +100,11 @@ export async function connectExternalBroker(
   };
   client.handleMessage = (packet: IPublishPacket, callback) => {
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    // an empty retained message deletes what the broker kept (ours, clearing one): not a message
+    if (packet.retain && payload.length === 0) {
+      callback();
+      return;
+    }
     if (packet.qos !== 1 || packet.messageId === undefined) {
       deliver(packet.topic, payload, (verdict) => clearRetained(packet, payload, verdict));
       callback();

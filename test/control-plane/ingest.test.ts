@@ -190,6 +190,52 @@ for (const [broker, storage] of [
       );
     });
 
+    it('leaves retained on the broker only the availability and identity messages it stored', async () => {
+      const client = await v5Client(cp.mqttUrl);
+      const cleared = () => metric(cp.httpUrl, 'argus_ingest_retain_cleared_total');
+      const before = await cleared();
+      const retain = { qos: 1 as const, retain: true };
+      await client.publishAsync(topics.identity('box-r1'), '{"v":1,', retain);
+      await client.publishAsync(topics.available('box-r2'), JSON.stringify({ v: 1, state: 'gone' }), retain);
+      await client.publishAsync(
+        topics.telemetry('box-r3'),
+        JSON.stringify({ v: 1, device: 'box-r3', hello: 1 }),
+        retain,
+      );
+      await client.publishAsync(
+        topics.available('box-r4'),
+        JSON.stringify({ v: 1, state: 'online' }),
+        retain,
+      );
+      await eventually(
+        async () => ((await cleared()) - before === 3 ? true : undefined),
+        10_000,
+        'three retained messages cleared',
+      );
+      const watcher = await v5Client(cp.mqttUrl);
+      const retained: string[] = [];
+      watcher.on('message', (topic, payload, packet) => {
+        if (packet.retain && payload.length > 0) retained.push(topic);
+      });
+      await watcher.subscribeAsync(['argus/v1/+/identity', 'argus/v1/+/available', 'argus/v1/+/telemetry'], {
+        qos: 1,
+      });
+      // what the broker keeps reaches a new subscriber before a message published after it subscribed
+      const ping = new Promise<void>((resolve) =>
+        watcher.on('message', (topic) => topic === topics.available('box-r5') && resolve()),
+      );
+      await client.publishAsync(topics.available('box-r5'), JSON.stringify({ v: 1, state: 'online' }), {
+        qos: 1,
+      });
+      await ping;
+      assert.deepEqual(
+        retained.filter((t) => /\/box-r\d\//.test(t)),
+        [topics.available('box-r4')],
+      );
+      await watcher.endAsync();
+      await client.endAsync();
+    });
+
     it('marks a device offline by its Last Will when its connection drops', async () => {
       const will = {
         topic: topics.available('box-5'),
