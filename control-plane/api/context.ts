@@ -4,8 +4,10 @@ import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from 'fasti
 import type { DeviceCredentials } from '../auth.ts';
 import './access.ts';
 import type { CommandSender } from '../commands.ts';
+import type { DeviceHealth } from '../device-health.ts';
 import type { EventBus } from '../event-bus.ts';
 import type { Metrics } from '../metrics.ts';
+import type { DeviceHistory } from '../storage/device-history.ts';
 import type { Repository } from '../storage/repository.ts';
 
 /** what the routes use */
@@ -17,6 +19,10 @@ export interface ApiContext {
   commands: CommandSender;
   mqttUrl: () => string;
   pendingMessages: () => number;
+  health: DeviceHealth;
+  history: DeviceHistory;
+  /** whether this replica holds the retention lease */
+  retentionLeader: () => boolean;
 }
 
 export type App = FastifyInstance<

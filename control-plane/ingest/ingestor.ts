@@ -53,7 +53,8 @@ export class Ingestor {
     private readonly settings: IngestSettings,
     private readonly metrics: Metrics,
     private readonly log: Logger,
-    private readonly onStored: (events: StoredEvent[]) => void,
+    /** after a batch committed: its new events, and every record it stored (redelivered ones too) */
+    private readonly onStored: (events: StoredEvent[], records: IngestRecord[]) => void,
   ) {
     this.rejections = new RateLimitedLog(log);
   }
@@ -194,8 +195,10 @@ export class Ingestor {
   private acknowledge(batch: Entry[], inserted: StoredEvent[] | undefined): void {
     if (!inserted) return;
     const now = Date.now();
+    const records: IngestRecord[] = [];
     for (const e of batch) {
       if (e.record && !e.refused) {
+        records.push(e.record);
         this.metrics.countIngested(e.record.kind);
         this.metrics.observeLatency((now - e.receivedAt) / 1000);
       }
@@ -205,9 +208,9 @@ export class Ingestor {
         this.log.error({ err: errorMessage(err) }, 'cannot acknowledge a stored message');
       }
     }
-    if (inserted.length === 0) return;
+    if (records.length === 0) return;
     try {
-      this.onStored(inserted);
+      this.onStored(inserted, records);
     } catch (err) {
       this.log.error({ err: errorMessage(err) }, 'a live-event listener failed');
     }
