@@ -126,7 +126,7 @@ const RetentionSection = Type.Object(
     /** a retention run every this many seconds, on the one replica holding the `retention` lease */
     intervalS: Type.Number({ minimum: 1, default: 600 }),
     /** rows deleted in one transaction: ingest waits for one such transaction at most */
-    batchRows: Type.Integer({ minimum: 1, maximum: 10_000, default: 2000 }),
+    batchRows: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
     /** pause between two deleting transactions, so that ingest keeps its pace */
     pauseMs: Type.Number({ minimum: 0, maximum: 10_000, default: 50 }),
     /**

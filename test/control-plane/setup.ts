@@ -13,6 +13,8 @@ export interface TestControlPlaneOptions {
   /** a PostgreSQL URL; SQLite in `dir` when absent */
   postgresUrl?: string;
   clientId?: string;
+  /** more sections of the config (e.g. `retention`, `health`) */
+  config?: Record<string, unknown>;
 }
 
 /** a test control plane in its own temporary directory, with an MQTT v5 client on its broker */
@@ -51,6 +53,7 @@ export function startTestControlPlane(o: TestControlPlaneOptions): Promise<Contr
         ? { postgres: { url: o.postgresUrl } }
         : { sqlite: { path: join(o.dir, 'argus.db'), synchronous: 'normal' } },
       devices: [{ id: 'box-1', token: TOKEN }],
+      ...o.config,
     }),
   );
 }
