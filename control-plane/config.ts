@@ -151,7 +151,7 @@ const HealthSection = Type.Object(
      */
     staleAfterS: Type.Number({ minimum: 1, default: 90 }),
     /** how often the replica holding the `device-health` lease records devices falling silent */
-    sweepS: Type.Number({ minimum: 1, default: 15 }),
+    sweepS: Type.Number({ exclusiveMinimum: 0, default: 15 }),
   },
   { additionalProperties: false, default: {} },
 );

@@ -86,11 +86,7 @@ function leaseSuite(name: string, open: () => Promise<Repository>): void {
       assert.equal(jb.held, false);
       await ja.stop(); // releases the lease: B takes it at its next renewal
       const ranByA = runs.length;
-      await eventually(
-        async () => (runs.slice(ranByA).includes('B') ? true : undefined),
-        5000,
-        'a run by B',
-      );
+      await eventually(async () => (runs.slice(ranByA).includes('B') ? true : undefined), 5000, 'a run by B');
       assert.ok(runs.slice(ranByA).every((h) => h === 'B'));
       await jb.stop();
     });
