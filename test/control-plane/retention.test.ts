@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { connect } from 'mqtt';
 import { type Telemetry, topics } from '../../contract/index.ts';
 import type { StorageSettings } from '../../control-plane/config.ts';
@@ -303,6 +304,28 @@ function retentionSuite(name: string, storage: () => Promise<StorageSettings>): 
       }
     });
 
+    it('stops between two transactions once the lease is no longer held', async () => {
+      const repo = await openRepository(await storage());
+      try {
+        const now = Date.now();
+        await repo.writeBatch(
+          Array.from({ length: 3000 }, (_, i) =>
+            record('event', 'box-1', eventMessage({ cameraSeq: i }), now - 40 * DAY + i),
+          ),
+        );
+        let checks = 0;
+        const config = controlPlaneConfig({ retention: { batchRows: 500, pauseMs: 0 } });
+        const report = await new Retention(repo, config.retention, new Metrics().retention).run(
+          () => ++checks <= 2,
+        );
+        assert.equal(report.complete, false);
+        assert.equal(report.kinds.events!.deletedByAge, 1000, 'two transactions, then it stopped');
+        assert.equal(await repo.countEvents(), 2000);
+      } finally {
+        await repo.close();
+      }
+    });
+
     it('runs in the background of a control plane, under its lease, while ingest goes on', async () => {
       const settings = await storage();
       const seed = await openRepository(settings);
@@ -362,6 +385,25 @@ function retentionSuite(name: string, storage: () => Promise<StorageSettings>): 
     });
   });
 }
+
+describe('SQLite file made without incremental auto-vacuum', () => {
+  it('is converted once when opened, keeping its rows', async () => {
+    const path = join(dir, 'old.db');
+    const old = new Database(path);
+    old.pragma('journal_mode = WAL');
+    old.exec('CREATE TABLE kept (x TEXT)');
+    old.prepare('INSERT INTO kept VALUES (?)').run('row');
+    assert.equal(old.pragma('auto_vacuum', { simple: true }), 0);
+    old.close();
+    const repo = await openRepository({ kind: 'sqlite', sqlite: { path, synchronous: 'normal' } });
+    try {
+      assert.equal(await count(repo, 'SELECT auto_vacuum AS n FROM pragma_auto_vacuum()'), 2);
+      assert.deepEqual(await repo.sql.read('SELECT x FROM kept'), [{ x: 'row' }]);
+    } finally {
+      await repo.close();
+    }
+  });
+});
 
 let dir: string;
 let pg: PostgresServer;
