@@ -118,6 +118,61 @@ const IngestSection = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+/** how long and how much of one kind of row is kept; the older rows go first */
+const RetentionLimit = (maxAgeDays: number, maxMiB: number, what: string) =>
+  Type.Object(
+    {
+      maxAgeDays: Type.Number({
+        exclusiveMinimum: 0,
+        default: maxAgeDays,
+        description: `${what} older than this (days) are deleted`,
+      }),
+      maxMiB: Type.Number({
+        exclusiveMinimum: 0,
+        default: maxMiB,
+        description: `${what} beyond this total (MiB, estimated from the stored bytes) are deleted, oldest first`,
+      }),
+    },
+    { additionalProperties: false, default: {} },
+  );
+
+const RetentionSection = Type.Object(
+  {
+    /** false: nothing is ever deleted (the database grows without bound) */
+    enabled: Type.Boolean({ default: true }),
+    /** a retention run every this many seconds, on the one replica holding the `retention` lease */
+    intervalS: Type.Number({ minimum: 1, default: 600 }),
+    /** rows deleted in one transaction: ingest waits for one such transaction at most */
+    batchRows: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
+    /** pause between two deleting transactions, so that ingest keeps its pace */
+    pauseMs: Type.Number({ minimum: 0, maximum: 10_000, default: 50 }),
+    /**
+     * The defaults fit a 16 GB disk beside the system (about 5.5 GiB in all): snapshots are the
+     * bulk (~7 MB a minute for two cameras at the demo's rate), so pictures go after a week and
+     * events after a month
+     */
+    events: RetentionLimit(30, 1024, 'event messages'),
+    snapshots: RetentionLimit(7, 4096, 'snapshots'),
+    cameraStatuses: RetentionLimit(30, 64, "camera status messages (each camera's latest is kept)"),
+    telemetry: RetentionLimit(14, 256, 'telemetry history messages'),
+    availability: RetentionLimit(30, 16, "device availability changes (each device's latest is kept)"),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const HealthSection = Type.Object(
+  {
+    /**
+     * a device that sent nothing for this long counts as offline, its cameras unknown and its
+     * telemetry stale: three heartbeats at the device's default `heartbeatS` (30 s)
+     */
+    staleAfterS: Type.Number({ minimum: 1, default: 90 }),
+    /** how often the replica holding the `device-health` lease records devices falling silent */
+    sweepS: Type.Number({ exclusiveMinimum: 0, default: 15 }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 const DeviceCredential = Type.Object(
   {
     id: Type.String({ pattern: DEVICE_ID_PATTERN }),
@@ -135,6 +190,8 @@ export const ControlPlaneConfigSchema = Type.Object(
     mqtt: MqttSection,
     storage: StorageSection,
     ingest: IngestSection,
+    retention: RetentionSection,
+    health: HealthSection,
     /** devices allowed to upload snapshots, with their credential */
     devices: Type.Array(DeviceCredential, { default: [] }),
   },
@@ -147,6 +204,9 @@ export type EmbeddedBrokerSettings = Type.Static<typeof EmbeddedBroker>;
 export type SqliteSettings = Type.Static<typeof SqliteStorage>;
 export type PostgresSettings = Type.Static<typeof PostgresStorage>;
 export type IngestSettings = Type.Static<typeof IngestSection>;
+export type RetentionSettings = Type.Static<typeof RetentionSection>;
+export type RetentionLimitSettings = Type.Static<ReturnType<typeof RetentionLimit>>;
+export type HealthSettings = Type.Static<typeof HealthSection>;
 
 export type BrokerSettings =
   | { kind: 'embedded'; embedded: EmbeddedBrokerSettings }
@@ -161,6 +221,8 @@ export interface ControlPlaneConfig {
   mqtt: BrokerSettings;
   storage: StorageSettings;
   ingest: IngestSettings;
+  retention: RetentionSettings;
+  health: HealthSettings;
   devices: { id: string; tokenSha256: string }[];
 }
 
@@ -198,7 +260,15 @@ function resolveConfig(loaded: LoadedConfig<ConfigFile>, baseDir: string): Contr
         const sqlite = v.storage.sqlite ?? (sqliteDefaults.withDefaults({}) as SqliteSettings);
         return { kind: 'sqlite', sqlite: { ...sqlite, path: resolve(baseDir, sqlite.path) } } as const;
       })();
-  return { http: v.http, mqtt, storage, ingest: v.ingest, devices };
+  return {
+    http: v.http,
+    mqtt,
+    storage,
+    ingest: v.ingest,
+    retention: v.retention,
+    health: v.health,
+    devices,
+  };
 }
 
 /** validates a config given as data (e.g. by tests or an embedding program); `baseDir` resolves paths */

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { StatusChange } from './storage/device-history.ts';
 import type { StoredEvent } from './storage/repository.ts';
 
 /**
@@ -16,6 +17,25 @@ export function eventView(e: StoredEvent) {
 /** the Server-Sent Events message of a stored event: its cursor as id, its view as data */
 export function sseFrame(e: StoredEvent): string {
   return `id: ${e.cursor}\nevent: event\ndata: ${JSON.stringify(eventView(e))}\n\n`;
+}
+
+/** a camera status or device availability change as the API serves it, in the history and live */
+export function statusView(c: StatusChange) {
+  return {
+    kind: c.kind,
+    device: c.device,
+    camera: c.camera,
+    state: c.state,
+    at: c.at,
+    reason: c.reason,
+    source: c.source,
+    receivedAt: new Date(c.receivedAt).toISOString(),
+  };
+}
+
+/** the Server-Sent Events message of a status change (no id: ids are event cursors) */
+export function statusFrame(c: StatusChange): string {
+  return `event: status\ndata: ${JSON.stringify(statusView(c))}\n\n`;
 }
 
 /** where a live stream's frames go: an HTTP response */
@@ -38,10 +58,11 @@ export interface LiveStream {
 interface Subscriber {
   output: StreamOutput;
   wants: (event: StoredEvent) => boolean;
+  wantsStatus: (change: StatusChange) => boolean;
 }
 
 /**
- * Newly stored events, published after their transaction committed: to listeners, and as SSE frames
+ * Newly stored events (and status changes), published after their transaction committed: to listeners, and as SSE frames
  * to live streams. A frame is built once per event and the same string written to every stream that
  * wants the event. A stream whose output holds more than MAX_STREAM_BACKLOG_BYTES unsent is cut:
  * its output destroyed (the response's `close` follows) and `streamsCut` counts it.
@@ -72,14 +93,33 @@ export class EventBus {
     }
   }
 
+  /** camera status and device availability changes, as SSE `event: status` frames */
+  publishStatus(changes: readonly StatusChange[]): void {
+    for (const c of changes) {
+      let frame: string | undefined;
+      for (const s of this.subscribers) {
+        if (!s.wantsStatus(c)) continue;
+        frame ??= statusFrame(c);
+        this.write(s, frame);
+      }
+    }
+  }
+
   subscribe(listener: (event: StoredEvent) => void): () => void {
     this.emitter.on('event', listener);
     return () => this.emitter.off('event', listener);
   }
 
-  /** writes the frame of every event `wants` accepts to `output`, until closed or cut */
-  openStream(output: StreamOutput, wants: (event: StoredEvent) => boolean): LiveStream {
-    const s: Subscriber = { output, wants };
+  /**
+   * writes the frame of every event `wants` accepts, and of every status change `wantsStatus`
+   * accepts, to `output`, until closed or cut
+   */
+  openStream(
+    output: StreamOutput,
+    wants: (event: StoredEvent) => boolean,
+    wantsStatus: (change: StatusChange) => boolean = () => false,
+  ): LiveStream {
+    const s: Subscriber = { output, wants, wantsStatus };
     this.subscribers.add(s);
     return {
       send: (frame) => {

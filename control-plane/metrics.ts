@@ -30,6 +30,32 @@ export type QuarantineReason = (typeof QUARANTINE_REASONS)[number];
 /** upper bounds (s) of the ingest latency histogram: receipt of a message → its transaction committed */
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
+/** which limit a retention delete enforced */
+export type RetentionLimitKind = 'age' | 'size';
+
+/** what retention did, per kind of rows (see retention/) */
+export class RetentionMetrics {
+  /** `${kind}/${limit}` → rows deleted */
+  readonly rowsDeleted = new Map<string, number>();
+  /** kind → estimated bytes of the rows deleted */
+  readonly bytesDeleted = new Map<string, number>();
+  /** kind → estimated bytes stored, as of the last run */
+  readonly storedBytes = new Map<string, number>();
+  /** bytes the database file shrank by (SQLite incremental vacuum) */
+  reclaimedBytes = 0;
+  runs = 0;
+  failures = 0;
+  /** ms since the epoch; 0 before the first run */
+  lastRunAt = 0;
+  lastRunSeconds = 0;
+
+  countDeleted(kind: string, limit: RetentionLimitKind, rows: number, bytes: number): void {
+    const key = `${kind}/${limit}`;
+    this.rowsDeleted.set(key, (this.rowsDeleted.get(key) ?? 0) + rows);
+    this.bytesDeleted.set(kind, (this.bytesDeleted.get(kind) ?? 0) + bytes);
+  }
+}
+
 /** the control plane's counters, rendered in the Prometheus text format by `render` */
 export class Metrics {
   readonly ingested = new Map<string, number>();
@@ -44,6 +70,7 @@ export class Metrics {
   writeFailures = 0;
   commands = 0;
   sseClients = 0;
+  readonly retention = new RetentionMetrics();
   private readonly latencyCounts = LATENCY_BUCKETS.map(() => 0);
   private latencySum = 0;
   private latencyCount = 0;
@@ -67,7 +94,14 @@ export class Metrics {
       if (seconds <= LATENCY_BUCKETS[i]!) this.latencyCounts[i]!++;
   }
 
-  render(gauges: { devicesOnline: number; pending: number; streamsCut: number }): string {
+  render(gauges: {
+    devicesOnline: number;
+    devicesSilent: number;
+    pending: number;
+    streamsCut: number;
+    /** whether this replica holds the retention lease */
+    retentionLeader: boolean;
+  }): string {
     const lines: string[] = [];
     const metric = (name: string, type: string, help: string, samples: [string, number][]) => {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -125,9 +159,19 @@ export class Metrics {
       `argus_ingest_latency_seconds_sum ${this.latencySum}`,
       `argus_ingest_latency_seconds_count ${this.latencyCount}`,
     );
-    metric('argus_devices_online', 'gauge', 'devices whose availability is online', [
-      ['', gauges.devicesOnline],
-    ]);
+    metric(
+      'argus_devices_online',
+      'gauge',
+      'devices whose availability is online and that sent a message within health.staleAfterS',
+      [['', gauges.devicesOnline]],
+    );
+    metric(
+      'argus_devices_silent',
+      'gauge',
+      'devices whose availability says online but that sent nothing within health.staleAfterS (counted offline)',
+      [['', gauges.devicesSilent]],
+    );
+    this.renderRetention(metric, gauges.retentionLeader);
     metric('argus_commands_total', 'counter', 'commands published to devices', [['', this.commands]]);
     metric('argus_event_stream_clients', 'gauge', 'open live event streams', [['', this.sseClients]]);
     metric(
@@ -143,5 +187,53 @@ export class Metrics {
       ['', (cpu.user + cpu.system) / 1e6],
     ]);
     return `${lines.join('\n')}\n`;
+  }
+
+  private renderRetention(
+    metric: (name: string, type: string, help: string, samples: [string, number][]) => void,
+    leader: boolean,
+  ): void {
+    const r = this.retention;
+    metric(
+      'argus_retention_rows_deleted_total',
+      'counter',
+      'rows deleted by retention, by kind and by the limit (age, size) that deleted them',
+      [...r.rowsDeleted].map(([key, v]) => {
+        const [kind, limit] = key.split('/');
+        return [`{kind="${kind}",limit="${limit}"}`, v];
+      }),
+    );
+    metric(
+      'argus_retention_bytes_deleted_total',
+      'counter',
+      'estimated bytes of the rows retention deleted, by kind',
+      [...r.bytesDeleted].map(([k, v]) => [`{kind="${k}"}`, v]),
+    );
+    metric(
+      'argus_retention_stored_bytes',
+      'gauge',
+      'estimated bytes stored, by kind, after the last retention run',
+      [...r.storedBytes].map(([k, v]) => [`{kind="${k}"}`, v]),
+    );
+    metric(
+      'argus_retention_reclaimed_bytes_total',
+      'counter',
+      'bytes the database file shrank by after deletes (SQLite incremental vacuum)',
+      [['', r.reclaimedBytes]],
+    );
+    metric('argus_retention_runs_total', 'counter', 'retention runs on this replica', [['', r.runs]]);
+    metric('argus_retention_failures_total', 'counter', 'retention runs that failed', [['', r.failures]]);
+    metric(
+      'argus_retention_last_run_timestamp_seconds',
+      'gauge',
+      'end of the last retention run on this replica (0: none yet)',
+      [['', r.lastRunAt / 1000]],
+    );
+    metric('argus_retention_last_run_duration_seconds', 'gauge', 'how long the last retention run took', [
+      ['', r.lastRunSeconds],
+    ]);
+    metric('argus_retention_leader', 'gauge', '1 when this replica holds the retention lease', [
+      ['', leader ? 1 : 0],
+    ]);
   }
 }

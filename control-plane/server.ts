@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { errorMessage } from '../common/errors.ts';
 import { createLogger, type Logger } from '../common/logger.ts';
 import { redactUrl } from '../common/net.ts';
@@ -5,13 +7,18 @@ import { buildApi } from './api/app.ts';
 import { DeviceCredentials } from './auth.ts';
 import { CommandSender } from './commands.ts';
 import type { ControlPlaneConfig } from './config.ts';
+import { DeviceHealth } from './device-health.ts';
 import { EventBus } from './event-bus.ts';
 import { Ingestor } from './ingest/ingestor.ts';
 import { RateLimitedLog } from './ingest/rate-limited-log.ts';
+import { LeasedJob } from './leased-job.ts';
 import { Metrics } from './metrics.ts';
 import { startEmbeddedBroker } from './mqtt/embedded.ts';
 import { connectExternalBroker } from './mqtt/external.ts';
 import type { MqttLink } from './mqtt/link.ts';
+import { Retention } from './retention/retention.ts';
+import { DeviceHistory, statusChangesOf } from './storage/device-history.ts';
+import { LeaseStore } from './storage/leases.ts';
 import { openRepository } from './storage/open.ts';
 import { QuarantineStore } from './storage/quarantine.ts';
 import type { Repository, StoredEvent } from './storage/repository.ts';
@@ -27,6 +34,54 @@ export interface ControlPlane {
   onEvent(listener: (event: StoredEvent) => void): () => void;
   /** stores what was received, then stops the API, the broker link and the database; idempotent */
   close(): Promise<void>;
+}
+
+/** a lease's holder that stops renewing loses it after this long */
+const LEASE_TTL_MS = 30_000;
+
+/**
+ * The jobs that run on one replica at a time, each under its lease: retention, and the health
+ * sweep recording devices that fall silent (published on this replica's live streams)
+ */
+function startLeasedJobs(
+  config: ControlPlaneConfig,
+  repository: Repository,
+  metrics: Metrics,
+  bus: EventBus,
+  log: Logger,
+) {
+  const leases = new LeaseStore(repository.sql);
+  const holder = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const health = new DeviceHealth(repository.sql, config.health);
+  const sweep = new LeasedJob(
+    leases,
+    { name: 'device-health', holder, ttlMs: LEASE_TTL_MS, intervalMs: config.health.sweepS * 1000 },
+    async () => bus.publishStatus(await health.sweep()),
+    log.child({ part: 'health' }),
+  );
+  sweep.start();
+  const retentionLog = log.child({ part: 'retention' });
+  const retention = config.retention.enabled
+    ? new LeasedJob(
+        leases,
+        { name: 'retention', holder, ttlMs: LEASE_TTL_MS, intervalMs: config.retention.intervalS * 1000 },
+        async (stillHeld) => {
+          const report = await new Retention(repository, config.retention, metrics.retention).run(stillHeld);
+          retentionLog.info(report, 'retention run');
+        },
+        retentionLog,
+      )
+    : undefined;
+  retention?.start();
+  return {
+    health,
+    get retentionLeader() {
+      return retention?.held ?? false;
+    },
+    async stop() {
+      await Promise.all([sweep.stop(), retention?.stop()]);
+    },
+  };
 }
 
 /**
@@ -58,7 +113,10 @@ export async function startControlPlane(
       config.ingest,
       metrics,
       log.child({ part: 'ingest' }),
-      (events) => bus.publish(events),
+      (events, records) => {
+        bus.publish(events);
+        bus.publishStatus(statusChangesOf(records));
+      },
     );
     const deliver = ingestor.accept.bind(ingestor);
     const credentials = new DeviceCredentials(config.devices);
@@ -84,6 +142,8 @@ export async function startControlPlane(
         : await connectExternalBroker(config.mqtt.external, deliver, mqttLog, retainCleared);
     cleanups.push(() => link.close());
     cleanups.push(() => ingestor.stop());
+    const jobs = startLeasedJobs(config, repository, metrics, bus, log);
+    cleanups.push(() => jobs.stop());
     const api = await buildApi(
       {
         repo: repository,
@@ -95,6 +155,9 @@ export async function startControlPlane(
         mqttUrl: () => redactUrl(link.url),
         pendingMessages: () => ingestor.pendingCount,
         degradedReasons: () => ingestor.degradedReasons,
+        health: jobs.health,
+        history: new DeviceHistory(repository.sql),
+        retentionLeader: () => jobs.retentionLeader,
       },
       log.child({ part: 'http' }),
     );

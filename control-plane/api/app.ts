@@ -8,6 +8,7 @@ import type { ApiContext, App } from './context.ts';
 import { commandRoutes } from './routes/commands.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { eventRoutes, type StreamRegistry } from './routes/events.ts';
+import { historyRoutes } from './routes/history.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { quarantineRoutes } from './routes/quarantine.ts';
 import { snapshotRoutes } from './routes/snapshots.ts';
@@ -44,6 +45,7 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<Api> {
   });
   const streams: StreamRegistry = new Set();
   deviceRoutes(app, ctx);
+  historyRoutes(app, ctx);
   eventRoutes(app, ctx, streams);
   snapshotRoutes(app, ctx);
   commandRoutes(app, ctx);

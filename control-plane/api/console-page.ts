@@ -1,5 +1,6 @@
 /**
- * The operator page at `/`: devices (status, last seen, fps per camera, refreshed every 5 s) and a
+ * The operator page at `/`: devices (status, health with its reasons, last seen, fps per camera,
+ * refreshed every 5 s; a silent device's figures show as stale, never as current) and a
  * live list of events with snapshot thumbnails from the SSE stream. Plain HTML and inline script,
  * no build step; everything it shows comes from the public API.
  */
@@ -12,7 +13,8 @@ export const consolePage = `<!doctype html>
   body { font: 14px system-ui, sans-serif; margin: 1.5rem; color: #222; }
   h1 { font-size: 1.3rem; } h2 { font-size: 1.1rem; margin-top: 1.5rem; }
   table { border-collapse: collapse; } td, th { padding: .3rem .7rem; border-bottom: 1px solid #ddd; text-align: left; }
-  .online { color: #16803c; font-weight: 600; } .offline { color: #b42318; font-weight: 600; } .unknown { color: #888; }
+  .online, .ok { color: #16803c; font-weight: 600; } .offline { color: #b42318; font-weight: 600; } .unknown, .stale { color: #888; }
+  .degraded { color: #b54708; font-weight: 600; }
   #events { list-style: none; padding: 0; }
   #events li { display: flex; gap: .8rem; align-items: center; padding: .4rem 0; border-bottom: 1px solid #eee; }
   #events img { width: 128px; height: 96px; object-fit: cover; background: #eee; }
@@ -23,8 +25,8 @@ export const consolePage = `<!doctype html>
 <h1>Argus control plane</h1>
 <p class="meta"><a href="/docs">API (OpenAPI)</a> · <a href="/metrics">metrics</a> · <span id="stream">connecting…</span></p>
 <h2>Devices</h2>
-<table><thead><tr><th>device</th><th>status</th><th>last seen</th><th>cameras (fps in / detect)</th></tr></thead>
-<tbody id="devices"><tr><td colspan="4">loading…</td></tr></tbody></table>
+<table><thead><tr><th>device</th><th>status</th><th>health</th><th>last seen</th><th>cameras (fps in / detect)</th></tr></thead>
+<tbody id="devices"><tr><td colspan="5">loading…</td></tr></tbody></table>
 <h2>Live events</h2>
 <ul id="events"></ul>
 <script>
@@ -35,7 +37,11 @@ async function refreshDevices() {
     const rows = devices.map((d) => {
       const tr = document.createElement('tr');
       const fps = (d.telemetry?.cameras ?? []).map((c) => c.id + ': ' + c.fpsIn.toFixed(1) + ' / ' + c.fpsDetect.toFixed(1)).join(', ');
-      tr.append(text('td', d.id), text('td', d.status, d.status), text('td', new Date(d.lastSeen).toLocaleTimeString()), text('td', fps || '–'));
+      const figures = d.telemetryStale
+        ? text('td', 'stale (last ' + new Date(d.telemetryReceivedAt ?? d.telemetryAt ?? d.lastSeen).toLocaleTimeString() + ')', 'stale')
+        : text('td', fps || '–');
+      const health = text('td', d.health.status + (d.health.reasons.length ? ': ' + d.health.reasons.join('; ') : ''), d.health.status);
+      tr.append(text('td', d.id), text('td', d.status, d.status), health, text('td', new Date(d.lastSeen).toLocaleTimeString()), figures);
       return tr;
     });
     document.getElementById('devices').replaceChildren(...(rows.length ? rows : [text('tr', 'no device has connected yet')]));

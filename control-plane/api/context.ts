@@ -4,8 +4,10 @@ import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from 'fasti
 import type { DeviceCredentials } from '../auth.ts';
 import './access.ts';
 import type { CommandSender } from '../commands.ts';
+import type { DeviceHealth } from '../device-health.ts';
 import type { EventBus } from '../event-bus.ts';
 import type { Metrics } from '../metrics.ts';
+import type { DeviceHistory } from '../storage/device-history.ts';
 import type { QuarantineStore } from '../storage/quarantine.ts';
 import type { Repository } from '../storage/repository.ts';
 
@@ -21,6 +23,10 @@ export interface ApiContext {
   pendingMessages: () => number;
   /** why the control plane is degraded (empty when it is not) */
   degradedReasons: () => string[];
+  health: DeviceHealth;
+  history: DeviceHistory;
+  /** whether this replica holds the retention lease */
+  retentionLeader: () => boolean;
 }
 
 export type App = FastifyInstance<

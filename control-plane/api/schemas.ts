@@ -17,25 +17,108 @@ const Nullable = <T extends Type.TSchema>(t: T) => Type.Union([t, Type.Null()]);
 
 export const ErrorBody = Type.Object({ error: Type.String(), hint: Type.Optional(Type.String()) });
 
+const HealthVerdict = Type.Object({
+  status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),
+  reasons: Type.Array(Type.String()),
+});
+
 export const Device = Type.Object({
   id: Type.String(),
   status: Type.Union([Type.Literal('online'), Type.Literal('offline'), Type.Literal('unknown')], {
-    description: 'from the retained availability message and the Last Will',
+    description:
+      'from the retained availability message and the Last Will; `offline` also when the device sent nothing for health.staleAfterS',
   }),
   statusAt: Nullable(Timestamp),
   firstSeen: Timestamp,
   lastSeen: Timestamp,
   identity: Nullable(IdentitySchema),
   telemetry: Nullable(TelemetrySchema),
+  telemetryAt: Nullable(Timestamp),
+  telemetryReceivedAt: Nullable(Timestamp),
+  telemetryStale: Type.Boolean({
+    description:
+      'the figures of `telemetry` are old: not received within health.staleAfterS, or the device is not online',
+  }),
+  health: Type.Object(
+    {
+      status: Type.Union([
+        Type.Literal('ok'),
+        Type.Literal('degraded'),
+        Type.Literal('offline'),
+        Type.Literal('unknown'),
+      ]),
+      reasons: Type.Array(Type.String(), {
+        description:
+          "the device's own reasons and the control plane's (a camera offline, telemetry stale, silence)",
+      }),
+      reported: Nullable(HealthVerdict),
+    },
+    { description: "the control plane's verdict; `reported` is the device's own, from its latest telemetry" },
+  ),
   cameras: Type.Array(
     Type.Object({
       camera: Type.String(),
-      state: Type.Union([Type.Literal('online'), Type.Literal('offline')]),
+      state: Type.Union([Type.Literal('online'), Type.Literal('offline'), Type.Literal('unknown')], {
+        description: '`unknown` while the device is not online',
+      }),
       at: Timestamp,
       reason: Nullable(Type.String()),
     }),
     { description: 'latest status message of each camera' },
   ),
+});
+
+export const TelemetryQuery = Type.Object(
+  {
+    from: Type.Optional(Type.String({ format: 'date-time', description: 'telemetry time ≥ from' })),
+    to: Type.Optional(Type.String({ format: 'date-time', description: 'telemetry time < to' })),
+    limit: Type.Integer({ minimum: 1, maximum: 1000, default: 200 }),
+    cursor: Type.Optional(
+      Type.String({ pattern: '^[0-9]{1,16}$', description: 'nextCursor of the previous page' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const TelemetryPage = Type.Object({
+  telemetry: Type.Array(Type.Object({ at: Timestamp, receivedAt: Timestamp, telemetry: TelemetrySchema }), {
+    description: 'oldest first',
+  }),
+  nextCursor: Nullable(Type.String()),
+});
+
+export const StatusHistoryQuery = Type.Object(
+  {
+    camera: Type.Optional(Type.String({ minLength: 1, description: "only this camera's statuses" })),
+    from: Type.Optional(Type.String({ format: 'date-time', description: 'received ≥ from' })),
+    to: Type.Optional(Type.String({ format: 'date-time', description: 'received < to' })),
+    limit: Type.Integer({ minimum: 1, maximum: 500, default: 100 }),
+    cursor: Type.Optional(
+      Type.String({
+        pattern: '^[0-9]{1,16}~[A-Za-z0-9_-]{1,100}$',
+        description: 'nextCursor of the previous page',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const StatusChange = Type.Object({
+  kind: Type.Union([Type.Literal('camera'), Type.Literal('device')]),
+  device: Type.String(),
+  camera: Nullable(Type.String()),
+  state: Type.Union([Type.Literal('online'), Type.Literal('offline')]),
+  at: Timestamp,
+  reason: Nullable(Type.String()),
+  source: Type.Union([Type.Literal('device'), Type.Literal('control-plane')], {
+    description: '`control-plane`: the device fell silent (health.staleAfterS) or reported again after that',
+  }),
+  receivedAt: Timestamp,
+});
+
+export const StatusHistoryPage = Type.Object({
+  changes: Type.Array(StatusChange, { description: 'newest received first' }),
+  nextCursor: Nullable(Type.String()),
 });
 
 export const StoredEvent = Type.Object({

@@ -74,7 +74,8 @@ export class Ingestor {
     private readonly settings: IngestSettings,
     private readonly metrics: Metrics,
     private readonly log: Logger,
-    private readonly onStored: (events: StoredEvent[]) => void,
+    /** after a batch committed: its new events, and every record it stored (redelivered ones too) */
+    private readonly onStored: (events: StoredEvent[], records: IngestRecord[]) => void,
   ) {
     this.rejections = new RateLimitedLog(log);
     this.quarantine = new QuarantineStore(repo.sql);
@@ -318,9 +319,11 @@ export class Ingestor {
   private acknowledge(batch: Entry[], inserted: StoredEvent[] | undefined): void {
     if (!inserted) return;
     const now = Date.now();
+    const records: IngestRecord[] = [];
     for (const e of batch) {
       const stored = e.record !== undefined && !e.notStored;
       if (stored) {
+        records.push(e.record!);
         this.metrics.countIngested(e.record!.kind);
         this.metrics.observeLatency((now - e.receivedAt) / 1000);
       }
@@ -330,9 +333,9 @@ export class Ingestor {
         this.log.error({ err: errorMessage(err) }, 'cannot acknowledge a stored message');
       }
     }
-    if (inserted.length === 0) return;
+    if (records.length === 0) return;
     try {
-      this.onStored(inserted);
+      this.onStored(inserted, records);
     } catch (err) {
       this.log.error({ err: errorMessage(err) }, 'a live-event listener failed');
     }

@@ -3,6 +3,8 @@ import type { IngestRecord } from './repository.ts';
 export type EventRecord = Extract<IngestRecord, { kind: 'event' }>;
 export type StatusRecord = Extract<IngestRecord, { kind: 'status' }>;
 export type ResultRecord = Extract<IngestRecord, { kind: 'cmd_result' }>;
+export type TelemetryRecord = Extract<IngestRecord, { kind: 'telemetry' }>;
+export type AvailabilityRecord = Extract<IngestRecord, { kind: 'available' }>;
 
 /** what a batch changes on one device row: the latest of each kind of message in the batch */
 export interface DeviceUpdate {
@@ -20,6 +22,10 @@ export interface BatchPlan {
   events: EventRecord[];
   statuses: StatusRecord[];
   results: ResultRecord[];
+  /** every telemetry message, for the history (telemetry-history.ts) */
+  telemetry: TelemetryRecord[];
+  /** every availability message, in order, for the availability history (device-history.ts) */
+  availability: AvailabilityRecord[];
   devices: DeviceUpdate[];
 }
 
@@ -28,7 +34,14 @@ export interface BatchPlan {
  * per device holding the last availability, identity and telemetry of the batch (later wins).
  */
 export function planBatch(records: readonly IngestRecord[]): BatchPlan {
-  const plan: BatchPlan = { events: [], statuses: [], results: [], devices: [] };
+  const plan: BatchPlan = {
+    events: [],
+    statuses: [],
+    results: [],
+    telemetry: [],
+    availability: [],
+    devices: [],
+  };
   const devices = new Map<string, DeviceUpdate>();
   for (const r of records) {
     let d = devices.get(r.device);
@@ -58,6 +71,7 @@ export function planBatch(records: readonly IngestRecord[]): BatchPlan {
         plan.results.push(r);
         break;
       case 'available':
+        plan.availability.push(r);
         d.status = r.message.state;
         d.statusAt = r.message.at ? Date.parse(r.message.at) : r.receivedAt;
         break;
@@ -65,6 +79,7 @@ export function planBatch(records: readonly IngestRecord[]): BatchPlan {
         d.identity = r.payload;
         break;
       case 'telemetry':
+        plan.telemetry.push(r);
         d.telemetry = r.payload;
         d.telemetryAt = Date.parse(r.message.at);
         break;

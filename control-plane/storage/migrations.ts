@@ -175,6 +175,42 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 5,
+    name: 'leases, telemetry history, device availability history, retention indexes',
+    statements: (d) => [
+      `CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at ${d.bigint} NOT NULL
+      )`,
+      `CREATE TABLE telemetry_history (
+        id ${d.serial},
+        device TEXT NOT NULL,
+        at ${d.bigint} NOT NULL,
+        received_at ${d.bigint} NOT NULL,
+        payload TEXT NOT NULL,
+        UNIQUE (device, at)
+      )`,
+      'CREATE INDEX telemetry_history_received ON telemetry_history (device, received_at)',
+      'CREATE INDEX telemetry_history_age ON telemetry_history (received_at)',
+      `CREATE TABLE device_availability (
+        id TEXT PRIMARY KEY,
+        device TEXT NOT NULL,
+        state TEXT NOT NULL,
+        at ${d.bigint} NOT NULL,
+        received_at ${d.bigint} NOT NULL,
+        source TEXT NOT NULL,
+        reason TEXT
+      )`,
+      'CREATE INDEX device_availability_device ON device_availability (device, received_at)',
+      'CREATE INDEX device_availability_age ON device_availability (received_at)',
+      'CREATE INDEX camera_statuses_received ON camera_statuses (device, received_at)',
+      'CREATE INDEX camera_statuses_age ON camera_statuses (received_at)',
+      'CREATE INDEX events_received ON events (received_at)',
+      'CREATE INDEX snapshots_created ON snapshots (created_at)',
+    ],
+  },
 ];
 
 export const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -5,6 +5,7 @@ import { ArgusError } from '../../common/errors.ts';
 import { redactUrl } from '../../common/net.ts';
 import type { PostgresSettings } from '../config.ts';
 import { type BatchPlan, type EventRecord, planBatch } from './batch-plan.ts';
+import { availabilityInsertSql, availabilityOf, availabilityParams } from './device-history.ts';
 import { applyMigrations, POSTGRES } from './migrations.ts';
 import {
   type BatchOutcome,
@@ -17,6 +18,7 @@ import {
   type Repository,
   type SnapshotRecord,
   type StoredEvent,
+  type VacuumResult,
 } from './repository.ts';
 import {
   type CameraRow,
@@ -176,6 +178,12 @@ const INSERT_STATUSES = `INSERT INTO camera_statuses (id, device, camera, camera
   FROM json_to_recordset($1::json) AS x(
     id text, device text, camera text, camera_seq bigint, state text, at text, reason text, received_at bigint)
   ON CONFLICT (device, id) DO NOTHING`;
+
+/** the batch's telemetry into the history; messages stored before (same device and time) are skipped */
+const INSERT_TELEMETRY = `INSERT INTO telemetry_history (device, at, received_at, payload)
+  SELECT device, at, received_at, payload
+  FROM json_to_recordset($1::json) AS x(device text, at bigint, received_at bigint, payload text)
+  ON CONFLICT (device, at) DO NOTHING`;
 
 /** every device of the batch in one statement, in id order (the plan sorts them) */
 const UPSERT_DEVICES = deviceUpsertSql(
@@ -361,6 +369,20 @@ export class PostgresRepository implements Repository {
             })),
           ),
         ]);
+      if (plan.telemetry.length > 0)
+        await client.query(INSERT_TELEMETRY, [
+          JSON.stringify(
+            plan.telemetry.map(({ device, message: m, receivedAt, payload }) => ({
+              device,
+              at: Date.parse(m.at),
+              received_at: receivedAt,
+              payload,
+            })),
+          ),
+        ]);
+      // one at a time, in order: each is written only when it changes the device's latest state
+      for (const r of plan.availability)
+        await client.query(availabilityInsertSql(d), availabilityParams(availabilityOf(r)));
       for (const [i, r] of plan.results.entries()) {
         const { rowCount } = await client.query(commandResultSql(d), [
           r.payload,
@@ -410,9 +432,10 @@ export class PostgresRepository implements Repository {
     return row ? toDevice(row, cameras.rows) : undefined;
   }
 
-  async countDevicesOnline(): Promise<number> {
+  async countDevicesOnline(seenSince: number): Promise<number> {
     const { rows } = await this.pool.query<{ n: string }>(
-      "SELECT count(*) AS n FROM devices WHERE status = 'online'",
+      "SELECT count(*) AS n FROM devices WHERE status = 'online' AND last_seen >= $1",
+      [seenSince],
     );
     return Number(rows[0]?.n ?? 0);
   }
@@ -456,6 +479,10 @@ export class PostgresRepository implements Repository {
   async getCommand(id: string): Promise<CommandRecord | undefined> {
     const { rows } = await this.pool.query<CommandRow>('SELECT * FROM commands WHERE id = $1', [id]);
     return rows[0] ? toCommand(rows[0]) : undefined;
+  }
+
+  async reclaimSpace(): Promise<VacuumResult> {
+    return { bytes: 0, more: false };
   }
 
   async close(): Promise<void> {

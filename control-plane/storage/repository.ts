@@ -104,6 +104,12 @@ export class RefusedDataError extends Error {
   override readonly name = 'RefusedDataError';
 }
 
+/** what reclaiming space gave back to the file system, and whether more remains */
+export interface VacuumResult {
+  bytes: number;
+  more: boolean;
+}
+
 export type PutSnapshotOutcome = 'created' | 'unchanged' | 'conflict';
 
 /**
@@ -122,7 +128,8 @@ export interface Repository {
   writeBatch(records: readonly IngestRecord[]): Promise<BatchOutcome>;
   listDevices(): Promise<DeviceRecord[]>;
   getDevice(id: string): Promise<DeviceRecord | undefined>;
-  countDevicesOnline(): Promise<number>;
+  /** devices whose availability is online and that sent a message at `seenSince` or later */
+  countDevicesOnline(seenSince: number): Promise<number>;
   /** newest-ingested first */
   queryEvents(filter: EventFilter): Promise<StoredEvent[]>;
   countEvents(): Promise<number>;
@@ -130,5 +137,12 @@ export interface Repository {
   getSnapshot(device: string, id: string): Promise<SnapshotRecord | undefined>;
   createCommand(command: CommandRecord): Promise<void>;
   getCommand(id: string): Promise<CommandRecord | undefined>;
+  /**
+   * Gives the space of deleted rows back. SQLite: moves up to `maxPages` free pages to the file's
+   * end and truncates it (incremental vacuum), answering the bytes the file shrank by and whether
+   * free pages remain. PostgreSQL: nothing to do here (autovacuum makes the space reusable by
+   * later rows; the files keep their size), answers 0.
+   */
+  reclaimSpace(maxPages: number): Promise<VacuumResult>;
   close(): Promise<void>;
 }

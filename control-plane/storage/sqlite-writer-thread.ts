@@ -3,6 +3,7 @@ import type Database from 'better-sqlite3';
 import { errorMessage } from '../../common/errors.ts';
 import { threadData } from '../../common/thread.ts';
 import type { SqliteSettings } from '../config.ts';
+import type { VacuumResult } from './repository.ts';
 import { existingSnapshotOutcome, type SnapshotIdentity, sameEvent } from './sql.ts';
 import type { SqlOutcome, SqlStatement, SqlValue } from './sql-access.ts';
 import { openSqlite } from './sqlite-connection.ts';
@@ -44,6 +45,8 @@ function serve(db: Database.Database): (req: WriteRequest) => WriteResult {
     rows.results.forEach((p, i) => {
       if (s.storeResult.run(p).changes === 0) unknownResults.push(i);
     });
+    for (const p of rows.telemetry) s.insertTelemetry.run(p);
+    for (const p of rows.availability) s.insertAvailability.run(p);
     return { cursors, statusDuplicates, unknownResults };
   });
   const prepared = new Map<string, Database.Statement>();
@@ -70,6 +73,14 @@ function serve(db: Database.Database): (req: WriteRequest) => WriteResult {
       return { rows: [], changes: stmt.run(...bind(params)).changes };
     }),
   );
+  const vacuum = (pages: number): VacuumResult => {
+    const count = () => db.pragma('page_count', { simple: true }) as number;
+    const before = count();
+    db.pragma(`incremental_vacuum(${Math.floor(pages)})`);
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    const more = (db.pragma('freelist_count', { simple: true }) as number) > 0;
+    return { bytes: (before - count()) * pageSize, more };
+  };
   return (req) => {
     switch (req.op) {
       case 'sql':
@@ -88,6 +99,8 @@ function serve(db: Database.Database): (req: WriteRequest) => WriteResult {
       case 'command':
         s.insertCommand.run(req.params);
         return null;
+      case 'vacuum':
+        return vacuum(req.pages);
     }
   };
 }

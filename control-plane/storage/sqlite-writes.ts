@@ -1,5 +1,11 @@
 import type { BatchPlan } from './batch-plan.ts';
-import type { PutSnapshotOutcome, SnapshotRecord } from './repository.ts';
+import {
+  availabilityInsertSql,
+  availabilityOf,
+  availabilityParams,
+  telemetryInsertSql,
+} from './device-history.ts';
+import type { PutSnapshotOutcome, SnapshotRecord, VacuumResult } from './repository.ts';
 import { commandResultSql, deviceUpsertSql, snapshotIdentitySql, storedEventSql } from './sql.ts';
 import type { SqlOutcome, SqlStatement } from './sql-access.ts';
 
@@ -14,6 +20,8 @@ export interface BatchRows {
   statuses: Params[];
   devices: Params[];
   results: Params[];
+  telemetry: Params[];
+  availability: Params[];
 }
 
 /** one write the thread is asked for */
@@ -22,7 +30,9 @@ export type WriteOp =
   | { op: 'snapshot'; snapshot: SnapshotRecord }
   | { op: 'command'; params: Params }
   /** statements of a store beside ingest (SqlAccess.write), in one transaction */
-  | { op: 'sql'; statements: readonly SqlStatement[] };
+  | { op: 'sql'; statements: readonly SqlStatement[] }
+  /** moves up to `pages` free pages to the file's end and truncates it (incremental vacuum) */
+  | { op: 'vacuum'; pages: number };
 
 export type WriteRequest = WriteOp & { id: number };
 
@@ -40,7 +50,7 @@ export interface BatchResult {
 /** the cursor of an event in BatchResult that conflicts with the one stored */
 export const CONFLICTING = -1;
 
-export type WriteResult = BatchResult | PutSnapshotOutcome | SqlOutcome[] | null;
+export type WriteResult = BatchResult | PutSnapshotOutcome | SqlOutcome[] | VacuumResult | null;
 
 export type WriteReply =
   | { id: number; result: WriteResult }
@@ -69,6 +79,8 @@ export const WRITE_SQL = {
   insertSnapshot: `INSERT INTO snapshots (id, device, content_type, sha256, bytes, created_at)
     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device, id) DO NOTHING`,
   snapshotIdentity: snapshotIdentitySql(q),
+  insertTelemetry: telemetryInsertSql(q),
+  insertAvailability: availabilityInsertSql(q),
   insertCommand:
     'INSERT INTO commands (id, device, name, args, issued_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING',
 } as const;
@@ -116,5 +128,12 @@ export function batchRows(plan: BatchPlan): BatchRows {
       m.id,
       device,
     ]),
+    telemetry: plan.telemetry.map(({ device, message: m, receivedAt, payload }) => [
+      device,
+      Date.parse(m.at),
+      receivedAt,
+      payload,
+    ]),
+    availability: plan.availability.map((r) => availabilityParams(availabilityOf(r))),
   };
 }

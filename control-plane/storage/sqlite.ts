@@ -12,6 +12,7 @@ import type {
   Repository,
   SnapshotRecord,
   StoredEvent,
+  VacuumResult,
 } from './repository.ts';
 import {
   type CameraRow,
@@ -32,6 +33,19 @@ import { SqliteWriter } from './sqlite-writer.ts';
 import { type BatchResult, batchRows, CONFLICTING } from './sqlite-writes.ts';
 
 const q = () => '?';
+
+/** SQLite's `auto_vacuum` value for INCREMENTAL */
+const INCREMENTAL_VACUUM = 2;
+
+/**
+ * A file made before incremental auto-vacuum was the default is rewritten once (VACUUM: it takes
+ * as long as copying the file and needs its size free on disk), before ingest starts
+ */
+function enableIncrementalVacuum(db: Database.Database): void {
+  if (db.pragma('auto_vacuum', { simple: true }) === INCREMENTAL_VACUUM) return;
+  db.pragma('auto_vacuum = INCREMENTAL');
+  db.exec('VACUUM');
+}
 
 /** every migration not applied yet, in one transaction */
 async function migrate(db: Database.Database): Promise<void> {
@@ -78,7 +92,7 @@ export class SqliteRepository implements Repository {
     this.stmts = {
       devices: db.prepare('SELECT * FROM devices ORDER BY id'),
       device: db.prepare('SELECT * FROM devices WHERE id = ?'),
-      online: db.prepare("SELECT count(*) AS n FROM devices WHERE status = 'online'"),
+      online: db.prepare("SELECT count(*) AS n FROM devices WHERE status = 'online' AND last_seen >= ?"),
       cameras: db.prepare(latestCameraStatusSql(q, false)),
       camerasOf: db.prepare(latestCameraStatusSql(q, true)),
       countEvents: db.prepare('SELECT count(*) AS n FROM events'),
@@ -92,6 +106,7 @@ export class SqliteRepository implements Repository {
     const writer = new SqliteWriter(settings);
     try {
       await migrate(db);
+      enableIncrementalVacuum(db);
       await writer.start();
     } catch (err) {
       db.close();
@@ -129,8 +144,8 @@ export class SqliteRepository implements Repository {
     return row ? toDevice(row, this.stmts.camerasOf.all(id) as CameraRow[]) : undefined;
   }
 
-  async countDevicesOnline(): Promise<number> {
-    return (this.stmts.online.get() as { n: number }).n;
+  async countDevicesOnline(seenSince: number): Promise<number> {
+    return (this.stmts.online.get(seenSince) as { n: number }).n;
   }
 
   async queryEvents(filter: EventFilter): Promise<StoredEvent[]> {
@@ -161,6 +176,10 @@ export class SqliteRepository implements Repository {
   async getCommand(id: string): Promise<CommandRecord | undefined> {
     const row = this.stmts.command.get(id) as CommandRow | undefined;
     return row ? toCommand(row) : undefined;
+  }
+
+  async reclaimSpace(maxPages: number): Promise<VacuumResult> {
+    return (await this.writer.request({ op: 'vacuum', pages: maxPages })) as VacuumResult;
   }
 
   async close(): Promise<void> {

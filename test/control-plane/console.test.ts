@@ -71,4 +71,45 @@ describe('console page at / (headless Chromium)', {
     );
     assert.deepEqual(errors, []);
   });
+
+  it('shows a device that is not online in red with its last figures marked stale, not green', async () => {
+    const telemetry = {
+      v: 1,
+      device: 'box-2',
+      at: new Date().toISOString(),
+      uptimeS: 10,
+      cpuPercent: 12,
+      load1: 0.5,
+      memoryRssMiB: 100,
+      memoryUsedPercent: 40,
+      diskFreeMiB: 1000,
+      temperatureC: null,
+      spool: { pending: 0, bytes: 0, dropped: 0 },
+      cameras: [
+        {
+          id: 'cam-1',
+          state: 'online',
+          fpsIn: 12.5,
+          fpsDetect: 6.25,
+          detectLatencyMs: 9,
+          drops: 0,
+          motionSkippedShare: 0,
+        },
+      ],
+      health: { status: 'ok', reasons: [] },
+    };
+    await client.publishAsync(topics.telemetry('box-2'), JSON.stringify(telemetry), { qos: 1 });
+    await client.publishAsync(topics.available('box-2'), JSON.stringify({ v: 1, state: 'offline' }), {
+      qos: 1,
+    });
+    const page = await browser.newPage();
+    await page.goto(`${cp.httpUrl}/`);
+    const row = page.locator('#devices tr').filter({ hasText: 'box-2' });
+    await row.waitFor();
+    const cells = await row.locator('td').allTextContents();
+    assert.deepEqual(cells.slice(0, 3), ['box-2', 'offline', 'offline: the device reported offline']);
+    assert.match((await row.locator('td.stale').textContent()) ?? '', /^stale \(last /);
+    assert.equal(await row.locator('td.online, td.ok').count(), 0, 'nothing green');
+    assert.ok(!(await row.textContent())?.includes('12.5'), 'the old figures are not shown as current');
+  });
 });

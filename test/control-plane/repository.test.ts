@@ -391,7 +391,7 @@ function repositorySuite(name: string, open: () => Promise<Repository>): void {
 
     it('counts online devices and stored events', async () => {
       assert.ok((await repo.countEvents()) >= 10_835);
-      assert.equal(typeof (await repo.countDevicesOnline()), 'number');
+      assert.equal(typeof (await repo.countDevicesOnline(0)), 'number');
     });
   });
 }

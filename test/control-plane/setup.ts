@@ -15,6 +15,8 @@ export interface TestControlPlaneOptions {
   clientId?: string;
   /** the `ingest` section of the config */
   ingest?: Record<string, unknown>;
+  /** more sections of the config (e.g. `retention`, `health`) */
+  config?: Record<string, unknown>;
 }
 
 /** a test control plane in its own temporary directory, with an MQTT v5 client on its broker */
@@ -54,6 +56,7 @@ export function startTestControlPlane(o: TestControlPlaneOptions): Promise<Contr
         : { sqlite: { path: join(o.dir, 'argus.db'), synchronous: 'normal' } },
       devices: [{ id: 'box-1', token: TOKEN }],
       ...(o.ingest ? { ingest: o.ingest } : {}),
+      ...o.config,
     }),
   );
 }

@@ -1,18 +1,23 @@
 import Type from 'typebox';
+import type { DeviceAssessment } from '../../device-health.ts';
 import type { DeviceRecord } from '../../storage/repository.ts';
 import { type ApiContext, type App, iso, isoOrNull } from '../context.ts';
 import { Device, DeviceId, ErrorBody } from '../schemas.ts';
 
-function view(d: DeviceRecord) {
+function view(d: DeviceRecord, h: DeviceAssessment) {
   return {
     id: d.id,
-    status: d.status,
+    status: h.status,
     statusAt: isoOrNull(d.statusAt),
     firstSeen: iso(d.firstSeen),
     lastSeen: iso(d.lastSeen),
     identity: d.identity,
     telemetry: d.telemetry,
-    cameras: d.cameras,
+    telemetryAt: isoOrNull(d.telemetryAt),
+    telemetryReceivedAt: isoOrNull(h.telemetryReceivedAt),
+    telemetryStale: h.telemetryStale,
+    health: h.health,
+    cameras: h.cameras,
   };
 }
 
@@ -27,7 +32,11 @@ export function deviceRoutes(app: App, ctx: ApiContext): void {
         response: { 200: Type.Object({ devices: Type.Array(Device) }) },
       },
     },
-    async () => ({ devices: (await ctx.repo.listDevices()).map(view) }),
+    async () => {
+      const devices = await ctx.repo.listDevices();
+      const health = await ctx.health.assess(devices);
+      return { devices: devices.map((d, i) => view(d, health[i]!)) };
+    },
   );
 
   app.get(
@@ -44,7 +53,8 @@ export function deviceRoutes(app: App, ctx: ApiContext): void {
     async (req, reply) => {
       const device = await ctx.repo.getDevice(req.params.id);
       if (!device) return reply.code(404).send({ error: `no device "${req.params.id}" has connected` });
-      return view(device);
+      const [health] = await ctx.health.assess([device]);
+      return view(device, health!);
     },
   );
 }

@@ -66,9 +66,13 @@ export function eventRoutes(app: App, ctx: ApiContext, streams: StreamRegistry):
       config: { access: 'viewer' },
       schema: {
         tags: ['events'],
-        summary: 'live stream of newly stored events (Server-Sent Events, `event: event`)',
+        summary:
+          'live stream of newly stored events (Server-Sent Events, `event: event`) and status changes (`event: status`)',
         description:
-          "Each message's data is a StoredEvent as in GET /api/v1/events; the SSE id is its cursor. " +
+          "Each `event` message's data is a StoredEvent as in GET /api/v1/events; the SSE id is its cursor. " +
+          'Each `status` message is an entry as in GET /api/v1/devices/{id}/status-history: a camera status, or a ' +
+          'device going offline or online (also when the control plane sees it fall silent); `device` and `camera` ' +
+          'select them too (device changes pass a camera filter), `rule` and `class` do not. ' +
           `A client that stops reading is disconnected once ${MAX_STREAM_BACKLOG_BYTES} bytes wait for it.`,
         querystring: StreamQuery,
       },
@@ -83,7 +87,13 @@ export function eventRoutes(app: App, ctx: ApiContext, streams: StreamRegistry):
         connection: 'keep-alive',
         'x-accel-buffering': 'no',
       });
-      const stream = ctx.bus.openStream(res, (e) => matches(q, e));
+      const stream = ctx.bus.openStream(
+        res,
+        (e) => matches(q, e),
+        (c) =>
+          (q.device === undefined || c.device === q.device) &&
+          (q.camera === undefined || c.camera === null || c.camera === q.camera),
+      );
       stream.send(': argus live events\n\n');
       const keepalive = setInterval(() => stream.send(': keepalive\n\n'), KEEPALIVE_MS);
       ctx.metrics.sseClients++;

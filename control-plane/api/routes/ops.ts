@@ -37,7 +37,9 @@ export function opsRoutes(app: App, ctx: ApiContext): void {
     },
     async (_req, reply) => {
       const text = ctx.metrics.render({
-        devicesOnline: await ctx.repo.countDevicesOnline(),
+        devicesOnline: await ctx.repo.countDevicesOnline(ctx.health.reportingSince()),
+        devicesSilent: await ctx.health.countSilent(),
+        retentionLeader: ctx.retentionLeader(),
         pending: ctx.pendingMessages(),
         streamsCut: ctx.bus.streamsCut,
       });
