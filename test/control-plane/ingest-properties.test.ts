@@ -146,6 +146,17 @@ for (const storage of ['sqlite', 'postgres'] as const) {
                 result: null,
                 resultAt: null,
               });
+            // a camera's state is shown as reported only while its device is online (else `unknown`)
+            if (kind === 'status') {
+              const online = decodeMessage(
+                topics.available(device),
+                Buffer.from(JSON.stringify({ v: 1, state: 'online' })),
+                Date.now(),
+                32,
+              );
+              assert.ok(online.ok === true);
+              await cp.repository.writeBatch([online.record]);
+            }
             const outcome = await cp.repository.writeBatch([decoded.record]);
             assert.deepEqual(outcome.conflicts, []);
             assert.deepEqual(outcome.unknownResults, []);
