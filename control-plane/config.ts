@@ -27,6 +27,19 @@ const EmbeddedBroker = Type.Object(
   { additionalProperties: false },
 );
 
+const DynamicSecurity = Type.Object(
+  {
+    /**
+     * the broker's dynamic-security admin (`mosquitto_ctrl dynsec init FILE USER PASSWORD`); the
+     * control plane uses it to keep its own role and client (`username`/`password` above) and one
+     * client and role per device
+     */
+    adminUsername: Type.String({ minLength: 1 }),
+    adminPassword: Type.String({ minLength: 8 }),
+  },
+  { additionalProperties: false },
+);
+
 const ExternalBroker = Type.Object(
   {
     url: Type.String({ pattern: '^(mqtt|mqtts|ws|wss)://', description: 'e.g. mqtt://mosquitto:1883' }),
@@ -44,6 +57,12 @@ const ExternalBroker = Type.Object(
      * a matching limit (Mosquitto: `max_inflight_messages 5000`; its default is 20)
      */
     receiveMaximum: Type.Integer({ minimum: 1, maximum: 65535, default: 5000 }),
+    /**
+     * Mosquitto 2's dynamic security plugin: the control plane manages the broker's clients and
+     * ACLs (each device publishes and subscribes only under its own topics). Without it the
+     * broker's own configuration decides who may do what, and the control plane warns at start.
+     */
+    dynamicSecurity: Type.Optional(DynamicSecurity),
   },
   { additionalProperties: false },
 );
@@ -126,6 +145,7 @@ export const ControlPlaneConfigSchema = Type.Object(
 
 type ConfigFile = Type.Static<typeof ControlPlaneConfigSchema>;
 export type ExternalBrokerSettings = Type.Static<typeof ExternalBroker>;
+export type DynamicSecuritySettings = Type.Static<typeof DynamicSecurity>;
 export type EmbeddedBrokerSettings = Type.Static<typeof EmbeddedBroker>;
 export type SqliteSettings = Type.Static<typeof SqliteStorage>;
 export type PostgresSettings = Type.Static<typeof PostgresStorage>;
@@ -156,6 +176,11 @@ function resolveConfig(loaded: LoadedConfig<ConfigFile>, baseDir: string): Contr
   const problems: string[] = [];
   if (v.mqtt.embedded && v.mqtt.external)
     problems.push(`  ${loaded.locate(['mqtt'])}: mqtt: set either "embedded" or "external", not both`);
+  const external = v.mqtt.external;
+  if (external?.dynamicSecurity && !(external.username && external.password))
+    problems.push(
+      `  ${loaded.locate(['mqtt', 'external'])}: mqtt.external: with "dynamicSecurity", give the control plane's own "username" and "password" (its broker client is created with them)`,
+    );
   if (v.storage.sqlite && v.storage.postgres)
     problems.push(`  ${loaded.locate(['storage'])}: storage: set either "sqlite" or "postgres", not both`);
   const seen = new Set<string>();

@@ -4,14 +4,16 @@ import { redactUrl } from '../common/net.ts';
 import { buildApi } from './api/app.ts';
 import { DeviceCredentials } from './auth.ts';
 import { CommandSender } from './commands.ts';
-import type { ControlPlaneConfig } from './config.ts';
+import type { ControlPlaneConfig, ExternalBrokerSettings } from './config.ts';
 import { EventBus } from './event-bus.ts';
 import { Ingestor } from './ingest/ingestor.ts';
 import { RateLimitedLog } from './ingest/rate-limited-log.ts';
 import { Metrics } from './metrics.ts';
+import type { BrokerAccessControl } from './mqtt/access-control.ts';
 import { startEmbeddedBroker } from './mqtt/embedded.ts';
 import { connectExternalBroker } from './mqtt/external.ts';
-import type { MqttLink } from './mqtt/link.ts';
+import type { Deliver, MqttLink } from './mqtt/link.ts';
+import { MosquittoDynamicSecurity } from './mqtt/mosquitto-dynsec.ts';
 import { openRepository } from './storage/open.ts';
 import type { Repository, StoredEvent } from './storage/repository.ts';
 
@@ -22,10 +24,35 @@ export interface ControlPlane {
   mqttUrl: string;
   repository: Repository;
   metrics: Metrics;
+  /** the broker's side of device credentials (`grant` on issue, `revoke`), when it needs telling */
+  accessControl: BrokerAccessControl | undefined;
   /** called for every newly stored event, after its transaction committed */
   onEvent(listener: (event: StoredEvent) => void): () => void;
   /** stores what was received, then stops the API, the broker link and the database; idempotent */
   close(): Promise<void>;
+}
+
+/**
+ * The external broker link; with dynamic security, the broker's clients and ACLs are set up first
+ * (the control plane's own client among them) and kept in `link.accessControl`.
+ */
+async function connectExternal(
+  settings: ExternalBrokerSettings,
+  deliver: Deliver,
+  log: Logger,
+  cleanups: (() => Promise<void>)[],
+): Promise<MqttLink> {
+  if (!settings.dynamicSecurity) {
+    log.warn(
+      { url: redactUrl(settings.url) },
+      "mqtt.external.dynamicSecurity is not set: the broker's own configuration decides which client may publish and read what",
+    );
+    return connectExternalBroker(settings, deliver, log);
+  }
+  const accessControl = await MosquittoDynamicSecurity.start(settings, log);
+  cleanups.push(() => accessControl.close());
+  const link = await connectExternalBroker(settings, deliver, log);
+  return { url: link.url, accessControl, publish: link.publish, close: link.close };
 }
 
 /**
@@ -76,7 +103,7 @@ export async function startControlPlane(
               );
             },
           })
-        : await connectExternalBroker(config.mqtt.external, deliver, mqttLog);
+        : await connectExternal(config.mqtt.external, deliver, mqttLog, cleanups);
     cleanups.push(() => link.close());
     cleanups.push(() => ingestor.stop());
     const api = await buildApi(
@@ -109,6 +136,7 @@ export async function startControlPlane(
       mqttUrl: link.url,
       repository,
       metrics,
+      accessControl: link.accessControl,
       onEvent: (listener) => bus.subscribe(listener),
       close() {
         closing ??= stopAll().then(() => log.info('control plane stopped'));

@@ -3,7 +3,7 @@ import Type from 'typebox';
 import { type LoadedConfig, loadConfigFile } from '../common/config-file.ts';
 import { ArgusError } from '../common/errors.ts';
 import { compileSchema } from '../common/schema.ts';
-import { DEVICE_ID_PATTERN } from '../contract/topics.ts';
+import { DEVICE_ID_PATTERN, deviceClientId } from '../contract/topics.ts';
 import { isModelPath } from '../models/store.ts';
 import { CameraSettingsSchema } from '../pipelines/camera-settings.ts';
 import { DetectorSettingsSchema } from '../pipelines/detector/settings.ts';
@@ -150,7 +150,7 @@ export async function loadDeviceConfig(file: string): Promise<DeviceConfig> {
     ...value,
     file: path,
     dir,
-    mqtt: { ...value.mqtt, clientId: value.mqtt.clientId ?? `argus-${value.device.id}` },
+    mqtt: { ...value.mqtt, clientId: value.mqtt.clientId ?? deviceClientId(value.device.id) },
     spool: { ...value.spool, path: resolve(dir, value.spool.path) },
     // a model directory is relative to the config file, like every other path in it
     ...(isModelPath(value.detector.model)
