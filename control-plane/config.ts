@@ -6,10 +6,22 @@ import { sha256Hex } from '../common/hash.ts';
 import { compileSchema } from '../common/schema.ts';
 import { DEVICE_ID_PATTERN } from '../contract/topics.ts';
 
+const ServerTls = Type.Object(
+  {
+    /** PEM certificate (with its chain), relative to the config file; `argus ca issue --host …` */
+    cert: Type.String({ minLength: 1 }),
+    /** PEM private key, relative to the config file (keep it 0600) */
+    key: Type.String({ minLength: 1 }),
+  },
+  { additionalProperties: false },
+);
+
 const HttpSection = Type.Object(
   {
     host: Type.String({ minLength: 1, default: '127.0.0.1' }),
     port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: '0 picks a free port' }),
+    /** HTTPS with this certificate; without it the API is plain HTTP (warned at start off loopback) */
+    tls: Type.Optional(ServerTls),
   },
   { additionalProperties: false, default: {} },
 );
@@ -23,6 +35,21 @@ const EmbeddedBroker = Type.Object(
      * may publish only under its own topics and subscribe only to its own commands
      */
     deviceCredentials: Type.Boolean({ default: false }),
+    /** MQTTS (MQTT over TLS) with this certificate instead of plain MQTT */
+    tls: Type.Optional(
+      Type.Object(
+        {
+          ...ServerTls.properties,
+          /**
+           * mutual TLS: a client must show a certificate signed by this CA (PEM, relative to the
+           * config file) whose common name is the device id it connects as (its MQTT username);
+           * `argus ca issue --client --name <device id>`
+           */
+          clientCa: Type.Optional(Type.String({ minLength: 1 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -147,6 +174,8 @@ type ConfigFile = Type.Static<typeof ControlPlaneConfigSchema>;
 export type ExternalBrokerSettings = Type.Static<typeof ExternalBroker>;
 export type DynamicSecuritySettings = Type.Static<typeof DynamicSecurity>;
 export type EmbeddedBrokerSettings = Type.Static<typeof EmbeddedBroker>;
+export type ServerTlsSettings = Type.Static<typeof ServerTls>;
+export type EmbeddedTlsSettings = EmbeddedBrokerSettings['tls'] & {};
 export type SqliteSettings = Type.Static<typeof SqliteStorage>;
 export type PostgresSettings = Type.Static<typeof PostgresStorage>;
 export type IngestSettings = Type.Static<typeof IngestSection>;
@@ -181,6 +210,10 @@ function resolveConfig(loaded: LoadedConfig<ConfigFile>, baseDir: string): Contr
     problems.push(
       `  ${loaded.locate(['mqtt', 'external'])}: mqtt.external: with "dynamicSecurity", give the control plane's own "username" and "password" (its broker client is created with them)`,
     );
+  if (v.mqtt.embedded?.tls?.clientCa && !v.mqtt.embedded.deviceCredentials)
+    problems.push(
+      `  ${loaded.locate(['mqtt', 'embedded', 'tls', 'clientCa'])}: mqtt.embedded.tls.clientCa: mutual TLS binds a certificate to the device it connects as: set "deviceCredentials: true" too`,
+    );
   if (v.storage.sqlite && v.storage.postgres)
     problems.push(`  ${loaded.locate(['storage'])}: storage: set either "sqlite" or "postgres", not both`);
   const seen = new Set<string>();
@@ -194,19 +227,33 @@ function resolveConfig(loaded: LoadedConfig<ConfigFile>, baseDir: string): Contr
   });
   if (problems.length > 0)
     throw new ArgusError(`control-plane config ${loaded.file} is invalid:\n${problems.join('\n')}`);
+  const path = (p: string) => resolve(baseDir, p);
+  const embedded = v.mqtt.embedded ?? (embeddedDefaults.withDefaults({}) as EmbeddedBrokerSettings);
   const mqtt: BrokerSettings = v.mqtt.external
     ? { kind: 'external', external: v.mqtt.external }
     : {
         kind: 'embedded',
-        embedded: v.mqtt.embedded ?? (embeddedDefaults.withDefaults({}) as EmbeddedBrokerSettings),
+        embedded: embedded.tls
+          ? {
+              ...embedded,
+              tls: {
+                cert: path(embedded.tls.cert),
+                key: path(embedded.tls.key),
+                ...(embedded.tls.clientCa ? { clientCa: path(embedded.tls.clientCa) } : {}),
+              },
+            }
+          : embedded,
       };
+  const http = v.http.tls
+    ? { ...v.http, tls: { cert: path(v.http.tls.cert), key: path(v.http.tls.key) } }
+    : v.http;
   const storage: StorageSettings = v.storage.postgres
     ? { kind: 'postgres', postgres: v.storage.postgres }
     : (() => {
         const sqlite = v.storage.sqlite ?? (sqliteDefaults.withDefaults({}) as SqliteSettings);
-        return { kind: 'sqlite', sqlite: { ...sqlite, path: resolve(baseDir, sqlite.path) } } as const;
+        return { kind: 'sqlite', sqlite: { ...sqlite, path: path(sqlite.path) } } as const;
       })();
-  return { http: v.http, mqtt, storage, ingest: v.ingest, devices };
+  return { http, mqtt, storage, ingest: v.ingest, devices };
 }
 
 /** validates a config given as data (e.g. by tests or an embedding program); `baseDir` resolves paths */

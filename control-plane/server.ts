@@ -1,6 +1,6 @@
 import { errorMessage } from '../common/errors.ts';
 import { createLogger, type Logger } from '../common/logger.ts';
-import { redactUrl } from '../common/net.ts';
+import { isLoopback, redactUrl } from '../common/net.ts';
 import { buildApi } from './api/app.ts';
 import { DeviceCredentials } from './auth.ts';
 import { CommandSender } from './commands.ts';
@@ -16,6 +16,7 @@ import type { Deliver, MqttLink } from './mqtt/link.ts';
 import { MosquittoDynamicSecurity } from './mqtt/mosquitto-dynsec.ts';
 import { openRepository } from './storage/open.ts';
 import type { Repository, StoredEvent } from './storage/repository.ts';
+import { loadServerTls } from './tls.ts';
 
 export interface ControlPlane {
   /** base URL of the REST API, e.g. http://127.0.0.1:8080 */
@@ -117,9 +118,15 @@ export async function startControlPlane(
         pendingMessages: () => ingestor.pendingCount,
       },
       log.child({ part: 'http' }),
+      config.http.tls ? await loadServerTls(config.http.tls, 'http.tls') : undefined,
     );
     cleanups.push(() => api.close());
     const address = await api.app.listen({ host: config.http.host, port: config.http.port });
+    if (!config.http.tls && !isLoopback(config.http.host))
+      log.warn(
+        { host: config.http.host },
+        'the API is plain HTTP off loopback: device tokens and operator logins cross the network in clear; set http.tls',
+      );
     const httpUrl = address.replace('[::1]', 'localhost');
     log.info(
       {

@@ -23,6 +23,7 @@ import { buildIdentity } from './identity.ts';
 import { SnapshotUploader } from './snapshots.ts';
 import { Spool, type SpoolStats } from './spool.ts';
 import { buildTelemetry, SystemSampler } from './telemetry.ts';
+import { loadClientTls } from './tls.ts';
 import { Uplink } from './uplink.ts';
 
 export interface DeviceAgentOptions {
@@ -34,7 +35,7 @@ export interface DeviceAgentOptions {
 /** how long a "snapshot" command waits for the upload before answering that it is queued */
 const SNAPSHOT_REPLY_WAIT_MS = 10_000;
 /** config sections that only a restart of the agent applies */
-const RESTART_ONLY = ['device', 'mqtt', 'spool', 'health'] as const;
+const RESTART_ONLY = ['device', 'mqtt', 'tls', 'spool', 'health'] as const;
 
 function encode<T>(validator: Validator<T>, message: T, what: string): string {
   const payload = JSON.stringify(validator.parse(message, what));
@@ -129,13 +130,15 @@ export class DeviceAgent {
       (result) => this.spoolResult(result),
       this.log,
     );
-    this.uploader = new SnapshotUploader(c.device.id, c.controlPlane, this.spool, this.log);
+    const tls = c.tls ? await loadClientTls(c.tls) : undefined;
+    this.uploader = new SnapshotUploader(c.device.id, c.controlPlane, this.spool, this.log, tls);
     this.uploader.start();
     this.health = await startHealthServer(c.health.host, c.health.port, () => this.healthReport(), c.file);
     this.host = await this.startHost(c);
     this.uplink = new Uplink({
       device: c.device.id,
       mqtt: c.mqtt,
+      ...(tls ? { tls } : {}),
       spool: this.spool,
       log: this.log,
       onCommand: (topic, payload) => this.commands.handle(topic, payload),

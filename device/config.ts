@@ -52,6 +52,21 @@ const ControlPlaneSection = Type.Object(
   { additionalProperties: false },
 );
 
+const TlsSection = Type.Object(
+  {
+    /**
+     * the fleet CA (PEM, relative to the config file; `argus ca init`): the broker's (mqtts://) and
+     * the control plane's (https://) certificates must be signed by it and name the host connected to
+     */
+    ca: Type.String({ minLength: 1 }),
+    /** the box's client certificate for mutual TLS (`argus ca issue --client --name <device id>`) */
+    cert: Type.Optional(Type.String({ minLength: 1 })),
+    /** its private key (keep it 0600) */
+    key: Type.Optional(Type.String({ minLength: 1 })),
+  },
+  { additionalProperties: false },
+);
+
 const SpoolSection = Type.Object(
   {
     /** SQLite file, relative to the config file */
@@ -93,6 +108,8 @@ export const DeviceConfigSchema = Type.Object(
     device: DeviceSection,
     mqtt: MqttSection,
     controlPlane: ControlPlaneSection,
+    /** how the box verifies the broker and the control plane; without it the system's CAs are used */
+    tls: Type.Optional(TlsSection),
     spool: SpoolSection,
     detector: Type.Object(DetectorSettingsSchema.properties, { additionalProperties: false, default: {} }),
     cameras: Type.Array(CameraSettingsSchema, { default: [] }),
@@ -106,9 +123,10 @@ export const DeviceConfigSchema = Type.Object(
 export type DeviceConfigFile = Type.Static<typeof DeviceConfigSchema>;
 export type MqttSettings = DeviceConfigFile['mqtt'];
 export type SpoolSettings = DeviceConfigFile['spool'];
+export type DeviceTlsSettings = DeviceConfigFile['tls'] & {};
 export type RecordedSettings = DeviceConfigFile['recorded'] & {};
 
-/** a validated device config; `spool.path` and `recorded.events` are absolute */
+/** a validated device config; `spool.path`, `recorded.events` and the `tls` files are absolute */
 export interface DeviceConfig extends DeviceConfigFile {
   /** the config file */
   file: string;
@@ -132,6 +150,11 @@ function semanticChecks(loaded: LoadedConfig<DeviceConfigFile>): void {
       seen.set(camera.id, i);
     }
   });
+  const tls = loaded.value.tls;
+  if (tls && Boolean(tls.cert) !== Boolean(tls.key))
+    problems.push(
+      `  ${loaded.locate(['tls'])}: tls: give both "cert" and "key" (a client certificate and its key), or neither`,
+    );
   if (problems.length > 0)
     throw new ArgusError(`device config ${loaded.file} is invalid:\n${problems.join('\n')}`);
 }
@@ -155,6 +178,15 @@ export async function loadDeviceConfig(file: string): Promise<DeviceConfig> {
     // a model directory is relative to the config file, like every other path in it
     ...(isModelPath(value.detector.model)
       ? { detector: { ...value.detector, model: resolve(dir, value.detector.model) } }
+      : {}),
+    ...(value.tls
+      ? {
+          tls: {
+            ca: resolve(dir, value.tls.ca),
+            ...(value.tls.cert ? { cert: resolve(dir, value.tls.cert) } : {}),
+            ...(value.tls.key ? { key: resolve(dir, value.tls.key) } : {}),
+          },
+        }
       : {}),
     ...(value.recorded
       ? { recorded: { ...value.recorded, events: resolve(dir, value.recorded.events) } }

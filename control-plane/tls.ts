@@ -1,0 +1,53 @@
+import { readFile } from 'node:fs/promises';
+import { createSecureContext, type TLSSocket } from 'node:tls';
+import { ArgusError, errorMessage } from '../common/errors.ts';
+
+/** what `tls.createServer` and fastify's `https` take */
+export interface ServerTlsMaterial {
+  cert: Buffer;
+  key: Buffer;
+  ca?: Buffer;
+}
+
+async function readPem(file: string, key: string): Promise<Buffer> {
+  try {
+    return await readFile(file);
+  } catch (err) {
+    throw new ArgusError(
+      `cannot read ${key} ${file}: ${errorMessage(err)}`,
+      `check ${key} (relative to the config file)`,
+    );
+  }
+}
+
+/**
+ * Reads a server's certificate, key and (for mutual TLS) client CA, and checks that they make a
+ * TLS context: a key that is not the certificate's, or a file that is not PEM, is reported with
+ * the config keys to fix.
+ */
+export async function loadServerTls(
+  files: { cert: string; key: string; clientCa?: string },
+  section: string,
+): Promise<ServerTlsMaterial> {
+  const material: ServerTlsMaterial = {
+    cert: await readPem(files.cert, `${section}.cert`),
+    key: await readPem(files.key, `${section}.key`),
+    ...(files.clientCa ? { ca: await readPem(files.clientCa, `${section}.clientCa`) } : {}),
+  };
+  try {
+    createSecureContext(material);
+  } catch (err) {
+    throw new ArgusError(
+      `${section}: the certificate ${files.cert} and key ${files.key}${files.clientCa ? ` (client CA ${files.clientCa})` : ''} do not make a TLS server: ${errorMessage(err)}`,
+      `give ${section}.cert and ${section}.key in PEM, the key being the certificate's (argus ca issue writes both)`,
+    );
+  }
+  return material;
+}
+
+/** the common name of the certificate a TLS client showed (verified against the client CA), if any */
+export function peerCommonName(socket: TLSSocket): string | undefined {
+  if (!socket.authorized) return undefined;
+  const cn = socket.getPeerCertificate().subject?.CN;
+  return typeof cn === 'string' ? cn : undefined;
+}
