@@ -106,6 +106,15 @@ export async function startControlPlane(
           })
         : await connectExternal(config.mqtt.external, deliver, mqttLog, cleanups);
     cleanups.push(() => link.close());
+    if (
+      config.mqtt.kind === 'embedded' &&
+      !config.mqtt.embedded.tls &&
+      !isLoopback(config.mqtt.embedded.host)
+    )
+      mqttLog.warn(
+        { host: config.mqtt.embedded.host },
+        'the embedded broker is plain MQTT off loopback: device credentials cross the network in clear; set mqtt.embedded.tls',
+      );
     cleanups.push(() => ingestor.stop());
     const api = await buildApi(
       {

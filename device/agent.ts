@@ -3,6 +3,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { ArgusError, errorMessage } from '../common/errors.ts';
 import { timeOrderedId } from '../common/ids.ts';
 import { createLogger, type Logger } from '../common/logger.ts';
+import { isLoopback, redactUrl } from '../common/net.ts';
 import type { Validator } from '../common/schema.ts';
 import {
   type CameraStatus,
@@ -157,6 +158,17 @@ export class DeviceAgent {
       },
       'device agent running',
     );
+    for (const [key, url] of [
+      ['mqtt.url', c.mqtt.url],
+      ['controlPlane.url', c.controlPlane.url],
+    ] as const) {
+      const { protocol, hostname } = new URL(url);
+      if (!['mqtts:', 'wss:', 'https:'].includes(protocol) && !isLoopback(hostname))
+        this.log.warn(
+          { url: redactUrl(url) },
+          `${key} is not TLS: this box's credential crosses the network in clear`,
+        );
+    }
   }
 
   /**

@@ -25,7 +25,10 @@ const DeviceSection = Type.Object(
 const MqttSection = Type.Object(
   {
     url: Type.String({ pattern: '^(mqtt|mqtts|ws|wss)://', description: 'e.g. mqtts://broker.example:8883' }),
-    /** fixed per device so that the broker keeps its session; default "argus-<device id>" */
+    /**
+     * fixed per device so that the broker keeps its session; default "argus-<device id>", the only
+     * one a broker binding client ids to devices accepts (Mosquitto as the control plane sets it up)
+     */
     clientId: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
     username: Type.Optional(Type.String({ minLength: 1 })),
     password: Type.Optional(Type.String({ minLength: 1 })),
