@@ -5,7 +5,7 @@ import type { Logger } from '../common/logger.ts';
 import { httpPaths, SNAPSHOT_CONTENT_TYPE } from '../contract/index.ts';
 import type { DeviceConfig } from './config.ts';
 import type { SnapshotBlob, Spool } from './spool.ts';
-import { type ClientTls, TlsErrorLog } from './tls.ts';
+import { type ClientTls, TlsErrorLog, tlsConnectOptions } from './tls.ts';
 
 const BACKOFF_START_MS = 500;
 const BACKOFF_MAX_MS = 60_000;
@@ -25,15 +25,21 @@ function put(
   tls: ClientTls | undefined,
 ): Promise<{ status: number; body: string }> {
   const send = url.startsWith('https:') ? httpsRequest : httpRequest;
-  const secure = tls
-    ? { ca: tls.ca, ...(tls.cert ? { cert: tls.cert } : {}), ...(tls.key ? { key: tls.key } : {}) }
-    : {};
   return new Promise((resolve, reject) => {
     const req = send(
       url,
-      { method: 'PUT', headers: { ...headers, 'content-length': String(body.length) }, signal, ...secure },
+      {
+        method: 'PUT',
+        headers: { ...headers, 'content-length': String(body.length) },
+        signal,
+        ...tlsConnectOptions(tls),
+      },
       (res) => {
         const status = res.statusCode ?? 0;
+        res.once('error', reject);
+        res.once('close', () => {
+          if (!res.complete) reject(new Error(`the answer of ${url} was cut off`));
+        });
         if (status >= 200 && status < 300) {
           res.resume();
           res.once('end', () => resolve({ status, body: '' }));

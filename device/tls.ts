@@ -32,6 +32,12 @@ export async function loadClientTls(files: DeviceTlsSettings): Promise<ClientTls
   };
 }
 
+/** the options of `tls.connect` / `https.request` that verify the server (and show the box's certificate) */
+export function tlsConnectOptions(tls: ClientTls | undefined): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  if (!tls) return {};
+  return { ca: tls.ca, ...(tls.cert ? { cert: tls.cert } : {}), ...(tls.key ? { key: tls.key } : {}) };
+}
+
 /** who the box was talking to, for the sentence */
 export interface TlsPeer {
   /** e.g. "MQTT broker", "control plane" */

@@ -4,7 +4,7 @@ import type { Logger } from '../common/logger.ts';
 import { type Availability, CONTRACT_VERSION, topics, validators } from '../contract/index.ts';
 import type { DeviceConfig } from './config.ts';
 import type { Spool } from './spool.ts';
-import { type ClientTls, TlsErrorLog } from './tls.ts';
+import { type ClientTls, TlsErrorLog, tlsConnectOptions } from './tls.ts';
 
 export interface UplinkOptions {
   device: string;
@@ -84,13 +84,7 @@ export class Uplink {
       ...(m.username ? { username: m.username } : {}),
       ...(m.password ? { password: m.password } : {}),
       properties: { sessionExpiryInterval: m.sessionExpiryS },
-      ...(this.o.tls
-        ? {
-            ca: this.o.tls.ca,
-            ...(this.o.tls.cert ? { cert: this.o.tls.cert } : {}),
-            ...(this.o.tls.key ? { key: this.o.tls.key } : {}),
-          }
-        : {}),
+      ...tlsConnectOptions(this.o.tls),
       will: {
         topic: topics.available(this.o.device),
         payload: Buffer.from(availability('offline')),
