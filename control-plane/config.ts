@@ -58,8 +58,8 @@ const DynamicSecurity = Type.Object(
   {
     /**
      * the broker's dynamic-security admin (`mosquitto_ctrl dynsec init FILE USER PASSWORD`); the
-     * control plane uses it to keep its own role and client (`username`/`password` above) and one
-     * client and role per device
+     * control plane uses it to keep its own role and client (`username`/`password` above, bound to
+     * `clientId`: give each replica its own) and one client and role per device
      */
     adminUsername: Type.String({ minLength: 1 }),
     adminPassword: Type.String({ minLength: 8 }),
