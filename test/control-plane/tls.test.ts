@@ -16,6 +16,8 @@ import { eventMessage } from './fixtures.ts';
 const TOKEN_1 = 'token-of-box-1-for-tls-tests';
 const TOKEN_2 = 'token-of-box-2-for-tls-tests';
 const DAY = 24 * 3600 * 1000;
+/** a box starting on a loaded 2-core machine (tsx compiles the agent first) */
+const AGENT_START_MS = 60_000;
 
 /** GET over HTTPS, verifying the server against `ca` (not at all without) */
 function httpsGet(url: string, ca: Buffer | undefined): Promise<{ status: number; body: Buffer }> {
@@ -153,7 +155,7 @@ describe('TLS: argus ca, HTTPS and MQTTS', () => {
         cameras: ['cam-1'],
         tls: { ca: pki.ca.cert },
       });
-      agent = await AgentProcess.start(file);
+      agent = await AgentProcess.start(file, AGENT_START_MS);
       const started = agent;
       const events = await eventually(
         async () => {
@@ -217,7 +219,7 @@ describe('TLS: argus ca, HTTPS and MQTTS', () => {
         tls: { ca },
       });
       await rm(join(dir, 'box-1.spool.db'), { force: true });
-      agent = await AgentProcess.start(file);
+      agent = await AgentProcess.start(file, AGENT_START_MS);
       const started = agent;
       const lines = await eventually(
         async () => {
@@ -229,7 +231,7 @@ describe('TLS: argus ca, HTTPS and MQTTS', () => {
           const controlPlane = refused.find((l) => l.includes("the control plane's certificate"));
           return broker && controlPlane ? { broker, controlPlane } : undefined;
         },
-        20_000,
+        40_000,
         `the box says why TLS failed (${name})`,
       );
       assert.match(lines.broker, sentence);
