@@ -90,6 +90,19 @@ const ExternalBroker = Type.Object(
      * broker's own configuration decides who may do what, and the control plane warns at start.
      */
     dynamicSecurity: Type.Optional(DynamicSecurity),
+    /** for an mqtts:// broker with a certificate of the fleet CA (paths relative to the config file) */
+    tls: Type.Optional(
+      Type.Object(
+        {
+          /** the CA the broker's certificate must be signed by */
+          ca: Type.String({ minLength: 1 }),
+          /** a client certificate and key, for a broker that requires one */
+          cert: Type.Optional(Type.String({ minLength: 1 })),
+          key: Type.Optional(Type.String({ minLength: 1 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -210,6 +223,10 @@ function resolveConfig(loaded: LoadedConfig<ConfigFile>, baseDir: string): Contr
     problems.push(
       `  ${loaded.locate(['mqtt', 'external'])}: mqtt.external: with "dynamicSecurity", give the control plane's own "username" and "password" (its broker client is created with them)`,
     );
+  if (external?.tls && Boolean(external.tls.cert) !== Boolean(external.tls.key))
+    problems.push(
+      `  ${loaded.locate(['mqtt', 'external', 'tls'])}: mqtt.external.tls: give both "cert" and "key", or neither`,
+    );
   if (v.mqtt.embedded?.tls?.clientCa && !v.mqtt.embedded.deviceCredentials)
     problems.push(
       `  ${loaded.locate(['mqtt', 'embedded', 'tls', 'clientCa'])}: mqtt.embedded.tls.clientCa: mutual TLS binds a certificate to the device it connects as: set "deviceCredentials: true" too`,
@@ -229,8 +246,20 @@ function resolveConfig(loaded: LoadedConfig<ConfigFile>, baseDir: string): Contr
     throw new ArgusError(`control-plane config ${loaded.file} is invalid:\n${problems.join('\n')}`);
   const path = (p: string) => resolve(baseDir, p);
   const embedded = v.mqtt.embedded ?? (embeddedDefaults.withDefaults({}) as EmbeddedBrokerSettings);
-  const mqtt: BrokerSettings = v.mqtt.external
-    ? { kind: 'external', external: v.mqtt.external }
+  const mqtt: BrokerSettings = external
+    ? {
+        kind: 'external',
+        external: external.tls
+          ? {
+              ...external,
+              tls: {
+                ca: path(external.tls.ca),
+                ...(external.tls.cert ? { cert: path(external.tls.cert) } : {}),
+                ...(external.tls.key ? { key: path(external.tls.key) } : {}),
+              },
+            }
+          : external,
+      }
     : {
         kind: 'embedded',
         embedded: embedded.tls

@@ -16,7 +16,7 @@ import type { Deliver, MqttLink } from './mqtt/link.ts';
 import { MosquittoDynamicSecurity } from './mqtt/mosquitto-dynsec.ts';
 import { openRepository } from './storage/open.ts';
 import type { Repository, StoredEvent } from './storage/repository.ts';
-import { loadServerTls } from './tls.ts';
+import { loadClientTls, loadServerTls } from './tls.ts';
 
 export interface ControlPlane {
   /** base URL of the REST API, e.g. http://127.0.0.1:8080 */
@@ -43,16 +43,17 @@ async function connectExternal(
   log: Logger,
   cleanups: (() => Promise<void>)[],
 ): Promise<MqttLink> {
+  const tls = settings.tls ? await loadClientTls(settings.tls, 'mqtt.external.tls') : undefined;
   if (!settings.dynamicSecurity) {
     log.warn(
       { url: redactUrl(settings.url) },
       "mqtt.external.dynamicSecurity is not set: the broker's own configuration decides which client may publish and read what",
     );
-    return connectExternalBroker(settings, deliver, log);
+    return connectExternalBroker(settings, deliver, log, tls);
   }
-  const accessControl = await MosquittoDynamicSecurity.start(settings, log);
+  const accessControl = await MosquittoDynamicSecurity.start(settings, log, tls);
   cleanups.push(() => accessControl.close());
-  const link = await connectExternalBroker(settings, deliver, log);
+  const link = await connectExternalBroker(settings, deliver, log, tls);
   return { url: link.url, accessControl, publish: link.publish, close: link.close };
 }
 

@@ -1,23 +1,12 @@
-import { readFile } from 'node:fs/promises';
 import { createSecureContext, type TLSSocket } from 'node:tls';
 import { ArgusError, errorMessage } from '../common/errors.ts';
+import { readPem } from '../common/pem.ts';
 
 /** what `tls.createServer` and fastify's `https` take */
 export interface ServerTlsMaterial {
   cert: Buffer;
   key: Buffer;
   ca?: Buffer;
-}
-
-async function readPem(file: string, key: string): Promise<Buffer> {
-  try {
-    return await readFile(file);
-  } catch (err) {
-    throw new ArgusError(
-      `cannot read ${key} ${file}: ${errorMessage(err)}`,
-      `check ${key} (relative to the config file)`,
-    );
-  }
 }
 
 /**
@@ -50,4 +39,22 @@ export function peerCommonName(socket: TLSSocket): string | undefined {
   if (!socket.authorized) return undefined;
   const cn = socket.getPeerCertificate().subject?.CN;
   return typeof cn === 'string' ? cn : undefined;
+}
+
+/** what `tls.connect` takes to verify a broker against `ca` (and show a client certificate) */
+export interface ClientTlsMaterial {
+  ca: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+export async function loadClientTls(
+  files: { ca: string; cert?: string; key?: string },
+  section: string,
+): Promise<ClientTlsMaterial> {
+  return {
+    ca: await readPem(files.ca, `${section}.ca`),
+    ...(files.cert ? { cert: await readPem(files.cert, `${section}.cert`) } : {}),
+    ...(files.key ? { key: await readPem(files.key, `${section}.key`) } : {}),
+  };
 }

@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
-import { ArgusError, errorMessage } from '../common/errors.ts';
+import { errorMessage } from '../common/errors.ts';
 import type { Logger } from '../common/logger.ts';
 import { redactUrl } from '../common/net.ts';
+import { readPem } from '../common/pem.ts';
 import type { DeviceTlsSettings } from './config.ts';
 
 /** the box's TLS files, read: what `tls.connect` and `https.request` take, and where they came from */
@@ -10,17 +10,6 @@ export interface ClientTls {
   cert?: Buffer;
   key?: Buffer;
   files: DeviceTlsSettings;
-}
-
-async function readPem(file: string, key: string): Promise<Buffer> {
-  try {
-    return await readFile(file);
-  } catch (err) {
-    throw new ArgusError(
-      `cannot read ${key} ${file}: ${errorMessage(err)}`,
-      `check ${key} (relative to the config file)`,
-    );
-  }
 }
 
 export async function loadClientTls(files: DeviceTlsSettings): Promise<ClientTls> {

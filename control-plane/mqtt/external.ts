@@ -4,6 +4,7 @@ import type { Logger } from '../../common/logger.ts';
 import { redactUrl } from '../../common/net.ts';
 import { ingestWildcard } from '../../contract/index.ts';
 import type { ExternalBrokerSettings } from '../config.ts';
+import type { ClientTlsMaterial } from '../tls.ts';
 import type { Deliver, MqttLink } from './link.ts';
 
 const CONNECT_TIMEOUT_MS = 15_000;
@@ -66,6 +67,8 @@ export async function connectExternalBroker(
   settings: ExternalBrokerSettings,
   deliver: Deliver,
   log: Logger,
+  /** for an mqtts:// broker: its CA (and a client certificate), from `settings.tls` */
+  tls?: ClientTlsMaterial,
 ): Promise<MqttLink> {
   const client: MqttClient = connect(settings.url, {
     protocolVersion: 5,
@@ -76,6 +79,7 @@ export async function connectExternalBroker(
     resubscribe: false,
     ...(settings.username ? { username: settings.username } : {}),
     ...(settings.password ? { password: settings.password } : {}),
+    ...tls,
     properties: {
       sessionExpiryInterval: settings.sessionExpiryS,
       receiveMaximum: settings.receiveMaximum,

@@ -5,6 +5,7 @@ import type { Logger } from '../../common/logger.ts';
 import { redactUrl } from '../../common/net.ts';
 import { DEVICE_ID_PATTERN, deviceClientId, TOPIC_ROOT, topics } from '../../contract/index.ts';
 import type { ExternalBrokerSettings } from '../config.ts';
+import type { ClientTlsMaterial } from '../tls.ts';
 import type { BrokerAccessControl } from './access-control.ts';
 
 const CONTROL_TOPIC = '$CONTROL/dynamic-security/v1';
@@ -13,6 +14,8 @@ const CONNECT_TIMEOUT_MS = 10_000;
 const COMMAND_TIMEOUT_MS = 10_000;
 const CONTROL_PLANE_ROLE = 'argus-control-plane';
 const DEVICE_ID = new RegExp(DEVICE_ID_PATTERN);
+/** Node's codes for a TLS peer certificate refused (OpenSSL's verify errors, host name, alerts) */
+const TLS_REFUSAL = /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|SELF_SIGNED_|DEPTH_ZERO_)/;
 
 type AclType =
   | 'publishClientSend'
@@ -114,7 +117,11 @@ export class MosquittoDynamicSecurity implements BrokerAccessControl {
    * default ACL access, the control plane's role, and its client (`settings.username`, bound to
    * `settings.clientId`). Call before the control plane connects with that client.
    */
-  static async start(settings: ExternalBrokerSettings, log: Logger): Promise<MosquittoDynamicSecurity> {
+  static async start(
+    settings: ExternalBrokerSettings,
+    log: Logger,
+    tls?: ClientTlsMaterial,
+  ): Promise<MosquittoDynamicSecurity> {
     const admin = settings.dynamicSecurity;
     if (!admin || !settings.username || !settings.password)
       throw new ArgusError('dynamic security needs mqtt.external.dynamicSecurity, username and password');
@@ -128,6 +135,7 @@ export class MosquittoDynamicSecurity implements BrokerAccessControl {
       connectTimeout: CONNECT_TIMEOUT_MS,
       username: admin.adminUsername,
       password: admin.adminPassword,
+      ...tls,
     });
     let lastError: string | undefined;
     client.on('error', (err) => {
@@ -145,9 +153,11 @@ export class MosquittoDynamicSecurity implements BrokerAccessControl {
           clearTimeout(timer);
           resolve();
         });
-        // a CONNACK refusal (bad credentials, not authorized) will not go away by retrying
+        // a CONNACK refusal (bad credentials, not authorized) or a certificate refused will not
+        // go away by retrying
         client.on('error', (err) => {
-          if (typeof (err as { code?: unknown }).code !== 'number') return;
+          const code = (err as { code?: unknown }).code;
+          if (typeof code !== 'number' && !(typeof code === 'string' && TLS_REFUSAL.test(code))) return;
           clearTimeout(timer);
           reject(err);
         });

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect, connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
+import { initCa, issueCertificate } from '../../common/certificate-authority.ts';
 import { CONTRACT_VERSION, topics } from '../../contract/index.ts';
 import { type ControlPlane, controlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
 import type { BrokerAccessControl } from '../../control-plane/mqtt/access-control.ts';
@@ -277,6 +278,76 @@ describe('external Mosquitto with the dynamic security plugin', () => {
         }),
       ),
       /dynamic security plugin .* "dynsec-admin": .*Not authorized/,
+    );
+  });
+});
+
+describe('external Mosquitto over MQTTS', () => {
+  let dir: string;
+  let broker: MosquittoBroker;
+  let ca: string;
+  let rogueCa: string;
+  const external = (tlsCa: string) => ({
+    url: `mqtts://localhost:${broker.port}`,
+    clientId: 'argus-cp-tls',
+    username: 'argus-control-plane',
+    password: 'control-plane-secret-for-tests',
+    dynamicSecurity: ADMIN,
+    tls: { ca: tlsCa },
+  });
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'argus-dynsec-tls-'));
+    ca = (await initCa(join(dir, 'ca'))).cert;
+    const server = await issueCertificate(join(dir, 'ca'), { name: 'mosquitto', hosts: ['localhost'] });
+    rogueCa = (await initCa(join(dir, 'rogue'))).cert;
+    broker = await MosquittoBroker.create({ dir: join(dir, 'broker'), dynamicSecurity: ADMIN, tls: server });
+  });
+  after(async () => {
+    await broker?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('manages the broker and ingests over MQTTS, verifying it against mqtt.external.tls.ca', async () => {
+    const cp = await startControlPlane(
+      controlPlaneConfig({
+        http: { port: 0 },
+        mqtt: { external: external(ca) },
+        storage: { sqlite: { path: join(dir, 'argus.db'), synchronous: 'normal' } },
+      }),
+    );
+    try {
+      await cp.accessControl?.grant('box-a', SECRET_A);
+      const a = await attempt(broker.url.replace('127.0.0.1', 'localhost'), {
+        username: 'box-a',
+        password: SECRET_A,
+        clientId: 'argus-box-a',
+        ca: await readFile(ca),
+      });
+      assert.ok(!(a instanceof Error), String(a));
+      const own = eventMessage({ device: 'box-a' });
+      await a.publishAsync(topics.events('box-a'), JSON.stringify(own), { qos: 1 });
+      a.end(true);
+      await eventually(
+        async () => ((await storedEventIds(cp)).includes(own.id) ? true : undefined),
+        5000,
+        "box-a's event stored",
+      );
+    } finally {
+      await cp.close();
+    }
+  });
+
+  it('refuses to start when the broker certificate is not signed by that CA, saying so', async () => {
+    await assert.rejects(
+      startControlPlane(
+        controlPlaneConfig({
+          http: { port: 0 },
+          mqtt: { external: external(rogueCa) },
+          storage: { sqlite: { path: join(dir, 'rogue.db'), synchronous: 'normal' } },
+        }),
+      ),
+      /cannot reach the dynamic security plugin of mqtts:\/\/localhost:\d+ .*(self-signed|unable to verify|issuer)/i,
     );
   });
 });

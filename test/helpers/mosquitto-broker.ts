@@ -52,6 +52,8 @@ export interface MosquittoOptions {
    * `mosquitto_ctrl dynsec init`); anonymous clients are refused
    */
   dynamicSecurity?: { adminUsername: string; adminPassword: string };
+  /** MQTTS with this certificate and key (PEM files) instead of plain MQTT */
+  tls?: { cert: string; key: string };
 }
 
 /** a private Mosquitto on a free 127.0.0.1 port that a test can stop and start again */
@@ -77,6 +79,7 @@ export class MosquittoBroker {
       broker.configFile,
       [
         `listener ${broker.port} 127.0.0.1`,
+        ...(options.tls ? [`certfile ${options.tls.cert}`, `keyfile ${options.tls.key}`] : []),
         ...access,
         `user ${userInfo().username}`,
         // Debian's default (1000) silently drops messages queued for a slow subscriber
@@ -95,7 +98,7 @@ export class MosquittoBroker {
   }
 
   get url(): string {
-    return `mqtt://127.0.0.1:${this.port}`;
+    return `${this.options.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${this.port}`;
   }
 
   private get configFile(): string {
