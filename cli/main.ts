@@ -1,5 +1,6 @@
 import { ArgusError, errorMessage } from '../common/errors.ts';
 import type { Command } from './command.ts';
+import { caInit, caIssue } from './commands/ca.ts';
 import { controlPlaneEnroll, controlPlaneRun } from './commands/control-plane.ts';
 import { demo } from './commands/demo.ts';
 import { detect } from './commands/detect.ts';
@@ -37,6 +38,8 @@ export const COMMANDS: readonly Command[] = [
   keysGenerate,
   keysTrust,
   keysList,
+  caInit,
+  caIssue,
 ];
 
 function help(): string {

@@ -113,11 +113,49 @@ export async function readConfigText(file: string, what: string): Promise<string
   }
 }
 
-/** Reads a YAML (or JSON) config file and validates it against its schema (see validateConfigDocument). */
+const ENV_REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/**
+ * Replaces each `${NAME}` in the document's string values by the environment variable NAME, so
+ * that secrets (passwords, tokens) need not be written in the file. An unset or empty variable is
+ * an error naming the file, line and key.
+ */
+export function substituteEnvironment(
+  doc: ConfigDocument,
+  env: Record<string, string | undefined>,
+): ConfigDocument {
+  const missing: string[] = [];
+  const walk = (value: unknown, path: (string | number)[]): unknown => {
+    if (typeof value === 'string')
+      return value.replace(ENV_REFERENCE, (_, name: string) => {
+        const found = env[name];
+        if (found) return found;
+        missing.push(`  ${doc.locate(path)}: ${path.join('.')}: the environment variable ${name} is not set`);
+        return '';
+      });
+    if (Array.isArray(value)) return value.map((v, i) => walk(v, [...path, i]));
+    if (value !== null && typeof value === 'object')
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, walk(v, [...path, k])]));
+    return value;
+  };
+  const data = walk(doc.data, []);
+  if (missing.length > 0)
+    throw new ArgusError(
+      `${doc.file} refers to environment variables that are not set:\n${missing.join('\n')}`,
+      'set them (docker compose reads them from .env), or write the values in the file',
+    );
+  return { ...doc, data };
+}
+
+/**
+ * Reads a YAML (or JSON) config file, puts in the environment variables it refers to (`${NAME}`,
+ * see substituteEnvironment) and validates it against its schema (see validateConfigDocument).
+ */
 export async function loadConfigFile<T>(
   file: string,
   validator: Validator<T>,
   what: string,
 ): Promise<LoadedConfig<T>> {
-  return parseConfigText(await readConfigText(file, what), file, validator, what);
+  const doc = parseConfigDocument(await readConfigText(file, what), file, what);
+  return validateConfigDocument(substituteEnvironment(doc, process.env), validator, what);
 }

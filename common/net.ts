@@ -27,3 +27,8 @@ export function isListening(port: number): Promise<boolean> {
 export function redactUrl(url: string): string {
   return url.replace(/\/\/([^:/@]+):[^@/]*@/, '//$1:***@');
 }
+
+/** true for a host name or address that only this machine reaches (127.0.0.0/8, ::1, localhost) */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}

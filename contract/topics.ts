@@ -17,6 +17,12 @@ export const TOPIC_ROOT = `argus/v${CONTRACT_VERSION}`;
 export const DEVICE_ID_PATTERN = '^[a-z0-9][a-z0-9_-]{0,62}$';
 const DEVICE_ID = new RegExp(DEVICE_ID_PATTERN);
 
+/**
+ * a device's MQTT client id unless its config sets another; a broker that binds client ids to
+ * devices (Mosquitto's dynamic security, as the control plane configures it) expects this one
+ */
+export const deviceClientId = (device: string): string => `argus-${device}`;
+
 export type DeviceTopicKind = 'available' | 'identity' | 'telemetry' | 'events' | 'status' | 'cmd_result';
 
 export const COMMAND_NAMES = ['reload-config', 'snapshot', 'restart-camera'] as const;

@@ -6,10 +6,22 @@ import { sha256Hex } from '../common/hash.ts';
 import { compileSchema } from '../common/schema.ts';
 import { DEVICE_ID_PATTERN } from '../contract/topics.ts';
 
+const ServerTls = Type.Object(
+  {
+    /** PEM certificate (with its chain), relative to the config file; `argus ca issue --host …` */
+    cert: Type.String({ minLength: 1 }),
+    /** PEM private key, relative to the config file (keep it 0600) */
+    key: Type.String({ minLength: 1 }),
+  },
+  { additionalProperties: false },
+);
+
 const HttpSection = Type.Object(
   {
     host: Type.String({ minLength: 1, default: '127.0.0.1' }),
     port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: '0 picks a free port' }),
+    /** HTTPS with this certificate; without it the API is plain HTTP (warned at start off loopback) */
+    tls: Type.Optional(ServerTls),
   },
   { additionalProperties: false, default: {} },
 );
@@ -23,6 +35,34 @@ const EmbeddedBroker = Type.Object(
      * may publish only under its own topics and subscribe only to its own commands
      */
     deviceCredentials: Type.Boolean({ default: false }),
+    /** MQTTS (MQTT over TLS) with this certificate instead of plain MQTT */
+    tls: Type.Optional(
+      Type.Object(
+        {
+          ...ServerTls.properties,
+          /**
+           * mutual TLS: a client must show a certificate signed by this CA (PEM, relative to the
+           * config file) whose common name is the device id it connects as (its MQTT username);
+           * `argus ca issue --client --name <device id>`
+           */
+          clientCa: Type.Optional(Type.String({ minLength: 1 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const DynamicSecurity = Type.Object(
+  {
+    /**
+     * the broker's dynamic-security admin (`mosquitto_ctrl dynsec init FILE USER PASSWORD`); the
+     * control plane uses it to keep its own role and client (`username`/`password` above, bound to
+     * `clientId`: give each replica its own) and one client and role per device
+     */
+    adminUsername: Type.String({ minLength: 1 }),
+    adminPassword: Type.String({ minLength: 8 }),
   },
   { additionalProperties: false },
 );
@@ -44,6 +84,25 @@ const ExternalBroker = Type.Object(
      * a matching limit (Mosquitto: `max_inflight_messages 5000`; its default is 20)
      */
     receiveMaximum: Type.Integer({ minimum: 1, maximum: 65535, default: 5000 }),
+    /**
+     * Mosquitto 2's dynamic security plugin: the control plane manages the broker's clients and
+     * ACLs (each device publishes and subscribes only under its own topics). Without it the
+     * broker's own configuration decides who may do what, and the control plane warns at start.
+     */
+    dynamicSecurity: Type.Optional(DynamicSecurity),
+    /** for an mqtts:// broker with a certificate of the fleet CA (paths relative to the config file) */
+    tls: Type.Optional(
+      Type.Object(
+        {
+          /** the CA the broker's certificate must be signed by */
+          ca: Type.String({ minLength: 1 }),
+          /** a client certificate and key, for a broker that requires one */
+          cert: Type.Optional(Type.String({ minLength: 1 })),
+          key: Type.Optional(Type.String({ minLength: 1 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -200,7 +259,10 @@ export const ControlPlaneConfigSchema = Type.Object(
 
 type ConfigFile = Type.Static<typeof ControlPlaneConfigSchema>;
 export type ExternalBrokerSettings = Type.Static<typeof ExternalBroker>;
+export type DynamicSecuritySettings = Type.Static<typeof DynamicSecurity>;
 export type EmbeddedBrokerSettings = Type.Static<typeof EmbeddedBroker>;
+export type ServerTlsSettings = Type.Static<typeof ServerTls>;
+export type EmbeddedTlsSettings = EmbeddedBrokerSettings['tls'] & {};
 export type SqliteSettings = Type.Static<typeof SqliteStorage>;
 export type PostgresSettings = Type.Static<typeof PostgresStorage>;
 export type IngestSettings = Type.Static<typeof IngestSection>;
@@ -235,6 +297,19 @@ function resolveConfig(loaded: LoadedConfig<ConfigFile>, baseDir: string): Contr
   const problems: string[] = [];
   if (v.mqtt.embedded && v.mqtt.external)
     problems.push(`  ${loaded.locate(['mqtt'])}: mqtt: set either "embedded" or "external", not both`);
+  const external = v.mqtt.external;
+  if (external?.dynamicSecurity && !(external.username && external.password))
+    problems.push(
+      `  ${loaded.locate(['mqtt', 'external'])}: mqtt.external: with "dynamicSecurity", give the control plane's own "username" and "password" (its broker client is created with them)`,
+    );
+  if (external?.tls && Boolean(external.tls.cert) !== Boolean(external.tls.key))
+    problems.push(
+      `  ${loaded.locate(['mqtt', 'external', 'tls'])}: mqtt.external.tls: give both "cert" and "key", or neither`,
+    );
+  if (v.mqtt.embedded?.tls?.clientCa && !v.mqtt.embedded.deviceCredentials)
+    problems.push(
+      `  ${loaded.locate(['mqtt', 'embedded', 'tls', 'clientCa'])}: mqtt.embedded.tls.clientCa: mutual TLS binds a certificate to the device it connects as: set "deviceCredentials: true" too`,
+    );
   if (v.storage.sqlite && v.storage.postgres)
     problems.push(`  ${loaded.locate(['storage'])}: storage: set either "sqlite" or "postgres", not both`);
   const seen = new Set<string>();
@@ -248,20 +323,46 @@ function resolveConfig(loaded: LoadedConfig<ConfigFile>, baseDir: string): Contr
   });
   if (problems.length > 0)
     throw new ArgusError(`control-plane config ${loaded.file} is invalid:\n${problems.join('\n')}`);
-  const mqtt: BrokerSettings = v.mqtt.external
-    ? { kind: 'external', external: v.mqtt.external }
+  const path = (p: string) => resolve(baseDir, p);
+  const embedded = v.mqtt.embedded ?? (embeddedDefaults.withDefaults({}) as EmbeddedBrokerSettings);
+  const mqtt: BrokerSettings = external
+    ? {
+        kind: 'external',
+        external: external.tls
+          ? {
+              ...external,
+              tls: {
+                ca: path(external.tls.ca),
+                ...(external.tls.cert ? { cert: path(external.tls.cert) } : {}),
+                ...(external.tls.key ? { key: path(external.tls.key) } : {}),
+              },
+            }
+          : external,
+      }
     : {
         kind: 'embedded',
-        embedded: v.mqtt.embedded ?? (embeddedDefaults.withDefaults({}) as EmbeddedBrokerSettings),
+        embedded: embedded.tls
+          ? {
+              ...embedded,
+              tls: {
+                cert: path(embedded.tls.cert),
+                key: path(embedded.tls.key),
+                ...(embedded.tls.clientCa ? { clientCa: path(embedded.tls.clientCa) } : {}),
+              },
+            }
+          : embedded,
       };
+  const http = v.http.tls
+    ? { ...v.http, tls: { cert: path(v.http.tls.cert), key: path(v.http.tls.key) } }
+    : v.http;
   const storage: StorageSettings = v.storage.postgres
     ? { kind: 'postgres', postgres: v.storage.postgres }
     : (() => {
         const sqlite = v.storage.sqlite ?? (sqliteDefaults.withDefaults({}) as SqliteSettings);
-        return { kind: 'sqlite', sqlite: { ...sqlite, path: resolve(baseDir, sqlite.path) } } as const;
+        return { kind: 'sqlite', sqlite: { ...sqlite, path: path(sqlite.path) } } as const;
       })();
   return {
-    http: v.http,
+    http,
     mqtt,
     storage,
     ingest: v.ingest,

@@ -2,26 +2,29 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { errorMessage } from '../common/errors.ts';
 import { createLogger, type Logger } from '../common/logger.ts';
-import { redactUrl } from '../common/net.ts';
+import { isLoopback, redactUrl } from '../common/net.ts';
 import { buildApi } from './api/app.ts';
 import { DeviceCredentials } from './auth.ts';
 import { CommandSender } from './commands.ts';
-import type { ControlPlaneConfig } from './config.ts';
+import type { ControlPlaneConfig, ExternalBrokerSettings } from './config.ts';
 import { DeviceHealth } from './device-health.ts';
 import { EventBus } from './event-bus.ts';
 import { Ingestor } from './ingest/ingestor.ts';
 import { RateLimitedLog } from './ingest/rate-limited-log.ts';
 import { LeasedJob } from './leased-job.ts';
 import { Metrics } from './metrics.ts';
+import type { BrokerAccessControl } from './mqtt/access-control.ts';
 import { startEmbeddedBroker } from './mqtt/embedded.ts';
 import { connectExternalBroker } from './mqtt/external.ts';
-import type { MqttLink } from './mqtt/link.ts';
+import type { Deliver, MqttLink } from './mqtt/link.ts';
+import { MosquittoDynamicSecurity } from './mqtt/mosquitto-dynsec.ts';
 import { Retention } from './retention/retention.ts';
 import { DeviceHistory, statusChangesOf } from './storage/device-history.ts';
 import { LeaseStore } from './storage/leases.ts';
 import { openRepository } from './storage/open.ts';
 import { QuarantineStore } from './storage/quarantine.ts';
 import type { Repository, StoredEvent } from './storage/repository.ts';
+import { loadClientTls, loadServerTls } from './tls.ts';
 
 export interface ControlPlane {
   /** base URL of the REST API, e.g. http://127.0.0.1:8080 */
@@ -30,6 +33,8 @@ export interface ControlPlane {
   mqttUrl: string;
   repository: Repository;
   metrics: Metrics;
+  /** the broker's side of device credentials (`grant` on issue, `revoke`), when it needs telling */
+  accessControl: BrokerAccessControl | undefined;
   /** called for every newly stored event, after its transaction committed */
   onEvent(listener: (event: StoredEvent) => void): () => void;
   /** stores what was received, then stops the API, the broker link and the database; idempotent */
@@ -82,6 +87,31 @@ function startLeasedJobs(
       await Promise.all([sweep.stop(), retention?.stop()]);
     },
   };
+}
+
+/**
+ * The external broker link; with dynamic security, the broker's clients and ACLs are set up first
+ * (the control plane's own client among them) and kept in `link.accessControl`.
+ */
+async function connectExternal(
+  settings: ExternalBrokerSettings,
+  deliver: Deliver,
+  log: Logger,
+  cleanups: (() => Promise<void>)[],
+  retainCleared: (topic: string) => void,
+): Promise<MqttLink> {
+  const tls = settings.tls ? await loadClientTls(settings.tls, 'mqtt.external.tls') : undefined;
+  if (!settings.dynamicSecurity) {
+    log.warn(
+      { url: redactUrl(settings.url) },
+      "mqtt.external.dynamicSecurity is not set: the broker's own configuration decides which client may publish and read what",
+    );
+    return connectExternalBroker(settings, deliver, log, retainCleared, tls);
+  }
+  const accessControl = await MosquittoDynamicSecurity.start(settings, log, tls);
+  cleanups.push(() => accessControl.close());
+  const link = await connectExternalBroker(settings, deliver, log, retainCleared, tls);
+  return { url: link.url, accessControl, publish: link.publish, close: link.close };
 }
 
 /**
@@ -139,8 +169,17 @@ export async function startControlPlane(
             },
             retainCleared,
           })
-        : await connectExternalBroker(config.mqtt.external, deliver, mqttLog, retainCleared);
+        : await connectExternal(config.mqtt.external, deliver, mqttLog, cleanups, retainCleared);
     cleanups.push(() => link.close());
+    if (
+      config.mqtt.kind === 'embedded' &&
+      !config.mqtt.embedded.tls &&
+      !isLoopback(config.mqtt.embedded.host)
+    )
+      mqttLog.warn(
+        { host: config.mqtt.embedded.host },
+        'the embedded broker is plain MQTT off loopback: device credentials cross the network in clear; set mqtt.embedded.tls',
+      );
     cleanups.push(() => ingestor.stop());
     const jobs = startLeasedJobs(config, repository, metrics, bus, log);
     cleanups.push(() => jobs.stop());
@@ -160,9 +199,15 @@ export async function startControlPlane(
         retentionLeader: () => jobs.retentionLeader,
       },
       log.child({ part: 'http' }),
+      config.http.tls ? await loadServerTls(config.http.tls, 'http.tls') : undefined,
     );
     cleanups.push(() => api.close());
     const address = await api.app.listen({ host: config.http.host, port: config.http.port });
+    if (!config.http.tls && !isLoopback(config.http.host))
+      log.warn(
+        { host: config.http.host },
+        'the API is plain HTTP off loopback: device tokens and operator logins cross the network in clear; set http.tls',
+      );
     const httpUrl = address.replace('[::1]', 'localhost');
     log.info(
       {
@@ -179,6 +224,7 @@ export async function startControlPlane(
       mqttUrl: link.url,
       repository,
       metrics,
+      accessControl: link.accessControl,
       onEvent: (listener) => bus.subscribe(listener),
       close() {
         closing ??= stopAll().then(() => log.info('control plane stopped'));

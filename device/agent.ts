@@ -3,6 +3,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { ArgusError, errorMessage } from '../common/errors.ts';
 import { timeOrderedId } from '../common/ids.ts';
 import { createLogger, type Logger } from '../common/logger.ts';
+import { isLoopback, redactUrl } from '../common/net.ts';
 import type { Validator } from '../common/schema.ts';
 import {
   type CameraStatus,
@@ -23,6 +24,7 @@ import { buildIdentity } from './identity.ts';
 import { SnapshotUploader } from './snapshots.ts';
 import { Spool, type SpoolStats } from './spool.ts';
 import { buildTelemetry, SystemSampler } from './telemetry.ts';
+import { loadClientTls } from './tls.ts';
 import { Uplink } from './uplink.ts';
 
 export interface DeviceAgentOptions {
@@ -34,7 +36,7 @@ export interface DeviceAgentOptions {
 /** how long a "snapshot" command waits for the upload before answering that it is queued */
 const SNAPSHOT_REPLY_WAIT_MS = 10_000;
 /** config sections that only a restart of the agent applies */
-const RESTART_ONLY = ['device', 'mqtt', 'spool', 'health'] as const;
+const RESTART_ONLY = ['device', 'mqtt', 'tls', 'spool', 'health'] as const;
 
 function encode<T>(validator: Validator<T>, message: T, what: string): string {
   const payload = JSON.stringify(validator.parse(message, what));
@@ -129,13 +131,15 @@ export class DeviceAgent {
       (result) => this.spoolResult(result),
       this.log,
     );
-    this.uploader = new SnapshotUploader(c.device.id, c.controlPlane, this.spool, this.log);
+    const tls = c.tls ? await loadClientTls(c.tls) : undefined;
+    this.uploader = new SnapshotUploader(c.device.id, c.controlPlane, this.spool, this.log, tls);
     this.uploader.start();
     this.health = await startHealthServer(c.health.host, c.health.port, () => this.healthReport(), c.file);
     this.host = await this.startHost(c);
     this.uplink = new Uplink({
       device: c.device.id,
       mqtt: c.mqtt,
+      ...(tls ? { tls } : {}),
       spool: this.spool,
       log: this.log,
       onCommand: (topic, payload) => this.commands.handle(topic, payload),
@@ -154,6 +158,17 @@ export class DeviceAgent {
       },
       'device agent running',
     );
+    for (const [key, url] of [
+      ['mqtt.url', c.mqtt.url],
+      ['controlPlane.url', c.controlPlane.url],
+    ] as const) {
+      const { protocol, hostname } = new URL(url);
+      if (!['mqtts:', 'wss:', 'https:'].includes(protocol) && !isLoopback(hostname))
+        this.log.warn(
+          { url: redactUrl(url) },
+          `${key} is not TLS: this box's credential crosses the network in clear`,
+        );
+    }
   }
 
   /**

@@ -3,7 +3,7 @@ import Type from 'typebox';
 import { type LoadedConfig, loadConfigFile } from '../common/config-file.ts';
 import { ArgusError } from '../common/errors.ts';
 import { compileSchema } from '../common/schema.ts';
-import { DEVICE_ID_PATTERN } from '../contract/topics.ts';
+import { DEVICE_ID_PATTERN, deviceClientId } from '../contract/topics.ts';
 import { isModelPath } from '../models/store.ts';
 import { CameraSettingsSchema } from '../pipelines/camera-settings.ts';
 import { DetectorSettingsSchema } from '../pipelines/detector/settings.ts';
@@ -25,7 +25,10 @@ const DeviceSection = Type.Object(
 const MqttSection = Type.Object(
   {
     url: Type.String({ pattern: '^(mqtt|mqtts|ws|wss)://', description: 'e.g. mqtts://broker.example:8883' }),
-    /** fixed per device so that the broker keeps its session; default "argus-<device id>" */
+    /**
+     * fixed per device so that the broker keeps its session; default "argus-<device id>", the only
+     * one a broker binding client ids to devices accepts (Mosquitto as the control plane sets it up)
+     */
     clientId: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
     username: Type.Optional(Type.String({ minLength: 1 })),
     password: Type.Optional(Type.String({ minLength: 1 })),
@@ -48,6 +51,21 @@ const ControlPlaneSection = Type.Object(
     url: Type.String({ pattern: '^https?://', description: 'base URL, e.g. https://argus.example' }),
     /** the device's credential, sent as `Authorization: Bearer <token>` with snapshot uploads */
     token: Type.String({ minLength: 1 }),
+  },
+  { additionalProperties: false },
+);
+
+const TlsSection = Type.Object(
+  {
+    /**
+     * the fleet CA (PEM, relative to the config file; `argus ca init`): the broker's (mqtts://) and
+     * the control plane's (https://) certificates must be signed by it and name the host connected to
+     */
+    ca: Type.String({ minLength: 1 }),
+    /** the box's client certificate for mutual TLS (`argus ca issue --client --name <device id>`) */
+    cert: Type.Optional(Type.String({ minLength: 1 })),
+    /** its private key (keep it 0600) */
+    key: Type.Optional(Type.String({ minLength: 1 })),
   },
   { additionalProperties: false },
 );
@@ -93,6 +111,8 @@ export const DeviceConfigSchema = Type.Object(
     device: DeviceSection,
     mqtt: MqttSection,
     controlPlane: ControlPlaneSection,
+    /** how the box verifies the broker and the control plane; without it the system's CAs are used */
+    tls: Type.Optional(TlsSection),
     spool: SpoolSection,
     detector: Type.Object(DetectorSettingsSchema.properties, { additionalProperties: false, default: {} }),
     cameras: Type.Array(CameraSettingsSchema, { default: [] }),
@@ -106,9 +126,10 @@ export const DeviceConfigSchema = Type.Object(
 export type DeviceConfigFile = Type.Static<typeof DeviceConfigSchema>;
 export type MqttSettings = DeviceConfigFile['mqtt'];
 export type SpoolSettings = DeviceConfigFile['spool'];
+export type DeviceTlsSettings = DeviceConfigFile['tls'] & {};
 export type RecordedSettings = DeviceConfigFile['recorded'] & {};
 
-/** a validated device config; `spool.path` and `recorded.events` are absolute */
+/** a validated device config; `spool.path`, `recorded.events` and the `tls` files are absolute */
 export interface DeviceConfig extends DeviceConfigFile {
   /** the config file */
   file: string;
@@ -132,6 +153,11 @@ function semanticChecks(loaded: LoadedConfig<DeviceConfigFile>): void {
       seen.set(camera.id, i);
     }
   });
+  const tls = loaded.value.tls;
+  if (tls && Boolean(tls.cert) !== Boolean(tls.key))
+    problems.push(
+      `  ${loaded.locate(['tls'])}: tls: give both "cert" and "key" (a client certificate and its key), or neither`,
+    );
   if (problems.length > 0)
     throw new ArgusError(`device config ${loaded.file} is invalid:\n${problems.join('\n')}`);
 }
@@ -150,11 +176,20 @@ export async function loadDeviceConfig(file: string): Promise<DeviceConfig> {
     ...value,
     file: path,
     dir,
-    mqtt: { ...value.mqtt, clientId: value.mqtt.clientId ?? `argus-${value.device.id}` },
+    mqtt: { ...value.mqtt, clientId: value.mqtt.clientId ?? deviceClientId(value.device.id) },
     spool: { ...value.spool, path: resolve(dir, value.spool.path) },
     // a model directory is relative to the config file, like every other path in it
     ...(isModelPath(value.detector.model)
       ? { detector: { ...value.detector, model: resolve(dir, value.detector.model) } }
+      : {}),
+    ...(value.tls
+      ? {
+          tls: {
+            ca: resolve(dir, value.tls.ca),
+            ...(value.tls.cert ? { cert: resolve(dir, value.tls.cert) } : {}),
+            ...(value.tls.key ? { key: resolve(dir, value.tls.key) } : {}),
+          },
+        }
       : {}),
     ...(value.recorded
       ? { recorded: { ...value.recorded, events: resolve(dir, value.recorded.events) } }

@@ -1,23 +1,74 @@
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { errorMessage } from '../common/errors.ts';
 import type { Logger } from '../common/logger.ts';
 import { httpPaths, SNAPSHOT_CONTENT_TYPE } from '../contract/index.ts';
 import type { DeviceConfig } from './config.ts';
 import type { SnapshotBlob, Spool } from './spool.ts';
+import { type ClientTls, TlsErrorLog, tlsConnectOptions } from './tls.ts';
 
 const BACKOFF_START_MS = 500;
 const BACKOFF_MAX_MS = 60_000;
 const REQUEST_TIMEOUT_MS = 15_000;
+/** of an error answer, kept for the log */
+const MAX_ERROR_BODY = 300;
+
+/**
+ * One PUT with node:http(s): fetch cannot be given a CA, a client certificate or a key. Resolves
+ * the status and, for an error answer, the start of its body.
+ */
+function put(
+  url: string,
+  headers: Record<string, string>,
+  body: Buffer,
+  signal: AbortSignal,
+  tls: ClientTls | undefined,
+): Promise<{ status: number; body: string }> {
+  const send = url.startsWith('https:') ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = send(
+      url,
+      {
+        method: 'PUT',
+        headers: { ...headers, 'content-length': String(body.length) },
+        signal,
+        ...tlsConnectOptions(tls),
+      },
+      (res) => {
+        const status = res.statusCode ?? 0;
+        res.once('error', reject);
+        res.once('close', () => {
+          if (!res.complete) reject(new Error(`the answer of ${url} was cut off`));
+        });
+        if (status >= 200 && status < 300) {
+          res.resume();
+          res.once('end', () => resolve({ status, body: '' }));
+          return;
+        }
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          if (text.length < MAX_ERROR_BODY) text += chunk;
+        });
+        res.once('end', () => resolve({ status, body: text.slice(0, MAX_ERROR_BODY) }));
+      },
+    );
+    req.once('error', reject);
+    req.end(body);
+  });
+}
 
 type Outcome = 'uploaded' | 'retry' | 'rejected';
 
 /**
- * Uploads the spool's snapshots to the control plane over HTTP, oldest first, one at a time, with
+ * Uploads the spool's snapshots to the control plane over HTTP(S), oldest first, one at a time, with
  * the device's credential. While the control plane is unreachable (or answers 5xx, 429, 401/403)
  * the snapshot stays queued in the spool and is retried with exponential backoff; a snapshot the
  * control plane rejects for good (another 4xx) is dropped with an error log.
  */
 export class SnapshotUploader {
   private controlPlane: DeviceConfig['controlPlane'];
+  private tlsErrors: TlsErrorLog;
   private readonly stop$ = new AbortController();
   /** ends the current wait: for new work (`kick`) only when idle, for anything else also a backoff */
   private wake: ((reason: 'work' | 'retry-now') => void) | undefined;
@@ -31,8 +82,19 @@ export class SnapshotUploader {
     controlPlane: DeviceConfig['controlPlane'],
     private readonly spool: Spool,
     private readonly log: Logger,
+    /** the CA (and client certificate) to verify an https:// control plane with */
+    private readonly tls?: ClientTls,
   ) {
     this.controlPlane = controlPlane;
+    this.tlsErrors = this.tlsErrorLog();
+  }
+
+  private tlsErrorLog(): TlsErrorLog {
+    return new TlsErrorLog(this.log, this.tls, {
+      name: 'control plane',
+      urlKey: 'controlPlane.url',
+      url: this.controlPlane.url,
+    });
   }
 
   start(): void {
@@ -47,6 +109,7 @@ export class SnapshotUploader {
   /** new URL or credential (config reload): retry now */
   setControlPlane(controlPlane: DeviceConfig['controlPlane']): void {
     this.controlPlane = controlPlane;
+    this.tlsErrors = this.tlsErrorLog();
     this.backoff = BACKOFF_START_MS;
     this.wake?.('retry-now');
   }
@@ -119,27 +182,27 @@ export class SnapshotUploader {
   private async upload(s: SnapshotBlob): Promise<Outcome> {
     const url = `${this.controlPlane.url.replace(/\/+$/, '')}${httpPaths.uploadSnapshot(this.device, s.id)}`;
     let status: number;
-    let body = '';
+    let body: string;
     try {
-      const res = await fetch(url, {
-        method: 'PUT',
-        headers: {
-          'content-type': SNAPSHOT_CONTENT_TYPE,
-          authorization: `Bearer ${this.controlPlane.token}`,
-        },
-        body: s.jpeg,
-        signal: AbortSignal.any([this.stop$.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]),
-      });
-      status = res.status;
-      if (!res.ok) body = (await res.text().catch(() => '')).slice(0, 300);
-      else await res.body?.cancel();
+      ({ status, body } = await put(
+        url,
+        { 'content-type': SNAPSHOT_CONTENT_TYPE, authorization: `Bearer ${this.controlPlane.token}` },
+        s.jpeg,
+        AbortSignal.any([this.stop$.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]),
+        this.tls,
+      ));
     } catch (err) {
       if (this.stop$.signal.aborted) return 'retry';
+      if (this.tlsErrors.report(err)) {
+        this.failing = true;
+        return 'retry';
+      }
       if (!this.failing)
         this.log.warn({ url, err: errorMessage(err) }, 'control plane unreachable; snapshots stay queued');
       this.failing = true;
       return 'retry';
     }
+    this.tlsErrors.reset();
     if (status >= 200 && status < 300) {
       if (this.failing)
         this.log.info({ pending: this.spool.stats().snapshots.pending }, 'snapshot uploads resumed');

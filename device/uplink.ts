@@ -4,6 +4,7 @@ import type { Logger } from '../common/logger.ts';
 import { type Availability, CONTRACT_VERSION, topics, validators } from '../contract/index.ts';
 import type { DeviceConfig } from './config.ts';
 import type { Spool } from './spool.ts';
+import { type ClientTls, TlsErrorLog, tlsConnectOptions } from './tls.ts';
 
 export interface UplinkOptions {
   device: string;
@@ -12,6 +13,8 @@ export interface UplinkOptions {
   log: Logger;
   /** a message on the device's command topics */
   onCommand: (topic: string, payload: Buffer) => void;
+  /** the CA (and client certificate) to verify an mqtts:// broker with */
+  tls?: ClientTls;
   /** after every (re)connect, once the retained availability and identity are published */
   onConnected?: () => void;
 }
@@ -81,6 +84,7 @@ export class Uplink {
       ...(m.username ? { username: m.username } : {}),
       ...(m.password ? { password: m.password } : {}),
       properties: { sessionExpiryInterval: m.sessionExpiryS },
+      ...tlsConnectOptions(this.o.tls),
       will: {
         topic: topics.available(this.o.device),
         payload: Buffer.from(availability('offline')),
@@ -89,6 +93,13 @@ export class Uplink {
       },
     });
     this.client = client;
+    const tlsErrors = new TlsErrorLog(this.o.log, this.o.tls, {
+      name: 'MQTT broker',
+      urlKey: 'mqtt.url',
+      url: m.url,
+    });
+    client.on('error', (err) => tlsErrors.report(err));
+    client.on('connect', () => tlsErrors.reset());
     client.on('connect', (connack) => this.onConnect(client, connack));
     client.on('message', (topic, payload) => this.o.onCommand(topic, payload));
     client.on('close', () => {

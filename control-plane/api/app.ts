@@ -4,6 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import { ArgusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
+import type { ServerTlsMaterial } from '../tls.ts';
 import type { ApiContext, App } from './context.ts';
 import { commandRoutes } from './routes/commands.ts';
 import { deviceRoutes } from './routes/devices.ts';
@@ -20,13 +21,17 @@ export interface Api {
 }
 
 /** the REST API, the live event stream, /metrics, /healthz, the console page and the OpenAPI docs */
-export async function buildApi(ctx: ApiContext, log: Logger): Promise<Api> {
-  const app: App = Fastify({
+export async function buildApi(ctx: ApiContext, log: Logger, https?: ServerTlsMaterial): Promise<Api> {
+  const options = {
     loggerInstance: log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     // an unknown query parameter (a misspelt filter) is an error, not silently ignored
     ajv: { customOptions: { removeAdditional: false } },
-  }).withTypeProvider<TypeBoxTypeProvider>();
+  };
+  // the routes do not depend on the transport: an HTTPS instance is typed as the HTTP one
+  const app: App = (
+    https ? (Fastify({ ...options, https }) as unknown as App) : Fastify(options)
+  ).withTypeProvider<TypeBoxTypeProvider>();
   await app.register(swagger, {
     openapi: {
       info: {

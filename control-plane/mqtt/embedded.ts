@@ -1,11 +1,13 @@
 import { once } from 'node:events';
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { Aedes, type AuthErrorCode, type Client } from 'aedes';
 import { ArgusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import { parseTopic, topics } from '../../contract/index.ts';
 import type { DeviceCredentials } from '../auth.ts';
 import type { EmbeddedBrokerSettings } from '../config.ts';
+import { loadServerTls, peerCommonName } from '../tls.ts';
 import { type Deliver, type MqttLink, mayRetain } from './link.ts';
 import { acceptMqttConnection } from './v5-adapter.ts';
 
@@ -40,6 +42,9 @@ export async function startEmbeddedBroker(
   access: DeviceAccess,
 ): Promise<MqttLink> {
   const device = new WeakMap<Client, string>();
+  const tls = settings.tls ? await loadServerTls(settings.tls, 'mqtt.embedded.tls') : undefined;
+  /** under mutual TLS: the common name of each connection's verified client certificate */
+  const certified = new WeakMap<object, string | undefined>();
   const broker = await Aedes.createBroker({
     authorizePublish: (client, packet, callback) => {
       if (settings.deviceCredentials) {
@@ -64,6 +69,15 @@ export async function startEmbeddedBroker(
     ...(settings.deviceCredentials
       ? {
           authenticate: (client, username, password, done) => {
+            if (tls?.ca && certified.get(client.conn) !== username) {
+              access.refused(`(connect: client certificate of "${certified.get(client.conn)}")`, username);
+              return done(
+                Object.assign(new Error('client certificate of another device'), {
+                  returnCode: 5 as AuthErrorCode,
+                }),
+                null,
+              );
+            }
             if (username && password && access.credentials.verifyToken(username, password.toString('utf8'))) {
               device.set(client, username);
               return done(null, true);
@@ -89,7 +103,18 @@ export async function startEmbeddedBroker(
   broker.on('clientError', (client, err) =>
     log.debug({ client: client.id, err: err.message }, 'mqtt client error'),
   );
-  const server: Server = createServer((socket) => acceptMqttConnection(socket, broker.handle));
+  const accept = (socket: Socket) =>
+    acceptMqttConnection(socket, (conn) => {
+      if (tls?.ca) certified.set(conn, peerCommonName(socket as TLSSocket));
+      broker.handle(conn);
+    });
+  const server: Server = tls
+    ? createTlsServer({ ...tls, requestCert: tls.ca !== undefined, rejectUnauthorized: true }, accept).on(
+        'tlsClientError',
+        (err, socket) =>
+          log.debug({ address: socket.remoteAddress, err: err.message }, 'TLS handshake failed'),
+      )
+    : createServer(accept);
   server.listen(settings.port, settings.host);
   try {
     await Promise.race([
@@ -106,7 +131,7 @@ export async function startEmbeddedBroker(
     );
   }
   const { port } = server.address() as { port: number };
-  const url = `mqtt://${settings.host}:${port}`;
+  const url = `${tls ? 'mqtts' : 'mqtt'}://${settings.host}:${port}`;
   log.info({ url }, 'embedded MQTT broker listening');
   return {
     url,

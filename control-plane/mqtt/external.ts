@@ -4,6 +4,7 @@ import type { Logger } from '../../common/logger.ts';
 import { redactUrl } from '../../common/net.ts';
 import { ingestWildcard } from '../../contract/index.ts';
 import type { ExternalBrokerSettings } from '../config.ts';
+import type { ClientTlsMaterial } from '../tls.ts';
 import { type Deliver, type MqttLink, mayRetain } from './link.ts';
 
 const CONNECT_TIMEOUT_MS = 15_000;
@@ -71,6 +72,8 @@ export async function connectExternalBroker(
   deliver: Deliver,
   log: Logger,
   retainCleared: (topic: string) => void,
+  /** for an mqtts:// broker: its CA (and a client certificate), from `settings.tls` */
+  tls?: ClientTlsMaterial,
 ): Promise<MqttLink> {
   const client: MqttClient = connect(settings.url, {
     protocolVersion: 5,
@@ -81,6 +84,7 @@ export async function connectExternalBroker(
     resubscribe: false,
     ...(settings.username ? { username: settings.username } : {}),
     ...(settings.password ? { password: settings.password } : {}),
+    ...tls,
     properties: {
       sessionExpiryInterval: settings.sessionExpiryS,
       receiveMaximum: settings.receiveMaximum,

@@ -1,5 +1,6 @@
 import { parseTopic } from '../../contract/index.ts';
 import type { Ack } from '../ingest/ingestor.ts';
+import type { BrokerAccessControl } from './access-control.ts';
 
 /** hands one received message to ingest; `ack` releases its PUBACK */
 export type Deliver = (topic: string, payload: Buffer, ack: Ack) => void;
@@ -18,6 +19,11 @@ export function mayRetain(topic: string): boolean {
 export interface MqttLink {
   /** where devices connect */
   readonly url: string;
+  /**
+   * what to tell the broker when a device's credential is issued or revoked; absent when the
+   * broker needs nothing (an external broker whose ACLs the control plane does not manage)
+   */
+  readonly accessControl?: BrokerAccessControl;
   publish(topic: string, payload: string): Promise<void>;
   close(): Promise<void>;
 }

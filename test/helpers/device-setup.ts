@@ -19,6 +19,10 @@ export interface AgentConfigOptions {
   heartbeatS?: number;
   spool?: { maxMessages?: number; maxBytes?: number; sync?: 'full' | 'normal' };
   shutdownFlushS?: number;
+  /** connect to the broker as the device (username = its id) with this password */
+  mqttPassword?: string;
+  /** the config's `tls` section (absolute paths) */
+  tls?: { ca: string; cert?: string; key?: string };
 }
 
 /** the YAML of a device config that replays the recorded fixture on each camera */
@@ -26,6 +30,11 @@ export function agentConfigYaml(o: AgentConfigOptions): string {
   const cameras = (o.cameras ?? ['cam-1', 'cam-2'])
     .map((id) => `  - id: ${id}\n    url: rtsp://127.0.0.1:8554/${id}\n    scene: scenes/${id}.yaml\n`)
     .join('');
+  const tls = o.tls
+    ? `tls:\n${Object.entries(o.tls)
+        .map(([k, v]) => `  ${k}: ${v}\n`)
+        .join('')}`
+    : '';
   const spool = Object.entries(o.spool ?? {})
     .map(([k, v]) => `  ${k}: ${v}\n`)
     .join('');
@@ -33,13 +42,13 @@ export function agentConfigYaml(o: AgentConfigOptions): string {
   id: ${o.device}
 mqtt:
   url: ${o.brokerUrl}
-  heartbeatS: ${o.heartbeatS ?? 1}
+${o.mqttPassword ? `  username: ${o.device}\n  password: ${o.mqttPassword}\n` : ''}  heartbeatS: ${o.heartbeatS ?? 1}
   reconnectS: 0.5
   shutdownFlushS: ${o.shutdownFlushS ?? 5}
 controlPlane:
   url: ${o.controlPlaneUrl}
   token: ${o.token ?? `token-${o.device}`}
-spool:
+${tls}spool:
   path: ${o.device}.spool.db
 ${spool}health:
   port: 0

@@ -1,11 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { freeTcpPort, isListening } from '../../common/net.ts';
 
 const MOSQUITTO = '/usr/sbin/mosquitto';
+const MOSQUITTO_CTRL = '/usr/bin/mosquitto_ctrl';
+const DYNSEC_PLUGIN = '/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so';
 
 async function waitForPort(port: number, timeoutMs: number, exited: () => string | undefined): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -18,6 +20,24 @@ async function waitForPort(port: number, timeoutMs: number, exited: () => string
   }
 }
 
+async function initDynamicSecurity(
+  dir: string,
+  admin: { adminUsername: string; adminPassword: string },
+): Promise<string[]> {
+  const file = join(dir, 'dynamic-security.json');
+  await rm(file, { force: true });
+  const child = spawn(MOSQUITTO_CTRL, ['dynsec', 'init', file, admin.adminUsername, admin.adminPassword], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`mosquitto_ctrl dynsec init failed (${code}): ${stderr.trim()}`);
+  return ['allow_anonymous false', `plugin ${DYNSEC_PLUGIN}`, `plugin_opt_config_file ${file}`];
+}
+
 export interface MosquittoOptions {
   /** working directory: config, log and persistence file */
   dir: string;
@@ -27,6 +47,13 @@ export interface MosquittoOptions {
    * those messages: the device deleted them on PUBACK.
    */
   persistence?: boolean;
+  /**
+   * load the dynamic security plugin with a fresh config whose only client is this admin (made by
+   * `mosquitto_ctrl dynsec init`); anonymous clients are refused
+   */
+  dynamicSecurity?: { adminUsername: string; adminPassword: string };
+  /** MQTTS with this certificate and key (PEM files) instead of plain MQTT */
+  tls?: { cert: string; key: string };
 }
 
 /** a private Mosquitto on a free 127.0.0.1 port that a test can stop and start again */
@@ -45,11 +72,15 @@ export class MosquittoBroker {
     const persistence = options.persistence
       ? [`persistence true`, `persistence_location ${options.dir}/`, 'autosave_interval 3600']
       : ['persistence false'];
+    const access = options.dynamicSecurity
+      ? await initDynamicSecurity(options.dir, options.dynamicSecurity)
+      : ['allow_anonymous true'];
     await writeFile(
       broker.configFile,
       [
         `listener ${broker.port} 127.0.0.1`,
-        'allow_anonymous true',
+        ...(options.tls ? [`certfile ${options.tls.cert}`, `keyfile ${options.tls.key}`] : []),
+        ...access,
         `user ${userInfo().username}`,
         // Debian's default (1000) silently drops messages queued for a slow subscriber
         'max_queued_messages 100000',
@@ -67,7 +98,7 @@ export class MosquittoBroker {
   }
 
   get url(): string {
-    return `mqtt://127.0.0.1:${this.port}`;
+    return `${this.options.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${this.port}`;
   }
 
   private get configFile(): string {
