@@ -236,7 +236,10 @@ export class DeviceAgent {
             `event ${e.message.id}/${e.message.seq} of camera ${e.camera}`,
           );
         },
-        snapshot && e.snapshot ? { id: snapshot.id, jpeg: e.snapshot.jpeg } : undefined,
+        {
+          ...(snapshot && e.snapshot ? { snapshot: { id: snapshot.id, jpeg: e.snapshot.jpeg } } : {}),
+          openEvent: { id: e.message.id, open: e.message.phase !== 'end' },
+        },
       );
     } catch (err) {
       this.rejectedEvents++;
