@@ -247,7 +247,7 @@ describe('event spool', () => {
       bytes: 12,
       dropped: 7,
       snapshots: { pending: 2, bytes: 800, dropped: 3 },
-      fill: 800 / roomy.maxSnapshotBytes,
+      fill: 2 / roomy.maxSnapshots,
     });
     assert.deepEqual(
       spool.lease(10).map((m) => m.payload),
