@@ -368,7 +368,11 @@ export class Spool {
       pending,
       bytes,
       dropped: this.t.dropped,
-      snapshots: { pending: this.t.snapshotRows, bytes: this.t.snapshotBytes, dropped: this.t.snapshotsDropped },
+      snapshots: {
+        pending: this.t.snapshotRows,
+        bytes: this.t.snapshotBytes,
+        dropped: this.t.snapshotsDropped,
+      },
       fill: Math.min(
         1,
         Math.max(
@@ -396,7 +400,8 @@ export class Spool {
       const before = { ...this.t };
       try {
         const result = fn();
-        for (const name of TOTALS) if (this.t[name] !== before[name]) this.stmt.setCounter.run(name, this.t[name]);
+        for (const name of TOTALS)
+          if (this.t[name] !== before[name]) this.stmt.setCounter.run(name, this.t[name]);
         return result;
       } catch (err) {
         Object.assign(this.t, before);
@@ -437,7 +442,10 @@ export class Spool {
         this.t.dropped++;
       }
     }
-    if (this.t.dropped !== before && (Math.floor(before / 1000) !== Math.floor(this.t.dropped / 1000) || before === 0)) {
+    if (
+      this.t.dropped !== before &&
+      (Math.floor(before / 1000) !== Math.floor(this.t.dropped / 1000) || before === 0)
+    ) {
       this.log.warn(
         { dropped: this.t.dropped, maxMessages: this.limits.maxMessages, maxBytes: this.limits.maxBytes },
         'spool full: dropping the oldest messages',

@@ -3,9 +3,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { ArgusError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
-import Database from 'better-sqlite3';
 import { SCHEMA_VERSION, Spool, type SpoolLimits } from '../../device/spool.ts';
 
 const log = createLogger('spool-test');

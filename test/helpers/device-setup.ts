@@ -17,7 +17,13 @@ export interface AgentConfigOptions {
   cameras?: string[];
   eventsPerSecond?: number;
   heartbeatS?: number;
-  spool?: { maxMessages?: number; maxBytes?: number; sync?: 'full' | 'normal' };
+  spool?: {
+    maxMessages?: number;
+    maxBytes?: number;
+    maxSnapshots?: number;
+    maxSnapshotBytes?: number;
+    sync?: 'full' | 'normal';
+  };
   shutdownFlushS?: number;
 }
 
