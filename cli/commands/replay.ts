@@ -77,10 +77,8 @@ export const replay: Command = {
           events++;
           let snapshot: string | undefined;
           if (e.snapshot && values.snapshots) {
-            snapshot = join(
-              values.snapshots,
-              `${e.message.rule}-${e.message.id.slice(0, 8)}-${e.message.seq}.jpg`,
-            );
+            // the whole id: time-ordered ids share their first characters within a recording
+            snapshot = join(values.snapshots, `${e.message.rule}-${e.message.id}-${e.message.seq}.jpg`);
             await writeFile(snapshot, e.snapshot.jpeg);
           }
           ctx.stdout.write(
