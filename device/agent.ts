@@ -139,7 +139,11 @@ export class DeviceAgent {
       spool: this.spool,
       log: this.log,
       onCommand: (topic, payload) => this.commands.handle(topic, payload),
-      onConnected: () => void this.sendTelemetry(),
+      onConnected: () => {
+        // the control plane is likely reachable again: snapshot uploads stop waiting out their backoff
+        this.uploader?.retryNow();
+        void this.sendTelemetry();
+      },
     });
     this.uplink.setIdentity(JSON.stringify(await buildIdentity(c, this.startedAt)));
     this.uplink.start();

@@ -80,11 +80,12 @@ export class SnapshotReceiver {
     private readonly tokens: Map<string, string>,
   ) {}
 
-  static async start(tokens: Record<string, string>): Promise<SnapshotReceiver> {
+  /** listens on `port` (default: a free one) */
+  static async start(tokens: Record<string, string>, port = 0): Promise<SnapshotReceiver> {
     let self: SnapshotReceiver | undefined;
     const server = createServer((req, res) => self!.handle(req, res));
     self = new SnapshotReceiver(server, new Map(Object.entries(tokens)));
-    server.listen(0, '127.0.0.1');
+    server.listen(port, '127.0.0.1');
     await once(server, 'listening');
     return self;
   }
