@@ -178,7 +178,11 @@ export class SnapshotUploader {
       else await res.body?.cancel();
     } catch (err) {
       if (this.stop$.signal.aborted) return 'unreachable';
-      return this.failed('unreachable', { url, err: errorMessage(err) }, 'control plane unreachable; snapshots stay queued');
+      return this.failed(
+        'unreachable',
+        { url, err: errorMessage(err) },
+        'control plane unreachable; snapshots stay queued',
+      );
     } finally {
       clearTimeout(timer);
       this.stop$.signal.removeEventListener('abort', abort);
@@ -206,7 +210,11 @@ export class SnapshotUploader {
       );
     }
     if (status === 408 || status === 429 || status >= 500) {
-      return this.failed('busy', { url, status, body }, 'control plane busy or failing; snapshots stay queued');
+      return this.failed(
+        'busy',
+        { url, status, body },
+        'control plane busy or failing; snapshots stay queued',
+      );
     }
     this.log.error({ url, status, body, snapshot: s.id }, 'control plane rejected a snapshot; dropping it');
     return 'rejected';

@@ -110,9 +110,9 @@ export class Uplink {
       this.lostAt = Date.now();
       this.lastSummary = this.lostAt;
       this.o.log.warn(
-          { pending: this.o.spool.stats().pending },
-          'mqtt connection lost; spooling and reconnecting',
-        );
+        { pending: this.o.spool.stats().pending },
+        'mqtt connection lost; spooling and reconnecting',
+      );
     });
     client.on('disconnect', (packet) => {
       const code = packet.reasonCode ?? 0;
@@ -216,7 +216,9 @@ export class Uplink {
         attempts: this.attempts,
         pending: this.o.spool.stats().pending,
       },
-      this.everConnected ? 'mqtt still disconnected; spooling and reconnecting' : 'mqtt still not connected; retrying',
+      this.everConnected
+        ? 'mqtt still disconnected; spooling and reconnecting'
+        : 'mqtt still not connected; retrying',
     );
   }
 

@@ -57,7 +57,13 @@ describe('reconnects', () => {
   const openSpool = (name: string) =>
     Spool.open(
       join(dir, `${name}.db`),
-      { maxMessages: 1000, maxBytes: 1024 * 1024, maxSnapshots: 100, maxSnapshotBytes: 1024 * 1024, sync: 'normal' },
+      {
+        maxMessages: 1000,
+        maxBytes: 1024 * 1024,
+        maxSnapshots: 100,
+        maxSnapshotBytes: 1024 * 1024,
+        sync: 'normal',
+      },
       pino({ level: 'silent' }),
     );
 
@@ -95,7 +101,10 @@ describe('reconnects', () => {
       const early = { listeners: listeners(), timers: timers() };
       await eventually(async () => (attempts() >= 110 ? true : undefined), 60_000, '110 retries');
       const late = { listeners: listeners(), timers: timers() };
-      assert.ok(late.listeners <= early.listeners, `client listeners: ${early.listeners} → ${late.listeners}`);
+      assert.ok(
+        late.listeners <= early.listeners,
+        `client listeners: ${early.listeners} → ${late.listeners}`,
+      );
       assert.ok(late.timers <= early.timers + 1, `active timers: ${early.timers} → ${late.timers}`);
       const outageWarnings = lines.filter((l) => l.level >= WARN);
       assert.ok(
@@ -159,7 +168,12 @@ describe('reconnects', () => {
     const spool = openSpool('uploader-resume');
     const { log, lines } = capturingLogger();
     const port = await freeTcpPort();
-    const uploader = new SnapshotUploader('box', { url: `http://127.0.0.1:${port}`, token: 'token-box' }, spool, log);
+    const uploader = new SnapshotUploader(
+      'box',
+      { url: `http://127.0.0.1:${port}`, token: 'token-box' },
+      spool,
+      log,
+    );
     spool.addSnapshot({ id: 'snapshot-0001', jpeg: Buffer.alloc(100) });
     let receiver: SnapshotReceiver | undefined;
     try {
