@@ -98,6 +98,22 @@ export const TelemetrySchema = Type.Object(
           minimum: 0,
           description: 'events dropped oldest-first because the spool was full',
         }),
+        snapshots: Type.Optional(
+          Type.Object(
+            {
+              pending: Type.Integer({ minimum: 0 }),
+              bytes: Type.Integer({ minimum: 0 }),
+              dropped: Type.Integer({
+                minimum: 0,
+                description: 'snapshots dropped oldest-first because the store was full',
+              }),
+            },
+            { additionalProperties: false, description: 'snapshots waiting for upload' },
+          ),
+        ),
+        fill: Type.Optional(
+          Type.Number({ minimum: 0, maximum: 1, description: "share of the spool's fullest limit in use" }),
+        ),
       },
       { additionalProperties: false },
     ),

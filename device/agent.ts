@@ -6,9 +6,12 @@ import { createLogger, type Logger } from '../common/logger.ts';
 import type { Validator } from '../common/schema.ts';
 import {
   type CameraStatus,
+  type CameraTelemetry,
   CONTRACT_VERSION,
   type CommandResult,
+  type DetectorTelemetry,
   type EventMessage,
+  type HealthTelemetry,
   MAX_PAYLOAD_BYTES,
   MAX_SNAPSHOT_BYTES,
   topics,
@@ -17,7 +20,7 @@ import {
 import type { CameraHost, HostEvent, HostStatus } from './camera-host.ts';
 import { type CommandOutcome, CommandProcessor } from './commands.ts';
 import { type DeviceConfig, loadDeviceConfig } from './config.ts';
-import { type HealthReport, type HealthServer, startHealthServer } from './health.ts';
+import { type HealthReport, type HealthServer, healthVerdict, startHealthServer } from './health.ts';
 import { type CameraHostFactory, defaultCameraHostFactory } from './hosts.ts';
 import { buildIdentity } from './identity.ts';
 import { SnapshotUploader } from './snapshots.ts';
@@ -65,6 +68,11 @@ export class DeviceAgent {
   private readonly log: Logger;
   /** events the host produced that could not be spooled (they broke the contract) */
   rejectedEvents = 0;
+  /** the reason each camera last went offline, for health */
+  private readonly offlineReasons = new Map<string, string>();
+  /** the detector's restart count when last seen, and when it last grew */
+  private detectorRestart: { at: number; restarts: number } | undefined;
+  private detectorRestarts = 0;
 
   private constructor(private readonly o: DeviceAgentOptions) {
     this.createHost = o.createHost ?? defaultCameraHostFactory;
@@ -104,7 +112,7 @@ export class DeviceAgent {
     const detector = this.host?.detectorStats();
     const connected = this.connected;
     return {
-      status: connected && cameras.every((c) => c.state === 'online') ? 'ok' : 'degraded',
+      ...this.verdict(cameras, detector),
       device: this.config.device.id,
       uptimeS: Number(((Date.now() - this.startedAt.getTime()) / 1000).toFixed(1)),
       mqtt: { connected },
@@ -112,6 +120,23 @@ export class DeviceAgent {
       cameras,
       ...(detector ? { detector } : {}),
     };
+  }
+
+  /** the box's verdict on itself (see healthVerdict) */
+  private verdict(cameras: CameraTelemetry[], detector: DetectorTelemetry | undefined): HealthTelemetry {
+    const now = Date.now();
+    if (detector && detector.restarts > this.detectorRestarts)
+      this.detectorRestart = { at: now, restarts: detector.restarts };
+    this.detectorRestarts = detector?.restarts ?? this.detectorRestarts;
+    return healthVerdict({
+      now,
+      mqttDisconnectedSince: this.uplink ? this.uplink.disconnectedSince : now,
+      uploads: this.uploader?.uploadState ?? { failing: undefined, since: undefined, detail: undefined },
+      spool: this.spool.stats(),
+      cameras,
+      offlineReasons: this.offlineReasons,
+      detectorRestart: this.detectorRestart,
+    });
   }
 
   private async boot(): Promise<void> {
@@ -256,6 +281,8 @@ export class DeviceAgent {
 
   private onHostStatus(s: HostStatus): void {
     const device = this.config.device.id;
+    if (s.state === 'offline') this.offlineReasons.set(s.camera, s.reason ?? 'no reason given');
+    else this.offlineReasons.delete(s.camera);
     try {
       this.spool.appendForCamera('status', topics.status(device), s.camera, (cameraSeq) => {
         const message: CameraStatus = {
@@ -290,12 +317,15 @@ export class DeviceAgent {
   private async sendTelemetry(): Promise<void> {
     if (!this.uplink?.connected || !this.host) return;
     try {
+      const cameras = this.host.stats();
+      const detector = this.host.detectorStats();
       const telemetry = buildTelemetry(
         this.config.device.id,
         await this.sampler.sample(),
         this.spool.stats(),
-        this.host.stats(),
-        this.host.detectorStats(),
+        cameras,
+        detector,
+        this.verdict(cameras, detector),
       );
       this.uplink.publishTransient(topics.telemetry(this.config.device.id), JSON.stringify(telemetry));
     } catch (err) {

@@ -16,6 +16,8 @@ export interface AgentConfigOptions {
   token?: string;
   cameras?: string[];
   eventsPerSecond?: number;
+  /** replay the recording again at its end (default), else the cameras go offline there */
+  loop?: boolean;
   heartbeatS?: number;
   spool?: {
     maxMessages?: number;
@@ -53,6 +55,7 @@ cameras:
 ${cameras}recorded:
   events: ${RECORDING}
   eventsPerSecond: ${o.eventsPerSecond ?? 10}
+  loop: ${o.loop ?? true}
 `;
 }
 
