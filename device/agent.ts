@@ -23,6 +23,7 @@ import { type DeviceConfig, loadDeviceConfig } from './config.ts';
 import { type HealthReport, type HealthServer, healthVerdict, startHealthServer } from './health.ts';
 import { type CameraHostFactory, defaultCameraHostFactory } from './hosts.ts';
 import { buildIdentity } from './identity.ts';
+import { CarriedEvents } from './open-events.ts';
 import { SnapshotUploader } from './snapshots.ts';
 import { Spool, type SpoolStats } from './spool.ts';
 import { buildTelemetry, SystemSampler } from './telemetry.ts';
@@ -62,6 +63,9 @@ export class DeviceAgent {
   private health: HealthServer | undefined;
   private sampler!: SystemSampler;
   private telemetryTimer: NodeJS.Timeout | undefined;
+  /** events the previous run left open, and when those not continued end */
+  private carried!: CarriedEvents;
+  private carriedTimer: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
   private readonly startedAt = new Date();
   private readonly createHost: CameraHostFactory;
@@ -143,6 +147,11 @@ export class DeviceAgent {
     this.config = await loadDeviceConfig(this.o.configFile);
     const c = this.config;
     this.spool = Spool.open(c.spool.path, c.spool, this.log);
+    this.carried = new CarriedEvents(
+      this.spool.openEvents(),
+      (id) => this.spool.forgetOpenEvent(id),
+      this.log,
+    );
     this.sampler = new SystemSampler(dirname(c.spool.path));
     this.commands = new CommandProcessor(
       c.device.id,
@@ -158,6 +167,13 @@ export class DeviceAgent {
     this.uploader.start();
     this.health = await startHealthServer(c.health.host, c.health.port, () => this.healthReport(), c.file);
     this.host = await this.startHost(c);
+    const cameras = new Set(c.cameras.filter((cam) => cam.enabled).map((cam) => cam.id));
+    for (const e of this.carried.endCarried((camera) => cameras.has(camera))) this.onHostEvent(e);
+    if (this.carried.size > 0) {
+      this.carriedTimer = setTimeout(() => {
+        for (const e of this.carried.endCarried()) this.onHostEvent(e);
+      }, c.spool.resumeOpenEventsS * 1000);
+    }
     this.uplink = new Uplink({
       device: c.device.id,
       mqtt: c.mqtt,
@@ -197,6 +213,7 @@ export class DeviceAgent {
 
   private async shutdown(): Promise<void> {
     clearInterval(this.telemetryTimer);
+    clearTimeout(this.carriedTimer);
     const step = async (what: string, fn: () => Promise<unknown> | undefined) => {
       try {
         await fn();
@@ -234,8 +251,9 @@ export class DeviceAgent {
     return host;
   }
 
-  private onHostEvent(e: HostEvent): void {
+  private onHostEvent(host: HostEvent): void {
     const device = this.config.device.id;
+    const e = this.carried.adopt(host);
     let snapshot: { id: string; width: number; height: number } | undefined;
     if (e.snapshot && e.snapshot.jpeg.length > MAX_SNAPSHOT_BYTES) {
       this.log.error(

@@ -100,8 +100,8 @@ interface CameraReplay {
   /** pacing: when the current run started (performance clock, ms) and how many it emitted since */
   runStart: number;
   runEmitted: number;
-  /** recorded event id → the id and start of its replayed copy */
-  open: Map<string, { id: string; startedAt: string }>;
+  /** recorded event id → the id and start of its replayed copy, and its last message */
+  open: Map<string, { id: string; startedAt: string; last?: HostEvent['message'] }>;
   lastSnapshot: Jpeg | undefined;
 }
 
@@ -111,7 +111,8 @@ const RESTART_PAUSE_MS = 200;
  * A camera host that replays a recording of pipeline events instead of running cameras: every
  * enabled camera of the config plays the whole recording at `eventsPerSecond` (looping if asked),
  * as if its pipeline had produced it now. Each replayed event gets a fresh id (stable over its
- * lifecycle, new on every loop) and current timestamps; the recorded snapshots come along. Used to
+ * lifecycle, new on every loop) and current timestamps; the recorded snapshots come along; an event
+ * the recording leaves open ends at its end (`after.reason` "end of recording"). Used to
  * exercise the uplink, spool and control plane without cameras or a detector.
  */
 export class RecordedEventsHost implements CameraHost {
@@ -248,6 +249,7 @@ export class RecordedEventsHost implements CameraHost {
       at,
       ...(m.endedAt ? { endedAt: at } : {}),
     };
+    replayed.last = message;
     if (recorded.snapshot) cam.lastSnapshot = recorded.snapshot;
     const event: HostEvent = {
       camera: cam.id,
@@ -256,11 +258,26 @@ export class RecordedEventsHost implements CameraHost {
     };
     cam.runEmitted++;
     cam.next++;
+    const events = [event];
     if (cam.next === this.recording.length) {
       cam.next = 0;
+      for (const { last } of cam.open.values()) {
+        if (!last) continue;
+        events.push({
+          camera: cam.id,
+          message: {
+            ...last,
+            seq: last.seq + 1,
+            phase: 'end',
+            endedAt: at,
+            before: last.after,
+            after: { reason: 'end of recording' },
+          },
+        });
+      }
       cam.open.clear();
       if (!this.settings.loop) this.setState(cam, 'offline', 'end of recording');
     }
-    for (const l of this.eventListeners) l(event);
+    for (const e of events) for (const l of this.eventListeners) l(e);
   }
 }

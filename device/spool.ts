@@ -272,6 +272,11 @@ export class Spool {
     this.tx(() => this.insertSnapshot(snapshot));
   }
 
+  /** drops the record of an open event (one that cannot be read) */
+  forgetOpenEvent(id: string): void {
+    this.tx(() => this.recordOpenEvent(id, '', '', false));
+  }
+
   /** the events whose last spooled message was not an `end`, oldest first */
   openEvents(): OpenEventRecord[] {
     return this.db

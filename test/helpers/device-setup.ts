@@ -24,6 +24,7 @@ export interface AgentConfigOptions {
     maxBytes?: number;
     maxSnapshots?: number;
     maxSnapshotBytes?: number;
+    resumeOpenEventsS?: number;
     sync?: 'full' | 'normal';
   };
   shutdownFlushS?: number;
