@@ -2,7 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ArgusError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
-import { ensureModelInstalled } from '../../models/store.ts';
+import { ensureModelInstalled, readModelDescriptor } from '../../models/store.ts';
 import { DetectorPool } from '../../pipelines/detector/detector-pool.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
 import { type CameraEvent, CameraRuntime } from '../../pipelines/runtime/camera.ts';
@@ -48,11 +48,12 @@ export const replay: Command = {
     };
     growHeapForVideo();
     await ensureModelInstalled(settings.model, ctx.signal);
+    // the scene is checked before the detector loads: a mistake in it is reported at once
+    const scene = await loadScene(values.scene, (await readModelDescriptor(settings.model)).labels);
+    if (values.snapshots) await mkdir(values.snapshots, { recursive: true });
     const detector = await DetectorPool.load(settings, log);
-    // the detector's threads keep the process alive: closed whatever fails below (scene, source)
+    // the detector's threads keep the process alive: closed whatever fails below (the source)
     try {
-      const scene = await loadScene(values.scene, detector.descriptor.labels);
-      if (values.snapshots) await mkdir(values.snapshots, { recursive: true });
       const scheduler = new DetectionScheduler(detector, { maxBatch: settings.maxBatch, maxWaitMs: 5 }, log);
       let events = 0;
       const started = performance.now();
