@@ -26,15 +26,33 @@ export const replay: Command = {
   summary: 'run a scene over a recording faster than real time and print its events',
   usage:
     'argus replay <video-file> --scene <scene.yaml> [--json] [--fps N] [--snapshots DIR] [--model NAME] [--threads N] [--batch N]',
+  example: 'scenes/vtest-campus.yaml',
   async run(args, ctx) {
     const { values, positionals } = parseCommandArgs(this, args, {
-      scene: { type: 'string' },
-      json: { type: 'boolean' },
-      fps: { type: 'string' },
-      snapshots: { type: 'string' },
-      model: { type: 'string' },
-      threads: { type: 'string' },
-      batch: { type: 'string' },
+      scene: {
+        type: 'string',
+        value: 'FILE',
+        description: 'the scene (YAML) to run: classes, tracker and rules (required)',
+      },
+      json: {
+        type: 'boolean',
+        description:
+          'print each event message as a JSON line (a recording for the device agent), then a summary',
+      },
+      fps: {
+        type: 'string',
+        value: 'N',
+        description: 'frames per second of the recording to detect (default 5)',
+      },
+      snapshots: {
+        type: 'string',
+        value: 'DIR',
+        description:
+          'write each event snapshot there as RULE-ID-SEQ.jpg (named in --json output as snapshotFile)',
+      },
+      model: { type: 'string', value: 'NAME', description: 'the model, a catalog name or a model directory' },
+      threads: { type: 'string', value: 'N', description: 'inference threads (0: as many as cores)' },
+      batch: { type: 'string', value: 'N', description: 'frames per inference call at most' },
     });
     if (positionals.length !== 1 || !values.scene) {
       throw new ArgusError('replay needs one recording and --scene', `usage: ${this.usage}`);
