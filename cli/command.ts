@@ -50,7 +50,7 @@ export function commandHelp(command: Command, options: Options): string {
     'options:',
     ...flags.map((f) => `  ${f.flag.padEnd(width)}  ${f.text}`),
   ];
-  if (command.example) lines.push('', `example: ${command.example} (copy it, then change what it says to)`);
+  if (command.example) lines.push('', `example: ${command.example} (a file to start from)`);
   return `${lines.join('\n')}\n`;
 }
 

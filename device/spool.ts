@@ -46,6 +46,7 @@ export type SpoolLimits = Pick<
 export const MAX_OPEN_EVENTS = 10_000;
 
 export const SCHEMA_VERSION = 2;
+const DROP_LOG_INTERVAL_MS = 60_000;
 
 /**
  * One step per schema version, run in order in one transaction from the file's `user_version`.
@@ -137,6 +138,7 @@ export class Spool {
   private flushScheduled = false;
   private closed = false;
   private openEventsFullLogged = false;
+  private readonly dropLoggedAt = { messages: 0, snapshots: 0 };
 
   private readonly stmt: {
     insert: Database.Statement<[string, string, string, number, number]>;
@@ -447,10 +449,7 @@ export class Spool {
         this.t.dropped++;
       }
     }
-    if (
-      this.t.dropped !== before &&
-      (Math.floor(before / 1000) !== Math.floor(this.t.dropped / 1000) || before === 0)
-    ) {
+    if (this.t.dropped !== before && this.dropLogDue('messages')) {
       this.log.warn(
         { dropped: this.t.dropped, maxMessages: this.limits.maxMessages, maxBytes: this.limits.maxBytes },
         'spool full: dropping the oldest messages',
@@ -478,7 +477,7 @@ export class Spool {
         this.t.snapshotsDropped++;
       }
     }
-    if (start === 0 || Math.floor(start / 100) !== Math.floor(this.t.snapshotsDropped / 100)) {
+    if (this.t.snapshotsDropped !== start && this.dropLogDue('snapshots')) {
       this.log.warn(
         {
           dropped: this.t.snapshotsDropped,
@@ -488,6 +487,14 @@ export class Spool {
         'snapshot queue full: dropping the oldest snapshots',
       );
     }
+  }
+
+  /** dropping is logged when it starts, then at most once a minute (telemetry counts every drop) */
+  private dropLogDue(queue: 'messages' | 'snapshots'): boolean {
+    const now = Date.now();
+    if (now - this.dropLoggedAt[queue] < DROP_LOG_INTERVAL_MS) return false;
+    this.dropLoggedAt[queue] = now;
+    return true;
   }
 
   private deleteSnapshot(row: { n: number; bytes: number }): void {

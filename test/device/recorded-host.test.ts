@@ -104,7 +104,11 @@ describe('recorded-events camera host', () => {
     );
     const opened = new Set(loop1.filter((e) => e.message.phase === 'new').map((e) => e.message.id));
     const ended = new Set(loop1.filter((e) => e.message.phase === 'end').map((e) => e.message.id));
-    assert.deepEqual([...opened].filter((id) => !ended.has(id)), [], 'every event of a loop ends in it');
+    assert.deepEqual(
+      [...opened].filter((id) => !ended.has(id)),
+      [],
+      'every event of a loop ends in it',
+    );
     const ids = (list: HostEvent[]) => new Set(list.map((e) => e.message.id));
     assert.equal([...ids(loop1)].filter((id) => ids(loop2).has(id)).length, 0);
     assert.equal([...ids(loop1)].filter((id) => ids(perCamera('b')).has(id)).length, 0);
