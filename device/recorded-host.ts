@@ -112,7 +112,8 @@ const RESTART_PAUSE_MS = 200;
  * enabled camera of the config plays the whole recording at `eventsPerSecond` (looping if asked),
  * as if its pipeline had produced it now. Each replayed event gets a fresh id (stable over its
  * lifecycle, new on every loop) and current timestamps; the recorded snapshots come along; an event
- * the recording leaves open ends at its end (`after.reason` "end of recording"). Used to
+ * the recording leaves open ends at its end (`after.reason` "end of recording"), and a camera going
+ * offline (restart, stop) ends its open events ("camera offline: …"). Used to
  * exercise the uplink, spool and control plane without cameras or a detector.
  */
 export class RecordedEventsHost implements CameraHost {
@@ -221,6 +222,30 @@ export class RecordedEventsHost implements CameraHost {
     cam.state = state;
     const status: HostStatus = { camera: cam.id, state, ...(reason ? { reason } : {}), at: new Date() };
     for (const l of this.statusListeners) l(status);
+    if (state === 'offline') this.endOpen(cam, `camera offline: ${reason ?? 'no reason given'}`);
+  }
+
+  /** ends the camera's open replayed events, `reason` in their `after` */
+  private endOpen(cam: CameraReplay, reason: string): void {
+    const at = new Date().toISOString();
+    const ends: HostEvent[] = [];
+    for (const { last } of cam.open.values()) {
+      if (!last) continue;
+      ends.push({
+        camera: cam.id,
+        message: {
+          ...last,
+          seq: last.seq + 1,
+          phase: 'end',
+          at,
+          endedAt: at,
+          before: last.after,
+          after: { reason },
+        },
+      });
+    }
+    cam.open.clear();
+    for (const e of ends) for (const l of this.eventListeners) l(e);
   }
 
   private tick(): void {
@@ -233,9 +258,23 @@ export class RecordedEventsHost implements CameraHost {
 
   private emit(cam: CameraReplay): void {
     const recorded = this.recording[cam.next]!;
+    cam.runEmitted++;
+    cam.next++;
+    const event = this.replay(cam, recorded);
+    if (event) for (const l of this.eventListeners) l(event);
+    if (cam.next === this.recording.length) {
+      cam.next = 0;
+      this.endOpen(cam, 'end of recording');
+      if (!this.settings.loop) this.setState(cam, 'offline', 'end of recording');
+    }
+  }
+
+  /** the recorded event as if it happened now; none for the rest of an event ended meanwhile (camera offline) */
+  private replay(cam: CameraReplay, recorded: RecordedEvent): HostEvent | undefined {
     const m = recorded.message;
     const at = new Date().toISOString();
     let replayed = cam.open.get(m.id);
+    if (!replayed && m.phase !== 'new') return undefined;
     if (!replayed || m.phase === 'new') {
       replayed = { id: timeOrderedId(), startedAt: at };
       cam.open.set(m.id, replayed);
@@ -251,33 +290,6 @@ export class RecordedEventsHost implements CameraHost {
     };
     replayed.last = message;
     if (recorded.snapshot) cam.lastSnapshot = recorded.snapshot;
-    const event: HostEvent = {
-      camera: cam.id,
-      message,
-      ...(recorded.snapshot ? { snapshot: recorded.snapshot } : {}),
-    };
-    cam.runEmitted++;
-    cam.next++;
-    const events = [event];
-    if (cam.next === this.recording.length) {
-      cam.next = 0;
-      for (const { last } of cam.open.values()) {
-        if (!last) continue;
-        events.push({
-          camera: cam.id,
-          message: {
-            ...last,
-            seq: last.seq + 1,
-            phase: 'end',
-            endedAt: at,
-            before: last.after,
-            after: { reason: 'end of recording' },
-          },
-        });
-      }
-      cam.open.clear();
-      if (!this.settings.loop) this.setState(cam, 'offline', 'end of recording');
-    }
-    for (const e of events) for (const l of this.eventListeners) l(e);
+    return { camera: cam.id, message, ...(recorded.snapshot ? { snapshot: recorded.snapshot } : {}) };
   }
 }
