@@ -7,7 +7,7 @@ import type { OpenEventRecord } from './spool.ts';
 
 /** a new event's box must overlap the carried one's this much to be the same object */
 const SAME_PLACE_IOU = 0.3;
-export const RESTART_REASON = 'agent restarted';
+const RESTART_REASON = 'agent restarted';
 
 type Message = HostEvent['message'];
 
