@@ -12,17 +12,64 @@ export interface Command {
   path: string[];
   summary: string;
   usage: string;
+  /** an example file to start from, named in --help (relative to the Argus directory) */
+  example?: string;
+  /** parses its arguments with `parseCommandArgs` before doing anything (which answers --help) */
   run(args: string[], ctx: CommandContext): Promise<number>;
 }
 
-type Options = NonNullable<ParseArgsConfig['options']>;
+type ParseOption = NonNullable<ParseArgsConfig['options']>[string];
+/** a command-line option: how parseArgs reads it, and what --help says of it */
+export type CommandOption = ParseOption & {
+  description: string;
+  /** what the value is, e.g. FILE, N (string options) */
+  value?: string;
+};
+type Options = Record<string, CommandOption>;
 
-/** parseArgs with errors that show the command's usage */
+/** `--help` was given: the command's help, to print instead of running it */
+export class HelpRequested extends Error {
+  constructor(readonly text: string) {
+    super('help requested');
+  }
+}
+
+/** the help of `command` with its `options`: summary, usage, each option, the example to start from */
+export function commandHelp(command: Command, options: Options): string {
+  const flags = Object.entries(options).map(([name, o]) => ({
+    flag: `--${name}${o.type === 'string' ? ` ${o.value ?? 'VALUE'}` : ''}`,
+    text: `${o.description}${o.multiple ? ' (may be given more than once)' : ''}`,
+  }));
+  flags.push({ flag: '--help', text: 'show this help' });
+  const width = Math.max(...flags.map((f) => f.flag.length));
+  const lines = [
+    command.summary,
+    '',
+    `usage: ${command.usage}`,
+    '',
+    'options:',
+    ...flags.map((f) => `  ${f.flag.padEnd(width)}  ${f.text}`),
+  ];
+  if (command.example) lines.push('', `example: ${command.example} (a file to start from)`);
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * parseArgs with errors that show the command's usage; `--help` among the arguments throws
+ * HelpRequested with the command's help instead
+ */
 export function parseCommandArgs<O extends Options>(command: Command, args: string[], options: O) {
+  if (args.includes('--help')) throw new HelpRequested(commandHelp(command, options));
+  const parse = Object.fromEntries(
+    Object.entries(options).map(([name, { description: _d, value: _v, ...o }]) => [name, o]),
+  ) as { [K in keyof O]: Omit<O[K], 'description' | 'value'> };
   try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true });
+    return parseArgs({ args, options: parse, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new ArgusError(`${(err as Error).message}`, `usage: ${command.usage}`);
+    throw new ArgusError(
+      `${(err as Error).message}`,
+      `usage: ${command.usage}; argus ${command.path.join(' ')} --help describes the options`,
+    );
   }
 }
 

@@ -1,5 +1,5 @@
 import { ArgusError, errorMessage } from '../common/errors.ts';
-import type { Command } from './command.ts';
+import { type Command, HelpRequested } from './command.ts';
 import { caInit, caIssue } from './commands/ca.ts';
 import { controlPlaneEnroll, controlPlaneRun } from './commands/control-plane.ts';
 import { demo } from './commands/demo.ts';
@@ -66,10 +66,6 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const { command, rest } = found;
-  if (rest.includes('--help')) {
-    process.stdout.write(`${command.summary}\n\nusage: ${command.usage}\n`);
-    return 0;
-  }
   const controller = new AbortController();
   let interrupts = 0;
   const onSignal = () => {
@@ -89,6 +85,10 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await command.run(rest, { signal: controller.signal, stdout: process.stdout });
   } catch (err) {
+    if (err instanceof HelpRequested) {
+      process.stdout.write(err.text);
+      return 0;
+    }
     process.stderr.write(`argus ${command.path.join(' ')}: ${errorMessage(err)}\n`);
     if (!(err instanceof ArgusError) && err instanceof Error && err.stack)
       process.stderr.write(`${err.stack}\n`);

@@ -146,6 +146,19 @@ export const TelemetrySchema = Type.Object(
         pending: Counter(),
         bytes: Counter(),
         dropped: Counter('events dropped oldest-first because the spool was full'),
+        snapshots: Type.Optional(
+          Type.Object(
+            {
+              pending: Counter(),
+              bytes: Counter(),
+              dropped: Counter('snapshots dropped oldest-first because the store was full'),
+            },
+            { additionalProperties: false, description: 'snapshots waiting for upload' },
+          ),
+        ),
+        fill: Type.Optional(
+          Type.Number({ minimum: 0, maximum: 1, description: "share of the spool's fullest limit in use" }),
+        ),
       },
       { additionalProperties: false },
     ),

@@ -7,9 +7,12 @@ import { isLoopback, redactUrl } from '../common/net.ts';
 import type { Validator } from '../common/schema.ts';
 import {
   type CameraStatus,
+  type CameraTelemetry,
   CONTRACT_VERSION,
   type CommandResult,
+  type DetectorTelemetry,
   type EventMessage,
+  type HealthTelemetry,
   MAX_PAYLOAD_BYTES,
   MAX_SNAPSHOT_BYTES,
   topics,
@@ -18,9 +21,10 @@ import {
 import type { CameraHost, HostEvent, HostStatus } from './camera-host.ts';
 import { type CommandOutcome, CommandProcessor } from './commands.ts';
 import { type DeviceConfig, loadDeviceConfig } from './config.ts';
-import { type HealthReport, type HealthServer, startHealthServer } from './health.ts';
+import { type HealthReport, type HealthServer, healthVerdict, startHealthServer } from './health.ts';
 import { type CameraHostFactory, defaultCameraHostFactory } from './hosts.ts';
 import { buildIdentity } from './identity.ts';
+import { CarriedEvents } from './open-events.ts';
 import { SnapshotUploader } from './snapshots.ts';
 import { Spool, type SpoolStats } from './spool.ts';
 import { buildTelemetry, SystemSampler } from './telemetry.ts';
@@ -61,12 +65,20 @@ export class DeviceAgent {
   private health: HealthServer | undefined;
   private sampler!: SystemSampler;
   private telemetryTimer: NodeJS.Timeout | undefined;
+  /** events the previous run left open, and when those not continued end */
+  private carried!: CarriedEvents;
+  private carriedTimer: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
   private readonly startedAt = new Date();
   private readonly createHost: CameraHostFactory;
   private readonly log: Logger;
   /** events the host produced that could not be spooled (they broke the contract) */
   rejectedEvents = 0;
+  /** the reason each camera last went offline, for health */
+  private readonly offlineReasons = new Map<string, string>();
+  /** the detector's restart count when last seen, and when it last grew */
+  private detectorRestart: { at: number; restarts: number } | undefined;
+  private detectorRestarts = 0;
 
   private constructor(private readonly o: DeviceAgentOptions) {
     this.createHost = o.createHost ?? defaultCameraHostFactory;
@@ -106,7 +118,7 @@ export class DeviceAgent {
     const detector = this.host?.detectorStats();
     const connected = this.connected;
     return {
-      status: connected && cameras.every((c) => c.state === 'online') ? 'ok' : 'degraded',
+      ...this.verdict(cameras, detector),
       device: this.config.device.id,
       uptimeS: Number(((Date.now() - this.startedAt.getTime()) / 1000).toFixed(1)),
       mqtt: { connected },
@@ -116,10 +128,32 @@ export class DeviceAgent {
     };
   }
 
+  /** the box's verdict on itself (see healthVerdict) */
+  private verdict(cameras: CameraTelemetry[], detector: DetectorTelemetry | undefined): HealthTelemetry {
+    const now = Date.now();
+    if (detector && detector.restarts > this.detectorRestarts)
+      this.detectorRestart = { at: now, restarts: detector.restarts };
+    this.detectorRestarts = detector?.restarts ?? this.detectorRestarts;
+    return healthVerdict({
+      now,
+      mqttDisconnectedSince: this.uplink ? this.uplink.disconnectedSince : now,
+      uploads: this.uploader?.uploadState ?? { failing: undefined, since: undefined, detail: undefined },
+      spool: this.spool.stats(),
+      cameras,
+      offlineReasons: this.offlineReasons,
+      detectorRestart: this.detectorRestart,
+    });
+  }
+
   private async boot(): Promise<void> {
     this.config = await loadDeviceConfig(this.o.configFile);
     const c = this.config;
     this.spool = Spool.open(c.spool.path, c.spool, this.log);
+    this.carried = new CarriedEvents(
+      this.spool.openEvents(),
+      (id) => this.spool.forgetOpenEvent(id),
+      this.log,
+    );
     this.sampler = new SystemSampler(dirname(c.spool.path));
     this.commands = new CommandProcessor(
       c.device.id,
@@ -136,6 +170,13 @@ export class DeviceAgent {
     this.uploader.start();
     this.health = await startHealthServer(c.health.host, c.health.port, () => this.healthReport(), c.file);
     this.host = await this.startHost(c);
+    const cameras = new Set(c.cameras.filter((cam) => cam.enabled).map((cam) => cam.id));
+    for (const e of this.carried.endCarried((camera) => cameras.has(camera))) this.onHostEvent(e);
+    if (this.carried.size > 0) {
+      this.carriedTimer = setTimeout(() => {
+        for (const e of this.carried.endCarried()) this.onHostEvent(e);
+      }, c.spool.resumeOpenEventsS * 1000);
+    }
     this.uplink = new Uplink({
       device: c.device.id,
       mqtt: c.mqtt,
@@ -143,7 +184,11 @@ export class DeviceAgent {
       spool: this.spool,
       log: this.log,
       onCommand: (topic, payload) => this.commands.handle(topic, payload),
-      onConnected: () => void this.sendTelemetry(),
+      onConnected: () => {
+        // the control plane is likely reachable again: snapshot uploads stop waiting out their backoff
+        this.uploader?.retryNow();
+        void this.sendTelemetry();
+      },
     });
     this.uplink.setIdentity(JSON.stringify(await buildIdentity(c, this.startedAt)));
     this.uplink.start();
@@ -183,6 +228,7 @@ export class DeviceAgent {
 
   private async shutdown(): Promise<void> {
     clearInterval(this.telemetryTimer);
+    clearTimeout(this.carriedTimer);
     const step = async (what: string, fn: () => Promise<unknown> | undefined) => {
       try {
         await fn();
@@ -220,8 +266,9 @@ export class DeviceAgent {
     return host;
   }
 
-  private onHostEvent(e: HostEvent): void {
+  private onHostEvent(host: HostEvent): void {
     const device = this.config.device.id;
+    const e = this.carried.adopt(host);
     let snapshot: { id: string; width: number; height: number } | undefined;
     if (e.snapshot && e.snapshot.jpeg.length > MAX_SNAPSHOT_BYTES) {
       this.log.error(
@@ -251,7 +298,10 @@ export class DeviceAgent {
             `event ${e.message.id}/${e.message.seq} of camera ${e.camera}`,
           );
         },
-        snapshot && e.snapshot ? { id: snapshot.id, jpeg: e.snapshot.jpeg } : undefined,
+        {
+          ...(snapshot && e.snapshot ? { snapshot: { id: snapshot.id, jpeg: e.snapshot.jpeg } } : {}),
+          openEvent: { id: e.message.id, open: e.message.phase !== 'end' },
+        },
       );
     } catch (err) {
       this.rejectedEvents++;
@@ -264,6 +314,8 @@ export class DeviceAgent {
 
   private onHostStatus(s: HostStatus): void {
     const device = this.config.device.id;
+    if (s.state === 'offline') this.offlineReasons.set(s.camera, s.reason ?? 'no reason given');
+    else this.offlineReasons.delete(s.camera);
     try {
       this.spool.appendForCamera('status', topics.status(device), s.camera, (cameraSeq) => {
         const message: CameraStatus = {
@@ -298,12 +350,15 @@ export class DeviceAgent {
   private async sendTelemetry(): Promise<void> {
     if (!this.uplink?.connected || !this.host) return;
     try {
+      const cameras = this.host.stats();
+      const detector = this.host.detectorStats();
       const telemetry = buildTelemetry(
         this.config.device.id,
         await this.sampler.sample(),
         this.spool.stats(),
-        this.host.stats(),
-        this.host.detectorStats(),
+        cameras,
+        detector,
+        this.verdict(cameras, detector),
       );
       this.uplink.publishTransient(topics.telemetry(this.config.device.id), JSON.stringify(telemetry));
     } catch (err) {

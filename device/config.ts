@@ -77,8 +77,15 @@ const SpoolSection = Type.Object(
     /** messages kept for the uplink; beyond it the oldest are dropped and counted */
     maxMessages: Type.Integer({ minimum: 10, default: 1_000_000 }),
     maxBytes: Type.Integer({ minimum: MiB / 4, default: 512 * MiB }),
-    /** snapshots waiting for upload; beyond it the oldest are dropped */
+    /** snapshots waiting for upload; beyond either limit the oldest are dropped and counted */
+    maxSnapshots: Type.Integer({ minimum: 0, default: 100_000 }),
     maxSnapshotBytes: Type.Integer({ minimum: 0, default: 1024 * MiB }),
+    /**
+     * after a restart, an event the previous run left open (e.g. killed) continues when its camera
+     * reports the same rule and place within this many seconds (a parked car still parked), else
+     * it ends with reason "agent restarted"
+     */
+    resumeOpenEventsS: Type.Number({ minimum: 0, maximum: 3600, default: 120 }),
     /** `full` survives power loss (an fsync per event); `normal` survives process crashes only */
     sync: Type.Union([Type.Literal('full'), Type.Literal('normal')], { default: 'full' }),
   },

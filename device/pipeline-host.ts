@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { ArgusError, errorMessage } from '../common/errors.ts';
 import type { Logger } from '../common/logger.ts';
 import type { CameraTelemetry, DetectorTelemetry } from '../contract/index.ts';
-import { ensureModelInstalled } from '../models/store.ts';
+import { ensureModelInstalled, readModelDescriptor } from '../models/store.ts';
 import type { CameraSettings } from '../pipelines/camera-settings.ts';
 import { DetectorPool } from '../pipelines/detector/detector-pool.ts';
 import type { DetectorSettings } from '../pipelines/detector/settings.ts';
@@ -40,12 +40,12 @@ export class PipelineCameraHost implements CameraHost {
     const enabled = cameras.filter((c) => c.enabled);
     growHeapForVideo();
     await ensureModelInstalled(this.settings.model);
+    // every scene is checked before the detector loads and any camera starts: a bad scene file
+    // starts nothing, and says so at once
+    const { labels } = await readModelDescriptor(this.settings.model);
+    const scenes = await Promise.all(enabled.map((c) => loadScene(resolve(configDir, c.scene), labels)));
     const detector = await DetectorPool.load(this.settings, this.log);
     this.detector = detector;
-    // every scene is loaded before any camera starts: a bad scene file starts nothing
-    const scenes = await Promise.all(
-      enabled.map((c) => loadScene(resolve(configDir, c.scene), detector.descriptor.labels)),
-    );
     const scheduler = new DetectionScheduler(
       detector,
       { maxBatch: this.settings.maxBatch, maxWaitMs: BATCH_WAIT_MS },

@@ -100,8 +100,8 @@ interface CameraReplay {
   /** pacing: when the current run started (performance clock, ms) and how many it emitted since */
   runStart: number;
   runEmitted: number;
-  /** recorded event id → the id and start of its replayed copy */
-  open: Map<string, { id: string; startedAt: string }>;
+  /** recorded event id → the id and start of its replayed copy, and its last message */
+  open: Map<string, { id: string; startedAt: string; last?: HostEvent['message'] }>;
   lastSnapshot: Jpeg | undefined;
 }
 
@@ -111,7 +111,9 @@ const RESTART_PAUSE_MS = 200;
  * A camera host that replays a recording of pipeline events instead of running cameras: every
  * enabled camera of the config plays the whole recording at `eventsPerSecond` (looping if asked),
  * as if its pipeline had produced it now. Each replayed event gets a fresh id (stable over its
- * lifecycle, new on every loop) and current timestamps; the recorded snapshots come along. Used to
+ * lifecycle, new on every loop) and current timestamps; the recorded snapshots come along; an event
+ * the recording leaves open ends at its end (`after.reason` "end of recording"), and a camera going
+ * offline (restart, stop) ends its open events ("camera offline: …"). Used to
  * exercise the uplink, spool and control plane without cameras or a detector.
  */
 export class RecordedEventsHost implements CameraHost {
@@ -220,6 +222,30 @@ export class RecordedEventsHost implements CameraHost {
     cam.state = state;
     const status: HostStatus = { camera: cam.id, state, ...(reason ? { reason } : {}), at: new Date() };
     for (const l of this.statusListeners) l(status);
+    if (state === 'offline') this.endOpen(cam, `camera offline: ${reason ?? 'no reason given'}`);
+  }
+
+  /** ends the camera's open replayed events, `reason` in their `after` */
+  private endOpen(cam: CameraReplay, reason: string): void {
+    const at = new Date().toISOString();
+    const ends: HostEvent[] = [];
+    for (const { last } of cam.open.values()) {
+      if (!last) continue;
+      ends.push({
+        camera: cam.id,
+        message: {
+          ...last,
+          seq: last.seq + 1,
+          phase: 'end',
+          at,
+          endedAt: at,
+          before: last.after,
+          after: { reason },
+        },
+      });
+    }
+    cam.open.clear();
+    for (const e of ends) for (const l of this.eventListeners) l(e);
   }
 
   private tick(): void {
@@ -232,9 +258,23 @@ export class RecordedEventsHost implements CameraHost {
 
   private emit(cam: CameraReplay): void {
     const recorded = this.recording[cam.next]!;
+    cam.runEmitted++;
+    cam.next++;
+    const event = this.replay(cam, recorded);
+    if (event) for (const l of this.eventListeners) l(event);
+    if (cam.next === this.recording.length) {
+      cam.next = 0;
+      this.endOpen(cam, 'end of recording');
+      if (!this.settings.loop) this.setState(cam, 'offline', 'end of recording');
+    }
+  }
+
+  /** the recorded event as if it happened now; none for the rest of an event ended meanwhile (camera offline) */
+  private replay(cam: CameraReplay, recorded: RecordedEvent): HostEvent | undefined {
     const m = recorded.message;
     const at = new Date().toISOString();
     let replayed = cam.open.get(m.id);
+    if (!replayed && m.phase !== 'new') return undefined;
     if (!replayed || m.phase === 'new') {
       replayed = { id: timeOrderedId(), startedAt: at };
       cam.open.set(m.id, replayed);
@@ -248,19 +288,8 @@ export class RecordedEventsHost implements CameraHost {
       at,
       ...(m.endedAt ? { endedAt: at } : {}),
     };
+    replayed.last = message;
     if (recorded.snapshot) cam.lastSnapshot = recorded.snapshot;
-    const event: HostEvent = {
-      camera: cam.id,
-      message,
-      ...(recorded.snapshot ? { snapshot: recorded.snapshot } : {}),
-    };
-    cam.runEmitted++;
-    cam.next++;
-    if (cam.next === this.recording.length) {
-      cam.next = 0;
-      cam.open.clear();
-      if (!this.settings.loop) this.setState(cam, 'offline', 'end of recording');
-    }
-    for (const l of this.eventListeners) l(event);
+    return { camera: cam.id, message, ...(recorded.snapshot ? { snapshot: recorded.snapshot } : {}) };
   }
 }

@@ -7,8 +7,6 @@ import type { DeviceConfig } from './config.ts';
 import type { SnapshotBlob, Spool } from './spool.ts';
 import { type ClientTls, TlsErrorLog, tlsConnectOptions } from './tls.ts';
 
-const BACKOFF_START_MS = 500;
-const BACKOFF_MAX_MS = 60_000;
 const REQUEST_TIMEOUT_MS = 15_000;
 /** of an error answer, kept for the log */
 const MAX_ERROR_BODY = 300;
@@ -57,25 +55,52 @@ function put(
     req.end(body);
   });
 }
+/** while uploads fail, one log line at the start, then at most one summary per this */
+const OUTAGE_SUMMARY_MS = 60_000;
 
-type Outcome = 'uploaded' | 'retry' | 'rejected';
+export interface UploaderTiming {
+  backoffStartMs: number;
+  /** longest wait while the control plane cannot be reached (it may come back any moment) */
+  unreachableMaxMs: number;
+  /** longest wait while it answers busy (5xx, 429) or refuses the credential */
+  busyMaxMs: number;
+}
+
+const DEFAULT_TIMING: UploaderTiming = { backoffStartMs: 500, unreachableMaxMs: 5_000, busyMaxMs: 60_000 };
+
+type Outcome = 'uploaded' | 'unreachable' | 'busy' | 'refused' | 'rejected';
+
+/** why uploads fail right now, for health */
+export interface UploadState {
+  /** `refused`: the control plane answers 401/403 to the device credential */
+  failing: 'unreachable' | 'busy' | 'refused' | undefined;
+  /** since when (ms, epoch) */
+  since: number | undefined;
+  detail: string | undefined;
+}
 
 /**
- * Uploads the spool's snapshots to the control plane over HTTP(S), oldest first, one at a time, with
+ * Uploads the spool's snapshots to the control plane over HTTP, oldest first, one at a time, with
  * the device's credential. While the control plane is unreachable (or answers 5xx, 429, 401/403)
- * the snapshot stays queued in the spool and is retried with exponential backoff; a snapshot the
- * control plane rejects for good (another 4xx) is dropped with an error log.
+ * the snapshot stays queued in the spool and is retried with exponential backoff — at most a few
+ * seconds while it cannot be reached, so that uploads resume soon after it returns, and
+ * `retryNow` (the MQTT uplink reconnected) ends any wait; a snapshot the control plane rejects for
+ * good (another 4xx) is dropped with an error log. An outage is logged once when it starts, then
+ * summarised at most once a minute, and once when it ends. Nothing is kept per attempt: each
+ * request has its own abort controller and timer, both released when it settles.
  */
 export class SnapshotUploader {
   private controlPlane: DeviceConfig['controlPlane'];
-  private tlsErrors: TlsErrorLog;
   private readonly stop$ = new AbortController();
   /** ends the current wait: for new work (`kick`) only when idle, for anything else also a backoff */
   private wake: ((reason: 'work' | 'retry-now') => void) | undefined;
   private running: Promise<void> | undefined;
-  private backoff = BACKOFF_START_MS;
-  private failing = false;
+  private backoff: number;
+  private state: UploadState = { failing: undefined, since: undefined, detail: undefined };
+  private attempts = 0;
+  private lastSummary = 0;
   private readonly waiters = new Map<string, ((uploaded: boolean) => void)[]>();
+  private tlsErrors: TlsErrorLog;
 
   constructor(
     private readonly device: string,
@@ -84,8 +109,10 @@ export class SnapshotUploader {
     private readonly log: Logger,
     /** the CA (and client certificate) to verify an https:// control plane with */
     private readonly tls?: ClientTls,
+    private readonly timing: UploaderTiming = DEFAULT_TIMING,
   ) {
     this.controlPlane = controlPlane;
+    this.backoff = timing.backoffStartMs;
     this.tlsErrors = this.tlsErrorLog();
   }
 
@@ -95,6 +122,11 @@ export class SnapshotUploader {
       urlKey: 'controlPlane.url',
       url: this.controlPlane.url,
     });
+  }
+
+  /** why uploads fail now (all undefined while they succeed) */
+  get uploadState(): UploadState {
+    return { ...this.state };
   }
 
   start(): void {
@@ -110,7 +142,12 @@ export class SnapshotUploader {
   setControlPlane(controlPlane: DeviceConfig['controlPlane']): void {
     this.controlPlane = controlPlane;
     this.tlsErrors = this.tlsErrorLog();
-    this.backoff = BACKOFF_START_MS;
+    this.retryNow();
+  }
+
+  /** the control plane is likely back (e.g. the MQTT uplink reconnected): ends a backoff now */
+  retryNow(): void {
+    this.backoff = this.timing.backoffStartMs;
     this.wake?.('retry-now');
   }
 
@@ -150,12 +187,14 @@ export class SnapshotUploader {
       }
       const outcome = await this.upload(next);
       if (signal.aborted) break;
-      if (outcome === 'retry') {
-        await this.idle(this.backoff * (0.8 + Math.random() * 0.4));
-        this.backoff = Math.min(BACKOFF_MAX_MS, this.backoff * 2);
+      if (outcome === 'unreachable' || outcome === 'busy' || outcome === 'refused') {
+        const max = outcome === 'unreachable' ? this.timing.unreachableMaxMs : this.timing.busyMaxMs;
+        const wait = Math.min(max, this.backoff);
+        this.backoff = Math.min(max, this.backoff * 2);
+        await this.idle(wait * (0.8 + Math.random() * 0.4));
         continue;
       }
-      this.backoff = BACKOFF_START_MS;
+      this.backoff = this.timing.backoffStartMs;
       this.spool.removeSnapshot(next.id);
       for (const w of this.waiters.get(next.id) ?? []) w(outcome === 'uploaded');
     }
@@ -182,47 +221,96 @@ export class SnapshotUploader {
   private async upload(s: SnapshotBlob): Promise<Outcome> {
     const url = `${this.controlPlane.url.replace(/\/+$/, '')}${httpPaths.uploadSnapshot(this.device, s.id)}`;
     let status: number;
-    let body: string;
+    let body = '';
+    const request = new AbortController();
+    const abort = () => request.abort();
+    const timer = setTimeout(abort, REQUEST_TIMEOUT_MS);
+    this.stop$.signal.addEventListener('abort', abort);
     try {
       ({ status, body } = await put(
         url,
         { 'content-type': SNAPSHOT_CONTENT_TYPE, authorization: `Bearer ${this.controlPlane.token}` },
         s.jpeg,
-        AbortSignal.any([this.stop$.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]),
+        request.signal,
         this.tls,
       ));
     } catch (err) {
-      if (this.stop$.signal.aborted) return 'retry';
-      if (this.tlsErrors.report(err)) {
-        this.failing = true;
-        return 'retry';
-      }
-      if (!this.failing)
-        this.log.warn({ url, err: errorMessage(err) }, 'control plane unreachable; snapshots stay queued');
-      this.failing = true;
-      return 'retry';
+      if (this.stop$.signal.aborted) return 'unreachable';
+      // a TLS failure is logged once by its own sentence (which file to fix); it still counts
+      const told = this.tlsErrors.report(err);
+      return this.failed(
+        'unreachable',
+        { url, err: errorMessage(err) },
+        'control plane unreachable; snapshots stay queued',
+        told,
+      );
+    } finally {
+      clearTimeout(timer);
+      this.stop$.signal.removeEventListener('abort', abort);
     }
     this.tlsErrors.reset();
     if (status >= 200 && status < 300) {
-      if (this.failing)
-        this.log.info({ pending: this.spool.stats().snapshots.pending }, 'snapshot uploads resumed');
-      this.failing = false;
+      if (this.state.failing) {
+        this.log.info(
+          {
+            pending: this.spool.stats().snapshots.pending,
+            outageS: Number(((Date.now() - (this.state.since ?? Date.now())) / 1000).toFixed(1)),
+            attempts: this.attempts,
+          },
+          'snapshot uploads resumed',
+        );
+      }
+      this.state = { failing: undefined, since: undefined, detail: undefined };
+      this.attempts = 0;
       return 'uploaded';
     }
     if (status === 401 || status === 403) {
-      this.log.error(
+      return this.failed(
+        'refused',
         { url, status, body },
         'control plane refuses the device credential: check controlPlane.token',
       );
-      return 'retry';
     }
     if (status === 408 || status === 429 || status >= 500) {
-      if (!this.failing)
-        this.log.warn({ url, status, body }, 'control plane busy or failing; snapshots stay queued');
-      this.failing = true;
-      return 'retry';
+      return this.failed(
+        'busy',
+        { url, status, body },
+        'control plane busy or failing; snapshots stay queued',
+      );
     }
     this.log.error({ url, status, body, snapshot: s.id }, 'control plane rejected a snapshot; dropping it');
     return 'rejected';
+  }
+
+  /** records a failed attempt; logs when the failure starts or changes, then a summary at most once a minute */
+  private failed(
+    failing: NonNullable<UploadState['failing']>,
+    details: Record<string, unknown>,
+    message: string,
+    /** already logged in other words (a TLS failure) */
+    logged = false,
+  ): Outcome {
+    const now = Date.now();
+    this.attempts++;
+    const detail = String(details.err ?? `HTTP ${details.status}`);
+    if (this.state.failing !== failing) {
+      this.state = { failing, since: this.state.since ?? now, detail };
+      this.lastSummary = now;
+      const log = failing === 'refused' ? this.log.error.bind(this.log) : this.log.warn.bind(this.log);
+      if (!logged) log(details, message);
+    } else if (now - this.lastSummary >= OUTAGE_SUMMARY_MS) {
+      this.state.detail = detail;
+      this.lastSummary = now;
+      this.log.warn(
+        {
+          ...details,
+          attempts: this.attempts,
+          outageS: Math.round((now - (this.state.since ?? now)) / 1000),
+          pending: this.spool.stats().snapshots.pending,
+        },
+        `still failing: ${message}`,
+      );
+    }
+    return failing;
   }
 }

@@ -20,6 +20,8 @@ export interface SpoolStats {
   /** messages dropped oldest-first because the spool was full, since the spool was created */
   dropped: number;
   snapshots: { pending: number; bytes: number; dropped: number };
+  /** how full the fullest of the spool's limits is (0..1): messages, bytes, snapshots, snapshot bytes */
+  fill: number;
 }
 
 export interface SnapshotBlob {
@@ -27,12 +29,33 @@ export interface SnapshotBlob {
   jpeg: Buffer;
 }
 
-export type SpoolLimits = Pick<SpoolSettings, 'maxMessages' | 'maxBytes' | 'maxSnapshotBytes' | 'sync'>;
+/** the last spooled message of an event not ended yet, kept so that a restart can end it */
+export interface OpenEventRecord {
+  id: string;
+  camera: string;
+  /** the event message as it was spooled (JSON) */
+  message: string;
+}
 
-const SCHEMA_VERSION = 1;
+export type SpoolLimits = Pick<
+  SpoolSettings,
+  'maxMessages' | 'maxBytes' | 'maxSnapshots' | 'maxSnapshotBytes' | 'sync'
+>;
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS messages (
+/** open events recorded at most (a pipeline keeps far fewer open; beyond it they are not recorded) */
+export const MAX_OPEN_EVENTS = 10_000;
+
+export const SCHEMA_VERSION = 2;
+const DROP_LOG_INTERVAL_MS = 60_000;
+
+/**
+ * One step per schema version, run in order in one transaction from the file's `user_version`.
+ * Never edit a step: add one.
+ */
+const MIGRATIONS: readonly string[] = [
+  // 1: messages, snapshots with their JPEG in the row, per-camera numbering, counters
+  `
+CREATE TABLE messages (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   kind TEXT NOT NULL,
   topic TEXT NOT NULL,
@@ -40,16 +63,42 @@ CREATE TABLE IF NOT EXISTS messages (
   bytes INTEGER NOT NULL,
   created_ms INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS snapshots (
+CREATE TABLE snapshots (
   n INTEGER PRIMARY KEY AUTOINCREMENT,
   id TEXT NOT NULL UNIQUE,
   jpeg BLOB NOT NULL,
   bytes INTEGER NOT NULL,
   created_ms INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS camera_seq (camera TEXT PRIMARY KEY, next INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-`;
+CREATE TABLE camera_seq (camera TEXT PRIMARY KEY, next INTEGER NOT NULL);
+CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+`,
+  // 2: snapshot metadata apart from the JPEGs (choosing victims reads no picture), running totals
+  // (no sum over the rows at start), the record of open events
+  `
+CREATE TABLE snapshot_meta (
+  n INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  bytes INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL
+);
+CREATE TABLE snapshot_data (n INTEGER PRIMARY KEY, jpeg BLOB NOT NULL);
+INSERT INTO snapshot_meta (n, id, bytes, created_ms) SELECT n, id, bytes, created_ms FROM snapshots;
+INSERT INTO snapshot_data (n, jpeg) SELECT n, jpeg FROM snapshots;
+DROP TABLE snapshots;
+INSERT INTO counters (name, value) SELECT name, value FROM (
+  SELECT 'rows' AS name, count(*) AS value FROM messages UNION ALL
+  SELECT 'rowBytes', coalesce(sum(bytes), 0) FROM messages UNION ALL
+  SELECT 'snapshotRows', count(*) FROM snapshot_meta UNION ALL
+  SELECT 'snapshotBytes', coalesce(sum(bytes), 0) FROM snapshot_meta
+) WHERE true ON CONFLICT (name) DO UPDATE SET value = excluded.value;
+CREATE TABLE open_events (id TEXT PRIMARY KEY, camera TEXT NOT NULL, message TEXT NOT NULL);
+`,
+];
+
+/** the running totals, kept in `counters` in the transaction that changes them */
+const TOTALS = ['rows', 'rowBytes', 'dropped', 'snapshotRows', 'snapshotBytes', 'snapshotsDropped'] as const;
+type Totals = Record<(typeof TOTALS)[number], number>;
 
 /**
  * The on-box store-and-forward queue (SQLite, WAL). Every outgoing event, camera status and command
@@ -59,8 +108,15 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
  * the agent itself never publishes a message twice while the MQTT client still holds it. The spool
  * is bounded by count and bytes: when full, the oldest messages are dropped and counted — also one
  * the transport still holds (sent, its PUBACK outstanding): if that PUBACK comes after all, the
- * message was delivered and the count goes back down, so the count is what the receiver misses. Per-camera `cameraSeq` counters live here too, so they keep increasing
- * across restarts. Snapshots waiting for upload are a second, separately bounded queue.
+ * message was delivered and the count goes back down, so the count is what the receiver misses.
+ * Per-camera `cameraSeq` counters live here too, so they keep increasing across restarts.
+ * Snapshots waiting for upload are a second queue, bounded by count and bytes the same way; their
+ * metadata sits apart from the JPEGs, so choosing what to drop reads no picture.
+ *
+ * Upkeep costs the same with 10 items or 10 million: counts and bytes are running totals (kept in
+ * the same transaction as the rows), victims are read oldest-first from the primary key, a few at a
+ * time. The last message of every event not ended yet is recorded (`openEvents`), so that the next
+ * start can end what a crash left open.
  *
  * One agent per spool: the file is locked exclusively while open.
  */
@@ -68,12 +124,8 @@ export class Spool {
   private readonly db: Database.Database;
   private readonly limits: SpoolLimits;
   private readonly log: Logger;
-  private rows = 0;
-  private rowBytes = 0;
-  private dropped = 0;
-  private snapshotRows = 0;
-  private snapshotBytes = 0;
-  private snapshotsDropped = 0;
+  private readonly t: Totals;
+  private openRows = 0;
   /** highest seq handed to the transport */
   private cursor = 0;
   /** seq → bytes of messages held by the transport */
@@ -85,6 +137,8 @@ export class Spool {
   private ackedBytes = 0;
   private flushScheduled = false;
   private closed = false;
+  private openEventsFullLogged = false;
+  private readonly dropLoggedAt = { messages: 0, snapshots: 0 };
 
   private readonly stmt: {
     insert: Database.Statement<[string, string, string, number, number]>;
@@ -93,11 +147,16 @@ export class Spool {
     victims: Database.Statement<[number, number], { seq: number; bytes: number }>;
     deleteSeq: Database.Statement<[number]>;
     setCounter: Database.Statement<[string, number]>;
-    insertSnapshot: Database.Statement<[string, Buffer, number, number]>;
+    insertSnapshotMeta: Database.Statement<[string, number, number]>;
+    insertSnapshotData: Database.Statement<[number, Buffer]>;
     oldestSnapshot: Database.Statement<[], SnapshotBlob>;
-    snapshotVictims: Database.Statement<[number], { id: string; bytes: number }>;
-    deleteSnapshot: Database.Statement<[string], unknown>;
-    snapshotBytes: Database.Statement<[string], { bytes: number }>;
+    snapshotVictims: Database.Statement<[number], { n: number; bytes: number }>;
+    snapshotById: Database.Statement<[string], { n: number; bytes: number }>;
+    deleteSnapshotMeta: Database.Statement<[number]>;
+    deleteSnapshotData: Database.Statement<[number]>;
+    upsertOpenEvent: Database.Statement<[string, string, string]>;
+    deleteOpenEvent: Database.Statement<[string]>;
+    hasOpenEvent: Database.Statement<[string], { id: string }>;
   };
 
   private constructor(db: Database.Database, limits: SpoolLimits, log: Logger) {
@@ -117,34 +176,29 @@ export class Spool {
       setCounter: db.prepare(
         'INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
       ),
-      insertSnapshot: db.prepare(
-        'INSERT OR IGNORE INTO snapshots (id, jpeg, bytes, created_ms) VALUES (?, ?, ?, ?)',
+      insertSnapshotMeta: db.prepare(
+        'INSERT OR IGNORE INTO snapshot_meta (id, bytes, created_ms) VALUES (?, ?, ?)',
       ),
-      oldestSnapshot: db.prepare('SELECT id, jpeg FROM snapshots ORDER BY n LIMIT 1'),
-      snapshotVictims: db.prepare('SELECT id, bytes FROM snapshots ORDER BY n LIMIT ?'),
-      deleteSnapshot: db.prepare('DELETE FROM snapshots WHERE id = ?'),
-      snapshotBytes: db.prepare('SELECT bytes FROM snapshots WHERE id = ?'),
+      insertSnapshotData: db.prepare('INSERT INTO snapshot_data (n, jpeg) VALUES (?, ?)'),
+      oldestSnapshot: db.prepare(
+        'SELECT m.id AS id, d.jpeg AS jpeg FROM snapshot_meta m JOIN snapshot_data d ON d.n = m.n ORDER BY m.n LIMIT 1',
+      ),
+      snapshotVictims: db.prepare('SELECT n, bytes FROM snapshot_meta ORDER BY n LIMIT ?'),
+      snapshotById: db.prepare('SELECT n, bytes FROM snapshot_meta WHERE id = ?'),
+      deleteSnapshotMeta: db.prepare('DELETE FROM snapshot_meta WHERE n = ?'),
+      deleteSnapshotData: db.prepare('DELETE FROM snapshot_data WHERE n = ?'),
+      upsertOpenEvent: db.prepare(
+        'INSERT INTO open_events (id, camera, message) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET message = excluded.message',
+      ),
+      deleteOpenEvent: db.prepare('DELETE FROM open_events WHERE id = ?'),
+      hasOpenEvent: db.prepare('SELECT id FROM open_events WHERE id = ?'),
     };
-    const totals = db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM messages').get() as {
-      n: number;
-      b: number;
-    };
-    this.rows = totals.n;
-    this.rowBytes = totals.b;
-    const snaps = db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM snapshots').get() as {
-      n: number;
-      b: number;
-    };
-    this.snapshotRows = snaps.n;
-    this.snapshotBytes = snaps.b;
-    const counter = (name: string) =>
-      (db.prepare('SELECT value FROM counters WHERE name = ?').get(name) as { value: number } | undefined)
-        ?.value ?? 0;
-    this.dropped = counter('dropped');
-    this.snapshotsDropped = counter('snapshotsDropped');
+    const counter = db.prepare<[string], { value: number }>('SELECT value FROM counters WHERE name = ?');
+    this.t = Object.fromEntries(TOTALS.map((name) => [name, counter.get(name)?.value ?? 0])) as Totals;
+    this.openRows = (db.prepare('SELECT count(*) AS n FROM open_events').get() as { n: number }).n;
   }
 
-  /** opens (creating if needed) the spool at `path` and takes its lock */
+  /** opens (creating or migrating if needed) the spool at `path` and takes its lock */
   static open(path: string, limits: SpoolLimits, log: Logger): Spool {
     let db: Database.Database | undefined;
     try {
@@ -160,12 +214,17 @@ export class Spool {
           'run the newer agent, or move the file away to start an empty spool (its pending events are lost)',
         );
       }
-      db.exec(`BEGIN IMMEDIATE; ${SCHEMA} PRAGMA user_version = ${SCHEMA_VERSION}; COMMIT;`);
+      if (version < SCHEMA_VERSION) {
+        const steps = MIGRATIONS.slice(version).join('\n');
+        db.exec(`BEGIN IMMEDIATE; ${steps} PRAGMA user_version = ${SCHEMA_VERSION}; COMMIT;`);
+        if (version > 0) log.info({ path, from: version, to: SCHEMA_VERSION }, 'spool schema migrated');
+      }
       const spool = new Spool(db, limits, log);
-      if (spool.rows > 0)
-        log.info({ pending: spool.rows, bytes: spool.rowBytes }, 'spool has messages to replay');
+      if (spool.t.rows > 0)
+        log.info({ pending: spool.t.rows, bytes: spool.t.rowBytes }, 'spool has messages to replay');
       return spool;
     } catch (err) {
+      if (db?.inTransaction) db.exec('ROLLBACK');
       db?.close();
       if (err instanceof ArgusError) throw err;
       const code = (err as { code?: string }).code;
@@ -191,19 +250,21 @@ export class Spool {
   /**
    * Spools a camera's message numbered with the camera's next `cameraSeq`: `build` receives it and
    * returns the payload. If `build` throws, nothing is written and the counter does not advance.
-   * A snapshot, when given, is stored in the same transaction.
+   * In the same transaction: the snapshot, when given, is stored, and with `openEvent` the record
+   * of open events takes the payload as the event's last message (`open`) or forgets the event.
    */
   appendForCamera(
     kind: SpoolKind,
     topic: string,
     camera: string,
     build: (cameraSeq: number) => string,
-    snapshot?: SnapshotBlob,
+    extras: { snapshot?: SnapshotBlob; openEvent?: { id: string; open: boolean } } = {},
   ): { seq: number; cameraSeq: number } {
     return this.tx(() => {
       const cameraSeq = this.stmt.nextCameraSeq.get(camera)!.next;
       const payload = build(cameraSeq);
-      if (snapshot) this.insertSnapshot(snapshot);
+      if (extras.snapshot) this.insertSnapshot(extras.snapshot);
+      if (extras.openEvent) this.recordOpenEvent(extras.openEvent.id, camera, payload, extras.openEvent.open);
       return { seq: this.insert(kind, topic, payload), cameraSeq };
     });
   }
@@ -211,6 +272,18 @@ export class Spool {
   /** stores a snapshot for upload (one not referenced by an event, e.g. "snapshot now") */
   addSnapshot(snapshot: SnapshotBlob): void {
     this.tx(() => this.insertSnapshot(snapshot));
+  }
+
+  /** drops the record of an open event (one that cannot be read) */
+  forgetOpenEvent(id: string): void {
+    this.tx(() => this.recordOpenEvent(id, '', '', false));
+  }
+
+  /** the events whose last spooled message was not an `end`, oldest first */
+  openEvents(): OpenEventRecord[] {
+    return this.db
+      .prepare<[], OpenEventRecord>('SELECT id, camera, message FROM open_events ORDER BY rowid')
+      .all();
   }
 
   /** the next messages for the transport, oldest first; each is handed out once until `unlease` */
@@ -247,8 +320,8 @@ export class Spool {
     this.leased.delete(seq);
     if (this.droppedInFlight.delete(seq)) {
       // dropped while in flight, delivered after all
-      this.dropped--;
-      this.stmt.setCounter.run('dropped', this.dropped);
+      this.t.dropped--;
+      this.stmt.setCounter.run('dropped', this.t.dropped);
       return;
     }
     this.acked.push(seq);
@@ -271,11 +344,11 @@ export class Spool {
     const bytes = this.ackedBytes;
     this.tx(() => {
       for (const seq of seqs) this.stmt.deleteSeq.run(seq);
+      this.t.rows -= seqs.length;
+      this.t.rowBytes -= bytes;
     });
     this.acked = [];
     this.ackedBytes = 0;
-    this.rows -= seqs.length;
-    this.rowBytes -= bytes;
   }
 
   oldestSnapshot(): SnapshotBlob | undefined {
@@ -283,24 +356,39 @@ export class Spool {
   }
 
   hasSnapshot(id: string): boolean {
-    return this.stmt.snapshotBytes.get(id) !== undefined;
+    return this.stmt.snapshotById.get(id) !== undefined;
   }
 
   removeSnapshot(id: string): void {
     if (this.closed) return;
-    const row = this.stmt.snapshotBytes.get(id);
+    const row = this.stmt.snapshotById.get(id);
     if (!row) return;
-    this.stmt.deleteSnapshot.run(id);
-    this.snapshotRows--;
-    this.snapshotBytes -= row.bytes;
+    this.tx(() => this.deleteSnapshot(row));
   }
 
   stats(): SpoolStats {
+    const pending = this.t.rows - this.acked.length;
+    const bytes = this.t.rowBytes - this.ackedBytes;
+    const l = this.limits;
+    const share = (n: number, max: number) => (max > 0 ? n / max : n > 0 ? 1 : 0);
     return {
-      pending: this.rows - this.acked.length,
-      bytes: this.rowBytes - this.ackedBytes,
-      dropped: this.dropped,
-      snapshots: { pending: this.snapshotRows, bytes: this.snapshotBytes, dropped: this.snapshotsDropped },
+      pending,
+      bytes,
+      dropped: this.t.dropped,
+      snapshots: {
+        pending: this.t.snapshotRows,
+        bytes: this.t.snapshotBytes,
+        dropped: this.t.snapshotsDropped,
+      },
+      fill: Math.min(
+        1,
+        Math.max(
+          share(pending, l.maxMessages),
+          share(bytes, l.maxBytes),
+          share(this.t.snapshotRows, l.maxSnapshots),
+          share(this.t.snapshotBytes, l.maxSnapshotBytes),
+        ),
+      ),
     };
   }
 
@@ -312,16 +400,28 @@ export class Spool {
     this.db.close();
   }
 
+  /** runs `fn` in a transaction that also writes the running totals it changed */
   private tx<T>(fn: () => T): T {
     if (this.closed) throw new ArgusError('the spool is closed');
-    return this.db.transaction(fn)();
+    return this.db.transaction(() => {
+      const before = { ...this.t };
+      try {
+        const result = fn();
+        for (const name of TOTALS)
+          if (this.t[name] !== before[name]) this.stmt.setCounter.run(name, this.t[name]);
+        return result;
+      } catch (err) {
+        Object.assign(this.t, before);
+        throw err;
+      }
+    })();
   }
 
   private insert(kind: SpoolKind, topic: string, payload: string): number {
     const bytes = Buffer.byteLength(payload) + topic.length;
     const seq = Number(this.stmt.insert.run(kind, topic, payload, bytes, Date.now()).lastInsertRowid);
-    this.rows++;
-    this.rowBytes += bytes;
+    this.t.rows++;
+    this.t.rowBytes += bytes;
     this.evictMessages(seq);
     return seq;
   }
@@ -329,11 +429,11 @@ export class Spool {
   /** drops the oldest messages until the spool is within its limits */
   private evictMessages(newest: number): void {
     const over = () =>
-      this.rows - this.acked.length > this.limits.maxMessages ||
-      this.rowBytes - this.ackedBytes > this.limits.maxBytes;
+      this.t.rows - this.acked.length > this.limits.maxMessages ||
+      this.t.rowBytes - this.ackedBytes > this.limits.maxBytes;
     if (!over()) return;
     this.flushAcks();
-    const before = this.dropped;
+    const before = this.t.dropped;
     let from = 0;
     while (over()) {
       const victims = this.stmt.victims.all(from, 64).filter((v) => v.seq !== newest);
@@ -344,42 +444,82 @@ export class Spool {
         // the transport keeps a leased one (its window stays full) until its PUBACK or its return
         if (this.leased.has(v.seq)) this.droppedInFlight.add(v.seq);
         this.stmt.deleteSeq.run(v.seq);
-        this.rows--;
-        this.rowBytes -= v.bytes;
-        this.dropped++;
+        this.t.rows--;
+        this.t.rowBytes -= v.bytes;
+        this.t.dropped++;
       }
     }
-    if (this.dropped !== before) {
-      this.stmt.setCounter.run('dropped', this.dropped);
-      if (Math.floor(before / 1000) !== Math.floor(this.dropped / 1000) || before === 0) {
-        this.log.warn(
-          { dropped: this.dropped, maxMessages: this.limits.maxMessages, maxBytes: this.limits.maxBytes },
-          'spool full: dropping the oldest messages',
-        );
-      }
+    if (this.t.dropped !== before && this.dropLogDue('messages')) {
+      this.log.warn(
+        { dropped: this.t.dropped, maxMessages: this.limits.maxMessages, maxBytes: this.limits.maxBytes },
+        'spool full: dropping the oldest messages',
+      );
     }
   }
 
   private insertSnapshot(s: SnapshotBlob): void {
     const bytes = s.jpeg.length;
-    if (this.stmt.insertSnapshot.run(s.id, s.jpeg, bytes, Date.now()).changes === 0) return;
-    this.snapshotRows++;
-    this.snapshotBytes += bytes;
-    if (this.snapshotBytes <= this.limits.maxSnapshotBytes) return;
-    const start = this.snapshotsDropped;
-    for (const v of this.stmt.snapshotVictims.all(this.snapshotRows)) {
-      if (this.snapshotBytes <= this.limits.maxSnapshotBytes) break;
-      this.stmt.deleteSnapshot.run(v.id);
-      this.snapshotRows--;
-      this.snapshotBytes -= v.bytes;
-      this.snapshotsDropped++;
+    const meta = this.stmt.insertSnapshotMeta.run(s.id, bytes, Date.now());
+    if (meta.changes === 0) return;
+    this.stmt.insertSnapshotData.run(Number(meta.lastInsertRowid), s.jpeg);
+    this.t.snapshotRows++;
+    this.t.snapshotBytes += bytes;
+    const over = () =>
+      this.t.snapshotBytes > this.limits.maxSnapshotBytes || this.t.snapshotRows > this.limits.maxSnapshots;
+    if (!over()) return;
+    const start = this.t.snapshotsDropped;
+    while (over()) {
+      const victims = this.stmt.snapshotVictims.all(16);
+      if (victims.length === 0) break;
+      for (const v of victims) {
+        if (!over()) break;
+        this.deleteSnapshot(v);
+        this.t.snapshotsDropped++;
+      }
     }
-    this.stmt.setCounter.run('snapshotsDropped', this.snapshotsDropped);
-    if (start === 0 || Math.floor(start / 100) !== Math.floor(this.snapshotsDropped / 100)) {
+    if (this.t.snapshotsDropped !== start && this.dropLogDue('snapshots')) {
       this.log.warn(
-        { dropped: this.snapshotsDropped, maxSnapshotBytes: this.limits.maxSnapshotBytes },
+        {
+          dropped: this.t.snapshotsDropped,
+          maxSnapshots: this.limits.maxSnapshots,
+          maxSnapshotBytes: this.limits.maxSnapshotBytes,
+        },
         'snapshot queue full: dropping the oldest snapshots',
       );
     }
+  }
+
+  /** dropping is logged when it starts, then at most once a minute (telemetry counts every drop) */
+  private dropLogDue(queue: 'messages' | 'snapshots'): boolean {
+    const now = Date.now();
+    if (now - this.dropLoggedAt[queue] < DROP_LOG_INTERVAL_MS) return false;
+    this.dropLoggedAt[queue] = now;
+    return true;
+  }
+
+  private deleteSnapshot(row: { n: number; bytes: number }): void {
+    this.stmt.deleteSnapshotMeta.run(row.n);
+    this.stmt.deleteSnapshotData.run(row.n);
+    this.t.snapshotRows--;
+    this.t.snapshotBytes -= row.bytes;
+  }
+
+  private recordOpenEvent(id: string, camera: string, payload: string, open: boolean): void {
+    if (!open) {
+      if (this.stmt.deleteOpenEvent.run(id).changes > 0) this.openRows--;
+      return;
+    }
+    if (this.openRows >= MAX_OPEN_EVENTS && !this.stmt.hasOpenEvent.get(id)) {
+      if (!this.openEventsFullLogged)
+        this.log.warn(
+          { max: MAX_OPEN_EVENTS },
+          'too many open events to record; a restart will not end the newest ones',
+        );
+      this.openEventsFullLogged = true;
+      return;
+    }
+    const existed = this.stmt.hasOpenEvent.get(id) !== undefined;
+    this.stmt.upsertOpenEvent.run(id, camera, payload);
+    if (!existed) this.openRows++;
   }
 }

@@ -5,6 +5,7 @@ import {
   type CameraTelemetry,
   CONTRACT_VERSION,
   type DetectorTelemetry,
+  type HealthTelemetry,
   type Telemetry,
   validators,
 } from '../contract/index.ts';
@@ -80,14 +81,22 @@ export function buildTelemetry(
   spool: SpoolStats,
   cameras: CameraTelemetry[],
   detector: DetectorTelemetry | undefined,
+  health: HealthTelemetry,
 ): Telemetry {
   const msg: Telemetry = {
     v: CONTRACT_VERSION,
     device,
     at: new Date().toISOString(),
     ...system,
-    spool: { pending: spool.pending, bytes: spool.bytes, dropped: spool.dropped },
+    spool: {
+      pending: spool.pending,
+      bytes: spool.bytes,
+      dropped: spool.dropped,
+      snapshots: spool.snapshots,
+      fill: Number(spool.fill.toFixed(3)),
+    },
     cameras,
+    health,
     ...(detector ? { detector } : {}),
   };
   return validators.telemetry.parse(msg, 'telemetry');

@@ -22,6 +22,8 @@ export interface UplinkOptions {
 const REFUSAL_BACKOFF_START_MS = 1000;
 const REFUSAL_BACKOFF_MAX_MS = 60_000;
 const STOP_PUBLISH_TIMEOUT_MS = 2000;
+/** while disconnected, one log line when it starts, then at most one summary per this */
+const OUTAGE_SUMMARY_MS = 60_000;
 /** MQTT v5 CONNACK / DISCONNECT reason codes that need an operator, with what to do */
 const FATAL_REASONS: Record<number, string> = {
   133: 'the broker refuses the client id: set mqtt.clientId',
@@ -59,6 +61,9 @@ export class Uplink {
   private refusalBackoff = REFUSAL_BACKOFF_START_MS;
   private closed = false;
   private lostAt: number | undefined;
+  private startedAt = Date.now();
+  private attempts = 0;
+  private lastSummary = 0;
   private errorLogged = false;
   private everConnected = false;
   private drainWaiters: (() => void)[] = [];
@@ -67,6 +72,12 @@ export class Uplink {
 
   get connected(): boolean {
     return this.client?.connected === true;
+  }
+
+  /** since when (ms, epoch) the uplink has been disconnected or, never connected, trying; undefined while connected */
+  get disconnectedSince(): number | undefined {
+    if (this.connected) return undefined;
+    return this.lostAt ?? (this.everConnected ? Date.now() : this.startedAt);
   }
 
   /** connects in the background and keeps reconnecting until `stop` */
@@ -100,16 +111,19 @@ export class Uplink {
     });
     client.on('error', (err) => tlsErrors.report(err));
     client.on('connect', () => tlsErrors.reset());
+    this.startedAt = Date.now();
+    this.lastSummary = this.startedAt;
     client.on('connect', (connack) => this.onConnect(client, connack));
+    client.on('reconnect', () => this.onReconnect());
     client.on('message', (topic, payload) => this.o.onCommand(topic, payload));
     client.on('close', () => {
-      if (this.lostAt !== undefined || this.closed) return;
+      if (this.lostAt !== undefined || this.closed || !this.everConnected) return;
       this.lostAt = Date.now();
-      if (this.everConnected)
-        this.o.log.warn(
-          { pending: this.o.spool.stats().pending },
-          'mqtt connection lost; spooling and reconnecting',
-        );
+      this.lastSummary = this.lostAt;
+      this.o.log.warn(
+        { pending: this.o.spool.stats().pending },
+        'mqtt connection lost; spooling and reconnecting',
+      );
     });
     client.on('disconnect', (packet) => {
       const code = packet.reasonCode ?? 0;
@@ -199,24 +213,46 @@ export class Uplink {
     await client.endAsync(!clean);
   }
 
+  /** another connection attempt: counted; a long outage is summarised at a bounded rate */
+  private onReconnect(): void {
+    this.attempts++;
+    const now = Date.now();
+    if (now - this.lastSummary < OUTAGE_SUMMARY_MS) return;
+    this.lastSummary = now;
+    const since = this.lostAt ?? this.startedAt;
+    this.o.log.warn(
+      {
+        url: this.o.mqtt.url,
+        outageS: Math.round((now - since) / 1000),
+        attempts: this.attempts,
+        pending: this.o.spool.stats().pending,
+      },
+      this.everConnected
+        ? 'mqtt still disconnected; spooling and reconnecting'
+        : 'mqtt still not connected; retrying',
+    );
+  }
+
   private onConnect(client: MqttClient, connack: IConnackPacket): void {
     if (this.closed) return;
     const receiveMaximum = connack.properties?.receiveMaximum ?? Number.POSITIVE_INFINITY;
     this.window = Math.max(1, Math.min(this.o.mqtt.inflight, receiveMaximum));
     const outageS =
       this.lostAt === undefined ? undefined : Number(((Date.now() - this.lostAt) / 1000).toFixed(1));
-    this.lostAt = undefined;
-    this.errorLogged = false;
-    this.everConnected = true;
     this.o.log.info(
       {
         sessionPresent: connack.sessionPresent,
         window: this.window,
         pending: this.o.spool.stats().pending,
         outageS,
+        attempts: this.attempts,
       },
       'mqtt connected',
     );
+    this.lostAt = undefined;
+    this.attempts = 0;
+    this.errorLogged = false;
+    this.everConnected = true;
     this.publishDirect(topics.available(this.o.device), availability('online', new Date()), true);
     if (this.identity) this.publishDirect(topics.identity(this.o.device), this.identity, true);
     if (!connack.sessionPresent) {

@@ -92,12 +92,16 @@ export function resolveModelDir(ref: string): string {
 }
 
 /**
- * Loads a model's descriptor and ONNX bytes, verifying the file against the descriptor's sha256 so
- * that a truncated or corrupted file is reported as such instead of failing deep inside the runtime.
+ * The descriptor of an installed model without its weights: what checks a scene (its labels) before
+ * the detector loads.
  */
-export async function loadModel(ref: string): Promise<LoadedModel> {
-  const dir = resolveModelDir(ref);
-  const descriptorPath = join(dir, DESCRIPTOR_FILE);
+export async function readModelDescriptor(ref: string): Promise<ModelDescriptor> {
+  await ensureInstalledDescriptor(ref);
+  return readDescriptor(join(resolveModelDir(ref), DESCRIPTOR_FILE));
+}
+
+async function ensureInstalledDescriptor(ref: string): Promise<void> {
+  const descriptorPath = join(resolveModelDir(ref), DESCRIPTOR_FILE);
   const exists = await stat(descriptorPath).then(
     () => true,
     () => false,
@@ -109,7 +113,16 @@ export async function loadModel(ref: string): Promise<LoadedModel> {
       known ? 'run `argus models fetch` first' : `known models: ${CATALOG.map((e) => e.name).join(', ')}`,
     );
   }
-  const descriptor = await readDescriptor(descriptorPath);
+}
+
+/**
+ * Loads a model's descriptor and ONNX bytes, verifying the file against the descriptor's sha256 so
+ * that a truncated or corrupted file is reported as such instead of failing deep inside the runtime.
+ */
+export async function loadModel(ref: string): Promise<LoadedModel> {
+  const dir = resolveModelDir(ref);
+  await ensureInstalledDescriptor(ref);
+  const descriptor = await readDescriptor(join(dir, DESCRIPTOR_FILE));
   const onnxPath = join(dir, descriptor.file);
   const bytes = await readFile(onnxPath).catch((err: Error) => {
     throw new ArgusError(

@@ -14,9 +14,21 @@ export const caInit: Command = {
   usage: 'argus ca init --dir DIR [--name "Argus fleet CA"] [--days 3650]',
   async run(args, ctx) {
     const { values, positionals } = parseCommandArgs(this, args, {
-      dir: { type: 'string' },
-      name: { type: 'string' },
-      days: { type: 'string' },
+      dir: {
+        type: 'string',
+        value: 'DIR',
+        description: 'the CA directory to create (its key is written there, mode 0600)',
+      },
+      name: {
+        type: 'string',
+        value: 'NAME',
+        description: 'the CA certificate\'s common name (default "Argus fleet CA")',
+      },
+      days: {
+        type: 'string',
+        value: 'N',
+        description: 'how long the CA certificate is valid (default 3650)',
+      },
     });
     const dir = needDir(this, values.dir, positionals);
     const days = integerOption(values.days, '--days', 1);
@@ -37,12 +49,29 @@ export const caIssue: Command = {
   usage: 'argus ca issue --dir DIR --name NAME [--host NAME]… [--ip ADDRESS]… [--client] [--days 825]',
   async run(args, ctx) {
     const { values, positionals } = parseCommandArgs(this, args, {
-      dir: { type: 'string' },
-      name: { type: 'string' },
-      host: { type: 'string', multiple: true },
-      ip: { type: 'string', multiple: true },
-      client: { type: 'boolean' },
-      days: { type: 'string' },
+      dir: { type: 'string', value: 'DIR', description: 'the CA directory made by `argus ca init`' },
+      name: {
+        type: 'string',
+        value: 'NAME',
+        description: "the certificate's common name: the server's name, or the device id for --client",
+      },
+      host: {
+        type: 'string',
+        multiple: true,
+        value: 'NAME',
+        description: 'a DNS name the server answers to (repeatable)',
+      },
+      ip: {
+        type: 'string',
+        multiple: true,
+        value: 'ADDRESS',
+        description: 'an IP address the server answers on (repeatable)',
+      },
+      client: {
+        type: 'boolean',
+        description: 'a device client certificate for mutual TLS instead of a server certificate',
+      },
+      days: { type: 'string', value: 'N', description: 'how long the certificate is valid (default 825)' },
     });
     const dir = needDir(this, values.dir, positionals);
     if (!values.name) throw new ArgusError('ca issue needs --name', `usage: ${this.usage}`);

@@ -9,8 +9,15 @@ export const controlPlaneRun: Command = {
   path: ['control-plane', 'run'],
   summary: 'run the control plane: MQTT ingest, storage, REST API, live events, console page',
   usage: 'argus control-plane run --config <control-plane.yaml>',
+  example: 'examples/control-plane.yaml',
   async run(args, ctx) {
-    const { values, positionals } = parseCommandArgs(this, args, { config: { type: 'string' } });
+    const { values, positionals } = parseCommandArgs(this, args, {
+      config: {
+        type: 'string',
+        value: 'FILE',
+        description: 'the control plane config (YAML): listen address, broker, storage, device tokens',
+      },
+    });
     if (!values.config || positionals.length > 0)
       throw new ArgusError('control-plane run needs a config file', `usage: ${this.usage}`);
     const config = await loadControlPlaneConfig(values.config);

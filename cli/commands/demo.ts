@@ -65,7 +65,15 @@ export const demo: Command = {
   summary: 'control plane + embedded broker + SQLite, an RTSP server looping vtest.avi, two device agents',
   usage: 'argus demo [--port 8080] [--dir DIR]',
   async run(args, ctx) {
-    const { values } = parseCommandArgs(this, args, { port: { type: 'string' }, dir: { type: 'string' } });
+    const { values } = parseCommandArgs(this, args, {
+      port: { type: 'string', value: 'N', description: "the control plane's HTTP port (default 8080)" },
+      dir: {
+        type: 'string',
+        value: 'DIR',
+        description:
+          'where the demo keeps its configs, databases and spools (default: a new temporary directory)',
+      },
+    });
     const port = integerOption(values.port, '--port', 1) ?? 8080;
     const dir = resolve(values.dir ?? join(cacheDir(), 'demo'));
     await mkdir(dir, { recursive: true });

@@ -39,15 +39,27 @@ export const detect: Command = {
     'argus detect <video-file|rtsp-url> [--model NAME] [--frames 0,300,600] [--max-frames N] [--json] [--out DIR] [--score X] [--threads N] [--batch N] [--ep cuda,cpu]',
   async run(args, ctx) {
     const { values, positionals } = parseCommandArgs(this, args, {
-      model: { type: 'string' },
-      frames: { type: 'string' },
-      'max-frames': { type: 'string' },
-      json: { type: 'boolean' },
-      out: { type: 'string' },
-      score: { type: 'string' },
-      threads: { type: 'string' },
-      batch: { type: 'string' },
-      ep: { type: 'string' },
+      model: { type: 'string', value: 'NAME', description: 'the model, a catalog name or a model directory' },
+      frames: {
+        type: 'string',
+        value: 'LIST',
+        description: 'detect only these frame numbers, e.g. 0,300,600',
+      },
+      'max-frames': { type: 'string', value: 'N', description: 'stop after detecting this many frames' },
+      json: { type: 'boolean', description: 'print one JSON line per frame, then a summary line' },
+      out: {
+        type: 'string',
+        value: 'DIR',
+        description: 'write each detected frame as an annotated JPEG there',
+      },
+      score: { type: 'string', value: 'X', description: 'report detections scoring at least this (0..1)' },
+      threads: { type: 'string', value: 'N', description: 'inference threads (0: as many as cores)' },
+      batch: { type: 'string', value: 'N', description: 'frames per inference call at most' },
+      ep: {
+        type: 'string',
+        value: 'LIST',
+        description: 'onnxruntime execution providers to try in order, e.g. cuda,cpu',
+      },
     });
     if (positionals.length !== 1)
       throw new ArgusError('detect needs exactly one video file or RTSP URL', `usage: ${this.usage}`);

@@ -13,7 +13,13 @@ export const keysGenerate: Command = {
   summary: 'create an ed25519 signing key for model bundles (and trust its public key)',
   usage: 'argus keys generate NAME [--dir DIR]',
   async run(args, ctx) {
-    const { values, positionals } = parseCommandArgs(this, args, { dir: { type: 'string' } });
+    const { values, positionals } = parseCommandArgs(this, args, {
+      dir: {
+        type: 'string',
+        value: 'DIR',
+        description: 'where to write the key pair (default: the key directory)',
+      },
+    });
     const key = await generateSigningKey(
       onePositional(this, positionals, 'NAME'),
       values.dir ? resolve(values.dir) : keysDir(),
@@ -30,7 +36,13 @@ export const keysTrust: Command = {
   summary: 'add a public key to the keyring whose bundle signatures are accepted',
   usage: 'argus keys trust FILE.pub [--keyring DIR]',
   async run(args, ctx) {
-    const { values, positionals } = parseCommandArgs(this, args, { keyring: { type: 'string' } });
+    const { values, positionals } = parseCommandArgs(this, args, {
+      keyring: {
+        type: 'string',
+        value: 'DIR',
+        description: "the directory of trusted public keys (default: the key directory's trusted/)",
+      },
+    });
     const keyring = values.keyring ? resolve(values.keyring) : defaultKeyring();
     const id = await trustPublicKey(onePositional(this, positionals, 'FILE'), keyring);
     ctx.stdout.write(`trusted key ${id} (keyring ${keyring})\n`);
@@ -43,7 +55,13 @@ export const keysList: Command = {
   summary: 'list the keys of the keyring',
   usage: 'argus keys list [--keyring DIR]',
   async run(args, ctx) {
-    const { values } = parseCommandArgs(this, args, { keyring: { type: 'string' } });
+    const { values } = parseCommandArgs(this, args, {
+      keyring: {
+        type: 'string',
+        value: 'DIR',
+        description: "the directory of trusted public keys (default: the key directory's trusted/)",
+      },
+    });
     const keyring = values.keyring ? resolve(values.keyring) : defaultKeyring();
     const keys = await loadKeyring(keyring);
     if (keys.size === 0) ctx.stdout.write(`no trusted keys in ${keyring}\n`);

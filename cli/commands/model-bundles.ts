@@ -31,14 +31,40 @@ export const modelsBuild: Command = {
     'argus models build MODEL --version N [--out FILE] [--name NAME] [--evaluation REPORT]... [--gate FILE] [--target PROVIDER:CLASS]... [--expires-days N] [--key NAME]',
   async run(args, ctx) {
     const { values, positionals } = parseCommandArgs(this, args, {
-      version: { type: 'string' },
-      out: { type: 'string' },
-      name: { type: 'string' },
-      evaluation: { type: 'string', multiple: true },
-      gate: { type: 'string' },
-      target: { type: 'string', multiple: true },
-      'expires-days': { type: 'string' },
-      key: { type: 'string' },
+      version: {
+        type: 'string',
+        value: 'N',
+        description: 'the bundle version, a whole number ≥ 1 (required)',
+      },
+      out: { type: 'string', value: 'FILE', description: 'the bundle file (default: NAME-vN.argus-model)' },
+      name: {
+        type: 'string',
+        value: 'NAME',
+        description: 'the model name in the manifest (default: the directory name)',
+      },
+      evaluation: {
+        type: 'string',
+        multiple: true,
+        value: 'REPORT',
+        description: 'an evaluation report to include (default: the reports in the model directory)',
+      },
+      gate: {
+        type: 'string',
+        value: 'FILE',
+        description: 'the gate (YAML) a derived model must pass (default: the built-in gate)',
+      },
+      target: {
+        type: 'string',
+        multiple: true,
+        value: 'PROVIDER:CLASS',
+        description: 'an execution provider and hardware class the bundle is for',
+      },
+      'expires-days': {
+        type: 'string',
+        value: 'N',
+        description: 'the bundle expires after this many days (default 365)',
+      },
+      key: { type: 'string', value: 'NAME|FILE.key', description: 'sign the bundle with this key' },
     });
     const modelDir = resolveModelDir(onePositional(this, positionals, 'MODEL'));
     const version = integerOption(values.version, '--version', 1);
@@ -69,7 +95,9 @@ export const modelsSign: Command = {
   summary: 'sign a bundle’s manifest with an ed25519 key',
   usage: 'argus models sign BUNDLE --key NAME|FILE.key',
   async run(args, ctx) {
-    const { values, positionals } = parseCommandArgs(this, args, { key: { type: 'string' } });
+    const { values, positionals } = parseCommandArgs(this, args, {
+      key: { type: 'string', value: 'NAME|FILE.key', description: 'the signing key (required)' },
+    });
     if (!values.key) throw new ArgusError('--key is required', `usage: ${this.usage}`);
     const path = resolve(onePositional(this, positionals, 'BUNDLE'));
     const signature = await signBundle(path, await loadSigningKey(values.key));
@@ -84,8 +112,16 @@ export const modelsVerify: Command = {
   usage: 'argus models verify BUNDLE [--keyring DIR] [--installed DIR]',
   async run(args, ctx) {
     const { values, positionals } = parseCommandArgs(this, args, {
-      keyring: { type: 'string' },
-      installed: { type: 'string' },
+      keyring: {
+        type: 'string',
+        value: 'DIR',
+        description: "the directory of trusted public keys (default: the key directory's trusted/)",
+      },
+      installed: {
+        type: 'string',
+        value: 'DIR',
+        description: 'where installed models live, to compare versions (default: the model cache)',
+      },
     });
     const verified = await verifyBundle(resolve(onePositional(this, positionals, 'BUNDLE')), {
       ...(values.keyring ? { keyring: values.keyring } : {}),
@@ -105,8 +141,16 @@ export const modelsInstall: Command = {
   usage: 'argus models install BUNDLE [--keyring DIR] [--installed DIR]',
   async run(args, ctx) {
     const { values, positionals } = parseCommandArgs(this, args, {
-      keyring: { type: 'string' },
-      installed: { type: 'string' },
+      keyring: {
+        type: 'string',
+        value: 'DIR',
+        description: "the directory of trusted public keys (default: the key directory's trusted/)",
+      },
+      installed: {
+        type: 'string',
+        value: 'DIR',
+        description: 'where installed models live, to compare versions (default: the model cache)',
+      },
     });
     const result = await installBundle(resolve(onePositional(this, positionals, 'BUNDLE')), {
       ...(values.keyring ? { keyring: values.keyring } : {}),
@@ -138,9 +182,17 @@ export const modelsInspect: Command = {
   usage: 'argus models inspect BUNDLE [--keyring DIR] [--installed DIR] [--json]',
   async run(args, ctx) {
     const { values, positionals } = parseCommandArgs(this, args, {
-      keyring: { type: 'string' },
-      installed: { type: 'string' },
-      json: { type: 'boolean' },
+      keyring: {
+        type: 'string',
+        value: 'DIR',
+        description: "the directory of trusted public keys (default: the key directory's trusted/)",
+      },
+      installed: {
+        type: 'string',
+        value: 'DIR',
+        description: 'where installed models live, to compare versions (default: the model cache)',
+      },
+      json: { type: 'boolean', description: 'print the manifest and verdict as JSON' },
     });
     const path = resolve(onePositional(this, positionals, 'BUNDLE'));
     const entries = await readBundleFile(path);

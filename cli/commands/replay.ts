@@ -2,7 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ArgusError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
-import { ensureModelInstalled } from '../../models/store.ts';
+import { ensureModelInstalled, readModelDescriptor } from '../../models/store.ts';
 import { DetectorPool } from '../../pipelines/detector/detector-pool.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
 import { type CameraEvent, CameraRuntime } from '../../pipelines/runtime/camera.ts';
@@ -26,15 +26,33 @@ export const replay: Command = {
   summary: 'run a scene over a recording faster than real time and print its events',
   usage:
     'argus replay <video-file> --scene <scene.yaml> [--json] [--fps N] [--snapshots DIR] [--model NAME] [--threads N] [--batch N]',
+  example: 'scenes/vtest-campus.yaml',
   async run(args, ctx) {
     const { values, positionals } = parseCommandArgs(this, args, {
-      scene: { type: 'string' },
-      json: { type: 'boolean' },
-      fps: { type: 'string' },
-      snapshots: { type: 'string' },
-      model: { type: 'string' },
-      threads: { type: 'string' },
-      batch: { type: 'string' },
+      scene: {
+        type: 'string',
+        value: 'FILE',
+        description: 'the scene (YAML) to run: classes, tracker and rules (required)',
+      },
+      json: {
+        type: 'boolean',
+        description:
+          'print each event message as a JSON line (a recording for the device agent), then a summary',
+      },
+      fps: {
+        type: 'string',
+        value: 'N',
+        description: 'frames per second of the recording to detect (default 5)',
+      },
+      snapshots: {
+        type: 'string',
+        value: 'DIR',
+        description:
+          'write each event snapshot there as RULE-ID-SEQ.jpg (named in --json output as snapshotFile)',
+      },
+      model: { type: 'string', value: 'NAME', description: 'the model, a catalog name or a model directory' },
+      threads: { type: 'string', value: 'N', description: 'inference threads (0: as many as cores)' },
+      batch: { type: 'string', value: 'N', description: 'frames per inference call at most' },
     });
     if (positionals.length !== 1 || !values.scene) {
       throw new ArgusError('replay needs one recording and --scene', `usage: ${this.usage}`);
@@ -48,11 +66,12 @@ export const replay: Command = {
     };
     growHeapForVideo();
     await ensureModelInstalled(settings.model, ctx.signal);
+    // the scene is checked before the detector loads: a mistake in it is reported at once
+    const scene = await loadScene(values.scene, (await readModelDescriptor(settings.model)).labels);
+    if (values.snapshots) await mkdir(values.snapshots, { recursive: true });
     const detector = await DetectorPool.load(settings, log);
-    // the detector's threads keep the process alive: closed whatever fails below (scene, source)
+    // the detector's threads keep the process alive: closed whatever fails below (the source)
     try {
-      const scene = await loadScene(values.scene, detector.descriptor.labels);
-      if (values.snapshots) await mkdir(values.snapshots, { recursive: true });
       const scheduler = new DetectionScheduler(detector, { maxBatch: settings.maxBatch, maxWaitMs: 5 }, log);
       let events = 0;
       const started = performance.now();
@@ -77,10 +96,8 @@ export const replay: Command = {
           events++;
           let snapshot: string | undefined;
           if (e.snapshot && values.snapshots) {
-            snapshot = join(
-              values.snapshots,
-              `${e.message.rule}-${e.message.id.slice(0, 8)}-${e.message.seq}.jpg`,
-            );
+            // the whole id: time-ordered ids share their first characters within a recording
+            snapshot = join(values.snapshots, `${e.message.rule}-${e.message.id}-${e.message.seq}.jpg`);
             await writeFile(snapshot, e.snapshot.jpeg);
           }
           ctx.stdout.write(

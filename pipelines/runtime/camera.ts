@@ -54,30 +54,34 @@ export interface CameraRuntimeOptions {
   replayStart?: Date;
   onEvent: (e: CameraEvent) => void | Promise<void>;
   onStatus?: (s: CameraStatusChange) => void;
+  /** live: the wait between reconnection attempts, doubling from `startMs` up to `maxMs` */
+  reconnect?: { startMs: number; maxMs: number };
 }
 
-const BACKOFF_START_MS = 250;
-const BACKOFF_MAX_MS = 2000;
+const RECONNECT = { startMs: 250, maxMs: 2000 };
+/** while a camera is offline, one log line when it goes, then at most one summary per this */
+const OUTAGE_SUMMARY_MS = 60_000;
 
+/** waits `ms` or until `signal` aborts; leaves no listener behind either way */
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (signal.aborted) return resolve();
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(timer);
-        resolve();
-      },
-      { once: true },
-    );
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
   });
 
 /**
  * One camera: GStreamer source → motion gate → shared detector → tracker and scene rules → event
  * lifecycle → rendered snapshots → listener. A live camera survives anything its source does:
  * unreachable, stalled (no frame for `stallTimeoutS`), end of stream, decoder errors — it goes
- * offline, retries with bounded exponential backoff, and comes back online on the first frame.
+ * offline, ends its open events (`after.reason` "camera offline: …"), retries with bounded
+ * exponential backoff, and comes back online on the first frame. The outage is logged when it
+ * starts, then summarised at most once a minute.
  */
 export class CameraRuntime {
   readonly id: string;
@@ -158,7 +162,11 @@ export class CameraRuntime {
   }
 
   private async runLive(): Promise<void> {
-    let backoff = BACKOFF_START_MS;
+    const reconnect = this.o.reconnect ?? RECONNECT;
+    let backoff = reconnect.startMs;
+    let attempts = 0;
+    let offlineSince = 0;
+    let lastSummary = 0;
     const { signal } = this.stop$;
     while (!signal.aborted) {
       const source = this.newSource();
@@ -171,7 +179,8 @@ export class CameraRuntime {
           const frame = await watchdog.pull(() => source.next());
           if (!frame) break;
           if (this.state !== 'online') this.setState('online');
-          backoff = BACKOFF_START_MS;
+          backoff = reconnect.startMs;
+          attempts = 0;
           this.onFrame(frame, frame.receivedAt / 1000);
         }
       } catch (err) {
@@ -188,11 +197,24 @@ export class CameraRuntime {
       }
       const looping = this.spec.kind === 'file' && this.o.camera.loop && reason === 'end of stream';
       if (looping) continue;
-      this.setState('offline', reason);
+      const now = Date.now();
+      if (this.state !== 'offline') {
+        this.setState('offline', reason);
+        offlineSince = now;
+        lastSummary = now;
+        await this.endOpenEvents(() => now / 1000, `camera offline: ${reason}`);
+      } else if (now - lastSummary >= OUTAGE_SUMMARY_MS) {
+        lastSummary = now;
+        this.o.log.warn(
+          { camera: this.id, reason, attempts, offlineS: Math.round((now - offlineSince) / 1000) },
+          'camera still offline; reconnecting',
+        );
+      }
+      attempts++;
       await sleep(backoff * (0.8 + Math.random() * 0.4), signal);
-      backoff = Math.min(BACKOFF_MAX_MS, backoff * 2);
+      backoff = Math.min(reconnect.maxMs, backoff * 2);
     }
-    await this.finish(() => Date.now() / 1000);
+    await this.endOpenEvents(() => Date.now() / 1000, 'stopped');
   }
 
   private async runReplay(): Promise<void> {
@@ -223,7 +245,7 @@ export class CameraRuntime {
       watchdog.stop();
       source.stop();
     }
-    await this.finish(() => this.lastT);
+    await this.endOpenEvents(() => this.lastT, 'stopped');
     if (watchdog.stalled) {
       throw new ArgusError(
         `${this.o.camera.url}: no frame for ${this.o.camera.stallTimeoutS} s after frame ${lastIndex}; the recording is truncated or the decoder hung`,
@@ -317,12 +339,18 @@ export class CameraRuntime {
     }
   }
 
-  /** waits for frames in flight, then ends the scene's open events at the time `clock` tells then */
-  private async finish(clock: () => number): Promise<void> {
+  /** waits for frames in flight, then ends the scene's open events at the scene time `clock` tells then */
+  private async endOpenEvents(clock: () => number, reason: string): Promise<void> {
     await this.chain;
     if (!this.engine) return;
     const t = clock();
-    const events = this.lifecycle.process(this.engine.close(t), t, [], undefined, this.engine.counters());
+    const events = this.lifecycle.process(
+      this.engine.close(t, reason),
+      t,
+      [],
+      undefined,
+      this.engine.counters(),
+    );
     await this.emit(events, performance.now());
   }
 

@@ -105,8 +105,8 @@ export class SceneEngine {
     return Object.assign({}, ...this.bindings.map((b) => b.evaluator.counters()));
   }
 
-  /** ends every open event (camera stopping) */
-  close(t: number): Transition[] {
-    return this.bindings.flatMap((b) => b.evaluator.close(t));
+  /** ends every open event (the camera stopping or gone offline), with `reason` */
+  close(t: number, reason: string): Transition[] {
+    return this.bindings.flatMap((b) => b.evaluator.close(t, reason));
   }
 }

@@ -5,7 +5,7 @@ import {
   readConfigText,
 } from '../../common/config-file.ts';
 import { ArgusError } from '../../common/errors.ts';
-import { compileSchema, type Validator } from '../../common/schema.ts';
+import { compileSchema, type SchemaIssue, type Validator } from '../../common/schema.ts';
 import { RULE_TYPES, type RuleType } from '../../contract/payloads.ts';
 import { type Point, polygonArea, selfIntersection } from './geometry.ts';
 import { RULE_SCHEMAS, type Rule, type Scene, SceneSchema } from './schema.ts';
@@ -14,6 +14,57 @@ const sceneValidator = compileSchema<Omit<Scene, 'rules'> & { rules: { type: str
 const ruleValidators = Object.fromEntries(
   Object.entries(RULE_SCHEMAS).map(([type, schema]) => [type, compileSchema<Rule>(schema)]),
 ) as Record<RuleType, Validator<Rule>>;
+
+const COORDINATE_HINT =
+  'coordinates are fractions of the frame from 0 to 1 (x right, y down), not pixels: divide by the frame width and height';
+/** the sections of a scene whose keys an unknown key is listed against */
+const SECTION_KEYS: Record<string, readonly string[]> = {
+  '': Object.keys(SceneSchema.properties),
+  tracker: Object.keys(SceneSchema.properties.tracker.properties),
+  motion: Object.keys(SceneSchema.properties.motion.properties),
+  snapshots: Object.keys(SceneSchema.properties.snapshots.properties),
+};
+
+/**
+ * Schema problems, each with what the field expects: the keys allowed where an unknown key is, and
+ * for a point out of range that coordinates are fractions of the frame. `ruleType` when the
+ * issues are a rule's (at `base`).
+ */
+function sceneIssues(
+  doc: ConfigDocument,
+  issues: readonly SchemaIssue[],
+  base: (string | number)[] = [],
+  ruleType?: RuleType,
+): string[] {
+  return issues.flatMap((issue) => {
+    const lines = describeIssues(doc, [issue], base);
+    const path = [...base, ...issue.path.split('/').slice(1)];
+    let hint: string | undefined;
+    if (issue.unknownKeys) {
+      const allowed = ruleType
+        ? path.length === base.length
+          ? Object.keys(RULE_SCHEMAS[ruleType].properties)
+          : undefined
+        : SECTION_KEYS[path.join('.')];
+      if (allowed)
+        hint = `${ruleType ? `a ${ruleType} rule` : path.length > 0 ? path.join('.') : 'a scene'} takes: ${allowed.join(', ')}`;
+    } else if (ruleType && path.length === base.length && /^missing required field/.test(issue.message)) {
+      const field = /"([^"]+)"/.exec(issue.message)?.[1];
+      const schema = field
+        ? (RULE_SCHEMAS[ruleType].properties as Record<string, { description?: string }>)[field]
+        : undefined;
+      if (schema?.description) hint = `${field}: ${schema.description}`;
+    } else if (
+      ruleType &&
+      ['polygon', 'line'].includes(String(path[base.length])) &&
+      path.length === base.length + 3 &&
+      /must be [<>]/.test(issue.message)
+    ) {
+      hint = COORDINATE_HINT;
+    }
+    return hint ? lines.map((l) => `${l}; ${hint}`) : lines;
+  });
+}
 
 function polygonProblems(
   doc: ConfigDocument,
@@ -37,11 +88,12 @@ function polygonProblems(
  * Validates a scene document: the scene's own fields, each rule against the schema of its type
  * (an unknown type is named with the known ones), then geometry (polygons must not cross
  * themselves, lines need two distinct points) and unique rule ids. All problems are reported at
- * once, each with the file, line and column it is at.
+ * once, each with the file, line and column it is at and what the field expects (the keys a rule
+ * type takes; that coordinates are fractions of the frame).
  */
 export function validateScene(doc: ConfigDocument, labels?: readonly string[]): Scene {
   const base = sceneValidator.withDefaults(doc.data) as Record<string, unknown>;
-  const problems = describeIssues(doc, sceneValidator.issues(base));
+  const problems = sceneIssues(doc, sceneValidator.issues(base));
   const rawRules = Array.isArray(base.rules) ? (base.rules as Record<string, unknown>[]) : [];
   const rules: Rule[] = [];
   const ids = new Map<string, number>();
@@ -57,7 +109,7 @@ export function validateScene(doc: ConfigDocument, labels?: readonly string[]): 
     const rule = validator.withDefaults(raw) as Rule;
     const issues = validator.issues(rule);
     if (issues.length > 0) {
-      problems.push(...describeIssues(doc, issues, ['rules', i]));
+      problems.push(...sceneIssues(doc, issues, ['rules', i], type as RuleType));
       return;
     }
     if ('polygon' in rule && rule.polygon)

@@ -11,7 +11,8 @@ const Coordinate = Type.Number({ minimum: 0, maximum: 1 });
 const PointSchema = Type.Tuple([Coordinate, Coordinate], { description: '[x, y] as fractions of the frame' });
 const Polygon = Type.Array(PointSchema, {
   minItems: 3,
-  description: 'vertices in order; must not cross itself',
+  description:
+    '[[x, y], …]: at least 3 vertices in order around the area, as fractions of the frame (0..1); must not cross itself',
 });
 const RuleId = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' });
 const Seconds = Type.Number({ exclusiveMinimum: 0 });
@@ -37,7 +38,9 @@ export const LineRuleSchema = Type.Object(
     ...common,
     type: Type.Literal('line'),
     /** directed segment A→B. Standing at A looking at B, moving from left to right is "in" */
-    line: Type.Tuple([PointSchema, PointSchema]),
+    line: Type.Tuple([PointSchema, PointSchema], {
+      description: '[[x, y], [x, y]]: from A to B, as fractions of the frame (0..1)',
+    }),
     /** which crossing directions raise events (both are always counted) */
     directions: Type.Array(Type.Union([Type.Literal('in'), Type.Literal('out')]), {
       minItems: 1,

@@ -138,7 +138,7 @@ export class FrameSource {
     pipeline.pollBus((msg) => {
       if (msg.type === 'error') {
         this.failure ??= new SourceError(describePipelineError(this.label, msg));
-        this.log.warn({ source: this.label, element: msg.name, error: msg.message }, 'pipeline error');
+        this.log.debug({ source: this.label, element: msg.name, error: msg.message }, 'pipeline error');
         this.halt();
       } else if (msg.type === 'eos') {
         this.ended = true;

@@ -11,7 +11,10 @@ import { eventMessage } from './fixtures.ts';
 import { type ControlPlaneWithClient, startControlPlaneWithClient, TOKEN } from './setup.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
-const SNAPSHOT = resolve(import.meta.dirname, '../fixtures/device/snapshots/left-road-1e8b1228-0.jpg');
+const SNAPSHOT = resolve(
+  import.meta.dirname,
+  '../fixtures/device/snapshots/left-road-1e8b1228-3184-4bce-9502-c41268591050-0.jpg',
+);
 
 describe('console page at / (headless Chromium)', {
   skip: !existsSync(CHROMIUM) && 'needs Debian chromium: apt-get install chromium',

@@ -92,8 +92,23 @@ describe('recorded-events camera host', () => {
     );
     // event ids are fresh for each camera and each loop, and stable over an event's lifecycle
     const a = perCamera('a');
-    const loop1 = a.slice(0, 40);
-    const loop2 = a.slice(40, 80);
+    // 40 recorded messages, then the ends of the 2 events the recording leaves open
+    const loop1 = a.slice(0, 42);
+    const loop2 = a.slice(42, 84);
+    assert.deepEqual(
+      loop1.slice(40).map((e) => [e.message.phase, e.message.after.reason]),
+      [
+        ['end', 'end of recording'],
+        ['end', 'end of recording'],
+      ],
+    );
+    const opened = new Set(loop1.filter((e) => e.message.phase === 'new').map((e) => e.message.id));
+    const ended = new Set(loop1.filter((e) => e.message.phase === 'end').map((e) => e.message.id));
+    assert.deepEqual(
+      [...opened].filter((id) => !ended.has(id)),
+      [],
+      'every event of a loop ends in it',
+    );
     const ids = (list: HostEvent[]) => new Set(list.map((e) => e.message.id));
     assert.equal([...ids(loop1)].filter((id) => ids(loop2).has(id)).length, 0);
     assert.equal([...ids(loop1)].filter((id) => ids(perCamera('b')).has(id)).length, 0);

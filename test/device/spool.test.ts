@@ -3,14 +3,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { ArgusError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
-import { Spool, type SpoolLimits } from '../../device/spool.ts';
+import { SCHEMA_VERSION, Spool, type SpoolLimits } from '../../device/spool.ts';
 
 const log = createLogger('spool-test');
 const roomy: SpoolLimits = {
   maxMessages: 100_000,
   maxBytes: 64 * 1024 * 1024,
+  maxSnapshots: 1000,
   maxSnapshotBytes: 1024 * 1024,
   sync: 'full',
 };
@@ -162,6 +164,106 @@ describe('event spool', () => {
     spool.removeSnapshot('snapshot-2');
     assert.equal(spool.oldestSnapshot()?.id, 'snapshot-3');
     spool.close();
+  });
+
+  it('keeps snapshots within their count limit too, and their totals across restarts', () => {
+    const file = path();
+    const a = Spool.open(file, { ...roomy, maxSnapshots: 4 }, log);
+    for (let i = 0; i < 10; i++) a.addSnapshot({ id: `snapshot-${i}`, jpeg: Buffer.alloc(100 + i, i) });
+    assert.deepEqual(a.stats().snapshots, { pending: 4, bytes: 106 + 107 + 108 + 109, dropped: 6 });
+    assert.equal(a.oldestSnapshot()?.id, 'snapshot-6');
+    assert.equal(a.stats().fill, 1);
+    a.close();
+    const b = Spool.open(file, { ...roomy, maxSnapshots: 4 }, log);
+    assert.deepEqual(b.stats().snapshots, { pending: 4, bytes: 106 + 107 + 108 + 109, dropped: 6 });
+    assert.deepEqual(b.oldestSnapshot()?.jpeg, Buffer.alloc(106, 6));
+    b.close();
+  });
+
+  it('reports how full its fullest limit is', () => {
+    const spool = Spool.open(path(), { ...roomy, maxMessages: 10 }, log);
+    for (let i = 0; i < 9; i++) spool.append('event', 't', `m${i}`);
+    assert.equal(spool.stats().fill, 0.9);
+    spool.close();
+  });
+
+  it('records the events left open, in the transaction of their message, across restarts', () => {
+    const file = path();
+    const a = Spool.open(file, roomy, log);
+    const event = (id: string, phase: string) =>
+      a.appendForCamera('event', 't', 'cam-1', (s) => JSON.stringify({ id, phase, s }), {
+        openEvent: { id, open: phase !== 'end' },
+      });
+    event('e1', 'new');
+    event('e2', 'new');
+    event('e1', 'update');
+    event('e3', 'new');
+    event('e2', 'end');
+    assert.throws(() =>
+      a.appendForCamera(
+        'event',
+        't',
+        'cam-1',
+        () => {
+          throw new Error('invalid');
+        },
+        { openEvent: { id: 'e4', open: true } },
+      ),
+    );
+    a.close();
+    const b = Spool.open(file, roomy, log);
+    assert.deepEqual(
+      b.openEvents().map((r) => ({ id: r.id, camera: r.camera, message: JSON.parse(r.message) })),
+      [
+        { id: 'e1', camera: 'cam-1', message: { id: 'e1', phase: 'update', s: 2 } },
+        { id: 'e3', camera: 'cam-1', message: { id: 'e3', phase: 'new', s: 3 } },
+      ],
+    );
+    b.close();
+  });
+
+  it('migrates a schema 1 spool, keeping its messages, snapshots, numbering and counts', () => {
+    const file = path();
+    const old = new Database(file);
+    old.exec(`
+      CREATE TABLE messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, topic TEXT NOT NULL,
+        payload TEXT NOT NULL, bytes INTEGER NOT NULL, created_ms INTEGER NOT NULL);
+      CREATE TABLE snapshots (n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, jpeg BLOB NOT NULL,
+        bytes INTEGER NOT NULL, created_ms INTEGER NOT NULL);
+      CREATE TABLE camera_seq (camera TEXT PRIMARY KEY, next INTEGER NOT NULL);
+      CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+      INSERT INTO messages (kind, topic, payload, bytes, created_ms) VALUES ('event', 't', 'old-1', 6, 1), ('event', 't', 'old-2', 6, 2);
+      INSERT INTO camera_seq VALUES ('cam-1', 41);
+      INSERT INTO counters VALUES ('dropped', 7), ('snapshotsDropped', 3);
+      PRAGMA user_version = 1;
+    `);
+    const insert = old.prepare('INSERT INTO snapshots (id, jpeg, bytes, created_ms) VALUES (?, ?, ?, ?)');
+    insert.run('snap-a', Buffer.alloc(500, 1), 500, 1);
+    insert.run('snap-b', Buffer.alloc(300, 2), 300, 2);
+    old.close();
+    const spool = Spool.open(file, roomy, log);
+    assert.deepEqual(spool.stats(), {
+      pending: 2,
+      bytes: 12,
+      dropped: 7,
+      snapshots: { pending: 2, bytes: 800, dropped: 3 },
+      fill: 2 / roomy.maxSnapshots,
+    });
+    assert.deepEqual(
+      spool.lease(10).map((m) => m.payload),
+      ['old-1', 'old-2'],
+    );
+    assert.deepEqual(spool.oldestSnapshot(), { id: 'snap-a', jpeg: Buffer.alloc(500, 1) });
+    spool.removeSnapshot('snap-a');
+    assert.deepEqual(spool.oldestSnapshot(), { id: 'snap-b', jpeg: Buffer.alloc(300, 2) });
+    assert.equal(spool.appendForCamera('event', 't', 'cam-1', (s) => `m${s}`).cameraSeq, 42);
+    spool.close();
+    const raw = new Database(file, { readonly: true });
+    assert.equal(raw.pragma('user_version', { simple: true }), SCHEMA_VERSION);
+    raw.close();
+    const again = Spool.open(file, roomy, log);
+    assert.equal(again.stats().snapshots.pending, 1);
+    again.close();
   });
 
   it('refuses a second agent on the same spool', () => {

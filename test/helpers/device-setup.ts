@@ -16,8 +16,17 @@ export interface AgentConfigOptions {
   token?: string;
   cameras?: string[];
   eventsPerSecond?: number;
+  /** replay the recording again at its end (default), else the cameras go offline there */
+  loop?: boolean;
   heartbeatS?: number;
-  spool?: { maxMessages?: number; maxBytes?: number; sync?: 'full' | 'normal' };
+  spool?: {
+    maxMessages?: number;
+    maxBytes?: number;
+    maxSnapshots?: number;
+    maxSnapshotBytes?: number;
+    resumeOpenEventsS?: number;
+    sync?: 'full' | 'normal';
+  };
   shutdownFlushS?: number;
   /** connect to the broker as the device (username = its id) with this password */
   mqttPassword?: string;
@@ -56,6 +65,7 @@ cameras:
 ${cameras}recorded:
   events: ${RECORDING}
   eventsPerSecond: ${o.eventsPerSecond ?? 10}
+  loop: ${o.loop ?? true}
 `;
 }
 
@@ -83,11 +93,12 @@ export class SnapshotReceiver {
     private readonly tokens: Map<string, string>,
   ) {}
 
-  static async start(tokens: Record<string, string>): Promise<SnapshotReceiver> {
+  /** listens on `port` (default: a free one) */
+  static async start(tokens: Record<string, string>, port = 0): Promise<SnapshotReceiver> {
     let self: SnapshotReceiver | undefined;
     const server = createServer((req, res) => self!.handle(req, res));
     self = new SnapshotReceiver(server, new Map(Object.entries(tokens)));
-    server.listen(0, '127.0.0.1');
+    server.listen(port, '127.0.0.1');
     await once(server, 'listening');
     return self;
   }

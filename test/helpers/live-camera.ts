@@ -14,6 +14,7 @@ export interface LiveCameraOptions {
   detectFps?: number;
   stallTimeoutS?: number;
   loop?: boolean;
+  reconnect?: { startMs: number; maxMs: number };
 }
 
 /** a live camera that records its status changes and its events */
@@ -48,6 +49,7 @@ export function liveCamera(o: LiveCameraOptions): RecordedCamera {
     scheduler: o.scheduler,
     mode: 'live',
     log: o.log,
+    ...(o.reconnect ? { reconnect: o.reconnect } : {}),
     onEvent: (e) => {
       events.push(e);
     },

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { resolve } from 'node:path';
-import { before, describe, it } from 'node:test';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { SAMPLE_VIDEO } from '../../common/paths.ts';
 import type { EventMessage } from '../../contract/payloads.ts';
@@ -20,7 +22,8 @@ import { ensureCatalogModels } from '../helpers/models.ts';
 const ROOT = resolve(import.meta.dirname, '../..');
 const SCENE = resolve(ROOT, 'scenes/vtest-campus.yaml');
 
-let events: EventMessage[] = [];
+let events: (EventMessage & { snapshotFile?: string })[] = [];
+let snapshotDir = '';
 
 /** seconds since the start of the recording */
 const seconds = (at: string) => (Date.parse(at) - Date.parse('1970-01-01T00:00:00Z')) / 1000;
@@ -46,9 +49,19 @@ function occupancyAt(t: number): number {
 describe('campus scene on vtest.avi', () => {
   before(async () => {
     await ensureCatalogModels();
+    snapshotDir = await mkdtemp(join(tmpdir(), 'argus-replay-snapshots-'));
     const { stdout } = await promisify(execFile)(
       process.execPath,
-      [resolve(ROOT, 'bin/argus.mjs'), 'replay', SAMPLE_VIDEO, '--scene', SCENE, '--json'],
+      [
+        resolve(ROOT, 'bin/argus.mjs'),
+        'replay',
+        SAMPLE_VIDEO,
+        '--scene',
+        SCENE,
+        '--json',
+        '--snapshots',
+        snapshotDir,
+      ],
       { maxBuffer: 64 * 1024 * 1024, env: { ...process.env, ARGUS_LOG_LEVEL: 'warn' } },
     );
     const lines = stdout
@@ -57,7 +70,26 @@ describe('campus scene on vtest.avi', () => {
       .map((l) => JSON.parse(l));
     const summary = lines.pop();
     assert.ok(summary.summary, 'the replay ends with a summary line');
-    events = lines as EventMessage[];
+    events = lines as typeof events;
+  });
+  after(async () => {
+    if (snapshotDir) await rm(snapshotDir, { recursive: true, force: true });
+  });
+
+  it('writes one snapshot file per event message with a snapshot, named by its whole id', async () => {
+    const referenced = events.filter((e) => e.snapshotFile).map((e) => e.snapshotFile!);
+    assert.ok(referenced.length > 20, `${referenced.length} snapshots`);
+    assert.equal(new Set(referenced).size, referenced.length, 'no two events share a snapshot file');
+    assert.deepEqual(
+      (await readdir(snapshotDir)).sort(),
+      referenced.map((f) => basename(f)).sort(),
+      'every file belongs to one event, and every event names one of them',
+    );
+    for (const e of events.filter((ev) => ev.snapshotFile)) {
+      assert.equal(basename(e.snapshotFile!), `${e.rule}-${e.id}-${e.seq}.jpg`);
+      const jpeg = await readFile(e.snapshotFile!);
+      assert.deepEqual([...jpeg.subarray(0, 2)], [0xff, 0xd8], `${e.snapshotFile} is a JPEG`);
+    }
   });
 
   it('counts pedestrians crossing the road line, by direction', () => {

@@ -96,9 +96,9 @@ export class CrowdingEvaluator implements RuleEvaluator {
     return { [`${this.rule.id}.count`]: this.current };
   }
 
-  close(t: number): Transition[] {
+  close(t: number, reason: string): Transition[] {
     if (!this.open) return [];
     this.open = false;
-    return [this.transition('end', t, [], { reason: 'stopped' })];
+    return [this.transition('end', t, [], { reason })];
   }
 }

@@ -86,10 +86,10 @@ export class LoiteringEvaluator implements RuleEvaluator {
     return { [`${this.rule.id}.loitering`]: [...this.stays.values()].filter((s) => s.open).length };
   }
 
-  close(t: number): Transition[] {
+  close(t: number, reason: string): Transition[] {
     const out = [...this.stays]
       .filter(([, s]) => s.open)
-      .map(([id, s]) => this.transition(id, s, 'end', t, { reason: 'stopped' }));
+      .map(([id, s]) => this.transition(id, s, 'end', t, { reason }));
     this.stays.clear();
     return out;
   }

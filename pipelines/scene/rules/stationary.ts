@@ -95,10 +95,10 @@ export class StationaryEvaluator implements RuleEvaluator {
     return { [`${this.rule.id}.stationary`]: [...this.rests.values()].filter((r) => r.open).length };
   }
 
-  close(t: number): Transition[] {
+  close(t: number, reason: string): Transition[] {
     const out = [...this.rests]
       .filter(([, r]) => r.open)
-      .map(([id, r]) => this.transition(id, r, 'end', t, { reason: 'stopped' }));
+      .map(([id, r]) => this.transition(id, r, 'end', t, { reason }));
     this.rests.clear();
     return out;
   }

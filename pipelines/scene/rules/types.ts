@@ -40,6 +40,6 @@ export interface RuleEvaluator {
   evaluate(objects: readonly SceneObject[], t: number): Transition[];
   /** counters the rule keeps, e.g. occupancy or in/out counts, keyed `<rule id>.<name>` */
   counters(): Record<string, number>;
-  /** ends every open event (camera stopped) */
-  close(t: number): Transition[];
+  /** ends every open event (the camera stopped or went offline), `reason` in each end's `after` */
+  close(t: number, reason: string): Transition[];
 }

@@ -90,10 +90,10 @@ export class WrongWayEvaluator implements RuleEvaluator {
     return { [`${this.rule.id}.wrong_way`]: [...this.histories.values()].filter((h) => h.open).length };
   }
 
-  close(): Transition[] {
+  close(_t: number, reason: string): Transition[] {
     const out = [...this.histories]
       .filter(([, h]) => h.open)
-      .map(([id, h]) => this.transition(id, h, 'end', { reason: 'stopped' }));
+      .map(([id, h]) => this.transition(id, h, 'end', { reason }));
     this.histories.clear();
     return out;
   }

@@ -80,10 +80,10 @@ export class ZoneEvaluator implements RuleEvaluator {
     return { [`${this.rule.id}.occupancy`]: this.inside.size };
   }
 
-  close(t: number): Transition[] {
+  close(t: number, reason: string): Transition[] {
     const out = [...this.inside].map(([id, v]) => {
       this.inside.delete(id);
-      return this.transition(id, v, 'end', t, 'stopped');
+      return this.transition(id, v, 'end', t, reason);
     });
     return out;
   }

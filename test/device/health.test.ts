@@ -1,0 +1,175 @@
+/**
+ * Honest health on the box: real agent processes (recorded events) with a real Mosquitto and a
+ * snapshot endpoint. /healthz and the telemetry heartbeat carry the same verdict: `degraded` with
+ * a reason for each problem, `ok` only when there is none.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { connectAsync, type MqttClient } from 'mqtt';
+import { freeTcpPort } from '../../common/net.ts';
+import type { Telemetry } from '../../contract/index.ts';
+import { topics } from '../../contract/index.ts';
+import { healthVerdict } from '../../device/health.ts';
+import type { SpoolStats } from '../../device/spool.ts';
+import { AgentProcess, SnapshotReceiver, writeAgentConfig } from '../helpers/device-setup.ts';
+import { eventually } from '../helpers/eventually.ts';
+import { MosquittoBroker } from '../helpers/mosquitto-broker.ts';
+
+describe('box health', () => {
+  let dir: string;
+  let broker: MosquittoBroker;
+  let receiver: SnapshotReceiver;
+  let watcher: MqttClient;
+  const telemetry = new Map<string, Telemetry>();
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'argus-health-'));
+    broker = await MosquittoBroker.create({ dir: join(dir, 'broker') });
+    receiver = await SnapshotReceiver.start({
+      'box-ok': 'token-box-ok',
+      'box-refused': 'the-right-token',
+      'box-alone': 'token-box-alone',
+    });
+    watcher = await connectAsync(broker.url, { protocolVersion: 5 });
+    watcher.on('message', (_topic, payload) => {
+      const t = JSON.parse(payload.toString()) as Telemetry;
+      telemetry.set(t.device, t);
+    });
+    await watcher.subscribeAsync(topics.telemetry('+'), { qos: 1 });
+  });
+  after(async () => {
+    await watcher?.endAsync();
+    await receiver?.close();
+    await broker?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const start = async (device: string, o: Partial<Parameters<typeof writeAgentConfig>[1]> = {}) =>
+    AgentProcess.start(
+      await writeAgentConfig(dir, {
+        device,
+        brokerUrl: broker.url,
+        controlPlaneUrl: receiver.url,
+        cameras: ['cam-1'],
+        ...o,
+      }),
+    );
+
+  it('is ok when nothing is wrong, in /healthz and in telemetry', async () => {
+    const agent = await start('box-ok');
+    try {
+      const h = await eventually(
+        async () => {
+          const r = await agent.health();
+          return r.status === 'ok' && receiver.snapshots.size > 0 ? r : undefined;
+        },
+        15_000,
+        'an ok box that uploaded a snapshot',
+      );
+      assert.deepEqual(h.reasons, []);
+      const t = await eventually(
+        async () => (telemetry.get('box-ok')?.health?.status === 'ok' ? telemetry.get('box-ok') : undefined),
+        10_000,
+        'ok telemetry',
+      );
+      assert.deepEqual(t.health, { status: 'ok', reasons: [] });
+      assert.ok(t.spool.snapshots, 'telemetry counts the snapshot queue');
+    } finally {
+      await agent.terminate('SIGTERM');
+    }
+  });
+
+  it('is degraded while snapshot uploads are refused (wrong token), in /healthz and in telemetry', async () => {
+    const agent = await start('box-refused', { token: 'a-wrong-token' });
+    try {
+      const h = await eventually(
+        async () => {
+          const r = await agent.health();
+          return r.reasons.some((x) => /snapshot uploads refused/.test(x)) ? r : undefined;
+        },
+        15_000,
+        'refused uploads in /healthz',
+      );
+      assert.equal(h.status, 'degraded');
+      assert.ok(h.mqtt.connected, 'everything else is fine');
+      assert.deepEqual(
+        h.reasons.filter((x) => !/snapshot uploads refused/.test(x)),
+        [],
+      );
+      assert.match(h.reasons[0]!, /HTTP 401.*controlPlane\.token/);
+      const t = await eventually(
+        async () => {
+          const health = telemetry.get('box-refused')?.health;
+          return health?.reasons.some((x) => /snapshot uploads refused/.test(x)) ? health : undefined;
+        },
+        10_000,
+        'refused uploads in telemetry',
+      );
+      assert.equal(t.status, 'degraded');
+    } finally {
+      await agent.terminate('SIGTERM');
+    }
+  });
+
+  it('is degraded with a reason each when MQTT is down, the spool near full and a camera offline', async () => {
+    const agent = await start('box-alone', {
+      brokerUrl: `mqtt://127.0.0.1:${await freeTcpPort()}`,
+      loop: false,
+      eventsPerSecond: 50,
+      spool: { maxMessages: 30 },
+    });
+    try {
+      const h = await eventually(
+        async () => {
+          const r = await agent.health();
+          return r.reasons.length >= 3 ? r : undefined;
+        },
+        15_000,
+        'three reasons',
+      );
+      assert.equal(h.status, 'degraded');
+      assert.equal(h.reasons.length, 3, JSON.stringify(h.reasons));
+      assert.match(h.reasons[0]!, /^mqtt disconnected for \d+ s/);
+      assert.match(h.reasons[1]!, /^spool 100 % full, \d+ dropped oldest-first/);
+      assert.equal(h.reasons[2], 'camera cam-1 offline: end of recording');
+    } finally {
+      await agent.terminate('SIGTERM');
+    }
+  });
+
+  it('names a recent detector restart and failing uploads only after a grace time', () => {
+    const spool: SpoolStats = {
+      pending: 0,
+      bytes: 0,
+      dropped: 0,
+      snapshots: { pending: 0, bytes: 0, dropped: 0 },
+      fill: 0.2,
+    };
+    const now = 1_000_000_000;
+    const base = {
+      now,
+      mqttDisconnectedSince: undefined,
+      uploads: { failing: undefined, since: undefined, detail: undefined },
+      spool,
+      cameras: [],
+      offlineReasons: new Map(),
+      detectorRestart: undefined,
+    };
+    assert.deepEqual(healthVerdict(base), { status: 'ok', reasons: [] });
+    assert.deepEqual(healthVerdict({ ...base, detectorRestart: { at: now - 65_000, restarts: 2 } }).reasons, [
+      'detector restarted 65 s ago (2 restarts since start)',
+    ]);
+    assert.equal(
+      healthVerdict({ ...base, detectorRestart: { at: now - 11 * 60_000, restarts: 2 } }).status,
+      'ok',
+    );
+    const unreachable = { failing: 'unreachable' as const, detail: 'fetch failed' };
+    assert.equal(healthVerdict({ ...base, uploads: { ...unreachable, since: now - 5_000 } }).status, 'ok');
+    assert.deepEqual(healthVerdict({ ...base, uploads: { ...unreachable, since: now - 45_000 } }).reasons, [
+      'snapshot uploads failing for 45 s: control plane unreachable (fetch failed)',
+    ]);
+    assert.deepEqual(healthVerdict({ ...base, spool: { ...spool, fill: 0.9 } }).reasons, ['spool 90 % full']);
+  });
+});
