@@ -9,7 +9,7 @@ import { RETENTION_KINDS, type RetentionKind } from './kinds.ts';
 const DAY_MS = 24 * 3600 * 1000;
 const MIB = 1024 * 1024;
 /** rows summed by one read when estimating a kind's size (a short read: SQLite reads on the event loop) */
-const SIZE_SCAN_ROWS = 5000;
+const SIZE_SCAN_ROWS = 1000;
 /** free pages one incremental-vacuum step moves (4 MiB at SQLite's default page size) */
 const VACUUM_PAGES = 1024;
 
