@@ -93,7 +93,7 @@ async function fill(repo: Repository, now: number): Promise<Filled> {
   }
   // camera statuses over 60 days; cam-9's only status is old, and stays as its latest
   for (let i = 0; i < 600; i++) {
-    const receivedAt = now - 60 * DAY + (i * DAY) / 10;
+    const receivedAt = now - 60 * DAY + (i * DAY) / 10 + 3600_000; // none at the 30-day boundary
     const camera = `cam-${i % 3}`;
     records.push(
       record(
