@@ -16,8 +16,8 @@ export interface RetentionKind {
   table: string;
   /** ms since the epoch; age counts from it and the oldest rows go first */
   timeColumn: string;
-  /** a unique column: deletes name the rows they delete */
-  keyColumn: string;
+  /** columns unique together: with `timeColumn`, the order rows go in */
+  keyColumns: readonly string[];
   /** the estimated bytes one row takes (its variable columns plus a fixed share for the rest and the indexes) */
   rowBytes: string;
   /** rows that may go (e.g. not a camera's latest status): a condition on the table's columns */
@@ -37,21 +37,21 @@ export const RETENTION_KINDS: readonly RetentionKind[] = [
     name: 'events',
     table: 'events',
     timeColumn: 'received_at',
-    keyColumn: 'cursor',
+    keyColumns: ['cursor'],
     rowBytes: 'length(payload) + 200',
   },
   {
     name: 'snapshots',
     table: 'snapshots',
     timeColumn: 'created_at',
-    keyColumn: 'id',
+    keyColumns: ['device', 'id'],
     rowBytes: 'length(bytes) + 200',
   },
   {
     name: 'cameraStatuses',
     table: 'camera_statuses',
     timeColumn: 'received_at',
-    keyColumn: 'id',
+    keyColumns: ['device', 'id'],
     rowBytes: "length(id) + length(camera) + length(at) + length(COALESCE(reason, '')) + 150",
     deletable: `camera_seq < (SELECT max(l.camera_seq) FROM camera_statuses l
       WHERE l.device = camera_statuses.device AND l.camera = camera_statuses.camera)`,
@@ -60,14 +60,14 @@ export const RETENTION_KINDS: readonly RetentionKind[] = [
     name: 'telemetry',
     table: 'telemetry_history',
     timeColumn: 'received_at',
-    keyColumn: 'id',
+    keyColumns: ['id'],
     rowBytes: 'length(payload) + 100',
   },
   {
     name: 'availability',
     table: 'device_availability',
     timeColumn: 'received_at',
-    keyColumn: 'id',
+    keyColumns: ['id'],
     rowBytes: "length(id) + length(device) + length(COALESCE(reason, '')) + 150",
     deletable: `id <> (SELECT l.id FROM device_availability l WHERE l.device = device_availability.device
       ORDER BY l.received_at DESC, l.at DESC, l.id DESC LIMIT 1)`,

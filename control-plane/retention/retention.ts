@@ -9,7 +9,7 @@ import { RETENTION_KINDS, type RetentionKind } from './kinds.ts';
 const DAY_MS = 24 * 3600 * 1000;
 const MIB = 1024 * 1024;
 /** rows summed by one read when estimating a kind's size (a short read: SQLite reads on the event loop) */
-const SIZE_SCAN_ROWS = 5000;
+const SIZE_SCAN_ROWS = 1000;
 /** free pages one incremental-vacuum step moves (4 MiB at SQLite's default page size) */
 const VACUUM_PAGES = 1024;
 
@@ -27,11 +27,6 @@ export interface RetentionReport {
   reclaimedBytes: number;
   /** false when the run stopped early because the lease was lost */
   complete: boolean;
-}
-
-interface Candidate {
-  k: SqlValue;
-  b: number | string | null;
 }
 
 class LeaseLost extends Error {}
@@ -97,15 +92,16 @@ export class Retention {
   ): Promise<void> {
     const { p } = this.repo.sql;
     const { batchRows } = this.settings;
+    const order = orderOf(kind);
     const deletable = kind.deletable ? ` AND ${kind.deletable}` : '';
     const select = (where: string, limit: string) =>
-      `SELECT ${kind.keyColumn} AS k, ${kind.rowBytes} AS b FROM ${kind.table}
-        WHERE ${where}${deletable} ORDER BY ${kind.timeColumn}, ${kind.keyColumn} LIMIT ${limit}`;
+      `SELECT ${columnsOf(kind)} FROM ${kind.table}
+        WHERE ${where}${deletable} ORDER BY ${order.join(', ')} LIMIT ${limit}`;
     const byAge = select(`${kind.timeColumn} < ${p(1)}`, p(2));
     const cutoff = now - limit.maxAgeDays * DAY_MS;
     for (;;) {
       check();
-      const rows = await this.repo.sql.read<Candidate>(byAge, [cutoff, batchRows]);
+      const rows = await this.repo.sql.read<Row>(byAge, [cutoff, batchRows]);
       if (rows.length === 0) break;
       const bytes = await this.delete(kind, rows, 'age');
       report.deletedByAge += rows.length;
@@ -118,10 +114,10 @@ export class Retention {
     const oldest = select('1 = 1', p(1));
     while (stored > maxBytes) {
       check();
-      const rows = await this.repo.sql.read<Candidate>(oldest, [batchRows]);
+      const rows = await this.repo.sql.read<Row>(oldest, [batchRows]);
       // only as many of the oldest as bring the kind within its limit
       let excess = stored - maxBytes;
-      const victims: Candidate[] = [];
+      const victims: Row[] = [];
       for (const row of rows) {
         if (excess <= 0) break;
         victims.push(row);
@@ -138,13 +134,22 @@ export class Retention {
     this.metrics.storedBytes.set(kind.name, report.storedBytes);
   }
 
-  /** deletes the rows in one transaction; answers their estimated bytes */
-  private async delete(kind: RetentionKind, rows: Candidate[], limit: RetentionLimitKind): Promise<number> {
+  /**
+   * Deletes, in one transaction, the rows read: the deletable rows up to the last of them in the
+   * kind's order (the same rows, as new rows come later in that order); answers their estimated bytes
+   */
+  private async delete(kind: RetentionKind, rows: Row[], limit: RetentionLimitKind): Promise<number> {
     const { p } = this.repo.sql;
-    const keys = rows.map((r) => r.k);
-    const list = keys.map((_, i) => p(i + 1)).join(', ');
+    const order = orderOf(kind);
+    const last = positionOf(rows.at(-1)!, order.length);
+    const deletable = kind.deletable ? ` AND ${kind.deletable}` : '';
     await this.repo.sql.write([
-      { sql: `DELETE FROM ${kind.table} WHERE ${kind.keyColumn} IN (${list})`, params: keys },
+      {
+        // the time bound alone lets the backend use the time column's index
+        sql: `DELETE FROM ${kind.table} WHERE ${kind.timeColumn} <= ${p(1)}
+          AND (${order.join(', ')}) <= (${order.map((_, i) => p(i + 2)).join(', ')})${deletable}`,
+        params: [last[0]!, ...last],
+      },
     ]);
     const bytes = rows.reduce((sum, r) => sum + Number(r.b ?? 0), 0);
     this.metrics.countDeleted(kind.name, limit, rows.length, bytes);
@@ -152,31 +157,39 @@ export class Retention {
   }
 
   /**
-   * The kind's estimated bytes, summed in short reads along its key (so that no read holds the
+   * The kind's estimated bytes, summed in short reads along its order (so that no read holds the
    * event loop or a connection for long, however large the table)
    */
   private async storedBytes(kind: RetentionKind, check: () => void): Promise<number> {
     const { p } = this.repo.sql;
-    const chunk = (after: boolean) =>
-      `SELECT count(*) AS n, sum(b) AS s, max(k) AS last FROM (
-        SELECT ${kind.keyColumn} AS k, ${kind.rowBytes} AS b FROM ${kind.table}
-        ${after ? `WHERE ${kind.keyColumn} > ${p(1)}` : ''} ORDER BY ${kind.keyColumn} LIMIT ${p(after ? 2 : 1)}) x`;
-    const first = chunk(false);
-    const next = chunk(true);
+    const order = orderOf(kind);
+    const first = `SELECT ${columnsOf(kind)} FROM ${kind.table} ORDER BY ${order.join(', ')} LIMIT ${p(1)}`;
+    const next = `SELECT ${columnsOf(kind)} FROM ${kind.table}
+      WHERE ${kind.timeColumn} >= ${p(1)} AND (${order.join(', ')}) > (${order.map((_, i) => p(i + 2)).join(', ')})
+      ORDER BY ${order.join(', ')} LIMIT ${p(order.length + 2)}`;
     let total = 0;
-    let last: SqlValue | undefined;
+    let last: SqlValue[] | undefined;
     for (;;) {
       check();
-      const [row] = await this.repo.sql.read<{
-        n: number | string;
-        s: number | string | null;
-        last: SqlValue;
-      }>(last === undefined ? first : next, last === undefined ? [SIZE_SCAN_ROWS] : [last, SIZE_SCAN_ROWS]);
-      const n = Number(row?.n ?? 0);
-      total += Number(row?.s ?? 0);
-      if (n < SIZE_SCAN_ROWS) return total;
-      last = row!.last;
+      const rows = await this.repo.sql.read<Row>(
+        last === undefined ? first : next,
+        last === undefined ? [SIZE_SCAN_ROWS] : [last[0]!, ...last, SIZE_SCAN_ROWS],
+      );
+      for (const r of rows) total += Number(r.b ?? 0);
+      if (rows.length < SIZE_SCAN_ROWS) return total;
+      last = positionOf(rows.at(-1)!, order.length);
       await new Promise((resolve) => setImmediate(resolve));
     }
   }
 }
+
+/** the order retention walks a kind in: oldest first, ties by the key */
+const orderOf = (kind: RetentionKind): string[] => [kind.timeColumn, ...kind.keyColumns];
+
+/** what a read returns of each row: its position in the kind's order (c0, c1 …) and its bytes (b) */
+const columnsOf = (kind: RetentionKind): string =>
+  [...orderOf(kind).map((c, i) => `${c} AS c${i}`), `${kind.rowBytes} AS b`].join(', ');
+
+type Row = Record<string, SqlValue> & { b: number | string | null };
+
+const positionOf = (row: Row, n: number): SqlValue[] => Array.from({ length: n }, (_, i) => row[`c${i}`]!);

@@ -90,6 +90,36 @@ function leaseSuite(name: string, open: () => Promise<Repository>): void {
       assert.ok(runs.slice(ranByA).every((h) => h === 'B'));
       await jb.stop();
     });
+
+    it('is lost by a holder that cannot renew it (its database link broke), and taken over', async () => {
+      const c = await open(); // a third replica, whose database link breaks while it holds a lease
+      const runs: string[] = [];
+      const job = (store: LeaseStore, holder: string) =>
+        new LeasedJob(
+          store,
+          { name: 'fragile', holder, ttlMs: 900, intervalMs: 50 },
+          async () => {
+            runs.push(holder);
+          },
+          log,
+        );
+      const jc = job(new LeaseStore(c.sql), 'C');
+      jc.start();
+      await eventually(async () => (jc.held ? true : undefined), 5000, 'C holding the lease');
+      const jb = job(lb, 'B');
+      jb.start();
+      await c.close(); // C can no longer renew
+      await eventually(async () => (!jc.held ? true : undefined), 5000, 'C counting itself out');
+      const ranByC = runs.length;
+      await eventually(async () => (jb.held ? true : undefined), 5000, 'B taking over');
+      await eventually(async () => (runs.slice(ranByC).includes('B') ? true : undefined), 5000, 'a run by B');
+      assert.ok(
+        runs.slice(ranByC).every((h) => h === 'B'),
+        'C runs no more',
+      );
+      await jb.stop();
+      await jc.stop();
+    });
   });
 }
 

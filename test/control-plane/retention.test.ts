@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import fc from 'fast-check';
 import { connect } from 'mqtt';
 import { type Telemetry, topics } from '../../contract/index.ts';
 import type { StorageSettings } from '../../control-plane/config.ts';
@@ -17,6 +18,8 @@ import { eventMessage } from './fixtures.ts';
 import { metric, startTestControlPlane } from './setup.ts';
 
 const DAY = 24 * 3600 * 1000;
+/** fast-check's seed for the size property: a failure replays with it */
+const PROPERTY_SEED = 1507;
 const MIB = 1024 * 1024;
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -90,7 +93,7 @@ async function fill(repo: Repository, now: number): Promise<Filled> {
   }
   // camera statuses over 60 days; cam-9's only status is old, and stays as its latest
   for (let i = 0; i < 600; i++) {
-    const receivedAt = now - 60 * DAY + (i * DAY) / 10;
+    const receivedAt = now - 60 * DAY + (i * DAY) / 10 + 3600_000; // none at the 30-day boundary
     const camera = `cam-${i % 3}`;
     records.push(
       record(
@@ -298,6 +301,69 @@ function retentionSuite(name: string, storage: () => Promise<StorageSettings>): 
             Object.entries(report.kinds).map(([k, r]) => [k, r.deletedByAge + r.deletedBySize]),
           ),
           `reclaimed ${(report.reclaimedBytes / MIB).toFixed(1)} MiB in ${metrics.retention.lastRunSeconds} s`,
+        );
+      } finally {
+        await repo.close();
+      }
+    });
+
+    it('keeps, of any rows and any size limit, the newest that fit and not one fewer (property)', async () => {
+      const repo = await openRepository(await storage());
+      const snapshots = RETENTION_KINDS.filter((k) => k.name === 'snapshots');
+      const rowBytes = (n: number) => n + 200; // the snapshots descriptor: length(bytes) + 200
+      try {
+        await fc.assert(
+          fc.asyncProperty(
+            fc.array(
+              fc.record({
+                size: fc.integer({ min: 1, max: 40_000 }),
+                age: fc.integer({ min: 0, max: 5000 }),
+              }),
+              {
+                maxLength: 60,
+              },
+            ),
+            fc.integer({ min: 1, max: 1_000_000 }),
+            fc.integer({ min: 1, max: 25 }),
+            async (rows, limitBytes, batchRows) => {
+              await repo.sql.write([{ sql: 'DELETE FROM snapshots' }]);
+              const now = Date.now();
+              const stored = rows.map((r, i) => ({
+                id: `prop-${String(i).padStart(4, '0')}`,
+                ...r,
+                createdAt: now - r.age,
+              }));
+              for (const r of stored) {
+                const bytes = Buffer.alloc(r.size, 1);
+                await repo.putSnapshot({
+                  id: r.id,
+                  device: 'box-1',
+                  contentType: 'image/jpeg',
+                  sha256: createHash('sha256').update(bytes).digest('hex'),
+                  bytes,
+                  createdAt: r.createdAt,
+                });
+              }
+              const config = controlPlaneConfig({
+                retention: { snapshots: { maxAgeDays: 1, maxMiB: limitBytes / MIB }, batchRows, pauseMs: 0 },
+              });
+              await new Retention(repo, config.retention, new Metrics().retention, snapshots).run();
+              // oldest first (ties by id): what must stay is the longest newest suffix within the limit
+              const order = [...stored].sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
+              let total = order.reduce((sum, r) => sum + rowBytes(r.size), 0);
+              let first = 0;
+              while (total > limitBytes) total -= rowBytes(order[first++]!.size);
+              const left = await repo.sql.read<{ id: string }>('SELECT id FROM snapshots ORDER BY id');
+              assert.deepEqual(
+                left.map((r) => r.id),
+                order
+                  .slice(first)
+                  .map((r) => r.id)
+                  .sort(),
+              );
+            },
+          ),
+          { seed: PROPERTY_SEED, numRuns: 25 },
         );
       } finally {
         await repo.close();
