@@ -107,7 +107,7 @@ export class Ingestor {
       device = decoded.device;
       this.metrics.countRejected(decoded.reason);
       this.rejections.warn(
-        `${decoded.reason}/${device ?? topic}`,
+        `${decoded.reason}/${device ?? topic.slice(0, 200)}`,
         { topic: topic.slice(0, 200), reason: decoded.reason, detail: decoded.detail },
         'message rejected: it does not follow the wire contract (see contract/)',
       );
