@@ -6,6 +6,7 @@ import { createLogger, type Logger } from '../common/logger.ts';
 import type { Validator } from '../common/schema.ts';
 import {
   type CameraStatus,
+  CONTRACT_BOUNDS,
   CONTRACT_VERSION,
   type CommandResult,
   type EventMessage,
@@ -259,7 +260,8 @@ export class DeviceAgent {
           cameraSeq,
           state: s.state,
           at: s.at.toISOString(),
-          ...(s.reason ? { reason: s.reason } : {}),
+          // the contract bounds the text (and a NUL cannot be stored): cut rather than lost
+          ...(s.reason ? { reason: s.reason.replaceAll('\u0000', '').slice(0, CONTRACT_BOUNDS.text) } : {}),
         };
         return encode(validators.status, message, `status of camera ${s.camera}`);
       });
