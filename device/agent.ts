@@ -8,6 +8,7 @@ import type { Validator } from '../common/schema.ts';
 import {
   type CameraStatus,
   type CameraTelemetry,
+  CONTRACT_BOUNDS,
   CONTRACT_VERSION,
   type CommandResult,
   type DetectorTelemetry,
@@ -326,7 +327,8 @@ export class DeviceAgent {
           cameraSeq,
           state: s.state,
           at: s.at.toISOString(),
-          ...(s.reason ? { reason: s.reason } : {}),
+          // the contract bounds the text (and a NUL cannot be stored): cut rather than lost
+          ...(s.reason ? { reason: s.reason.replaceAll('\u0000', '').slice(0, CONTRACT_BOUNDS.text) } : {}),
         };
         return encode(validators.status, message, `status of camera ${s.camera}`);
       });

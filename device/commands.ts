@@ -1,6 +1,7 @@
 import { errorMessage } from '../common/errors.ts';
 import type { Logger } from '../common/logger.ts';
 import {
+  CONTRACT_BOUNDS,
   CONTRACT_VERSION,
   type Command,
   type CommandName,
@@ -101,7 +102,8 @@ export class CommandProcessor {
       device: this.device,
       name: command.name,
       ok: outcome.ok,
-      message: outcome.message,
+      // the contract bounds the text: a long error is cut rather than the answer lost
+      message: outcome.message.slice(0, CONTRACT_BOUNDS.text),
       at: new Date().toISOString(),
       ...(outcome.data ? { data: outcome.data } : {}),
     };

@@ -108,7 +108,7 @@ export class Ingestor {
       device = decoded.device;
       this.metrics.countRejected(decoded.reason);
       this.rejections.warn(
-        `${decoded.reason}/${device ?? topic}`,
+        `${decoded.reason}/${device ?? topic.slice(0, 200)}`,
         { topic: topic.slice(0, 200), reason: decoded.reason, detail: decoded.detail },
         'message rejected: it does not follow the wire contract (see contract/)',
       );
@@ -184,12 +184,14 @@ export class Ingestor {
   /**
    * Writes the entries' records, retrying while the database does not answer. A write that fails
    * while it answers is split (the halves written one after the other, so that their events still
-   * get cursors in arrival order) until the failing message is alone, and that one is quarantined.
-   * When the quarantine cannot be written either, the database cannot write after all: the
-   * message is retried like a batch while the database is down.
+   * get cursors in arrival order) until the failing message is alone; that one is written once
+   * more (a transient error, such as a deadlock, does not fail twice) and then quarantined. When
+   * the quarantine cannot be written either, the database cannot write after all: the message is
+   * retried like a batch while the database is down.
    */
   private async storeEntries(entries: Stored[]): Promise<StoredEvent[] | undefined> {
     let retryMs = RETRY_START_MS;
+    let failedAlone = 0;
     for (;;) {
       let failure: unknown;
       try {
@@ -203,6 +205,7 @@ export class Ingestor {
       this.metrics.writeFailures++;
       if (failure instanceof RefusedDataError || (await this.databaseWrites())) {
         if (entries.length > 1) return this.split(entries);
+        if (!(failure instanceof RefusedDataError) && ++failedAlone < 2) continue;
         const reason: QuarantineReason =
           failure instanceof RefusedDataError ? 'refused_by_database' : 'write_failed';
         const kept = await this.toQuarantine([{ entry: entries[0]!, reason, detail: errorMessage(failure) }]);

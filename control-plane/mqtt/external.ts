@@ -4,6 +4,7 @@ import type { Logger } from '../../common/logger.ts';
 import { redactUrl } from '../../common/net.ts';
 import { ingestWildcard } from '../../contract/index.ts';
 import type { ExternalBrokerSettings } from '../config.ts';
+import type { Verdict } from '../ingest/ingestor.ts';
 import type { ClientTlsMaterial } from '../tls.ts';
 import { type Deliver, type MqttLink, mayRetain } from './link.ts';
 
@@ -94,7 +95,7 @@ export async function connectExternalBroker(
   const pubacks = new PubackWriter(() => (client.connected ? client.stream : undefined));
 
   /** an empty retained message deletes the one the broker keeps (an empty one is never cleared again) */
-  const clearRetained = (packet: IPublishPacket, payload: Buffer, verdict: 'stored' | 'rejected') => {
+  const clearRetained = (packet: IPublishPacket, payload: Buffer, verdict: Verdict) => {
     if (!packet.retain || payload.length === 0) return;
     if (verdict === 'stored' && mayRetain(packet.topic)) return;
     retainCleared(packet.topic);

@@ -1,4 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
+import { jsonDepth } from '../../common/bounded-json.ts';
 import type { CommandName, CommandResult, EventMessage } from '../../contract/index.ts';
 import type {
   CameraState,
@@ -44,12 +45,23 @@ export interface EventRow {
   payload: string;
 }
 
+/**
+ * Events stored before payloads were bounded in depth (migration 1) may nest deeper than JSON
+ * serialisation can take; such an event is served with its free-form state replaced by a note, so
+ * that it cannot break a page of events or a live stream
+ */
+const MAX_STORED_DEPTH = 128;
+
 export function toStoredEvent(row: EventRow): StoredEvent {
-  return {
-    cursor: Number(row.cursor),
-    receivedAt: Number(row.received_at),
-    event: JSON.parse(row.payload) as EventMessage,
-  };
+  const event = JSON.parse(row.payload) as EventMessage;
+  if (jsonDepth(row.payload, MAX_STORED_DEPTH) > MAX_STORED_DEPTH) {
+    const note = {
+      dropped: `nested deeper than ${MAX_STORED_DEPTH} levels (stored before ingest bounded depth)`,
+    };
+    event.before = note;
+    event.after = note;
+  }
+  return { cursor: Number(row.cursor), receivedAt: Number(row.received_at), event };
 }
 
 export interface DeviceRow {

@@ -75,4 +75,16 @@ describe('control-plane config', () => {
     );
     await rejects('devices:\n  - { id: box-1 }\n', /give exactly one of "token" or "tokenSha256"/);
   });
+
+  it('bounds ingest by default: JSON depth and a rate per device', async () => {
+    const config = await load('{}\n');
+    assert.deepEqual(config.ingest, {
+      maxBatch: 2500,
+      maxDelayMs: 0,
+      maxJsonDepth: 32,
+      deviceRate: { messagesPerSecond: 1000, burst: 60_000 },
+    });
+    await rejects('ingest: { maxJsonDepth: 1000 }\n', /ingest\/maxJsonDepth|maxJsonDepth/);
+    await rejects('ingest: { deviceRate: { messagesPerSecond: 0 } }\n', /messagesPerSecond/);
+  });
 });

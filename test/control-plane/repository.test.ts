@@ -449,6 +449,16 @@ async function seedVersion1(
       JSON.stringify(old),
     ],
   );
+  // what the first release stored and then could not serve (issue 14): `before` 6,000 levels deep
+  const deep = JSON.stringify(eventMessage({ device: 'old-deep', id: 'old-deep-1' })).replace(
+    '"before":{"inside":false}',
+    `"before":{"x":${'['.repeat(6000)}${']'.repeat(6000)}}`,
+  );
+  await query(
+    `INSERT INTO events (cursor, id, seq, phase, device, camera, camera_seq, rule, rule_type, label, at, received_at, payload)
+     VALUES (${[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13].map(p).join(', ')})`,
+    [40, 'old-deep-1', 0, 'new', 'old-deep', 'cam-1', 0, old.rule, old.ruleType, old.label, T0, T0, deep],
+  );
   await query(
     `INSERT INTO camera_statuses (id, device, camera, camera_seq, state, at, reason, received_at)
      VALUES (${[1, 2, 3, 4, 5, 6, 7, 8].map(p).join(', ')})`,
@@ -464,6 +474,10 @@ async function seedVersion1(
 async function checkMigrated(repo: Repository): Promise<void> {
   const [old] = await repo.queryEvents({ device: 'old-box', limit: 5 });
   assert.equal(old?.cursor, 41, 'the cursor stays');
+  const [deep] = await repo.queryEvents({ device: 'old-deep', limit: 5 });
+  assert.ok(deep);
+  assert.ok(JSON.stringify(deep).length < 2000, 'an event stored too deep is served without its state');
+  assert.match(String(deep.event.before.dropped), /nested deeper than 128 levels/);
   const next = await repo.writeBatch([eventRecord({ device: 'old-box' })]);
   assert.ok(next.inserted[0]!.cursor > 41, 'new cursors continue after the largest');
   const squat = await repo.writeBatch([eventRecord({ device: 'new-box', id: 'old-event-1' })]);
