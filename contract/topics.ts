@@ -19,7 +19,11 @@ const DEVICE_ID = new RegExp(DEVICE_ID_PATTERN);
 
 export type DeviceTopicKind = 'available' | 'identity' | 'telemetry' | 'events' | 'status' | 'cmd_result';
 
-export const COMMAND_NAMES = ['reload-config', 'snapshot', 'restart-camera'] as const;
+/**
+ * `rotate-credential` (no args): the device fetches a new credential from the control plane with
+ * its current one (httpPaths.rotateCredential), stores it and reconnects with it
+ */
+export const COMMAND_NAMES = ['reload-config', 'snapshot', 'restart-camera', 'rotate-credential'] as const;
 export type CommandName = (typeof COMMAND_NAMES)[number];
 
 export const topics = {

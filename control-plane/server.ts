@@ -5,13 +5,16 @@ import { buildApi } from './api/app.ts';
 import { DeviceCredentials } from './auth.ts';
 import { CommandSender } from './commands.ts';
 import type { ControlPlaneConfig } from './config.ts';
+import { Enrollment } from './enrollment.ts';
 import { EventBus } from './event-bus.ts';
 import { Ingestor } from './ingest/ingestor.ts';
 import { RateLimitedLog } from './ingest/rate-limited-log.ts';
 import { Metrics } from './metrics.ts';
+import type { BrokerAccessControl } from './mqtt/access-control.ts';
 import { startEmbeddedBroker } from './mqtt/embedded.ts';
 import { connectExternalBroker } from './mqtt/external.ts';
 import type { MqttLink } from './mqtt/link.ts';
+import { DeviceCredentialStore } from './storage/device-credentials.ts';
 import { openRepository } from './storage/open.ts';
 import type { Repository, StoredEvent } from './storage/repository.ts';
 
@@ -60,32 +63,54 @@ export async function startControlPlane(
       (events) => bus.publish(events),
     );
     const deliver = ingestor.accept.bind(ingestor);
-    const credentials = new DeviceCredentials(config.devices);
+    const store = new DeviceCredentialStore(repository.sql);
+    await store.provision(config.devices, Date.now());
+    const credentials = new DeviceCredentials(store);
     const mqttLog = log.child({ part: 'mqtt' });
     const refusals = new RateLimitedLog(mqttLog);
-    const link: MqttLink =
+    let sendRotations: (devices: string[]) => Promise<void> = async () => undefined;
+    const broker: { link: MqttLink; access: BrokerAccessControl | undefined } =
       config.mqtt.kind === 'embedded'
         ? await startEmbeddedBroker(config.mqtt.embedded, deliver, mqttLog, {
             credentials,
+            store,
             refused: (topic, device) => {
               metrics.countRejected('not_authorized');
               refusals.warn(
                 `${device}`,
                 { topic, device },
-                "refused: wrong device credentials, or not the device's own topic",
+                "refused: wrong device credentials or client id, or not the device's own topic",
               );
             },
-          })
-        : await connectExternalBroker(config.mqtt.external, deliver, mqttLog);
+            transportRefused: (reason) => {
+              metrics.countTransportRefused(reason);
+              refusals.warn(
+                `transport:${reason}`,
+                { reason },
+                'MQTT connection closed: a transport bound bit',
+              );
+            },
+            rotationsDue: (devices) => sendRotations(devices),
+          }).then((embedded) => ({ link: embedded, access: embedded.accessControl }))
+        : { link: await connectExternalBroker(config.mqtt.external, deliver, mqttLog), access: undefined };
+    const { link } = broker;
     cleanups.push(() => link.close());
     cleanups.push(() => ingestor.stop());
+    const enrollment = new Enrollment(store, broker.access);
+    const commands = new CommandSender(repository, () => link, metrics);
+    sendRotations = async (devices) => {
+      for (const device of await enrollment.takeRotationRequests(devices))
+        await commands.send(device, 'rotate-credential', {});
+    };
     const api = await buildApi(
       {
         repo: repository,
         credentials,
         bus,
         metrics,
-        commands: new CommandSender(repository, () => link, metrics),
+        commands,
+        enrollment,
+        enrollmentSettings: config.enrollment,
         mqttUrl: () => redactUrl(link.url),
         pendingMessages: () => ingestor.pendingCount,
       },

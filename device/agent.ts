@@ -17,6 +17,7 @@ import {
 import type { CameraHost, HostEvent, HostStatus } from './camera-host.ts';
 import { type CommandOutcome, CommandProcessor } from './commands.ts';
 import { type DeviceConfig, loadDeviceConfig } from './config.ts';
+import { obtainCredential, rotateCredential } from './credential.ts';
 import { type HealthReport, type HealthServer, startHealthServer } from './health.ts';
 import { type CameraHostFactory, defaultCameraHostFactory } from './hosts.ts';
 import { buildIdentity } from './identity.ts';
@@ -29,6 +30,8 @@ export interface DeviceAgentOptions {
   configFile: string;
   createHost?: CameraHostFactory;
   log?: Logger;
+  /** aborts a start that waits for the control plane (enrollment) */
+  signal?: AbortSignal;
 }
 
 /** how long a "snapshot" command waits for the upload before answering that it is queued */
@@ -51,6 +54,7 @@ function encode<T>(validator: Validator<T>, message: T, what: string): string {
  */
 export class DeviceAgent {
   private config!: DeviceConfig;
+  private credential!: string;
   private spool!: Spool;
   private uplink: Uplink | undefined;
   private uploader: SnapshotUploader | undefined;
@@ -125,17 +129,25 @@ export class DeviceAgent {
         'reload-config': () => this.reload(),
         snapshot: (args) => this.snapshotCommand(args),
         'restart-camera': (args) => this.restartCameraCommand(args),
+        'rotate-credential': () => this.rotateCredentialCommand(),
       },
       (result) => this.spoolResult(result),
       this.log,
     );
-    this.uploader = new SnapshotUploader(c.device.id, c.controlPlane, this.spool, this.log);
-    this.uploader.start();
     this.health = await startHealthServer(c.health.host, c.health.port, () => this.healthReport(), c.file);
     this.host = await this.startHost(c);
+    const { credential, source } = await obtainCredential(
+      c,
+      this.log,
+      this.o.signal ?? new AbortController().signal,
+    );
+    this.credential = credential;
+    this.uploader = new SnapshotUploader(c.device.id, c.controlPlane.url, credential, this.spool, this.log);
+    this.uploader.start();
     this.uplink = new Uplink({
       device: c.device.id,
       mqtt: c.mqtt,
+      credential,
       spool: this.spool,
       log: this.log,
       onCommand: (topic, payload) => this.commands.handle(topic, payload),
@@ -148,6 +160,7 @@ export class DeviceAgent {
       {
         device: c.device.id,
         mqtt: c.mqtt.url,
+        credential: source,
         health: `http://${this.health.address.host}:${this.health.address.port}/healthz`,
         spool: c.spool.path,
         pending: this.spool.stats().pending,
@@ -326,14 +339,32 @@ export class DeviceAgent {
   }
 
   /**
+   * Fetches a new credential with the current one and stores it (the control plane keeps the
+   * current one valid until the new one is used), then uploads with it and reconnects with it.
+   */
+  private async rotateCredentialCommand(): Promise<CommandOutcome> {
+    const next = await rotateCredential(this.config, this.credential);
+    this.credential = next;
+    this.uploader!.setControlPlane(this.config.controlPlane.url, next);
+    this.uplink!.useCredential(next);
+    return {
+      ok: true,
+      message: `credential rotated and stored in ${this.config.controlPlane.credentialFile}`,
+    };
+  }
+
+  /**
    * Re-reads and validates the config file. An invalid file changes nothing and its problems (with
    * their lines) are the answer. Cameras, detector, recording and control plane are applied live
-   * (the camera host is replaced); device, mqtt, spool and health need a restart of the agent.
+   * (the camera host is replaced), of the control plane its URL; device, mqtt, spool, health and
+   * the control plane's credential settings need a restart of the agent.
    */
   private async reload(): Promise<CommandOutcome> {
     const current = this.config;
     const next = await loadDeviceConfig(current.file);
-    const needsRestart = RESTART_ONLY.filter((k) => !isDeepStrictEqual(next[k], current[k]));
+    const needsRestart: string[] = RESTART_ONLY.filter((k) => !isDeepStrictEqual(next[k], current[k]));
+    if (!isDeepStrictEqual({ ...next.controlPlane, url: '' }, { ...current.controlPlane, url: '' }))
+      needsRestart.push('controlPlane credential settings');
     if (needsRestart.length > 0) {
       return {
         ok: false,
@@ -348,8 +379,8 @@ export class DeviceAgent {
       await this.replaceHost(next);
       applied.push(...hostChanged);
     }
-    if (!isDeepStrictEqual(next.controlPlane, current.controlPlane)) {
-      this.uploader!.setControlPlane(next.controlPlane);
+    if (next.controlPlane.url !== current.controlPlane.url) {
+      this.uploader!.setControlPlane(next.controlPlane.url);
       applied.push('controlPlane');
     }
     this.config = next;

@@ -1,7 +1,6 @@
 import { errorMessage } from '../common/errors.ts';
 import type { Logger } from '../common/logger.ts';
 import { httpPaths, SNAPSHOT_CONTENT_TYPE } from '../contract/index.ts';
-import type { DeviceConfig } from './config.ts';
 import type { SnapshotBlob, Spool } from './spool.ts';
 
 const BACKOFF_START_MS = 500;
@@ -17,7 +16,7 @@ type Outcome = 'uploaded' | 'retry' | 'rejected';
  * control plane rejects for good (another 4xx) is dropped with an error log.
  */
 export class SnapshotUploader {
-  private controlPlane: DeviceConfig['controlPlane'];
+  private url: string;
   private readonly stop$ = new AbortController();
   /** ends the current wait: for new work (`kick`) only when idle, for anything else also a backoff */
   private wake: ((reason: 'work' | 'retry-now') => void) | undefined;
@@ -28,11 +27,13 @@ export class SnapshotUploader {
 
   constructor(
     private readonly device: string,
-    controlPlane: DeviceConfig['controlPlane'],
+    controlPlaneUrl: string,
+    /** the device's credential, sent as `Authorization: Bearer` */
+    private credential: string,
     private readonly spool: Spool,
     private readonly log: Logger,
   ) {
-    this.controlPlane = controlPlane;
+    this.url = controlPlaneUrl;
   }
 
   start(): void {
@@ -44,9 +45,10 @@ export class SnapshotUploader {
     this.wake?.('work');
   }
 
-  /** new URL or credential (config reload): retry now */
-  setControlPlane(controlPlane: DeviceConfig['controlPlane']): void {
-    this.controlPlane = controlPlane;
+  /** a new control-plane URL (config reload) or credential (rotation): retry now */
+  setControlPlane(url: string, credential = this.credential): void {
+    this.url = url;
+    this.credential = credential;
     this.backoff = BACKOFF_START_MS;
     this.wake?.('retry-now');
   }
@@ -117,7 +119,7 @@ export class SnapshotUploader {
   }
 
   private async upload(s: SnapshotBlob): Promise<Outcome> {
-    const url = `${this.controlPlane.url.replace(/\/+$/, '')}${httpPaths.uploadSnapshot(this.device, s.id)}`;
+    const url = `${this.url.replace(/\/+$/, '')}${httpPaths.uploadSnapshot(this.device, s.id)}`;
     let status: number;
     let body = '';
     try {
@@ -125,7 +127,7 @@ export class SnapshotUploader {
         method: 'PUT',
         headers: {
           'content-type': SNAPSHOT_CONTENT_TYPE,
-          authorization: `Bearer ${this.controlPlane.token}`,
+          authorization: `Bearer ${this.credential}`,
         },
         body: s.jpeg,
         signal: AbortSignal.any([this.stop$.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]),
@@ -149,7 +151,7 @@ export class SnapshotUploader {
     if (status === 401 || status === 403) {
       this.log.error(
         { url, status, body },
-        'control plane refuses the device credential: check controlPlane.token',
+        'control plane refuses the device credential: it was revoked or replaced; enroll the box again (controlPlane.claimToken)',
       );
       return 'retry';
     }

@@ -4,6 +4,8 @@ import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from 'fasti
 import type { DeviceCredentials } from '../auth.ts';
 import './access.ts';
 import type { CommandSender } from '../commands.ts';
+import type { EnrollmentSettings } from '../config.ts';
+import type { Enrollment } from '../enrollment.ts';
 import type { EventBus } from '../event-bus.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Repository } from '../storage/repository.ts';
@@ -15,6 +17,8 @@ export interface ApiContext {
   bus: EventBus;
   metrics: Metrics;
   commands: CommandSender;
+  enrollment: Enrollment;
+  enrollmentSettings: EnrollmentSettings;
   mqttUrl: () => string;
   pendingMessages: () => number;
 }

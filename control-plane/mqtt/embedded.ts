@@ -1,18 +1,44 @@
 import { once } from 'node:events';
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { Aedes, type AuthErrorCode, type Client } from 'aedes';
-import { ArgusError } from '../../common/errors.ts';
+import { ArgusError, errorMessage } from '../../common/errors.ts';
+import { sha256Hex } from '../../common/hash.ts';
 import type { Logger } from '../../common/logger.ts';
 import { parseTopic, topics } from '../../contract/index.ts';
-import type { DeviceCredentials } from '../auth.ts';
+import { type DeviceCredentials, digestValid } from '../auth.ts';
 import type { EmbeddedBrokerSettings } from '../config.ts';
+import type { TransportRefusal } from '../metrics.ts';
+import type { DeviceCredentialStore } from '../storage/device-credentials.ts';
+import type { BrokerAccessControl } from './access-control.ts';
 import type { Deliver, MqttLink } from './link.ts';
 import { acceptMqttConnection } from './v5-adapter.ts';
 
 /** who may connect (with `deviceCredentials`), and where refusals are reported */
 export interface DeviceAccess {
   credentials: DeviceCredentials;
+  store: DeviceCredentialStore;
+  /** wrong credentials, a foreign client id or topic, a refused subscription */
   refused(topic: string, device: string | undefined): void;
+  /** a transport bound bit and the connection was closed */
+  transportRefused(reason: TransportRefusal): void;
+  /** devices connected here whose credential rotation an operator asked for (checked periodically) */
+  rotationsDue(connected: string[]): Promise<void>;
+}
+
+/** the MQTT client id a device must connect with */
+export const deviceClientId = (device: string): string => `argus-${device}`;
+
+export interface EmbeddedBroker extends MqttLink {
+  /** closes this broker's connections of `device` (its credential was revoked) */
+  readonly accessControl: BrokerAccessControl;
+  /** re-checks every connection's credential against the database now (also run periodically) */
+  checkConnections(): Promise<void>;
+}
+
+interface Session {
+  device: string;
+  /** sha256 of the password the connection authenticated with */
+  digest: string;
 }
 
 /**
@@ -21,24 +47,29 @@ export interface DeviceAccess {
  * the PUBACK before `published` runs, so that hook would be too late): the hook hands the message
  * to ingest and calls back once it is stored, so a device deletes an event from its spool only
  * after it is in the database. The control plane's own publishes (commands) skip the hook.
- * MQTT v5 clients (the device agents) reach aedes through the v5 adapter.
+ * MQTT v5 clients (the device agents) reach aedes through the v5 adapter, which also bounds the
+ * packet size and the time to CONNECT; connections per remote address are bounded here.
  *
- * With `deviceCredentials`, a client connects with its device id and token, publishes only under
- * its own topics (anything else is refused, counted and ends its connection) and subscribes only
- * to its own commands.
+ * With `deviceCredentials` (the default), a client connects with username = its device id,
+ * password = its credential and client id = `argus-<device id>` (so that no device takes over
+ * another's session), publishes only under its own topics (anything else is refused, counted and
+ * ends its connection) and subscribes only to its own commands (`$SYS/` included: refused). Every
+ * `credentialCheckS` the credentials of the open connections are checked against the database, so
+ * that a device revoked elsewhere (the CLI, another replica) is disconnected within seconds.
  */
 export async function startEmbeddedBroker(
   settings: EmbeddedBrokerSettings,
   deliver: Deliver,
   log: Logger,
   access: DeviceAccess,
-): Promise<MqttLink> {
-  const device = new WeakMap<Client, string>();
+): Promise<EmbeddedBroker> {
+  const sessions = new WeakMap<Client, Session>();
+  const live = new Set<Client>();
   const broker = await Aedes.createBroker({
     authorizePublish: (client, packet, callback) => {
       if (settings.deviceCredentials) {
         const parsed = parseTopic(packet.topic);
-        const owner = client ? device.get(client) : undefined;
+        const owner = client ? sessions.get(client)?.device : undefined;
         if (!parsed || parsed.kind === 'cmd' || parsed.device !== owner) {
           access.refused(packet.topic, owner);
           return callback(new Error(`device ${owner} may not publish on ${packet.topic}`));
@@ -50,32 +81,71 @@ export async function startEmbeddedBroker(
     ...(settings.deviceCredentials
       ? {
           authenticate: (client, username, password, done) => {
-            if (username && password && access.credentials.verifyToken(username, password.toString('utf8'))) {
-              device.set(client, username);
-              return done(null, true);
-            }
-            const err = Object.assign(new Error(`wrong credentials for "${username ?? ''}"`), {
-              returnCode: 4 as AuthErrorCode,
-            });
-            access.refused('(connect)', username);
-            done(err, null);
+            const refuse = (returnCode: AuthErrorCode, why: string) => {
+              access.refused('(connect)', username);
+              done(Object.assign(new Error(why), { returnCode }), null);
+            };
+            if (!username || !password) return refuse(4, 'a device connects with its id and credential');
+            if (client.id !== deviceClientId(username))
+              return refuse(2, `device ${username} must connect with client id ${deviceClientId(username)}`);
+            const secret = password.toString('utf8');
+            access.credentials.verifyToken(username, secret).then(
+              (valid) => {
+                if (!valid) return refuse(4, `wrong credentials for "${username}"`);
+                sessions.set(client, { device: username, digest: sha256Hex(secret) });
+                done(null, true);
+              },
+              (err: unknown) => {
+                log.error({ err: errorMessage(err) }, 'cannot check device credentials');
+                done(Object.assign(new Error('credentials cannot be checked'), { returnCode: 3 }), null);
+              },
+            );
           },
           authorizeSubscribe: (client, subscription, callback) => {
-            const owner = device.get(client);
+            const owner = client ? sessions.get(client)?.device : undefined;
             const wanted = parseTopic(subscription.topic);
             const own =
-              subscription.topic === topics.commandFilter(owner ?? '') ||
-              (wanted?.kind === 'cmd' && wanted.device === owner);
+              owner !== undefined &&
+              (subscription.topic === topics.commandFilter(owner) ||
+                (wanted?.kind === 'cmd' && wanted.device === owner));
+            if (!own) access.refused(subscription.topic, owner);
             // null refuses this subscription only (SUBACK failure), not the connection
-            callback(null, owner !== undefined && own ? subscription : null);
+            callback(null, own ? subscription : null);
           },
         }
       : {}),
   });
+  if (!settings.deviceCredentials)
+    log.warn(
+      'mqtt.embedded.deviceCredentials is false: ANY client may connect, publish as any device, read every command and send commands to boxes; set it to true (the default) outside a closed lab',
+    );
+  broker.on('client', (client) => live.add(client));
+  broker.on('clientDisconnect', (client) => live.delete(client));
   broker.on('clientError', (client, err) =>
     log.debug({ client: client.id, err: err.message }, 'mqtt client error'),
   );
-  const server: Server = createServer((socket) => acceptMqttConnection(socket, broker.handle));
+
+  const perAddress = new Map<string, number>();
+  const server: Server = createServer((socket: Socket) => {
+    const address = socket.remoteAddress ?? '';
+    const open = (perAddress.get(address) ?? 0) + 1;
+    if (open > settings.maxConnectionsPerAddress) {
+      access.transportRefused('connections_per_address');
+      socket.destroy();
+      return;
+    }
+    perAddress.set(address, open);
+    socket.once('close', () => {
+      const left = (perAddress.get(address) ?? 1) - 1;
+      if (left === 0) perAddress.delete(address);
+      else perAddress.set(address, left);
+    });
+    acceptMqttConnection(socket, broker.handle, {
+      maxPacketBytes: settings.maxPacketBytes,
+      connectTimeoutMs: settings.connectTimeoutS * 1000,
+      refused: access.transportRefused,
+    });
+  });
   server.listen(settings.port, settings.host);
   try {
     await Promise.race([
@@ -93,9 +163,59 @@ export async function startEmbeddedBroker(
   }
   const { port } = server.address() as { port: number };
   const url = `mqtt://${settings.host}:${port}`;
-  log.info({ url }, 'embedded MQTT broker listening');
+  log.info({ url, deviceCredentials: settings.deviceCredentials }, 'embedded MQTT broker listening');
+
+  const closeDevice = (device: string, why: string) => {
+    for (const client of [...live])
+      if (sessions.get(client)?.device === device) {
+        log.info({ device }, `closing the device's MQTT connection: ${why}`);
+        client.close();
+      }
+  };
+  let checking: Promise<void> | undefined;
+  const checkConnections = async () => {
+    const connected = [...live].filter((c) => sessions.has(c));
+    const devices = [...new Set(connected.map((c) => sessions.get(c)!.device))];
+    if (devices.length === 0) return;
+    const records = await access.store.getMany(devices);
+    for (const client of connected) {
+      const session = sessions.get(client)!;
+      if (!digestValid(records.get(session.device), session.digest)) {
+        log.info(
+          { device: session.device },
+          'closing an MQTT connection whose credential is no longer valid',
+        );
+        client.close();
+      }
+    }
+    await access.rotationsDue(
+      devices.filter((d) => {
+        const r = records.get(d);
+        return r !== undefined && r.rotationRequestedAt !== null && r.rotationSentAt === null;
+      }),
+    );
+  };
+  const timer = settings.deviceCredentials
+    ? setInterval(() => {
+        checking ??= checkConnections()
+          .catch((err: unknown) =>
+            log.error({ err: errorMessage(err) }, 'cannot check the credentials of connected devices'),
+          )
+          .finally(() => {
+            checking = undefined;
+          });
+      }, settings.credentialCheckS * 1000)
+    : undefined;
+  timer?.unref();
+
   return {
     url,
+    accessControl: {
+      // the embedded broker checks every connection against the database itself
+      grant: async () => undefined,
+      revoke: async (device) => closeDevice(device, 'its credential was revoked'),
+    },
+    checkConnections,
     publish: (topic, payload) =>
       new Promise<void>((resolve, reject) =>
         broker.publish(
@@ -104,6 +224,8 @@ export async function startEmbeddedBroker(
         ),
       ),
     async close() {
+      clearInterval(timer);
+      await checking;
       server.close();
       await new Promise<void>((resolve) => broker.close(() => resolve()));
     },
