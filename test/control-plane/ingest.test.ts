@@ -3,7 +3,6 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { connect, type MqttClient } from 'mqtt';
 import { MAX_PAYLOAD_BYTES, topics } from '../../contract/index.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
 import { AgentProcess, writeAgentConfig } from '../helpers/device-setup.ts';
@@ -11,7 +10,7 @@ import { eventually } from '../helpers/eventually.ts';
 import { MosquittoBroker } from '../helpers/mosquitto-broker.ts';
 import { PostgresServer } from '../helpers/postgres.ts';
 import { eventMessage } from './fixtures.ts';
-import { getJson, metric, startTestControlPlane, TOKEN } from './setup.ts';
+import { deviceClient, getJson, metric, startTestControlPlane, TOKEN } from './setup.ts';
 
 interface EventsPage {
   events: {
@@ -48,15 +47,6 @@ async function allEvents(cp: ControlPlane, device: string): Promise<EventsPage['
     cursor = page.nextCursor;
   } while (cursor);
   return out;
-}
-
-async function v5Client(url: string): Promise<MqttClient> {
-  const client = connect(url, { protocolVersion: 5, reconnectPeriod: 0 });
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', () => resolve());
-    client.once('error', reject);
-  });
-  return client;
 }
 
 /** the embedded broker with SQLite (the defaults), and Mosquitto with PostgreSQL */
@@ -196,8 +186,7 @@ for (const [broker, storage] of [
         qos: 1 as const,
         retain: true,
       };
-      const client = connect(cp.mqttUrl, { protocolVersion: 5, reconnectPeriod: 0, will });
-      await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+      const client = await deviceClient(cp.mqttUrl, 'box-5', { will });
       await client.publishAsync(topics.available('box-5'), JSON.stringify({ v: 1, state: 'online' }), {
         qos: 1,
         retain: true,
@@ -221,7 +210,7 @@ for (const [broker, storage] of [
     });
 
     it('stores a redelivered event message once', async () => {
-      const client = await v5Client(cp.mqttUrl);
+      const client = await deviceClient(cp.mqttUrl, 'box-2');
       const message = eventMessage({ device: 'box-2' });
       const before = await metric(cp.httpUrl, 'argus_ingest_duplicates_total');
       for (let i = 0; i < 3; i++)
@@ -237,7 +226,7 @@ for (const [broker, storage] of [
     });
 
     it('drops a message the database refuses without holding back the messages around it', async () => {
-      const client = await v5Client(cp.mqttUrl);
+      const client = await deviceClient(cp.mqttUrl, 'box-5');
       const refused = () => metric(cp.httpUrl, 'argus_ingest_rejected_total{reason="refused_by_database"}');
       const before = await refused();
       // a NUL character follows the contract but PostgreSQL cannot store it in text; SQLite can
@@ -265,9 +254,12 @@ for (const [broker, storage] of [
     });
 
     it('rejects, counts and logs malformed, oversized, wrong-schema, foreign and unknown-topic messages, and keeps going', async () => {
-      const client = await v5Client(cp.mqttUrl);
+      const client = await deviceClient(cp.mqttUrl, 'box-3');
       const count = (reason: string) => metric(cp.httpUrl, `argus_ingest_rejected_total{reason="${reason}"}`);
-      const reasons = ['malformed_json', 'oversized', 'schema', 'device_mismatch', 'unknown_topic'];
+      // with device credentials (the embedded broker's default) a topic that is not the device's
+      // own never reaches ingest: the broker refuses it (not_authorized) and ends the connection
+      const foreign = broker === 'embedded' ? 'not_authorized' : 'unknown_topic';
+      const reasons = ['malformed_json', 'oversized', 'schema', 'device_mismatch', foreign];
       const before = await Promise.all(reasons.map(count));
       const publish = (topic: string, payload: string | Buffer) =>
         client.publishAsync(topic, payload, { qos: 1 });
@@ -284,11 +276,22 @@ for (const [broker, storage] of [
         JSON.stringify({ ...eventMessage({ device: 'box-3' }), at: '2026-06-30T23:59:60Z' }),
       );
       await publish(topics.events('box-3'), JSON.stringify(eventMessage({ device: 'box-4' })));
-      await publish('argus/v1/box-3/bogus', '{}');
-      await publish('argus/v1/Not A Device/events', '{}');
       const valid = eventMessage({ device: 'box-3' });
       await publish(topics.events('box-3'), JSON.stringify(valid));
       await client.endAsync();
+      for (const topic of ['argus/v1/box-3/bogus', 'argus/v1/Not A Device/events']) {
+        const other = await deviceClient(cp.mqttUrl, 'box-3');
+        const closed = new Promise<void>((resolve) => other.once('close', () => resolve()));
+        const published = other.publishAsync(topic, '{}', { qos: 1 });
+        if (broker === 'embedded') {
+          published.catch(() => undefined);
+          await closed;
+          other.end(true);
+        } else {
+          await published;
+          await other.endAsync();
+        }
+      }
       const after = await eventually(
         async () => {
           const now = await Promise.all(reasons.map(count));

@@ -13,7 +13,10 @@ export interface AgentConfigOptions {
   device: string;
   brokerUrl: string;
   controlPlaneUrl: string;
+  /** the pre-provisioned credential; default `token-of-<device>-for-tests` (tokenOf of the control-plane setup) unless `claimToken` is given */
   token?: string;
+  /** enroll with this claim token instead of a pre-provisioned credential */
+  claimToken?: string;
   cameras?: string[];
   eventsPerSecond?: number;
   heartbeatS?: number;
@@ -38,7 +41,7 @@ mqtt:
   shutdownFlushS: ${o.shutdownFlushS ?? 5}
 controlPlane:
   url: ${o.controlPlaneUrl}
-  token: ${o.token ?? `token-${o.device}`}
+${o.claimToken ? `  claimToken: ${o.claimToken}` : `  token: ${o.token ?? `token-of-${o.device}-for-tests`}`}
 spool:
   path: ${o.device}.spool.db
 ${spool}health:
