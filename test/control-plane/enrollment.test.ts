@@ -1,0 +1,188 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { httpPaths } from '../../contract/index.ts';
+import { type ControlPlane, loadControlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
+import { AgentProcess, writeAgentConfig } from '../helpers/device-setup.ts';
+import { eventually } from '../helpers/eventually.ts';
+import { jpeg } from './fixtures.ts';
+import { getJson } from './setup.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const run = promisify(execFile);
+
+/** `argus …` as an operator runs it; answers its stdout */
+async function argus(...args: string[]): Promise<string> {
+  const { stdout } = await run(process.execPath, [join(ROOT, 'bin/argus.mjs'), ...args], {
+    env: { ...process.env, ARGUS_LOG_LEVEL: 'warn' },
+  });
+  return stdout;
+}
+
+/** `argus control-plane enroll`: the claim token it prints */
+async function enroll(config: string, device: string, ...more: string[]): Promise<string> {
+  const out = await argus('control-plane', 'enroll', device, '--config', config, ...more);
+  const token = /claimToken: (\S+) \}/.exec(out)?.[1];
+  assert.ok(token, out);
+  return token;
+}
+
+describe('enrollment, rotation and revocation of a box (agent process, CLI, embedded broker)', () => {
+  let dir: string;
+  let configFile: string;
+  let cp: ControlPlane;
+  let agent: AgentProcess | undefined;
+  let credentialFile: string;
+  const device = 'box-7';
+  const upload = (credential: string, id: string) =>
+    fetch(`${cp.httpUrl}${httpPaths.uploadSnapshot(device, id)}`, {
+      method: 'PUT',
+      body: jpeg(id),
+      headers: { 'content-type': 'image/jpeg', authorization: `Bearer ${credential}` },
+    });
+  const connected = async () => (await agent!.health()).mqtt.connected;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'argus-enroll-'));
+    configFile = join(dir, 'control-plane.yaml');
+    await writeFile(
+      configFile,
+      'http: { port: 0 }\nmqtt:\n  embedded: { port: 0, credentialCheckS: 0.5 }\nstorage:\n  sqlite: { path: argus.db, synchronous: normal }\n',
+    );
+    cp = await startControlPlane(await loadControlPlaneConfig(configFile));
+    credentialFile = join(dir, `${device}.credential`);
+  });
+  after(async () => {
+    await agent?.terminate('SIGKILL').catch(() => undefined);
+    await cp?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('a box started with a claim token gets its own credential (0600) and connects; the token is then worthless', async () => {
+    const claim = await enroll(configFile, device, '--ttl', '10m');
+    const file = await writeAgentConfig(dir, {
+      device,
+      brokerUrl: cp.mqttUrl,
+      controlPlaneUrl: cp.httpUrl,
+      claimToken: claim,
+      cameras: ['cam-1'],
+      eventsPerSecond: 2,
+    });
+    agent = await AgentProcess.start(file);
+    await eventually(async () => ((await connected()) ? true : undefined), 15_000, 'the box connected');
+    const credential = (await readFile(credentialFile, 'utf8')).trim();
+    assert.match(credential, /^[A-Za-z0-9_-]{43}$/);
+    assert.equal((await stat(credentialFile)).mode & 0o777, 0o600);
+    assert.equal((await upload(credential, 'enrolled-1')).status, 201, 'uploads with its credential');
+    const again = await fetch(`${cp.httpUrl}${httpPaths.enroll(device)}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ claimToken: claim }),
+    });
+    assert.equal(again.status, 410);
+    const body = (await again.json()) as { error: string; hint: string };
+    assert.match(body.error, /already used/);
+    assert.match(body.hint, /argus control-plane enroll box-7/);
+    assert.equal(
+      (await getJson<{ status: string }>(`${cp.httpUrl}/api/v1/devices/${device}`)).status,
+      'online',
+    );
+  });
+
+  it('a box with a used, a forged or no claim token stops with what to do', async () => {
+    const other = join(dir, 'other');
+    await mkdir(other);
+    const reused = await enroll(configFile, 'box-8');
+    const res = await fetch(`${cp.httpUrl}${httpPaths.enroll('box-8')}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ claimToken: reused }),
+    });
+    assert.equal(res.status, 201);
+    const start = async (name: string, claimToken?: string) => {
+      const file = await writeAgentConfig(other, {
+        device: 'box-8',
+        brokerUrl: cp.mqttUrl,
+        controlPlaneUrl: cp.httpUrl,
+        ...(claimToken ? { claimToken } : {}),
+        cameras: ['cam-1'],
+      });
+      const yaml = await readFile(file, 'utf8');
+      const configured = claimToken ? yaml : yaml.replace(/ {2}token: .*\n/, '');
+      const named = join(other, `${name}.yaml`);
+      await writeFile(named, configured);
+      return AgentProcess.start(named).then(
+        () => assert.fail('the agent started'),
+        (err: Error) => err.message,
+      );
+    };
+    const used = await start('used', reused);
+    assert.match(used, /refused the claim token of device box-8 \(410\).*already used/);
+    assert.match(used, /argus control-plane enroll box-8/);
+    const none = await start('none');
+    assert.match(none, /device box-8 has no credential/);
+    assert.match(none, /argus control-plane enroll box-8/);
+    const forged = await start('forged', 'a-claim-token-nobody-issued');
+    assert.match(forged, /\(401\).*was not issued for device "box-8"/);
+  });
+
+  it('rotates without anyone on site: API or CLI, the box fetches, stores and uses its new credential', async () => {
+    const before = (await readFile(credentialFile, 'utf8')).trim();
+    const res = await fetch(`${cp.httpUrl}/api/v1/devices/${device}/rotate`, { method: 'POST' });
+    assert.equal(res.status, 202);
+    const { command } = (await res.json()) as { command: string };
+    const result = await eventually(
+      async () =>
+        (await getJson<{ result: { ok: boolean } | null }>(`${cp.httpUrl}${command}`)).result ?? undefined,
+      15_000,
+      'the rotate-credential result',
+    );
+    assert.equal(result.ok, true, JSON.stringify(result));
+    const rotated = (await readFile(credentialFile, 'utf8')).trim();
+    assert.notEqual(rotated, before);
+    assert.equal((await stat(credentialFile)).mode & 0o777, 0o600);
+    await eventually(async () => ((await connected()) ? true : undefined), 10_000, 'reconnected');
+    assert.equal(
+      (await upload(before, 'rotated-old')).status,
+      401,
+      'the old credential is void once the new one is used',
+    );
+    assert.equal((await upload(rotated, 'rotated-new')).status, 201);
+
+    await argus('devices', 'rotate', device, '--config', configFile);
+    const third = await eventually(
+      async () => {
+        const now = (await readFile(credentialFile, 'utf8')).trim();
+        return now !== rotated ? now : undefined;
+      },
+      15_000,
+      'the rotation the CLI asked for (sent by the control plane at its credential check)',
+    );
+    await eventually(async () => ((await connected()) ? true : undefined), 10_000, 'reconnected again');
+    assert.equal((await upload(third, 'rotated-cli')).status, 201);
+  });
+
+  it('revoked from the CLI, the live box is disconnected within seconds and its uploads refused', async (t) => {
+    const credential = (await readFile(credentialFile, 'utf8')).trim();
+    assert.equal(await connected(), true);
+    const out = await argus('devices', 'revoke', device, '--config', configFile);
+    const revokedAt = performance.now();
+    assert.match(out, /revoked box-7/);
+    assert.equal((await upload(credential, 'revoked-1')).status, 401, 'uploads refused at once');
+    await eventually(async () => ((await connected()) ? undefined : true), 5000, 'the box disconnected');
+    t.diagnostic(`disconnected ${Math.round(performance.now() - revokedAt)} ms after the CLI revoked it`);
+    // it keeps trying: the broker refuses its credential every time
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(await connected(), false, 'and it stays out');
+    assert.match(agent!.stderr, /refuses the device credential/);
+    assert.equal(
+      (await getJson<{ status: string }>(`${cp.httpUrl}/api/v1/devices/${device}`)).status,
+      'offline',
+      'its Last Will marked it offline',
+    );
+  });
+});
