@@ -10,7 +10,7 @@ import { type ControlPlane, loadControlPlaneConfig, startControlPlane } from '..
 import { AgentProcess, writeAgentConfig } from '../helpers/device-setup.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { jpeg } from './fixtures.ts';
-import { getJson } from './setup.ts';
+import { deviceClient, getJson, startTestControlPlane } from './setup.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const run = promisify(execFile);
@@ -184,5 +184,50 @@ describe('enrollment, rotation and revocation of a box (agent process, CLI, embe
       'offline',
       'its Last Will marked it offline',
     );
+  });
+});
+
+describe('enrollment routes', () => {
+  let dir: string;
+  let cp: ControlPlane;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'argus-enroll-routes-'));
+    cp = await startTestControlPlane({ dir, enrollment: { exchangesPerMinute: 5 } });
+  });
+  after(async () => {
+    await cp?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const post = (path: string, body: unknown) =>
+    fetch(`${cp.httpUrl}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+
+  it('makes a claim token (admin route) that the box exchanges once', async () => {
+    const res = await post('/api/v1/devices/box-20/claims', { ttlS: 600 });
+    assert.equal(res.status, 201);
+    const claim = (await res.json()) as { claimToken: string; expiresAt: string; deviceConfig: string };
+    assert.equal(claim.deviceConfig, `controlPlane: { claimToken: ${claim.claimToken} }`);
+    assert.ok(Date.parse(claim.expiresAt) > Date.now() + 590_000);
+    assert.equal((await post('/api/v1/devices/box-20/claims', { ttlS: 10 })).status, 400);
+    const exchanged = await post(httpPaths.enroll('box-20'), { claimToken: claim.claimToken });
+    assert.equal(exchanged.status, 201);
+    const { credential } = (await exchanged.json()) as { credential: string };
+    const box = await deviceClient(cp.mqttUrl, 'box-20', { credential });
+    await box.endAsync();
+  });
+
+  it('bounds the public exchange route in body size and shape, and rate-limits it per address', async () => {
+    assert.equal((await post(httpPaths.enroll('box-21'), { claimToken: 'x'.repeat(2000) })).status, 413);
+    assert.equal((await post(httpPaths.enroll('box-21'), { claimToken: 'short' })).status, 400);
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++)
+      statuses.push(
+        (await post(httpPaths.enroll('box-21'), { claimToken: `guessed-claim-token-${i}` })).status,
+      );
+    // 5 a minute: the exchange of the test before and the two refused bodies count too
+    assert.deepEqual(statuses, [401, 401, 429, 429]);
   });
 });
