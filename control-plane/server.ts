@@ -25,6 +25,8 @@ export interface ControlPlane {
   mqttUrl: string;
   repository: Repository;
   metrics: Metrics;
+  /** claim tokens, rotation and revocation of device credentials */
+  enrollment: Enrollment;
   /** called for every newly stored event, after its transaction committed */
   onEvent(listener: (event: StoredEvent) => void): () => void;
   /** stores what was received, then stops the API, the broker link and the database; idempotent */
@@ -134,6 +136,7 @@ export async function startControlPlane(
       mqttUrl: link.url,
       repository,
       metrics,
+      enrollment,
       onEvent: (listener) => bus.subscribe(listener),
       close() {
         closing ??= stopAll().then(() => log.info('control plane stopped'));

@@ -148,7 +148,7 @@ describe('embedded broker: device credentials (the default) and transport bounds
       'argus/v1/+/cmd/+',
     ])
       await assert.rejects(client.subscribeAsync(filter, { qos: 1 }), /Subscribe error/, filter);
-    const closed = once(client, 'close');
+    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
     void client
       .publishAsync(topics.events('box-2'), JSON.stringify(eventMessage({ device: 'box-2' })), { qos: 1 })
       .catch(() => undefined);
@@ -299,7 +299,7 @@ describe('embedded broker: device credentials (the default) and transport bounds
         accepted++;
         assert.equal(legit, true, `accepted ${JSON.stringify(a)}`);
         if (a.target !== a.username) {
-          const closed = once(client, 'close');
+          const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
           const forged = eventMessage({ device: a.target });
           void client
             .publishAsync(topics.events(a.target), JSON.stringify(forged), { qos: 1 })
