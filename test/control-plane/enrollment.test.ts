@@ -216,7 +216,15 @@ describe('enrollment routes', () => {
     assert.equal(exchanged.status, 201);
     const { credential } = (await exchanged.json()) as { credential: string };
     const box = await deviceClient(cp.mqttUrl, 'box-20', { credential });
-    await box.endAsync();
+    // revoked through the API, the broker closes the connection at once (the periodic check of
+    // the test control plane runs only every 5 s)
+    const closed = new Promise<void>((resolve) => box.once('close', () => resolve()));
+    const revoked = await fetch(`${cp.httpUrl}/api/v1/devices/box-20/revoke`, { method: 'POST' });
+    assert.equal(revoked.status, 200);
+    await closed;
+    box.end(true);
+    await assert.rejects(deviceClient(cp.mqttUrl, 'box-20', { credential }), /Bad User Name or Password/);
+    assert.equal((await fetch(`${cp.httpUrl}/api/v1/devices/box-20/revoke`, { method: 'POST' })).status, 404);
   });
 
   it('bounds the public exchange route in body size and shape, and rate-limits it per address', async () => {
