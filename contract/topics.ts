@@ -17,6 +17,9 @@ export const TOPIC_ROOT = `argus/v${CONTRACT_VERSION}`;
 export const DEVICE_ID_PATTERN = '^[a-z0-9][a-z0-9_-]{0,62}$';
 const DEVICE_ID = new RegExp(DEVICE_ID_PATTERN);
 
+/** the MQTT client id of a device; brokers with device credentials accept no other for it */
+export const deviceClientId = (device: string): string => `argus-${device}`;
+
 export type DeviceTopicKind = 'available' | 'identity' | 'telemetry' | 'events' | 'status' | 'cmd_result';
 
 /**

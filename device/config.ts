@@ -3,7 +3,7 @@ import Type from 'typebox';
 import { type LoadedConfig, loadConfigFile } from '../common/config-file.ts';
 import { ArgusError } from '../common/errors.ts';
 import { compileSchema } from '../common/schema.ts';
-import { DEVICE_ID_PATTERN } from '../contract/topics.ts';
+import { DEVICE_ID_PATTERN, deviceClientId } from '../contract/topics.ts';
 import { isModelPath } from '../models/store.ts';
 import { CameraSettingsSchema } from '../pipelines/camera-settings.ts';
 import { DetectorSettingsSchema } from '../pipelines/detector/settings.ts';
@@ -124,7 +124,7 @@ export interface DeviceConfig extends DeviceConfigFile {
   file: string;
   /** its directory: the base of relative paths (scenes, spool, recordings) */
   dir: string;
-  /** the client id is always `argus-<device id>`: brokers bind it to the device */
+  /** the client id is always deviceClientId (`argus-<device id>`): brokers bind it to the device */
   mqtt: MqttSettings & { clientId: string };
   controlPlane: DeviceConfigFile['controlPlane'] & { credentialFile: string };
 }
@@ -162,7 +162,7 @@ export async function loadDeviceConfig(file: string): Promise<DeviceConfig> {
     ...value,
     file: path,
     dir,
-    mqtt: { ...value.mqtt, clientId: `argus-${value.device.id}` },
+    mqtt: { ...value.mqtt, clientId: deviceClientId(value.device.id) },
     controlPlane: {
       ...value.controlPlane,
       credentialFile: resolve(dir, value.controlPlane.credentialFile ?? `${value.device.id}.credential`),

@@ -4,7 +4,7 @@ import { Aedes, type AuthErrorCode, type Client } from 'aedes';
 import { ArgusError, errorMessage } from '../../common/errors.ts';
 import { sha256Hex } from '../../common/hash.ts';
 import type { Logger } from '../../common/logger.ts';
-import { parseTopic, topics } from '../../contract/index.ts';
+import { deviceClientId, parseTopic, topics } from '../../contract/index.ts';
 import { type DeviceCredentials, digestValid } from '../auth.ts';
 import type { EmbeddedBrokerSettings } from '../config.ts';
 import type { TransportRefusal } from '../metrics.ts';
@@ -24,9 +24,6 @@ export interface DeviceAccess {
   /** devices connected here whose credential rotation an operator asked for (checked periodically) */
   rotationsDue(connected: string[]): Promise<void>;
 }
-
-/** the MQTT client id a device must connect with */
-export const deviceClientId = (device: string): string => `argus-${device}`;
 
 export interface EmbeddedBroker extends MqttLink {
   /** closes this broker's connections of `device` (its credential was revoked) */

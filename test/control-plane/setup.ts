@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import { deviceClientId } from '../../contract/index.ts';
 import { type ControlPlane, controlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
 
 /** the pre-provisioned credential of a test device (the control-plane config's `devices` list) */
@@ -23,7 +24,7 @@ export function deviceClient(
   const client = connect(url, {
     protocolVersion: 5,
     reconnectPeriod: 0,
-    clientId: `argus-${device}`,
+    clientId: deviceClientId(device),
     username: device,
     password: credential ?? tokenOf(device),
     ...rest,
