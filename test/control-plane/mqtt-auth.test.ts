@@ -8,8 +8,9 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
+import { pino } from 'pino';
 import { topics } from '../../contract/index.ts';
-import type { ControlPlane } from '../../control-plane/index.ts';
+import { type ControlPlane, controlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { eventMessage } from './fixtures.ts';
 import {
@@ -323,5 +324,44 @@ describe('embedded broker: device credentials (the default) and transport bounds
       },
     );
     assert.ok(accepted >= devices.length, `${accepted} connections accepted`);
+  });
+});
+
+describe('embedded broker in open mode', () => {
+  it('is an explicit setting that warns at every start', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'argus-mqtt-open-'));
+    const lines: { level: number; msg: string }[] = [];
+    const log = pino(
+      { level: 'warn' },
+      { write: (line: string) => void lines.push(JSON.parse(line) as { level: number; msg: string }) },
+    );
+    try {
+      for (const deviceCredentials of [false, true]) {
+        lines.length = 0;
+        const cp = await startControlPlane(
+          controlPlaneConfig({
+            http: { port: 0 },
+            mqtt: { embedded: { port: 0, deviceCredentials } },
+            storage: { sqlite: { path: join(dir, 'argus.db'), synchronous: 'normal' } },
+          }),
+          log,
+        );
+        const warned = lines.some((l) => l.level === 40 && /deviceCredentials is false/.test(l.msg));
+        if (deviceCredentials) {
+          assert.equal(warned, false);
+          await assert.rejects(deviceClient(cp.mqttUrl, 'box-1'), /Bad User Name or Password/);
+        } else {
+          assert.equal(warned, true, JSON.stringify(lines));
+          const anyone = await deviceClient(cp.mqttUrl, 'box-1', {
+            clientId: 'whoever',
+            credential: 'nothing-at-all',
+          });
+          await anyone.endAsync();
+        }
+        await cp.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
