@@ -49,7 +49,8 @@ const ControlPlaneSection = Type.Object(
     token: Type.Optional(Type.String({ minLength: 16, maxLength: 512 })),
     /**
      * the one-time claim token of `argus control-plane enroll <device>`: at the first start the
-     * box exchanges it for its own credential, stored in `credentialFile`; worthless afterwards
+     * box exchanges it for its own credential, stored in `credentialFile`; worthless afterwards.
+     * Another claim token here later enrolls the box again (e.g. after a revocation)
      */
     claimToken: Type.Optional(Type.String({ minLength: 16, maxLength: 128 })),
     /**

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ArgusError, errorMessage } from '../common/errors.ts';
 import { writeFileAtomic } from '../common/fs-atomic.ts';
+import { sha256Hex } from '../common/hash.ts';
 import type { Logger } from '../common/logger.ts';
 import { type CredentialAnswer, httpPaths } from '../contract/index.ts';
 import type { DeviceConfig } from './config.ts';
@@ -14,7 +15,17 @@ const CREDENTIAL = /^[A-Za-z0-9._~+/=-]{16,512}$/;
 /** where the credential came from, for the log */
 export type CredentialSource = 'file' | 'config' | 'claim';
 
-async function readCredentialFile(file: string): Promise<string | undefined> {
+/**
+ * The credential file: the credential on its first line and, when it came from a claim token,
+ * `claim <sha256 of that token>` on the second, so that a new claim token in the config (the box
+ * is enrolled again, e.g. after a revocation) is exchanged instead of the stored credential used.
+ */
+interface StoredCredential {
+  credential: string;
+  claimSha256: string | undefined;
+}
+
+async function readCredentialFile(file: string): Promise<StoredCredential | undefined> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -25,18 +36,20 @@ async function readCredentialFile(file: string): Promise<string | undefined> {
       'check the file and its permissions (controlPlane.credentialFile)',
     );
   }
-  const credential = text.trim();
-  if (!CREDENTIAL.test(credential))
+  const [credential = '', claim] = text.trim().split('\n');
+  const claimSha256 = claim === undefined ? undefined : /^claim ([0-9a-f]{64})$/.exec(claim)?.[1];
+  if (!CREDENTIAL.test(credential) || (claim !== undefined && !claimSha256))
     throw new ArgusError(
       `the device credential file ${file} does not hold a credential`,
       'remove the file and enroll the box again (controlPlane.claimToken)',
     );
-  return credential;
+  return { credential, claimSha256 };
 }
 
 /** writes the credential so that only the agent's user can read it, replacing the old one at once */
-export function storeCredential(file: string, credential: string): Promise<void> {
-  return writeFileAtomic(file, `${credential}\n`, 0o600);
+function storeCredential(file: string, stored: StoredCredential): Promise<void> {
+  const claim = stored.claimSha256 ? `claim ${stored.claimSha256}\n` : '';
+  return writeFileAtomic(file, `${stored.credential}\n${claim}`, 0o600);
 }
 
 /** one POST to the control plane for a credential; `retry` for what may pass (unreachable, 5xx, 429) */
@@ -80,9 +93,10 @@ const endpoint = (config: DeviceConfig, path: string) =>
   `${config.controlPlane.url.replace(/\/+$/, '')}${path}`;
 
 /**
- * The device's credential: the stored one (`controlPlane.credentialFile`) if there is one, else a
- * pre-provisioned `controlPlane.token`, else the one the control plane gives in exchange for the
- * one-time `controlPlane.claimToken` (then stored, mode 0600, before it is used). The exchange is
+ * The device's credential: the stored one (`controlPlane.credentialFile`) if there is one and no
+ * other claim token is configured than the one it came from, else a pre-provisioned
+ * `controlPlane.token`, else the one the control plane gives in exchange for the one-time
+ * `controlPlane.claimToken` (then stored, mode 0600, before it is used). The exchange is
  * retried while the control plane is unreachable; a refused claim token is an error saying what
  * to do.
  */
@@ -93,8 +107,10 @@ export async function obtainCredential(
 ): Promise<{ credential: string; source: CredentialSource }> {
   const cp = config.controlPlane;
   const stored = await readCredentialFile(cp.credentialFile);
-  if (stored) return { credential: stored, source: 'file' };
-  if (cp.token) return { credential: cp.token, source: 'config' };
+  const claimSha256 = cp.claimToken ? sha256Hex(cp.claimToken) : undefined;
+  if (stored && (!claimSha256 || stored.claimSha256 === claimSha256))
+    return { credential: stored.credential, source: 'file' };
+  if (cp.token && !claimSha256) return { credential: cp.token, source: 'config' };
   if (!cp.claimToken)
     throw new ArgusError(
       `device ${config.device.id} has no credential: no ${cp.credentialFile}, no controlPlane.token and no controlPlane.claimToken in ${config.file}`,
@@ -105,7 +121,7 @@ export async function obtainCredential(
   for (;;) {
     const answer = await requestCredential(url, { body: { claimToken: cp.claimToken } }, signal);
     if ('credential' in answer) {
-      await storeCredential(cp.credentialFile, answer.credential);
+      await storeCredential(cp.credentialFile, { credential: answer.credential, claimSha256 });
       log.info(
         { file: cp.credentialFile },
         'enrolled: the claim token was exchanged for the device credential',
@@ -132,13 +148,15 @@ export async function obtainCredential(
  * before it is returned; the current one stays valid at the control plane until the new one is used.
  */
 export async function rotateCredential(config: DeviceConfig, current: string): Promise<string> {
+  const file = config.controlPlane.credentialFile;
+  const { claimSha256 } = (await readCredentialFile(file)) ?? { claimSha256: undefined };
   const answer = await requestCredential(
     endpoint(config, httpPaths.rotateCredential(config.device.id)),
     { authorization: `Bearer ${current}` },
     AbortSignal.timeout(REQUEST_TIMEOUT_MS),
   );
   if ('credential' in answer) {
-    await storeCredential(config.controlPlane.credentialFile, answer.credential);
+    await storeCredential(file, { credential: answer.credential, claimSha256 });
     return answer.credential;
   }
   throw new ArgusError(

@@ -14,6 +14,8 @@ import { deviceClient, getJson, startTestControlPlane } from './setup.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const run = promisify(execFile);
+/** an agent process loads its detector before it enrolls: slow on a loaded machine */
+const AGENT_START_MS = 60_000;
 
 /** `argus …` as an operator runs it; answers its stdout */
 async function argus(...args: string[]): Promise<string> {
@@ -45,6 +47,8 @@ describe('enrollment, rotation and revocation of a box (agent process, CLI, embe
       headers: { 'content-type': 'image/jpeg', authorization: `Bearer ${credential}` },
     });
   const connected = async () => (await agent!.health()).mqtt.connected;
+  /** the credential the box stored (the first line of its credential file) */
+  const storedCredential = async () => (await readFile(credentialFile, 'utf8')).split('\n')[0]!;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'argus-enroll-'));
@@ -72,10 +76,15 @@ describe('enrollment, rotation and revocation of a box (agent process, CLI, embe
       cameras: ['cam-1'],
       eventsPerSecond: 2,
     });
-    agent = await AgentProcess.start(file);
+    agent = await AgentProcess.start(file, AGENT_START_MS);
     await eventually(async () => ((await connected()) ? true : undefined), 15_000, 'the box connected');
-    const credential = (await readFile(credentialFile, 'utf8')).trim();
+    const credential = await storedCredential();
     assert.match(credential, /^[A-Za-z0-9_-]{43}$/);
+    assert.match(
+      await readFile(credentialFile, 'utf8'),
+      /\nclaim [0-9a-f]{64}\n$/,
+      'and the claim it came from',
+    );
     assert.equal((await stat(credentialFile)).mode & 0o777, 0o600);
     assert.equal((await upload(credential, 'enrolled-1')).status, 201, 'uploads with its credential');
     const again = await fetch(`${cp.httpUrl}${httpPaths.enroll(device)}`, {
@@ -115,7 +124,7 @@ describe('enrollment, rotation and revocation of a box (agent process, CLI, embe
       const configured = claimToken ? yaml : yaml.replace(/ {2}token: .*\n/, '');
       const named = join(other, `${name}.yaml`);
       await writeFile(named, configured);
-      return AgentProcess.start(named).then(
+      return AgentProcess.start(named, AGENT_START_MS).then(
         () => assert.fail('the agent started'),
         (err: Error) => err.message,
       );
@@ -131,7 +140,7 @@ describe('enrollment, rotation and revocation of a box (agent process, CLI, embe
   });
 
   it('rotates without anyone on site: API or CLI, the box fetches, stores and uses its new credential', async () => {
-    const before = (await readFile(credentialFile, 'utf8')).trim();
+    const before = await storedCredential();
     const res = await fetch(`${cp.httpUrl}/api/v1/devices/${device}/rotate`, { method: 'POST' });
     assert.equal(res.status, 202);
     const { command } = (await res.json()) as { command: string };
@@ -142,7 +151,7 @@ describe('enrollment, rotation and revocation of a box (agent process, CLI, embe
       'the rotate-credential result',
     );
     assert.equal(result.ok, true, JSON.stringify(result));
-    const rotated = (await readFile(credentialFile, 'utf8')).trim();
+    const rotated = await storedCredential();
     assert.notEqual(rotated, before);
     assert.equal((await stat(credentialFile)).mode & 0o777, 0o600);
     await eventually(async () => ((await connected()) ? true : undefined), 10_000, 'reconnected');
@@ -156,7 +165,7 @@ describe('enrollment, rotation and revocation of a box (agent process, CLI, embe
     await argus('devices', 'rotate', device, '--config', configFile);
     const third = await eventually(
       async () => {
-        const now = (await readFile(credentialFile, 'utf8')).trim();
+        const now = await storedCredential();
         return now !== rotated ? now : undefined;
       },
       15_000,
@@ -167,7 +176,7 @@ describe('enrollment, rotation and revocation of a box (agent process, CLI, embe
   });
 
   it('revoked from the CLI, the live box is disconnected within seconds and its uploads refused', async (t) => {
-    const credential = (await readFile(credentialFile, 'utf8')).trim();
+    const credential = await storedCredential();
     assert.equal(await connected(), true);
     const out = await argus('devices', 'revoke', device, '--config', configFile);
     const revokedAt = performance.now();
@@ -184,6 +193,26 @@ describe('enrollment, rotation and revocation of a box (agent process, CLI, embe
       'offline',
       'its Last Will marked it offline',
     );
+  });
+
+  it('a revoked box is enrolled again by a new claim token in its config and a restart', async () => {
+    await agent!.terminate('SIGTERM');
+    const claim = await enroll(configFile, device);
+    const file = await writeAgentConfig(dir, {
+      device,
+      brokerUrl: cp.mqttUrl,
+      controlPlaneUrl: cp.httpUrl,
+      claimToken: claim,
+      cameras: ['cam-1'],
+      eventsPerSecond: 2,
+    });
+    const revoked = await storedCredential();
+    agent = await AgentProcess.start(file, AGENT_START_MS);
+    await eventually(async () => ((await connected()) ? true : undefined), 15_000, 'the box connected again');
+    const credential = await storedCredential();
+    assert.notEqual(credential, revoked);
+    assert.equal((await upload(credential, 'reenrolled-1')).status, 201);
+    assert.equal((await upload(revoked, 'reenrolled-2')).status, 401);
   });
 });
 
