@@ -5,6 +5,7 @@ import { controlPlaneEnroll, controlPlaneRun } from './commands/control-plane.ts
 import { demo } from './commands/demo.ts';
 import { detect } from './commands/detect.ts';
 import { deviceRun } from './commands/device.ts';
+import { devicesRevoke, devicesRotate } from './commands/devices.ts';
 import { keysGenerate, keysList, keysTrust } from './commands/keys.ts';
 import {
   modelsBuild,
@@ -35,6 +36,8 @@ export const COMMANDS: readonly Command[] = [
   deviceRun,
   controlPlaneRun,
   controlPlaneEnroll,
+  devicesRotate,
+  devicesRevoke,
   keysGenerate,
   keysTrust,
   keysList,

@@ -22,12 +22,19 @@ function processAlive(pid: number): boolean {
   }
 }
 
-/** Writes `data` to `target` so that readers see either the old file or the whole new one. */
-export async function writeFileAtomic(target: string, data: string | Uint8Array): Promise<void> {
+/**
+ * Writes `data` to `target` so that readers see either the old file or the whole new one; `mode`
+ * (e.g. 0o600 for a secret) is the file's from its creation on, so it is never readable by others.
+ */
+export async function writeFileAtomic(
+  target: string,
+  data: string | Uint8Array,
+  mode = 0o666,
+): Promise<void> {
   await mkdir(dirname(target), { recursive: true });
   const staged = stagingPath(target);
   try {
-    await writeFile(staged, data);
+    await writeFile(staged, data, { mode, flag: 'wx' });
     await rename(staged, target);
   } catch (err) {
     await rm(staged, { force: true });

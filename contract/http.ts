@@ -1,3 +1,9 @@
+/** the body of the enrollment and rotation answers */
+export interface CredentialAnswer {
+  device: string;
+  credential: string;
+}
+
 /**
  * HTTP paths devices use besides MQTT. Snapshots are JPEGs uploaded by the device with its
  * credential (`Authorization: Bearer <device token>`); events reference them by id, which is the
@@ -9,6 +15,14 @@ export const MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024;
 export const httpPaths = {
   /** PUT by the device; idempotent (same id, same bytes) */
   uploadSnapshot: (device: string, snapshotId: string) => `/api/v1/devices/${device}/snapshots/${snapshotId}`,
+  /**
+   * POST by a box without a credential yet, body `{"claimToken": …}` (one-time, from `argus
+   * control-plane enroll`): answers `{"device", "credential"}`; 401 for a token not issued for
+   * the device, 410 for a used or expired one
+   */
+  enroll: (device: string) => `/api/v1/devices/${device}/enroll`,
+  /** POST by the device with its current credential: answers `{"device", "credential"}`, its new one */
+  rotateCredential: (device: string) => `/api/v1/devices/${device}/credential`,
   /** GET by operators and the console */
   snapshot: (device: string, snapshotId: string) => `/api/v1/devices/${device}/snapshots/${snapshotId}`,
   /** POST by operators: publishes a command to the device and answers its id */

@@ -18,14 +18,18 @@ export const DEVICE_ID_PATTERN = '^[a-z0-9][a-z0-9_-]{0,62}$';
 const DEVICE_ID = new RegExp(DEVICE_ID_PATTERN);
 
 /**
- * a device's MQTT client id unless its config sets another; a broker that binds client ids to
- * devices (Mosquitto's dynamic security, as the control plane configures it) expects this one
+ * the MQTT client id of a device: brokers with device credentials (the embedded one, Mosquitto's
+ * dynamic security as the control plane configures it) accept no other for it
  */
 export const deviceClientId = (device: string): string => `argus-${device}`;
 
 export type DeviceTopicKind = 'available' | 'identity' | 'telemetry' | 'events' | 'status' | 'cmd_result';
 
-export const COMMAND_NAMES = ['reload-config', 'snapshot', 'restart-camera'] as const;
+/**
+ * `rotate-credential` (no args): the device fetches a new credential from the control plane with
+ * its current one (httpPaths.rotateCredential), stores it and reconnects with it
+ */
+export const COMMAND_NAMES = ['reload-config', 'snapshot', 'restart-camera', 'rotate-credential'] as const;
 export type CommandName = (typeof COMMAND_NAMES)[number];
 
 export const topics = {

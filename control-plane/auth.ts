@@ -1,27 +1,38 @@
 import { timingSafeEqual } from 'node:crypto';
 import { sha256Hex } from '../common/hash.ts';
+import type { CredentialRecord, DeviceCredentialStore } from './storage/device-credentials.ts';
+
+const sameDigest = (a: string, b: string | null): boolean =>
+  b !== null && a.length === b.length && timingSafeEqual(Buffer.from(a, 'hex'), Buffer.from(b, 'hex'));
+
+/** true when `digest` is a valid credential of the device as stored (current, or previous while rotating) */
+export function digestValid(record: CredentialRecord | undefined, digest: string): boolean {
+  if (!record || record.revokedAt !== null) return false;
+  return sameDigest(digest, record.secretSha256) || sameDigest(digest, record.previousSha256);
+}
 
 /**
- * Device credentials: a bearer token per device, kept as its sha256. `verify` compares digests in
- * constant time, so neither the token nor its length leaks through timing.
+ * Device credentials, as stored in the database (DeviceCredentialStore): a secret per device, kept
+ * as its sha256; digests are compared in constant time. A revoked device is refused. The first use
+ * of a rotated credential ends the validity of the one before it.
  */
 export class DeviceCredentials {
-  private readonly digests: Map<string, Buffer>;
+  constructor(private readonly store: DeviceCredentialStore) {}
 
-  constructor(devices: readonly { id: string; tokenSha256: string }[]) {
-    this.digests = new Map(devices.map((d) => [d.id, Buffer.from(d.tokenSha256, 'hex')]));
+  /** true when `authorization` is `Bearer <a valid credential of device>` */
+  verify(device: string, authorization: string | undefined): Promise<boolean> {
+    const match = /^Bearer\s+(\S{1,512})$/i.exec(authorization ?? '');
+    return match ? this.verifyToken(device, match[1]!) : Promise.resolve(false);
   }
 
-  /** true when `authorization` is `Bearer <the token of device>` */
-  verify(device: string, authorization: string | undefined): boolean {
-    const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? '');
-    return match ? this.verifyToken(device, match[1]!) : false;
-  }
-
-  /** true when `token` is the token of `device` */
-  verifyToken(device: string, token: string): boolean {
-    const expected = this.digests.get(device);
-    if (!expected) return false;
-    return timingSafeEqual(Buffer.from(sha256Hex(token), 'hex'), expected);
+  /** true when `token` is a valid credential of `device` */
+  async verifyToken(device: string, token: string): Promise<boolean> {
+    if (token.length === 0 || token.length > 512) return false;
+    const digest = sha256Hex(token);
+    const record = await this.store.get(device);
+    if (!digestValid(record, digest)) return false;
+    if (record!.previousSha256 !== null && sameDigest(digest, record!.secretSha256))
+      await this.store.dropPrevious(device, digest);
+    return true;
   }
 }

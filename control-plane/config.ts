@@ -5,6 +5,7 @@ import { ArgusError } from '../common/errors.ts';
 import { sha256Hex } from '../common/hash.ts';
 import { compileSchema } from '../common/schema.ts';
 import { DEVICE_ID_PATTERN } from '../contract/topics.ts';
+import { MAX_CLAIM_TTL_S } from './enrollment.ts';
 
 const ServerTls = Type.Object(
   {
@@ -31,10 +32,22 @@ const EmbeddedBroker = Type.Object(
     host: Type.String({ minLength: 1, default: '127.0.0.1' }),
     port: Type.Integer({ minimum: 0, maximum: 65535, default: 1883, description: '0 picks a free port' }),
     /**
-     * devices connect with username = their id and password = their token (see `devices`); each
-     * may publish only under its own topics and subscribe only to its own commands
+     * devices connect with username = their id, password = their credential and client id =
+     * `argus-<id>`; each may publish only under its own topics and subscribe only to its own
+     * commands. `false` (open mode: anyone may do anything) is logged as a warning at every start
      */
-    deviceCredentials: Type.Boolean({ default: false }),
+    deviceCredentials: Type.Boolean({ default: true }),
+    /** largest MQTT packet accepted; a larger one closes the connection before it is read */
+    maxPacketBytes: Type.Integer({ minimum: 128 * 1024, maximum: 256 * 1024 * 1024, default: 256 * 1024 }),
+    /** a TCP connection that has not sent its MQTT CONNECT within this time is closed */
+    connectTimeoutS: Type.Number({ exclusiveMinimum: 0, maximum: 300, default: 10 }),
+    /** open connections from one remote address; more are closed at once */
+    maxConnectionsPerAddress: Type.Integer({ minimum: 1, maximum: 100_000, default: 100 }),
+    /**
+     * every this many seconds the credentials of open connections are checked against the
+     * database, so that a device revoked by the CLI or another replica is disconnected
+     */
+    credentialCheckS: Type.Number({ minimum: 0.1, maximum: 300, default: 5 }),
     /** MQTTS (MQTT over TLS) with this certificate instead of plain MQTT */
     tls: Type.Optional(
       Type.Object(
@@ -232,6 +245,16 @@ const HealthSection = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+const EnrollmentSection = Type.Object(
+  {
+    /** how long a claim token of `argus control-plane enroll` stays valid unless `--ttl` says otherwise */
+    claimTtlS: Type.Integer({ minimum: 60, maximum: MAX_CLAIM_TTL_S, default: 24 * 3600 }),
+    /** claim exchanges and credential rotations per minute from one address */
+    exchangesPerMinute: Type.Integer({ minimum: 1, maximum: 10_000, default: 20 }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 const DeviceCredential = Type.Object(
   {
     id: Type.String({ pattern: DEVICE_ID_PATTERN }),
@@ -251,7 +274,11 @@ export const ControlPlaneConfigSchema = Type.Object(
     ingest: IngestSection,
     retention: RetentionSection,
     health: HealthSection,
-    /** devices allowed to upload snapshots, with their credential */
+    enrollment: EnrollmentSection,
+    /**
+     * pre-provisioned device credentials (besides those issued through enrollment): used until
+     * the device is rotated, re-enrolled or revoked
+     */
     devices: Type.Array(DeviceCredential, { default: [] }),
   },
   { additionalProperties: false },
@@ -269,6 +296,7 @@ export type IngestSettings = Type.Static<typeof IngestSection>;
 export type RetentionSettings = Type.Static<typeof RetentionSection>;
 export type RetentionLimitSettings = Type.Static<ReturnType<typeof RetentionLimit>>;
 export type HealthSettings = Type.Static<typeof HealthSection>;
+export type EnrollmentSettings = Type.Static<typeof EnrollmentSection>;
 
 export type BrokerSettings =
   | { kind: 'embedded'; embedded: EmbeddedBrokerSettings }
@@ -285,6 +313,7 @@ export interface ControlPlaneConfig {
   ingest: IngestSettings;
   retention: RetentionSettings;
   health: HealthSettings;
+  enrollment: EnrollmentSettings;
   devices: { id: string; tokenSha256: string }[];
 }
 
@@ -368,6 +397,7 @@ function resolveConfig(loaded: LoadedConfig<ConfigFile>, baseDir: string): Contr
     ingest: v.ingest,
     retention: v.retention,
     health: v.health,
+    enrollment: v.enrollment,
     devices,
   };
 }

@@ -5,8 +5,10 @@ export {
   controlPlaneConfig,
   loadControlPlaneConfig,
 } from './config.ts';
+export { claimRefusalMessage, Enrollment, MAX_CLAIM_TTL_S } from './enrollment.ts';
 export { Metrics, REJECT_REASONS, type RejectReason } from './metrics.ts';
 export { type ControlPlane, startControlPlane } from './server.ts';
+export { type CredentialRecord, DeviceCredentialStore } from './storage/device-credentials.ts';
 export { openRepository } from './storage/open.ts';
 export type {
   DeviceRecord,

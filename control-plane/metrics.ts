@@ -26,6 +26,9 @@ export const QUARANTINE_REASONS = [
   'conflicting_duplicate',
 ] as const;
 export type QuarantineReason = (typeof QUARANTINE_REASONS)[number];
+/** MQTT connections the embedded broker closed because a transport bound bit */
+export const TRANSPORT_REFUSALS = ['packet_too_large', 'connect_timeout', 'connections_per_address'] as const;
+export type TransportRefusal = (typeof TRANSPORT_REFUSALS)[number];
 
 /** upper bounds (s) of the ingest latency histogram: receipt of a message → its transaction committed */
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
@@ -61,6 +64,7 @@ export class Metrics {
   readonly ingested = new Map<string, number>();
   readonly rejected = new Map<RejectReason, number>(REJECT_REASONS.map((r) => [r, 0]));
   readonly quarantined = new Map<QuarantineReason, number>(QUARANTINE_REASONS.map((r) => [r, 0]));
+  readonly transportRefused = new Map<TransportRefusal, number>(TRANSPORT_REFUSALS.map((r) => [r, 0]));
   duplicates = 0;
   /** messages whose acknowledgement was delayed because their device was over its rate */
   paced = 0;
@@ -85,6 +89,10 @@ export class Metrics {
 
   countQuarantined(reason: QuarantineReason): void {
     this.quarantined.set(reason, (this.quarantined.get(reason) ?? 0) + 1);
+  }
+
+  countTransportRefused(reason: TransportRefusal): void {
+    this.transportRefused.set(reason, (this.transportRefused.get(reason) ?? 0) + 1);
   }
 
   observeLatency(seconds: number): void {
@@ -136,6 +144,12 @@ export class Metrics {
       'counter',
       'retained messages not kept by the broker: rejected by ingest, or on a topic that is not retained',
       [['', this.retainCleared]],
+    );
+    metric(
+      'argus_mqtt_connections_refused_total',
+      'counter',
+      'MQTT connections the embedded broker closed because a transport bound bit, by bound',
+      [...this.transportRefused].map(([k, v]) => [`{reason="${k}"}`, v]),
     );
     metric('argus_ingest_duplicates_total', 'counter', 'redelivered messages already stored', [
       ['', this.duplicates],

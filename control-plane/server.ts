@@ -8,6 +8,7 @@ import { DeviceCredentials } from './auth.ts';
 import { CommandSender } from './commands.ts';
 import type { ControlPlaneConfig, ExternalBrokerSettings } from './config.ts';
 import { DeviceHealth } from './device-health.ts';
+import { Enrollment } from './enrollment.ts';
 import { EventBus } from './event-bus.ts';
 import { Ingestor } from './ingest/ingestor.ts';
 import { RateLimitedLog } from './ingest/rate-limited-log.ts';
@@ -19,6 +20,7 @@ import { connectExternalBroker } from './mqtt/external.ts';
 import type { Deliver, MqttLink } from './mqtt/link.ts';
 import { MosquittoDynamicSecurity } from './mqtt/mosquitto-dynsec.ts';
 import { Retention } from './retention/retention.ts';
+import { DeviceCredentialStore } from './storage/device-credentials.ts';
 import { DeviceHistory, statusChangesOf } from './storage/device-history.ts';
 import { LeaseStore } from './storage/leases.ts';
 import { openRepository } from './storage/open.ts';
@@ -35,6 +37,8 @@ export interface ControlPlane {
   metrics: Metrics;
   /** the broker's side of device credentials (`grant` on issue, `revoke`), when it needs telling */
   accessControl: BrokerAccessControl | undefined;
+  /** claim tokens, rotation and revocation of device credentials */
+  enrollment: Enrollment;
   /** called for every newly stored event, after its transaction committed */
   onEvent(listener: (event: StoredEvent) => void): () => void;
   /** stores what was received, then stops the API, the broker link and the database; idempotent */
@@ -149,27 +153,43 @@ export async function startControlPlane(
       },
     );
     const deliver = ingestor.accept.bind(ingestor);
-    const credentials = new DeviceCredentials(config.devices);
+    const store = new DeviceCredentialStore(repository.sql);
+    await store.provision(config.devices, Date.now());
+    const credentials = new DeviceCredentials(store);
     const mqttLog = log.child({ part: 'mqtt' });
     const refusals = new RateLimitedLog(mqttLog);
     const retainCleared = () => {
       metrics.retainCleared++;
     };
-    const link: MqttLink =
+    let sendRotations: (devices: string[]) => Promise<void> = async () => undefined;
+    const broker: { link: MqttLink; access: BrokerAccessControl | undefined } =
       config.mqtt.kind === 'embedded'
         ? await startEmbeddedBroker(config.mqtt.embedded, deliver, mqttLog, {
             credentials,
+            store,
             refused: (topic, device) => {
               metrics.countRejected('not_authorized');
               refusals.warn(
                 `${device}`,
                 { topic, device },
-                "refused: wrong device credentials, or not the device's own topic",
+                "refused: wrong device credentials or client id, or not the device's own topic",
               );
             },
             retainCleared,
-          })
-        : await connectExternal(config.mqtt.external, deliver, mqttLog, cleanups, retainCleared);
+            transportRefused: (reason) => {
+              metrics.countTransportRefused(reason);
+              refusals.warn(
+                `transport:${reason}`,
+                { reason },
+                'MQTT connection closed: a transport bound bit',
+              );
+            },
+            rotationsDue: (devices) => sendRotations(devices),
+          }).then((embedded) => ({ link: embedded, access: embedded.accessControl }))
+        : await connectExternal(config.mqtt.external, deliver, mqttLog, cleanups, retainCleared).then(
+            (external) => ({ link: external, access: external.accessControl }),
+          );
+    const { link } = broker;
     cleanups.push(() => link.close());
     if (
       config.mqtt.kind === 'embedded' &&
@@ -183,14 +203,22 @@ export async function startControlPlane(
     cleanups.push(() => ingestor.stop());
     const jobs = startLeasedJobs(config, repository, metrics, bus, log);
     cleanups.push(() => jobs.stop());
+    const enrollment = new Enrollment(store, broker.access);
+    const commands = new CommandSender(repository, () => link, metrics, config.ingest.maxJsonDepth);
+    sendRotations = async (devices) => {
+      for (const device of await enrollment.takeRotationRequests(devices))
+        await commands.send(device, 'rotate-credential', {});
+    };
     const api = await buildApi(
       {
         repo: repository,
         credentials,
         bus,
         metrics,
-        commands: new CommandSender(repository, () => link, metrics, config.ingest.maxJsonDepth),
+        commands,
         quarantine: new QuarantineStore(repository.sql),
+        enrollment,
+        enrollmentSettings: config.enrollment,
         mqttUrl: () => redactUrl(link.url),
         pendingMessages: () => ingestor.pendingCount,
         degradedReasons: () => ingestor.degradedReasons,
@@ -224,7 +252,8 @@ export async function startControlPlane(
       mqttUrl: link.url,
       repository,
       metrics,
-      accessControl: link.accessControl,
+      accessControl: broker.access,
+      enrollment,
       onEvent: (listener) => bus.subscribe(listener),
       close() {
         closing ??= stopAll().then(() => log.info('control plane stopped'));

@@ -22,6 +22,7 @@ import {
 import type { CameraHost, HostEvent, HostStatus } from './camera-host.ts';
 import { type CommandOutcome, CommandProcessor } from './commands.ts';
 import { type DeviceConfig, loadDeviceConfig } from './config.ts';
+import { obtainCredential, rotateCredential } from './credential.ts';
 import { type HealthReport, type HealthServer, healthVerdict, startHealthServer } from './health.ts';
 import { type CameraHostFactory, defaultCameraHostFactory } from './hosts.ts';
 import { buildIdentity } from './identity.ts';
@@ -36,6 +37,8 @@ export interface DeviceAgentOptions {
   configFile: string;
   createHost?: CameraHostFactory;
   log?: Logger;
+  /** aborts a start that waits for the control plane (enrollment) */
+  signal?: AbortSignal;
 }
 
 /** how long a "snapshot" command waits for the upload before answering that it is queued */
@@ -58,6 +61,7 @@ function encode<T>(validator: Validator<T>, message: T, what: string): string {
  */
 export class DeviceAgent {
   private config!: DeviceConfig;
+  private credential!: string;
   private spool!: Spool;
   private uplink: Uplink | undefined;
   private uploader: SnapshotUploader | undefined;
@@ -162,13 +166,12 @@ export class DeviceAgent {
         'reload-config': () => this.reload(),
         snapshot: (args) => this.snapshotCommand(args),
         'restart-camera': (args) => this.restartCameraCommand(args),
+        'rotate-credential': () => this.rotateCredentialCommand(),
       },
       (result) => this.spoolResult(result),
       this.log,
     );
     const tls = c.tls ? await loadClientTls(c.tls) : undefined;
-    this.uploader = new SnapshotUploader(c.device.id, c.controlPlane, this.spool, this.log, tls);
-    this.uploader.start();
     this.health = await startHealthServer(c.health.host, c.health.port, () => this.healthReport(), c.file);
     this.host = await this.startHost(c);
     const cameras = new Set(c.cameras.filter((cam) => cam.enabled).map((cam) => cam.id));
@@ -178,9 +181,25 @@ export class DeviceAgent {
         for (const e of this.carried.endCarried()) this.onHostEvent(e);
       }, c.spool.resumeOpenEventsS * 1000);
     }
+    const { credential, source } = await obtainCredential(
+      c,
+      this.log,
+      this.o.signal ?? new AbortController().signal,
+    );
+    this.credential = credential;
+    this.uploader = new SnapshotUploader(
+      c.device.id,
+      c.controlPlane.url,
+      credential,
+      this.spool,
+      this.log,
+      tls,
+    );
+    this.uploader.start();
     this.uplink = new Uplink({
       device: c.device.id,
       mqtt: c.mqtt,
+      credential,
       ...(tls ? { tls } : {}),
       spool: this.spool,
       log: this.log,
@@ -198,6 +217,7 @@ export class DeviceAgent {
       {
         device: c.device.id,
         mqtt: c.mqtt.url,
+        credential: source,
         health: `http://${this.health.address.host}:${this.health.address.port}/healthz`,
         spool: c.spool.path,
         pending: this.spool.stats().pending,
@@ -398,14 +418,32 @@ export class DeviceAgent {
   }
 
   /**
+   * Fetches a new credential with the current one and stores it (the control plane keeps the
+   * current one valid until the new one is used), then uploads with it and reconnects with it.
+   */
+  private async rotateCredentialCommand(): Promise<CommandOutcome> {
+    const next = await rotateCredential(this.config, this.credential);
+    this.credential = next;
+    this.uploader!.setControlPlane(this.config.controlPlane.url, next);
+    this.uplink!.useCredential(next);
+    return {
+      ok: true,
+      message: `credential rotated and stored in ${this.config.controlPlane.credentialFile}`,
+    };
+  }
+
+  /**
    * Re-reads and validates the config file. An invalid file changes nothing and its problems (with
    * their lines) are the answer. Cameras, detector, recording and control plane are applied live
-   * (the camera host is replaced); device, mqtt, spool and health need a restart of the agent.
+   * (the camera host is replaced), of the control plane its URL; device, mqtt, spool, health and
+   * the control plane's credential settings need a restart of the agent.
    */
   private async reload(): Promise<CommandOutcome> {
     const current = this.config;
     const next = await loadDeviceConfig(current.file);
-    const needsRestart = RESTART_ONLY.filter((k) => !isDeepStrictEqual(next[k], current[k]));
+    const needsRestart: string[] = RESTART_ONLY.filter((k) => !isDeepStrictEqual(next[k], current[k]));
+    if (!isDeepStrictEqual({ ...next.controlPlane, url: '' }, { ...current.controlPlane, url: '' }))
+      needsRestart.push('controlPlane credential settings');
     if (needsRestart.length > 0) {
       return {
         ok: false,
@@ -420,8 +458,8 @@ export class DeviceAgent {
       await this.replaceHost(next);
       applied.push(...hostChanged);
     }
-    if (!isDeepStrictEqual(next.controlPlane, current.controlPlane)) {
-      this.uploader!.setControlPlane(next.controlPlane);
+    if (next.controlPlane.url !== current.controlPlane.url) {
+      this.uploader!.setControlPlane(next.controlPlane.url);
       applied.push('controlPlane');
     }
     this.config = next;

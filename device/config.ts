@@ -25,13 +25,6 @@ const DeviceSection = Type.Object(
 const MqttSection = Type.Object(
   {
     url: Type.String({ pattern: '^(mqtt|mqtts|ws|wss)://', description: 'e.g. mqtts://broker.example:8883' }),
-    /**
-     * fixed per device so that the broker keeps its session; default "argus-<device id>", the only
-     * one a broker binding client ids to devices accepts (Mosquitto as the control plane sets it up)
-     */
-    clientId: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
-    username: Type.Optional(Type.String({ minLength: 1 })),
-    password: Type.Optional(Type.String({ minLength: 1 })),
     keepaliveS: Type.Integer({ minimum: 5, maximum: 65535, default: 30 }),
     /** telemetry (the heartbeat) every this many seconds */
     heartbeatS: Type.Number({ minimum: 1, default: 30 }),
@@ -49,8 +42,23 @@ const MqttSection = Type.Object(
 const ControlPlaneSection = Type.Object(
   {
     url: Type.String({ pattern: '^https?://', description: 'base URL, e.g. https://argus.example' }),
-    /** the device's credential, sent as `Authorization: Bearer <token>` with snapshot uploads */
-    token: Type.String({ minLength: 1 }),
+    /**
+     * a pre-provisioned credential (listed in the control-plane config's `devices`); without it
+     * the box enrolls with `claimToken`
+     */
+    token: Type.Optional(Type.String({ minLength: 16, maxLength: 512 })),
+    /**
+     * the one-time claim token of `argus control-plane enroll <device>`: at the first start the
+     * box exchanges it for its own credential, stored in `credentialFile`; worthless afterwards.
+     * Another claim token here later enrolls the box again (e.g. after a revocation)
+     */
+    claimToken: Type.Optional(Type.String({ minLength: 16, maxLength: 128 })),
+    /**
+     * where the device's credential is kept (mode 0600), relative to the config file; default
+     * `<device id>.credential` next to it. It is used for MQTT (username = device id, password =
+     * credential) and as `Authorization: Bearer` for uploads
+     */
+    credentialFile: Type.Optional(Type.String({ minLength: 1 })),
   },
   { additionalProperties: false },
 );
@@ -142,7 +150,9 @@ export interface DeviceConfig extends DeviceConfigFile {
   file: string;
   /** its directory: the base of relative paths (scenes, spool, recordings) */
   dir: string;
+  /** the client id is always deviceClientId (`argus-<device id>`): brokers bind it to the device */
   mqtt: MqttSettings & { clientId: string };
+  controlPlane: DeviceConfigFile['controlPlane'] & { credentialFile: string };
 }
 
 const validator = compileSchema<DeviceConfigFile>(DeviceConfigSchema);
@@ -183,7 +193,11 @@ export async function loadDeviceConfig(file: string): Promise<DeviceConfig> {
     ...value,
     file: path,
     dir,
-    mqtt: { ...value.mqtt, clientId: value.mqtt.clientId ?? deviceClientId(value.device.id) },
+    mqtt: { ...value.mqtt, clientId: deviceClientId(value.device.id) },
+    controlPlane: {
+      ...value.controlPlane,
+      credentialFile: resolve(dir, value.controlPlane.credentialFile ?? `${value.device.id}.credential`),
+    },
     spool: { ...value.spool, path: resolve(dir, value.spool.path) },
     // a model directory is relative to the config file, like every other path in it
     ...(isModelPath(value.detector.model)

@@ -3,7 +3,6 @@ import { request as httpsRequest } from 'node:https';
 import { errorMessage } from '../common/errors.ts';
 import type { Logger } from '../common/logger.ts';
 import { httpPaths, SNAPSHOT_CONTENT_TYPE } from '../contract/index.ts';
-import type { DeviceConfig } from './config.ts';
 import type { SnapshotBlob, Spool } from './spool.ts';
 import { type ClientTls, TlsErrorLog, tlsConnectOptions } from './tls.ts';
 
@@ -90,7 +89,7 @@ export interface UploadState {
  * request has its own abort controller and timer, both released when it settles.
  */
 export class SnapshotUploader {
-  private controlPlane: DeviceConfig['controlPlane'];
+  private url: string;
   private readonly stop$ = new AbortController();
   /** ends the current wait: for new work (`kick`) only when idle, for anything else also a backoff */
   private wake: ((reason: 'work' | 'retry-now') => void) | undefined;
@@ -104,14 +103,16 @@ export class SnapshotUploader {
 
   constructor(
     private readonly device: string,
-    controlPlane: DeviceConfig['controlPlane'],
+    controlPlaneUrl: string,
+    /** the device's credential, sent as `Authorization: Bearer` */
+    private credential: string,
     private readonly spool: Spool,
     private readonly log: Logger,
     /** the CA (and client certificate) to verify an https:// control plane with */
     private readonly tls?: ClientTls,
     private readonly timing: UploaderTiming = DEFAULT_TIMING,
   ) {
-    this.controlPlane = controlPlane;
+    this.url = controlPlaneUrl;
     this.backoff = timing.backoffStartMs;
     this.tlsErrors = this.tlsErrorLog();
   }
@@ -120,7 +121,7 @@ export class SnapshotUploader {
     return new TlsErrorLog(this.log, this.tls, {
       name: 'control plane',
       urlKey: 'controlPlane.url',
-      url: this.controlPlane.url,
+      url: this.url,
     });
   }
 
@@ -138,9 +139,10 @@ export class SnapshotUploader {
     this.wake?.('work');
   }
 
-  /** new URL or credential (config reload): retry now */
-  setControlPlane(controlPlane: DeviceConfig['controlPlane']): void {
-    this.controlPlane = controlPlane;
+  /** a new control-plane URL (config reload) or credential (rotation): retry now */
+  setControlPlane(url: string, credential = this.credential): void {
+    this.url = url;
+    this.credential = credential;
     this.tlsErrors = this.tlsErrorLog();
     this.retryNow();
   }
@@ -219,7 +221,7 @@ export class SnapshotUploader {
   }
 
   private async upload(s: SnapshotBlob): Promise<Outcome> {
-    const url = `${this.controlPlane.url.replace(/\/+$/, '')}${httpPaths.uploadSnapshot(this.device, s.id)}`;
+    const url = `${this.url.replace(/\/+$/, '')}${httpPaths.uploadSnapshot(this.device, s.id)}`;
     let status: number;
     let body = '';
     const request = new AbortController();
@@ -229,7 +231,7 @@ export class SnapshotUploader {
     try {
       ({ status, body } = await put(
         url,
-        { 'content-type': SNAPSHOT_CONTENT_TYPE, authorization: `Bearer ${this.controlPlane.token}` },
+        { 'content-type': SNAPSHOT_CONTENT_TYPE, authorization: `Bearer ${this.credential}` },
         s.jpeg,
         request.signal,
         this.tls,
@@ -268,7 +270,7 @@ export class SnapshotUploader {
       return this.failed(
         'refused',
         { url, status, body },
-        'control plane refuses the device credential: check controlPlane.token',
+        'control plane refuses the device credential: it was revoked or replaced; enroll the box again (controlPlane.claimToken)',
       );
     }
     if (status === 408 || status === 429 || status >= 500) {

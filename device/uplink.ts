@@ -9,6 +9,8 @@ import { type ClientTls, TlsErrorLog, tlsConnectOptions } from './tls.ts';
 export interface UplinkOptions {
   device: string;
   mqtt: DeviceConfig['mqtt'];
+  /** the device's credential: the MQTT password, with the device id as username */
+  credential: string;
   spool: Spool;
   log: Logger;
   /** a message on the device's command topics */
@@ -26,11 +28,11 @@ const STOP_PUBLISH_TIMEOUT_MS = 2000;
 const OUTAGE_SUMMARY_MS = 60_000;
 /** MQTT v5 CONNACK / DISCONNECT reason codes that need an operator, with what to do */
 const FATAL_REASONS: Record<number, string> = {
-  133: 'the broker refuses the client id: set mqtt.clientId',
-  134: 'check mqtt.username and mqtt.password',
-  135: 'the device is not authorized: check mqtt.username/password and the broker ACL',
+  133: 'the broker refuses the client id argus-<device id>: is another box configured with this device id?',
+  134: 'the broker refuses the device credential: it was revoked or replaced; enroll the box again (controlPlane.claimToken)',
+  135: 'the device is not authorized: check its credential and the broker ACL',
   138: 'the device is banned by the broker',
-  142: 'another client connected with the same client id: give every device its own mqtt.clientId',
+  142: 'another client connected with this device id: is another box configured with this device id?',
 };
 
 const availability = (state: Availability['state'], at?: Date): string => {
@@ -60,6 +62,8 @@ export class Uplink {
   private resumeTimer: NodeJS.Timeout | undefined;
   private refusalBackoff = REFUSAL_BACKOFF_START_MS;
   private closed = false;
+  /** a reconnect of `useCredential` is under way: its close is not a lost connection */
+  private switching = false;
   private lostAt: number | undefined;
   private startedAt = Date.now();
   private attempts = 0;
@@ -92,8 +96,8 @@ export class Uplink {
       connectTimeout: 10_000,
       resubscribe: false,
       queueQoSZero: false,
-      ...(m.username ? { username: m.username } : {}),
-      ...(m.password ? { password: m.password } : {}),
+      username: this.o.device,
+      password: this.o.credential,
       properties: { sessionExpiryInterval: m.sessionExpiryS },
       ...tlsConnectOptions(this.o.tls),
       will: {
@@ -117,7 +121,7 @@ export class Uplink {
     client.on('reconnect', () => this.onReconnect());
     client.on('message', (topic, payload) => this.o.onCommand(topic, payload));
     client.on('close', () => {
-      if (this.lostAt !== undefined || this.closed || !this.everConnected) return;
+      if (this.lostAt !== undefined || this.closed || this.switching || !this.everConnected) return;
       this.lostAt = Date.now();
       this.lastSummary = this.lostAt;
       this.o.log.warn(
@@ -145,6 +149,19 @@ export class Uplink {
       }
       this.errorLogged = true;
     });
+  }
+
+  /**
+   * Connects again with a new credential (after a rotation). The disconnect is a clean one (no
+   * Last Will), and what is in flight is published again on the new connection.
+   */
+  useCredential(credential: string): void {
+    const client = this.client;
+    if (!client || this.closed) return;
+    client.options.password = credential;
+    this.o.log.info('reconnecting with the rotated credential');
+    this.switching = true;
+    client.reconnect();
   }
 
   /** the retained identity; published now when connected and again on every connect */
@@ -235,6 +252,7 @@ export class Uplink {
 
   private onConnect(client: MqttClient, connack: IConnackPacket): void {
     if (this.closed) return;
+    this.switching = false;
     const receiveMaximum = connack.properties?.receiveMaximum ?? Number.POSITIVE_INFINITY;
     this.window = Math.max(1, Math.min(this.o.mqtt.inflight, receiveMaximum));
     const outageS =
@@ -273,7 +291,7 @@ export class Uplink {
 
   private pump(): void {
     const client = this.client;
-    if (!client?.connected || this.closed || Date.now() < this.pausedUntil) return;
+    if (!client?.connected || this.closed || this.switching || Date.now() < this.pausedUntil) return;
     const free = this.window - this.o.spool.leasedCount;
     if (free > 0) {
       for (const m of this.o.spool.lease(free)) {

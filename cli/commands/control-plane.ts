@@ -1,9 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { ArgusError } from '../../common/errors.ts';
-import { sha256Hex } from '../../common/hash.ts';
-import { DEVICE_ID_PATTERN } from '../../contract/index.ts';
 import { loadControlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
 import { type Command, parseCommandArgs, untilAborted } from '../command.ts';
+import { cliActor, deviceArgument, withEnrollment } from './devices.ts';
 
 export const controlPlaneRun: Command = {
   path: ['control-plane', 'run'],
@@ -28,24 +26,41 @@ export const controlPlaneRun: Command = {
   },
 };
 
+/** `90s`, `15m`, `24h`, `7d` or plain seconds */
+function parseDuration(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d+)([smhd]?)$/.exec(value.trim());
+  if (!m) throw new ArgusError(`${flag} takes a duration like 90s, 15m, 24h or 7d, got "${value}"`);
+  return Number(m[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
+}
+
 export const controlPlaneEnroll: Command = {
   path: ['control-plane', 'enroll'],
-  summary: 'make a credential for a device: its token, and the config line that accepts it',
-  usage: 'argus control-plane enroll <device-id>',
+  summary: 'make a one-time claim token with which a box gets its own credential',
+  usage: 'argus control-plane enroll <device-id> --config <control-plane.yaml> [--ttl 24h]',
   async run(args, ctx) {
-    const { positionals } = parseCommandArgs(this, args, {});
-    const device = positionals[0];
-    if (positionals.length !== 1 || !device || !new RegExp(DEVICE_ID_PATTERN).test(device))
-      throw new ArgusError(
-        'enroll needs one device id (lower-case letters, digits, "-" and "_")',
-        `usage: ${this.usage}`,
+    const { values, positionals } = parseCommandArgs(this, args, {
+      config: {
+        type: 'string',
+        value: 'FILE',
+        description: "the control plane's config (its database receives the claim token)",
+      },
+      ttl: {
+        type: 'string',
+        value: 'DURATION',
+        description: 'how long the claim token is valid, e.g. 30m, 24h, 7d (default enrollment.claimTtlS)',
+      },
+    });
+    const device = deviceArgument(this, positionals);
+    const ttlS = parseDuration(values.ttl, '--ttl');
+    return withEnrollment(values.config, this, async (enrollment, config) => {
+      const claim = await enrollment.createClaim(device, ttlS ?? config.enrollment.claimTtlS, cliActor());
+      ctx.stdout.write(
+        `claim token for device ${device}, valid until ${new Date(claim.expiresAt).toISOString()}, usable once (it is not shown again):\n` +
+          `  in the device config:  controlPlane: { claimToken: ${claim.token} }\n` +
+          'At its first start the box exchanges it for its own credential (stored next to its config, mode 0600).\n',
       );
-    const token = randomBytes(32).toString('base64url');
-    ctx.stdout.write(
-      `device ${device}\n` +
-        `  in the device config:        controlPlane: { token: ${token} }\n` +
-        `  in the control-plane config: devices: [{ id: ${device}, tokenSha256: ${sha256Hex(token)} }]\n`,
-    );
-    return 0;
+      return 0;
+    });
   },
 };

@@ -1,7 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ArgusError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
@@ -25,7 +24,7 @@ function agentYaml(
   mqttUrl: string,
   httpUrl: string,
   cameraUrl: string,
-  token: string,
+  claimToken: string,
 ) {
   return `device:
   id: ${box.device}
@@ -34,7 +33,7 @@ mqtt:
   heartbeatS: 5
 controlPlane:
   url: ${httpUrl}
-  token: ${token}
+  claimToken: ${claimToken}
 spool:
   path: ${box.device}.spool.db
 detector:
@@ -80,14 +79,12 @@ export const demo: Command = {
     const log = createLogger('demo');
     await ensureModelInstalled(DEFAULT_DETECTOR_SETTINGS.model, ctx.signal);
 
-    const tokens = BOXES.map(() => randomBytes(18).toString('base64url'));
     const cp = await startControlPlane(
       controlPlaneConfig(
         {
           http: { host: '127.0.0.1', port },
           mqtt: { embedded: { host: '127.0.0.1', port: 0 } },
           storage: { sqlite: { path: join(dir, 'argus.db') } },
-          devices: BOXES.map((b, i) => ({ id: b.device, token: tokens[i]! })),
         },
         dir,
       ),
@@ -103,9 +100,13 @@ export const demo: Command = {
     try {
       rtsp = await RtspServer.create({ paths: BOXES.map((b) => b.camera) });
       if (ctx.signal.aborted) return 0;
-      for (const [i, box] of BOXES.entries()) {
+      for (const box of BOXES) {
+        // each start enrolls the boxes afresh, the way a box is enrolled in the field: a one-time
+        // claim token in its config, exchanged at its first start for its own credential
+        await rm(join(dir, `${box.device}.credential`), { force: true });
+        const claim = await cp.enrollment.createClaim(box.device, 600, 'demo');
         const config = join(dir, `${box.device}.yaml`);
-        await writeFile(config, agentYaml(box, cp.mqttUrl, cp.httpUrl, rtsp.url(box.camera), tokens[i]!));
+        await writeFile(config, agentYaml(box, cp.mqttUrl, cp.httpUrl, rtsp.url(box.camera), claim.token));
         agents.push(
           spawn(process.execPath, [join(ROOT, 'bin/argus.mjs'), 'device', 'run', '--config', config], {
             stdio: ['ignore', 'inherit', 'inherit'],

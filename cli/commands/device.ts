@@ -19,7 +19,7 @@ export const deviceRun: Command = {
     if (!values.config || positionals.length > 0) {
       throw new ArgusError('device run needs a config file', `usage: ${this.usage}`);
     }
-    const agent = await DeviceAgent.start({ configFile: values.config });
+    const agent = await DeviceAgent.start({ configFile: values.config, signal: ctx.signal });
     await untilAborted(ctx.signal);
     await agent.stop();
     return 0;

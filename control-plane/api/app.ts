@@ -1,3 +1,4 @@
+import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -8,6 +9,7 @@ import type { ServerTlsMaterial } from '../tls.ts';
 import type { ApiContext, App } from './context.ts';
 import { commandRoutes } from './routes/commands.ts';
 import { deviceRoutes } from './routes/devices.ts';
+import { enrollmentRoutes } from './routes/enrollment.ts';
 import { eventRoutes, type StreamRegistry } from './routes/events.ts';
 import { historyRoutes } from './routes/history.ts';
 import { opsRoutes } from './routes/ops.ts';
@@ -42,6 +44,8 @@ export async function buildApi(ctx: ApiContext, log: Logger, https?: ServerTlsMa
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
+  // only routes that set `config.rateLimit` are limited (per remote address)
+  await app.register(rateLimit, { global: false });
   app.setErrorHandler((err, _req, reply) => {
     if (err instanceof ArgusError) return reply.code(502).send({ error: err.message, hint: err.hint });
     const status = (err as { statusCode?: number }).statusCode ?? 500;
@@ -54,6 +58,7 @@ export async function buildApi(ctx: ApiContext, log: Logger, https?: ServerTlsMa
   eventRoutes(app, ctx, streams);
   snapshotRoutes(app, ctx);
   commandRoutes(app, ctx);
+  enrollmentRoutes(app, ctx);
   opsRoutes(app, ctx);
   quarantineRoutes(app, ctx);
   await app.ready();

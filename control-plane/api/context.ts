@@ -4,7 +4,9 @@ import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from 'fasti
 import type { DeviceCredentials } from '../auth.ts';
 import './access.ts';
 import type { CommandSender } from '../commands.ts';
+import type { EnrollmentSettings } from '../config.ts';
 import type { DeviceHealth } from '../device-health.ts';
+import type { Enrollment } from '../enrollment.ts';
 import type { EventBus } from '../event-bus.ts';
 import type { Metrics } from '../metrics.ts';
 import type { DeviceHistory } from '../storage/device-history.ts';
@@ -19,6 +21,8 @@ export interface ApiContext {
   metrics: Metrics;
   commands: CommandSender;
   quarantine: QuarantineStore;
+  enrollment: Enrollment;
+  enrollmentSettings: EnrollmentSettings;
   mqttUrl: () => string;
   pendingMessages: () => number;
   /** why the control plane is degraded (empty when it is not) */

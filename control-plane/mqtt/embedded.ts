@@ -2,21 +2,44 @@ import { once } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { Aedes, type AuthErrorCode, type Client } from 'aedes';
-import { ArgusError } from '../../common/errors.ts';
+import { ArgusError, errorMessage } from '../../common/errors.ts';
+import { sha256Hex } from '../../common/hash.ts';
 import type { Logger } from '../../common/logger.ts';
-import { parseTopic, topics } from '../../contract/index.ts';
-import type { DeviceCredentials } from '../auth.ts';
+import { deviceClientId, parseTopic, topics } from '../../contract/index.ts';
+import { type DeviceCredentials, digestValid } from '../auth.ts';
 import type { EmbeddedBrokerSettings } from '../config.ts';
+import type { TransportRefusal } from '../metrics.ts';
+import type { DeviceCredentialStore } from '../storage/device-credentials.ts';
 import { loadServerTls, peerCommonName } from '../tls.ts';
+import type { BrokerAccessControl } from './access-control.ts';
 import { type Deliver, type MqttLink, mayRetain } from './link.ts';
 import { acceptMqttConnection } from './v5-adapter.ts';
 
 /** who may connect (with `deviceCredentials`), and where refusals are reported */
 export interface DeviceAccess {
   credentials: DeviceCredentials;
+  store: DeviceCredentialStore;
+  /** wrong credentials, a foreign client id or topic, a refused subscription */
   refused(topic: string, device: string | undefined): void;
   /** a retained message the broker was told not to keep */
   retainCleared(topic: string): void;
+  /** a transport bound bit and the connection was closed */
+  transportRefused(reason: TransportRefusal): void;
+  /** devices connected here whose credential rotation an operator asked for (checked periodically) */
+  rotationsDue(connected: string[]): Promise<void>;
+}
+
+export interface EmbeddedBroker extends MqttLink {
+  /** closes this broker's connections of `device` (its credential was revoked) */
+  readonly accessControl: BrokerAccessControl;
+  /** re-checks every connection's credential against the database now (also run periodically) */
+  checkConnections(): Promise<void>;
+}
+
+interface Session {
+  device: string;
+  /** sha256 of the password the connection authenticated with */
+  digest: string;
 }
 
 /**
@@ -29,19 +52,25 @@ export interface DeviceAccess {
  * availability or identity message, and only once ingest stored it (a rejected one is forwarded
  * but not kept). A device over its rate waits for its PUBACKs, and aedes reads nothing more
  * from its connection meanwhile.
- * MQTT v5 clients (the device agents) reach aedes through the v5 adapter.
+ * MQTT v5 clients (the device agents) reach aedes through the v5 adapter, which also bounds the
+ * packet size and the time to CONNECT; connections per remote address are bounded here. With
+ * `tls`, the broker speaks MQTTS (and, with `tls.clientCa`, requires each device's certificate).
  *
- * With `deviceCredentials`, a client connects with its device id and token, publishes only under
- * its own topics (anything else is refused, counted and ends its connection) and subscribes only
- * to its own commands.
+ * With `deviceCredentials` (the default), a client connects with username = its device id,
+ * password = its credential and client id = `argus-<device id>` (so that no device takes over
+ * another's session), publishes only under its own topics (anything else is refused, counted and
+ * ends its connection) and subscribes only to its own commands (`$SYS/` included: refused). Every
+ * `credentialCheckS` the credentials of the open connections are checked against the database, so
+ * that a device revoked elsewhere (the CLI, another replica) is disconnected within seconds.
  */
 export async function startEmbeddedBroker(
   settings: EmbeddedBrokerSettings,
   deliver: Deliver,
   log: Logger,
   access: DeviceAccess,
-): Promise<MqttLink> {
-  const device = new WeakMap<Client, string>();
+): Promise<EmbeddedBroker> {
+  const sessions = new WeakMap<Client, Session>();
+  const live = new Set<Client>();
   const tls = settings.tls ? await loadServerTls(settings.tls, 'mqtt.embedded.tls') : undefined;
   /** under mutual TLS: the common name of each connection's verified client certificate */
   const certified = new WeakMap<object, string | undefined>();
@@ -49,7 +78,7 @@ export async function startEmbeddedBroker(
     authorizePublish: (client, packet, callback) => {
       if (settings.deviceCredentials) {
         const parsed = parseTopic(packet.topic);
-        const owner = client ? device.get(client) : undefined;
+        const owner = client ? sessions.get(client)?.device : undefined;
         if (!parsed || parsed.kind === 'cmd' || parsed.device !== owner) {
           access.refused(packet.topic, owner);
           return callback(new Error(`device ${owner} may not publish on ${packet.topic}`));
@@ -69,6 +98,10 @@ export async function startEmbeddedBroker(
     ...(settings.deviceCredentials
       ? {
           authenticate: (client, username, password, done) => {
+            const refuse = (returnCode: AuthErrorCode, why: string) => {
+              access.refused('(connect)', username);
+              done(Object.assign(new Error(why), { returnCode }), null);
+            };
             if (tls?.ca && certified.get(client.conn) !== username) {
               access.refused(`(connect: client certificate of "${certified.get(client.conn)}")`, username);
               return done(
@@ -78,41 +111,85 @@ export async function startEmbeddedBroker(
                 null,
               );
             }
-            if (username && password && access.credentials.verifyToken(username, password.toString('utf8'))) {
-              device.set(client, username);
-              return done(null, true);
-            }
-            const err = Object.assign(new Error(`wrong credentials for "${username ?? ''}"`), {
-              returnCode: 4 as AuthErrorCode,
-            });
-            access.refused('(connect)', username);
-            done(err, null);
+            if (!username || !password) return refuse(4, 'a device connects with its id and credential');
+            if (client.id !== deviceClientId(username))
+              return refuse(2, `device ${username} must connect with client id ${deviceClientId(username)}`);
+            const secret = password.toString('utf8');
+            access.credentials.verifyToken(username, secret).then(
+              (valid) => {
+                if (!valid) return refuse(4, `wrong credentials for "${username}"`);
+                sessions.set(client, { device: username, digest: sha256Hex(secret) });
+                done(null, true);
+              },
+              (err: unknown) => {
+                log.error({ err: errorMessage(err) }, 'cannot check device credentials');
+                done(Object.assign(new Error('credentials cannot be checked'), { returnCode: 3 }), null);
+              },
+            );
           },
           authorizeSubscribe: (client, subscription, callback) => {
-            const owner = device.get(client);
+            const owner = client ? sessions.get(client)?.device : undefined;
             const wanted = parseTopic(subscription.topic);
             const own =
-              subscription.topic === topics.commandFilter(owner ?? '') ||
-              (wanted?.kind === 'cmd' && wanted.device === owner);
+              owner !== undefined &&
+              (subscription.topic === topics.commandFilter(owner) ||
+                (wanted?.kind === 'cmd' && wanted.device === owner));
+            if (!own) access.refused(subscription.topic, owner);
             // null refuses this subscription only (SUBACK failure), not the connection
-            callback(null, owner !== undefined && own ? subscription : null);
+            callback(null, own ? subscription : null);
           },
         }
       : {}),
   });
+  if (!settings.deviceCredentials)
+    log.warn(
+      'mqtt.embedded.deviceCredentials is false: ANY client may connect, publish as any device, read every command and send commands to boxes; set it to true (the default) outside a closed lab',
+    );
+  broker.on('client', (client) => live.add(client));
+  broker.on('clientDisconnect', (client) => live.delete(client));
   broker.on('clientError', (client, err) =>
     log.debug({ client: client.id, err: err.message }, 'mqtt client error'),
   );
-  const accept = (socket: Socket) =>
-    acceptMqttConnection(socket, (conn) => {
-      if (tls?.ca) certified.set(conn, peerCommonName(socket as TLSSocket));
-      broker.handle(conn);
+
+  const perAddress = new Map<string, number>();
+  const accept = (socket: Socket) => {
+    const address = socket.remoteAddress ?? '';
+    const open = (perAddress.get(address) ?? 0) + 1;
+    if (open > settings.maxConnectionsPerAddress) {
+      access.transportRefused('connections_per_address');
+      socket.destroy();
+      return;
+    }
+    perAddress.set(address, open);
+    socket.once('close', () => {
+      const left = (perAddress.get(address) ?? 1) - 1;
+      if (left === 0) perAddress.delete(address);
+      else perAddress.set(address, left);
     });
+    acceptMqttConnection(
+      socket,
+      (conn) => {
+        if (tls?.ca) certified.set(conn, peerCommonName(socket as TLSSocket));
+        return broker.handle(conn);
+      },
+      {
+        maxPacketBytes: settings.maxPacketBytes,
+        connectTimeoutMs: settings.connectTimeoutS * 1000,
+        refused: access.transportRefused,
+      },
+    );
+  };
   const server: Server = tls
-    ? createTlsServer({ ...tls, requestCert: tls.ca !== undefined, rejectUnauthorized: true }, accept).on(
-        'tlsClientError',
-        (err, socket) =>
-          log.debug({ address: socket.remoteAddress, err: err.message }, 'TLS handshake failed'),
+    ? createTlsServer(
+        {
+          ...tls,
+          requestCert: tls.ca !== undefined,
+          rejectUnauthorized: true,
+          handshakeTimeout: settings.connectTimeoutS * 1000,
+        },
+        accept,
+      ).on('tlsClientError', (err, socket) =>
+        log.debug({ address: socket.remoteAddress, err: err.message }, 'TLS handshake failed'),
       )
     : createServer(accept);
   server.listen(settings.port, settings.host);
@@ -132,9 +209,59 @@ export async function startEmbeddedBroker(
   }
   const { port } = server.address() as { port: number };
   const url = `${tls ? 'mqtts' : 'mqtt'}://${settings.host}:${port}`;
-  log.info({ url }, 'embedded MQTT broker listening');
+  log.info({ url, deviceCredentials: settings.deviceCredentials }, 'embedded MQTT broker listening');
+
+  const closeDevice = (device: string, why: string) => {
+    for (const client of [...live])
+      if (sessions.get(client)?.device === device) {
+        log.info({ device }, `closing the device's MQTT connection: ${why}`);
+        client.close();
+      }
+  };
+  let checking: Promise<void> | undefined;
+  const checkConnections = async () => {
+    const connected = [...live].filter((c) => sessions.has(c));
+    const devices = [...new Set(connected.map((c) => sessions.get(c)!.device))];
+    if (devices.length === 0) return;
+    const records = await access.store.getMany(devices);
+    for (const client of connected) {
+      const session = sessions.get(client)!;
+      if (!digestValid(records.get(session.device), session.digest)) {
+        log.info(
+          { device: session.device },
+          'closing an MQTT connection whose credential is no longer valid',
+        );
+        client.close();
+      }
+    }
+    await access.rotationsDue(
+      devices.filter((d) => {
+        const r = records.get(d);
+        return r !== undefined && r.rotationRequestedAt !== null && r.rotationSentAt === null;
+      }),
+    );
+  };
+  const timer = settings.deviceCredentials
+    ? setInterval(() => {
+        checking ??= checkConnections()
+          .catch((err: unknown) =>
+            log.error({ err: errorMessage(err) }, 'cannot check the credentials of connected devices'),
+          )
+          .finally(() => {
+            checking = undefined;
+          });
+      }, settings.credentialCheckS * 1000)
+    : undefined;
+  timer?.unref();
+
   return {
     url,
+    accessControl: {
+      // the embedded broker checks every connection against the database itself
+      grant: async () => undefined,
+      revoke: async (device) => closeDevice(device, 'its credential was revoked'),
+    },
+    checkConnections,
     publish: (topic, payload) =>
       new Promise<void>((resolve, reject) =>
         broker.publish(
@@ -143,6 +270,8 @@ export async function startEmbeddedBroker(
         ),
       ),
     async close() {
+      clearInterval(timer);
+      await checking;
       server.close();
       await new Promise<void>((resolve) => broker.close(() => resolve()));
     },

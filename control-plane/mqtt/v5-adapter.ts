@@ -85,13 +85,14 @@ function toV311(p: Packet, unsubscribes: Map<number, number>): Packet | undefine
   }
 }
 
-function toV5(p: Packet, unsubscribes: Map<number, number>): Packet {
+function toV5(p: Packet, unsubscribes: Map<number, number>, maxPacketBytes: number): Packet {
   switch (p.cmd) {
     case 'connack':
       return {
         cmd: 'connack',
         sessionPresent: p.sessionPresent,
         reasonCode: CONNACK_REASON[p.returnCode ?? 0] ?? 128,
+        properties: { maximumPacketSize: maxPacketBytes },
       };
     case 'unsuback': {
       const n = unsubscribes.get(p.messageId ?? 0) ?? 1;
@@ -109,7 +110,12 @@ function toV5(p: Packet, unsubscribes: Map<number, number>): Packet {
 }
 
 /** bridges a v5 client's socket to aedes; `buffered` holds the bytes already read from it */
-function bridge(socket: Socket, buffered: Buffer, handle: (conn: Duplex) => void): void {
+function bridge(
+  socket: Socket,
+  buffered: Buffer,
+  handle: (conn: Duplex) => void,
+  maxPacketBytes: number,
+): void {
   const [ours, aedesEnd] = streamPair();
   const unsubscribes = new Map<number, number>();
   const fromClient = mqttPacket.parser({ protocolVersion: 5 });
@@ -124,7 +130,8 @@ function bridge(socket: Socket, buffered: Buffer, handle: (conn: Duplex) => void
     ours.write(mqttPacket.generate(down, { protocolVersion: 4 }));
   });
   fromAedes.on('packet', (p: Packet) => {
-    if (!socket.destroyed) socket.write(mqttPacket.generate(toV5(p, unsubscribes), { protocolVersion: 5 }));
+    if (!socket.destroyed)
+      socket.write(mqttPacket.generate(toV5(p, unsubscribes, maxPacketBytes), { protocolVersion: 5 }));
   });
   fromClient.on('error', close);
   fromAedes.on('error', close);
@@ -140,11 +147,96 @@ function bridge(socket: Socket, buffered: Buffer, handle: (conn: Duplex) => void
   socket.resume();
 }
 
+/** what a connection may do before and while it speaks MQTT */
+export interface ConnectionBounds {
+  /** largest MQTT packet (fixed header included); a larger one closes the connection */
+  maxPacketBytes: number;
+  /** a connection that has not sent its CONNECT by then is closed */
+  connectTimeoutMs: number;
+  /** a bound bit: the connection was closed for it */
+  refused(reason: 'packet_too_large' | 'connect_timeout'): void;
+}
+
+/**
+ * Watches the packet lengths in a byte stream (each packet's fixed header: a type byte, then its
+ * remaining length as a variable-length integer) and calls `tooLarge` as soon as a header
+ * announces more than `max` bytes, before the packet's body is read, so that no parser buffers it.
+ */
+export class PacketSizeWatch {
+  private state: 'type' | 'length' | 'body' = 'type';
+  private length = 0;
+  private multiplier = 1;
+  private headerBytes = 0;
+  private remaining = 0;
+  private skip = 0;
+  private stopped = false;
+
+  constructor(
+    private readonly max: number,
+    private readonly tooLarge: () => void,
+  ) {}
+
+  /** the next `n` bytes were seen already (they are read again after an unshift) */
+  seen(n: number): void {
+    this.skip += n;
+  }
+
+  observe(chunk: Buffer): void {
+    let i = 0;
+    if (this.skip > 0) {
+      i = Math.min(this.skip, chunk.length);
+      this.skip -= i;
+    }
+    while (i < chunk.length && !this.stopped) {
+      if (this.state === 'body') {
+        const n = Math.min(this.remaining, chunk.length - i);
+        this.remaining -= n;
+        i += n;
+        if (this.remaining === 0) this.state = 'type';
+        continue;
+      }
+      const byte = chunk[i++]!;
+      if (this.state === 'type') {
+        this.state = 'length';
+        this.length = 0;
+        this.multiplier = 1;
+        this.headerBytes = 1;
+        continue;
+      }
+      this.length += (byte & 0x7f) * this.multiplier;
+      this.multiplier *= 128;
+      this.headerBytes++;
+      if (this.headerBytes + this.length > this.max || (byte & 0x80 && this.headerBytes > 4)) {
+        this.stopped = true;
+        this.tooLarge();
+        return;
+      }
+      if (byte & 0x80) continue;
+      this.remaining = this.length;
+      this.state = this.remaining === 0 ? 'type' : 'body';
+    }
+  }
+}
+
 /**
  * Reads a new connection up to its CONNECT packet and hands it to aedes directly (3.1/3.1.1) or
- * through the v5 bridge.
+ * through the v5 bridge. From the first byte on, every packet's announced length is checked
+ * against `bounds.maxPacketBytes`, and the CONNECT must arrive within `bounds.connectTimeoutMs`.
  */
-export function acceptMqttConnection(socket: Socket, handle: (conn: Duplex) => void): void {
+export function acceptMqttConnection(
+  socket: Socket,
+  handle: (conn: Duplex) => void,
+  bounds: ConnectionBounds,
+): void {
+  const refuse = (reason: 'packet_too_large' | 'connect_timeout') => {
+    if (socket.destroyed) return;
+    bounds.refused(reason);
+    socket.destroy();
+  };
+  const watch = new PacketSizeWatch(bounds.maxPacketBytes, () => refuse('packet_too_large'));
+  socket.on('data', (chunk: Buffer) => watch.observe(chunk));
+  const timer = setTimeout(() => refuse('connect_timeout'), bounds.connectTimeoutMs);
+  socket.once('close', () => clearTimeout(timer));
   const probe = mqttPacket.parser();
   const chunks: Buffer[] = [];
   const onData = (chunk: Buffer) => {
@@ -152,12 +244,16 @@ export function acceptMqttConnection(socket: Socket, handle: (conn: Duplex) => v
     probe.parse(chunk);
   };
   probe.once('packet', (p: Packet) => {
+    clearTimeout(timer);
     socket.off('data', onData);
+    if (socket.destroyed) return;
+    if (p.cmd !== 'connect') return void socket.destroy();
     socket.pause();
     const buffered = Buffer.concat(chunks);
-    if (p.cmd === 'connect' && p.protocolVersion === 5) {
-      bridge(socket, buffered, handle);
+    if (p.protocolVersion === 5) {
+      bridge(socket, buffered, handle, bounds.maxPacketBytes);
     } else {
+      watch.seen(buffered.length);
       socket.unshift(buffered);
       handle(socket);
     }

@@ -176,6 +176,33 @@ export const MIGRATIONS: readonly Migration[] = [
     ],
   },
   {
+    version: 4,
+    name: 'device credentials and enrollment claims',
+    statements: (d) => [
+      `CREATE TABLE device_credentials (
+        device TEXT PRIMARY KEY,
+        secret_sha256 TEXT NOT NULL,
+        previous_sha256 TEXT,
+        source TEXT NOT NULL,
+        issued_at ${d.bigint} NOT NULL,
+        rotated_at ${d.bigint},
+        rotation_requested_at ${d.bigint},
+        rotation_sent_at ${d.bigint},
+        revoked_at ${d.bigint}
+      )`,
+      `CREATE TABLE device_claims (
+        token_sha256 TEXT PRIMARY KEY,
+        device TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at ${d.bigint} NOT NULL,
+        expires_at ${d.bigint} NOT NULL,
+        used_at ${d.bigint},
+        credential_sha256 TEXT
+      )`,
+      'CREATE INDEX device_claims_device ON device_claims (device)',
+    ],
+  },
+  {
     version: 5,
     name: 'leases, telemetry history, device availability history, retention indexes',
     statements: (d) => [

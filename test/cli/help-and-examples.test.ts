@@ -78,6 +78,7 @@ describe('argus --help and the examples', () => {
     assert.equal(device.controlPlane.url, `http://${cp.http.host}:${cp.http.port}`);
     const listed = cp.devices.find((d) => d.id === device.device.id);
     assert.ok(listed, `the control plane lists ${device.device.id}`);
+    assert.ok(device.controlPlane.token, 'the example box has a pre-provisioned credential');
     assert.equal(listed.tokenSha256, sha256Hex(device.controlPlane.token));
     for (const camera of device.cameras) await loadScene(resolve(device.dir, camera.scene));
   });

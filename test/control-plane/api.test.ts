@@ -1,10 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { connect, type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { MAX_SNAPSHOT_BYTES, topics } from '../../contract/index.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
 import { eventMessage, jpeg } from './fixtures.ts';
-import { type ControlPlaneWithClient, getJson, startControlPlaneWithClient, TOKEN } from './setup.ts';
+import {
+  type ControlPlaneWithClient,
+  deviceClient,
+  getJson,
+  startControlPlaneWithClient,
+  TOKEN,
+} from './setup.ts';
 
 interface EventsPage {
   events: {
@@ -168,8 +174,7 @@ describe('control-plane REST API', () => {
   });
 
   it('takes MQTT 3.1.1 clients on the embedded broker as well as v5 ones', async () => {
-    const old = connect(cp.mqttUrl, { protocolVersion: 4 });
-    await new Promise<void>((resolve) => old.once('connect', () => resolve()));
+    const old = await deviceClient(cp.mqttUrl, 'box-311', { protocolVersion: 4 });
     const m = eventMessage({ device: 'box-311' });
     await old.publishAsync(topics.events('box-311'), JSON.stringify(m), { qos: 1 });
     await old.endAsync();

@@ -34,13 +34,22 @@ describe('control-plane config', () => {
     assert.deepEqual(config.http, { host: '127.0.0.1', port: 8080 });
     assert.deepEqual(config.mqtt, {
       kind: 'embedded',
-      embedded: { host: '127.0.0.1', port: 1883, deviceCredentials: false },
+      embedded: {
+        host: '127.0.0.1',
+        port: 1883,
+        deviceCredentials: true,
+        maxPacketBytes: 256 * 1024,
+        connectTimeoutS: 10,
+        maxConnectionsPerAddress: 100,
+        credentialCheckS: 5,
+      },
     });
     assert.deepEqual(config.storage, {
       kind: 'sqlite',
       sqlite: { path: join(dir, 'argus.db'), synchronous: 'full' },
     });
     assert.deepEqual(config.devices, [{ id: 'box-1', tokenSha256: sha256Hex('a-long-enough-token') }]);
+    assert.deepEqual(config.enrollment, { claimTtlS: 86_400, exchangesPerMinute: 20 });
   });
 
   it('takes an external broker and PostgreSQL', async () => {

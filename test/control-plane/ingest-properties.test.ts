@@ -99,6 +99,9 @@ for (const storage of ['sqlite', 'postgres'] as const) {
       cp = await startTestControlPlane({
         dir,
         ...(pg ? { postgresUrl: await pg.createDatabase('argus_fuzz') } : {}),
+        // open mode, explicitly: one client publishes as many devices would (each enrolled, each
+        // hostile); that devices act only as themselves is mqtt-auth.test.ts's subject
+        embedded: { deviceCredentials: false },
       });
       attacker = await v5Client(cp.mqttUrl, 'attacker');
       legit = await v5Client(cp.mqttUrl, 'legit');

@@ -11,7 +11,7 @@ import { eventually } from '../helpers/eventually.ts';
 import { MosquittoBroker } from '../helpers/mosquitto-broker.ts';
 import { PostgresServer } from '../helpers/postgres.ts';
 import { eventMessage } from './fixtures.ts';
-import { getJson, metric, startTestControlPlane, TOKEN } from './setup.ts';
+import { deviceClient, getJson, metric, startTestControlPlane, TOKEN } from './setup.ts';
 
 interface EventsPage {
   events: {
@@ -50,6 +50,7 @@ async function allEvents(cp: ControlPlane, device: string): Promise<EventsPage['
   return out;
 }
 
+/** a client of the test Mosquitto, which lets anyone publish and read (the broker ACLs are broker-acl.test.ts's) */
 async function v5Client(url: string): Promise<MqttClient> {
   const client = connect(url, { protocolVersion: 5, reconnectPeriod: 0 });
   await new Promise<void>((resolve, reject) => {
@@ -190,7 +191,9 @@ for (const [broker, storage] of [
       );
     });
 
-    it('leaves retained on the broker only the availability and identity messages it stored', async () => {
+    it('leaves retained on the broker only the availability and identity messages it stored', {
+      skip: broker === 'embedded' ? 'on the embedded broker: poison.test.ts' : false,
+    }, async () => {
       const client = await v5Client(cp.mqttUrl);
       const cleared = () => metric(cp.httpUrl, 'argus_ingest_retain_cleared_total');
       const before = await cleared();
@@ -243,8 +246,7 @@ for (const [broker, storage] of [
         qos: 1 as const,
         retain: true,
       };
-      const client = connect(cp.mqttUrl, { protocolVersion: 5, reconnectPeriod: 0, will });
-      await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+      const client = await deviceClient(cp.mqttUrl, 'box-5', { will });
       await client.publishAsync(topics.available('box-5'), JSON.stringify({ v: 1, state: 'online' }), {
         qos: 1,
         retain: true,
@@ -268,7 +270,7 @@ for (const [broker, storage] of [
     });
 
     it('stores a redelivered event message once', async () => {
-      const client = await v5Client(cp.mqttUrl);
+      const client = await deviceClient(cp.mqttUrl, 'box-2');
       const message = eventMessage({ device: 'box-2' });
       const before = await metric(cp.httpUrl, 'argus_ingest_duplicates_total');
       for (let i = 0; i < 3; i++)
@@ -304,7 +306,7 @@ for (const [broker, storage] of [
               },
             ],
       );
-      const client = await v5Client(cp.mqttUrl);
+      const client = await deviceClient(cp.mqttUrl, 'box-5');
       const refused = () =>
         metric(cp.httpUrl, 'argus_ingest_quarantined_total{reason="refused_by_database"}');
       const before = await refused();
@@ -334,9 +336,12 @@ for (const [broker, storage] of [
     });
 
     it('rejects, counts and logs malformed, oversized, wrong-schema, foreign and unknown-topic messages, and keeps going', async () => {
-      const client = await v5Client(cp.mqttUrl);
+      const client = await deviceClient(cp.mqttUrl, 'box-3');
       const count = (reason: string) => metric(cp.httpUrl, `argus_ingest_rejected_total{reason="${reason}"}`);
-      const reasons = ['malformed_json', 'oversized', 'schema', 'device_mismatch', 'unknown_topic'];
+      // with device credentials (the embedded broker's default) a topic that is not the device's
+      // own never reaches ingest: the broker refuses it (not_authorized) and ends the connection
+      const foreign = broker === 'embedded' ? 'not_authorized' : 'unknown_topic';
+      const reasons = ['malformed_json', 'oversized', 'schema', 'device_mismatch', foreign];
       const before = await Promise.all(reasons.map(count));
       const publish = (topic: string, payload: string | Buffer) =>
         client.publishAsync(topic, payload, { qos: 1 });
@@ -358,11 +363,22 @@ for (const [broker, storage] of [
         JSON.stringify(eventMessage({ device: 'box-3', rule: 'a\u0000b' })),
       );
       await publish(topics.events('box-3'), JSON.stringify(eventMessage({ device: 'box-4' })));
-      await publish('argus/v1/box-3/bogus', '{}');
-      await publish('argus/v1/Not A Device/events', '{}');
       const valid = eventMessage({ device: 'box-3' });
       await publish(topics.events('box-3'), JSON.stringify(valid));
       await client.endAsync();
+      for (const topic of ['argus/v1/box-3/bogus', 'argus/v1/Not A Device/events']) {
+        const other = await deviceClient(cp.mqttUrl, 'box-3');
+        const closed = new Promise<void>((resolve) => other.once('close', () => resolve()));
+        const published = other.publishAsync(topic, '{}', { qos: 1 });
+        if (broker === 'embedded') {
+          published.catch(() => undefined);
+          await closed;
+          other.end(true);
+        } else {
+          await published;
+          await other.endAsync();
+        }
+      }
       const after = await eventually(
         async () => {
           const now = await Promise.all(reasons.map(count));

@@ -70,6 +70,9 @@ for (const storage of ['sqlite', 'postgres'] as const) {
       cp = await startTestControlPlane({
         dir,
         ...(pg ? { postgresUrl: await pg.createDatabase('argus_poison') } : {}),
+        // open mode, explicitly: one client publishes as many devices would (each enrolled, each
+        // hostile); that devices act only as themselves is mqtt-auth.test.ts's subject
+        embedded: { deviceCredentials: false },
       });
       client = await v5Client(cp.mqttUrl);
     });
@@ -321,7 +324,12 @@ describe('per-device rate and command bounds (embedded broker, sqlite)', () => {
   let cp: ControlPlane;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'argus-rate-'));
-    cp = await startTestControlPlane({ dir, ingest: { deviceRate: { messagesPerSecond: 20, burst: 5 } } });
+    cp = await startTestControlPlane({
+      dir,
+      ingest: { deviceRate: { messagesPerSecond: 20, burst: 5 } },
+      // open mode, explicitly: a flooding and a quiet device from plain clients
+      embedded: { deviceCredentials: false },
+    });
   });
   after(async () => {
     await cp?.close();

@@ -1,10 +1,42 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type MqttClient } from 'mqtt';
+import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import { deviceClientId } from '../../contract/index.ts';
 import { type ControlPlane, controlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
 
-export const TOKEN = 'token-of-box-1-for-tests';
+/** the pre-provisioned credential of a test device (the control-plane config's `devices` list) */
+export const tokenOf = (device: string): string => `token-of-${device}-for-tests`;
+export const TOKEN = tokenOf('box-1');
+/** the devices every test control plane knows, each with the credential tokenOf(device) */
+export const TEST_DEVICES = ['box-1', 'box-2', 'box-3', 'box-4', 'box-5', 'box-311'];
+
+/**
+ * An MQTT client connected as `device`, the way a box connects (client id `argus-<device>`,
+ * username the device id, password its credential); rejects with the broker's refusal.
+ */
+export function deviceClient(
+  url: string,
+  device: string,
+  options: IClientOptions & { credential?: string } = {},
+): Promise<MqttClient> {
+  const { credential, ...rest } = options;
+  const client = connect(url, {
+    protocolVersion: 5,
+    reconnectPeriod: 0,
+    clientId: deviceClientId(device),
+    username: device,
+    password: credential ?? tokenOf(device),
+    ...rest,
+  });
+  return new Promise((resolve, reject) => {
+    client.once('connect', () => resolve(client));
+    client.once('error', (err) => {
+      client.end(true);
+      reject(err);
+    });
+  });
+}
 
 export interface TestControlPlaneOptions {
   dir: string;
@@ -17,9 +49,12 @@ export interface TestControlPlaneOptions {
   ingest?: Record<string, unknown>;
   /** more sections of the config (e.g. `retention`, `health`) */
   config?: Record<string, unknown>;
+  /** settings of the embedded broker besides its port */
+  embedded?: Record<string, unknown>;
+  enrollment?: Record<string, unknown>;
 }
 
-/** a test control plane in its own temporary directory, with an MQTT v5 client on its broker */
+/** a test control plane in its own temporary directory, with an MQTT v5 client of box-1 on its broker */
 export interface ControlPlaneWithClient {
   cp: ControlPlane;
   client: MqttClient;
@@ -30,8 +65,7 @@ export interface ControlPlaneWithClient {
 export async function startControlPlaneWithClient(dirPrefix: string): Promise<ControlPlaneWithClient> {
   const dir = await mkdtemp(join(tmpdir(), dirPrefix));
   const cp = await startTestControlPlane({ dir });
-  const client = connect(cp.mqttUrl, { protocolVersion: 5 });
-  await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+  const client = await deviceClient(cp.mqttUrl, 'box-1');
   return {
     cp,
     client,
@@ -43,18 +77,19 @@ export async function startControlPlaneWithClient(dirPrefix: string): Promise<Co
   };
 }
 
-/** a control plane on free ports with box-1 enrolled (token TOKEN) */
+/** a control plane on free ports, device credentials on, with TEST_DEVICES provisioned (tokenOf) */
 export function startTestControlPlane(o: TestControlPlaneOptions): Promise<ControlPlane> {
   return startControlPlane(
     controlPlaneConfig({
       http: { port: 0 },
       mqtt: o.brokerUrl
         ? { external: { url: o.brokerUrl, clientId: o.clientId ?? 'argus-cp-test' } }
-        : { embedded: { port: 0 } },
+        : { embedded: { port: 0, ...o.embedded } },
       storage: o.postgresUrl
         ? { postgres: { url: o.postgresUrl } }
         : { sqlite: { path: join(o.dir, 'argus.db'), synchronous: 'normal' } },
-      devices: [{ id: 'box-1', token: TOKEN }],
+      ...(o.enrollment ? { enrollment: o.enrollment } : {}),
+      devices: TEST_DEVICES.map((id) => ({ id, token: tokenOf(id) })),
       ...(o.ingest ? { ingest: o.ingest } : {}),
       ...o.config,
     }),

@@ -151,7 +151,6 @@ describe('TLS: argus ca, HTTPS and MQTTS', () => {
         brokerUrl: `mqtts://localhost:${port(cp.mqttUrl)}`,
         controlPlaneUrl: `https://localhost:${port(cp.httpUrl)}`,
         token: TOKEN_1,
-        mqttPassword: TOKEN_1,
         cameras: ['cam-1'],
         tls: { ca: pki.ca.cert },
       });
@@ -213,7 +212,6 @@ describe('TLS: argus ca, HTTPS and MQTTS', () => {
         brokerUrl: `mqtts://${host}:${port(cp.mqttUrl)}`,
         controlPlaneUrl: `https://${host}:${port(cp.httpUrl)}`,
         token: TOKEN_1,
-        mqttPassword: TOKEN_1,
         cameras: ['cam-1'],
         spool: { sync: 'normal' },
         tls: { ca },

@@ -39,6 +39,7 @@ describe('device config', () => {
   it('fills defaults and resolves paths against the config file', async () => {
     const config = await loadDeviceConfig(await write('ok.yaml', valid()));
     assert.equal(config.mqtt.clientId, 'argus-box-1');
+    assert.equal(config.controlPlane.credentialFile, join(dir, 'box-1.credential'));
     assert.equal(config.mqtt.keepaliveS, 30);
     assert.equal(config.spool.path, join(dir, 'box-1.spool.db'));
     assert.equal(config.spool.sync, 'full');

@@ -85,6 +85,7 @@ describe('reconnects', () => {
     const uplink = new Uplink({
       device: 'reconnects',
       mqtt,
+      credential: 'credential-of-reconnects',
       spool,
       log,
       onCommand: () => undefined,
@@ -133,14 +134,11 @@ describe('reconnects', () => {
     const spool = openSpool('uploader-retries');
     const { log, lines } = capturingLogger();
     const port = await freeTcpPort();
-    const uploader = new SnapshotUploader(
-      'box',
-      { url: `http://127.0.0.1:${port}`, token: 't' },
-      spool,
-      log,
-      undefined,
-      { backoffStartMs: 2, unreachableMaxMs: 5, busyMaxMs: 5 },
-    );
+    const uploader = new SnapshotUploader('box', `http://127.0.0.1:${port}`, 't', spool, log, undefined, {
+      backoffStartMs: 2,
+      unreachableMaxMs: 5,
+      busyMaxMs: 5,
+    });
     spool.addSnapshot({ id: 'snapshot-0001', jpeg: Buffer.alloc(100) });
     const stop = uploader['stop$'].signal;
     try {
@@ -169,12 +167,7 @@ describe('reconnects', () => {
     const spool = openSpool('uploader-resume');
     const { log, lines } = capturingLogger();
     const port = await freeTcpPort();
-    const uploader = new SnapshotUploader(
-      'box',
-      { url: `http://127.0.0.1:${port}`, token: 'token-box' },
-      spool,
-      log,
-    );
+    const uploader = new SnapshotUploader('box', `http://127.0.0.1:${port}`, 'token-box', spool, log);
     spool.addSnapshot({ id: 'snapshot-0001', jpeg: Buffer.alloc(100) });
     let receiver: SnapshotReceiver | undefined;
     try {

@@ -13,7 +13,10 @@ export interface AgentConfigOptions {
   device: string;
   brokerUrl: string;
   controlPlaneUrl: string;
+  /** the pre-provisioned credential; default `token-of-<device>-for-tests` (tokenOf of the control-plane setup) unless `claimToken` is given */
   token?: string;
+  /** enroll with this claim token instead of a pre-provisioned credential */
+  claimToken?: string;
   cameras?: string[];
   eventsPerSecond?: number;
   /** replay the recording again at its end (default), else the cameras go offline there */
@@ -28,8 +31,6 @@ export interface AgentConfigOptions {
     sync?: 'full' | 'normal';
   };
   shutdownFlushS?: number;
-  /** connect to the broker as the device (username = its id) with this password */
-  mqttPassword?: string;
   /** the config's `tls` section (absolute paths) */
   tls?: { ca: string; cert?: string; key?: string };
 }
@@ -51,12 +52,12 @@ export function agentConfigYaml(o: AgentConfigOptions): string {
   id: ${o.device}
 mqtt:
   url: ${o.brokerUrl}
-${o.mqttPassword ? `  username: ${o.device}\n  password: ${o.mqttPassword}\n` : ''}  heartbeatS: ${o.heartbeatS ?? 1}
+  heartbeatS: ${o.heartbeatS ?? 1}
   reconnectS: 0.5
   shutdownFlushS: ${o.shutdownFlushS ?? 5}
 controlPlane:
   url: ${o.controlPlaneUrl}
-  token: ${o.token ?? `token-${o.device}`}
+${o.claimToken ? `  claimToken: ${o.claimToken}` : `  token: ${o.token ?? `token-of-${o.device}-for-tests`}`}
 ${tls}spool:
   path: ${o.device}.spool.db
 ${spool}health:

@@ -36,10 +36,10 @@ export function snapshotRoutes(app: App, ctx: ApiContext): void {
       // before the body is read: an unauthenticated upload costs nothing
       onRequest: async (req, reply) => {
         const { device } = req.params as { device: string };
-        if (!ctx.credentials.verify(device, req.headers.authorization))
+        if (!(await ctx.credentials.verify(device, req.headers.authorization)))
           return reply.code(401).send({
             error: `missing or wrong credential for device "${device}"`,
-            hint: 'send Authorization: Bearer <token> with the token listed for the device in the control-plane config',
+            hint: 'send Authorization: Bearer <the device credential>; a revoked device must be enrolled again',
           });
       },
     },
