@@ -101,6 +101,24 @@ const IngestSection = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+const AuthSection = Type.Object(
+  {
+    /** a browser session ends this long after its login */
+    sessionTtlS: Type.Integer({ minimum: 60, maximum: 30 * 24 * 3600, default: 12 * 3600 }),
+    /** login attempts one address may make per `addressWindowS` (further attempts answer 429) */
+    loginsPerAddress: Type.Integer({ minimum: 1, maximum: 10_000, default: 20 }),
+    addressWindowS: Type.Integer({ minimum: 1, maximum: 3600, default: 60 }),
+    /**
+     * failed logins of one account, from any address, within `accountWindowS` after which the
+     * account's logins answer 429 until the window has passed (counted in the database, so every
+     * replica agrees)
+     */
+    failuresPerAccount: Type.Integer({ minimum: 1, maximum: 1000, default: 5 }),
+    accountWindowS: Type.Integer({ minimum: 1, maximum: 24 * 3600, default: 900 }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 const DeviceCredential = Type.Object(
   {
     id: Type.String({ pattern: DEVICE_ID_PATTERN }),
@@ -118,6 +136,8 @@ export const ControlPlaneConfigSchema = Type.Object(
     mqtt: MqttSection,
     storage: StorageSection,
     ingest: IngestSection,
+    /** operators' logins: sessions and their throttling */
+    auth: AuthSection,
     /** devices allowed to upload snapshots, with their credential */
     devices: Type.Array(DeviceCredential, { default: [] }),
   },
@@ -130,6 +150,7 @@ export type EmbeddedBrokerSettings = Type.Static<typeof EmbeddedBroker>;
 export type SqliteSettings = Type.Static<typeof SqliteStorage>;
 export type PostgresSettings = Type.Static<typeof PostgresStorage>;
 export type IngestSettings = Type.Static<typeof IngestSection>;
+export type AuthSettings = Type.Static<typeof AuthSection>;
 
 export type BrokerSettings =
   | { kind: 'embedded'; embedded: EmbeddedBrokerSettings }
@@ -144,6 +165,7 @@ export interface ControlPlaneConfig {
   mqtt: BrokerSettings;
   storage: StorageSettings;
   ingest: IngestSettings;
+  auth: AuthSettings;
   devices: { id: string; tokenSha256: string }[];
 }
 
@@ -181,7 +203,7 @@ function resolveConfig(loaded: LoadedConfig<ConfigFile>, baseDir: string): Contr
         const sqlite = v.storage.sqlite ?? (sqliteDefaults.withDefaults({}) as SqliteSettings);
         return { kind: 'sqlite', sqlite: { ...sqlite, path: resolve(baseDir, sqlite.path) } } as const;
       })();
-  return { http: v.http, mqtt, storage, ingest: v.ingest, devices };
+  return { http: v.http, mqtt, storage, ingest: v.ingest, auth: v.auth, devices };
 }
 
 /** validates a config given as data (e.g. by tests or an embedding program); `baseDir` resolves paths */

@@ -12,8 +12,13 @@ import { Metrics } from './metrics.ts';
 import { startEmbeddedBroker } from './mqtt/embedded.ts';
 import { connectExternalBroker } from './mqtt/external.ts';
 import type { MqttLink } from './mqtt/link.ts';
+import { ApiTokens } from './storage/api-tokens.ts';
+import { AuditLog } from './storage/audit.ts';
+import { LoginFailures } from './storage/login-failures.ts';
 import { openRepository } from './storage/open.ts';
 import type { Repository, StoredEvent } from './storage/repository.ts';
+import { Sessions } from './storage/sessions.ts';
+import { Users } from './storage/users.ts';
 
 export interface ControlPlane {
   /** base URL of the REST API, e.g. http://127.0.0.1:8080 */
@@ -88,6 +93,14 @@ export async function startControlPlane(
         commands: new CommandSender(repository, () => link, metrics),
         mqttUrl: () => redactUrl(link.url),
         pendingMessages: () => ingestor.pendingCount,
+        auth: {
+          settings: config.auth,
+          users: new Users(repository.sql),
+          sessions: new Sessions(repository.sql),
+          tokens: new ApiTokens(repository.sql),
+          loginFailures: new LoginFailures(repository.sql),
+          audit: new AuditLog(repository.sql),
+        },
       },
       log.child({ part: 'http' }),
     );

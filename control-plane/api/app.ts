@@ -4,10 +4,13 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import { ArgusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
+import { DOCS_PREFIX, installAuth, SECURITY_SCHEMES } from './auth-plugin.ts';
 import type { ApiContext, App } from './context.ts';
+import { auditRoutes } from './routes/audit.ts';
 import { commandRoutes } from './routes/commands.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { eventRoutes, type StreamRegistry } from './routes/events.ts';
+import { operatorRoutes } from './routes/operators.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { snapshotRoutes } from './routes/snapshots.ts';
 
@@ -25,16 +28,22 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<Api> {
     // an unknown query parameter (a misspelt filter) is an error, not silently ignored
     ajv: { customOptions: { removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // before any route: refuses a route without an access level, then enforces and audits each
+  await installAuth(app, ctx, log);
   await app.register(swagger, {
     openapi: {
       info: {
         title: 'Argus control plane',
         version: '1',
-        description: 'Devices, events, snapshots and commands of an Argus fleet.',
+        description:
+          'Devices, events, snapshots and commands of an Argus fleet. Every route but login, logout, ' +
+          '/healthz and the page at / needs a credential: a browser session (POST /api/v1/login) or an API ' +
+          "token for operators, a device's own token for its uploads.",
       },
+      components: { securitySchemes: SECURITY_SCHEMES },
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(swaggerUi, { routePrefix: DOCS_PREFIX });
   app.setErrorHandler((err, _req, reply) => {
     if (err instanceof ArgusError) return reply.code(502).send({ error: err.message, hint: err.hint });
     const status = (err as { statusCode?: number }).statusCode ?? 500;
@@ -47,6 +56,8 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<Api> {
   snapshotRoutes(app, ctx);
   commandRoutes(app, ctx);
   opsRoutes(app, ctx);
+  operatorRoutes(app, ctx, log);
+  auditRoutes(app, ctx);
   await app.ready();
   return {
     app,

@@ -4,9 +4,15 @@ import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from 'fasti
 import type { DeviceCredentials } from '../auth.ts';
 import './access.ts';
 import type { CommandSender } from '../commands.ts';
+import type { AuthSettings } from '../config.ts';
 import type { EventBus } from '../event-bus.ts';
 import type { Metrics } from '../metrics.ts';
+import type { ApiTokens } from '../storage/api-tokens.ts';
+import type { AuditLog } from '../storage/audit.ts';
+import type { LoginFailures } from '../storage/login-failures.ts';
 import type { Repository } from '../storage/repository.ts';
+import type { Sessions } from '../storage/sessions.ts';
+import type { Users } from '../storage/users.ts';
 
 /** what the routes use */
 export interface ApiContext {
@@ -17,6 +23,17 @@ export interface ApiContext {
   commands: CommandSender;
   mqttUrl: () => string;
   pendingMessages: () => number;
+  auth: OperatorAuth;
+}
+
+/** operators' accounts, sessions, API tokens, login throttling and the audit log */
+export interface OperatorAuth {
+  settings: AuthSettings;
+  users: Users;
+  sessions: Sessions;
+  tokens: ApiTokens;
+  loginFailures: LoginFailures;
+  audit: AuditLog;
 }
 
 export type App = FastifyInstance<

@@ -2,7 +2,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type MqttClient } from 'mqtt';
-import { type ControlPlane, controlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
+import {
+  type ControlPlane,
+  controlPlaneConfig,
+  openRepository,
+  startControlPlane,
+} from '../../control-plane/index.ts';
+import { ApiTokens } from '../../control-plane/storage/api-tokens.ts';
+import type { SqlAccess } from '../../control-plane/storage/sql-access.ts';
 
 export const TOKEN = 'token-of-box-1-for-tests';
 
@@ -39,9 +46,12 @@ export async function startControlPlaneWithClient(dirPrefix: string): Promise<Co
   };
 }
 
-/** a control plane on free ports with box-1 enrolled (token TOKEN) */
-export function startTestControlPlane(o: TestControlPlaneOptions): Promise<ControlPlane> {
-  return startControlPlane(
+/**
+ * a control plane on free ports with box-1 enrolled (token TOKEN) and an admin API token, which
+ * `getJson`, `metric` and `apiFetch` send to it
+ */
+export async function startTestControlPlane(o: TestControlPlaneOptions): Promise<ControlPlane> {
+  const cp = await startControlPlane(
     controlPlaneConfig({
       http: { port: 0 },
       mqtt: o.brokerUrl
@@ -53,17 +63,59 @@ export function startTestControlPlane(o: TestControlPlaneOptions): Promise<Contr
       devices: [{ id: 'box-1', token: TOKEN }],
     }),
   );
+  useToken(cp.httpUrl, await createAdminToken(cp.repository.sql));
+  return cp;
+}
+
+/** the API credential sent to each test control plane, by origin */
+const tokens = new Map<string, string>();
+
+/** from now on, `apiFetch`, `getJson` and `metric` send `token` to the control plane at `httpUrl` */
+export function useToken(httpUrl: string, token: string): void {
+  tokens.set(new URL(httpUrl).origin, token);
+}
+
+/** the admin API token `apiFetch` sends to the control plane at `httpUrl` */
+export function tokenFor(httpUrl: string): string {
+  const token = tokens.get(new URL(httpUrl).origin);
+  if (!token) throw new Error(`no API token for ${httpUrl}: call useToken first`);
+  return token;
+}
+
+/** a new admin API token, made through the control plane's token store */
+export async function createAdminToken(sql: SqlAccess): Promise<string> {
+  return (await new ApiTokens(sql).create('tests', 'admin', 'tests')).secret;
+}
+
+/**
+ * an admin API token in the SQLite database of a control plane that runs in another process
+ * (`argus control-plane run`): call before starting it, then `useToken` with its URL
+ */
+export async function createAdminTokenInFile(sqlitePath: string): Promise<string> {
+  const repo = await openRepository({ kind: 'sqlite', sqlite: { path: sqlitePath, synchronous: 'normal' } });
+  try {
+    return await createAdminToken(repo.sql);
+  } finally {
+    await repo.close();
+  }
+}
+
+/** fetch with the admin token of the control plane at `url` (unless the request sets authorization) */
+export function apiFetch(url: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  if (!headers.has('authorization')) headers.set('authorization', `Bearer ${tokenFor(url)}`);
+  return fetch(url, { ...init, headers });
 }
 
 export async function getJson<T>(url: string): Promise<T> {
-  const res = await fetch(url);
+  const res = await apiFetch(url);
   if (!res.ok) throw new Error(`GET ${url}: ${res.status} ${await res.text()}`);
   return (await res.json()) as T;
 }
 
 /** the value of one Prometheus sample, e.g. `argus_ingest_rejected_total{reason="schema"}` */
 export async function metric(httpUrl: string, sample: string): Promise<number> {
-  const text = await (await fetch(`${httpUrl}/metrics`)).text();
+  const text = await (await apiFetch(`${httpUrl}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
   if (!line) throw new Error(`no sample ${sample} in /metrics`);
   return Number(line.slice(sample.length + 1));

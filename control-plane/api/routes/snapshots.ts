@@ -33,15 +33,8 @@ export function snapshotRoutes(app: App, ctx: ApiContext): void {
           409: ErrorBody,
         },
       },
-      // before the body is read: an unauthenticated upload costs nothing
-      onRequest: async (req, reply) => {
-        const { device } = req.params as { device: string };
-        if (!ctx.credentials.verify(device, req.headers.authorization))
-          return reply.code(401).send({
-            error: `missing or wrong credential for device "${device}"`,
-            hint: 'send Authorization: Bearer <token> with the token listed for the device in the control-plane config',
-          });
-      },
+      // authenticated by the device's token before the body is read (auth-plugin.ts), so an
+      // unauthenticated upload costs nothing
     },
     async (req, reply) => {
       const body = req.body as unknown;
