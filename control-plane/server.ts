@@ -2,6 +2,7 @@ import { errorMessage } from '../common/errors.ts';
 import { createLogger, type Logger } from '../common/logger.ts';
 import { redactUrl } from '../common/net.ts';
 import { buildApi } from './api/app.ts';
+import type { RouteAccess } from './api/auth-plugin.ts';
 import { DeviceCredentials } from './auth.ts';
 import { CommandSender } from './commands.ts';
 import type { ControlPlaneConfig } from './config.ts';
@@ -27,6 +28,8 @@ export interface ControlPlane {
   mqttUrl: string;
   repository: Repository;
   metrics: Metrics;
+  /** every route of the HTTP API, with its access level */
+  routes: readonly RouteAccess[];
   /** called for every newly stored event, after its transaction committed */
   onEvent(listener: (event: StoredEvent) => void): () => void;
   /** stores what was received, then stops the API, the broker link and the database; idempotent */
@@ -122,6 +125,7 @@ export async function startControlPlane(
       mqttUrl: link.url,
       repository,
       metrics,
+      routes: api.routes,
       onEvent: (listener) => bus.subscribe(listener),
       close() {
         closing ??= stopAll().then(() => log.info('control plane stopped'));

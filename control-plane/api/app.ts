@@ -4,7 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import { ArgusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
-import { DOCS_PREFIX, installAuth, SECURITY_SCHEMES } from './auth-plugin.ts';
+import { DOCS_PREFIX, installAuth, type RouteAccess, SECURITY_SCHEMES } from './auth-plugin.ts';
 import type { ApiContext, App } from './context.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { commandRoutes } from './routes/commands.ts';
@@ -16,6 +16,8 @@ import { snapshotRoutes } from './routes/snapshots.ts';
 
 export interface Api {
   app: App;
+  /** every route, with its access level */
+  routes: readonly RouteAccess[];
   /** ends the live streams, then closes the server */
   close(): Promise<void>;
 }
@@ -29,7 +31,7 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<Api> {
     ajv: { customOptions: { removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
   // before any route: refuses a route without an access level, then enforces and audits each
-  await installAuth(app, ctx, log);
+  const routes = await installAuth(app, ctx, log);
   await app.register(swagger, {
     openapi: {
       info: {
@@ -61,6 +63,7 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<Api> {
   await app.ready();
   return {
     app,
+    routes,
     async close() {
       for (const end of [...streams]) end();
       await app.close();

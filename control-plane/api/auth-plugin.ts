@@ -28,6 +28,13 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** longer credentials are not looked up (a session id is 43 characters, an API token 49) */
 const MAX_CREDENTIAL_LENGTH = 128;
 
+/** a registered route and who may call it */
+export interface RouteAccess {
+  method: string;
+  url: string;
+  access: Access;
+}
+
 /** who sent a request, once authenticated */
 export interface Principal {
   kind: Exclude<ActorKind, 'anonymous'>;
@@ -102,7 +109,8 @@ export async function audit(ctx: ApiContext, log: Logger, entry: Omit<AuditEntry
  *   to the audit log with its outcome (requests refused with 401 are only counted: an anonymous
  *   flood must not become database writes)
  */
-export async function installAuth(app: App, ctx: ApiContext, log: Logger): Promise<void> {
+export async function installAuth(app: App, ctx: ApiContext, log: Logger): Promise<RouteAccess[]> {
+  const routes: RouteAccess[] = [];
   await app.register(cookie);
   await app.register(rateLimit, { global: false });
 
@@ -116,6 +124,7 @@ export async function installAuth(app: App, ctx: ApiContext, log: Logger): Promi
     if (access === 'device' && !route.url.includes(':device'))
       throw new Error(`route ${route.method} ${route.url} has access 'device' but no :device parameter`);
     route.config = { ...route.config, access };
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url, access });
     const security: Record<string, string[]>[] =
       access === 'public'
         ? []
@@ -188,4 +197,5 @@ export async function installAuth(app: App, ctx: ApiContext, log: Logger): Promi
       status: reply.statusCode,
     });
   });
+  return routes;
 }

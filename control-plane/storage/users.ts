@@ -60,8 +60,8 @@ export class Users {
     const hash = await hashPassword(password);
     const [out] = await this.sql.write([
       {
-        sql: `INSERT INTO users (name, role, password_hash, created_at, updated_at) VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(4)}) ON CONFLICT (name) DO NOTHING`,
-        params: [name, role, hash, now],
+        sql: `INSERT INTO users (name, role, password_hash, created_at, updated_at) VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}) ON CONFLICT (name) DO NOTHING`,
+        params: [name, role, hash, now, now],
       },
     ]);
     return out!.changes === 1;
@@ -116,8 +116,8 @@ export class Users {
     const { p } = this.sql;
     const [out] = await this.sql.write([
       {
-        sql: `UPDATE users SET role = ${p(1)}, updated_at = ${p(2)} WHERE name = ${p(3)} AND (${p(1)} = 'admin' OR ${KEEPS_AN_ADMIN})`,
-        params: [role, now, name],
+        sql: `UPDATE users SET role = ${p(1)}, updated_at = ${p(2)} WHERE name = ${p(3)} AND (${p(4)} = 'admin' OR ${KEEPS_AN_ADMIN})`,
+        params: [role, now, name, role],
       },
     ]);
     return this.change(name, out!.changes);
@@ -129,8 +129,8 @@ export class Users {
     const [out] = await this.sql.write([
       { sql: `DELETE FROM users WHERE name = ${p(1)} AND ${KEEPS_AN_ADMIN}`, params: [name] },
       {
-        sql: `DELETE FROM sessions WHERE user_name = ${p(1)} AND NOT EXISTS (SELECT 1 FROM users WHERE name = ${p(1)})`,
-        params: [name],
+        sql: `DELETE FROM sessions WHERE user_name = ${p(1)} AND NOT EXISTS (SELECT 1 FROM users WHERE name = ${p(2)})`,
+        params: [name, name],
       },
     ]);
     return this.change(name, out!.changes);

@@ -20,6 +20,8 @@ export interface TestControlPlaneOptions {
   /** a PostgreSQL URL; SQLite in `dir` when absent */
   postgresUrl?: string;
   clientId?: string;
+  /** the control plane's `auth` section */
+  auth?: Record<string, number>;
 }
 
 /** a test control plane in its own temporary directory, with an MQTT v5 client on its broker */
@@ -61,6 +63,7 @@ export async function startTestControlPlane(o: TestControlPlaneOptions): Promise
         ? { postgres: { url: o.postgresUrl } }
         : { sqlite: { path: join(o.dir, 'argus.db'), synchronous: 'normal' } },
       devices: [{ id: 'box-1', token: TOKEN }],
+      ...(o.auth ? { auth: o.auth } : {}),
     }),
   );
   useToken(cp.httpUrl, await createAdminToken(cp.repository.sql));
