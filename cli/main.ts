@@ -15,6 +15,7 @@ import {
 import { modelsEvaluate, modelsPrune, modelsQuantize } from './commands/model-factory.ts';
 import { modelsFetch, modelsList } from './commands/models.ts';
 import { replay } from './commands/replay.ts';
+import { usersAdd, usersList, usersPasswd, usersRemove } from './commands/users.ts';
 
 /** every `argus` subcommand; each lives in its own module under commands/ */
 export const COMMANDS: readonly Command[] = [
@@ -37,6 +38,10 @@ export const COMMANDS: readonly Command[] = [
   keysGenerate,
   keysTrust,
   keysList,
+  usersAdd,
+  usersList,
+  usersRemove,
+  usersPasswd,
 ];
 
 function help(): string {
