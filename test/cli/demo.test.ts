@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freeTcpPort } from '../../common/net.ts';
 import type { EventMessage, Telemetry } from '../../contract/payloads.ts';
-import { getJson } from '../control-plane/setup.ts';
+import { apiFetch, getJson, tokenByLogin, useToken } from '../control-plane/setup.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
 
@@ -62,6 +62,9 @@ describe('argus demo (what `npm run demo` starts after the bootstrap)', () => {
       'the demo to start',
     );
     rtspPort = /rtsp:\/\/127\.0\.0\.1:(\d+)\//.exec(stdout)![1]!;
+    const [, name, password] = /log in as (\S+), password (\S+)/.exec(stdout) ?? [];
+    assert.ok(name && password, `the demo prints its admin's login: ${stdout}`);
+    useToken(httpUrl, await tokenByLogin(httpUrl, name, password));
   });
 
   after(async () => {
@@ -120,7 +123,7 @@ describe('argus demo (what `npm run demo` starts after the bootstrap)', () => {
       );
       const jpeg = await eventually(
         async () => {
-          const res = await fetch(`${httpUrl}/api/v1/snapshots/${event.snapshot!.id}`);
+          const res = await apiFetch(`${httpUrl}/api/v1/snapshots/${event.snapshot!.id}`);
           return res.ok ? Buffer.from(await res.arrayBuffer()) : undefined;
         },
         20_000,
@@ -130,6 +133,7 @@ describe('argus demo (what `npm run demo` starts after the bootstrap)', () => {
     }
     const page = await fetch(`${httpUrl}/`);
     assert.equal(page.status, 200);
+    assert.equal((await fetch(`${httpUrl}/api/v1/devices`)).status, 401, 'the data needs a login');
     assert.match(await page.text(), /<html/i);
   });
 

@@ -8,7 +8,7 @@ import { topics } from '../../contract/index.ts';
 import { type ControlPlane, controlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { eventMessage } from './fixtures.ts';
-import { getJson, metric, TOKEN } from './setup.ts';
+import { createAdminToken, getJson, metric, TOKEN, useToken } from './setup.ts';
 
 /** connects; resolves the client, or the error that ended the attempt */
 function attempt(url: string, options: IClientOptions): Promise<MqttClient | Error> {
@@ -35,6 +35,7 @@ describe('embedded broker with device credentials', () => {
         devices: [{ id: 'box-1', token: TOKEN }],
       }),
     );
+    useToken(cp.httpUrl, await createAdminToken(cp.repository.sql));
   });
   after(async () => {
     await cp?.close();

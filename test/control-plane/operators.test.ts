@@ -159,12 +159,12 @@ describe('operators: accounts, roles, sessions, API tokens, audit', () => {
       for (const r of routes) {
         if (r.access === 'public' || r.access === 'device') continue;
         const above = rank[r.access] > rank[role];
-        for (const headers of [
-          bearer(tokens[role]),
-          { cookie: session.cookie, 'x-csrf-token': session.body.csrfToken! },
-        ]) {
+        for (const [via, headers] of [
+          ['token', bearer(tokens[role])],
+          ['session', { cookie: session.cookie, 'x-csrf-token': session.body.csrfToken! }],
+        ] as const) {
           const res = await call(cp, pathOf(r.url), { method: r.method, headers });
-          const what = `${role} ${headers.cookie ? 'session' : 'token'}: ${r.method} ${r.url} (${r.access})`;
+          const what: string = `${role} ${via}: ${r.method} ${r.url} (${r.access})`;
           if (above) assert.equal(res.status, 403, what);
           else assert.ok(res.status !== 401 && res.status !== 403, `${what}: ${res.status}`);
         }

@@ -103,6 +103,28 @@ export async function createAdminTokenInFile(sqlitePath: string): Promise<string
   }
 }
 
+/** logs in to the control plane at `httpUrl` and makes an API token with the account's session */
+export async function tokenByLogin(httpUrl: string, name: string, password: string): Promise<string> {
+  const login = await fetch(`${httpUrl}/api/v1/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name, password }),
+  });
+  if (!login.ok) throw new Error(`login as ${name}: ${login.status} ${await login.text()}`);
+  const { csrfToken, role } = (await login.json()) as { csrfToken: string; role: string };
+  const res = await fetch(`${httpUrl}/api/v1/tokens`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      cookie: login.headers.get('set-cookie')!.split(';')[0]!,
+      'x-csrf-token': csrfToken,
+    },
+    body: JSON.stringify({ name: 'tests', role }),
+  });
+  if (res.status !== 201) throw new Error(`POST /api/v1/tokens: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { secret: string }).secret;
+}
+
 /** fetch with the admin token of the control plane at `url` (unless the request sets authorization) */
 export function apiFetch(url: string, init: RequestInit = {}): Promise<Response> {
   const headers = new Headers(init.headers);
