@@ -362,6 +362,12 @@ describe('operators: accounts, roles, sessions, API tokens, audit', () => {
         all.entries.some((e) => e.action === action && e.outcome === 'ok'),
         action,
       );
+    const upload = all.entries.find((e) => e.action === 'PUT /api/v1/devices/:device/snapshots/:id');
+    assert.deepEqual(
+      upload && { actor: upload.actor, actorKind: upload.actorKind, params: upload.params },
+      { actor: 'box-1', actorKind: 'device', params: { device: 'box-1', id: 'abcdefgh-1' } },
+      'a device route is audited too',
+    );
     const text = JSON.stringify(all);
     for (const secret of [...Object.values(PASSWORDS), ...Object.values(tokens), TOKEN, 'carol-password'])
       assert.ok(!text.includes(secret), 'no password or token in the audit log');
