@@ -93,7 +93,10 @@ export class Users {
     return ok && row ? user(row) : undefined;
   }
 
-  /** sets a new password and ends the account's sessions; false when there is no such account */
+  /**
+   * sets a new password, ends the account's sessions and forgets its failed logins; false when
+   * there is no such account
+   */
   async setPassword(name: string, password: string, now = Date.now()): Promise<boolean> {
     checkPassword(password);
     const { p } = this.sql;
@@ -104,6 +107,8 @@ export class Users {
         params: [hash, now, name],
       },
       { sql: `DELETE FROM sessions WHERE user_name = ${p(1)}`, params: [name] },
+      // a new password lifts the throttling of the account's failed logins
+      { sql: `DELETE FROM login_failures WHERE account = ${p(1)}`, params: [name] },
     ]);
     return out!.changes === 1;
   }

@@ -98,6 +98,9 @@ function storesSuite(name: string, open: () => Promise<Repository>): void {
       await failures.clear('dan');
       assert.equal(await failures.count('dan', 0), 0);
       assert.equal(await failures.count('eva', 0), 1);
+      await new Users(repo.sql).add('eva', 'viewer', 'eva-password-123');
+      await new Users(repo.sql).setPassword('eva', 'eva-password-456');
+      assert.equal(await failures.count('eva', 0), 0, 'a new password lifts the throttling');
     });
 
     it('audit: entries newest first, filtered, paged by cursor', async () => {
