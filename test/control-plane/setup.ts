@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type MqttClient } from 'mqtt';
+import type { AuthSettings } from '../../control-plane/config.ts';
 import {
   type ControlPlane,
   controlPlaneConfig,
@@ -21,7 +22,7 @@ export interface TestControlPlaneOptions {
   postgresUrl?: string;
   clientId?: string;
   /** the control plane's `auth` section */
-  auth?: Record<string, number>;
+  auth?: Partial<AuthSettings>;
 }
 
 /** a test control plane in its own temporary directory, with an MQTT v5 client on its broker */
