@@ -59,8 +59,10 @@ function refuse(reply: FastifyReply, ctx: ApiContext, status: 401 | 403, error: 
 /** true when the CSRF header holds the session's token (compared in constant time) */
 export function csrfMatches(req: FastifyRequest, expected: string): boolean {
   const sent = req.headers[CSRF_HEADER];
-  if (typeof sent !== 'string' || sent.length !== expected.length) return false;
-  return timingSafeEqual(Buffer.from(sent), Buffer.from(expected));
+  if (typeof sent !== 'string') return false;
+  const a = Buffer.from(sent);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 /** the operator behind a request: an API token (`Authorization: Bearer`) or else the session cookie */

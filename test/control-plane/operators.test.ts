@@ -229,6 +229,8 @@ describe('operators: accounts, roles, sessions, API tokens, audit', () => {
       403,
       'a wrong one',
     );
+    // as many characters as the token but more bytes (a header is latin1)
+    assert.equal((await command({ cookie: s.cookie, 'x-csrf-token': 'é'.repeat(43) })).status, 403);
     assert.equal((await command({ cookie: s.cookie, 'x-csrf-token': s.body.csrfToken! })).status, 404);
     assert.equal((await command(bearer(tokens.operator))).status, 404, 'a bearer token needs none');
     const me = await call(cp, '/api/v1/me', { method: 'GET', headers: { cookie: s.cookie } });
