@@ -23,6 +23,8 @@ import { join, resolve } from 'node:path';
 import { connect, type MqttClient } from 'mqtt';
 import { timeOrderedId } from '../common/ids.ts';
 import { type EventMessage, ingestWildcard, type Telemetry, topics } from '../contract/index.ts';
+import { loadControlPlaneConfig, openRepository } from '../control-plane/index.ts';
+import { apiFetch, createAdminToken, useToken } from '../test/control-plane/setup.ts';
 import { MosquittoBroker } from '../test/helpers/mosquitto-broker.ts';
 import { PostgresServer } from '../test/helpers/postgres.ts';
 import { machine, percentile, round } from './stats.ts';
@@ -170,6 +172,9 @@ interface RunningControlPlane extends Child {
 async function startControlPlane(dir: string, name: string, yaml: string): Promise<RunningControlPlane> {
   const file = join(dir, `${name}.yaml`);
   await writeFile(file, yaml);
+  // an admin API token in its database, for /metrics and the live stream
+  const repo = await openRepository((await loadControlPlaneConfig(file)).storage);
+  const token = await createAdminToken(repo.sql).finally(() => repo.close());
   const profile = PROFILE_DIR
     ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`]
     : [];
@@ -182,6 +187,7 @@ async function startControlPlane(dir: string, name: string, yaml: string): Promi
     30_000,
     `control plane ${name}`,
   );
+  useToken(m[1]!, token);
   return { ...cp, httpUrl: m[1]!, mqttUrl: m[2]! };
 }
 
@@ -203,7 +209,7 @@ async function stopControlPlane(
 }
 
 async function storedEvents(httpUrl: string): Promise<number> {
-  const text = await (await fetch(`${httpUrl}/metrics`)).text();
+  const text = await (await apiFetch(`${httpUrl}/metrics`)).text();
   return Number(/^argus_ingest_messages_total\{kind="event"\} (\d+)$/m.exec(text)?.[1] ?? 0);
 }
 
@@ -234,7 +240,7 @@ async function latencies(brokerUrl: string, cp: RunningControlPlane): Promise<nu
   const sent = new Map<string, number>();
   const out: number[] = [];
   const abort = new AbortController();
-  const res = await fetch(`${cp.httpUrl}/api/v1/events/stream?device=lat-box`, { signal: abort.signal });
+  const res = await apiFetch(`${cp.httpUrl}/api/v1/events/stream?device=lat-box`, { signal: abort.signal });
   const reader = res.body!.getReader();
   const reading = (async () => {
     let buffer = '';
@@ -365,7 +371,7 @@ async function fleet(
   const b = await processUsage(pid);
   const seconds = (performance.now() - t0) / 1000;
   const online = Number(
-    /^argus_devices_online (\d+)$/m.exec(await (await fetch(`${cp.httpUrl}/metrics`)).text())?.[1] ?? 0,
+    /^argus_devices_online (\d+)$/m.exec(await (await apiFetch(`${cp.httpUrl}/metrics`)).text())?.[1] ?? 0,
   );
   for (const t of timers) clearTimeout(t);
   await Promise.all(devices.map((c) => c.endAsync(true)));

@@ -17,6 +17,7 @@ import {
 import { modelsEvaluate, modelsPrune, modelsQuantize } from './commands/model-factory.ts';
 import { modelsFetch, modelsList } from './commands/models.ts';
 import { replay } from './commands/replay.ts';
+import { usersAdd, usersList, usersPasswd, usersRemove } from './commands/users.ts';
 
 /** every `argus` subcommand; each lives in its own module under commands/ */
 export const COMMANDS: readonly Command[] = [
@@ -43,6 +44,10 @@ export const COMMANDS: readonly Command[] = [
   keysList,
   caInit,
   caIssue,
+  usersAdd,
+  usersList,
+  usersRemove,
+  usersPasswd,
 ];
 
 function help(): string {

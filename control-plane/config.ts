@@ -255,6 +255,24 @@ const EnrollmentSection = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+const AuthSection = Type.Object(
+  {
+    /** a browser session ends this long after its login */
+    sessionTtlS: Type.Integer({ minimum: 60, maximum: 30 * 24 * 3600, default: 12 * 3600 }),
+    /** login attempts one address may make per `addressWindowS` (further attempts answer 429) */
+    loginsPerAddress: Type.Integer({ minimum: 1, maximum: 10_000, default: 20 }),
+    addressWindowS: Type.Integer({ minimum: 1, maximum: 3600, default: 60 }),
+    /**
+     * failed logins of one account, from any address, within `accountWindowS` after which the
+     * account's logins answer 429 until the window has passed (counted in the database, so every
+     * replica agrees)
+     */
+    failuresPerAccount: Type.Integer({ minimum: 1, maximum: 1000, default: 5 }),
+    accountWindowS: Type.Integer({ minimum: 1, maximum: 24 * 3600, default: 900 }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 const DeviceCredential = Type.Object(
   {
     id: Type.String({ pattern: DEVICE_ID_PATTERN }),
@@ -275,6 +293,8 @@ export const ControlPlaneConfigSchema = Type.Object(
     retention: RetentionSection,
     health: HealthSection,
     enrollment: EnrollmentSection,
+    /** operators' logins: sessions and their throttling */
+    auth: AuthSection,
     /**
      * pre-provisioned device credentials (besides those issued through enrollment): used until
      * the device is rotated, re-enrolled or revoked
@@ -297,6 +317,7 @@ export type RetentionSettings = Type.Static<typeof RetentionSection>;
 export type RetentionLimitSettings = Type.Static<ReturnType<typeof RetentionLimit>>;
 export type HealthSettings = Type.Static<typeof HealthSection>;
 export type EnrollmentSettings = Type.Static<typeof EnrollmentSection>;
+export type AuthSettings = Type.Static<typeof AuthSection>;
 
 export type BrokerSettings =
   | { kind: 'embedded'; embedded: EmbeddedBrokerSettings }
@@ -314,6 +335,7 @@ export interface ControlPlaneConfig {
   retention: RetentionSettings;
   health: HealthSettings;
   enrollment: EnrollmentSettings;
+  auth: AuthSettings;
   devices: { id: string; tokenSha256: string }[];
 }
 
@@ -398,6 +420,7 @@ function resolveConfig(loaded: LoadedConfig<ConfigFile>, baseDir: string): Contr
     retention: v.retention,
     health: v.health,
     enrollment: v.enrollment,
+    auth: v.auth,
     devices,
   };
 }

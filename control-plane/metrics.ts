@@ -75,12 +75,32 @@ export class Metrics {
   commands = 0;
   sseClients = 0;
   readonly retention = new RetentionMetrics();
+  /** logins by outcome: `ok`, `denied` (wrong name or password), `throttled` (per address or account) */
+  readonly logins = new Map<string, number>([
+    ['ok', 0],
+    ['denied', 0],
+  ]);
+  /** logins refused before their password was tried, by what the limit counts: `address` or `account` */
+  readonly loginsThrottled = new Map<string, number>([
+    ['address', 0],
+    ['account', 0],
+  ]);
+  /** API requests refused by status: 401 (no or a wrong credential), 403 (too low a role, no CSRF token) */
+  readonly apiRefused = new Map<number, number>([
+    [401, 0],
+    [403, 0],
+  ]);
+  auditWriteFailures = 0;
   private readonly latencyCounts = LATENCY_BUCKETS.map(() => 0);
   private latencySum = 0;
   private latencyCount = 0;
 
   countIngested(kind: string, n = 1): void {
     this.ingested.set(kind, (this.ingested.get(kind) ?? 0) + n);
+  }
+
+  count<K>(counter: Map<K, number>, key: K): void {
+    counter.set(key, (counter.get(key) ?? 0) + 1);
   }
 
   countRejected(reason: RejectReason): void {
@@ -194,6 +214,27 @@ export class Metrics {
       'live event streams ended because the client stopped reading',
       [['', gauges.streamsCut]],
     );
+    metric(
+      'argus_logins_total',
+      'counter',
+      'operator logins by outcome',
+      [...this.logins].map(([k, v]) => [`{outcome="${k}"}`, v]),
+    );
+    metric(
+      'argus_logins_throttled_total',
+      'counter',
+      'logins refused with 429 before the password was tried, by the limit that bit',
+      [...this.loginsThrottled].map(([k, v]) => [`{by="${k}"}`, v]),
+    );
+    metric(
+      'argus_api_refused_total',
+      'counter',
+      'API requests refused: 401 no or a wrong credential, 403 too low a role or no CSRF token',
+      [...this.apiRefused].map(([k, v]) => [`{status="${k}"}`, v]),
+    );
+    metric('argus_audit_write_failures_total', 'counter', 'audit entries the database did not take', [
+      ['', this.auditWriteFailures],
+    ]);
     const mem = process.memoryUsage();
     metric('process_resident_memory_bytes', 'gauge', 'resident set size', [['', mem.rss]]);
     const cpu = process.cpuUsage();

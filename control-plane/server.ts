@@ -4,6 +4,7 @@ import { errorMessage } from '../common/errors.ts';
 import { createLogger, type Logger } from '../common/logger.ts';
 import { isLoopback, redactUrl } from '../common/net.ts';
 import { buildApi } from './api/app.ts';
+import type { RouteAccess } from './api/auth-plugin.ts';
 import { DeviceCredentials } from './auth.ts';
 import { CommandSender } from './commands.ts';
 import type { ControlPlaneConfig, ExternalBrokerSettings } from './config.ts';
@@ -20,12 +21,17 @@ import { connectExternalBroker } from './mqtt/external.ts';
 import type { Deliver, MqttLink } from './mqtt/link.ts';
 import { MosquittoDynamicSecurity } from './mqtt/mosquitto-dynsec.ts';
 import { Retention } from './retention/retention.ts';
+import { ApiTokens } from './storage/api-tokens.ts';
+import { AuditLog } from './storage/audit.ts';
 import { DeviceCredentialStore } from './storage/device-credentials.ts';
 import { DeviceHistory, statusChangesOf } from './storage/device-history.ts';
 import { LeaseStore } from './storage/leases.ts';
+import { LoginFailures } from './storage/login-failures.ts';
 import { openRepository } from './storage/open.ts';
 import { QuarantineStore } from './storage/quarantine.ts';
 import type { Repository, StoredEvent } from './storage/repository.ts';
+import { Sessions } from './storage/sessions.ts';
+import { Users } from './storage/users.ts';
 import { loadClientTls, loadServerTls } from './tls.ts';
 
 export interface ControlPlane {
@@ -39,6 +45,8 @@ export interface ControlPlane {
   accessControl: BrokerAccessControl | undefined;
   /** claim tokens, rotation and revocation of device credentials */
   enrollment: Enrollment;
+  /** every route of the HTTP API, with its access level */
+  routes: readonly RouteAccess[];
   /** called for every newly stored event, after its transaction committed */
   onEvent(listener: (event: StoredEvent) => void): () => void;
   /** stores what was received, then stops the API, the broker link and the database; idempotent */
@@ -225,6 +233,14 @@ export async function startControlPlane(
         health: jobs.health,
         history: new DeviceHistory(repository.sql),
         retentionLeader: () => jobs.retentionLeader,
+        auth: {
+          settings: config.auth,
+          users: new Users(repository.sql),
+          sessions: new Sessions(repository.sql),
+          tokens: new ApiTokens(repository.sql),
+          loginFailures: new LoginFailures(repository.sql),
+          audit: new AuditLog(repository.sql),
+        },
       },
       log.child({ part: 'http' }),
       config.http.tls ? await loadServerTls(config.http.tls, 'http.tls') : undefined,
@@ -254,6 +270,7 @@ export async function startControlPlane(
       metrics,
       accessControl: broker.access,
       enrollment,
+      routes: api.routes,
       onEvent: (listener) => bus.subscribe(listener),
       close() {
         closing ??= stopAll().then(() => log.info('control plane stopped'));

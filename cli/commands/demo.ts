@@ -6,12 +6,15 @@ import { ArgusError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
 import { cacheDir } from '../../common/paths.ts';
 import { controlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
+import { generatePassword } from '../../control-plane/passwords.ts';
+import { Users } from '../../control-plane/storage/users.ts';
 import { ensureModelInstalled } from '../../models/store.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
 import { RtspServer } from '../../pipelines/video/rtsp-test-server.ts';
 import { type Command, integerOption, parseCommandArgs, untilAborted } from '../command.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
+const DEMO_ADMIN = 'admin';
 
 /** the demo fleet: two boxes, one camera each, each camera a path of the local RTSP server */
 const BOXES = [
@@ -98,6 +101,10 @@ export const demo: Command = {
     let rtsp: RtspServer | undefined;
     const agents: ChildProcess[] = [];
     try {
+      // an admin with a new password at each start (the demo's database outlives it)
+      const password = generatePassword();
+      const users = new Users(cp.repository.sql);
+      if (!(await users.add(DEMO_ADMIN, 'admin', password))) await users.setPassword(DEMO_ADMIN, password);
       rtsp = await RtspServer.create({ paths: BOXES.map((b) => b.camera) });
       if (ctx.signal.aborted) return 0;
       for (const box of BOXES) {
@@ -116,6 +123,7 @@ export const demo: Command = {
       }
       ctx.stdout.write(
         `\nArgus demo running — open ${cp.httpUrl}/ (API docs at ${cp.httpUrl}/docs)\n` +
+          `  log in as ${DEMO_ADMIN}, password ${password}\n` +
           `  broker ${cp.mqttUrl}, database ${join(dir, 'argus.db')}\n` +
           `  ${BOXES.map((b) => `${b.device}/${b.camera}: ${rtsp!.url(b.camera)} → ${b.scene}`).join('\n  ')}\n` +
           'Ctrl-C stops everything.\n',

@@ -14,3 +14,12 @@ declare module 'fastify' {
     access?: Access;
   }
 }
+
+/** the roles of operators' accounts and API tokens, lowest first */
+export const ROLES = ['viewer', 'operator', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** true when `role` may call a route of `access` level `viewer`, `operator` or `admin` */
+export function roleAllows(role: Role, access: Role): boolean {
+  return ROLES.indexOf(role) >= ROLES.indexOf(access);
+}

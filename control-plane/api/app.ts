@@ -1,4 +1,3 @@
-import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -6,18 +5,23 @@ import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import { ArgusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import type { ServerTlsMaterial } from '../tls.ts';
+import { DOCS_PREFIX, installAuth, type RouteAccess, SECURITY_SCHEMES } from './auth-plugin.ts';
 import type { ApiContext, App } from './context.ts';
+import { auditRoutes } from './routes/audit.ts';
 import { commandRoutes } from './routes/commands.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { enrollmentRoutes } from './routes/enrollment.ts';
 import { eventRoutes, type StreamRegistry } from './routes/events.ts';
 import { historyRoutes } from './routes/history.ts';
+import { operatorRoutes } from './routes/operators.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { quarantineRoutes } from './routes/quarantine.ts';
 import { snapshotRoutes } from './routes/snapshots.ts';
 
 export interface Api {
   app: App;
+  /** every route, with its access level */
+  routes: readonly RouteAccess[];
   /** ends the live streams, then closes the server */
   close(): Promise<void>;
 }
@@ -34,18 +38,22 @@ export async function buildApi(ctx: ApiContext, log: Logger, https?: ServerTlsMa
   const app: App = (
     https ? (Fastify({ ...options, https }) as unknown as App) : Fastify(options)
   ).withTypeProvider<TypeBoxTypeProvider>();
+  // before any route: refuses a route without an access level, then enforces and audits each
+  const routes = await installAuth(app, ctx, log);
   await app.register(swagger, {
     openapi: {
       info: {
         title: 'Argus control plane',
         version: '1',
-        description: 'Devices, events, snapshots and commands of an Argus fleet.',
+        description:
+          'Devices, events, snapshots and commands of an Argus fleet. Every route but login, logout, ' +
+          '/healthz and the page at / needs a credential: a browser session (POST /api/v1/login) or an API ' +
+          "token for operators, a device's own token for its uploads.",
       },
+      components: { securitySchemes: SECURITY_SCHEMES },
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
-  // only routes that set `config.rateLimit` are limited (per remote address)
-  await app.register(rateLimit, { global: false });
+  await app.register(swaggerUi, { routePrefix: DOCS_PREFIX });
   app.setErrorHandler((err, _req, reply) => {
     if (err instanceof ArgusError) return reply.code(502).send({ error: err.message, hint: err.hint });
     const status = (err as { statusCode?: number }).statusCode ?? 500;
@@ -61,9 +69,12 @@ export async function buildApi(ctx: ApiContext, log: Logger, https?: ServerTlsMa
   enrollmentRoutes(app, ctx);
   opsRoutes(app, ctx);
   quarantineRoutes(app, ctx);
+  operatorRoutes(app, ctx, log);
+  auditRoutes(app, ctx);
   await app.ready();
   return {
     app,
+    routes,
     async close() {
       for (const end of [...streams]) end();
       await app.close();

@@ -2,7 +2,8 @@
  * The operator page at `/`: devices (status, health with its reasons, last seen, fps per camera,
  * refreshed every 5 s; a silent device's figures show as stale, never as current) and a
  * live list of events with snapshot thumbnails from the SSE stream. Plain HTML and inline script,
- * no build step; everything it shows comes from the public API.
+ * no build step; everything it shows comes from the API, after a login (the page itself is
+ * public; the session cookie it gets is HttpOnly, the CSRF token stays in the page's memory).
  */
 export const consolePage = `<!doctype html>
 <html lang="en">
@@ -18,17 +19,25 @@ export const consolePage = `<!doctype html>
   #events { list-style: none; padding: 0; }
   #events li { display: flex; gap: .8rem; align-items: center; padding: .4rem 0; border-bottom: 1px solid #eee; }
   #events img { width: 128px; height: 96px; object-fit: cover; background: #eee; }
-  .meta { color: #666; font-size: 12px; } a { color: #1d4ed8; }
+  .meta { color: #666; font-size: 12px; } a { color: #1d4ed8; } .error { color: #b42318; }
+  form input { margin-right: .4rem; }
 </style>
 </head>
 <body>
 <h1>Argus control plane</h1>
-<p class="meta"><a href="/docs">API (OpenAPI)</a> · <a href="/metrics">metrics</a> · <span id="stream">connecting…</span></p>
+<form id="login" hidden>
+<input name="name" autocomplete="username" placeholder="name" required>
+<input name="password" type="password" autocomplete="current-password" placeholder="password" required>
+<button>log in</button> <span id="login-error" class="error"></span>
+</form>
+<div id="main" hidden>
+<p class="meta"><a href="/docs">API (OpenAPI)</a> · <a href="/metrics">metrics</a> · <span id="stream">connecting…</span> · <span id="who"></span> <button id="logout" type="button">log out</button></p>
 <h2>Devices</h2>
 <table><thead><tr><th>device</th><th>status</th><th>health</th><th>last seen</th><th>cameras (fps in / detect)</th></tr></thead>
 <tbody id="devices"><tr><td colspan="5">loading…</td></tr></tbody></table>
 <h2>Live events</h2>
 <ul id="events"></ul>
+</div>
 <script>
 const text = (tag, value, cls) => { const el = document.createElement(tag); el.textContent = value; if (cls) el.className = cls; return el; };
 async function refreshDevices() {
@@ -67,13 +76,43 @@ function showEvent(s) {
   list.prepend(li);
   while (list.children.length > 100) list.lastChild.remove();
 }
-const source = new EventSource('/api/v1/events/stream');
-source.addEventListener('open', () => { document.getElementById('stream').textContent = 'live'; });
-source.addEventListener('error', () => { document.getElementById('stream').textContent = 'reconnecting…'; });
-source.addEventListener('event', (m) => showEvent(JSON.parse(m.data)));
-fetch('/api/v1/events?limit=20').then((r) => r.json()).then((page) => page.events.reverse().forEach(showEvent));
-refreshDevices();
-setInterval(refreshDevices, 5000);
+let csrfToken = '';
+function follow() {
+  const source = new EventSource('/api/v1/events/stream');
+  source.addEventListener('open', () => { document.getElementById('stream').textContent = 'live'; });
+  source.addEventListener('error', () => { document.getElementById('stream').textContent = 'reconnecting…'; });
+  source.addEventListener('event', (m) => showEvent(JSON.parse(m.data)));
+  fetch('/api/v1/events?limit=20').then((r) => r.json()).then((page) => page.events.reverse().forEach(showEvent));
+  refreshDevices();
+  setInterval(refreshDevices, 5000);
+}
+async function start() {
+  const me = await fetch('/api/v1/me');
+  if (me.status === 401) { document.getElementById('login').hidden = false; return; }
+  const who = await me.json();
+  csrfToken = who.csrfToken ?? '';
+  document.getElementById('who').textContent = who.name + ' (' + who.role + ')';
+  document.getElementById('login').hidden = true;
+  document.getElementById('main').hidden = false;
+  follow();
+}
+document.getElementById('login').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const form = new FormData(e.target);
+  const res = await fetch('/api/v1/login', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name: form.get('name'), password: form.get('password') }),
+  });
+  if (res.ok) return start();
+  const answer = await res.json().catch(() => ({}));
+  document.getElementById('login-error').textContent = answer.error ?? 'login failed (' + res.status + ')';
+});
+document.getElementById('logout').addEventListener('click', async () => {
+  await fetch('/api/v1/logout', { method: 'POST', headers: { 'x-csrf-token': csrfToken } });
+  location.reload();
+});
+start();
 </script>
 </body>
 </html>

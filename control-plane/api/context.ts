@@ -4,14 +4,19 @@ import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from 'fasti
 import type { DeviceCredentials } from '../auth.ts';
 import './access.ts';
 import type { CommandSender } from '../commands.ts';
-import type { EnrollmentSettings } from '../config.ts';
+import type { AuthSettings, EnrollmentSettings } from '../config.ts';
 import type { DeviceHealth } from '../device-health.ts';
 import type { Enrollment } from '../enrollment.ts';
 import type { EventBus } from '../event-bus.ts';
 import type { Metrics } from '../metrics.ts';
+import type { ApiTokens } from '../storage/api-tokens.ts';
+import type { AuditLog } from '../storage/audit.ts';
 import type { DeviceHistory } from '../storage/device-history.ts';
+import type { LoginFailures } from '../storage/login-failures.ts';
 import type { QuarantineStore } from '../storage/quarantine.ts';
 import type { Repository } from '../storage/repository.ts';
+import type { Sessions } from '../storage/sessions.ts';
+import type { Users } from '../storage/users.ts';
 
 /** what the routes use */
 export interface ApiContext {
@@ -31,6 +36,17 @@ export interface ApiContext {
   history: DeviceHistory;
   /** whether this replica holds the retention lease */
   retentionLeader: () => boolean;
+  auth: OperatorAuth;
+}
+
+/** operators' accounts, sessions, API tokens, login throttling and the audit log */
+export interface OperatorAuth {
+  settings: AuthSettings;
+  users: Users;
+  sessions: Sessions;
+  tokens: ApiTokens;
+  loginFailures: LoginFailures;
+  audit: AuditLog;
 }
 
 export type App = FastifyInstance<

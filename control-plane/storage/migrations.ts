@@ -176,6 +176,56 @@ export const MIGRATIONS: readonly Migration[] = [
     ],
   },
   {
+    version: 3,
+    name: 'operators: users, sessions, API tokens, login failures, audit log',
+    statements: (d) => [
+      `CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at ${d.bigint} NOT NULL,
+        updated_at ${d.bigint} NOT NULL
+      )`,
+      `CREATE TABLE sessions (
+        id_sha256 TEXT PRIMARY KEY,
+        user_name TEXT NOT NULL,
+        csrf_token TEXT NOT NULL,
+        created_at ${d.bigint} NOT NULL,
+        expires_at ${d.bigint} NOT NULL
+      )`,
+      'CREATE INDEX sessions_user ON sessions (user_name)',
+      'CREATE INDEX sessions_expiry ON sessions (expires_at)',
+      `CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        token_sha256 TEXT NOT NULL UNIQUE,
+        created_by TEXT NOT NULL,
+        created_at ${d.bigint} NOT NULL,
+        last_used_at ${d.bigint},
+        revoked_at ${d.bigint}
+      )`,
+      `CREATE TABLE login_failures (
+        account TEXT NOT NULL,
+        at ${d.bigint} NOT NULL
+      )`,
+      'CREATE INDEX login_failures_account ON login_failures (account, at)',
+      `CREATE TABLE audit (
+        id ${d.serial},
+        at ${d.bigint} NOT NULL,
+        actor TEXT NOT NULL,
+        actor_kind TEXT NOT NULL,
+        action TEXT NOT NULL,
+        params TEXT NOT NULL,
+        address TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        outcome TEXT NOT NULL
+      )`,
+      'CREATE INDEX audit_at ON audit (at)',
+      'CREATE INDEX audit_actor ON audit (actor, id)',
+    ],
+  },
+  {
     version: 4,
     name: 'device credentials and enrollment claims',
     statements: (d) => [

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { freeTcpPort } from '../../common/net.ts';
 import { httpPaths } from '../../contract/http.ts';
 import type { EventMessage, Telemetry } from '../../contract/payloads.ts';
-import { getJson } from '../control-plane/setup.ts';
+import { apiFetch, getJson, tokenByLogin, useToken } from '../control-plane/setup.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
 
@@ -63,6 +63,9 @@ describe('argus demo (what `npm run demo` starts after the bootstrap)', () => {
       'the demo to start',
     );
     rtspPort = /rtsp:\/\/127\.0\.0\.1:(\d+)\//.exec(stdout)![1]!;
+    const [, name, password] = /log in as (\S+), password (\S+)/.exec(stdout) ?? [];
+    assert.ok(name && password, `the demo prints its admin's login: ${stdout}`);
+    useToken(httpUrl, await tokenByLogin(httpUrl, name, password));
   });
 
   after(async () => {
@@ -121,7 +124,7 @@ describe('argus demo (what `npm run demo` starts after the bootstrap)', () => {
       );
       const jpeg = await eventually(
         async () => {
-          const res = await fetch(`${httpUrl}${httpPaths.snapshot(event.device, event.snapshot!.id)}`);
+          const res = await apiFetch(`${httpUrl}${httpPaths.snapshot(event.device, event.snapshot!.id)}`);
           return res.ok ? Buffer.from(await res.arrayBuffer()) : undefined;
         },
         20_000,
@@ -131,6 +134,7 @@ describe('argus demo (what `npm run demo` starts after the bootstrap)', () => {
     }
     const page = await fetch(`${httpUrl}/`);
     assert.equal(page.status, 200);
+    assert.equal((await fetch(`${httpUrl}/api/v1/devices`)).status, 401, 'the data needs a login');
     assert.match(await page.text(), /<html/i);
   });
 

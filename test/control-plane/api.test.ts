@@ -5,6 +5,7 @@ import { MAX_SNAPSHOT_BYTES, topics } from '../../contract/index.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
 import { eventMessage, jpeg } from './fixtures.ts';
 import {
+  apiFetch,
   type ControlPlaneWithClient,
   deviceClient,
   getJson,
@@ -82,17 +83,17 @@ describe('control-plane REST API', () => {
 
   it('answers 400 with the problem for bad queries', async () => {
     for (const q of ['limit=0', 'limit=501', 'cursor=abc', 'from=yesterday', 'colour=red']) {
-      const res = await fetch(`${cp.httpUrl}/api/v1/events?${q}`);
+      const res = await apiFetch(`${cp.httpUrl}/api/v1/events?${q}`);
       assert.equal(res.status, 400, q);
       assert.ok(((await res.json()) as { error: string }).error, q);
     }
-    const res = await fetch(`${cp.httpUrl}/api/v1/events?from=${iso(T0 + 1)}&to=${iso(T0)}`);
+    const res = await apiFetch(`${cp.httpUrl}/api/v1/events?from=${iso(T0 + 1)}&to=${iso(T0)}`);
     assert.equal(res.status, 400);
   });
 
   it('streams newly stored events over SSE', async () => {
     const abort = new AbortController();
-    const res = await fetch(`${cp.httpUrl}/api/v1/events/stream?camera=live`, { signal: abort.signal });
+    const res = await apiFetch(`${cp.httpUrl}/api/v1/events/stream?camera=live`, { signal: abort.signal });
     assert.equal(res.headers.get('content-type'), 'text/event-stream; charset=utf-8');
     const reader = res.body!.getReader();
     await reader.read(); // the opening comment: the subscription is in place
@@ -131,7 +132,7 @@ describe('control-plane REST API', () => {
         401,
         "box-1's token is not box-2's",
       );
-      assert.equal((await fetch(url('box-1', 'snap-auth-1'))).status, 404);
+      assert.equal((await apiFetch(url('box-1', 'snap-auth-1'))).status, 404);
     });
 
     it('checks content type, size and JPEG signature', async () => {
@@ -155,7 +156,7 @@ describe('control-plane REST API', () => {
       assert.equal(((await first.json()) as { created: boolean }).created, true);
       assert.equal((await put('box-1', 'snap-idem-1', jpeg('same'), auth)).status, 200);
       assert.equal((await put('box-1', 'snap-idem-1', jpeg('other'), auth)).status, 409);
-      const got = await fetch(url('box-1', 'snap-idem-1'));
+      const got = await apiFetch(url('box-1', 'snap-idem-1'));
       assert.deepEqual(Buffer.from(await got.arrayBuffer()), jpeg('same'));
       assert.equal((await fetch(url('box-2', 'snap-idem-1'))).status, 404, "box-1's id is not box-2's");
     });
@@ -163,14 +164,14 @@ describe('control-plane REST API', () => {
 
   it('answers 404 for commands to unknown devices and 400 for unknown commands', async () => {
     const post = (path: string) =>
-      fetch(`${cp.httpUrl}${path}`, {
+      apiFetch(`${cp.httpUrl}${path}`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: '{}',
       });
     assert.equal((await post('/api/v1/devices/nobody/commands/snapshot')).status, 404);
     assert.equal((await post('/api/v1/devices/box-1/commands/self-destruct')).status, 400);
-    assert.equal((await fetch(`${cp.httpUrl}/api/v1/commands/no-such-command`)).status, 404);
+    assert.equal((await apiFetch(`${cp.httpUrl}/api/v1/commands/no-such-command`)).status, 404);
   });
 
   it('takes MQTT 3.1.1 clients on the embedded broker as well as v5 ones', async () => {
@@ -198,7 +199,7 @@ describe('control-plane REST API', () => {
       '/api/v1/commands/{id}',
     ])
       assert.ok(spec.paths[path], path);
-    const metrics = await fetch(`${cp.httpUrl}/metrics`);
+    const metrics = await apiFetch(`${cp.httpUrl}/metrics`);
     assert.match(metrics.headers.get('content-type') ?? '', /^text\/plain; version=0.0.4/);
     assert.match(await metrics.text(), /argus_ingest_messages_total\{kind="event"\} 3\d/);
     assert.deepEqual(await getJson(`${cp.httpUrl}/healthz`), {
@@ -208,7 +209,7 @@ describe('control-plane REST API', () => {
       mqtt: cp.mqttUrl,
       pendingMessages: 0,
     });
-    const page = await fetch(`${cp.httpUrl}/`);
+    const page = await apiFetch(`${cp.httpUrl}/`);
     assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
     assert.match(await page.text(), /new EventSource\('\/api\/v1\/events\/stream'\)/);
   });

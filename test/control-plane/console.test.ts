@@ -7,6 +7,7 @@ import type { MqttClient } from 'mqtt';
 import { type Browser, chromium } from 'playwright-core';
 import { topics } from '../../contract/index.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
+import { Users } from '../../control-plane/storage/users.ts';
 import { eventMessage } from './fixtures.ts';
 import { type ControlPlaneWithClient, startControlPlaneWithClient, TOKEN } from './setup.ts';
 
@@ -41,7 +42,8 @@ describe('console page at / (headless Chromium)', {
     await env?.close();
   });
 
-  it('shows the devices and live events with their snapshots', async () => {
+  it('asks for a login, then shows the devices and live events with their snapshots', async () => {
+    await new Users(cp.repository.sql).add('console-viewer', 'viewer', 'console-password-1');
     await client.publishAsync(topics.available('box-1'), JSON.stringify({ v: 1, state: 'online' }), {
       qos: 1,
       retain: true,
@@ -50,6 +52,14 @@ describe('console page at / (headless Chromium)', {
     const errors: string[] = [];
     page.on('pageerror', (err) => errors.push(err.message));
     await page.goto(`${cp.httpUrl}/`);
+    await page.locator('#login input[name=name]').fill('console-viewer');
+    await page.locator('#login input[name=password]').fill('not-the-password');
+    await page.locator('#login button').click();
+    await page.waitForFunction(
+      "document.getElementById('login-error').textContent === 'wrong name or password'",
+    );
+    await page.locator('#login input[name=password]').fill('console-password-1');
+    await page.locator('#login button').click();
     await page.waitForFunction("document.getElementById('stream').textContent === 'live'");
     await page.getByRole('cell', { name: 'box-1' }).waitFor();
     assert.equal(await page.locator('td.online').textContent(), 'online');
@@ -72,6 +82,10 @@ describe('console page at / (headless Chromium)', {
     await page.waitForFunction(
       "(() => { const img = document.querySelector('#events img'); return img?.complete && img.naturalWidth === 256; })()",
     );
+    assert.equal(await page.locator('#who').textContent(), 'console-viewer (viewer)');
+    await page.locator('#logout').click();
+    await page.locator('#login').waitFor();
+    assert.equal(await page.locator('#main').isVisible(), false, 'logged out, the page asks again');
     assert.deepEqual(errors, []);
   });
 

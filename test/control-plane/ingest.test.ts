@@ -11,7 +11,7 @@ import { eventually } from '../helpers/eventually.ts';
 import { MosquittoBroker } from '../helpers/mosquitto-broker.ts';
 import { PostgresServer } from '../helpers/postgres.ts';
 import { eventMessage } from './fixtures.ts';
-import { deviceClient, getJson, metric, startTestControlPlane, TOKEN } from './setup.ts';
+import { apiFetch, deviceClient, getJson, metric, startTestControlPlane, TOKEN } from './setup.ts';
 
 interface EventsPage {
   events: {
@@ -128,14 +128,14 @@ for (const [broker, storage] of [
       await eventually(
         async () => {
           for (const id of snapshots)
-            if ((await fetch(`${cp.httpUrl}${httpPaths.snapshot('box-1', id)}`)).status !== 200)
+            if ((await apiFetch(`${cp.httpUrl}${httpPaths.snapshot('box-1', id)}`)).status !== 200)
               return undefined;
           return true;
         },
         20_000,
         'every referenced snapshot uploaded',
       );
-      const res = await fetch(`${cp.httpUrl}${httpPaths.snapshot('box-1', snapshots[0]!)}`);
+      const res = await apiFetch(`${cp.httpUrl}${httpPaths.snapshot('box-1', snapshots[0]!)}`);
       assert.equal(res.headers.get('content-type'), 'image/jpeg');
       assert.equal(Buffer.from(await res.arrayBuffer()).readUInt16BE(0), 0xffd8);
       assert.equal(await metric(cp.httpUrl, 'argus_ingest_rejected_total{reason="schema"}'), 0);
@@ -157,7 +157,7 @@ for (const [broker, storage] of [
     });
 
     it('sends a command and keeps its result; the snapshot it took is stored', async () => {
-      const res = await fetch(`${cp.httpUrl}/api/v1/devices/box-1/commands/snapshot`, {
+      const res = await apiFetch(`${cp.httpUrl}/api/v1/devices/box-1/commands/snapshot`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ args: { camera: 'cam-2' } }),
@@ -175,7 +175,7 @@ for (const [broker, storage] of [
       assert.equal(done.result?.ok, true);
       const snapshot = done.result?.data?.snapshot?.id;
       assert.ok(snapshot);
-      assert.equal((await fetch(`${cp.httpUrl}${httpPaths.snapshot('box-1', snapshot)}`)).status, 200);
+      assert.equal((await apiFetch(`${cp.httpUrl}${httpPaths.snapshot('box-1', snapshot)}`)).status, 200);
     });
 
     it('marks the device offline when the agent stops', async () => {
@@ -398,7 +398,7 @@ for (const [broker, storage] of [
         [valid.id],
         'only the valid message is stored',
       );
-      assert.equal((await fetch(`${cp.httpUrl}/healthz`)).status, 200);
+      assert.equal((await apiFetch(`${cp.httpUrl}/healthz`)).status, 200);
     });
   });
 }

@@ -11,7 +11,7 @@ import { topics } from '../../contract/index.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { MosquittoBroker } from '../helpers/mosquitto-broker.ts';
 import { eventMessage } from './fixtures.ts';
-import { metric } from './setup.ts';
+import { createAdminTokenInFile, metric, useToken } from './setup.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const MESSAGES = 4000;
@@ -65,7 +65,9 @@ describe('control plane SIGKILLed during ingest from an external broker', () => 
       config,
       `http: { port: 0 }\nmqtt:\n  external: { url: "${mosquitto.url}", clientId: argus-kill-test }\nstorage:\n  sqlite: { path: argus.db, synchronous: normal }\ningest: { maxBatch: 1000, maxDelayMs: 100 }\n`,
     );
+    const token = await createAdminTokenInFile(join(dir, 'argus.db'));
     let cp = await runControlPlane(config);
+    useToken(cp.httpUrl, token);
     child = cp.child;
     const publisher = connect(mosquitto.url, { protocolVersion: 5, clientId: 'kill-test-publisher' });
     await new Promise<void>((resolve) => publisher.once('connect', () => resolve()));

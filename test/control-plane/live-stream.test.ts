@@ -8,12 +8,18 @@ import type { ControlPlane } from '../../control-plane/index.ts';
 import type { StoredEvent } from '../../control-plane/storage/repository.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { eventMessage } from './fixtures.ts';
-import { type ControlPlaneWithClient, metric, startControlPlaneWithClient } from './setup.ts';
+import {
+  apiFetch,
+  type ControlPlaneWithClient,
+  metric,
+  startControlPlaneWithClient,
+  tokenFor,
+} from './setup.ts';
 
 /** an SSE client reading in the background; `frames` holds its event messages, as received */
 async function follow(url: string): Promise<{ frames: string[]; stop(): Promise<void> }> {
   const abort = new AbortController();
-  const res = await fetch(url, { signal: abort.signal });
+  const res = await apiFetch(url, { signal: abort.signal });
   assert.equal(res.status, 200);
   const frames: string[] = [];
   const decoder = new TextDecoder();
@@ -52,7 +58,9 @@ async function openStalled(url: string) {
         resolve();
       }
     });
-    socket.write(`GET ${pathname}${search} HTTP/1.1\r\nHost: ${hostname}:${port}\r\n\r\n`);
+    socket.write(
+      `GET ${pathname}${search} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nAuthorization: Bearer ${tokenFor(url)}\r\n\r\n`,
+    );
   });
   return {
     /** reads what the server sent; the byte count once the server closed the connection */

@@ -3,7 +3,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { deviceClientId } from '../../contract/index.ts';
-import { type ControlPlane, controlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
+import type { AuthSettings } from '../../control-plane/config.ts';
+import {
+  type ControlPlane,
+  controlPlaneConfig,
+  openRepository,
+  startControlPlane,
+} from '../../control-plane/index.ts';
+import { ApiTokens } from '../../control-plane/storage/api-tokens.ts';
+import type { SqlAccess } from '../../control-plane/storage/sql-access.ts';
 
 /** the pre-provisioned credential of a test device (the control-plane config's `devices` list) */
 export const tokenOf = (device: string): string => `token-of-${device}-for-tests`;
@@ -52,6 +60,8 @@ export interface TestControlPlaneOptions {
   /** settings of the embedded broker besides its port */
   embedded?: Record<string, unknown>;
   enrollment?: Record<string, unknown>;
+  /** the control plane's `auth` section */
+  auth?: Partial<AuthSettings>;
 }
 
 /** a test control plane in its own temporary directory, with an MQTT v5 client of box-1 on its broker */
@@ -77,9 +87,12 @@ export async function startControlPlaneWithClient(dirPrefix: string): Promise<Co
   };
 }
 
-/** a control plane on free ports, device credentials on, with TEST_DEVICES provisioned (tokenOf) */
-export function startTestControlPlane(o: TestControlPlaneOptions): Promise<ControlPlane> {
-  return startControlPlane(
+/**
+ * a control plane on free ports, device credentials on, with TEST_DEVICES provisioned (tokenOf)
+ * and an admin API token, which `getJson`, `metric` and `apiFetch` send to it
+ */
+export async function startTestControlPlane(o: TestControlPlaneOptions): Promise<ControlPlane> {
+  const cp = await startControlPlane(
     controlPlaneConfig({
       http: { port: 0 },
       mqtt: o.brokerUrl
@@ -92,19 +105,84 @@ export function startTestControlPlane(o: TestControlPlaneOptions): Promise<Contr
       devices: TEST_DEVICES.map((id) => ({ id, token: tokenOf(id) })),
       ...(o.ingest ? { ingest: o.ingest } : {}),
       ...o.config,
+      ...(o.auth ? { auth: o.auth } : {}),
     }),
   );
+  useToken(cp.httpUrl, await createAdminToken(cp.repository.sql));
+  return cp;
+}
+
+/** the API credential sent to each test control plane, by origin */
+const tokens = new Map<string, string>();
+
+/** from now on, `apiFetch`, `getJson` and `metric` send `token` to the control plane at `httpUrl` */
+export function useToken(httpUrl: string, token: string): void {
+  tokens.set(new URL(httpUrl).origin, token);
+}
+
+/** the admin API token `apiFetch` sends to the control plane at `httpUrl` */
+export function tokenFor(httpUrl: string): string {
+  const token = tokens.get(new URL(httpUrl).origin);
+  if (!token) throw new Error(`no API token for ${httpUrl}: call useToken first`);
+  return token;
+}
+
+/** a new admin API token, made through the control plane's token store */
+export async function createAdminToken(sql: SqlAccess): Promise<string> {
+  return (await new ApiTokens(sql).create('tests', 'admin', 'tests')).secret;
+}
+
+/**
+ * an admin API token in the SQLite database of a control plane that runs in another process
+ * (`argus control-plane run`): call before starting it, then `useToken` with its URL
+ */
+export async function createAdminTokenInFile(sqlitePath: string): Promise<string> {
+  const repo = await openRepository({ kind: 'sqlite', sqlite: { path: sqlitePath, synchronous: 'normal' } });
+  try {
+    return await createAdminToken(repo.sql);
+  } finally {
+    await repo.close();
+  }
+}
+
+/** logs in to the control plane at `httpUrl` and makes an API token with the account's session */
+export async function tokenByLogin(httpUrl: string, name: string, password: string): Promise<string> {
+  const login = await fetch(`${httpUrl}/api/v1/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name, password }),
+  });
+  if (!login.ok) throw new Error(`login as ${name}: ${login.status} ${await login.text()}`);
+  const { csrfToken, role } = (await login.json()) as { csrfToken: string; role: string };
+  const res = await fetch(`${httpUrl}/api/v1/tokens`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      cookie: login.headers.get('set-cookie')!.split(';')[0]!,
+      'x-csrf-token': csrfToken,
+    },
+    body: JSON.stringify({ name: 'tests', role }),
+  });
+  if (res.status !== 201) throw new Error(`POST /api/v1/tokens: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { secret: string }).secret;
+}
+
+/** fetch with the admin token of the control plane at `url` (unless the request sets authorization) */
+export function apiFetch(url: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  if (!headers.has('authorization')) headers.set('authorization', `Bearer ${tokenFor(url)}`);
+  return fetch(url, { ...init, headers });
 }
 
 export async function getJson<T>(url: string): Promise<T> {
-  const res = await fetch(url);
+  const res = await apiFetch(url);
   if (!res.ok) throw new Error(`GET ${url}: ${res.status} ${await res.text()}`);
   return (await res.json()) as T;
 }
 
 /** the value of one Prometheus sample, e.g. `argus_ingest_rejected_total{reason="schema"}` */
 export async function metric(httpUrl: string, sample: string): Promise<number> {
-  const text = await (await fetch(`${httpUrl}/metrics`)).text();
+  const text = await (await apiFetch(`${httpUrl}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
   if (!line) throw new Error(`no sample ${sample} in /metrics`);
   return Number(line.slice(sample.length + 1));

@@ -22,7 +22,7 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import type { Telemetry } from '../../contract/index.ts';
-import { getJson } from '../control-plane/setup.ts';
+import { createAdminTokenInFile, getJson, useToken } from '../control-plane/setup.ts';
 import { AgentProcess, writeAgentConfig } from '../helpers/device-setup.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { MosquittoBroker } from '../helpers/mosquitto-broker.ts';
@@ -72,6 +72,7 @@ class Stack {
         '',
       ].join('\n'),
     );
+    const token = await createAdminTokenInFile(this.dbFile);
     const child = spawn(
       process.execPath,
       [join(ROOT, 'bin/argus.mjs'), 'control-plane', 'run', '--config', config],
@@ -89,6 +90,7 @@ class Stack {
       20_000,
       'the control plane to start',
     );
+    useToken(this.httpUrl, token);
   }
 
   get dbFile(): string {

@@ -64,6 +64,8 @@ export function eventRoutes(app: App, ctx: ApiContext, streams: StreamRegistry):
     '/api/v1/events/stream',
     {
       config: { access: 'viewer' },
+      // a HEAD of the stream would never end (its headers wait for a body that HEAD drops)
+      exposeHeadRoute: false,
       schema: {
         tags: ['events'],
         summary:

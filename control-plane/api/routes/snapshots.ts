@@ -33,15 +33,8 @@ export function snapshotRoutes(app: App, ctx: ApiContext): void {
           409: ErrorBody,
         },
       },
-      // before the body is read: an unauthenticated upload costs nothing
-      onRequest: async (req, reply) => {
-        const { device } = req.params as { device: string };
-        if (!(await ctx.credentials.verify(device, req.headers.authorization)))
-          return reply.code(401).send({
-            error: `missing or wrong credential for device "${device}"`,
-            hint: 'send Authorization: Bearer <the device credential>; a revoked device must be enrolled again',
-          });
-      },
+      // authenticated by the device's token before the body is read (auth-plugin.ts), so an
+      // unauthenticated upload costs nothing
     },
     async (req, reply) => {
       const body = req.body as unknown;
