@@ -228,6 +228,8 @@ const RetentionSection = Type.Object(
     cameraStatuses: RetentionLimit(30, 64, "camera status messages (each camera's latest is kept)"),
     telemetry: RetentionLimit(14, 256, 'telemetry history messages'),
     availability: RetentionLimit(30, 16, "device availability changes (each device's latest is kept)"),
+    audit: RetentionLimit(365, 256, 'audit entries (logins and state changes)'),
+    quarantine: RetentionLimit(14, 256, 'quarantined messages'),
   },
   { additionalProperties: false, default: {} },
 );

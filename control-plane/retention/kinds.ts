@@ -72,4 +72,18 @@ export const RETENTION_KINDS: readonly RetentionKind[] = [
     deletable: `id <> (SELECT l.id FROM device_availability l WHERE l.device = device_availability.device
       ORDER BY l.received_at DESC, l.at DESC, l.id DESC LIMIT 1)`,
   },
+  {
+    name: 'audit',
+    table: 'audit',
+    timeColumn: 'at',
+    keyColumns: ['id'],
+    rowBytes: 'length(params) + length(action) + length(actor) + 150',
+  },
+  {
+    name: 'quarantine',
+    table: 'quarantine',
+    timeColumn: 'received_at',
+    keyColumns: ['id'],
+    rowBytes: 'length(payload) + length(detail) + 150',
+  },
 ];

@@ -288,6 +288,11 @@ export const MIGRATIONS: readonly Migration[] = [
       'CREATE INDEX snapshots_created ON snapshots (created_at)',
     ],
   },
+  {
+    version: 6,
+    name: 'retention of quarantined messages by age',
+    statements: () => ['CREATE INDEX quarantine_received ON quarantine (received_at)'],
+  },
 ];
 
 export const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -44,7 +44,7 @@ export function enrollmentRoutes(app: App, ctx: ApiContext): void {
       const claim = await ctx.enrollment.createClaim(
         req.params.id,
         req.body.ttlS ?? ctx.enrollmentSettings.claimTtlS,
-        `api ${req.ip}`,
+        `${req.principal?.kind ?? 'api'} ${req.principal?.name ?? req.ip}`,
       );
       return reply.code(201).send({
         device: claim.device,
