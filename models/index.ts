@@ -38,7 +38,6 @@ export {
   verifyBundle,
 } from './bundle/verify.ts';
 export { CATALOG, type CatalogEntry, catalogEntry, DEFAULT_MODEL } from './catalog.ts';
-export { type ModelDescriptor, ModelDescriptorSchema, readDescriptor } from './descriptor.ts';
 export {
   DEFAULT_EVALUATE_OPTIONS,
   type EvaluateOptions,
@@ -85,9 +84,6 @@ export {
   ensureModelInstalled,
   fetchModels,
   importTfjsModel,
-  type LoadedModel,
   listModels,
-  loadModel,
-  modelsDir,
 } from './store.ts';
 export { convertTfjsGraph } from './tfjs/converter.ts';

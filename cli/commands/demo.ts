@@ -7,9 +7,9 @@ import { ArgusError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
 import { cacheDir } from '../../common/paths.ts';
 import { controlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
+import { DEFAULT_DETECTOR_SETTINGS } from '../../inference/settings.ts';
 import { ensureModelInstalled } from '../../models/store.ts';
-import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
-import { RtspServer } from '../../pipelines/video/rtsp-test-server.ts';
+import { RtspServer } from '../../video/rtsp-test-server.ts';
 import { type Command, integerOption, parseCommandArgs, untilAborted } from '../command.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');

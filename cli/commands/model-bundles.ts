@@ -1,5 +1,6 @@
 import { basename, resolve } from 'node:path';
 import { ArgusError } from '../../common/errors.ts';
+import { resolveModelDir } from '../../inference/model-dir.ts';
 import { buildBundle } from '../../models/bundle/build.ts';
 import { readBundleFile } from '../../models/bundle/container.ts';
 import { installBundle } from '../../models/bundle/install.ts';
@@ -9,7 +10,6 @@ import { signBundle } from '../../models/bundle/sign.ts';
 import { BundleRejected, verifyBundle, verifyBundleEntries } from '../../models/bundle/verify.ts';
 import { DEFAULT_GATE, loadGateConfig } from '../../models/evaluate/gate.ts';
 import { evaluationReportsIn, readEvaluationReport } from '../../models/evaluate/report.ts';
-import { resolveModelDir } from '../../models/store.ts';
 import { type Command, integerOption, onePositional, parseCommandArgs } from '../command.ts';
 
 function parseTarget(value: string): { executionProvider: string; hardwareClass: string } {

@@ -1,11 +1,11 @@
 import { ArgusError } from '../../common/errors.ts';
 import { writeFileAtomic } from '../../common/fs-atomic.ts';
 import { sha256Hex } from '../../common/hash.ts';
-import { descriptorValidator } from '../descriptor.ts';
+import { descriptorValidator } from '../../inference/descriptor.ts';
+import { DESCRIPTOR_FILE, loadModel } from '../../inference/model-dir.ts';
 import { enforceGate, type GateConfig } from '../evaluate/gate.ts';
 import type { EvaluationReport } from '../evaluate/report.ts';
 import { formatFrameRange } from '../quant/frames.ts';
-import { DESCRIPTOR_FILE, loadModel } from '../store.ts';
 import { type BundleEntry, packEntries } from './container.ts';
 import type { SigningKey } from './keys.ts';
 import { readLineage } from './lineage.ts';

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildDirAtomic, sweepStaging } from '../../common/fs-atomic.ts';
-import { modelsDir } from '../store.ts';
+import { modelsDir } from '../../inference/model-dir.ts';
 import { LINEAGE_FILE } from './lineage.ts';
 import { MANIFEST_FILE, SIGNATURE_FILE } from './manifest.ts';
 import { type VerifiedBundle, type VerifyOptions, verifyBundle } from './verify.ts';

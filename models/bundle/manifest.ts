@@ -1,7 +1,7 @@
 import Type from 'typebox';
 import { ArgusError } from '../../common/errors.ts';
 import { compileSchema } from '../../common/schema.ts';
-import { ModelDescriptorSchema } from '../descriptor.ts';
+import { ModelDescriptorSchema } from '../../inference/descriptor.ts';
 import { LineageSchema, ModelRefSchema } from './lineage.ts';
 
 /**

@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { ArgusError } from '../../common/errors.ts';
 import { sha256Hex } from '../../common/hash.ts';
-import { readDescriptor } from '../descriptor.ts';
-import { DESCRIPTOR_FILE, modelsDir } from '../store.ts';
+import { readDescriptor } from '../../inference/descriptor.ts';
+import { DESCRIPTOR_FILE, modelsDir } from '../../inference/model-dir.ts';
 import { readBundleFile } from './container.ts';
 import { defaultKeyring, loadKeyring } from './keys.ts';
 import {

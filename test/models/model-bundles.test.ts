@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { type LoadedModel, loadModel } from '../../inference/model-dir.ts';
 import { buildBundle } from '../../models/bundle/build.ts';
 import { packEntries, readBundleFile } from '../../models/bundle/container.ts';
 import { installBundle } from '../../models/bundle/install.ts';
@@ -12,7 +13,6 @@ import { MANIFEST_FILE, parseManifest, SIGNATURE_FILE } from '../../models/bundl
 import { signBundle } from '../../models/bundle/sign.ts';
 import { BundleRejected, type RejectionReason, verifyBundle } from '../../models/bundle/verify.ts';
 import { DEFAULT_GATE } from '../../models/evaluate/gate.ts';
-import { type LoadedModel, loadModel } from '../../models/store.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
 
 const DAY = 86_400_000;
