@@ -45,9 +45,10 @@ export const keysList: Command = {
   async run(args, ctx) {
     const { values } = parseCommandArgs(this, args, { keyring: { type: 'string' } });
     const keyring = values.keyring ? resolve(values.keyring) : defaultKeyring();
-    const keys = await loadKeyring(keyring);
+    const { keys, unreadable } = await loadKeyring(keyring);
     if (keys.size === 0) ctx.stdout.write(`no trusted keys in ${keyring}\n`);
     for (const [id, k] of keys) ctx.stdout.write(`${id}  ${k.file}\n`);
+    for (const k of unreadable) ctx.stdout.write(`unreadable  ${k.file}: ${k.problem}\n`);
     return 0;
   },
 };
