@@ -125,7 +125,7 @@ function tarStream(what: string) {
     })();
     const gzipped = GZIP_MAGIC.every((b, i) => head[i] === b);
     const plain: AsyncIterable<Buffer> = gzipped
-      ? pipeStreams(Readable.from(rest), createGunzip(), () => {})
+      ? pipeStreams(Readable.from(rest), createGunzip({ chunkSize: 256 * 1024 }), () => {})
       : rest;
     let first = true;
     for await (const chunk of plain) {
@@ -188,6 +188,10 @@ export async function unpackStream(
     });
   });
   parsed.catch(() => {});
+  let ended = false;
+  parser.on('eof', () => {
+    ended = true;
+  });
   const unreadable = (err: Error) =>
     malformed(`${what} is not a model bundle (not a readable tar archive: ${err.message})`);
   try {
@@ -204,6 +208,8 @@ export async function unpackStream(
       ),
       async (tar: AsyncIterable<Buffer>) => {
         for await (const chunk of tar) {
+          // past the archive's end the parser would buffer all that follows: it only counts to the limit
+          if (ended) continue;
           parser.write(chunk);
           if (failure) throw failure;
           if (parseError) throw unreadable(parseError);
