@@ -10,7 +10,7 @@ import { type Command, onePositional, parseCommandArgs } from '../command.ts';
 
 export const keysGenerate: Command = {
   path: ['keys', 'generate'],
-  summary: 'create an ed25519 signing key for model bundles (and trust its public key)',
+  summary: 'create an ed25519 signing key for bundles (and trust its public key)',
   usage: 'argus keys generate NAME [--dir DIR]',
   async run(args, ctx) {
     const { values, positionals } = parseCommandArgs(this, args, { dir: { type: 'string' } });

@@ -133,7 +133,7 @@ function tarStream(what: string) {
         first = false;
         if (!TAR_START.test(String.fromCharCode(chunk[0]!)))
           throw malformed(
-            `${what} is not a model bundle: ${gzipped ? 'inside its gzip layer there is no tar of plain files' : 'it is neither a tar archive nor a gzip-compressed one'}`,
+            `${what} is not a bundle: ${gzipped ? 'inside its gzip layer there is no tar of plain files' : 'it is neither a tar archive nor a gzip-compressed one'}`,
           );
       }
       yield chunk;
@@ -193,7 +193,7 @@ export async function unpackStream(
     ended = true;
   });
   const unreadable = (err: Error) =>
-    malformed(`${what} is not a model bundle (not a readable tar archive: ${err.message})`);
+    malformed(`${what} is not a bundle (not a readable tar archive: ${err.message})`);
   try {
     await pipeline(
       source,
@@ -226,9 +226,8 @@ export async function unpackStream(
     if (err instanceof BundleRejected) throw err;
     throw malformed(`${what} cannot be read: ${(err as Error).message}`);
   }
-  if (problems.length > 0)
-    throw malformed(`${what} is not a valid model bundle:\n  ${problems.join('\n  ')}`);
-  if (files.size === 0) throw malformed(`${what} is not a model bundle (no files in it)`);
+  if (problems.length > 0) throw malformed(`${what} is not a valid bundle:\n  ${problems.join('\n  ')}`);
+  if (files.size === 0) throw malformed(`${what} is not a bundle (no files in it)`);
   return files;
 }
 

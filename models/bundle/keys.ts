@@ -12,7 +12,7 @@ import { ArgusError } from '../../common/errors.ts';
 import { stagingPath, writeFileAtomic } from '../../common/fs-atomic.ts';
 
 /**
- * Ed25519 keys for model bundles. A key directory holds `signing/<name>.key` (private, PKCS#8 PEM,
+ * Ed25519 keys for bundles (models and scenes). A key directory holds `signing/<name>.key` (private, PKCS#8 PEM,
  * mode 0600, only on the machine that builds bundles) and `trusted/` — the keyring: public keys
  * (SPKI PEM, `<key id>.pub`) whose signatures devices accept. A key id is the first 16 hex digits
  * of the sha256 of the public key's DER encoding, computed from the key itself, never from a file

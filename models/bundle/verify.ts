@@ -2,6 +2,7 @@ import { verify } from 'node:crypto';
 import { lstat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
+import { parseBoundedJson } from '../../common/bounded-json.ts';
 import { errorMessage } from '../../common/errors.ts';
 import { sha256Hex } from '../../common/hash.ts';
 import { createLogger } from '../../common/logger.ts';
@@ -61,10 +62,13 @@ export function installedDirOf(kind: BundleKind): string {
   return kind === 'model' ? modelsDir() : join(cacheDir(), 'scenes');
 }
 
+/** a signature is one flat object of a few hundred bytes */
+const SIGNATURE_LIMITS = { maxBytes: 4096, maxDepth: 1 };
+
 function parseSignature(bytes: Uint8Array, path: string): Signature {
   let raw: unknown;
   try {
-    raw = JSON.parse(Buffer.from(bytes).toString('utf8'));
+    raw = parseBoundedJson(Buffer.from(bytes).toString('utf8'), SIGNATURE_LIMITS);
   } catch {
     raw = undefined;
   }

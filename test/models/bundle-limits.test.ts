@@ -158,7 +158,7 @@ describe('bundle container limits', () => {
     const err = await refused(
       readBundleFile(path('hostile.argus-model')),
       'malformed',
-      /is not a valid model bundle/,
+      /is not a valid bundle/,
     );
     for (const what of [
       /entry "\.\.\/escape" \(File\)/,
