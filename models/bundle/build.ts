@@ -6,7 +6,7 @@ import { DESCRIPTOR_FILE, loadModel } from '../../inference/model-dir.ts';
 import { enforceGate, type GateConfig } from '../evaluate/gate.ts';
 import type { EvaluationReport } from '../evaluate/report.ts';
 import { formatFrameRange } from '../quant/frames.ts';
-import { type BundleEntry, packEntries } from './container.ts';
+import { type BundleEntry, DEFAULT_BUNDLE_LIMITS, packEntries } from './container.ts';
 import type { SigningKey } from './keys.ts';
 import { readLineage } from './lineage.ts';
 import {
@@ -133,5 +133,18 @@ export async function writeBundle(
   const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
   const entries: BundleEntry[] = [{ name: MANIFEST_FILE, data: manifestBytes }];
   if (signWith) entries.push(signManifest(manifestBytes, signWith).entry);
-  await writeFileAtomic(out, packEntries([...entries, ...files]));
+  const packed = packEntries([...entries, ...files]);
+  const limits = DEFAULT_BUNDLE_LIMITS;
+  const largest = Math.max(...files.map((f) => f.data.length));
+  if (
+    packed.length > limits.maxExpandedBytes ||
+    largest > limits.maxFileBytes ||
+    files.length + 2 > limits.maxFiles
+  ) {
+    throw new ArgusError(
+      `bundle ${manifest.name} v${manifest.version} would be ${packed.length} bytes in ${files.length + 2} files (largest ${largest} bytes): beyond what a box reads (${limits.maxExpandedBytes} bytes, ${limits.maxFileBytes} per file, ${limits.maxFiles} files)`,
+      'a box would refuse it; make the model smaller (e.g. `argus models quantize`)',
+    );
+  }
+  await writeFileAtomic(out, packed);
 }

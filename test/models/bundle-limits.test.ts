@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -7,12 +7,15 @@ import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { Header } from 'tar';
+import { sha256Hex } from '../../common/hash.ts';
+import { writeBundle } from '../../models/bundle/build.ts';
 import {
   DEFAULT_BUNDLE_LIMITS,
   packEntries,
   readBundleFile,
   unpackStream,
 } from '../../models/bundle/container.ts';
+import type { SceneManifest } from '../../models/bundle/manifest.ts';
 import { BundleRejected, type RejectionReason } from '../../models/bundle/rejection.ts';
 import { verifyBundle } from '../../models/bundle/verify.ts';
 
@@ -95,6 +98,25 @@ describe('bundle container limits', () => {
     }));
     await writeFile(path('many.argus-model'), packEntries(many));
     await refused(readBundleFile(path('many.argus-model')), 'too-large', /holds more than 16 files/);
+  });
+
+  it('writes no bundle a box would refuse for its size', async () => {
+    const files = Array.from({ length: 15 }, (_, i) => ({ name: `f${i}`, data: Buffer.from(`${i}`) }));
+    const manifest: SceneManifest = {
+      kind: 'scene',
+      schemaVersion: 1,
+      name: 'many',
+      version: 1,
+      created: new Date().toISOString(),
+      expires: new Date(Date.now() + 86_400_000).toISOString(),
+      files: files.map((f) => ({ path: f.name, sha256: sha256Hex(f.data), bytes: f.data.length })),
+      scene: { file: 'f0', classes: [], rules: [{ id: 'r', type: 'zone' }] },
+    };
+    await assert.rejects(
+      writeBundle(path('many-written.argus-scene'), manifest, files),
+      /would be \d+ bytes in 17 files .*beyond what a box reads .*16 files/,
+    );
+    await assert.rejects(stat(path('many-written.argus-scene')), { code: 'ENOENT' });
   });
 
   it('refuses a bundle file larger than the stored-size limit without reading it', async () => {
