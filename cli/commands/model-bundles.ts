@@ -94,7 +94,7 @@ export const modelsBuild: Command = {
       });
     }
     ctx.stdout.write(
-      `built ${out}: ${manifest.kind} ${manifest.name} v${manifest.version}, ${manifest.files.length} file(s), expires ${manifest.expires}${signWith ? ', signed' : ' (unsigned: run `argus models sign`)'}\n`,
+      `built ${out}: ${manifest.kind} ${manifest.name} v${manifest.version}, ${manifest.files.length} file${manifest.files.length === 1 ? '' : 's'}, expires ${manifest.expires}${signWith ? ', signed' : ' (unsigned: run `argus models sign`)'}\n`,
     );
     return 0;
   },
@@ -131,7 +131,7 @@ export const modelsVerify: Command = {
     for (const k of verified.unreadableKeys)
       ctx.stdout.write(`warning: key file skipped: ${k.file}: ${k.problem}\n`);
     ctx.stdout.write(
-      `ok: ${m.kind} ${m.name} v${m.version} signed by ${verified.signature.keyId}, ${m.files.length} files intact, expires ${m.expires}, installed ${verified.installedVersion === undefined ? 'none' : `v${verified.installedVersion}`}\n`,
+      `ok: ${m.kind} ${m.name} v${m.version} signed by ${verified.signature.keyId}, ${m.files.length} file${m.files.length === 1 ? '' : 's'} intact, expires ${m.expires}, installed ${verified.installedVersion === undefined ? 'none' : `v${verified.installedVersion}`}\n`,
     );
     return 0;
   },

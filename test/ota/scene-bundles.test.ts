@@ -171,17 +171,14 @@ describe('scene bundles', () => {
     it('builds, signs, verifies, inspects and installs a scene bundle', async () => {
       const built = await ok('models', 'build', CAMPUS, '--kind', 'scene', '--version', '7');
       const bundle = path('vtest-campus-v7.argus-scene');
-      assert.match(
-        built,
-        /built .*vtest-campus-v7\.argus-scene: scene campus-road v7, 1 file\(s\).*unsigned/,
-      );
+      assert.match(built, /built .*vtest-campus-v7\.argus-scene: scene campus-road v7, 1 file, .*unsigned/);
       const unsigned = await argus('models', 'verify', bundle, '--installed', path('cli-scenes'));
       assert.notEqual(unsigned.code, 0);
       assert.match(unsigned.stderr, /is not signed/);
       assert.match(await ok('models', 'sign', bundle, '--key', 'factory'), /signed .* with key [0-9a-f]{16}/);
       assert.match(
         await ok('models', 'verify', bundle, '--installed', path('cli-scenes')),
-        /^ok: scene campus-road v7 signed by [0-9a-f]{16}, 1 files intact, .*installed none/m,
+        /^ok: scene campus-road v7 signed by [0-9a-f]{16}, 1 file intact, .*installed none/m,
       );
       const inspected = await ok('models', 'inspect', bundle, '--installed', path('cli-scenes'));
       assert.match(inspected, /^scene campus-road v7 /m);
