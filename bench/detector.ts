@@ -1,10 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { readFile } from 'node:fs/promises';
+import { Detector } from '../inference/detector.ts';
+import { loadModel } from '../inference/model-dir.ts';
+import { DEFAULT_DETECTOR_SETTINGS } from '../inference/settings.ts';
 import { catalogEntry } from '../models/catalog.ts';
-import { fetchModels, loadModel, sourceFilePath } from '../models/store.ts';
-import { Detector } from '../pipelines/detector/detector.ts';
-import { DEFAULT_DETECTOR_SETTINGS } from '../pipelines/detector/settings.ts';
+import { fetchModels, sourceFilePath } from '../models/store.ts';
 import { readFrames } from '../test/helpers/frames.ts';
 import { machine, percentile, round, timeRuns } from './stats.ts';
 

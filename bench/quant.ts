@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SAMPLE_VIDEO } from '../common/paths.ts';
+import { type LoadedModel, loadModel } from '../inference/model-dir.ts';
 import { writeDerivedModel } from '../models/bundle/lineage.ts';
 import { measureAgreement, reportLatency } from '../models/evaluate/evaluate.ts';
 import { checkGate, DEFAULT_GATE } from '../models/evaluate/gate.ts';
@@ -11,7 +12,7 @@ import { pruneClasses, TRAFFIC_LABELS } from '../models/prune/prune.ts';
 import { quantizeConfig } from '../models/quant/config.ts';
 import { DEFAULT_EVALUATION_FRAMES, parseFrameRange } from '../models/quant/frames.ts';
 import { quantizeModel } from '../models/quant/quantize.ts';
-import { fetchModels, type LoadedModel, loadModel } from '../models/store.ts';
+import { fetchModels } from '../models/store.ts';
 import { machine, round } from './stats.ts';
 
 /**

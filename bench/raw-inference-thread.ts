@@ -1,8 +1,8 @@
 import { parentPort } from 'node:worker_threads';
 import { createLogger } from '../common/logger.ts';
 import { threadData } from '../common/thread.ts';
-import { Detector } from '../pipelines/detector/detector.ts';
-import type { DetectorSettings } from '../pipelines/detector/settings.ts';
+import { Detector } from '../inference/detector.ts';
+import type { DetectorSettings } from '../inference/settings.ts';
 
 /**
  * bench:pipeline's raw inference on a worker thread: one detector session runs the same pre-made

@@ -4,9 +4,9 @@ import { type LoadedConfig, loadConfigFile } from '../common/config-file.ts';
 import { ArgusError } from '../common/errors.ts';
 import { compileSchema } from '../common/schema.ts';
 import { DEVICE_ID_PATTERN, deviceClientId } from '../contract/topics.ts';
-import { isModelPath } from '../models/store.ts';
+import { isModelPath } from '../inference/model-dir.ts';
+import { DetectorSettingsSchema } from '../inference/settings.ts';
 import { CameraSettingsSchema } from '../pipelines/camera-settings.ts';
-import { DetectorSettingsSchema } from '../pipelines/detector/settings.ts';
 
 const MiB = 1024 * 1024;
 

@@ -3,8 +3,8 @@ import { arch } from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { CONTRACT_VERSION, type Identity } from '../contract/index.ts';
-import { readDescriptor } from '../models/descriptor.ts';
-import { DESCRIPTOR_FILE, resolveModelDir } from '../models/store.ts';
+import { readDescriptor } from '../inference/descriptor.ts';
+import { DESCRIPTOR_FILE, resolveModelDir } from '../inference/model-dir.ts';
 import type { DeviceConfig } from './config.ts';
 
 const readText = (path: string) => readFile(path, 'utf8').catch(() => '');

@@ -1,7 +1,7 @@
 import { parseBoundedJson } from '../common/bounded-json.ts';
 import type { Logger } from '../common/logger.ts';
 import { type EventMessage, MAX_PAYLOAD_BYTES, validators } from '../contract/index.ts';
-import { iou } from '../pipelines/detector/nms.ts';
+import { iou } from '../inference/nms.ts';
 import type { HostEvent } from './camera-host.ts';
 import type { OpenEventRecord } from './spool.ts';
 

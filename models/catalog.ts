@@ -1,4 +1,4 @@
-import type { ModelDescriptor } from './descriptor.ts';
+import type { ModelDescriptor } from '../inference/descriptor.ts';
 import { COCO80_LABELS } from './labels.ts';
 
 /**

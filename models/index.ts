@@ -1,17 +1,19 @@
 /** The model factory: import, convert, describe and store the small models the boxes run. */
 
-export { type BuildBundleOptions, buildBundle } from './bundle/build.ts';
-export { readBundleFile } from './bundle/container.ts';
+export { type BuildBundleOptions, buildBundle, writeBundle } from './bundle/build.ts';
+export { type BundleLimits, DEFAULT_BUNDLE_LIMITS, readBundleFile } from './bundle/container.ts';
 export { installBundle } from './bundle/install.ts';
 export {
   defaultKeyring,
   type GeneratedKey,
   generateSigningKey,
+  type Keyring,
   keysDir,
   loadKeyring,
   loadSigningKey,
   type SigningKey,
   trustPublicKey,
+  type UnreadableKey,
 } from './bundle/keys.ts';
 export {
   type DerivedModel,
@@ -21,24 +23,26 @@ export {
   writeDerivedModel,
 } from './bundle/lineage.ts';
 export {
+  type BundleKind,
   type BundleMetrics,
   type BundleTarget,
   MANIFEST_FILE,
   type Manifest,
   ManifestSchema,
+  type ModelManifest,
   parseManifest,
+  type SceneManifest,
   SIGNATURE_FILE,
 } from './bundle/manifest.ts';
+export { BundleRejected, type RejectionReason } from './bundle/rejection.ts';
 export { signBundle } from './bundle/sign.ts';
 export {
-  BundleRejected,
-  type RejectionReason,
+  installedDirOf,
   type VerifiedBundle,
   type VerifyOptions,
   verifyBundle,
 } from './bundle/verify.ts';
 export { CATALOG, type CatalogEntry, catalogEntry, DEFAULT_MODEL } from './catalog.ts';
-export { type ModelDescriptor, ModelDescriptorSchema, readDescriptor } from './descriptor.ts';
 export {
   DEFAULT_EVALUATE_OPTIONS,
   type EvaluateOptions,
@@ -85,9 +89,6 @@ export {
   ensureModelInstalled,
   fetchModels,
   importTfjsModel,
-  type LoadedModel,
   listModels,
-  loadModel,
-  modelsDir,
 } from './store.ts';
 export { convertTfjsGraph } from './tfjs/converter.ts';

@@ -1,13 +1,14 @@
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { ArgusError } from '../common/errors.ts';
 import { buildDirAtomic, sweepStaging } from '../common/fs-atomic.ts';
 import { sha256Hex } from '../common/hash.ts';
 import { createLogger } from '../common/logger.ts';
 import { cacheDir } from '../common/paths.ts';
 import { createProgress } from '../common/progress.ts';
+import { type ModelDescriptor, readDescriptor } from '../inference/descriptor.ts';
+import { DESCRIPTOR_FILE, modelsDir, resolveModelDir } from '../inference/model-dir.ts';
 import { CATALOG, type CatalogEntry, catalogEntry, type SourcePackage } from './catalog.ts';
-import { type ModelDescriptor, readDescriptor } from './descriptor.ts';
 import { fetchPackageFiles, type WantedFile } from './fetch.ts';
 import { declareAnyInputSize } from './onnx/any-size.ts';
 import { encodeModel } from './onnx/codec.ts';
@@ -16,13 +17,6 @@ import { convertTfjsGraph } from './tfjs/converter.ts';
 import { parseTfjsGraphModel } from './tfjs/graph-model.ts';
 
 const log = createLogger('models');
-
-export const DESCRIPTOR_FILE = 'descriptor.json';
-
-/** where converted models are kept: one directory per model with `model.onnx` and `descriptor.json` */
-export function modelsDir(): string {
-  return join(cacheDir(), 'models');
-}
 
 /** where verified source files of a package are kept, so re-conversion needs no download */
 export function sourcesDir(pkg: SourcePackage): string {
@@ -73,34 +67,11 @@ async function obtainSources(
   return files;
 }
 
-export interface LoadedModel {
-  descriptor: ModelDescriptor;
-  dir: string;
-  onnxPath: string;
-  bytes: Uint8Array;
-}
-
-/** whether a model reference names a directory (a path) rather than a model in the cache */
-export function isModelPath(ref: string): boolean {
-  return ref.includes('/') || ref.startsWith('.');
-}
-
-/** A model reference is a catalog name (looked up in the cache) or a directory holding a descriptor. */
-export function resolveModelDir(ref: string): string {
-  if (isModelPath(ref)) return resolve(ref);
-  return join(modelsDir(), ref);
-}
-
 /**
  * The descriptor of an installed model without its weights: what checks a scene (its labels) before
  * the detector loads.
  */
 export async function readModelDescriptor(ref: string): Promise<ModelDescriptor> {
-  await ensureInstalledDescriptor(ref);
-  return readDescriptor(join(resolveModelDir(ref), DESCRIPTOR_FILE));
-}
-
-async function ensureInstalledDescriptor(ref: string): Promise<void> {
   const descriptorPath = join(resolveModelDir(ref), DESCRIPTOR_FILE);
   const exists = await stat(descriptorPath).then(
     () => true,
@@ -113,31 +84,7 @@ async function ensureInstalledDescriptor(ref: string): Promise<void> {
       known ? 'run `argus models fetch` first' : `known models: ${CATALOG.map((e) => e.name).join(', ')}`,
     );
   }
-}
-
-/**
- * Loads a model's descriptor and ONNX bytes, verifying the file against the descriptor's sha256 so
- * that a truncated or corrupted file is reported as such instead of failing deep inside the runtime.
- */
-export async function loadModel(ref: string): Promise<LoadedModel> {
-  const dir = resolveModelDir(ref);
-  await ensureInstalledDescriptor(ref);
-  const descriptor = await readDescriptor(join(dir, DESCRIPTOR_FILE));
-  const onnxPath = join(dir, descriptor.file);
-  const bytes = await readFile(onnxPath).catch((err: Error) => {
-    throw new ArgusError(
-      `model file ${onnxPath} cannot be read: ${err.message}`,
-      'run `argus models fetch --force`',
-    );
-  });
-  const digest = sha256Hex(bytes);
-  if (digest !== descriptor.sha256) {
-    throw new ArgusError(
-      `model file ${onnxPath} is corrupt or truncated: sha256 ${digest} does not match its descriptor (${descriptor.sha256}), ${bytes.length} bytes`,
-      `run \`argus models fetch --force ${descriptor.name}\` to rebuild it`,
-    );
-  }
-  return { descriptor, dir, onnxPath, bytes };
+  return readDescriptor(descriptorPath);
 }
 
 async function isInstalled(entry: CatalogEntry): Promise<boolean> {

@@ -1,4 +1,4 @@
-import { areaOf, type Rect, rectHolds, rectsOverlap, rectUnion } from './rect.ts';
+import { areaOf, type Rect, rectHolds, rectsOverlap, rectUnion } from '../inference/rect.ts';
 import type { MotionSettings } from './scene/schema.ts';
 
 const GRID = 64;

@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import { ArgusError } from '../common/errors.ts';
-import { type Box, clipBox, isEmptyBox } from './rect.ts';
-import type { FullFrame } from './video/frame-source.ts';
+import { type Box, clipBox, isEmptyBox } from '../inference/rect.ts';
+import type { FullFrame } from '../video/frame-source.ts';
 
 /*
  * i420ToRgb works in 16.16 fixed point: each term of the BT.601 formula comes from an Int32Array indexed

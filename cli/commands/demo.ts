@@ -8,9 +8,9 @@ import { cacheDir } from '../../common/paths.ts';
 import { controlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
 import { generatePassword } from '../../control-plane/passwords.ts';
 import { Users } from '../../control-plane/storage/users.ts';
+import { DEFAULT_DETECTOR_SETTINGS } from '../../inference/settings.ts';
 import { ensureModelInstalled } from '../../models/store.ts';
-import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
-import { RtspServer } from '../../pipelines/video/rtsp-test-server.ts';
+import { RtspServer } from '../../video/rtsp-test-server.ts';
 import { type Command, integerOption, parseCommandArgs, untilAborted } from '../command.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');

@@ -2,12 +2,12 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ArgusError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
+import { type Detection, Detector } from '../../inference/detector.ts';
+import { DEFAULT_DETECTOR_SETTINGS, type DetectorSettings } from '../../inference/settings.ts';
 import { ensureModelInstalled } from '../../models/store.ts';
-import { type Detection, Detector } from '../../pipelines/detector/detector.ts';
-import { DEFAULT_DETECTOR_SETTINGS, type DetectorSettings } from '../../pipelines/detector/settings.ts';
 import { renderAnnotatedJpeg } from '../../pipelines/snapshot.ts';
-import { FrameSource, toModelFrame, type VideoFrame } from '../../pipelines/video/frame-source.ts';
-import { parseSourceUrl } from '../../pipelines/video/source-url.ts';
+import { FrameSource, toModelFrame, type VideoFrame } from '../../video/frame-source.ts';
+import { parseSourceUrl } from '../../video/source-url.ts';
 import { type Command, parseCommandArgs, parseIntegerList, parsePositiveNumber } from '../command.ts';
 
 const round = (v: number, digits: number) => Number(v.toFixed(digits));

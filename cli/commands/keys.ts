@@ -10,7 +10,7 @@ import { type Command, onePositional, parseCommandArgs } from '../command.ts';
 
 export const keysGenerate: Command = {
   path: ['keys', 'generate'],
-  summary: 'create an ed25519 signing key for model bundles (and trust its public key)',
+  summary: 'create an ed25519 signing key for bundles (and trust its public key)',
   usage: 'argus keys generate NAME [--dir DIR]',
   async run(args, ctx) {
     const { values, positionals } = parseCommandArgs(this, args, {
@@ -63,9 +63,10 @@ export const keysList: Command = {
       },
     });
     const keyring = values.keyring ? resolve(values.keyring) : defaultKeyring();
-    const keys = await loadKeyring(keyring);
+    const { keys, unreadable } = await loadKeyring(keyring);
     if (keys.size === 0) ctx.stdout.write(`no trusted keys in ${keyring}\n`);
     for (const [id, k] of keys) ctx.stdout.write(`${id}  ${k.file}\n`);
+    for (const k of unreadable) ctx.stdout.write(`unreadable  ${k.file}: ${k.problem}\n`);
     return 0;
   },
 };

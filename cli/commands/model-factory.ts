@@ -1,6 +1,7 @@
 import { join, resolve } from 'node:path';
 import { ArgusError } from '../../common/errors.ts';
 import { SAMPLE_VIDEO } from '../../common/paths.ts';
+import { type LoadedModel, loadModel, modelsDir } from '../../inference/model-dir.ts';
 import { readLineage, writeDerivedModel } from '../../models/bundle/lineage.ts';
 import { DEFAULT_EVALUATE_OPTIONS, evaluateCandidate } from '../../models/evaluate/evaluate.ts';
 import { checkGate, DEFAULT_GATE, loadGateConfig } from '../../models/evaluate/gate.ts';
@@ -14,7 +15,6 @@ import { pruneClasses, TRAFFIC_LABELS } from '../../models/prune/prune.ts';
 import { loadQuantizeConfig, quantizeConfig } from '../../models/quant/config.ts';
 import { DEFAULT_EVALUATION_FRAMES, parseFrameRange } from '../../models/quant/frames.ts';
 import { quantizableNodes, quantizeModel } from '../../models/quant/quantize.ts';
-import { type LoadedModel, loadModel, modelsDir } from '../../models/store.ts';
 import { type Command, integerOption, onePositional, parseCommandArgs } from '../command.ts';
 
 /** where a derived model goes: the directory --out (a path, never a cache name), else the model cache under its name */

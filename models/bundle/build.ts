@@ -1,12 +1,12 @@
 import { ArgusError } from '../../common/errors.ts';
 import { writeFileAtomic } from '../../common/fs-atomic.ts';
 import { sha256Hex } from '../../common/hash.ts';
-import { descriptorValidator } from '../descriptor.ts';
+import { descriptorValidator } from '../../inference/descriptor.ts';
+import { DESCRIPTOR_FILE, loadModel } from '../../inference/model-dir.ts';
 import { enforceGate, type GateConfig } from '../evaluate/gate.ts';
 import type { EvaluationReport } from '../evaluate/report.ts';
 import { formatFrameRange } from '../quant/frames.ts';
-import { DESCRIPTOR_FILE, loadModel } from '../store.ts';
-import { type BundleEntry, packEntries } from './container.ts';
+import { type BundleEntry, DEFAULT_BUNDLE_LIMITS, packEntries } from './container.ts';
 import type { SigningKey } from './keys.ts';
 import { readLineage } from './lineage.ts';
 import {
@@ -14,6 +14,7 @@ import {
   type BundleTarget,
   MANIFEST_FILE,
   type Manifest,
+  type ModelManifest,
   manifestValidator,
 } from './manifest.ts';
 import { signManifest } from './sign.ts';
@@ -59,7 +60,7 @@ function metricsOf(report: EvaluationReport): BundleMetrics {
   };
 }
 
-export async function buildBundle(options: BuildBundleOptions): Promise<Manifest> {
+export async function buildBundle(options: BuildBundleOptions): Promise<ModelManifest> {
   const model = await loadModel(options.modelDir);
   const lineage = await readLineage(model.dir);
   const name = options.name ?? model.descriptor.name;
@@ -96,7 +97,8 @@ export async function buildBundle(options: BuildBundleOptions): Promise<Manifest
     { name: DESCRIPTOR_FILE, data: descriptorBytes },
   ];
   const now = options.now ?? new Date();
-  const manifest: Manifest = {
+  const manifest: ModelManifest = {
+    kind: 'model',
     schemaVersion: 1,
     name,
     version: options.version,
@@ -109,10 +111,40 @@ export async function buildBundle(options: BuildBundleOptions): Promise<Manifest
     metrics: Object.fromEntries(options.evaluations.map((e) => [e.hardwareClass, metricsOf(e)])),
     files: files.map((f) => ({ path: f.name, sha256: sha256Hex(f.data), bytes: f.data.length })),
   };
+  await writeBundle(options.out, manifest, files, options.signWith);
+  return manifest;
+}
+
+/**
+ * Writes a bundle of any kind: the manifest (validated; its file list must be that of `files`,
+ * with their hashes), the signature when a key is given, then the files. Atomic.
+ */
+export async function writeBundle(
+  out: string,
+  manifest: Manifest,
+  files: readonly BundleEntry[],
+  signWith?: SigningKey,
+): Promise<void> {
   manifestValidator.parse(manifest, 'bundle manifest');
+  const listed = files.map((f) => ({ path: f.name, sha256: sha256Hex(f.data), bytes: f.data.length }));
+  if (JSON.stringify(listed) !== JSON.stringify(manifest.files)) {
+    throw new ArgusError('the manifest does not list exactly the files of the bundle');
+  }
   const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
   const entries: BundleEntry[] = [{ name: MANIFEST_FILE, data: manifestBytes }];
-  if (options.signWith) entries.push(signManifest(manifestBytes, options.signWith).entry);
-  await writeFileAtomic(options.out, packEntries([...entries, ...files]));
-  return manifest;
+  if (signWith) entries.push(signManifest(manifestBytes, signWith).entry);
+  const packed = packEntries([...entries, ...files]);
+  const limits = DEFAULT_BUNDLE_LIMITS;
+  const largest = Math.max(...files.map((f) => f.data.length));
+  if (
+    packed.length > limits.maxExpandedBytes ||
+    largest > limits.maxFileBytes ||
+    files.length + 2 > limits.maxFiles
+  ) {
+    throw new ArgusError(
+      `bundle ${manifest.name} v${manifest.version} would be ${packed.length} bytes in ${files.length + 2} files (largest ${largest} bytes): beyond what a box reads (${limits.maxExpandedBytes} bytes, ${limits.maxFileBytes} per file, ${limits.maxFiles} files)`,
+      'a box would refuse it; make the model smaller (e.g. `argus models quantize`)',
+    );
+  }
+  await writeFileAtomic(out, packed);
 }

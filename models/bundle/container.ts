@@ -1,11 +1,18 @@
-import { readFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { pipeline as pipeStreams, Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 import { Header, Parser, type ReadEntry } from 'tar';
-import { ArgusError } from '../../common/errors.ts';
+import { BundleRejected } from './rejection.ts';
 
 /**
- * The bundle container: a plain POSIX tar of a few regular files with simple names, built and read
- * in memory. Reading never touches the filesystem, so a hostile archive (links, `../` paths,
- * devices) cannot write anywhere; such entries are refused.
+ * The bundle container: a plain POSIX tar of a few regular files with simple names, built in
+ * memory, read as a stream. Reading never touches the filesystem, so a hostile archive (links,
+ * `../` paths, devices) cannot write anywhere; such entries are refused. Reading holds absolute
+ * limits — bytes as stored, bytes once decompressed (a gzip-compressed tar is accepted, once),
+ * bytes per file and number of files — and stops the moment one is passed, so a small file that
+ * would expand to a gigabyte costs no more than the limit.
  */
 
 export interface BundleEntry {
@@ -13,11 +20,41 @@ export interface BundleEntry {
   data: Uint8Array;
 }
 
+export interface BundleLimits {
+  /** bytes of the bundle as stored (compressed, if it is) */
+  maxBundleBytes: number;
+  /** bytes of the tar archive once decompressed, headers and padding included */
+  maxExpandedBytes: number;
+  /** bytes of any one file in it */
+  maxFileBytes: number;
+  /** files in it */
+  maxFiles: number;
+}
+
+const MiB = 1 << 20;
+
+/** a model bundle holds its ONNX file, descriptor, manifest and signature; a scene bundle less */
+export const DEFAULT_BUNDLE_LIMITS: BundleLimits = {
+  maxBundleBytes: 128 * MiB,
+  maxExpandedBytes: 128 * MiB,
+  maxFileBytes: 128 * MiB,
+  maxFiles: 16,
+};
+
 const BLOCK = 512;
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+/** the first byte of a tar of safely named files (its first header starts with the name) */
+const TAR_START = /^[A-Za-z0-9]$/;
+const GZIP_MAGIC = [0x1f, 0x8b];
+/** pax and GNU long-name headers are parsed by tar itself, in memory: keep them small */
+const MAX_META_ENTRY_BYTES = 64 * 1024;
 
 export function isSafeEntryName(name: string): boolean {
   return SAFE_NAME.test(name) && !name.includes('..');
+}
+
+function mib(bytes: number): string {
+  return bytes >= MiB ? `${(bytes / MiB).toFixed(bytes % MiB === 0 ? 0 : 1)} MiB` : `${bytes} bytes`;
 }
 
 export function packEntries(entries: readonly BundleEntry[]): Buffer {
@@ -43,45 +80,176 @@ export function packEntries(entries: readonly BundleEntry[]): Buffer {
   return Buffer.concat(parts);
 }
 
-/** the files of a bundle by name; throws an ArgusError when `bytes` is not a tar of plain files */
-export async function unpackEntries(bytes: Uint8Array, what: string): Promise<Map<string, Uint8Array>> {
+const OBTAIN_AGAIN = 'do not install it; obtain the bundle again from its publisher';
+
+function tooLarge(message: string): BundleRejected {
+  return new BundleRejected(
+    'too-large',
+    message,
+    'a bundle this large is refused before it is unpacked; if it is genuine, raise the limit',
+  );
+}
+
+function malformed(message: string): BundleRejected {
+  return new BundleRejected('malformed', message, OBTAIN_AGAIN);
+}
+
+/** passes chunks on and fails once more than `limit` bytes went through */
+function byteLimit(limit: number, exceeded: (seen: number) => Error) {
+  return async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    let seen = 0;
+    for await (const chunk of source) {
+      seen += chunk.length;
+      if (seen > limit) throw exceeded(seen);
+      yield chunk;
+    }
+  };
+}
+
+/**
+ * the tar stream in `source`: gunzipped when it starts with the gzip magic; either way it must then
+ * start as a tar of safely named files (so a second layer of compression is refused, not expanded)
+ */
+function tarStream(what: string) {
+  return async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    const it = source[Symbol.asyncIterator]();
+    let head = Buffer.alloc(0);
+    while (head.length < GZIP_MAGIC.length) {
+      const next = await it.next();
+      if (next.done) break;
+      head = Buffer.concat([head, next.value]);
+    }
+    const rest = (async function* () {
+      yield head;
+      for (let next = await it.next(); !next.done; next = await it.next()) yield next.value;
+    })();
+    const gzipped = GZIP_MAGIC.every((b, i) => head[i] === b);
+    const plain: AsyncIterable<Buffer> = gzipped
+      ? pipeStreams(Readable.from(rest), createGunzip({ chunkSize: 256 * 1024 }), () => {})
+      : rest;
+    let first = true;
+    for await (const chunk of plain) {
+      if (first && chunk.length > 0) {
+        first = false;
+        if (!TAR_START.test(String.fromCharCode(chunk[0]!)))
+          throw malformed(
+            `${what} is not a bundle: ${gzipped ? 'inside its gzip layer there is no tar of plain files' : 'it is neither a tar archive nor a gzip-compressed one'}`,
+          );
+      }
+      yield chunk;
+    }
+  };
+}
+
+/**
+ * The files of the tar stream in `source` by name, within `limits`; throws a BundleRejected
+ * (`too-large` or `malformed`) naming the limit or the entry at fault. `what` names the source.
+ */
+export async function unpackStream(
+  source: Readable | AsyncIterable<Buffer>,
+  what: string,
+  limits: BundleLimits = DEFAULT_BUNDLE_LIMITS,
+): Promise<Map<string, Uint8Array>> {
   const files = new Map<string, Uint8Array>();
   const problems: string[] = [];
-  await new Promise<void>((resolve, reject) => {
-    const parser = new Parser({
-      strict: true,
-      onReadEntry: (entry: ReadEntry) => {
-        const name = entry.path;
-        if (entry.type !== 'File' || !isSafeEntryName(name)) {
-          problems.push(`entry "${name}" (${entry.type}) is not a plain file with a simple name`);
-          entry.resume();
-          return;
-        }
+  let entries = 0;
+  let failure: Error | undefined;
+  const parser = new Parser({
+    strict: true,
+    zstd: false,
+    maxMetaEntrySize: MAX_META_ENTRY_BYTES,
+    onReadEntry: (entry: ReadEntry) => {
+      const name = entry.path;
+      entries++;
+      if (entries > limits.maxFiles) {
+        failure ??= tooLarge(`${what} holds more than ${limits.maxFiles} files (the limit)`);
+      } else if (entry.type !== 'File' || !isSafeEntryName(name)) {
+        problems.push(`entry "${name}" (${entry.type}) is not a plain file with a simple name`);
+      } else if (entry.size > limits.maxFileBytes) {
+        failure ??= tooLarge(
+          `${what}: ${name} is ${mib(entry.size)}, more than the limit of ${mib(limits.maxFileBytes)} per file`,
+        );
+      } else {
         if (files.has(name)) problems.push(`entry "${name}" appears twice`);
         const chunks: Buffer[] = [];
         entry.on('data', (c: Buffer) => chunks.push(c));
         entry.on('end', () => files.set(name, Buffer.concat(chunks)));
-      },
-    });
-    parser.on('error', (err: Error) => reject(err));
-    parser.on('end', () => resolve());
-    parser.end(Buffer.from(bytes));
-  }).catch((err: Error) => {
-    throw new ArgusError(`${what} is not a model bundle (not a readable tar archive: ${err.message})`);
+        return;
+      }
+      entry.resume();
+    },
   });
-  if (problems.length > 0)
-    throw new ArgusError(`${what} is not a valid model bundle:\n  ${problems.join('\n  ')}`);
-  if (files.size === 0) throw new ArgusError(`${what} is not a model bundle (no files in it)`);
+  let parseError: Error | undefined;
+  const parsed = new Promise<void>((resolve, reject) => {
+    parser.on('end', () => resolve());
+    parser.on('error', (err: Error) => {
+      parseError ??= err;
+      reject(err);
+    });
+  });
+  parsed.catch(() => {});
+  let ended = false;
+  parser.on('eof', () => {
+    ended = true;
+  });
+  const unreadable = (err: Error) =>
+    malformed(`${what} is not a bundle (not a readable tar archive: ${err.message})`);
+  try {
+    await pipeline(
+      source,
+      byteLimit(limits.maxBundleBytes, () =>
+        tooLarge(`${what} is larger than ${mib(limits.maxBundleBytes)} (the limit)`),
+      ),
+      tarStream(what),
+      byteLimit(limits.maxExpandedBytes, (seen) =>
+        tooLarge(
+          `${what} expands to more than ${mib(limits.maxExpandedBytes)} (the limit); stopped after ${mib(seen)}`,
+        ),
+      ),
+      async (tar: AsyncIterable<Buffer>) => {
+        for await (const chunk of tar) {
+          // past the archive's end the parser would buffer all that follows: it only counts to the limit
+          if (ended) continue;
+          parser.write(chunk);
+          if (failure) throw failure;
+          if (parseError) throw unreadable(parseError);
+        }
+        parser.end();
+        await parsed.catch((err: Error) => {
+          throw unreadable(err);
+        });
+        if (failure) throw failure;
+      },
+    );
+  } catch (err) {
+    parser.abort(err as Error);
+    if (err instanceof BundleRejected) throw err;
+    throw malformed(`${what} cannot be read: ${(err as Error).message}`);
+  }
+  if (problems.length > 0) throw malformed(`${what} is not a valid bundle:\n  ${problems.join('\n  ')}`);
+  if (files.size === 0) throw malformed(`${what} is not a bundle (no files in it)`);
   return files;
 }
 
-/** the entries of a bundle file */
-export async function readBundleFile(path: string): Promise<Map<string, Uint8Array>> {
-  let bytes: Buffer;
+/** the entries of a bundle file, read as a stream within `limits` (see unpackStream) */
+export async function readBundleFile(
+  path: string,
+  limits: BundleLimits = DEFAULT_BUNDLE_LIMITS,
+): Promise<Map<string, Uint8Array>> {
+  let size: number;
   try {
-    bytes = await readFile(path);
+    const s = await stat(path);
+    if (!s.isFile()) throw new Error('not a regular file');
+    size = s.size;
   } catch (err) {
-    throw new ArgusError(`cannot read bundle ${path}: ${(err as Error).message}`);
+    throw new BundleRejected(
+      'malformed',
+      `cannot read bundle ${path}: ${(err as Error).message}`,
+      'check the path of the bundle file',
+    );
   }
-  return unpackEntries(bytes, `bundle ${path}`);
+  if (size > limits.maxBundleBytes) {
+    throw tooLarge(`bundle ${path} is ${mib(size)}, more than the limit of ${mib(limits.maxBundleBytes)}`);
+  }
+  return unpackStream(createReadStream(path), `bundle ${path}`, limits);
 }

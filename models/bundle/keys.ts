@@ -12,7 +12,7 @@ import { ArgusError } from '../../common/errors.ts';
 import { stagingPath, writeFileAtomic } from '../../common/fs-atomic.ts';
 
 /**
- * Ed25519 keys for model bundles. A key directory holds `signing/<name>.key` (private, PKCS#8 PEM,
+ * Ed25519 keys for bundles (models and scenes). A key directory holds `signing/<name>.key` (private, PKCS#8 PEM,
  * mode 0600, only on the machine that builds bundles) and `trusted/` — the keyring: public keys
  * (SPKI PEM, `<key id>.pub`) whose signatures devices accept. A key id is the first 16 hex digits
  * of the sha256 of the public key's DER encoding, computed from the key itself, never from a file
@@ -150,14 +150,54 @@ export interface TrustedKey {
   file: string;
 }
 
-/** every public key of a keyring directory (`*.pub`), by key id; a missing directory is an empty keyring */
-export async function loadKeyring(keyring: string = defaultKeyring()): Promise<Map<string, TrustedKey>> {
-  const names = await readdir(keyring).catch(() => [] as string[]);
+/** a key file of the keyring that could not be used, and why */
+export interface UnreadableKey {
+  file: string;
+  problem: string;
+}
+
+export interface Keyring {
+  /** by key id */
+  keys: Map<string, TrustedKey>;
+  /** files that are not readable ed25519 public keys: skipped, the other keys still count */
+  unreadable: UnreadableKey[];
+}
+
+/** a public key file is a few hundred bytes; anything much larger is not one */
+const MAX_KEY_FILE_BYTES = 64 * 1024;
+
+async function readKeyFile(file: string): Promise<KeyObject> {
+  const info = await stat(file);
+  if (!info.isFile()) throw new ArgusError(`${file} is not a regular file`);
+  if (info.size > MAX_KEY_FILE_BYTES)
+    throw new ArgusError(`${file} is ${info.size} bytes, too large for a key`);
+  return parsePublicKey(await readFile(file, 'utf8'), file);
+}
+
+/**
+ * Every public key of a keyring directory (`*.pub`), by key id; a missing directory is an empty
+ * keyring. A file that cannot be read or is not an ed25519 public key is listed in `unreadable`
+ * with its problem and does not keep the other keys from counting.
+ */
+export async function loadKeyring(keyring: string = defaultKeyring()): Promise<Keyring> {
   const keys = new Map<string, TrustedKey>();
+  const unreadable: UnreadableKey[] = [];
+  let names: string[];
+  try {
+    names = await readdir(keyring);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      unreadable.push({ file: keyring, problem: (err as Error).message });
+    names = [];
+  }
   for (const name of names.filter((n) => n.endsWith('.pub')).sort()) {
     const file = join(keyring, name);
-    const key = parsePublicKey(await readFile(file, 'utf8'), file);
-    keys.set(keyId(key), { key, file });
+    try {
+      const key = await readKeyFile(file);
+      keys.set(keyId(key), { key, file });
+    } catch (err) {
+      unreadable.push({ file, problem: err instanceof ArgusError ? err.message : (err as Error).message });
+    }
   }
-  return keys;
+  return { keys, unreadable };
 }

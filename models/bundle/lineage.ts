@@ -4,9 +4,9 @@ import Type from 'typebox';
 import { ArgusError } from '../../common/errors.ts';
 import { buildDirAtomic, sweepStaging } from '../../common/fs-atomic.ts';
 import { compileSchema } from '../../common/schema.ts';
-import type { ModelDescriptor } from '../descriptor.ts';
+import type { ModelDescriptor } from '../../inference/descriptor.ts';
+import { DESCRIPTOR_FILE, type LoadedModel } from '../../inference/model-dir.ts';
 import { FrameRangeSchema } from '../quant/frames.ts';
-import { DESCRIPTOR_FILE, type LoadedModel } from '../store.ts';
 
 /**
  * Where a model came from and how: the model it was derived from and each factory step applied

@@ -1,14 +1,16 @@
 import Type from 'typebox';
+import { parseBoundedJson } from '../../common/bounded-json.ts';
 import { ArgusError } from '../../common/errors.ts';
 import { compileSchema } from '../../common/schema.ts';
-import { ModelDescriptorSchema } from '../descriptor.ts';
+import { ModelDescriptorSchema } from '../../inference/descriptor.ts';
 import { LineageSchema, ModelRefSchema } from './lineage.ts';
 
 /**
- * The manifest of a model bundle: what the model is, where it came from, what it was measured to
- * do on which hardware, when it stops being valid, and the sha256 of every file it ships. The
- * signature (`manifest.sig`) covers the exact bytes of `manifest.json`, and through the hashes,
- * every file.
+ * The manifest of a bundle, of one of two kinds. A model bundle says what the model is, where it
+ * came from and what it was measured to do on which hardware; a scene bundle says which scene file
+ * it ships, the classes it tracks and its rules. Both say when they stop being valid and the sha256
+ * of every file they ship. The signature (`manifest.sig`) covers the exact bytes of
+ * `manifest.json`, and through the hashes, every file.
  */
 
 export const MANIFEST_FILE = 'manifest.json';
@@ -50,36 +52,77 @@ const Metrics = Type.Object(
   { additionalProperties: false },
 );
 
-export const ManifestSchema = Type.Object(
+const common = {
+  schemaVersion: Type.Literal(1),
+  name: Type.String({ pattern: '^[a-z0-9][a-z0-9._-]*$' }),
+  /** integer that increases with every bundle of this name; devices refuse older or equal */
+  version: Type.Integer({ minimum: 1 }),
+  created: Type.String({ format: 'date-time' }),
+  expires: Type.String({ format: 'date-time' }),
+  files: Type.Array(FileEntry, { minItems: 1 }),
+};
+
+const ModelManifest = Type.Object(
   {
-    schemaVersion: Type.Literal(1),
-    name: Type.String({ pattern: '^[a-z0-9][a-z0-9._-]*$' }),
-    /** integer that increases with every bundle of this model name; devices refuse older or equal */
-    version: Type.Integer({ minimum: 1 }),
-    created: Type.String({ format: 'date-time' }),
-    expires: Type.String({ format: 'date-time' }),
+    /** a detection model: its ONNX file and descriptor */
+    kind: Type.Literal('model'),
+    ...common,
     lineage: LineageSchema,
     targets: Type.Array(Target, { minItems: 1 }),
     descriptor: ModelDescriptorSchema,
     labels: Type.Array(Type.String(), { minItems: 1 }),
     /** by hardware class */
     metrics: Type.Record(Type.String(), Metrics),
-    files: Type.Array(FileEntry, { minItems: 1 }),
   },
   { additionalProperties: false },
 );
 
+const SceneManifest = Type.Object(
+  {
+    /** a scene file (what a camera looks for), validated when the bundle was built */
+    kind: Type.Literal('scene'),
+    ...common,
+    scene: Type.Object(
+      {
+        /** the scene file among `files` */
+        file: FileEntry.properties.path,
+        /** classes the scene tracks (empty: every class of the model) */
+        classes: Type.Array(Type.String({ minLength: 1 })),
+        /** its rules, by id and type */
+        rules: Type.Array(
+          Type.Object(
+            { id: Type.String({ minLength: 1 }), type: Type.String({ minLength: 1 }) },
+            { additionalProperties: false },
+          ),
+          { minItems: 1 },
+        ),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+/** one manifest for every kind of bundle, told apart by `kind` */
+export const ManifestSchema = Type.Union([ModelManifest, SceneManifest]);
+
 export type Manifest = Type.Static<typeof ManifestSchema>;
+export type ModelManifest = Type.Static<typeof ModelManifest>;
+export type SceneManifest = Type.Static<typeof SceneManifest>;
+export type BundleKind = Manifest['kind'];
 export type BundleTarget = Type.Static<typeof Target>;
 export type BundleMetrics = Type.Static<typeof Metrics>;
 
 export const manifestValidator = compileSchema<Manifest>(ManifestSchema);
 
+/** a manifest is a few KiB; these bound what parsing one may cost */
+const MANIFEST_LIMITS = { maxBytes: 1 << 20, maxDepth: 16 };
+
 /** the manifest in `bytes`, validated; `what` names it in errors */
 export function parseManifest(bytes: Uint8Array, what: string): Manifest {
   let raw: unknown;
   try {
-    raw = JSON.parse(Buffer.from(bytes).toString('utf8'));
+    raw = parseBoundedJson(Buffer.from(bytes).toString('utf8'), MANIFEST_LIMITS);
   } catch (err) {
     throw new ArgusError(`${what} is not valid JSON: ${(err as Error).message}`);
   }

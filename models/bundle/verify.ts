@@ -1,52 +1,47 @@
 import { verify } from 'node:crypto';
+import { lstat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { ArgusError } from '../../common/errors.ts';
+import { parseBoundedJson } from '../../common/bounded-json.ts';
+import { errorMessage } from '../../common/errors.ts';
 import { sha256Hex } from '../../common/hash.ts';
-import { readDescriptor } from '../descriptor.ts';
-import { DESCRIPTOR_FILE, modelsDir } from '../store.ts';
-import { readBundleFile } from './container.ts';
-import { defaultKeyring, loadKeyring } from './keys.ts';
+import { createLogger } from '../../common/logger.ts';
+import { cacheDir } from '../../common/paths.ts';
+import { readDescriptor } from '../../inference/descriptor.ts';
+import { DESCRIPTOR_FILE, modelsDir } from '../../inference/model-dir.ts';
+import { type BundleLimits, readBundleFile } from './container.ts';
+import { defaultKeyring, loadKeyring, type UnreadableKey } from './keys.ts';
 import {
+  type BundleKind,
   MANIFEST_FILE,
   type Manifest,
+  type ModelManifest,
   parseManifest,
+  type SceneManifest,
   SIGNATURE_FILE,
   type Signature,
   signatureValidator,
 } from './manifest.ts';
+import { BundleRejected } from './rejection.ts';
 
 /**
- * Verification of a bundle before anything in it is used, in this order: it is signed, by a key in
- * the keyring, the signature matches the manifest bytes, every file matches its manifest hash (and
- * nothing else is in it), it has not expired, and its version is newer than the installed model of
- * that name. Each refusal is a BundleRejected with its own reason and message.
+ * Verification of a bundle before anything in it is used, in this order: it is read within the
+ * container's limits, it is signed, by a key in the keyring, the signature matches the manifest
+ * bytes, every file matches its manifest hash (and nothing else is in it), it has not expired, and
+ * its version is newer than the installed model or scene of that name — which must be readable
+ * when it exists: a version that cannot be read refuses the bundle rather than letting it pass.
+ * Each refusal is a BundleRejected with its own reason and message.
  */
 
-export type RejectionReason =
-  | 'unsigned'
-  | 'unknown-key'
-  | 'tampered-manifest'
-  | 'tampered-file'
-  | 'expired'
-  | 'not-newer';
-
-export class BundleRejected extends ArgusError {
-  constructor(
-    readonly reason: RejectionReason,
-    message: string,
-    hint: string,
-  ) {
-    super(message, hint);
-    this.name = 'BundleRejected';
-  }
-}
+const log = createLogger('bundles');
 
 export interface VerifyOptions {
   /** directory of trusted public keys (default: the key directory's `trusted/`) */
   keyring?: string;
-  /** where installed models live, to compare versions (default: the model cache) */
+  /** where installed models or scenes live, to compare versions (default: by kind, see installedDirOf) */
   installedDir?: string;
+  /** default: DEFAULT_BUNDLE_LIMITS */
+  limits?: BundleLimits;
   now?: Date;
 }
 
@@ -56,14 +51,24 @@ export interface VerifiedBundle {
   signature: Signature;
   /** every entry of the bundle, by name */
   entries: Map<string, Uint8Array>;
-  /** version of the model installed under the bundle's name, if any */
+  /** version of the model or scene installed under the bundle's name, if any */
   installedVersion: number | undefined;
+  /** key files of the keyring that were skipped because they could not be read */
+  unreadableKeys: UnreadableKey[];
 }
+
+/** where bundles of a kind are installed by default: the model cache, or the scene store beside it */
+export function installedDirOf(kind: BundleKind): string {
+  return kind === 'model' ? modelsDir() : join(cacheDir(), 'scenes');
+}
+
+/** a signature is one flat object of a few hundred bytes */
+const SIGNATURE_LIMITS = { maxBytes: 4096, maxDepth: 1 };
 
 function parseSignature(bytes: Uint8Array, path: string): Signature {
   let raw: unknown;
   try {
-    raw = JSON.parse(Buffer.from(bytes).toString('utf8'));
+    raw = parseBoundedJson(Buffer.from(bytes).toString('utf8'), SIGNATURE_LIMITS);
   } catch {
     raw = undefined;
   }
@@ -77,16 +82,47 @@ function parseSignature(bytes: Uint8Array, path: string): Signature {
   return raw;
 }
 
-async function installedVersion(name: string, installedDir: string): Promise<number | undefined> {
+function installedUnreadable(manifest: Manifest, dir: string, problem: string): BundleRejected {
+  return new BundleRejected(
+    'installed-unreadable',
+    `the installed ${manifest.kind} ${manifest.name} in ${dir} has no readable version (${problem}); a bundle is not accepted without one to compare with`,
+    `repair or remove ${dir}, then verify the bundle again`,
+  );
+}
+
+/**
+ * the version installed under the manifest's name; undefined only when nothing is installed under
+ * that name. Any other failure to read it refuses the bundle: the check fails closed.
+ */
+async function installedVersion(manifest: Manifest, installedDir: string): Promise<number | undefined> {
+  const dir = join(installedDir, manifest.name);
   try {
-    return (await readDescriptor(join(installedDir, name, DESCRIPTOR_FILE))).version;
-  } catch {
-    return undefined;
+    await lstat(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw installedUnreadable(manifest, dir, (err as Error).message);
+  }
+  try {
+    if (manifest.kind === 'model') return (await readDescriptor(join(dir, DESCRIPTOR_FILE))).version;
+    const file = join(dir, MANIFEST_FILE);
+    const installed = parseManifest(await readFile(file), file);
+    if (installed.kind !== 'scene') throw new Error(`${file} is the manifest of a ${installed.kind}`);
+    return installed.version;
+  } catch (err) {
+    throw installedUnreadable(manifest, dir, errorMessage(err).split('\n')[0]!);
   }
 }
 
-/** the shipped descriptor is the manifest's and names a shipped file with its hash */
-function checkConsistent(manifest: Manifest, entries: Map<string, Uint8Array>, path: string): void {
+function inconsistent(path: string, what: string): BundleRejected {
+  return new BundleRejected(
+    'malformed',
+    `bundle ${path} is inconsistent: ${what}`,
+    'rebuild the bundle with `argus models build`',
+  );
+}
+
+/** a model bundle's descriptor is the manifest's and names a shipped file with its hash */
+function checkModel(manifest: ModelManifest, entries: Map<string, Uint8Array>, path: string): void {
   const descriptorBytes = entries.get(DESCRIPTOR_FILE);
   const d = manifest.descriptor;
   const model = manifest.files.find((f) => f.path === d.file);
@@ -102,15 +138,23 @@ function checkConsistent(manifest: Manifest, entries: Map<string, Uint8Array>, p
     d.name === manifest.name &&
     d.version === manifest.version;
   if (!same) {
-    throw new ArgusError(
-      `bundle ${path} is inconsistent: its ${DESCRIPTOR_FILE} or model file does not match the manifest's descriptor`,
-      'rebuild the bundle with `argus models build`',
+    throw inconsistent(path, `its ${DESCRIPTOR_FILE} or model file does not match the manifest's descriptor`);
+  }
+}
+
+/** a scene bundle ships its scene file and nothing else */
+function checkScene(manifest: SceneManifest, path: string): void {
+  const names = manifest.files.map((f) => f.path);
+  if (names.length !== 1 || names[0] !== manifest.scene.file) {
+    throw inconsistent(
+      path,
+      `a scene bundle ships its scene file ${manifest.scene.file} alone, not ${names.join(', ')}`,
     );
   }
 }
 
 export async function verifyBundle(path: string, options: VerifyOptions = {}): Promise<VerifiedBundle> {
-  return verifyBundleEntries(path, await readBundleFile(path), options);
+  return verifyBundleEntries(path, await readBundleFile(path, options.limits), options);
 }
 
 /** verifyBundle on the entries of the bundle file at `path`, already read (`path` names it in messages) */
@@ -122,7 +166,11 @@ export async function verifyBundleEntries(
   const keyringDir = options.keyring ?? defaultKeyring();
   const manifestBytes = entries.get(MANIFEST_FILE);
   if (!manifestBytes) {
-    throw new ArgusError(`${path} is not a model bundle: it has no ${MANIFEST_FILE}`);
+    throw new BundleRejected(
+      'malformed',
+      `${path} is not a bundle: it has no ${MANIFEST_FILE}`,
+      'build one with `argus models build`',
+    );
   }
   const signatureBytes = entries.get(SIGNATURE_FILE);
   if (!signatureBytes) {
@@ -134,11 +182,13 @@ export async function verifyBundleEntries(
   }
   const signature = parseSignature(signatureBytes, path);
   const keyring = await loadKeyring(keyringDir);
-  const trusted = keyring.get(signature.keyId);
+  for (const k of keyring.unreadable) log.warn({ file: k.file, problem: k.problem }, 'keyring file skipped');
+  const trusted = keyring.keys.get(signature.keyId);
   if (!trusted) {
+    const skipped = keyring.unreadable.map((k) => `${k.file} (${k.problem})`);
     throw new BundleRejected(
       'unknown-key',
-      `bundle ${path} is signed by key ${signature.keyId}, which is not in the keyring ${keyringDir}`,
+      `bundle ${path} is signed by key ${signature.keyId}, which is not in the keyring ${keyringDir}${skipped.length > 0 ? `; unreadable key files skipped: ${skipped.join(', ')}` : ''}`,
       'if you trust its publisher, add their public key with `argus keys trust FILE.pub`',
     );
   }
@@ -182,7 +232,8 @@ export async function verifyBundleEntries(
     );
   }
 
-  checkConsistent(manifest, entries, path);
+  if (manifest.kind === 'model') checkModel(manifest, entries, path);
+  else checkScene(manifest, path);
 
   const now = options.now ?? new Date();
   const expires = new Date(manifest.expires);
@@ -191,17 +242,24 @@ export async function verifyBundleEntries(
     throw new BundleRejected(
       'expired',
       `bundle ${path} (${manifest.name} v${manifest.version}) expired on ${manifest.expires}${days > 0 ? `, ${days} day(s) ago` : ''}`,
-      'build and sign a new bundle of this model',
+      `build and sign a new bundle of this ${manifest.kind}`,
     );
   }
 
-  const installed = await installedVersion(manifest.name, options.installedDir ?? modelsDir());
+  const installed = await installedVersion(manifest, options.installedDir ?? installedDirOf(manifest.kind));
   if (installed !== undefined && manifest.version <= installed) {
     throw new BundleRejected(
       'not-newer',
       `bundle ${path} has ${manifest.name} v${manifest.version}, which is not newer than the installed v${installed}`,
-      'bundles must carry a higher version than the installed model; build one with a higher --version',
+      `bundles must carry a higher version than the installed ${manifest.kind}; build one with a higher --version`,
     );
   }
-  return { path, manifest, signature, entries, installedVersion: installed };
+  return {
+    path,
+    manifest,
+    signature,
+    entries,
+    installedVersion: installed,
+    unreadableKeys: keyring.unreadable,
+  };
 }

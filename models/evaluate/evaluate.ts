@@ -1,12 +1,12 @@
 import { ArgusError } from '../../common/errors.ts';
 import { createProgress } from '../../common/progress.ts';
-import { type Detection, Detector } from '../../pipelines/detector/detector.ts';
-import type { ModelFrame } from '../../pipelines/detector/model-frame.ts';
-import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
+import type { ModelDescriptor } from '../../inference/descriptor.ts';
+import { type Detection, Detector } from '../../inference/detector.ts';
+import type { LoadedModel } from '../../inference/model-dir.ts';
+import type { ModelFrame } from '../../inference/model-frame.ts';
+import { DEFAULT_DETECTOR_SETTINGS } from '../../inference/settings.ts';
 import { type ModelRef, readLineage } from '../bundle/lineage.ts';
-import type { ModelDescriptor } from '../descriptor.ts';
 import { type FrameRange, formatFrameRange, overlappingFrames, readModelFrames } from '../quant/frames.ts';
-import type { LoadedModel } from '../store.ts';
 import { cpuDescription, hardwareClass } from './hardware.ts';
 import { measureLatency, percentile } from './latency.ts';
 import { type FrameMatch, type MapResult, meanAveragePrecision } from './map.ts';

@@ -1,5 +1,5 @@
-import type { Detector } from '../../pipelines/detector/detector.ts';
-import type { ModelFrame } from '../../pipelines/detector/model-frame.ts';
+import type { Detector } from '../../inference/detector.ts';
+import type { ModelFrame } from '../../inference/model-frame.ts';
 
 /** nearest-rank percentile (p in 0..100) */
 export function percentile(values: readonly number[], p: number): number {

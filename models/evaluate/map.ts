@@ -1,5 +1,5 @@
-import { iou } from '../../pipelines/detector/nms.ts';
-import type { Box } from '../../pipelines/rect.ts';
+import { iou } from '../../inference/nms.ts';
+import type { Box } from '../../inference/rect.ts';
 
 /**
  * Average precision of detections against ground truth, VOC style: detections of all frames ranked

@@ -1,13 +1,13 @@
 import ort from 'onnxruntime-node';
 import { ArgusError } from '../../common/errors.ts';
 import { sha256Hex } from '../../common/hash.ts';
+import type { GflDecoderSpec } from '../../inference/descriptor.ts';
+import type { LoadedModel } from '../../inference/model-dir.ts';
 import { type DerivedModel, extendLineage } from '../bundle/lineage.ts';
-import type { GflDecoderSpec } from '../descriptor.ts';
 import { decodeModel, encodeModel } from '../onnx/codec.ts';
 import { createTensor, type Graph, int64Tensor, type Node, tensorNumbers } from '../onnx/ir.ts';
 import { GraphIndex, NameAllocator, removeDeadCode } from '../quant/graph-edit.ts';
 import { simplifyForQuantization } from '../quant/simplify.ts';
-import type { LoadedModel } from '../store.ts';
 
 /**
  * Class pruning of a GFL detector (NanoDet): each stride's head Conv computes the class logits and

@@ -4,8 +4,8 @@ import { ArgusError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
 import { SAMPLE_VIDEO } from '../../common/paths.ts';
 import type { Progress } from '../../common/progress.ts';
-import { FrameSource } from '../../pipelines/video/frame-source.ts';
-import type { ModelDescriptor } from '../descriptor.ts';
+import type { ModelDescriptor } from '../../inference/descriptor.ts';
+import { FrameSource } from '../../video/frame-source.ts';
 
 /**
  * Frames of a recording used by the model factory: calibration picks one set, evaluation a

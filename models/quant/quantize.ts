@@ -1,10 +1,10 @@
 import { ArgusError } from '../../common/errors.ts';
 import { sha256Hex } from '../../common/hash.ts';
 import { createProgress } from '../../common/progress.ts';
+import type { LoadedModel } from '../../inference/model-dir.ts';
 import { type DerivedModel, extendLineage, type QuantizeLineageStep } from '../bundle/lineage.ts';
 import { decodeModel, encodeModel } from '../onnx/codec.ts';
 import type { Graph, Model } from '../onnx/ir.ts';
-import type { LoadedModel } from '../store.ts';
 import { calibrateRanges } from './calibrate.ts';
 import type { QuantizeConfig } from './config.ts';
 import { foldInputNormalization } from './fold-input.ts';

@@ -1,9 +1,9 @@
 import { timeOrderedId } from '../../common/ids.ts';
 import type { EventMessage } from '../../contract/payloads.ts';
-import type { Box } from '../rect.ts';
+import type { Box } from '../../inference/rect.ts';
+import type { FullFrame } from '../../video/frame-source.ts';
 import type { Transition } from '../scene/rules/index.ts';
 import type { Track } from '../tracking/tracker.ts';
-import type { FullFrame } from '../video/frame-source.ts';
 
 /** an event message as the pipeline produces it; the device agent adds `v`, `device`, `cameraSeq` and the snapshot reference */
 export type SceneEventMessage = Omit<EventMessage, 'v' | 'device' | 'cameraSeq' | 'snapshot'>;

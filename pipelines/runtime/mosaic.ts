@@ -1,6 +1,6 @@
-import type { Detection } from '../detector/detector.ts';
-import type { InputSize, ModelFrame } from '../detector/model-frame.ts';
-import { type Box, centreOf, type Rect, rectHolds } from '../rect.ts';
+import type { Detection } from '../../inference/detector.ts';
+import type { InputSize, ModelFrame } from '../../inference/model-frame.ts';
+import { type Box, centreOf, type Rect, rectHolds } from '../../inference/rect.ts';
 
 /** pixels left between regions, so that a region's neighbour does not reach into its detections */
 const GAP = 8;

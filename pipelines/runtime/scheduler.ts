@@ -1,8 +1,8 @@
 import type { Logger } from '../../common/logger.ts';
-import type { Detection, FrameDetector } from '../detector/detector.ts';
-import type { ModelFrame } from '../detector/model-frame.ts';
-import { areaOf, type Rect } from '../rect.ts';
-import type { BranchCaps } from '../video/pipeline-description.ts';
+import type { Detection, FrameDetector } from '../../inference/detector.ts';
+import type { ModelFrame } from '../../inference/model-frame.ts';
+import { areaOf, type Rect } from '../../inference/rect.ts';
+import type { BranchCaps } from '../../video/pipeline-description.ts';
 import { Mosaic } from './mosaic.ts';
 
 /** how a camera's frames wait for the detector */

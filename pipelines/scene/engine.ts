@@ -1,6 +1,6 @@
-import type { Detection } from '../detector/detector.ts';
-import { nonMaxSuppression, type RawDetection } from '../detector/nms.ts';
-import type { Box } from '../rect.ts';
+import type { Detection } from '../../inference/detector.ts';
+import { nonMaxSuppression, type RawDetection } from '../../inference/nms.ts';
+import type { Box } from '../../inference/rect.ts';
 import { type Track, Tracker } from '../tracking/tracker.ts';
 import { createEvaluator, type RuleEvaluator, type SceneObject, type Transition } from './rules/index.ts';
 import type { Rule, Scene } from './schema.ts';

@@ -1,4 +1,4 @@
-import type { Box } from '../rect.ts';
+import type { Box } from '../../inference/rect.ts';
 
 /**
  * Constant-velocity Kalman filter over a box, as four independent position/velocity filters

@@ -1,6 +1,6 @@
-import type { Detection } from '../detector/detector.ts';
-import { iou } from '../detector/nms.ts';
-import { type Box, boxHolds, centreOf } from '../rect.ts';
+import type { Detection } from '../../inference/detector.ts';
+import { iou } from '../../inference/nms.ts';
+import { type Box, boxHolds, centreOf } from '../../inference/rect.ts';
 import type { TrackerSettings } from '../scene/schema.ts';
 import { assign } from './assignment.ts';
 import { BoxFilter } from './kalman.ts';

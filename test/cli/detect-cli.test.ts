@@ -7,7 +7,7 @@ import { before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { SAMPLE_VIDEO } from '../../common/paths.ts';
-import { iou } from '../../pipelines/detector/nms.ts';
+import { iou } from '../../inference/nms.ts';
 import { groundTruthPersons } from '../helpers/ground-truth.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
 

@@ -1,9 +1,9 @@
 import { createLogger } from '../../common/logger.ts';
 import { SAMPLE_VIDEO } from '../../common/paths.ts';
-import type { FrameDetector } from '../../pipelines/detector/detector.ts';
-import type { ModelFrame } from '../../pipelines/detector/model-frame.ts';
-import { FrameSource, toModelFrame, type VideoFrame } from '../../pipelines/video/frame-source.ts';
-import type { BranchCaps } from '../../pipelines/video/pipeline-description.ts';
+import type { FrameDetector } from '../../inference/detector.ts';
+import type { ModelFrame } from '../../inference/model-frame.ts';
+import { FrameSource, toModelFrame, type VideoFrame } from '../../video/frame-source.ts';
+import type { BranchCaps } from '../../video/pipeline-description.ts';
 
 /** decodes a recording through the real GStreamer pipeline and keeps the requested frames */
 export async function readFrames(

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import type { FrameDetector } from '../../pipelines/detector/detector.ts';
-import { iou } from '../../pipelines/detector/nms.ts';
-import type { Box } from '../../pipelines/rect.ts';
+import type { FrameDetector } from '../../inference/detector.ts';
+import { iou } from '../../inference/nms.ts';
+import type { Box } from '../../inference/rect.ts';
 import { readModelFrames } from './frames.ts';
 
 interface GroundTruthFile {

@@ -1,5 +1,5 @@
-import type { FrameDetector } from '../../pipelines/detector/detector.ts';
-import type { ModelFrame } from '../../pipelines/detector/model-frame.ts';
+import type { FrameDetector } from '../../inference/detector.ts';
+import type { ModelFrame } from '../../inference/model-frame.ts';
 
 /** the inference calls a detector was asked for, in order: the inputs of each, their pixels and how long it took */
 export interface CallLog {

@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { create as createTar } from 'tar';
 import { ArgusError } from '../../common/errors.ts';
+import { loadModel, modelsDir } from '../../inference/model-dir.ts';
 import { catalogEntry } from '../../models/catalog.ts';
 import { decodeModel } from '../../models/onnx/codec.ts';
-import { fetchModels, importTfjsModel, loadModel, modelsDir, sourceFilePath } from '../../models/store.ts';
+import { fetchModels, importTfjsModel, sourceFilePath } from '../../models/store.ts';
 import { parseTfjsGraphModel } from '../../models/tfjs/graph-model.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
 

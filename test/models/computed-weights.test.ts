@@ -8,8 +8,9 @@ import ort from 'onnxruntime-node';
 import { modelsQuantize } from '../../cli/commands/model-factory.ts';
 import { sha256Hex } from '../../common/hash.ts';
 import { SAMPLE_VIDEO } from '../../common/paths.ts';
+import type { ModelDescriptor } from '../../inference/descriptor.ts';
+import { type LoadedModel, loadModel } from '../../inference/model-dir.ts';
 import { writeDerivedModel } from '../../models/bundle/lineage.ts';
-import type { ModelDescriptor } from '../../models/descriptor.ts';
 import { encodeModel } from '../../models/onnx/codec.ts';
 import {
   ARGUS_IR_VERSION,
@@ -23,7 +24,6 @@ import {
 } from '../../models/onnx/ir.ts';
 import { quantizeConfig } from '../../models/quant/config.ts';
 import { quantizableNodes, quantizeModel } from '../../models/quant/quantize.ts';
-import { type LoadedModel, loadModel } from '../../models/store.ts';
 
 const SIZE = 8;
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Detector } from '../../pipelines/detector/detector.ts';
-import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
+import { Detector } from '../../inference/detector.ts';
+import { DEFAULT_DETECTOR_SETTINGS } from '../../inference/settings.ts';
 import { GROUND_TRUTH_FRAMES, readModelFrames } from '../helpers/frames.ts';
 import { assertFindsEveryPerson } from '../helpers/ground-truth.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';

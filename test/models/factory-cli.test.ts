@@ -116,7 +116,7 @@ describe('argus models / argus keys: the factory from the command line', () => {
     assert.match(await ok('models', 'sign', bundle, '--key', 'factory'), /signed .* with key [0-9a-f]{16}/);
     assert.match(
       await ok('models', 'verify', bundle, '--installed', installed),
-      /^ok: street v4 signed by [0-9a-f]{16}, 2 files intact, .*installed none$/m,
+      /^ok: model street v4 signed by [0-9a-f]{16}, 2 files intact, .*installed none$/m,
     );
     const inspected = JSON.parse(await ok('models', 'inspect', bundle, '--installed', installed, '--json'));
     assert.match(inspected.status, /^verified/);
@@ -126,7 +126,10 @@ describe('argus models / argus keys: the factory from the command line', () => {
     );
     assert.equal(Object.values(inspected.manifest.metrics).length, 1);
 
-    assert.match(await ok('models', 'install', bundle, '--installed', installed), /installed street v4/);
+    assert.match(
+      await ok('models', 'install', bundle, '--installed', installed),
+      /installed model street v4/,
+    );
     const again = await argus('models', 'verify', bundle, '--installed', installed);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /not newer than the installed v4/);

@@ -1,18 +1,24 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { type LoadedModel, loadModel } from '../../inference/model-dir.ts';
 import { buildBundle } from '../../models/bundle/build.ts';
 import { packEntries, readBundleFile } from '../../models/bundle/container.ts';
 import { installBundle } from '../../models/bundle/install.ts';
-import { generateSigningKey, loadSigningKey, type SigningKey } from '../../models/bundle/keys.ts';
+import {
+  generateSigningKey,
+  loadKeyring,
+  loadSigningKey,
+  type SigningKey,
+} from '../../models/bundle/keys.ts';
 import { readLineage } from '../../models/bundle/lineage.ts';
 import { MANIFEST_FILE, parseManifest, SIGNATURE_FILE } from '../../models/bundle/manifest.ts';
+import { BundleRejected, type RejectionReason } from '../../models/bundle/rejection.ts';
 import { signBundle } from '../../models/bundle/sign.ts';
-import { BundleRejected, type RejectionReason, verifyBundle } from '../../models/bundle/verify.ts';
+import { verifyBundle } from '../../models/bundle/verify.ts';
 import { DEFAULT_GATE } from '../../models/evaluate/gate.ts';
-import { type LoadedModel, loadModel } from '../../models/store.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
 
 const DAY = 86_400_000;
@@ -96,6 +102,7 @@ describe('signed model bundles', () => {
     const bundle = await build('manifest.argus-model', { now, expiresInDays: 10 });
     const entries = await readBundleFile(bundle);
     const manifest = parseManifest(entries.get(MANIFEST_FILE)!, 'manifest');
+    assert.ok(manifest.kind === 'model');
     assert.equal(manifest.name, 'street');
     assert.equal(manifest.version, 2);
     assert.equal(manifest.expires, new Date(now.getTime() + 10 * DAY).toISOString());
@@ -189,8 +196,64 @@ describe('signed model bundles', () => {
     );
   });
 
+  it('refuses a bundle when the installed version cannot be read, and accepts it once nothing is installed', async () => {
+    const bundle = await build('v5.argus-model', { version: 5 });
+    const broken = path('installed-broken');
+    // a descriptor that cannot be read (a directory where the file should be; root reads any mode)
+    await mkdir(join(broken, 'street', 'descriptor.json'), { recursive: true });
+    await assert.rejects(verifyBundle(bundle, { keyring, installedDir: broken }), (err: unknown) => {
+      assert.ok(err instanceof BundleRejected);
+      assert.equal(err.reason, 'installed-unreadable');
+      assert.match(
+        err.message,
+        /installed model street in .*installed-broken\/street has no readable version/,
+      );
+      messages.set(err.reason, err.message);
+      return true;
+    });
+    // a descriptor that is not one
+    await rm(join(broken, 'street', 'descriptor.json'), { recursive: true });
+    await writeFile(join(broken, 'street', 'descriptor.json'), '{"version": ');
+    await assert.rejects(verifyBundle(bundle, { keyring, installedDir: broken }), /has no readable version/);
+    // no descriptor in an installed model's directory
+    await rm(join(broken, 'street', 'descriptor.json'));
+    await assert.rejects(verifyBundle(bundle, { keyring, installedDir: broken }), /has no readable version/);
+    // nothing installed under the name: nothing to compare with
+    await rm(join(broken, 'street'), { recursive: true });
+    assert.equal((await verifyBundle(bundle, { keyring, installedDir: broken })).installedVersion, undefined);
+  });
+
+  it('reports an unreadable or malformed key file of the keyring and still trusts the other keys', async () => {
+    const ring = path('mixed-keyring');
+    await cp(keyring, ring, { recursive: true });
+    const corrupt = join(ring, '0000000000000000.pub');
+    await writeFile(corrupt, '-----BEGIN PUBLIC KEY-----\nnot base64 at all\n-----END PUBLIC KEY-----\n');
+    const notAKey = join(ring, 'directory.pub');
+    await mkdir(notAKey);
+    const bundle = await build('v6.argus-model', { version: 6 });
+    const verified = await verifyBundle(bundle, { keyring: ring, installedDir });
+    assert.equal(verified.signature.keyId, key.keyId);
+    assert.deepEqual(
+      verified.unreadableKeys.map((k) => k.file),
+      [corrupt, notAKey],
+    );
+    assert.match(verified.unreadableKeys[0]!.problem, /is not a public key/);
+    assert.match(verified.unreadableKeys[1]!.problem, /not a regular file/);
+    const listed = await loadKeyring(ring);
+    assert.deepEqual([...listed.keys.keys()], [key.keyId]);
+    // a signature by a key the keyring lacks names the files it skipped
+    const foreign = await build('foreign.argus-model', { version: 6, sign: stranger });
+    await assert.rejects(
+      verifyBundle(foreign, { keyring: ring, installedDir }),
+      (err: unknown) =>
+        err instanceof BundleRejected &&
+        err.reason === 'unknown-key' &&
+        err.message.includes(`unreadable key files skipped: ${corrupt} (`),
+    );
+  });
+
   it('gives every rejection its own message', () => {
-    assert.equal(messages.size, 6, [...messages.keys()].join(', '));
-    assert.equal(new Set(messages.values()).size, 6);
+    assert.equal(messages.size, 7, [...messages.keys()].join(', '));
+    assert.equal(new Set(messages.values()).size, 7);
   });
 });

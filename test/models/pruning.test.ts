@@ -5,11 +5,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import ort from 'onnxruntime-node';
 import { sha256Hex } from '../../common/hash.ts';
+import { type Detection, Detector } from '../../inference/detector.ts';
+import { type LoadedModel, loadModel } from '../../inference/model-dir.ts';
+import { DEFAULT_DETECTOR_SETTINGS } from '../../inference/settings.ts';
 import { readLineage, writeDerivedModel } from '../../models/bundle/lineage.ts';
 import { pruneClasses, TRAFFIC_LABELS } from '../../models/prune/prune.ts';
-import { type LoadedModel, loadModel } from '../../models/store.ts';
-import { type Detection, Detector } from '../../pipelines/detector/detector.ts';
-import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
 import { readModelFrames } from '../helpers/frames.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
 

@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import ort from 'onnxruntime-node';
 import { SAMPLE_VIDEO } from '../../common/paths.ts';
+import { type LoadedModel, loadModel } from '../../inference/model-dir.ts';
 import { decodeModel } from '../../models/onnx/codec.ts';
 import { loadQuantizeConfig, quantizeConfig } from '../../models/quant/config.ts';
 import { quantizableNodes, quantizeModel } from '../../models/quant/quantize.ts';
-import { type LoadedModel, loadModel } from '../../models/store.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
 
 describe('quantization config', () => {

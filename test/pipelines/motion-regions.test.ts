@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { createLogger } from '../../common/logger.ts';
-import { type Detection, Detector } from '../../pipelines/detector/detector.ts';
-import type { ModelFrame } from '../../pipelines/detector/model-frame.ts';
-import { iou } from '../../pipelines/detector/nms.ts';
-import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
+import { type Detection, Detector } from '../../inference/detector.ts';
+import type { ModelFrame } from '../../inference/model-frame.ts';
+import { iou } from '../../inference/nms.ts';
+import type { Box, Rect } from '../../inference/rect.ts';
+import { DEFAULT_DETECTOR_SETTINGS } from '../../inference/settings.ts';
 import { type MotionDecision, MotionGate } from '../../pipelines/motion.ts';
-import type { Box, Rect } from '../../pipelines/rect.ts';
 import { Mosaic } from '../../pipelines/runtime/mosaic.ts';
 import { DetectionScheduler } from '../../pipelines/runtime/scheduler.ts';
 import type { MotionSettings } from '../../pipelines/scene/schema.ts';

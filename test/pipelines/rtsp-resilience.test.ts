@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../../common/logger.ts';
-import { Detector } from '../../pipelines/detector/detector.ts';
-import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
+import { Detector } from '../../inference/detector.ts';
+import { DEFAULT_DETECTOR_SETTINGS } from '../../inference/settings.ts';
 import { DetectionScheduler } from '../../pipelines/runtime/scheduler.ts';
 import { loadScene } from '../../pipelines/scene/load.ts';
 import type { Scene } from '../../pipelines/scene/schema.ts';
-import { RtspServer } from '../../pipelines/video/rtsp-test-server.ts';
+import { RtspServer } from '../../video/rtsp-test-server.ts';
 import { liveCamera } from '../helpers/live-camera.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Detection } from '../../pipelines/detector/detector.ts';
-import type { Box } from '../../pipelines/rect.ts';
+import type { Detection } from '../../inference/detector.ts';
+import type { Box } from '../../inference/rect.ts';
 import { SceneEngine } from '../../pipelines/scene/engine.ts';
 import { parseScene } from '../../pipelines/scene/load.ts';
 import type { Transition } from '../../pipelines/scene/rules/index.ts';

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import type { Box } from '../../pipelines/rect.ts';
+import type { Box } from '../../inference/rect.ts';
 import { type Annotation, i420ToRgb, renderAnnotatedJpeg } from '../../pipelines/snapshot.ts';
-import type { FullFrame } from '../../pipelines/video/frame-source.ts';
+import type { FullFrame } from '../../video/frame-source.ts';
 import { readFrames } from '../helpers/frames.ts';
 
 /**

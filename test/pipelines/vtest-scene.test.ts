@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { SAMPLE_VIDEO } from '../../common/paths.ts';
 import type { EventMessage } from '../../contract/payloads.ts';
-import { iou } from '../../pipelines/detector/nms.ts';
+import { iou } from '../../inference/nms.ts';
 import { parseScene } from '../../pipelines/scene/load.ts';
 import { groundTruthPersons } from '../helpers/ground-truth.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';

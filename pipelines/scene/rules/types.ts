@@ -1,5 +1,5 @@
 import type { RuleType } from '../../../contract/payloads.ts';
-import type { Box } from '../../rect.ts';
+import type { Box } from '../../../inference/rect.ts';
 import type { Track } from '../../tracking/tracker.ts';
 import type { Point } from '../geometry.ts';
 

@@ -1,6 +1,6 @@
 import ort from 'onnxruntime-node';
-import { ArgusError } from '../../common/errors.ts';
-import type { Logger } from '../../common/logger.ts';
+import { ArgusError } from '../common/errors.ts';
+import type { Logger } from '../common/logger.ts';
 
 export interface SessionOptions {
   /** in order of preference, e.g. ["cuda", "cpu"]; CPU is always tried last */

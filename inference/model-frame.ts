@@ -1,5 +1,5 @@
-import { ArgusError } from '../../common/errors.ts';
-import type { ModelDescriptor } from '../../models/descriptor.ts';
+import { ArgusError } from '../common/errors.ts';
+import type { ModelDescriptor } from './descriptor.ts';
 
 /** What a detector is fed: frames prepared for a model, and the sizes a model takes. */
 

@@ -7,15 +7,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Worker } from 'node:worker_threads';
 import { errorMessage } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
-import { resolveModelDir } from '../../models/store.ts';
-import { Detector } from '../../pipelines/detector/detector.ts';
-import type { ModelFrame } from '../../pipelines/detector/model-frame.ts';
-import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
+import { Detector } from '../../inference/detector.ts';
+import { resolveModelDir } from '../../inference/model-dir.ts';
+import type { ModelFrame } from '../../inference/model-frame.ts';
+import { DEFAULT_DETECTOR_SETTINGS } from '../../inference/settings.ts';
 import {
   DEFAULT_RESTART_POLICY,
   RestartBackoff,
   ThreadedDetector,
-} from '../../pipelines/detector/threaded-detector.ts';
+} from '../../inference/threaded-detector.ts';
 import { readModelFrames } from '../helpers/frames.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
 

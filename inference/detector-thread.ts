@@ -1,8 +1,8 @@
 import { getPriority, setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
-import { errorMessage } from '../../common/errors.ts';
-import { createLogger } from '../../common/logger.ts';
-import { threadData } from '../../common/thread.ts';
+import { errorMessage } from '../common/errors.ts';
+import { createLogger } from '../common/logger.ts';
+import { threadData } from '../common/thread.ts';
 import { Detector } from './detector.ts';
 import { inputBytes, type ModelFrame } from './model-frame.ts';
 import type { DetectorSettings } from './settings.ts';

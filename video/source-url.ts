@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ArgusError } from '../../common/errors.ts';
-import { redactUrl } from '../../common/net.ts';
+import { ArgusError } from '../common/errors.ts';
+import { redactUrl } from '../common/net.ts';
 
 /** A camera or recording, parsed from the URL an operator writes in config or on the command line. */
 export type SourceSpec =

@@ -1,10 +1,9 @@
 import ort from 'onnxruntime-node';
-import { ArgusError } from '../../common/errors.ts';
-import { createLogger, type Logger } from '../../common/logger.ts';
-import type { ModelDescriptor } from '../../models/descriptor.ts';
-import { type LoadedModel, loadModel } from '../../models/store.ts';
-import type { Box } from '../rect.ts';
+import { ArgusError } from '../common/errors.ts';
+import { createLogger, type Logger } from '../common/logger.ts';
 import { decode, decoderOutputs, type FrameOutputs } from './decoders.ts';
+import type { ModelDescriptor } from './descriptor.ts';
+import { type LoadedModel, loadModel } from './model-dir.ts';
 import {
   type InputSize,
   inputBytes,
@@ -14,6 +13,7 @@ import {
   packFrames,
 } from './model-frame.ts';
 import { nonMaxSuppression } from './nms.ts';
+import type { Box } from './rect.ts';
 import { type OpenedSession, openSession } from './session.ts';
 import type { DetectorSettings } from './settings.ts';
 

@@ -2,11 +2,11 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ArgusError } from '../../common/errors.ts';
-import { freeTcpPort, isListening } from '../../common/net.ts';
-import { SAMPLE_VIDEO } from '../../common/paths.ts';
+import { ArgusError } from '../common/errors.ts';
+import { freeTcpPort, isListening } from '../common/net.ts';
+import { SAMPLE_VIDEO } from '../common/paths.ts';
 
-const SCRIPT = join(fileURLToPath(new URL('../../scripts/', import.meta.url)), 'rtsp-server.py');
+const SCRIPT = join(fileURLToPath(new URL('../scripts', import.meta.url)), 'rtsp-server.py');
 /** Debian's python: a pyenv `python3` on PATH may lack `gi` */
 const PYTHON = '/usr/bin/python3';
 

@@ -11,7 +11,7 @@ import {
   rectOf,
   rectsOverlap,
   rectUnion,
-} from '../../pipelines/rect.ts';
+} from '../../inference/rect.ts';
 
 describe('rectangles', () => {
   it('hold the points of their left and top edges, not those of their right and bottom edges', () => {

@@ -1,7 +1,7 @@
 import { accessSync, constants, existsSync, readdirSync } from 'node:fs';
-import { ArgusError } from '../../common/errors.ts';
-import type { Logger } from '../../common/logger.ts';
-import type { ModelFrame } from '../detector/model-frame.ts';
+import { ArgusError } from '../common/errors.ts';
+import type { Logger } from '../common/logger.ts';
+import type { ModelFrame } from '../inference/model-frame.ts';
 import {
   type DecoderPreference,
   type GstAppSink,

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
-import type { Logger } from '../../common/logger.ts';
-import type { ModelDescriptor } from '../../models/descriptor.ts';
+import type { Logger } from '../common/logger.ts';
+import type { ModelDescriptor } from './descriptor.ts';
 import type { Detection, FrameDetector } from './detector.ts';
 import type { ModelFrame } from './model-frame.ts';
 import type { DetectorSettings } from './settings.ts';

@@ -1,9 +1,9 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Worker } from 'node:worker_threads';
-import { ArgusError, errorMessage } from '../../common/errors.ts';
-import type { Logger } from '../../common/logger.ts';
-import { startThread } from '../../common/thread.ts';
-import type { ModelDescriptor } from '../../models/descriptor.ts';
+import { ArgusError, errorMessage } from '../common/errors.ts';
+import type { Logger } from '../common/logger.ts';
+import { startThread } from '../common/thread.ts';
+import type { ModelDescriptor } from './descriptor.ts';
 import type { Detection, FrameDetector } from './detector.ts';
 import { inputSizeOf, type ModelFrame, packFrames } from './model-frame.ts';
 import type { DetectorSettings } from './settings.ts';

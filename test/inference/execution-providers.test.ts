@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { before, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { Detector } from '../../pipelines/detector/detector.ts';
-import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
+import { Detector } from '../../inference/detector.ts';
+import { DEFAULT_DETECTOR_SETTINGS } from '../../inference/settings.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
 
 function capturingLogger() {

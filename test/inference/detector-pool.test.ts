@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../../common/logger.ts';
-import { type Detection, Detector, type FrameDetector } from '../../pipelines/detector/detector.ts';
-import { DetectorPool, sessionThreads } from '../../pipelines/detector/detector-pool.ts';
-import type { ModelFrame } from '../../pipelines/detector/model-frame.ts';
-import { DEFAULT_DETECTOR_SETTINGS } from '../../pipelines/detector/settings.ts';
+import { type Detection, Detector, type FrameDetector } from '../../inference/detector.ts';
+import { DetectorPool, sessionThreads } from '../../inference/detector-pool.ts';
+import type { ModelFrame } from '../../inference/model-frame.ts';
+import { DEFAULT_DETECTOR_SETTINGS } from '../../inference/settings.ts';
 import { DetectionScheduler } from '../../pipelines/runtime/scheduler.ts';
 import { readModelFrames } from '../helpers/frames.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';

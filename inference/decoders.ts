@@ -1,4 +1,4 @@
-import type { GflDecoderSpec, InGraphDecoderSpec, ModelDescriptor } from '../../models/descriptor.ts';
+import type { GflDecoderSpec, InGraphDecoderSpec, ModelDescriptor } from './descriptor.ts';
 import type { RawDetection } from './nms.ts';
 
 /** one frame's slice of each named model output */

@@ -1,4 +1,4 @@
-import type { ModelDescriptor } from '../../models/descriptor.ts';
+import type { ModelDescriptor } from './descriptor.ts';
 import type { Detection } from './detector.ts';
 import type { ModelFrame } from './model-frame.ts';
 

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { createLogger } from '../../common/logger.ts';
+import { createLogger } from '../common/logger.ts';
 
 /**
  * The GStreamer binding (gstreamer-superficial), typed, loaded once per process. Before GStreamer
