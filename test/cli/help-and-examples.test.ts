@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -33,6 +34,21 @@ async function argus(args: string[]): Promise<{ code: number; out: string }> {
 }
 
 describe('argus --help and the examples', () => {
+  it('shows the examples in the README as they are in examples/', async () => {
+    const readme = await readFile(join(ROOT, 'README.md'), 'utf8');
+    for (const name of ['control-plane.yaml', 'device.yaml']) {
+      const shown = new RegExp(
+        `\`examples/${name.replace('.', '\\.')}\`:\\n\\n\`\`\`yaml\\n([\\s\\S]*?)\`\`\`\\n`,
+      ).exec(readme);
+      assert.ok(shown, `the README shows examples/${name}`);
+      assert.equal(
+        shown[1],
+        await readFile(join(ROOT, 'examples', name), 'utf8'),
+        `the README's copy of examples/${name}`,
+      );
+    }
+  });
+
   it('describes every option of every command', async () => {
     for (const command of COMMANDS) {
       const { code, out } = await argus([...command.path, '--help']);
