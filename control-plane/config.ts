@@ -253,6 +253,12 @@ const EnrollmentSection = Type.Object(
     claimTtlS: Type.Integer({ minimum: 60, maximum: MAX_CLAIM_TTL_S, default: 24 * 3600 }),
     /** claim exchanges and credential rotations per minute from one address */
     exchangesPerMinute: Type.Integer({ minimum: 1, maximum: 10_000, default: 20 }),
+    /**
+     * with an external broker: every this many seconds the broker is told of the revocations of
+     * the last ten minutes (made by the CLI or another replica) and pending rotations are sent, by
+     * the one replica holding the `broker-credentials` lease
+     */
+    brokerSyncS: Type.Number({ minimum: 0.5, maximum: 300, default: 5 }),
   },
   { additionalProperties: false, default: {} },
 );

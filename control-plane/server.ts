@@ -6,6 +6,7 @@ import { isLoopback, redactUrl } from '../common/net.ts';
 import { buildApi } from './api/app.ts';
 import type { RouteAccess } from './api/auth-plugin.ts';
 import { DeviceCredentials } from './auth.ts';
+import { syncBrokerCredentials } from './broker-credential-sync.ts';
 import { CommandSender } from './commands.ts';
 import type { ControlPlaneConfig, ExternalBrokerSettings } from './config.ts';
 import { DeviceHealth } from './device-health.ts';
@@ -66,6 +67,8 @@ function startLeasedJobs(
   metrics: Metrics,
   bus: EventBus,
   log: Logger,
+  /** with an external broker: one sweep of syncBrokerCredentials */
+  brokerSync: (() => Promise<unknown>) | undefined,
 ) {
   const leases = new LeaseStore(repository.sql);
   const holder = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -90,13 +93,31 @@ function startLeasedJobs(
       )
     : undefined;
   retention?.start();
+  const brokerLog = log.child({ part: 'broker-credentials' });
+  const broker = brokerSync
+    ? new LeasedJob(
+        leases,
+        {
+          name: 'broker-credentials',
+          holder,
+          ttlMs: LEASE_TTL_MS,
+          intervalMs: config.enrollment.brokerSyncS * 1000,
+        },
+        async () => {
+          const done = await brokerSync();
+          brokerLog.debug(done, 'broker credentials in line with the database');
+        },
+        brokerLog,
+      )
+    : undefined;
+  broker?.start();
   return {
     health,
     get retentionLeader() {
       return retention?.held ?? false;
     },
     async stop() {
-      await Promise.all([sweep.stop(), retention?.stop()]);
+      await Promise.all([sweep.stop(), retention?.stop(), broker?.stop()]);
     },
   };
 }
@@ -209,14 +230,26 @@ export async function startControlPlane(
         'the embedded broker is plain MQTT off loopback: device credentials cross the network in clear; set mqtt.embedded.tls',
       );
     cleanups.push(() => ingestor.stop());
-    const jobs = startLeasedJobs(config, repository, metrics, bus, log);
-    cleanups.push(() => jobs.stop());
     const enrollment = new Enrollment(store, broker.access);
     const commands = new CommandSender(repository, () => link, metrics, config.ingest.maxJsonDepth);
     sendRotations = async (devices) => {
       for (const device of await enrollment.takeRotationRequests(devices))
         await commands.send(device, 'rotate-credential', {});
     };
+    const external = config.mqtt.kind === 'external' ? broker.access : undefined;
+    const jobs = startLeasedJobs(
+      config,
+      repository,
+      metrics,
+      bus,
+      log,
+      external &&
+        (() =>
+          syncBrokerCredentials(store, enrollment, external, async (device) => {
+            await commands.send(device, 'rotate-credential', {});
+          })),
+    );
+    cleanups.push(() => jobs.stop());
     const api = await buildApi(
       {
         repo: repository,

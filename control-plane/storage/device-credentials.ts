@@ -241,6 +241,26 @@ export class DeviceCredentialStore {
     return out;
   }
 
+  /** devices whose credential is revoked now, revoked at or after `since` (ms since the epoch) */
+  async revokedSince(since: number): Promise<string[]> {
+    const rows = await this.sql.read<{ device: string }>(
+      `SELECT device FROM device_credentials WHERE revoked_at >= ${this.sql.p(1)} ORDER BY device LIMIT 10000`,
+      [since],
+    );
+    return rows.map((r) => r.device);
+  }
+
+  /** devices with a rotation requested and not sent yet, at most `limit` */
+  async rotationsPending(limit: number): Promise<string[]> {
+    const rows = await this.sql.read<{ device: string }>(
+      `SELECT device FROM device_credentials
+       WHERE rotation_requested_at IS NOT NULL AND rotation_sent_at IS NULL AND revoked_at IS NULL
+       ORDER BY device LIMIT ${this.sql.p(1)}`,
+      [limit],
+    );
+    return rows.map((r) => r.device);
+  }
+
   /** revokes the device's credential and every unused claim token of it; false when it had none */
   async revoke(device: string, now: number): Promise<boolean> {
     const s = statement(this.sql.p);

@@ -158,7 +158,7 @@ describe('control-plane REST API', () => {
       assert.equal((await put('box-1', 'snap-idem-1', jpeg('other'), auth)).status, 409);
       const got = await apiFetch(url('box-1', 'snap-idem-1'));
       assert.deepEqual(Buffer.from(await got.arrayBuffer()), jpeg('same'));
-      assert.equal((await fetch(url('box-2', 'snap-idem-1'))).status, 404, "box-1's id is not box-2's");
+      assert.equal((await apiFetch(url('box-2', 'snap-idem-1'))).status, 404, "box-1's id is not box-2's");
     });
   });
 

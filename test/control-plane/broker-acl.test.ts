@@ -6,13 +6,15 @@ import { after, before, describe, it } from 'node:test';
 import { connect, connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
 import { initCa, issueCertificate } from '../../common/certificate-authority.ts';
 import { CONTRACT_VERSION, topics } from '../../contract/index.ts';
+import { Enrollment } from '../../control-plane/enrollment.ts';
 import { type ControlPlane, controlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
 import type { BrokerAccessControl } from '../../control-plane/mqtt/access-control.ts';
 import { deviceRoleName } from '../../control-plane/mqtt/mosquitto-dynsec.ts';
+import { DeviceCredentialStore } from '../../control-plane/storage/device-credentials.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { MosquittoBroker } from '../helpers/mosquitto-broker.ts';
 import { eventMessage } from './fixtures.ts';
-import { getJson } from './setup.ts';
+import { apiFetch, createAdminToken, getJson, useToken } from './setup.ts';
 
 const ADMIN = { adminUsername: 'dynsec-admin', adminPassword: 'admin-secret-for-tests' };
 const SECRET_A = 'secret-of-box-a-for-tests';
@@ -74,8 +76,10 @@ describe('external Mosquitto with the dynamic security plugin', () => {
           },
         },
         storage: { sqlite: { path: join(dir, 'argus.db'), synchronous: 'normal' } },
+        enrollment: { brokerSyncS: 0.5 },
       }),
     );
+    useToken(cp.httpUrl, await createAdminToken(cp.repository.sql));
     assert.ok(cp.accessControl, 'the control plane holds the broker access control');
     access = cp.accessControl;
     await access.grant('box-a', SECRET_A);
@@ -149,7 +153,7 @@ describe('external Mosquitto with the dynamic security plugin', () => {
     const onlineB = JSON.stringify({ v: CONTRACT_VERSION, state: 'online', at: new Date().toISOString() });
     await b.publishAsync(topics.available('box-b'), onlineB, { qos: 1, retain: true });
     await eventually(
-      async () => ((await fetch(`${cp.httpUrl}/api/v1/devices/box-b`)).ok ? true : undefined),
+      async () => ((await apiFetch(`${cp.httpUrl}/api/v1/devices/box-b`)).ok ? true : undefined),
       5000,
       'box-b known to the control plane',
     );
@@ -160,7 +164,7 @@ describe('external Mosquitto with the dynamic security plugin', () => {
     await subscribeCodes(a, topics.commandFilter('box-a'));
     await subscribeCodes(a, '#');
     await subscribeCodes(b, topics.commandFilter('box-b'));
-    const res = await fetch(`${cp.httpUrl}/api/v1/devices/box-b/commands/snapshot`, {
+    const res = await apiFetch(`${cp.httpUrl}/api/v1/devices/box-b/commands/snapshot`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ args: { camera: 'cam-1' } }),
@@ -203,6 +207,32 @@ describe('external Mosquitto with the dynamic security plugin', () => {
     );
     const renewed = await device(broker.url, 'box-c', 'second-secret-of-box-c');
     renewed.end(true);
+  });
+
+  it('an enrolled box gets its broker client; revoked from the CLI (no broker at hand), it is disconnected within seconds', async () => {
+    const claim = await cp.enrollment.createClaim('box-d', 600, 'test');
+    const issued = await cp.enrollment.exchange('box-d', claim.token);
+    assert.ok('credential' in issued, 'the claim is exchanged');
+    const connected = await device(broker.url, 'box-d', issued.credential);
+    const kicked = new Promise<void>((resolve) => connected.once('close', () => resolve()));
+    // what `argus devices revoke` does: the database only, without the broker
+    const cli = new Enrollment(new DeviceCredentialStore(cp.repository.sql), undefined);
+    const startedAt = Date.now();
+    assert.equal(await cli.revoke('box-d'), true);
+    await Promise.race([
+      kicked,
+      new Promise((_, reject) =>
+        setTimeout(() => reject(new Error('box-d still connected after 15 s')), 15_000),
+      ),
+    ]);
+    connected.end(true);
+    assert.ok(Date.now() - startedAt < 15_000);
+    const again = await attempt(broker.url, {
+      username: 'box-d',
+      password: issued.credential,
+      clientId: 'argus-box-d',
+    });
+    assert.ok(again instanceof Error, 'the revoked credential no longer connects');
   });
 
   it("a grant restores a device role changed behind the control plane's back", async () => {
@@ -316,6 +346,7 @@ describe('external Mosquitto over MQTTS', () => {
         storage: { sqlite: { path: join(dir, 'argus.db'), synchronous: 'normal' } },
       }),
     );
+    useToken(cp.httpUrl, await createAdminToken(cp.repository.sql));
     try {
       await cp.accessControl?.grant('box-a', SECRET_A);
       const a = await attempt(broker.url.replace('127.0.0.1', 'localhost'), {
