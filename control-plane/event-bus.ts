@@ -1,13 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { StoredEvent } from './storage/repository.ts';
 
-/**
- * Bytes a live stream may hold unsent (its client not reading) before the stream is cut: about 128
- * events at the payload limit (64 KiB), 18,000 typical ones (~450 bytes), so several ingest batches
- * at the default `ingest.maxBatch` (2500), which reach the stream in one go, fit
- */
-export const MAX_STREAM_BACKLOG_BYTES = 8 * 1024 * 1024;
-
 /** a stored event as the API serves it, in pages and in live streams */
 export function eventView(e: StoredEvent) {
   return { cursor: String(e.cursor), receivedAt: new Date(e.receivedAt).toISOString(), event: e.event };
@@ -43,7 +36,8 @@ interface Subscriber {
 /**
  * Newly stored events, published after their transaction committed: to listeners, and as SSE frames
  * to live streams. A frame is built once per event and the same string written to every stream that
- * wants the event. A stream whose output holds more than MAX_STREAM_BACKLOG_BYTES unsent is cut:
+ * wants the event. A stream whose output holds more than `maxBacklogBytes` unsent
+ * (`limits.http.streamBacklogBytes`) is cut:
  * its output destroyed (the response's `close` follows) and `streamsCut` counts it.
  */
 export class EventBus {
@@ -51,7 +45,7 @@ export class EventBus {
   private readonly subscribers = new Set<Subscriber>();
   private cut = 0;
 
-  constructor() {
+  constructor(private readonly maxBacklogBytes: number) {
     this.emitter.setMaxListeners(0);
   }
 
@@ -92,7 +86,7 @@ export class EventBus {
   }
 
   private write(s: Subscriber, frame: string): void {
-    if (s.output.write(frame) || s.output.writableLength <= MAX_STREAM_BACKLOG_BYTES) return;
+    if (s.output.write(frame) || s.output.writableLength <= this.maxBacklogBytes) return;
     this.subscribers.delete(s);
     this.cut++;
     s.output.destroy();

@@ -11,6 +11,27 @@ export const REJECT_REASONS = [
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
+/** which HTTP bound bit; each is a label value of `argus_http_limited_total` */
+export const HTTP_LIMITS = [
+  /** a request body over `limits.http.bodyBytes` (or a snapshot over its limit): 413 */
+  'body_size',
+  /** a JSON body nested deeper than `limits.http.jsonDepth`: 400 */
+  'json_depth',
+  /** headers or body not received within their timeout: 408, connection closed */
+  'request_timeout',
+  /** request headers over node's 16 KiB: 431 */
+  'header_size',
+  /** a connection over `limits.http.connectionsPerAddress`, closed at once */
+  'connections_per_address',
+  /** a connection over `limits.http.connections`, closed at once */
+  'connections',
+  /** a live stream refused past `limits.http.liveStreams`: 503 */
+  'live_streams',
+  /** a list page ended early at `limits.http.pageBytes` */
+  'page_bytes',
+] as const;
+export type HttpLimit = (typeof HTTP_LIMITS)[number];
+
 /** upper bounds (s) of the ingest latency histogram: receipt of a message → its transaction committed */
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
@@ -18,6 +39,7 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 export class Metrics {
   readonly ingested = new Map<string, number>();
   readonly rejected = new Map<RejectReason, number>(REJECT_REASONS.map((r) => [r, 0]));
+  readonly httpLimited = new Map<HttpLimit, number>(HTTP_LIMITS.map((l) => [l, 0]));
   duplicates = 0;
   batches = 0;
   writeFailures = 0;
@@ -33,6 +55,10 @@ export class Metrics {
 
   countRejected(reason: RejectReason): void {
     this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
+  }
+
+  countHttpLimited(limit: HttpLimit): void {
+    this.httpLimited.set(limit, (this.httpLimited.get(limit) ?? 0) + 1);
   }
 
   observeLatency(seconds: number): void {
@@ -92,6 +118,12 @@ export class Metrics {
       'counter',
       'live event streams ended because the client stopped reading',
       [['', gauges.streamsCut]],
+    );
+    metric(
+      'argus_http_limited_total',
+      'counter',
+      'HTTP requests and connections refused or cut by a bound of limits.http, by limit',
+      [...this.httpLimited].map(([k, v]) => [`{limit="${k}"}`, v]),
     );
     const mem = process.memoryUsage();
     metric('process_resident_memory_bytes', 'gauge', 'resident set size', [['', mem.rss]]);

@@ -51,7 +51,7 @@ export async function startControlPlane(
     const repository = await openRepository(config.storage);
     cleanups.push(() => repository.close());
     const metrics = new Metrics();
-    const bus = new EventBus();
+    const bus = new EventBus(config.limits.http.streamBacklogBytes);
     const ingestor = new Ingestor(
       repository,
       config.ingest,
@@ -88,6 +88,7 @@ export async function startControlPlane(
         commands: new CommandSender(repository, () => link, metrics),
         mqttUrl: () => redactUrl(link.url),
         pendingMessages: () => ingestor.pendingCount,
+        limits: config.limits.http,
       },
       log.child({ part: 'http' }),
     );

@@ -5,6 +5,7 @@ import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import { ArgusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import type { ApiContext, App } from './context.ts';
+import { boundedJsonBodies, boundedServer, clientErrorHandler } from './http-limits.ts';
 import { commandRoutes } from './routes/commands.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { eventRoutes, type StreamRegistry } from './routes/events.ts';
@@ -24,7 +25,11 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<Api> {
     logController: new LogController({ disableRequestLogging: true }),
     // an unknown query parameter (a misspelt filter) is an error, not silently ignored
     ajv: { customOptions: { removeAdditional: false } },
+    bodyLimit: ctx.limits.bodyBytes,
+    serverFactory: (handler) => boundedServer(ctx.limits, ctx.metrics, handler),
+    clientErrorHandler: clientErrorHandler(ctx.metrics),
   }).withTypeProvider<TypeBoxTypeProvider>();
+  boundedJsonBodies(app, ctx.limits, ctx.metrics);
   await app.register(swagger, {
     openapi: {
       info: {
@@ -38,6 +43,8 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<Api> {
   app.setErrorHandler((err, _req, reply) => {
     if (err instanceof ArgusError) return reply.code(502).send({ error: err.message, hint: err.hint });
     const status = (err as { statusCode?: number }).statusCode ?? 500;
+    if ((err as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+      ctx.metrics.countHttpLimited('body_size');
     if (status >= 500) log.error({ err }, 'request failed');
     return reply.code(status).send({ error: err instanceof Error ? err.message : String(err) });
   });

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from 'fastify';
 import type { DeviceCredentials } from '../auth.ts';
+import type { HttpLimitSettings } from '../config.ts';
 import './access.ts';
 import type { CommandSender } from '../commands.ts';
 import type { EventBus } from '../event-bus.ts';
@@ -17,6 +18,7 @@ export interface ApiContext {
   commands: CommandSender;
   mqttUrl: () => string;
   pendingMessages: () => number;
+  limits: HttpLimitSettings;
 }
 
 export type App = FastifyInstance<

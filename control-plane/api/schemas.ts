@@ -38,6 +38,34 @@ export const Device = Type.Object({
   ),
 });
 
+export const DevicesQuery = Type.Object(
+  {
+    status: Type.Optional(
+      Type.Union([Type.Literal('online'), Type.Literal('offline'), Type.Literal('unknown')]),
+    ),
+    hardwareClass: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 128,
+        description: "the identity's hardwareClass, e.g. rk3588-npu",
+      }),
+    ),
+    idPrefix: Type.Optional(
+      Type.String({ pattern: '^[a-z0-9_-]{1,63}$', description: 'ids that start with this, e.g. gate-' }),
+    ),
+    limit: Type.Integer({ minimum: 1, maximum: 500, default: 100 }),
+    cursor: Type.Optional(
+      Type.String({ pattern: DEVICE_ID_PATTERN, description: 'nextCursor of the previous page' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const DevicesPage = Type.Object({
+  devices: Type.Array(Device, { description: 'by id' }),
+  nextCursor: Nullable(Type.String({ description: 'pass as `cursor` for the next page; null on the last' })),
+});
+
 export const StoredEvent = Type.Object({
   cursor: Type.String({ description: 'position in ingestion order; pass as `cursor` for the next page' }),
   receivedAt: Timestamp,

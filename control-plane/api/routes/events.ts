@@ -1,9 +1,11 @@
-import { eventView, MAX_STREAM_BACKLOG_BYTES } from '../../event-bus.ts';
+import { eventView } from '../../event-bus.ts';
 import type { EventFilter, StoredEvent } from '../../storage/repository.ts';
 import type { ApiContext, App } from '../context.ts';
 import { ErrorBody, EventsPage, EventsQuery, StreamQuery } from '../schemas.ts';
 
 const KEEPALIVE_MS = 15_000;
+/** what a client refused for too many live streams is told to wait (Retry-After) */
+const LIVE_STREAM_RETRY_S = 5;
 
 interface Selection {
   device?: string | undefined;
@@ -69,12 +71,25 @@ export function eventRoutes(app: App, ctx: ApiContext, streams: StreamRegistry):
         summary: 'live stream of newly stored events (Server-Sent Events, `event: event`)',
         description:
           "Each message's data is a StoredEvent as in GET /api/v1/events; the SSE id is its cursor. " +
-          `A client that stops reading is disconnected once ${MAX_STREAM_BACKLOG_BYTES} bytes wait for it.`,
+          `A client that stops reading is disconnected once ${ctx.limits.streamBacklogBytes} bytes wait for it. ` +
+          `At most ${ctx.limits.liveStreams} streams are open at once: past that, 503 with Retry-After.`,
         querystring: StreamQuery,
+        response: { 503: ErrorBody },
       },
     },
     (req, reply) => {
       const q = req.query;
+      if (ctx.metrics.sseClients >= ctx.limits.liveStreams) {
+        ctx.metrics.countHttpLimited('live_streams');
+        reply
+          .code(503)
+          .header('retry-after', String(LIVE_STREAM_RETRY_S))
+          .send({
+            error: `${ctx.limits.liveStreams} live streams are open, the most this control plane serves`,
+            hint: `retry in ${LIVE_STREAM_RETRY_S} s, or raise limits.http.liveStreams`,
+          });
+        return;
+      }
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, {
