@@ -1,7 +1,7 @@
 import { errorMessage } from '../common/errors.ts';
 import { createLogger, type Logger } from '../common/logger.ts';
 import { redactUrl } from '../common/net.ts';
-import { buildApi } from './api/app.ts';
+import { buildApi, type RouteInfo } from './api/app.ts';
 import { DeviceCredentials } from './auth.ts';
 import { CommandSender } from './commands.ts';
 import type { ControlPlaneConfig } from './config.ts';
@@ -22,6 +22,8 @@ export interface ControlPlane {
   mqttUrl: string;
   repository: Repository;
   metrics: Metrics;
+  /** every HTTP route of the API */
+  routes: readonly RouteInfo[];
   /** called for every newly stored event, after its transaction committed */
   onEvent(listener: (event: StoredEvent) => void): () => void;
   /** stores what was received, then stops the API, the broker link and the database; idempotent */
@@ -110,6 +112,7 @@ export async function startControlPlane(
       mqttUrl: link.url,
       repository,
       metrics,
+      routes: api.routes,
       onEvent: (listener) => bus.subscribe(listener),
       close() {
         closing ??= stopAll().then(() => log.info('control plane stopped'));

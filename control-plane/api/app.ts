@@ -4,6 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import { ArgusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
+import type { Access } from './access.ts';
 import type { ApiContext, App } from './context.ts';
 import { boundedJsonBodies, boundedServer, clientErrorHandler } from './http-limits.ts';
 import { commandRoutes } from './routes/commands.ts';
@@ -12,8 +13,17 @@ import { eventRoutes, type StreamRegistry } from './routes/events.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { snapshotRoutes } from './routes/snapshots.ts';
 
+/** a route as registered: what the fuzzers and the access tests walk */
+export interface RouteInfo {
+  method: string;
+  url: string;
+  access: Access | undefined;
+}
+
 export interface Api {
   app: App;
+  /** every route registered, HEAD routes and the docs' own included */
+  routes: readonly RouteInfo[];
   /** ends the live streams, then closes the server */
   close(): Promise<void>;
 }
@@ -29,6 +39,11 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<Api> {
     serverFactory: (handler) => boundedServer(ctx.limits, ctx.metrics, handler),
     clientErrorHandler: clientErrorHandler(ctx.metrics),
   }).withTypeProvider<TypeBoxTypeProvider>();
+  const routes: RouteInfo[] = [];
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat())
+      routes.push({ method, url: route.url, access: route.config?.access });
+  });
   boundedJsonBodies(app, ctx.limits, ctx.metrics);
   await app.register(swagger, {
     openapi: {
@@ -57,6 +72,7 @@ export async function buildApi(ctx: ApiContext, log: Logger): Promise<Api> {
   await app.ready();
   return {
     app,
+    routes,
     async close() {
       for (const end of [...streams]) end();
       await app.close();

@@ -55,8 +55,9 @@ export function boundedServer(
 }
 
 /**
- * Answers a request the HTTP parser refused (too slow, headers too large, not HTTP) and counts the
- * bounds among them; fastify's `clientErrorHandler`.
+ * Answers a request the HTTP parser refused (408 too slow, 431 headers too large, 400 not HTTP) with
+ * its status line, closes the connection and counts the bounds among them; fastify's
+ * `clientErrorHandler`.
  */
 export function clientErrorHandler(metrics: Metrics) {
   return (err: Error & { code?: string }, socket: Socket): void => {
@@ -65,21 +66,13 @@ export function clientErrorHandler(metrics: Metrics) {
     if (status === 408) metrics.countHttpLimited('request_timeout');
     if (status === 431) metrics.countHttpLimited('header_size');
     if (err.code === 'ECONNRESET' || socket.destroyed) return;
-    if (socket.writable) {
-      const body = JSON.stringify({ error: `${STATUS_CODES[status]}: ${clientErrorText(status)}` });
+    // no body: the request's method is unknown here, and the answer to a HEAD must have none
+    if (socket.writable)
       socket.write(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-          `Content-Type: application/json\r\nConnection: close\r\n\r\n${body}`,
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
       );
-    }
     socket.destroy(err);
   };
-}
-
-function clientErrorText(status: number): string {
-  if (status === 408) return 'the request was not received in time';
-  if (status === 431) return 'the request headers are too large';
-  return 'the request is not valid HTTP';
 }
 
 /** a key that would reach an object's prototype if the value were merged into another */

@@ -187,6 +187,16 @@ describe('HTTP bounds (limits.http)', () => {
     again.abort();
   });
 
+  it('answers a HEAD of the live stream with its head at once (found by the HTTP fuzzer, seed 7 path 22)', async () => {
+    const res = await within(
+      5000,
+      'the HEAD answered',
+      fetch(`${cp.httpUrl}/api/v1/events/stream`, { method: 'HEAD' }),
+    );
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/);
+  });
+
   it('pages 1,000 devices with identities of 60 KB in bounded pages, each seen once', async () => {
     const identity = (id: string) => ({
       v: 1,

@@ -7,6 +7,13 @@ const KEEPALIVE_MS = 15_000;
 /** what a client refused for too many live streams is told to wait (Retry-After) */
 const LIVE_STREAM_RETRY_S = 5;
 
+const STREAM_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache',
+  connection: 'keep-alive',
+  'x-accel-buffering': 'no',
+};
+
 interface Selection {
   device?: string | undefined;
   camera?: string | undefined;
@@ -90,14 +97,14 @@ export function eventRoutes(app: App, ctx: ApiContext, streams: StreamRegistry):
           });
         return;
       }
+      // a HEAD gets the head of a stream and its end: node sends no head for a HEAD until it ends
       reply.hijack();
       const res = reply.raw;
-      res.writeHead(200, {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache',
-        connection: 'keep-alive',
-        'x-accel-buffering': 'no',
-      });
+      res.writeHead(200, STREAM_HEADERS);
+      if (req.method === 'HEAD') {
+        res.end();
+        return;
+      }
       const stream = ctx.bus.openStream(res, (e) => matches(q, e));
       stream.send(': argus live events\n\n');
       const keepalive = setInterval(() => stream.send(': keepalive\n\n'), KEEPALIVE_MS);
