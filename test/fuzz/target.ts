@@ -12,10 +12,10 @@ export const LEGIT_DEVICE = 'legit-box';
 export const LEGIT_TOKEN = 'token-of-the-legit-box-for-fuzzing';
 
 /**
- * Headers that make an HTTP request authenticated, or none. The fuzzers send requests anonymously,
- * with these, and with garbage credentials. Until operator login is merged every route is open
- * and this gives nothing; after it, `startFuzzTarget` creates an admin token and answers
- * `{ authorization: 'Bearer <token>' }` (see README of test/fuzz).
+ * Headers that make an HTTP request authenticated. The HTTP fuzzer sends each request anonymously,
+ * with `adminHeaders`, with `deviceHeaders` or with garbage credentials. While every route is open
+ * `adminHeaders` gives nothing; once operator login is on, `startFuzzTarget` is the one place to
+ * create an admin API token and answer `{ authorization: 'Bearer <token>' }`.
  */
 export type AuthHeaders = () => Record<string, string>;
 
