@@ -1,6 +1,28 @@
 import { EventEmitter } from 'node:events';
 import type { StoredEvent } from './storage/repository.ts';
 
+/**
+ * Nesting of arrays and objects a stored event may have to be served: JSON serialisers recurse,
+ * and an event stored nested thousands of levels deep (before ingest bounded depth) would overflow
+ * their stack. Far above what a box sends, far below the ~5,000 levels where they fail.
+ */
+export const MAX_SERVED_DEPTH = 512;
+
+/** whether the value nests at most `max` levels of arrays and objects; walks without recursing */
+export function withinDepth(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth + 1 > max) return false;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return true;
+}
+
+/** whether the API can serve a stored event (see MAX_SERVED_DEPTH) */
+export const servable = (e: StoredEvent): boolean => withinDepth(e.event, MAX_SERVED_DEPTH);
+
 /** a stored event as the API serves it, in pages and in live streams */
 export function eventView(e: StoredEvent) {
   return { cursor: String(e.cursor), receivedAt: new Date(e.receivedAt).toISOString(), event: e.event };
@@ -45,7 +67,11 @@ export class EventBus {
   private readonly subscribers = new Set<Subscriber>();
   private cut = 0;
 
-  constructor(private readonly maxBacklogBytes: number) {
+  /** `unservable` is told of each event left out of the streams for its depth */
+  constructor(
+    private readonly maxBacklogBytes: number,
+    private readonly unservable: () => void = () => {},
+  ) {
     this.emitter.setMaxListeners(0);
   }
 
@@ -60,7 +86,13 @@ export class EventBus {
       let frame: string | undefined;
       for (const s of this.subscribers) {
         if (!s.wants(e)) continue;
-        frame ??= sseFrame(e);
+        if (frame === undefined) {
+          if (!servable(e)) {
+            this.unservable();
+            break;
+          }
+          frame = sseFrame(e);
+        }
         this.write(s, frame);
       }
     }

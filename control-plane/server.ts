@@ -53,7 +53,9 @@ export async function startControlPlane(
     const repository = await openRepository(config.storage);
     cleanups.push(() => repository.close());
     const metrics = new Metrics();
-    const bus = new EventBus(config.limits.http.streamBacklogBytes);
+    const bus = new EventBus(config.limits.http.streamBacklogBytes, () =>
+      metrics.countHttpLimited('event_depth'),
+    );
     const ingestor = new Ingestor(
       repository,
       config.ingest,

@@ -8,7 +8,7 @@ import { connect, type MqttClient } from 'mqtt';
 import { topics } from '../../contract/index.ts';
 import { type ControlPlane, controlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
 import { eventually } from '../helpers/eventually.ts';
-import { jpeg } from './fixtures.ts';
+import { eventMessage, jpeg } from './fixtures.ts';
 import { metric, TOKEN } from './setup.ts';
 
 const limited = (cp: ControlPlane, limit: string) =>
@@ -195,6 +195,32 @@ describe('HTTP bounds (limits.http)', () => {
     );
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/);
+  });
+
+  it('leaves a stored event nested too deep to serve out of its page, and counts it', async () => {
+    // the text as a hostile box sends it (JSON.stringify cannot write it back: that is the point)
+    const deepText = JSON.stringify(
+      eventMessage({ device: 'deep-box', cameraSeq: 1, before: { x: 1 } }),
+    ).replace('"before":{"x":1}', `"before":{"a":${'['.repeat(6000)}${']'.repeat(6000)}}`);
+    const plain = eventMessage({ device: 'deep-box', cameraSeq: 2 });
+    // as an event stored before ingest bounded depth: written to the repository directly
+    await cp.repository.writeBatch(
+      [deepText, JSON.stringify(plain)].map((payload) => ({
+        kind: 'event' as const,
+        device: 'deep-box',
+        message: JSON.parse(payload),
+        payload,
+        receivedAt: Date.now(),
+      })),
+    );
+    const res = await fetch(`${cp.httpUrl}/api/v1/events?device=deep-box`);
+    assert.equal(res.status, 200);
+    const page = (await res.json()) as { events: { event: { id: string } }[] };
+    assert.deepEqual(
+      page.events.map((e) => e.event.id),
+      [plain.id],
+    );
+    assert.equal(await limited(cp, 'event_depth'), 1);
   });
 
   it('pages 1,000 devices with identities of 60 KB in bounded pages, each seen once', async () => {

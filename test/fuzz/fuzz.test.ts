@@ -32,6 +32,7 @@ describe('fuzzing (fixed-seed share; `npm run fuzz` runs the full counts)', () =
     );
     for (const c of counts) assert.ok(c.payloads >= SHARE.payloadsPerKind, `${c.kind}: ${c.payloads}`);
     assert.ok((await assertLegitFlows(target)) > 0);
+    await assertLegitHttp(target);
   });
 
   it(`sends ${SHARE.packetConnections} connections of malformed MQTT packets to the broker`, async () => {

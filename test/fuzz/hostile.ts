@@ -142,7 +142,8 @@ type Mutation =
   | { op: 'set'; path: number[]; value: Doc }
   | { op: 'delete'; path: number[] }
   | { op: 'add'; path: number[]; key: string; value: Doc }
-  | { op: 'wrap'; depth: number };
+  | { op: 'wrap'; depth: number }
+  | { op: 'deepen'; at: number; depth: number; shape: 'array' | 'object' | 'mixed' };
 
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   {
@@ -173,7 +174,26 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
     weight: 1,
     arbitrary: fc.record({ op: fc.constant('wrap' as const), depth: fc.integer({ min: 1, max: 3 }) }),
   },
+  // a deep nesting under a new key of some object of the message, where free-form records
+  // (before, after, data, counters) carry it past the schema
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      op: fc.constant('deepen' as const),
+      at: fc.nat(),
+      depth: fc.oneof(fc.integer({ min: 100, max: 3000 }), fc.integer({ min: 3000, max: 30_000 })),
+      shape: fc.constantFrom('array', 'object', 'mixed') as fc.Arbitrary<'array' | 'object' | 'mixed'>,
+    }),
+  },
 );
+
+/** every object (not array) of a document, the document first */
+function objectsOf(d: Doc, into: { [key: string]: Doc }[] = []): { [key: string]: Doc }[] {
+  if (!isContainer(d)) return into;
+  if (!Array.isArray(d)) into.push(d);
+  for (const child of Object.values(d)) objectsOf(child, into);
+  return into;
+}
 
 function isContainer(d: Doc): d is Doc[] | { [key: string]: Doc } {
   return d !== null && typeof d === 'object' && !(d instanceof Raw);
@@ -198,6 +218,12 @@ function locate(
 }
 
 function applyMutation(doc: Doc, m: Mutation): Doc {
+  if (m.op === 'deepen') {
+    const objects = objectsOf(doc);
+    const target = objects[m.at % Math.max(objects.length, 1)];
+    if (target) target.deep = new Raw(nested(m.depth, m.shape));
+    return doc;
+  }
   if (m.op === 'wrap') {
     let d = doc;
     for (let i = 0; i < m.depth; i++) d = i % 2 ? [d] : { message: d };

@@ -385,7 +385,24 @@ export async function fuzzHttp(target: FuzzTarget, requests: number, run: FuzzRu
   return count;
 }
 
-/** the legit HTTP flows after fuzzing: the device's snapshot upload, listing devices and its events */
+/** every page of a list, following nextCursor; each must answer 200 */
+async function walk(target: FuzzTarget, url: string): Promise<number> {
+  let items = 0;
+  let cursor: string | null = null;
+  do {
+    const res = await fetch(`${url}${cursor ? `&cursor=${cursor}` : ''}`, { headers: target.adminHeaders() });
+    if (res.status !== 200) throw new Error(`${url}: ${res.status} ${(await res.text()).slice(0, 200)}`);
+    const page = (await res.json()) as { events?: unknown[]; devices?: unknown[]; nextCursor: string | null };
+    items += (page.events ?? page.devices ?? []).length;
+    cursor = page.nextCursor;
+  } while (cursor);
+  return items;
+}
+
+/**
+ * The legit HTTP flows after fuzzing: the device's snapshot upload, its device and events listed,
+ * and every page of every event and device stored (whatever the fuzzers got stored) served.
+ */
 export async function assertLegitHttp(target: FuzzTarget): Promise<void> {
   const base = target.cp.httpUrl;
   const snapshotId = `legit-${Date.now()}`;
@@ -401,9 +418,8 @@ export async function assertLegitHttp(target: FuzzTarget): Promise<void> {
   const list = (await devices.json()) as { devices?: { id: string }[] };
   if (!list.devices?.some((d) => d.id === LEGIT_DEVICE))
     throw new Error(`GET /api/v1/devices: ${devices.status}`);
-  const events = await fetch(`${base}/api/v1/events?device=${LEGIT_DEVICE}&limit=5`, {
-    headers: target.adminHeaders(),
-  });
-  const page = (await events.json()) as { events?: unknown[] };
-  if (events.status !== 200 || !page.events?.length) throw new Error(`GET /api/v1/events: ${events.status}`);
+  if ((await walk(target, `${base}/api/v1/events?device=${LEGIT_DEVICE}&limit=500`)) === 0)
+    throw new Error(`no event of ${LEGIT_DEVICE} is served`);
+  await walk(target, `${base}/api/v1/events?limit=500`);
+  await walk(target, `${base}/api/v1/devices?limit=500`);
 }

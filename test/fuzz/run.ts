@@ -2,7 +2,7 @@
  * `npm run fuzz`: every fuzzer at its full count against one control plane, the counts printed as
  * they finish and a one-line JSON summary at the end. The counts can be changed with
  * FUZZ_PAYLOADS_PER_KIND, FUZZ_PACKET_CONNECTIONS and FUZZ_HTTP_REQUESTS; FUZZ_ONLY (e.g.
- * `mqtt-payloads/events`, `mqtt-packets`, `http`) runs one fuzzer, and FUZZ_SEED with FUZZ_PATH
+ * `mqtt-payloads/events`, `mqtt-packets`, `http`, or several with commas) runs only those, and FUZZ_SEED with FUZZ_PATH
  * replays the failing case a failure names.
  */
 import { assertLegitHttp, fuzzHttp, type HttpFuzzCount } from './http-requests.ts';
@@ -14,8 +14,8 @@ import { assertLegitFlows, RSS_GROWTH_LIMIT_MIB, rssMiB } from './stalls.ts';
 import { startFuzzTarget } from './target.ts';
 
 const count = (name: string, full: number) => Number(process.env[name] ?? full);
-const only = process.env.FUZZ_ONLY;
-const wanted = (name: string) => !only || only === name || name.startsWith(`${only}/`);
+const only = process.env.FUZZ_ONLY?.split(',');
+const wanted = (name: string) => !only || only.some((o) => o === name || name.startsWith(`${o}/`));
 
 const started = Date.now();
 const target = await startFuzzTarget();
@@ -53,6 +53,7 @@ try {
     );
     for (const c of summary.payloads) console.log(`mqtt payloads ${c.kind}: ${c.payloads} (seed ${c.seed})`);
     await assertLegitFlows(target);
+    await assertLegitHttp(target);
   }
   if (wanted('mqtt-packets')) {
     summary.packets = await fuzzMqttPackets(
