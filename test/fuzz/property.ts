@@ -52,7 +52,7 @@ export async function checkProperty<T>(
     outcome.errorInstance instanceof Error ? outcome.errorInstance.message : String(outcome.errorInstance);
   throw new Error(
     `fuzz ${name} failed: ${error}\n` +
-      `  replay: FUZZ_SEED=${outcome.seed} FUZZ_PATH="${outcome.counterexamplePath}"\n` +
+      `  replay: FUZZ_ONLY=${name} FUZZ_SEED=${outcome.seed} FUZZ_PATH="${outcome.counterexamplePath}" npm run fuzz\n` +
       `  case: ${describeCase(outcome.counterexample?.[0])}`,
   );
 }
