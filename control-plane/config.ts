@@ -281,6 +281,95 @@ const AuthSection = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+const HttpLimits = Type.Object(
+  {
+    bodyBytes: Type.Integer({
+      minimum: 1 * KiB,
+      maximum: 64 * MiB,
+      default: 64 * KiB,
+      description:
+        "bytes of a request body at most (413 beyond); snapshot uploads have their own limit, the contract's 4 MiB",
+    }),
+    jsonDepth: Type.Integer({
+      minimum: 2,
+      maximum: 1000,
+      default: 32,
+      description: 'nesting of arrays and objects in a JSON request body at most (400 beyond)',
+    }),
+    headersTimeoutMs: Type.Integer({
+      minimum: 1000,
+      maximum: 600_000,
+      default: 10_000,
+      description:
+        'a client must send its request headers within this time of connecting or of its previous request',
+    }),
+    requestTimeoutMs: Type.Integer({
+      minimum: 1000,
+      maximum: 3_600_000,
+      default: 60_000,
+      description:
+        'a client must send its whole request (headers and body) within this time; a snapshot of 4 MiB at 1 Mbit/s takes ~35 s',
+    }),
+    idleTimeoutMs: Type.Integer({
+      minimum: 1000,
+      maximum: 3_600_000,
+      default: 60_000,
+      description:
+        'a connection on which nothing moves for this long is closed (live streams send a keepalive every 15 s)',
+    }),
+    keepAliveTimeoutMs: Type.Integer({
+      minimum: 100,
+      maximum: 600_000,
+      default: 5000,
+      description: 'an idle keep-alive connection is closed after this long without a new request',
+    }),
+    connectionsPerAddress: Type.Integer({
+      minimum: 1,
+      maximum: 100_000,
+      default: 64,
+      description: 'open HTTP connections from one remote address at most; more are closed at once',
+    }),
+    connections: Type.Integer({
+      minimum: 1,
+      maximum: 1_000_000,
+      default: 4096,
+      description: 'open HTTP connections in all at most; more are closed at once',
+    }),
+    liveStreams: Type.Integer({
+      minimum: 1,
+      maximum: 100_000,
+      default: 256,
+      description: 'live event streams (SSE) open at once at most; more are answered 503 with Retry-After',
+    }),
+    streamBacklogBytes: Type.Integer({
+      minimum: 64 * KiB,
+      maximum: 1024 * MiB,
+      default: 8 * MiB,
+      description:
+        'bytes a live stream may hold unsent (its client not reading) before it is cut: ~128 events at the 64 KiB payload limit, ~18,000 typical ones, so several ingest batches at the default maxBatch fit',
+    }),
+    pageBytes: Type.Integer({
+      minimum: 64 * KiB,
+      maximum: 256 * MiB,
+      default: 4 * MiB,
+      description:
+        'a page of devices ends early, with its nextCursor, once its identities and telemetry pass this many characters (events are bounded by their limit of 500 at 64 KiB)',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const LimitsSection = Type.Object(
+  {
+    /** bounds of the HTTP API: each counted in `argus_http_limited_total` when it bites */
+    http: HttpLimits,
+  },
+  { additionalProperties: false, default: {} },
+);
+
 const DeviceCredential = Type.Object(
   {
     id: Type.String({ pattern: DEVICE_ID_PATTERN }),
@@ -303,6 +392,7 @@ export const ControlPlaneConfigSchema = Type.Object(
     enrollment: EnrollmentSection,
     /** operators' logins: sessions and their throttling */
     auth: AuthSection,
+    limits: LimitsSection,
     /**
      * pre-provisioned device credentials (besides those issued through enrollment): used until
      * the device is rotated, re-enrolled or revoked
@@ -326,6 +416,7 @@ export type RetentionLimitSettings = Type.Static<ReturnType<typeof RetentionLimi
 export type HealthSettings = Type.Static<typeof HealthSection>;
 export type EnrollmentSettings = Type.Static<typeof EnrollmentSection>;
 export type AuthSettings = Type.Static<typeof AuthSection>;
+export type HttpLimitSettings = Type.Static<typeof HttpLimits>;
 
 export type BrokerSettings =
   | { kind: 'embedded'; embedded: EmbeddedBrokerSettings }
@@ -344,6 +435,7 @@ export interface ControlPlaneConfig {
   health: HealthSettings;
   enrollment: EnrollmentSettings;
   auth: AuthSettings;
+  limits: ConfigFile['limits'];
   devices: { id: string; tokenSha256: string }[];
 }
 
@@ -429,6 +521,7 @@ function resolveConfig(loaded: LoadedConfig<ConfigFile>, baseDir: string): Contr
     health: v.health,
     enrollment: v.enrollment,
     auth: v.auth,
+    limits: v.limits,
     devices,
   };
 }

@@ -3,11 +3,26 @@ import type { StatusChange } from './storage/device-history.ts';
 import type { StoredEvent } from './storage/repository.ts';
 
 /**
- * Bytes a live stream may hold unsent (its client not reading) before the stream is cut: about 128
- * events at the payload limit (64 KiB), 18,000 typical ones (~450 bytes), so several ingest batches
- * at the default `ingest.maxBatch` (2500), which reach the stream in one go, fit
+ * Nesting of arrays and objects a stored event may have to be served: JSON serialisers recurse,
+ * and an event stored nested thousands of levels deep (before ingest bounded depth) would overflow
+ * their stack. Far above what a box sends, far below the ~5,000 levels where they fail.
  */
-export const MAX_STREAM_BACKLOG_BYTES = 8 * 1024 * 1024;
+export const MAX_SERVED_DEPTH = 512;
+
+/** whether the value nests at most `max` levels of arrays and objects; walks without recursing */
+export function withinDepth(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth + 1 > max) return false;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return true;
+}
+
+/** whether the API can serve a stored event (see MAX_SERVED_DEPTH) */
+export const servable = (e: StoredEvent): boolean => withinDepth(e.event, MAX_SERVED_DEPTH);
 
 /** a stored event as the API serves it, in pages and in live streams */
 export function eventView(e: StoredEvent) {
@@ -64,7 +79,8 @@ interface Subscriber {
 /**
  * Newly stored events (and status changes), published after their transaction committed: to listeners, and as SSE frames
  * to live streams. A frame is built once per event and the same string written to every stream that
- * wants the event. A stream whose output holds more than MAX_STREAM_BACKLOG_BYTES unsent is cut:
+ * wants the event. A stream whose output holds more than `maxBacklogBytes` unsent
+ * (`limits.http.streamBacklogBytes`) is cut:
  * its output destroyed (the response's `close` follows) and `streamsCut` counts it.
  */
 export class EventBus {
@@ -72,7 +88,11 @@ export class EventBus {
   private readonly subscribers = new Set<Subscriber>();
   private cut = 0;
 
-  constructor() {
+  /** `unservable` is told of each event left out of the streams for its depth */
+  constructor(
+    private readonly maxBacklogBytes: number,
+    private readonly unservable: () => void = () => {},
+  ) {
     this.emitter.setMaxListeners(0);
   }
 
@@ -87,7 +107,13 @@ export class EventBus {
       let frame: string | undefined;
       for (const s of this.subscribers) {
         if (!s.wants(e)) continue;
-        frame ??= sseFrame(e);
+        if (frame === undefined) {
+          if (!servable(e)) {
+            this.unservable();
+            break;
+          }
+          frame = sseFrame(e);
+        }
         this.write(s, frame);
       }
     }
@@ -132,7 +158,7 @@ export class EventBus {
   }
 
   private write(s: Subscriber, frame: string): void {
-    if (s.output.write(frame) || s.output.writableLength <= MAX_STREAM_BACKLOG_BYTES) return;
+    if (s.output.write(frame) || s.output.writableLength <= this.maxBacklogBytes) return;
     this.subscribers.delete(s);
     this.cut++;
     s.output.destroy();

@@ -29,6 +29,28 @@ export type QuarantineReason = (typeof QUARANTINE_REASONS)[number];
 /** MQTT connections the embedded broker closed because a transport bound bit */
 export const TRANSPORT_REFUSALS = ['packet_too_large', 'connect_timeout', 'connections_per_address'] as const;
 export type TransportRefusal = (typeof TRANSPORT_REFUSALS)[number];
+/** which HTTP bound bit; each is a label value of `argus_http_limited_total` */
+export const HTTP_LIMITS = [
+  /** a request body over `limits.http.bodyBytes` (or a snapshot over its limit): 413 */
+  'body_size',
+  /** a JSON body nested deeper than `limits.http.jsonDepth`: 400 */
+  'json_depth',
+  /** headers or body not received within their timeout: 408, connection closed */
+  'request_timeout',
+  /** request headers over node's 16 KiB: 431 */
+  'header_size',
+  /** a connection over `limits.http.connectionsPerAddress`, closed at once */
+  'connections_per_address',
+  /** a connection over `limits.http.connections`, closed at once */
+  'connections',
+  /** a live stream refused past `limits.http.liveStreams`: 503 */
+  'live_streams',
+  /** a list page ended early at `limits.http.pageBytes` */
+  'page_bytes',
+  /** a stored event nested deeper than the API serves (event-bus.ts MAX_SERVED_DEPTH), left out of a page or stream */
+  'event_depth',
+] as const;
+export type HttpLimit = (typeof HTTP_LIMITS)[number];
 
 /** upper bounds (s) of the ingest latency histogram: receipt of a message → its transaction committed */
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
@@ -65,6 +87,7 @@ export class Metrics {
   readonly rejected = new Map<RejectReason, number>(REJECT_REASONS.map((r) => [r, 0]));
   readonly quarantined = new Map<QuarantineReason, number>(QUARANTINE_REASONS.map((r) => [r, 0]));
   readonly transportRefused = new Map<TransportRefusal, number>(TRANSPORT_REFUSALS.map((r) => [r, 0]));
+  readonly httpLimited = new Map<HttpLimit, number>(HTTP_LIMITS.map((l) => [l, 0]));
   duplicates = 0;
   /** messages whose acknowledgement was delayed because their device was over its rate */
   paced = 0;
@@ -113,6 +136,10 @@ export class Metrics {
 
   countTransportRefused(reason: TransportRefusal): void {
     this.transportRefused.set(reason, (this.transportRefused.get(reason) ?? 0) + 1);
+  }
+
+  countHttpLimited(limit: HttpLimit): void {
+    this.httpLimited.set(limit, (this.httpLimited.get(limit) ?? 0) + 1);
   }
 
   observeLatency(seconds: number): void {
@@ -235,6 +262,12 @@ export class Metrics {
     metric('argus_audit_write_failures_total', 'counter', 'audit entries the database did not take', [
       ['', this.auditWriteFailures],
     ]);
+    metric(
+      'argus_http_limited_total',
+      'counter',
+      'HTTP requests and connections refused or cut by a bound of limits.http, by limit',
+      [...this.httpLimited].map(([k, v]) => [`{limit="${k}"}`, v]),
+    );
     const mem = process.memoryUsage();
     metric('process_resident_memory_bytes', 'gauge', 'resident set size', [['', mem.rss]]);
     const cpu = process.cpuUsage();

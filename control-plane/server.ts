@@ -170,7 +170,9 @@ export async function startControlPlane(
     const repository = await openRepository(config.storage);
     cleanups.push(() => repository.close());
     const metrics = new Metrics();
-    const bus = new EventBus();
+    const bus = new EventBus(config.limits.http.streamBacklogBytes, () =>
+      metrics.countHttpLimited('event_depth'),
+    );
     const ingestor = new Ingestor(
       repository,
       config.ingest,
@@ -274,6 +276,7 @@ export async function startControlPlane(
           loginFailures: new LoginFailures(repository.sql),
           audit: new AuditLog(repository.sql),
         },
+        limits: config.limits.http,
       },
       log.child({ part: 'http' }),
       config.http.tls ? await loadServerTls(config.http.tls, 'http.tls') : undefined,
@@ -285,7 +288,10 @@ export async function startControlPlane(
         { host: config.http.host },
         'the API is plain HTTP off loopback: device tokens and operator logins cross the network in clear; set http.tls',
       );
-    const httpUrl = address.replace('[::1]', 'localhost');
+    // fastify names the address http: the bounded server it was given speaks HTTPS under http.tls
+    const httpUrl = address
+      .replace('[::1]', 'localhost')
+      .replace(/^http:/, config.http.tls ? 'https:' : 'http:');
     log.info(
       {
         http: httpUrl,

@@ -7,6 +7,7 @@ import type { Logger } from '../../common/logger.ts';
 import type { ServerTlsMaterial } from '../tls.ts';
 import { DOCS_PREFIX, installAuth, type RouteAccess, SECURITY_SCHEMES } from './auth-plugin.ts';
 import type { ApiContext, App } from './context.ts';
+import { boundedJsonBodies, boundedServer, clientErrorHandler } from './http-limits.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { commandRoutes } from './routes/commands.ts';
 import { deviceRoutes } from './routes/devices.ts';
@@ -33,13 +34,17 @@ export async function buildApi(ctx: ApiContext, log: Logger, https?: ServerTlsMa
     logController: new LogController({ disableRequestLogging: true }),
     // an unknown query parameter (a misspelt filter) is an error, not silently ignored
     ajv: { customOptions: { removeAdditional: false } },
+    bodyLimit: ctx.limits.bodyBytes,
+    // the bounded server, which speaks HTTPS itself when given `https` (the routes do not depend
+    // on the transport: fastify sees the server as its HTTP one)
+    serverFactory: (handler: Parameters<typeof boundedServer>[2]) =>
+      boundedServer(ctx.limits, ctx.metrics, handler, https),
+    clientErrorHandler: clientErrorHandler(ctx.metrics),
   };
-  // the routes do not depend on the transport: an HTTPS instance is typed as the HTTP one
-  const app: App = (
-    https ? (Fastify({ ...options, https }) as unknown as App) : Fastify(options)
-  ).withTypeProvider<TypeBoxTypeProvider>();
+  const app: App = Fastify(options).withTypeProvider<TypeBoxTypeProvider>();
   // before any route: refuses a route without an access level, then enforces and audits each
   const routes = await installAuth(app, ctx, log);
+  boundedJsonBodies(app, ctx.limits, ctx.metrics);
   await app.register(swagger, {
     openapi: {
       info: {
@@ -57,6 +62,8 @@ export async function buildApi(ctx: ApiContext, log: Logger, https?: ServerTlsMa
   app.setErrorHandler((err, _req, reply) => {
     if (err instanceof ArgusError) return reply.code(502).send({ error: err.message, hint: err.hint });
     const status = (err as { statusCode?: number }).statusCode ?? 500;
+    if ((err as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+      ctx.metrics.countHttpLimited('body_size');
     if (status >= 500) log.error({ err }, 'request failed');
     return reply.code(status).send({ error: err instanceof Error ? err.message : String(err) });
   });

@@ -1,5 +1,5 @@
 /**
- * The operator page at `/`: devices (status, health with its reasons, last seen, fps per camera,
+ * The operator page at `/`: the first 100 devices (status, health with its reasons, last seen, fps per camera,
  * refreshed every 5 s; a silent device's figures show as stale, never as current) and a
  * live list of events with snapshot thumbnails from the SSE stream. Plain HTML and inline script,
  * no build step; everything it shows comes from the API, after a login (the page itself is
@@ -42,7 +42,7 @@ export const consolePage = `<!doctype html>
 const text = (tag, value, cls) => { const el = document.createElement(tag); el.textContent = value; if (cls) el.className = cls; return el; };
 async function refreshDevices() {
   try {
-    const { devices } = await (await fetch('/api/v1/devices')).json();
+    const { devices, nextCursor } = await (await fetch('/api/v1/devices?limit=100')).json();
     const rows = devices.map((d) => {
       const tr = document.createElement('tr');
       const fps = (d.telemetry?.cameras ?? []).map((c) => c.id + ': ' + c.fpsIn.toFixed(1) + ' / ' + c.fpsDetect.toFixed(1)).join(', ');
@@ -53,6 +53,7 @@ async function refreshDevices() {
       tr.append(text('td', d.id), text('td', d.status, d.status), health, text('td', new Date(d.lastSeen).toLocaleTimeString()), figures);
       return tr;
     });
+    if (nextCursor) rows.push(text('tr', 'the first 100 devices; the API pages through the rest (GET /api/v1/devices?cursor=…)', 'meta'));
     document.getElementById('devices').replaceChildren(...(rows.length ? rows : [text('tr', 'no device has connected yet')]));
   } catch (err) { console.error(err); }
 }

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from 'fastify';
 import type { DeviceCredentials } from '../auth.ts';
+import type { HttpLimitSettings } from '../config.ts';
 import './access.ts';
 import type { CommandSender } from '../commands.ts';
 import type { AuthSettings, EnrollmentSettings } from '../config.ts';
@@ -37,6 +38,8 @@ export interface ApiContext {
   /** whether this replica holds the retention lease */
   retentionLeader: () => boolean;
   auth: OperatorAuth;
+  /** the HTTP bounds (`limits.http`) */
+  limits: HttpLimitSettings;
 }
 
 /** operators' accounts, sessions, API tokens, login throttling and the audit log */

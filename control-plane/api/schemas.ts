@@ -103,6 +103,29 @@ export const StatusHistoryQuery = Type.Object(
   { additionalProperties: false },
 );
 
+export const DevicesQuery = Type.Object(
+  {
+    status: Type.Optional(
+      Type.Union([Type.Literal('online'), Type.Literal('offline'), Type.Literal('unknown')]),
+    ),
+    hardwareClass: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 128,
+        description: "the identity's hardwareClass, e.g. rk3588-npu",
+      }),
+    ),
+    idPrefix: Type.Optional(
+      Type.String({ pattern: '^[a-z0-9_-]{1,63}$', description: 'ids that start with this, e.g. gate-' }),
+    ),
+    limit: Type.Integer({ minimum: 1, maximum: 500, default: 100 }),
+    cursor: Type.Optional(
+      Type.String({ pattern: DEVICE_ID_PATTERN, description: 'nextCursor of the previous page' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 export const StatusChange = Type.Object({
   kind: Type.Union([Type.Literal('camera'), Type.Literal('device')]),
   device: Type.String(),
@@ -119,6 +142,11 @@ export const StatusChange = Type.Object({
 export const StatusHistoryPage = Type.Object({
   changes: Type.Array(StatusChange, { description: 'newest received first' }),
   nextCursor: Nullable(Type.String()),
+});
+
+export const DevicesPage = Type.Object({
+  devices: Type.Array(Device, { description: 'by id' }),
+  nextCursor: Nullable(Type.String({ description: 'pass as `cursor` for the next page; null on the last' })),
 });
 
 export const StoredEvent = Type.Object({

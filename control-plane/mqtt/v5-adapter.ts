@@ -258,7 +258,12 @@ export function acceptMqttConnection(
       handle(socket);
     }
   });
-  probe.once('error', () => socket.destroy());
+  // \`on\`, not \`once\`: the parser reports an error per chunk, and a chunk read before the socket is
+  // gone would meet an emitter without an error listener, which throws (and ends the process)
+  probe.on('error', () => {
+    socket.off('data', onData);
+    socket.destroy();
+  });
   socket.on('data', onData);
   socket.on('error', () => socket.destroy());
 }

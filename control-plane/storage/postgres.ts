@@ -10,6 +10,8 @@ import { applyMigrations, POSTGRES } from './migrations.ts';
 import {
   type BatchOutcome,
   type CommandRecord,
+  type DeviceFilter,
+  type DevicePage,
   type DeviceRecord,
   type EventFilter,
   type IngestRecord,
@@ -23,9 +25,14 @@ import {
 import {
   type CameraRow,
   type CommandRow,
+  choosePage,
   commandResultSql,
   DEVICE_COLUMNS,
   type DeviceRow,
+  type DeviceSizeRow,
+  devicePage,
+  deviceSizesQuery,
+  devicesByIdSql,
   deviceUpsertSql,
   type EventRow,
   eventQuery,
@@ -43,6 +50,7 @@ import {
 import type { SqlAccess, SqlValue } from './sql-access.ts';
 
 const d = (i: number) => `$${i}`;
+const jsonField = (column: string, field: string) => `(${column}::json ->> '${field}')`;
 /** batches written side by side at most: more did not raise the ingest rate on 2 cores */
 const MAX_CONCURRENT_WRITES = 3;
 
@@ -415,18 +423,21 @@ export class PostgresRepository implements Repository {
     return reserved;
   }
 
-  async listDevices(): Promise<DeviceRecord[]> {
+  async listDevices(filter: DeviceFilter): Promise<DevicePage> {
+    const { sql, params } = deviceSizesQuery(filter, d, jsonField);
+    const chosen = choosePage((await this.pool.query<DeviceSizeRow>(sql, params)).rows, filter);
+    if (chosen.ids.length === 0) return devicePage(chosen, [], []);
     const [devices, cameras] = await Promise.all([
-      this.pool.query<DeviceRow>('SELECT * FROM devices ORDER BY id'),
-      this.pool.query<CameraRow>(latestCameraStatusSql(d, false)),
+      this.pool.query<DeviceRow>(devicesByIdSql(d, chosen.ids.length), chosen.ids),
+      this.pool.query<CameraRow>(latestCameraStatusSql(d, chosen.ids.length), chosen.ids),
     ]);
-    return devices.rows.map((row) => toDevice(row, cameras.rows));
+    return devicePage(chosen, devices.rows, cameras.rows);
   }
 
   async getDevice(id: string): Promise<DeviceRecord | undefined> {
     const [device, cameras] = await Promise.all([
       this.pool.query<DeviceRow>('SELECT * FROM devices WHERE id = $1', [id]),
-      this.pool.query<CameraRow>(latestCameraStatusSql(d, true), [id]),
+      this.pool.query<CameraRow>(latestCameraStatusSql(d, 1), [id]),
     ]);
     const row = device.rows[0];
     return row ? toDevice(row, cameras.rows) : undefined;

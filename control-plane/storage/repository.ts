@@ -52,6 +52,31 @@ export interface DeviceRecord {
   cameras: CameraState[];
 }
 
+export interface DeviceFilter {
+  status?: DeviceRecord['status'];
+  /** `hardwareClass` of the device's identity */
+  hardwareClass?: string;
+  /** ids that start with this */
+  idPrefix?: string;
+  /** only devices whose id sorts after this one (the previous page's last) */
+  after?: string;
+  limit: number;
+  /**
+   * the page ends early after the device that brings the stored identities and telemetry of the
+   * page past this many characters (one device at least)
+   */
+  maxChars: number;
+}
+
+export interface DevicePage {
+  /** by id */
+  devices: DeviceRecord[];
+  /** the last device's id when more devices may follow (pass as `after`), else null */
+  next: string | null;
+  /** the page ended early at `maxChars` */
+  cut: boolean;
+}
+
 export interface EventFilter {
   device?: string;
   camera?: string;
@@ -126,7 +151,8 @@ export interface Repository {
   /** plain SQL for the stores beside ingest (each a module with its own tables and migration) */
   readonly sql: SqlAccess;
   writeBatch(records: readonly IngestRecord[]): Promise<BatchOutcome>;
-  listDevices(): Promise<DeviceRecord[]>;
+  /** a page of the devices `filter` selects, by id */
+  listDevices(filter: DeviceFilter): Promise<DevicePage>;
   getDevice(id: string): Promise<DeviceRecord | undefined>;
   /** devices whose availability is online and that sent a message at `seenSince` or later */
   countDevicesOnline(seenSince: number): Promise<number>;

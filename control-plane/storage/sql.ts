@@ -4,6 +4,8 @@ import type { CommandName, CommandResult, EventMessage } from '../../contract/in
 import type {
   CameraState,
   CommandRecord,
+  DeviceFilter,
+  DevicePage,
   DeviceRecord,
   EventFilter,
   PutSnapshotOutcome,
@@ -108,12 +110,84 @@ export function toDevice(row: DeviceRow, cameras: CameraRow[]): DeviceRecord {
   };
 }
 
-/** the latest status of every camera (of one device when `device` is given) */
-export function latestCameraStatusSql(p: Placeholder, oneDevice: boolean): string {
+/** `n` placeholders from the first, comma-separated */
+const placeholders = (p: Placeholder, n: number) => Array.from({ length: n }, (_, i) => p(i + 1)).join(', ');
+
+/** the latest status of every camera of `devices` devices (their ids the parameters) */
+export function latestCameraStatusSql(p: Placeholder, devices: number): string {
   return `SELECT s.device, s.camera, s.state, s.at, s.reason FROM camera_statuses s
-    WHERE ${oneDevice ? `s.device = ${p(1)} AND ` : ''}s.camera_seq = (
+    WHERE s.device IN (${placeholders(p, devices)}) AND s.camera_seq = (
       SELECT max(t.camera_seq) FROM camera_statuses t WHERE t.device = s.device AND t.camera = s.camera)
     ORDER BY s.device, s.camera`;
+}
+
+/** a text field of a JSON column, e.g. `identity`'s `hardwareClass` (the backends differ) */
+export type JsonField = (column: string, field: string) => string;
+
+/**
+ * The ids of the devices `filter` selects, by id, one more than its limit (to know whether more
+ * follow), each with the characters of its stored identity and telemetry: the page is chosen from
+ * these before any large column is read.
+ */
+export function deviceSizesQuery(
+  filter: DeviceFilter,
+  p: Placeholder,
+  jsonField: JsonField,
+): { sql: string; params: unknown[] } {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const add = (clause: (ph: string) => string, value: unknown) => {
+    params.push(value);
+    where.push(clause(p(params.length)));
+  };
+  if (filter.status === 'unknown') where.push("(status IS NULL OR status NOT IN ('online', 'offline'))");
+  else if (filter.status !== undefined) add((ph) => `status = ${ph}`, filter.status);
+  if (filter.hardwareClass !== undefined)
+    add((ph) => `${jsonField('identity', 'hardwareClass')} = ${ph}`, filter.hardwareClass);
+  if (filter.idPrefix !== undefined)
+    add((ph) => `substr(id, 1, ${filter.idPrefix!.length}) = ${ph}`, filter.idPrefix);
+  if (filter.after !== undefined) add((ph) => `id > ${ph}`, filter.after);
+  params.push(filter.limit + 1);
+  const clause = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
+  return {
+    sql: `SELECT id, COALESCE(length(identity), 0) + COALESCE(length(telemetry), 0) AS size
+      FROM devices ${clause} ORDER BY id LIMIT ${p(params.length)}`,
+    params,
+  };
+}
+
+export interface DeviceSizeRow {
+  id: string;
+  size: number | string;
+}
+
+/** which of the selected devices make the page: up to the limit and `maxChars` (one at least) */
+export function choosePage(
+  rows: DeviceSizeRow[],
+  filter: DeviceFilter,
+): { ids: string[]; next: string | null; cut: boolean } {
+  const ids: string[] = [];
+  let chars = 0;
+  for (const row of rows.slice(0, filter.limit)) {
+    chars += Number(row.size);
+    if (ids.length > 0 && chars > filter.maxChars) return { ids, next: ids.at(-1)!, cut: true };
+    ids.push(row.id);
+  }
+  return { ids, next: rows.length > filter.limit ? ids.at(-1)! : null, cut: false };
+}
+
+/** the devices of `n` ids (the parameters), by id */
+export function devicesByIdSql(p: Placeholder, n: number): string {
+  return `SELECT * FROM devices WHERE id IN (${placeholders(p, n)}) ORDER BY id`;
+}
+
+/** a page of devices from its rows and their cameras */
+export function devicePage(
+  chosen: { next: string | null; cut: boolean },
+  rows: DeviceRow[],
+  cameras: CameraRow[],
+): DevicePage {
+  return { devices: rows.map((row) => toDevice(row, cameras)), next: chosen.next, cut: chosen.cut };
 }
 
 /**

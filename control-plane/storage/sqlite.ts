@@ -5,6 +5,8 @@ import { applyMigrations, SQLITE } from './migrations.ts';
 import type {
   BatchOutcome,
   CommandRecord,
+  DeviceFilter,
+  DevicePage,
   DeviceRecord,
   EventFilter,
   IngestRecord,
@@ -17,7 +19,12 @@ import type {
 import {
   type CameraRow,
   type CommandRow,
+  choosePage,
   type DeviceRow,
+  type DeviceSizeRow,
+  devicePage,
+  deviceSizesQuery,
+  devicesByIdSql,
   type EventRow,
   eventQuery,
   latestCameraStatusSql,
@@ -33,6 +40,7 @@ import { SqliteWriter } from './sqlite-writer.ts';
 import { type BatchResult, batchRows, CONFLICTING } from './sqlite-writes.ts';
 
 const q = () => '?';
+const jsonField = (column: string, field: string) => `json_extract(${column}, '$.${field}')`;
 
 /** SQLite's `auto_vacuum` value for INCREMENTAL */
 const INCREMENTAL_VACUUM = 2;
@@ -90,11 +98,9 @@ export class SqliteRepository implements Repository {
       write: async (statements) => (await writer.request({ op: 'sql', statements })) as SqlOutcome[],
     };
     this.stmts = {
-      devices: db.prepare('SELECT * FROM devices ORDER BY id'),
       device: db.prepare('SELECT * FROM devices WHERE id = ?'),
       online: db.prepare("SELECT count(*) AS n FROM devices WHERE status = 'online' AND last_seen >= ?"),
-      cameras: db.prepare(latestCameraStatusSql(q, false)),
-      camerasOf: db.prepare(latestCameraStatusSql(q, true)),
+      camerasOf: db.prepare(latestCameraStatusSql(q, 1)),
       countEvents: db.prepare('SELECT count(*) AS n FROM events'),
       snapshot: db.prepare('SELECT * FROM snapshots WHERE device = ? AND id = ?'),
       command: db.prepare('SELECT * FROM commands WHERE id = ?'),
@@ -134,9 +140,15 @@ export class SqliteRepository implements Repository {
     return { inserted, duplicates, conflicts, unknownResults: unknownResults.map((i) => plan.results[i]!) };
   }
 
-  async listDevices(): Promise<DeviceRecord[]> {
-    const cameras = this.stmts.cameras.all() as CameraRow[];
-    return (this.stmts.devices.all() as DeviceRow[]).map((row) => toDevice(row, cameras));
+  async listDevices(filter: DeviceFilter): Promise<DevicePage> {
+    const { sql, params } = deviceSizesQuery(filter, q, jsonField);
+    const chosen = choosePage(this.db.prepare(sql).all(...params) as DeviceSizeRow[], filter);
+    if (chosen.ids.length === 0) return devicePage(chosen, [], []);
+    const rows = this.db.prepare(devicesByIdSql(q, chosen.ids.length)).all(...chosen.ids) as DeviceRow[];
+    const cameras = this.db
+      .prepare(latestCameraStatusSql(q, chosen.ids.length))
+      .all(...chosen.ids) as CameraRow[];
+    return devicePage(chosen, rows, cameras);
   }
 
   async getDevice(id: string): Promise<DeviceRecord | undefined> {

@@ -64,6 +64,25 @@ describe('control-plane config', () => {
     );
   });
 
+  it('bounds the HTTP API by default, each bound settable and checked', async () => {
+    const config = await load('limits:\n  http:\n    liveStreams: 10\n');
+    assert.deepEqual(config.limits.http, {
+      bodyBytes: 64 * 1024,
+      jsonDepth: 32,
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 60_000,
+      idleTimeoutMs: 60_000,
+      keepAliveTimeoutMs: 5000,
+      connectionsPerAddress: 64,
+      connections: 4096,
+      liveStreams: 10,
+      streamBacklogBytes: 8 * 1024 * 1024,
+      pageBytes: 4 * 1024 * 1024,
+    });
+    await rejects('limits:\n  http:\n    jsonDepth: 100000\n', /cp\.yaml:3:16: limits\.http\.jsonDepth/);
+    await rejects('limits:\n  http:\n    bodyLimit: 1\n', /limits\.http\.bodyLimit: unknown key/);
+  });
+
   it('reports unknown keys and bad values with file:line:col', async () => {
     await rejects('http:\n  prot: 80\n', /cp\.yaml:2:3: http\.prot: unknown key "prot"/);
     await rejects('storage:\n  postgres:\n    url: mysql://x\n', /cp\.yaml:3:10: storage\.postgres\.url/);

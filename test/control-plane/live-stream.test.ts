@@ -3,7 +3,7 @@ import { connect as connectTcp } from 'node:net';
 import { after, before, describe, it, mock } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import { type EventMessage, topics } from '../../contract/index.ts';
-import { EventBus, MAX_STREAM_BACKLOG_BYTES, sseFrame } from '../../control-plane/event-bus.ts';
+import { EventBus, sseFrame } from '../../control-plane/event-bus.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
 import type { StoredEvent } from '../../control-plane/storage/repository.ts';
 import { eventually } from '../helpers/eventually.ts';
@@ -102,7 +102,7 @@ describe('live event stream fan-out (EventBus)', () => {
   };
 
   it('serialises an event once for all the streams that want it', () => {
-    const bus = new EventBus();
+    const bus = new EventBus(1024 * 1024);
     const [a, b, other] = [output(0), output(0), output(0)];
     bus.openStream(a, (e) => e.event.camera === 'a');
     bus.openStream(b, (e) => e.event.camera === 'a');
@@ -120,10 +120,29 @@ describe('live event stream fan-out (EventBus)', () => {
     assert.deepEqual(other.frames, []);
   });
 
+  it('leaves an event nested too deep to serialise out of the streams, and goes on with the rest', () => {
+    let unservable = 0;
+    const bus = new EventBus(1024 * 1024, () => unservable++);
+    const out = output(0);
+    bus.openStream(out, () => true);
+    const deep: StoredEvent = {
+      ...stored(1, 'a'),
+      event: {
+        ...eventMessage({ camera: 'a' }),
+        before: JSON.parse(`{"a":${'['.repeat(6000)}${']'.repeat(6000)}}`),
+      },
+    };
+    const after = stored(2, 'a');
+    bus.publish([deep, after]);
+    assert.equal(unservable, 1);
+    assert.deepEqual(out.frames, [sseFrame(after)]);
+  });
+
   it('cuts and counts a stream whose output holds more than the cap unsent', () => {
-    const bus = new EventBus();
-    const atCap = output(MAX_STREAM_BACKLOG_BYTES);
-    const overCap = output(MAX_STREAM_BACKLOG_BYTES + 1);
+    const cap = 100_000;
+    const bus = new EventBus(cap);
+    const atCap = output(cap);
+    const overCap = output(cap + 1);
     bus.openStream(atCap, () => true);
     const stream = bus.openStream(overCap, () => true);
     bus.publish([stored(1, 'a'), stored(2, 'a')]);

@@ -14,7 +14,7 @@ import {
   POSTGRES,
   SQLITE,
 } from '../../control-plane/storage/migrations.ts';
-import type { IngestRecord, Repository } from '../../control-plane/storage/repository.ts';
+import type { DeviceFilter, IngestRecord, Repository } from '../../control-plane/storage/repository.ts';
 import { PostgresServer } from '../helpers/postgres.ts';
 import { eventMessage, jpeg } from './fixtures.ts';
 
@@ -167,8 +167,68 @@ function repositorySuite(name: string, open: () => Promise<Repository>): void {
       d = await repo.getDevice(device);
       assert.equal(d?.status, 'offline', 'the Last Will (no `at`) marks it offline');
       assert.equal(d?.statusAt, T0 + 9);
-      assert.ok((await repo.listDevices()).some((x) => x.id === device));
+      assert.ok((await repo.listDevices({ limit: 500, maxChars: 1e9 })).devices.some((x) => x.id === device));
       assert.equal(await repo.getDevice('never-seen'), undefined);
+    });
+
+    it('lists devices a page at a time, filtered in the database, each page bounded in size', async () => {
+      const boxes = Array.from({ length: 12 }, (_, i) => `page-${String(i).padStart(2, '0')}`);
+      await repo.writeBatch(
+        boxes.flatMap((id, i) => [
+          record('available', id, { v: 1, state: i % 3 === 0 ? 'offline' : 'online', at: iso(T0) }, T0),
+          record(
+            'identity',
+            id,
+            { ...identity(id), hardwareClass: i % 2 ? 'rk3588-npu' : 'x86_64-avx512' },
+            T0,
+          ),
+        ]),
+      );
+      await repo.writeBatch([record('telemetry', 'page-nostatus', telemetry('page-nostatus', 5, T0), T0)]);
+      const all = async (
+        filter: Omit<DeviceFilter, 'limit' | 'maxChars' | 'after'>,
+        limit: number,
+        maxChars = 1e9,
+      ) => {
+        const ids: string[] = [];
+        let after: string | undefined;
+        let pages = 0;
+        do {
+          const page = await repo.listDevices({ ...filter, limit, maxChars, ...(after ? { after } : {}) });
+          assert.ok(page.devices.length <= limit);
+          ids.push(...page.devices.map((d) => d.id));
+          after = page.next ?? undefined;
+          pages++;
+        } while (after);
+        return { ids, pages };
+      };
+      const paged = await all({ idPrefix: 'page-' }, 5);
+      assert.deepEqual(paged.ids, [...boxes, 'page-nostatus']);
+      assert.equal(paged.pages, 3);
+      assert.deepEqual((await all({ idPrefix: 'page-', status: 'offline' }, 2)).ids, [
+        'page-00',
+        'page-03',
+        'page-06',
+        'page-09',
+      ]);
+      assert.deepEqual((await all({ idPrefix: 'page-', status: 'unknown' }, 10)).ids, ['page-nostatus']);
+      assert.deepEqual(
+        (await all({ idPrefix: 'page-', hardwareClass: 'rk3588-npu', status: 'online' }, 10)).ids,
+        ['page-01', 'page-05', 'page-07', 'page-11'],
+      );
+      assert.deepEqual((await all({ idPrefix: 'page-1' }, 10)).ids, ['page-10', 'page-11']);
+      assert.deepEqual((await all({ idPrefix: 'nothing-' }, 10)).ids, []);
+      const size = JSON.stringify(identity('page-00')).length;
+      const small = await repo.listDevices({ idPrefix: 'page-', limit: 10, maxChars: size * 2.5 });
+      assert.deepEqual(
+        small.devices.map((d) => d.id),
+        ['page-00', 'page-01'],
+        'the page ends at its size bound',
+      );
+      assert.equal(small.cut, true);
+      assert.equal(small.next, 'page-01');
+      const tiny = await repo.listDevices({ idPrefix: 'page-', limit: 10, maxChars: 1 });
+      assert.equal(tiny.devices.length, 1, 'one device at least, however large');
     });
 
     it('stores a batch of 20,000 events and camera statuses in one transaction', async () => {

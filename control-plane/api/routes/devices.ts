@@ -1,8 +1,8 @@
 import Type from 'typebox';
 import type { DeviceAssessment } from '../../device-health.ts';
-import type { DeviceRecord } from '../../storage/repository.ts';
+import type { DeviceFilter, DeviceRecord } from '../../storage/repository.ts';
 import { type ApiContext, type App, iso, isoOrNull } from '../context.ts';
-import { Device, DeviceId, ErrorBody } from '../schemas.ts';
+import { Device, DeviceId, DevicesPage, DevicesQuery, ErrorBody } from '../schemas.ts';
 
 function view(d: DeviceRecord, h: DeviceAssessment) {
   return {
@@ -28,14 +28,26 @@ export function deviceRoutes(app: App, ctx: ApiContext): void {
       config: { access: 'viewer' },
       schema: {
         tags: ['devices'],
-        summary: 'every device seen, with status, last seen, identity and latest telemetry',
-        response: { 200: Type.Object({ devices: Type.Array(Device) }) },
+        summary:
+          'the devices seen, with status, last seen, identity and latest telemetry, by id, a page at a time',
+        description:
+          "Filter by `status`, `hardwareClass` and `idPrefix`; pass the previous page's `nextCursor` as `cursor`. " +
+          `A page ends early, with its nextCursor, once its identities and telemetry pass ${ctx.limits.pageBytes} characters.`,
+        querystring: DevicesQuery,
+        response: { 200: DevicesPage, 400: ErrorBody },
       },
     },
-    async () => {
-      const devices = await ctx.repo.listDevices();
-      const health = await ctx.health.assess(devices);
-      return { devices: devices.map((d, i) => view(d, health[i]!)) };
+    async (req) => {
+      const q = req.query;
+      const filter: DeviceFilter = { limit: q.limit, maxChars: ctx.limits.pageBytes };
+      if (q.status) filter.status = q.status;
+      if (q.hardwareClass) filter.hardwareClass = q.hardwareClass;
+      if (q.idPrefix) filter.idPrefix = q.idPrefix;
+      if (q.cursor) filter.after = q.cursor;
+      const page = await ctx.repo.listDevices(filter);
+      if (page.cut) ctx.metrics.countHttpLimited('page_bytes');
+      const health = await ctx.health.assess(page.devices);
+      return { devices: page.devices.map((d, i) => view(d, health[i]!)), nextCursor: page.next };
     },
   );
 

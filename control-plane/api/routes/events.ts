@@ -1,9 +1,18 @@
-import { eventView, MAX_STREAM_BACKLOG_BYTES } from '../../event-bus.ts';
+import { eventView, MAX_SERVED_DEPTH, servable } from '../../event-bus.ts';
 import type { EventFilter, StoredEvent } from '../../storage/repository.ts';
 import type { ApiContext, App } from '../context.ts';
 import { ErrorBody, EventsPage, EventsQuery, StreamQuery } from '../schemas.ts';
 
 const KEEPALIVE_MS = 15_000;
+/** what a client refused for too many live streams is told to wait (Retry-After) */
+const LIVE_STREAM_RETRY_S = 5;
+
+const STREAM_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache',
+  connection: 'keep-alive',
+  'x-accel-buffering': 'no',
+};
 
 interface Selection {
   device?: string | undefined;
@@ -34,7 +43,8 @@ export function eventRoutes(app: App, ctx: ApiContext, streams: StreamRegistry):
         summary: 'stored event messages (every lifecycle phase), filtered, newest ingested first',
         description:
           'Pages follow ingestion order, so events stored while a client pages through do not shift later pages: ' +
-          "pass the previous page's `nextCursor` as `cursor`. `class` is the object label.",
+          "pass the previous page's `nextCursor` as `cursor`. `class` is the object label. " +
+          `An event nested deeper than ${MAX_SERVED_DEPTH} levels is left out (and counted), so a page may hold fewer than \`limit\`.`,
         querystring: EventsQuery,
         response: { 200: EventsPage, 400: ErrorBody },
       },
@@ -53,8 +63,15 @@ export function eventRoutes(app: App, ctx: ApiContext, streams: StreamRegistry):
         return reply.code(400).send({ error: '`from` must be before `to`' });
       const events = await ctx.repo.queryEvents(filter);
       const last = events.at(-1);
+      const served = events.filter(servable);
+      for (let i = served.length; i < events.length; i++) ctx.metrics.countHttpLimited('event_depth');
+      if (served.length < events.length)
+        req.log.warn(
+          { left: events.length - served.length, maxDepth: MAX_SERVED_DEPTH },
+          'stored events nested too deep to serve were left out of the page',
+        );
       return {
-        events: events.map(eventView),
+        events: served.map(eventView),
         nextCursor: events.length === q.limit && last ? String(last.cursor) : null,
       };
     },
@@ -75,20 +92,33 @@ export function eventRoutes(app: App, ctx: ApiContext, streams: StreamRegistry):
           'Each `status` message is an entry as in GET /api/v1/devices/{id}/status-history: a camera status, or a ' +
           'device going offline or online (also when the control plane sees it fall silent); `device` and `camera` ' +
           'select them too (device changes pass a camera filter), `rule` and `class` do not. ' +
-          `A client that stops reading is disconnected once ${MAX_STREAM_BACKLOG_BYTES} bytes wait for it.`,
+          `A client that stops reading is disconnected once ${ctx.limits.streamBacklogBytes} bytes wait for it. ` +
+          `At most ${ctx.limits.liveStreams} streams are open at once: past that, 503 with Retry-After.`,
         querystring: StreamQuery,
+        response: { 503: ErrorBody },
       },
     },
     (req, reply) => {
       const q = req.query;
+      if (ctx.metrics.sseClients >= ctx.limits.liveStreams) {
+        ctx.metrics.countHttpLimited('live_streams');
+        reply
+          .code(503)
+          .header('retry-after', String(LIVE_STREAM_RETRY_S))
+          .send({
+            error: `${ctx.limits.liveStreams} live streams are open, the most this control plane serves`,
+            hint: `retry in ${LIVE_STREAM_RETRY_S} s, or raise limits.http.liveStreams`,
+          });
+        return;
+      }
+      // a HEAD gets the head of a stream and its end: node sends no head for a HEAD until it ends
       reply.hijack();
       const res = reply.raw;
-      res.writeHead(200, {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache',
-        connection: 'keep-alive',
-        'x-accel-buffering': 'no',
-      });
+      res.writeHead(200, STREAM_HEADERS);
+      if (req.method === 'HEAD') {
+        res.end();
+        return;
+      }
       const stream = ctx.bus.openStream(
         res,
         (e) => matches(q, e),

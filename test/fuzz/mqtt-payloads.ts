@@ -1,0 +1,95 @@
+import fc from 'fast-check';
+import { connect, type MqttClient } from 'mqtt';
+import { hostilePayload } from './hostile.ts';
+import { FUZZED_KINDS, type FuzzedKind, fuzzedPublish } from './messages.ts';
+import { checkProperty, type FuzzRun, within } from './property.ts';
+import { assertHealthy, STALL_MS } from './stalls.ts';
+import type { FuzzTarget } from './target.ts';
+
+/** payloads published at once per generated case (the ingestor batches what arrives together) */
+const PER_CASE = 20;
+
+export interface PayloadFuzzCount {
+  kind: FuzzedKind;
+  payloads: number;
+  /** payloads over the real broker; the rest too (none are handed to the ingestor directly) */
+  overBroker: number;
+  /** publishes the broker answered by closing the connection (the client reconnects) */
+  closedByBroker: number;
+  seed: number;
+}
+
+async function client(url: string, protocolVersion: 4 | 5): Promise<MqttClient> {
+  const c = connect(url, {
+    protocolVersion,
+    reconnectPeriod: 100,
+    clientId: `fuzz-${protocolVersion}-${process.pid}`,
+  });
+  await within(
+    STALL_MS,
+    'the fuzz client to connect',
+    new Promise<void>((resolve) => c.once('connect', () => resolve())),
+  );
+  return c;
+}
+
+/**
+ * Publishes `perKind` generated payloads on every topic kind (and topics outside the contract) at
+ * QoS 1 over the real embedded broker, `PER_CASE` at once, from an MQTT v5 and a 3.1.1 client, while
+ * the legit device publishes its events. Each case must be acknowledged (stored or rejected) within
+ * STALL_MS, the legit device must not wait longer than that for its PUBACK, and the process must
+ * see no uncaught exception or unhandled rejection.
+ */
+export async function fuzzMqttPayloads(
+  target: FuzzTarget,
+  perKind: number,
+  run: (kind: FuzzedKind) => FuzzRun,
+  kinds: readonly FuzzedKind[] = FUZZED_KINDS,
+): Promise<PayloadFuzzCount[]> {
+  const clients = [await client(target.cp.mqttUrl, 5), await client(target.cp.mqttUrl, 4)];
+  let closedByBroker = 0;
+  for (const c of clients) c.on('close', () => closedByBroker++);
+  const counts: PayloadFuzzCount[] = [];
+  try {
+    for (const kind of kinds) {
+      const before = closedByBroker;
+      let payloads = 0;
+      let turn = 0;
+      const r = run(kind);
+      await checkProperty(
+        `mqtt-payloads/${kind}`,
+        fc.array(fuzzedPublish(kind, hostilePayload), { minLength: PER_CASE, maxLength: PER_CASE }),
+        async (publishes) => {
+          const c = clients[turn++ % clients.length]!;
+          await within(
+            STALL_MS,
+            `the PUBACKs of ${publishes.length} fuzzed publishes`,
+            Promise.all(
+              publishes.map((p) =>
+                c.publishAsync(p.topic, p.payload, { qos: 1, retain: p.retain }).catch((err: unknown) => {
+                  // a connection the broker closed loses its in-flight publishes: not a stall
+                  if (!c.connected) return;
+                  throw err;
+                }),
+              ),
+            ),
+          );
+          payloads += publishes.length;
+          assertHealthy(target);
+        },
+        Math.ceil(perKind / PER_CASE),
+        r,
+      );
+      counts.push({
+        kind,
+        payloads,
+        overBroker: payloads,
+        closedByBroker: closedByBroker - before,
+        seed: r.seed,
+      });
+    }
+  } finally {
+    await Promise.all(clients.map((c) => c.endAsync(true)));
+  }
+  return counts;
+}
