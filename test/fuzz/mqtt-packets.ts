@@ -2,12 +2,12 @@ import { connect as connectTcp } from 'node:net';
 import fc from 'fast-check';
 import { connect } from 'mqtt';
 import mqttPacket, { type Packet } from 'mqtt-packet';
-import { TOPIC_ROOT } from '../../contract/index.ts';
+import { deviceClientId, TOPIC_ROOT, topics } from '../../contract/index.ts';
 import { hostileString } from './hostile.ts';
 import { deviceId } from './messages.ts';
 import { checkProperty, type FuzzRun, within } from './property.ts';
 import { assertHealthy, STALL_MS } from './stalls.ts';
-import type { FuzzTarget } from './target.ts';
+import { FRESH_DEVICE, FRESH_TOKEN, type FuzzTarget } from './target.ts';
 
 /** raw connections opened at once per generated case */
 const PER_CASE = 8;
@@ -222,9 +222,15 @@ async function talk(url: string, chunks: Buffer[]): Promise<void> {
   await closed;
 }
 
-/** a new MQTT client connects and has a message acknowledged */
+/** a new MQTT client (an enrolled box of its own) connects and has a message acknowledged */
 async function freshClientWorks(url: string): Promise<void> {
-  const client = connect(url, { protocolVersion: 5, reconnectPeriod: 0 });
+  const client = connect(url, {
+    protocolVersion: 5,
+    reconnectPeriod: 0,
+    clientId: deviceClientId(FRESH_DEVICE),
+    username: FRESH_DEVICE,
+    password: FRESH_TOKEN,
+  });
   try {
     await within(
       STALL_MS,
@@ -234,7 +240,7 @@ async function freshClientWorks(url: string): Promise<void> {
     await within(
       STALL_MS,
       'the PUBACK of a fresh client',
-      client.publishAsync(`${TOPIC_ROOT}/fresh-box/available`, '{"v":1,"state":"online"}', { qos: 1 }),
+      client.publishAsync(topics.available(FRESH_DEVICE), '{"v":1,"state":"online"}', { qos: 1 }),
     );
   } finally {
     await client.endAsync(true);

@@ -11,6 +11,9 @@ import { createAdminToken } from '../control-plane/setup.ts';
 /** the device that behaves: its events must keep being acknowledged and stored whatever the fuzzers send */
 export const LEGIT_DEVICE = 'legit-box';
 export const LEGIT_TOKEN = 'token-of-the-legit-box-for-fuzzing';
+/** the box whose fresh connections check that the broker still takes new clients */
+export const FRESH_DEVICE = 'fresh-box';
+export const FRESH_TOKEN = 'token-of-the-fresh-box-for-fuzzing';
 
 /**
  * Headers that make an HTTP request authenticated. The HTTP fuzzer sends each request anonymously,
@@ -140,9 +143,17 @@ export async function startFuzzTarget(o: FuzzTargetOptions = {}): Promise<FuzzTa
   const dir = await mkdtemp(join(tmpdir(), 'argus-fuzz-'));
   const config = controlPlaneConfig({
     http: { port: 0 },
-    mqtt: { embedded: { port: 0, deviceCredentials: o.broker !== 'open' } },
+    limits: { http: { connectionsPerAddress: 100_000 } },
+    // every fuzzing connection comes from 127.0.0.1: the per-address bound would refuse the legit
+    // device's address too (the bound itself is tested in mqtt-auth.test.ts)
+    mqtt: {
+      embedded: { port: 0, deviceCredentials: o.broker !== 'open', maxConnectionsPerAddress: 100_000 },
+    },
     storage: { sqlite: { path: join(dir, 'argus.db'), synchronous: 'normal' } },
-    devices: [{ id: LEGIT_DEVICE, token: LEGIT_TOKEN }],
+    devices: [
+      { id: LEGIT_DEVICE, token: LEGIT_TOKEN },
+      { id: FRESH_DEVICE, token: FRESH_TOKEN },
+    ],
   });
   const cp = await startControlPlane(config);
   const admin = await createAdminToken(cp.repository.sql);
