@@ -16,5 +16,7 @@ fi
 # cannot hold the whole run until CI's time limit. Seen once (detector-accuracy.test.ts stayed
 # alive after passing); the likely cause, a bus read left blocked by a stopped GStreamer pipeline,
 # is fixed in FrameSource. Tests that must leave nothing behind check for it themselves.
+# --test-timeout: a test that waits for what never comes (a refused publish, a lost answer) fails
+# after 5 minutes instead of holding the run until CI's limit; the slowest test takes about 1.
 # shellcheck disable=SC2086
-exec node --import tsx --test --test-force-exit --test-concurrency=1 --test-reporter=spec $files
+exec node --import tsx --test --test-force-exit --test-timeout=300000 --test-concurrency=1 --test-reporter=spec $files

@@ -9,7 +9,7 @@ import { topics } from '../../contract/index.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
 import { Users } from '../../control-plane/storage/users.ts';
 import { eventMessage } from './fixtures.ts';
-import { type ControlPlaneWithClient, startControlPlaneWithClient, TOKEN } from './setup.ts';
+import { type ControlPlaneWithClient, deviceClient, startControlPlaneWithClient, TOKEN } from './setup.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SNAPSHOT = resolve(
@@ -115,12 +115,18 @@ describe('console page at / (headless Chromium)', {
       ],
       health: { status: 'ok', reasons: [] },
     };
-    await client.publishAsync(topics.telemetry('box-2'), JSON.stringify(telemetry), { qos: 1 });
-    await client.publishAsync(topics.available('box-2'), JSON.stringify({ v: 1, state: 'offline' }), {
+    // box-2 reports for itself (a box may publish only its own topics)
+    const box2 = await deviceClient(cp.mqttUrl, 'box-2');
+    await box2.publishAsync(topics.telemetry('box-2'), JSON.stringify(telemetry), { qos: 1 });
+    await box2.publishAsync(topics.available('box-2'), JSON.stringify({ v: 1, state: 'offline' }), {
       qos: 1,
     });
+    await box2.endAsync();
     const page = await browser.newPage();
     await page.goto(`${cp.httpUrl}/`);
+    await page.locator('#login input[name=name]').fill('console-viewer');
+    await page.locator('#login input[name=password]').fill('console-password-1');
+    await page.locator('#login button').click();
     const row = page.locator('#devices tr').filter({ hasText: 'box-2' });
     await row.waitFor();
     const cells = await row.locator('td').allTextContents();
