@@ -6,7 +6,8 @@ import { DeviceId, ErrorBody, SnapshotId, SnapshotStored } from '../schemas.ts';
 
 /**
  * Snapshots are stored in the database (a BLOB / BYTEA row each, at most MAX_SNAPSHOT_BYTES), so
- * that they are backed up, replicated and deleted with the events that reference them.
+ * that they are backed up and replicated with the events; retention keeps them within their own
+ * limits. Each is keyed by its device and id: a box cannot take another's id.
  */
 export function snapshotRoutes(app: App, ctx: ApiContext): void {
   app.addContentTypeParser(
