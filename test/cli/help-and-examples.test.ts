@@ -14,7 +14,7 @@ import { COMMANDS, main } from '../../cli/main.ts';
 import { sha256Hex } from '../../common/hash.ts';
 import { loadControlPlaneConfig } from '../../control-plane/config.ts';
 import { loadDeviceConfig } from '../../device/config.ts';
-import { loadScene } from '../../pipelines/scene/load.ts';
+import { loadScene, parseScene } from '../../pipelines/scene/load.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -47,6 +47,17 @@ describe('argus --help and the examples', () => {
         `the README's copy of examples/${name}`,
       );
     }
+  });
+
+  it("the README's scene is a valid scene", async () => {
+    const readme = await readFile(join(ROOT, 'README.md'), 'utf8');
+    const scene = /```yaml\n(name: [\s\S]*?)```\n/.exec(readme);
+    assert.ok(scene, 'the README shows a scene');
+    const parsed = parseScene(scene[1]!, 'README.md');
+    assert.deepEqual(
+      parsed.rules.map((r) => r.type),
+      ['wrong-way', 'loitering'],
+    );
   });
 
   it('describes every option of every command', async () => {
