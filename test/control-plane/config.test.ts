@@ -49,7 +49,7 @@ describe('control-plane config', () => {
       sqlite: { path: join(dir, 'argus.db'), synchronous: 'full' },
     });
     assert.deepEqual(config.devices, [{ id: 'box-1', tokenSha256: sha256Hex('a-long-enough-token') }]);
-    assert.deepEqual(config.enrollment, { claimTtlS: 86_400, exchangesPerMinute: 20 });
+    assert.deepEqual(config.enrollment, { claimTtlS: 86_400, exchangesPerMinute: 20, brokerSyncS: 5 });
   });
 
   it('takes an external broker and PostgreSQL', async () => {

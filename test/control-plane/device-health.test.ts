@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
-import { connect, type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { type CameraStatus, type Telemetry, topics } from '../../contract/index.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { PostgresServer } from '../helpers/postgres.ts';
-import { getJson, metric, startTestControlPlane } from './setup.ts';
+import { apiFetch, deviceClient, getJson, metric, startTestControlPlane } from './setup.ts';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 /** a device silent for this long is offline (the config's `health.staleAfterS`) */
@@ -82,7 +82,7 @@ function cameraStatus(
 /** an SSE client collecting the `status` messages of a stream */
 async function followStatuses(url: string): Promise<{ changes: Change[]; stop(): Promise<void> }> {
   const abort = new AbortController();
-  const res = await fetch(url, { signal: abort.signal });
+  const res = await apiFetch(url, { signal: abort.signal });
   assert.equal(res.status, 200);
   const changes: Change[] = [];
   const decoder = new TextDecoder();
@@ -125,8 +125,7 @@ function healthSuite(name: string, storage: () => Promise<{ dir: string; postgre
         await followStatuses(`${cp.httpUrl}/api/v1/events/stream?device=box-1`),
         await followStatuses(`${replica.httpUrl}/api/v1/events/stream`),
       ];
-      client = connect(cp.mqttUrl, { protocolVersion: 5 });
-      await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+      client = await deviceClient(cp.mqttUrl, 'box-1');
     });
     after(async () => {
       for (const s of streams ?? []) await s.stop();
@@ -207,7 +206,7 @@ function healthSuite(name: string, storage: () => Promise<{ dir: string; postgre
         [all.telemetry[1]!.at, all.telemetry[2]!.at],
       );
       assert.equal(
-        (await fetch(`${base}?from=${all.telemetry[3]!.at}&to=${all.telemetry[1]!.at}`)).status,
+        (await apiFetch(`${base}?from=${all.telemetry[3]!.at}&to=${all.telemetry[1]!.at}`)).status,
         400,
       );
       assert.equal((await getJson<Page>(`${cp.httpUrl}/api/v1/devices/box-9/telemetry`)).telemetry.length, 0);

@@ -10,7 +10,14 @@ import { type ControlPlane, loadControlPlaneConfig, startControlPlane } from '..
 import { AgentProcess, writeAgentConfig } from '../helpers/device-setup.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { jpeg } from './fixtures.ts';
-import { deviceClient, getJson, startTestControlPlane } from './setup.ts';
+import {
+  apiFetch,
+  createAdminToken,
+  deviceClient,
+  getJson,
+  startTestControlPlane,
+  useToken,
+} from './setup.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const run = promisify(execFile);
@@ -58,6 +65,7 @@ describe('enrollment, rotation and revocation of a box (agent process, CLI, embe
       'http: { port: 0 }\nmqtt:\n  embedded: { port: 0, credentialCheckS: 0.5 }\nstorage:\n  sqlite: { path: argus.db, synchronous: normal }\n',
     );
     cp = await startControlPlane(await loadControlPlaneConfig(configFile));
+    useToken(cp.httpUrl, await createAdminToken(cp.repository.sql));
     credentialFile = join(dir, `${device}.credential`);
   });
   after(async () => {
@@ -141,7 +149,7 @@ describe('enrollment, rotation and revocation of a box (agent process, CLI, embe
 
   it('rotates without anyone on site: API or CLI, the box fetches, stores and uses its new credential', async () => {
     const before = await storedCredential();
-    const res = await fetch(`${cp.httpUrl}/api/v1/devices/${device}/rotate`, { method: 'POST' });
+    const res = await apiFetch(`${cp.httpUrl}/api/v1/devices/${device}/rotate`, { method: 'POST' });
     assert.equal(res.status, 202);
     const { command } = (await res.json()) as { command: string };
     const result = await eventually(
@@ -228,7 +236,7 @@ describe('enrollment routes', () => {
     await rm(dir, { recursive: true, force: true });
   });
   const post = (path: string, body: unknown) =>
-    fetch(`${cp.httpUrl}${path}`, {
+    apiFetch(`${cp.httpUrl}${path}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: typeof body === 'string' ? body : JSON.stringify(body),
@@ -248,12 +256,15 @@ describe('enrollment routes', () => {
     // revoked through the API, the broker closes the connection at once (the periodic check of
     // the test control plane runs only every 5 s)
     const closed = new Promise<void>((resolve) => box.once('close', () => resolve()));
-    const revoked = await fetch(`${cp.httpUrl}/api/v1/devices/box-20/revoke`, { method: 'POST' });
+    const revoked = await apiFetch(`${cp.httpUrl}/api/v1/devices/box-20/revoke`, { method: 'POST' });
     assert.equal(revoked.status, 200);
     await closed;
     box.end(true);
     await assert.rejects(deviceClient(cp.mqttUrl, 'box-20', { credential }), /Bad User Name or Password/);
-    assert.equal((await fetch(`${cp.httpUrl}/api/v1/devices/box-20/revoke`, { method: 'POST' })).status, 404);
+    assert.equal(
+      (await apiFetch(`${cp.httpUrl}/api/v1/devices/box-20/revoke`, { method: 'POST' })).status,
+      404,
+    );
   });
 
   it('bounds the public exchange route in body size and shape, and rate-limits it per address', async () => {
