@@ -2,28 +2,6 @@ import { EventEmitter } from 'node:events';
 import type { StatusChange } from './storage/device-history.ts';
 import type { StoredEvent } from './storage/repository.ts';
 
-/**
- * Nesting of arrays and objects a stored event may have to be served: JSON serialisers recurse,
- * and an event stored nested thousands of levels deep (before ingest bounded depth) would overflow
- * their stack. Far above what a box sends, far below the ~5,000 levels where they fail.
- */
-export const MAX_SERVED_DEPTH = 512;
-
-/** whether the value nests at most `max` levels of arrays and objects; walks without recursing */
-export function withinDepth(value: unknown, max: number): boolean {
-  const stack: [unknown, number][] = [[value, 0]];
-  while (stack.length > 0) {
-    const [v, depth] = stack.pop()!;
-    if (typeof v !== 'object' || v === null) continue;
-    if (depth + 1 > max) return false;
-    for (const child of Object.values(v)) stack.push([child, depth + 1]);
-  }
-  return true;
-}
-
-/** whether the API can serve a stored event (see MAX_SERVED_DEPTH) */
-export const servable = (e: StoredEvent): boolean => withinDepth(e.event, MAX_SERVED_DEPTH);
-
 /** a stored event as the API serves it, in pages and in live streams */
 export function eventView(e: StoredEvent) {
   return { cursor: String(e.cursor), receivedAt: new Date(e.receivedAt).toISOString(), event: e.event };
@@ -88,11 +66,7 @@ export class EventBus {
   private readonly subscribers = new Set<Subscriber>();
   private cut = 0;
 
-  /** `unservable` is told of each event left out of the streams for its depth */
-  constructor(
-    private readonly maxBacklogBytes: number,
-    private readonly unservable: () => void = () => {},
-  ) {
+  constructor(private readonly maxBacklogBytes: number) {
     this.emitter.setMaxListeners(0);
   }
 
@@ -107,13 +81,7 @@ export class EventBus {
       let frame: string | undefined;
       for (const s of this.subscribers) {
         if (!s.wants(e)) continue;
-        if (frame === undefined) {
-          if (!servable(e)) {
-            this.unservable();
-            break;
-          }
-          frame = sseFrame(e);
-        }
+        frame ??= sseFrame(e);
         this.write(s, frame);
       }
     }

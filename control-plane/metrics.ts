@@ -47,8 +47,6 @@ export const HTTP_LIMITS = [
   'live_streams',
   /** a list page ended early at `limits.http.pageBytes` */
   'page_bytes',
-  /** a stored event nested deeper than the API serves (event-bus.ts MAX_SERVED_DEPTH), left out of a page or stream */
-  'event_depth',
 ] as const;
 export type HttpLimit = (typeof HTTP_LIMITS)[number];
 

@@ -170,9 +170,7 @@ export async function startControlPlane(
     const repository = await openRepository(config.storage);
     cleanups.push(() => repository.close());
     const metrics = new Metrics();
-    const bus = new EventBus(config.limits.http.streamBacklogBytes, () =>
-      metrics.countHttpLimited('event_depth'),
-    );
+    const bus = new EventBus(config.limits.http.streamBacklogBytes);
     const ingestor = new Ingestor(
       repository,
       config.ingest,

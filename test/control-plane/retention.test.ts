@@ -6,7 +6,6 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
-import { connect } from 'mqtt';
 import { type Telemetry, topics } from '../../contract/index.ts';
 import type { StorageSettings } from '../../control-plane/config.ts';
 import { controlPlaneConfig, Metrics, openRepository } from '../../control-plane/index.ts';
@@ -15,7 +14,7 @@ import { Retention } from '../../control-plane/retention/retention.ts';
 import type { IngestRecord, Repository } from '../../control-plane/storage/repository.ts';
 import { PostgresServer } from '../helpers/postgres.ts';
 import { eventMessage } from './fixtures.ts';
-import { metric, startTestControlPlane } from './setup.ts';
+import { deviceClient, metric, startTestControlPlane } from './setup.ts';
 
 const DAY = 24 * 3600 * 1000;
 /** fast-check's seed for the size property: a failure replays with it */
@@ -418,9 +417,8 @@ function retentionSuite(name: string, storage: () => Promise<StorageSettings>): 
           retention: { ...LIMITS, events: { maxAgeDays: 30, maxMiB: 1024 }, batchRows: 500, pauseMs: 20 },
         },
       });
-      const client = connect(cp.mqttUrl, { protocolVersion: 5 });
+      const client = await deviceClient(cp.mqttUrl, 'box-1');
       try {
-        await new Promise<void>((resolve) => client.once('connect', () => resolve()));
         const acked: number[] = [];
         let seq = 0;
         while (cp.metrics.retention.runs === 0) {

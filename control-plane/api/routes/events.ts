@@ -1,4 +1,4 @@
-import { eventView, MAX_SERVED_DEPTH, servable } from '../../event-bus.ts';
+import { eventView } from '../../event-bus.ts';
 import type { EventFilter, StoredEvent } from '../../storage/repository.ts';
 import type { ApiContext, App } from '../context.ts';
 import { ErrorBody, EventsPage, EventsQuery, StreamQuery } from '../schemas.ts';
@@ -43,8 +43,7 @@ export function eventRoutes(app: App, ctx: ApiContext, streams: StreamRegistry):
         summary: 'stored event messages (every lifecycle phase), filtered, newest ingested first',
         description:
           'Pages follow ingestion order, so events stored while a client pages through do not shift later pages: ' +
-          "pass the previous page's `nextCursor` as `cursor`. `class` is the object label. " +
-          `An event nested deeper than ${MAX_SERVED_DEPTH} levels is left out (and counted), so a page may hold fewer than \`limit\`.`,
+          "pass the previous page's `nextCursor` as `cursor`. `class` is the object label.",
         querystring: EventsQuery,
         response: { 200: EventsPage, 400: ErrorBody },
       },
@@ -63,15 +62,8 @@ export function eventRoutes(app: App, ctx: ApiContext, streams: StreamRegistry):
         return reply.code(400).send({ error: '`from` must be before `to`' });
       const events = await ctx.repo.queryEvents(filter);
       const last = events.at(-1);
-      const served = events.filter(servable);
-      for (let i = served.length; i < events.length; i++) ctx.metrics.countHttpLimited('event_depth');
-      if (served.length < events.length)
-        req.log.warn(
-          { left: events.length - served.length, maxDepth: MAX_SERVED_DEPTH },
-          'stored events nested too deep to serve were left out of the page',
-        );
       return {
-        events: served.map(eventView),
+        events: events.map(eventView),
         nextCursor: events.length === q.limit && last ? String(last.cursor) : null,
       };
     },
@@ -82,7 +74,6 @@ export function eventRoutes(app: App, ctx: ApiContext, streams: StreamRegistry):
     {
       config: { access: 'viewer' },
       // a HEAD of the stream would never end (its headers wait for a body that HEAD drops)
-      exposeHeadRoute: false,
       schema: {
         tags: ['events'],
         summary:
