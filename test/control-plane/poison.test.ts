@@ -9,7 +9,7 @@ import type { ControlPlane } from '../../control-plane/index.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { PostgresServer } from '../helpers/postgres.ts';
 import { eventMessage } from './fixtures.ts';
-import { getJson, metric, startTestControlPlane } from './setup.ts';
+import { apiFetch, getJson, metric, startTestControlPlane } from './setup.ts';
 
 /** one poisoned message must not stall a city: the embedded broker with each backend */
 
@@ -98,7 +98,7 @@ for (const storage of ['sqlite', 'postgres'] as const) {
 
     it('rejects an event whose `before` nests 6,000 deep, so the events API and the live stream keep working', async () => {
       const abort = new AbortController();
-      const stream = await fetch(`${cp.httpUrl}/api/v1/events/stream?device=legit-b`, {
+      const stream = await apiFetch(`${cp.httpUrl}/api/v1/events/stream?device=legit-b`, {
         signal: abort.signal,
       });
       const legit = eventMessage({ device: 'legit-b' });
@@ -111,7 +111,7 @@ for (const storage of ['sqlite', 'postgres'] as const) {
         acked(client, topics.events('legit-b'), poison),
         acked(client, topics.events('legit-b'), JSON.stringify(legit)),
       ]);
-      const page = await fetch(`${cp.httpUrl}/api/v1/events?limit=500`);
+      const page = await apiFetch(`${cp.httpUrl}/api/v1/events?limit=500`);
       assert.equal(page.status, 200);
       assert.deepEqual(
         (await events('legit-b')).events.map((e) => e.event.id),
@@ -204,7 +204,7 @@ for (const storage of ['sqlite', 'postgres'] as const) {
 
     it('stores a command result only from the device the command was sent to', async () => {
       await acked(client, topics.available('cmd-target'), JSON.stringify({ v: 1, state: 'online' }));
-      const res = await fetch(`${cp.httpUrl}/api/v1/devices/cmd-target/commands/snapshot`, {
+      const res = await apiFetch(`${cp.httpUrl}/api/v1/devices/cmd-target/commands/snapshot`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ args: { camera: 'cam-1' } }),
@@ -369,19 +369,21 @@ describe('per-device rate and command bounds (embedded broker, sqlite)', () => {
     client.on('message', (topic) => received.push(topic));
     await client.subscribeAsync(topics.commandFilter('cmd-box'), { qos: 1 });
     const post = (args: unknown) =>
-      fetch(`${cp.httpUrl}/api/v1/devices/cmd-box/commands/reload-config`, {
+      apiFetch(`${cp.httpUrl}/api/v1/devices/cmd-box/commands/reload-config`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ args }),
       });
-    const big = await post({ blob: 'x'.repeat(MAX_PAYLOAD_BYTES) });
+    // a body within limits.http.bodyBytes (64 KiB) whose Command, with its id and times, is not
+    const big = await post({ blob: 'x'.repeat(MAX_PAYLOAD_BYTES - 100) });
     assert.equal(big.status, 413);
     assert.match(((await big.json()) as { error: string }).error, /more than the contract's 65536/);
     let deep: unknown = 1;
     for (let i = 0; i < 40; i++) deep = [deep];
+    // a body nested past limits.http.jsonDepth is refused by the HTTP layer before the command is built
     const tooDeep = await post({ deep });
-    assert.equal(tooDeep.status, 413);
-    assert.match(((await tooDeep.json()) as { error: string }).error, /nest deeper than 31 levels/);
+    assert.equal(tooDeep.status, 400);
+    assert.match(((await tooDeep.json()) as { error: string }).error, /deeper than 32/);
     const manyKeys = await post(Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, i])));
     assert.equal(manyKeys.status, 400);
     assert.equal((await post({ camera: 'cam-1' })).status, 202);

@@ -552,7 +552,7 @@ async function checkMigrated(repo: Repository): Promise<void> {
   );
   assert.deepEqual(
     versions.map((v) => Number(v.version)),
-    [1, 2],
+    MIGRATIONS.map((m) => m.version),
   );
 }
 

@@ -12,6 +12,7 @@ import { explainTlsError } from '../../device/tls.ts';
 import { AgentProcess, writeAgentConfig } from '../helpers/device-setup.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { eventMessage } from './fixtures.ts';
+import { createAdminToken, tokenFor, useToken } from './setup.ts';
 
 const TOKEN_1 = 'token-of-box-1-for-tls-tests';
 const TOKEN_2 = 'token-of-box-2-for-tls-tests';
@@ -22,7 +23,8 @@ const AGENT_START_MS = 60_000;
 /** GET over HTTPS, verifying the server against `ca` (not at all without) */
 function httpsGet(url: string, ca: Buffer | undefined): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
-    get(url, ca ? { ca } : { rejectUnauthorized: false }, (res) => {
+    const headers = { authorization: `Bearer ${tokenFor(url)}` };
+    get(url, { headers, ...(ca ? { ca } : { rejectUnauthorized: false }) }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
@@ -80,13 +82,13 @@ async function makePki(dir: string): Promise<Pki> {
   return { ca, caPem: await readFile(ca.cert), server, expired, otherHost, box1, box2, rogueCa, rogueBox1 };
 }
 
-function tlsControlPlane(
+async function tlsControlPlane(
   dir: string,
   name: string,
   cert: CaFiles,
   o: { clientCa?: string; host?: string } = {},
 ): Promise<ControlPlane> {
-  return startControlPlane(
+  const cp = await startControlPlane(
     controlPlaneConfig({
       http: { port: 0, tls: { cert: cert.cert, key: cert.key } },
       mqtt: {
@@ -103,6 +105,8 @@ function tlsControlPlane(
       ],
     }),
   );
+  useToken(cp.httpUrl, await createAdminToken(cp.repository.sql));
+  return cp;
 }
 
 const port = (url: string) => new URL(url).port;
@@ -174,7 +178,9 @@ describe('TLS: argus ca, HTTPS and MQTTS', () => {
       await eventually(
         async () => {
           for (const id of snapshots.slice(0, 3))
-            if ((await httpsGet(`${cp.httpUrl}/api/v1/snapshots/${id}`, pki.caPem)).status !== 200)
+            if (
+              (await httpsGet(`${cp.httpUrl}/api/v1/devices/box-1/snapshots/${id}`, pki.caPem)).status !== 200
+            )
               return undefined;
           return true;
         },

@@ -28,9 +28,9 @@ describe('box health', () => {
     dir = await mkdtemp(join(tmpdir(), 'argus-health-'));
     broker = await MosquittoBroker.create({ dir: join(dir, 'broker') });
     receiver = await SnapshotReceiver.start({
-      'box-ok': 'token-box-ok',
+      'box-ok': 'token-of-box-ok-for-tests',
       'box-refused': 'the-right-token',
-      'box-alone': 'token-box-alone',
+      'box-alone': 'token-of-box-alone-for-tests',
     });
     watcher = await connectAsync(broker.url, { protocolVersion: 5 });
     watcher.on('message', (_topic, payload) => {
@@ -82,7 +82,7 @@ describe('box health', () => {
   });
 
   it('is degraded while snapshot uploads are refused (wrong token), in /healthz and in telemetry', async () => {
-    const agent = await start('box-refused', { token: 'a-wrong-token' });
+    const agent = await start('box-refused', { token: 'a-wrong-token-for-this-box' });
     try {
       const h = await eventually(
         async () => {
