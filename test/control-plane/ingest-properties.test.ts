@@ -11,7 +11,7 @@ import { decodeMessage } from '../../control-plane/ingest/decode.ts';
 import { PostgresServer } from '../helpers/postgres.ts';
 import { eventMessage } from './fixtures.ts';
 import { hostileMessage, KINDS, type Kind } from './hostile-values.ts';
-import { getJson, startTestControlPlane } from './setup.ts';
+import { apiFetch, getJson, startTestControlPlane } from './setup.ts';
 
 /**
  * Property tests of ingest on the real control plane (embedded broker, each backend), seeds fixed
@@ -214,7 +214,7 @@ for (const storage of ['sqlite', 'postgres'] as const) {
         const device = `legit-${storage}-${kind.replace('_', '-')}`;
         const page = await getJson<EventsPage>(`${cp.httpUrl}/api/v1/events?device=${device}&limit=500`);
         assert.deepEqual(page.events.map((e) => e.event.id).sort(), [...sent].sort(), 'every one stored');
-        assert.equal((await fetch(`${cp.httpUrl}/api/v1/events?limit=500`)).status, 200);
+        assert.equal((await apiFetch(`${cp.httpUrl}/api/v1/events?limit=500`)).status, 200);
         const health = (await getJson<{ status: string }>(`${cp.httpUrl}/healthz`)).status;
         assert.equal(health, 'ok');
       });

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect, type MqttClient } from 'mqtt';
 import { httpPaths, MAX_PAYLOAD_BYTES, topics } from '../../contract/index.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
-import { AgentProcess, writeAgentConfig } from '../helpers/device-setup.ts';
+import { AgentProcess, RECORDING, writeAgentConfig } from '../helpers/device-setup.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { MosquittoBroker } from '../helpers/mosquitto-broker.ts';
 import { PostgresServer } from '../helpers/postgres.ts';
@@ -33,8 +34,19 @@ interface CommandView {
   result: { ok: boolean; data?: { snapshot?: { id: string } } } | null;
 }
 
-/** events and statuses per camera in the fixture recording */
-const RECORDED_EVENTS = 40;
+/**
+ * event messages per camera that a recording played once stores: the recording's, and an `end`
+ * for each event it leaves open, which the recorded host sends when the recording ends
+ */
+const RECORDED_EVENTS = (() => {
+  const lines = readFileSync(RECORDING, 'utf8').split('\n').filter(Boolean);
+  const lastPhase = new Map<string, string>();
+  for (const line of lines) {
+    const e = JSON.parse(line) as { id: string; phase: string };
+    lastPhase.set(e.id, e.phase);
+  }
+  return lines.length + [...lastPhase.values()].filter((phase) => phase !== 'end').length;
+})();
 const CAMERAS = ['cam-1', 'cam-2'];
 
 async function allEvents(cp: ControlPlane, device: string): Promise<EventsPage['events']> {
@@ -97,9 +109,9 @@ for (const [broker, storage] of [
         token: TOKEN,
         cameras: CAMERAS,
         eventsPerSecond: 50,
+        loop: false,
         spool: { sync: 'normal' },
       });
-      await writeFile(file, (await readFile(file, 'utf8')).replace(/(recorded:\n)/, '$1  loop: false\n'));
       agent = await AgentProcess.start(file);
       const expected = RECORDED_EVENTS * CAMERAS.length;
       const events = await eventually(
