@@ -14,6 +14,7 @@ import { type ControlPlane, controlPlaneConfig, startControlPlane } from '../../
 import { eventually } from '../helpers/eventually.ts';
 import { eventMessage } from './fixtures.ts';
 import {
+  apiFetch,
   deviceClient,
   getJson,
   metric,
@@ -178,7 +179,7 @@ describe('embedded broker: device credentials (the default) and transport bounds
       retain: true,
     });
     await first.endAsync();
-    const res = await fetch(`${cp.httpUrl}/api/v1/devices/box-4/commands/reload-config`, {
+    const res = await apiFetch(`${cp.httpUrl}/api/v1/devices/box-4/commands/reload-config`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ args: {} }),

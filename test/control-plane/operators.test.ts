@@ -128,6 +128,8 @@ describe('operators: accounts, roles, sessions, API tokens, audit', () => {
         'HEAD /',
         'POST /api/v1/login',
         'POST /api/v1/logout',
+        // a box's one-time claim token in exchange for its credential (rate-limited)
+        'POST /api/v1/devices/:device/enroll',
       ]),
     );
   });
