@@ -111,7 +111,7 @@ describe('scene errors', () => {
       const config = join(dir, 'device.yaml');
       await writeFile(
         config,
-        `device:\n  id: box-scene\nmqtt:\n  url: mqtt://127.0.0.1:1\ncontrolPlane:\n  url: http://127.0.0.1:1\n  token: t\nhealth:\n  port: 0\ncameras:\n  - id: cam-1\n    url: rtsp://127.0.0.1:1/cam-1\n    scene: bad.yaml\n`,
+        `device:\n  id: box-scene\nmqtt:\n  url: mqtt://127.0.0.1:1\ncontrolPlane:\n  url: http://127.0.0.1:1\n  token: token-of-box-scene-for-tests\nhealth:\n  port: 0\ncameras:\n  - id: cam-1\n    url: rtsp://127.0.0.1:1/cam-1\n    scene: bad.yaml\n`,
       );
       const err = await fails(['device', 'run', '--config', config]);
       assert.notEqual(err.code, 0);
