@@ -27,6 +27,11 @@ export const httpPaths = {
   snapshot: (device: string, snapshotId: string) => `/api/v1/devices/${device}/snapshots/${snapshotId}`,
   /** POST by operators: publishes a command to the device and answers its id */
   command: (device: string, name: string) => `/api/v1/devices/${device}/commands/${name}`,
+  /**
+   * GET by the device with its credential: the bytes of an artifact assigned to it (contract/ota.ts),
+   * with `Range` for a download resumed after a cut; 404 for an artifact not assigned to it
+   */
+  artifact: (device: string, artifactId: string) => `/api/v1/devices/${device}/artifacts/${artifactId}`,
   /** GET by operators: the command and, once the device answered, its result */
   commandResult: (commandId: string) => `/api/v1/commands/${commandId}`,
 };

@@ -1,3 +1,4 @@
 export * from './http.ts';
+export * from './ota.ts';
 export * from './payloads.ts';
 export * from './topics.ts';

@@ -1,5 +1,7 @@
 import Type from 'typebox';
 import { compileSchema } from '../common/schema.ts';
+import { CONTRACT_BOUNDS } from './bounds.ts';
+import { otaValidators } from './ota.ts';
 import { COMMAND_NAMES, CONTRACT_VERSION, DEVICE_ID_PATTERN } from './topics.ts';
 
 /**
@@ -10,31 +12,7 @@ import { COMMAND_NAMES, CONTRACT_VERSION, DEVICE_ID_PATTERN } from './topics.ts'
 
 const V = Type.Literal(CONTRACT_VERSION);
 
-/**
- * Every value of the contract is bounded, so that nothing that passes a schema can hurt the code
- * behind it (a database column, JSON.stringify, a page of the API): integers fit a JavaScript
- * number exactly and a 64-bit column, numbers are finite and within what a box can measure,
- * strings and lists have a length and free-form objects a number of keys. Nesting depth and the
- * payload's size are bounded when it is parsed (control-plane/ingest/decode.ts).
- */
-export const CONTRACT_BOUNDS = {
-  /** a counter that only grows (cameraSeq, spool bytes …): exact in a double and a BIGINT */
-  counter: Number.MAX_SAFE_INTEGER,
-  /** a 32-bit counter (an event's seq, a track id, a model version): fits an INTEGER column */
-  int32: 2 ** 31 - 1,
-  /** characters of a name, label or version */
-  name: 128,
-  /** characters of a free-form text (a reason, a command's message) */
-  text: 2000,
-  /** items of a list (cameras, models, providers) */
-  items: 64,
-  /** keys of a free-form object (before, after, counters, data, args) */
-  keys: 64,
-  /** a pixel coordinate or size */
-  pixels: 65_535,
-  /** the magnitude of any other number (a measurement, a counter value) */
-  magnitude: 1e15,
-} as const;
+export { CONTRACT_BOUNDS } from './bounds.ts';
 
 const B = CONTRACT_BOUNDS;
 /**
@@ -108,6 +86,13 @@ export const IdentitySchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** which version of a model or scene runs: rollouts compare the figures of each */
+const VersionRef = (description: string) =>
+  Type.Object(
+    { name: Name(), version: Type.Integer({ minimum: 0, maximum: B.int32 }) },
+    { additionalProperties: false, description },
+  );
+
 const CameraTelemetry = Type.Object(
   {
     id: CameraId,
@@ -117,6 +102,10 @@ const CameraTelemetry = Type.Object(
     detectLatencyMs: Amount({ description: 'p50 inference latency' }),
     drops: Counter('frames dropped because inference was slower than input'),
     motionSkippedShare: Type.Number({ minimum: 0, maximum: 1 }),
+    model: Type.Optional(VersionRef('the model this camera detects with')),
+    scene: Type.Optional(
+      VersionRef('the scene this camera runs (version 0: from the config, not from a bundle)'),
+    ),
     motionSearchedShare: Type.Optional(
       Type.Number({
         minimum: 0,
@@ -322,4 +311,5 @@ export const validators = {
   status: compileSchema<CameraStatus>(CameraStatusSchema),
   command: compileSchema<Command>(CommandSchema),
   cmd_result: compileSchema<CommandResult>(CommandResultSchema),
+  update: otaValidators.update,
 };

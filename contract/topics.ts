@@ -9,6 +9,7 @@
  *   argus/v1/<device>/status             device → cp  QoS 1     CameraStatus (spooled, zero loss)
  *   argus/v1/<device>/cmd/<name>         cp → device  QoS 1     Command
  *   argus/v1/<device>/cmd_result         device → cp  QoS 1     CommandResult
+ *   argus/v1/<device>/update             device → cp  QoS 1     UpdateStatus (spooled, zero loss; contract/ota.ts)
  */
 
 export const CONTRACT_VERSION = 1;
@@ -23,13 +24,30 @@ const DEVICE_ID = new RegExp(DEVICE_ID_PATTERN);
  */
 export const deviceClientId = (device: string): string => `argus-${device}`;
 
-export type DeviceTopicKind = 'available' | 'identity' | 'telemetry' | 'events' | 'status' | 'cmd_result';
+export const DEVICE_TOPIC_KINDS = [
+  'available',
+  'identity',
+  'telemetry',
+  'events',
+  'status',
+  'cmd_result',
+  'update',
+] as const;
+export type DeviceTopicKind = (typeof DEVICE_TOPIC_KINDS)[number];
 
 /**
  * `rotate-credential` (no args): the device fetches a new credential from the control plane with
- * its current one (httpPaths.rotateCredential), stores it and reconnects with it
+ * its current one (httpPaths.rotateCredential), stores it and reconnects with it.
+ * `update` (args: UpdateAssignment) and `update-cancel` (args: UpdateCancel): see contract/ota.ts.
  */
-export const COMMAND_NAMES = ['reload-config', 'snapshot', 'restart-camera', 'rotate-credential'] as const;
+export const COMMAND_NAMES = [
+  'reload-config',
+  'snapshot',
+  'restart-camera',
+  'rotate-credential',
+  'update',
+  'update-cancel',
+] as const;
 export type CommandName = (typeof COMMAND_NAMES)[number];
 
 export const topics = {
@@ -41,12 +59,12 @@ export const topics = {
   command: (device: string, name: CommandName) => `${TOPIC_ROOT}/${device}/cmd/${name}`,
   commandFilter: (device: string) => `${TOPIC_ROOT}/${device}/cmd/+`,
   commandResult: (device: string) => `${TOPIC_ROOT}/${device}/cmd_result`,
+  update: (device: string) => `${TOPIC_ROOT}/${device}/update`,
 };
 
 /** what the control plane subscribes to; with `group` it uses a shared subscription for scale-out */
 export function ingestSubscriptions(group?: string): string[] {
-  const kinds: DeviceTopicKind[] = ['available', 'identity', 'telemetry', 'events', 'status', 'cmd_result'];
-  return kinds.map((k) => {
+  return DEVICE_TOPIC_KINDS.map((k) => {
     const filter = `${TOPIC_ROOT}/+/${k}`;
     return group ? `$share/${group}/${filter}` : filter;
   });
@@ -72,8 +90,7 @@ export function parseTopic(topic: string): ParsedTopic | undefined {
   if (!DEVICE_ID.test(device)) return undefined;
   if (parts.length === 4) {
     const kind = parts[3] as DeviceTopicKind;
-    if (['available', 'identity', 'telemetry', 'events', 'status', 'cmd_result'].includes(kind))
-      return { kind, device };
+    if ((DEVICE_TOPIC_KINDS as readonly string[]).includes(kind)) return { kind, device };
     return undefined;
   }
   if (parts.length === 5 && parts[3] === 'cmd' && (COMMAND_NAMES as readonly string[]).includes(parts[4]!)) {

@@ -167,6 +167,8 @@ export class DeviceAgent {
         snapshot: (args) => this.snapshotCommand(args),
         'restart-camera': (args) => this.restartCameraCommand(args),
         'rotate-credential': () => this.rotateCredentialCommand(),
+        update: async () => ({ ok: false, message: 'this box has no updater yet (issue #16)' }),
+        'update-cancel': async () => ({ ok: false, message: 'this box has no updater yet (issue #16)' }),
       },
       (result) => this.spoolResult(result),
       this.log,

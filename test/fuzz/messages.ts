@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { COMMAND_NAMES, type DeviceTopicKind, TOPIC_ROOT } from '../../contract/index.ts';
+import { COMMAND_NAMES, type DeviceTopicKind, TOPIC_ROOT, UPDATE_STATES } from '../../contract/index.ts';
 import type { Doc } from './hostile.ts';
 import { LEGIT_DEVICE } from './target.ts';
 
@@ -12,6 +12,7 @@ export const FUZZED_KINDS: readonly FuzzedKind[] = [
   'events',
   'status',
   'cmd_result',
+  'update',
   'unknown',
 ];
 
@@ -215,6 +216,30 @@ const cmdResult = (device: string) =>
     { requiredKeys: ['v', 'id', 'device', 'name', 'ok', 'message', 'at'] },
   );
 
+const updateStatus = (device: string) =>
+  fc.record(
+    {
+      v: fc.constant(1),
+      id,
+      device: fc.constant(device),
+      assignment: id,
+      rollout: id,
+      artifact: fc.record({
+        id: fc.stringMatching(/^[0-9a-f]{64}$/),
+        kind: fc.constantFrom('model', 'scene'),
+        name: fc.stringMatching(/^[a-z0-9][a-z0-9._-]{0,20}$/),
+        version: fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+        bytes: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+      }),
+      seq: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+      state: fc.constantFrom(...UPDATE_STATES),
+      at: timestamp,
+      reason: fc.string({ maxLength: 40 }),
+      progress: fc.record({ bytes: count, total: count }),
+    },
+    { requiredKeys: ['v', 'id', 'device', 'assignment', 'rollout', 'artifact', 'seq', 'state', 'at'] },
+  );
+
 const PLACEHOLDER = 'placeholder-device';
 const MESSAGES: Record<FuzzedKind, fc.Arbitrary<unknown>> = {
   available,
@@ -223,6 +248,7 @@ const MESSAGES: Record<FuzzedKind, fc.Arbitrary<unknown>> = {
   events: event(PLACEHOLDER),
   status: status(PLACEHOLDER),
   cmd_result: cmdResult(PLACEHOLDER),
+  update: updateStatus(PLACEHOLDER),
   unknown: fc.oneof(available, event(PLACEHOLDER), freeObject),
 };
 
