@@ -315,7 +315,7 @@ describe('artifact registry API', () => {
         assert.equal(rest.length, size - cut);
         assert.ok(Buffer.concat([big.bytes.subarray(0, cut), rest]).equals(big.bytes));
       }),
-      { numRuns: 25 },
+      { numRuns: 15 },
     );
     await fc.assert(
       fc.asyncProperty(
@@ -329,7 +329,7 @@ describe('artifact registry API', () => {
           assert.ok(got.equals(big.bytes.subarray(start, Math.min(end, size - 1) + 1)));
         },
       ),
-      { numRuns: 25 },
+      { numRuns: 15 },
     );
     const suffix = await download('box-1', big.id, { range: 'bytes=-100' });
     assert.equal(suffix.status, 206);

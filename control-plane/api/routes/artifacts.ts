@@ -308,8 +308,7 @@ export function artifactRoutes(app: App, ctx: ApiContext): void {
         reply
           .header('etag', etag)
           .header('accept-ranges', 'bytes')
-          .header('cache-control', 'private, max-age=31536000, immutable')
-          .header('content-type', 'application/octet-stream');
+          .header('cache-control', 'private, max-age=31536000, immutable');
         if (answer.kind === 'unsatisfiable')
           return reply
             .code(416)
@@ -320,12 +319,17 @@ export function artifactRoutes(app: App, ctx: ApiContext): void {
             });
         if (answer.kind === 'full') {
           const stream = await found.open();
-          return reply.code(200).header('content-length', String(size)).send(stream);
+          return reply
+            .code(200)
+            .header('content-type', 'application/octet-stream')
+            .header('content-length', String(size))
+            .send(stream);
         }
         const { start, end } = answer.range;
         const stream = await found.open(answer.range);
         return reply
           .code(206)
+          .header('content-type', 'application/octet-stream')
           .header('content-range', `bytes ${start}-${end}/${size}`)
           .header('content-length', String(end - start + 1))
           .send(stream);
