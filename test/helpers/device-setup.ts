@@ -20,6 +20,8 @@ export interface AgentConfigOptions {
   cameras?: string[];
   /** the RTSP server the cameras' URLs point at (`rtsp://host:port/`), default rtsp://127.0.0.1:8554/ */
   rtspBase?: string;
+  /** a camera's own URL instead, by camera id */
+  cameraUrls?: Record<string, string>;
   eventsPerSecond?: number;
   /** replay the recording again at its end (default), else the cameras go offline there */
   loop?: boolean;
@@ -42,7 +44,7 @@ export function agentConfigYaml(o: AgentConfigOptions): string {
   const cameras = (o.cameras ?? ['cam-1', 'cam-2'])
     .map(
       (id) =>
-        `  - id: ${id}\n    url: ${o.rtspBase ?? 'rtsp://127.0.0.1:8554/'}${id}\n    scene: scenes/${id}.yaml\n`,
+        `  - id: ${id}\n    url: ${o.cameraUrls?.[id] ?? `${o.rtspBase ?? 'rtsp://127.0.0.1:8554/'}${id}`}\n    scene: scenes/${id}.yaml\n`,
     )
     .join('');
   const tls = o.tls

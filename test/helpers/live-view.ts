@@ -15,6 +15,7 @@ export const VIEWER = { name: 'live-viewer', password: 'live-viewer-password-1' 
 /** a real control plane, a real device agent (box-1, camera cam-1) on a live RTSP camera, and Chromium */
 export interface LiveViewSetup {
   dir: string;
+  /** the sample video's RTSP server (cam-1) */
   rtsp: RtspServer;
   cp: ControlPlane;
   agent: AgentProcess;
@@ -22,7 +23,11 @@ export interface LiveViewSetup {
   close(): Promise<void>;
 }
 
-export async function startLiveViewSetup(prefix: string): Promise<LiveViewSetup> {
+/** cam-1 plays the sample video from an RTSP server of its own; `cameraUrls` adds cameras */
+export async function startLiveViewSetup(
+  prefix: string,
+  cameraUrls: Record<string, string> = {},
+): Promise<LiveViewSetup> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   const rtsp = await RtspServer.create({ paths: ['cam-1'] });
   const cp = await startTestControlPlane({ dir });
@@ -31,8 +36,9 @@ export async function startLiveViewSetup(prefix: string): Promise<LiveViewSetup>
     device: 'box-1',
     brokerUrl: cp.mqttUrl,
     controlPlaneUrl: cp.httpUrl,
-    cameras: ['cam-1'],
+    cameras: ['cam-1', ...Object.keys(cameraUrls)],
     rtspBase: rtsp.url(''),
+    cameraUrls,
   });
   const agent = await AgentProcess.start(config);
   const browser = await chromium.launch({
@@ -84,10 +90,11 @@ export async function openLive(
   context: BrowserContext,
   s: LiveViewSetup,
   format: 'fmp4' | 'mpeg1',
+  camera = 'cam-1',
 ): Promise<{ page: Page; pictureMs: number }> {
   const page = await context.newPage();
   const started = performance.now();
-  await page.goto(`${s.cp.httpUrl}/live/box-1/cam-1?format=${format}`);
+  await page.goto(`${s.cp.httpUrl}/live/box-1/${camera}?format=${format}`);
   await page.waitForFunction('(window.argusLive?.stats().framesDecoded ?? 0) > 0', undefined, {
     timeout: 20_000,
     polling: 20,

@@ -7,6 +7,8 @@ import { type LiveFormatChoice, type LivePlayer, mountLivePlayer } from './playe
 declare global {
   interface Window {
     argusLive?: LivePlayer;
+    /** called with each picture shown, when set (benchmarks) */
+    argusLiveFrame?: (picture: HTMLVideoElement | HTMLCanvasElement) => void;
   }
 }
 
@@ -16,6 +18,7 @@ if (element?.dataset.device && element.dataset.camera) {
     device: element.dataset.device,
     camera: element.dataset.camera,
     format: (element.dataset.format as LiveFormatChoice | undefined) ?? 'auto',
+    onFrame: (picture) => window.argusLiveFrame?.(picture),
   });
   addEventListener('pagehide', () => window.argusLive?.stop());
 }

@@ -24,6 +24,8 @@ export interface LivePlayerOptions {
   /** the control plane's origin (default: this page's) */
   origin?: string;
   onState?: (state: LivePlayerState, reason: string | undefined) => void;
+  /** each picture as it is shown (a benchmark reads the clock a test camera films from it) */
+  onFrame?: (picture: HTMLVideoElement | HTMLCanvasElement) => void;
 }
 
 export interface LivePlayerStats {
@@ -49,7 +51,7 @@ type ViewerMessage =
   | { type: 'status'; state: 'starting' | 'live' | 'offline' | 'ended'; reason?: string };
 
 /** behind the live edge by more than this, the video jumps forward */
-const MAX_LAG_S = 1.0;
+const MAX_LAG_S = 0.5;
 /** media kept behind the playhead */
 const KEEP_BEHIND_S = 10;
 /** pieces waiting to be appended (a hidden tab): beyond this the stream starts over */
@@ -232,9 +234,14 @@ export function mountLivePlayer(container: HTMLElement, o: LivePlayerOptions): L
       stats.framesDecoded = q ? q.totalVideoFrames : 0;
       stats.currentTime = video.currentTime;
       if (frames > 0) firstFrame();
-      if ('requestVideoFrameCallback' in video) video.requestVideoFrameCallback(countFrames);
     };
-    if ('requestVideoFrameCallback' in video) video.requestVideoFrameCallback(countFrames);
+    const onVideoFrame = () => {
+      if (stopped) return;
+      o.onFrame?.(video);
+      countFrames();
+      video.requestVideoFrameCallback(onVideoFrame);
+    };
+    if ('requestVideoFrameCallback' in video) video.requestVideoFrameCallback(onVideoFrame);
     const statsTimer = setInterval(countFrames, 250);
     restart = () => {
       resetMedia();
@@ -311,6 +318,7 @@ export function mountLivePlayer(container: HTMLElement, o: LivePlayerOptions): L
         onVideoDecode: () => {
           stats.framesDecoded++;
           firstFrame();
+          o.onFrame?.(canvas);
         },
       });
     };
