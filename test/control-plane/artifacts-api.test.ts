@@ -20,7 +20,6 @@ import { apiFetch, startTestControlPlane, tokenFor, tokenOf } from './setup.ts';
 
 const run = promisify(execFile);
 const ARGUS = resolve(import.meta.dirname, '..', '..', 'bin', 'argus.mjs');
-const MAX_UPLOAD = 1 << 20;
 
 /** which artifact is assigned to which device: the shape the rollouts' store gives the registry */
 class Assignments implements ArtifactReferences {
