@@ -282,7 +282,7 @@ export function describeAccuracy(a: EventAccuracy): string {
   if (a.identity) {
     const i = a.identity;
     out.push(
-      `identities: IDF1 ${i.idf1.toFixed(3)} (IDP ${i.idp.toFixed(3)}, IDR ${i.idr.toFixed(3)}), ${i.idSwitches} ID switches, ${i.foundBoxes} found / ${i.truthBoxes} annotated boxes`,
+      `identities: IDF1 ${i.idf1.toFixed(3)} (IDP ${i.idp.toFixed(3)}, IDR ${i.idr.toFixed(3)}), ${i.idSwitches} ID switches, ${i.foundBoxes} found / ${i.truthBoxes} annotated boxes${i.switches.length ? `; switches (frame: person found-id→found-id) ${i.switches.map((w) => `${w.frame}: ${w.truth} ${w.from}→${w.to}`).join(', ')}` : ''}`,
     );
   }
   out.push(

@@ -100,6 +100,8 @@ export interface IdentityScore {
   truthBoxes: number;
   foundBoxes: number;
   idSwitches: number;
+  /** where each switch happened: frame, annotated id, found id before and after */
+  switches: { frame: number; truth: number; from: number; to: number }[];
 }
 
 /** IDF1 and ID switches of `found` tracks against `truth` on the frames of `truth` */
@@ -115,6 +117,7 @@ export function scoreIdentities(truth: TrackFrames, found: TrackFrames, minIou =
   let truthBoxes = 0;
   let foundBoxes = 0;
   let idSwitches = 0;
+  const switches: IdentityScore['switches'] = [];
   const last = new Map<number, number>();
   for (const f of frames) {
     const gts = truth.get(f) ?? [];
@@ -149,7 +152,10 @@ export function scoreIdentities(truth: TrackFrames, found: TrackFrames, minIou =
         const g = open[i]!;
         const p = free[j]!;
         const prev = last.get(g.id);
-        if (prev !== undefined && prev !== p.id) idSwitches++;
+        if (prev !== undefined && prev !== p.id) {
+          idSwitches++;
+          if (switches.length < 100) switches.push({ frame: f, truth: g.id, from: prev, to: p.id });
+        }
         last.set(g.id, p.id);
       });
     }
@@ -172,5 +178,6 @@ export function scoreIdentities(truth: TrackFrames, found: TrackFrames, minIou =
     truthBoxes,
     foundBoxes,
     idSwitches,
+    switches,
   };
 }
