@@ -10,6 +10,7 @@ import type { ApiContext, App } from './context.ts';
 import { boundedJsonBodies, boundedServer, clientErrorHandler } from './http-limits.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { commandRoutes } from './routes/commands.ts';
+import { consoleRoutes } from './routes/console.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { enrollmentRoutes } from './routes/enrollment.ts';
 import { eventRoutes, type StreamRegistry } from './routes/events.ts';
@@ -78,6 +79,7 @@ export async function buildApi(ctx: ApiContext, log: Logger, https?: ServerTlsMa
   quarantineRoutes(app, ctx);
   operatorRoutes(app, ctx, log);
   auditRoutes(app, ctx);
+  consoleRoutes(app);
   await app.ready();
   return {
     app,
