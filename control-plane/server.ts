@@ -22,6 +22,8 @@ import { connectExternalBroker } from './mqtt/external.ts';
 import type { Deliver, MqttLink } from './mqtt/link.ts';
 import { MosquittoDynamicSecurity } from './mqtt/mosquitto-dynsec.ts';
 import { Retention } from './retention/retention.ts';
+import { type ArtifactVariants, RolloutEngine } from './rollouts/engine.ts';
+import { Rollouts } from './rollouts/service.ts';
 import { ApiTokens } from './storage/api-tokens.ts';
 import { AuditLog } from './storage/audit.ts';
 import { DeviceCredentialStore } from './storage/device-credentials.ts';
@@ -48,6 +50,8 @@ export interface ControlPlane {
   enrollment: Enrollment;
   /** every route of the HTTP API, with its access level */
   routes: readonly RouteAccess[];
+  /** rollouts of artifacts to devices: assignedTo (downloads), referencedArtifacts (retention) */
+  rollouts: Rollouts;
   /** called for every newly stored event, after its transaction committed */
   onEvent(listener: (event: StoredEvent) => void): () => void;
   /** stores what was received, then stops the API, the broker link and the database; idempotent */
@@ -67,12 +71,20 @@ function startLeasedJobs(
   metrics: Metrics,
   bus: EventBus,
   log: Logger,
+  health: DeviceHealth,
+  engine: RolloutEngine,
   /** with an external broker: one sweep of syncBrokerCredentials */
   brokerSync: (() => Promise<unknown>) | undefined,
 ) {
   const leases = new LeaseStore(repository.sql);
   const holder = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const health = new DeviceHealth(repository.sql, config.health);
+  const rollouts = new LeasedJob(
+    leases,
+    { name: 'rollouts', holder, ttlMs: LEASE_TTL_MS, intervalMs: config.rollouts.tickS * 1000 },
+    (stillHeld) => engine.tick(stillHeld),
+    log.child({ part: 'rollouts' }),
+  );
+  rollouts.start();
   const sweep = new LeasedJob(
     leases,
     { name: 'device-health', holder, ttlMs: LEASE_TTL_MS, intervalMs: config.health.sweepS * 1000 },
@@ -117,7 +129,7 @@ function startLeasedJobs(
       return retention?.held ?? false;
     },
     async stop() {
-      await Promise.all([sweep.stop(), retention?.stop(), broker?.stop()]);
+      await Promise.all([sweep.stop(), retention?.stop(), broker?.stop(), rollouts.stop()]);
     },
   };
 }
@@ -155,6 +167,8 @@ async function connectExternal(
 export async function startControlPlane(
   config: ControlPlaneConfig,
   log: Logger = createLogger('control-plane'),
+  /** the artifact registry rollouts choose each device's variant from */
+  parts: { artifacts?: ArtifactVariants } = {},
 ): Promise<ControlPlane> {
   const cleanups: (() => Promise<void>)[] = [];
   const stopAll = async () => {
@@ -171,6 +185,9 @@ export async function startControlPlane(
     cleanups.push(() => repository.close());
     const metrics = new Metrics();
     const bus = new EventBus(config.limits.http.streamBacklogBytes);
+    const health = new DeviceHealth(repository.sql, config.health);
+    const artifacts = parts.artifacts;
+    const rollouts = new Rollouts(repository, () => artifacts, health);
     const ingestor = new Ingestor(
       repository,
       config.ingest,
@@ -180,6 +197,7 @@ export async function startControlPlane(
         bus.publish(events);
         bus.publishStatus(statusChangesOf(records));
       },
+      rollouts.store,
     );
     const deliver = ingestor.accept.bind(ingestor);
     const store = new DeviceCredentialStore(repository.sql);
@@ -237,12 +255,25 @@ export async function startControlPlane(
         await commands.send(device, 'rotate-credential', {});
     };
     const external = config.mqtt.kind === 'external' ? broker.access : undefined;
+    const engine = new RolloutEngine(
+      rollouts.store,
+      () => artifacts,
+      async (device, name, args) => {
+        await commands.send(device, name, args);
+      },
+      (devices) => rollouts.healthy(devices),
+      (devices) => rollouts.traits(devices),
+      config.rollouts,
+      log.child({ part: 'rollouts' }),
+    );
     const jobs = startLeasedJobs(
       config,
       repository,
       metrics,
       bus,
       log,
+      health,
+      engine,
       external &&
         (() =>
           syncBrokerCredentials(store, enrollment, external, async (device) => {
@@ -257,6 +288,7 @@ export async function startControlPlane(
         bus,
         metrics,
         commands,
+        rollouts,
         quarantine: new QuarantineStore(repository.sql),
         enrollment,
         enrollmentSettings: config.enrollment,
@@ -308,6 +340,7 @@ export async function startControlPlane(
       accessControl: broker.access,
       enrollment,
       routes: api.routes,
+      rollouts,
       onEvent: (listener) => bus.subscribe(listener),
       close() {
         closing ??= stopAll().then(() => log.info('control plane stopped'));

@@ -17,6 +17,7 @@ import { historyRoutes } from './routes/history.ts';
 import { operatorRoutes } from './routes/operators.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { quarantineRoutes } from './routes/quarantine.ts';
+import { rolloutRoutes } from './routes/rollouts.ts';
 import { snapshotRoutes } from './routes/snapshots.ts';
 
 export interface Api {
@@ -78,6 +79,7 @@ export async function buildApi(ctx: ApiContext, log: Logger, https?: ServerTlsMa
   quarantineRoutes(app, ctx);
   operatorRoutes(app, ctx, log);
   auditRoutes(app, ctx);
+  rolloutRoutes(app, ctx);
   await app.ready();
   return {
     app,

@@ -10,6 +10,7 @@ import {
   openRepository,
   startControlPlane,
 } from '../../control-plane/index.ts';
+import type { ArtifactVariants } from '../../control-plane/rollouts/engine.ts';
 import { ApiTokens } from '../../control-plane/storage/api-tokens.ts';
 import type { SqlAccess } from '../../control-plane/storage/sql-access.ts';
 
@@ -62,6 +63,8 @@ export interface TestControlPlaneOptions {
   enrollment?: Record<string, unknown>;
   /** the control plane's `auth` section */
   auth?: Partial<AuthSettings>;
+  /** the artifact variants rollouts choose from */
+  artifacts?: ArtifactVariants;
 }
 
 /** a test control plane in its own temporary directory, with an MQTT v5 client of box-1 on its broker */
@@ -107,6 +110,8 @@ export async function startTestControlPlane(o: TestControlPlaneOptions): Promise
       ...o.config,
       ...(o.auth ? { auth: o.auth } : {}),
     }),
+    undefined,
+    o.artifacts ? { artifacts: o.artifacts } : {},
   );
   useToken(cp.httpUrl, await createAdminToken(cp.repository.sql));
   return cp;
