@@ -152,7 +152,8 @@ describe('control plane SIGKILLed in the middle of a rollout', () => {
     const done = await eventually(
       async () => {
         const d = await getJson<Detail>(`${cp.httpUrl}/api/v1/rollouts/${id}`);
-        return d.state === 'completed' ? d : undefined;
+        if (d.state !== 'completed') throw new Error(JSON.stringify({ state: d.state, waves: d.waves }));
+        return d;
       },
       90_000,
       'the rollout to complete after the restart',

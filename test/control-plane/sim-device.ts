@@ -41,6 +41,9 @@ export class SimulatedBox {
     options: IClientOptions = {},
   ): Promise<SimulatedBox> {
     const client = await deviceClient(url, device, options);
+    // connected: a broker that goes away later is reconnected to (reconnectPeriod), not the end
+    client.removeAllListeners('error');
+    client.on('error', () => undefined);
     const box = new SimulatedBox(device, client, answer, stepMs);
     await client.subscribeAsync(topics.commandFilter(device), { qos: 1 });
     client.on('message', (topic, payload) => {
