@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { createLogger } from '../../common/logger.ts';
 import type { UpdateAssignment, UpdateState } from '../../contract/index.ts';
-import { controlPlaneConfig } from '../../control-plane/config.ts';
+import { controlPlaneConfig, type StorageSettings } from '../../control-plane/config.ts';
 import { DeviceHealth } from '../../control-plane/device-health.ts';
 import { errorMet, RolloutEngine, successNeeds, tally } from '../../control-plane/rollouts/engine.ts';
 import { RolloutRefused, Rollouts } from '../../control-plane/rollouts/service.ts';
@@ -19,6 +19,7 @@ import {
   type RolloutRow,
   type WaveRow,
 } from '../../control-plane/storage/rollouts.ts';
+import { PostgresServer } from '../helpers/postgres.ts';
 import { CatalogueVariants, storeIdentities, updateStatus } from './rollout-setup.ts';
 
 const log = createLogger('test');
@@ -45,11 +46,8 @@ interface World {
   seqs: Map<string, number>;
 }
 
-async function world(dir: string, devices: SimDevice[]): Promise<World> {
-  const repo = await openRepository({
-    kind: 'sqlite',
-    sqlite: { path: join(dir, 'argus.db'), synchronous: 'normal' },
-  });
+async function world(storage: StorageSettings, devices: SimDevice[]): Promise<World> {
+  const repo = await openRepository(storage);
   await storeIdentities(
     repo,
     devices.map((d) => d.id),
@@ -139,7 +137,7 @@ async function checkInvariants(w: World, before: Map<string, { r: RolloutRow; wa
   for (const r of await w.rollouts.store.list({ limit: 100 })) {
     const waves = await w.rollouts.store.waves(r.id);
     const sent = await sql.read<{ wave: number }>(
-      `SELECT wave FROM rollout_assignments WHERE rollout = ? AND purpose = 'install' AND sent_at IS NOT NULL`,
+      `SELECT wave FROM rollout_assignments WHERE rollout = ${sql.p(1)} AND purpose = 'install' AND sent_at IS NOT NULL`,
       [r.id],
     );
     for (const s of sent) {
@@ -180,7 +178,7 @@ async function checkInvariants(w: World, before: Map<string, { r: RolloutRow; wa
     // nothing new is sent for a rollout that was not running when the tick began
     if (prior && prior.r.state !== 'running') {
       const newlySent = await sql.read(
-        `SELECT id FROM rollout_assignments WHERE rollout = ? AND purpose = 'install' AND sent_at = ?`,
+        `SELECT id FROM rollout_assignments WHERE rollout = ${sql.p(1)} AND purpose = 'install' AND sent_at = ${sql.p(2)}`,
         [r.id, w.clock.now],
       );
       assert.deepEqual(newlySent, [], `rollout ${r.id} sent while ${prior.r.state}`);
@@ -225,7 +223,103 @@ const specArb = fc.record({
 
 const behaviourArb = fc.constantFrom<Behaviour>('commit', 'commit', 'commit', 'fail', 'rollback', 'silent');
 
-describe('rollout engine (real SQLite repository, simulated device answers)', () => {
+async function property(storageOf: (run: number) => Promise<StorageSettings>, numRuns: number) {
+  let run = 0;
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(behaviourArb, { minLength: 1, maxLength: 14 }),
+      specArb,
+      fc.array(fc.constantFrom('none', 'none', 'none', 'pause', 'resume', 'cancel', 'abort', 'second'), {
+        minLength: 30,
+        maxLength: 30,
+      }),
+      fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+      async (behaviours, s, operator, seed) => {
+        let state = seed;
+        const rnd = () => {
+          state = (state * 1103515245 + 12345) % 2 ** 31;
+          return state / 2 ** 31;
+        };
+        const storage = await storageOf(run++);
+        const devices: SimDevice[] = behaviours.map((behaviour, i) => ({
+          id: `box-${String(i).padStart(2, '0')}`,
+          behaviour,
+          work: new Map(),
+        }));
+        const w = await world(storage, devices);
+        try {
+          const request: Partial<RolloutRequest> & Record<string, unknown> = {
+            name: 'property',
+            artifact: { kind: 'model', name: 'detector', version: 2 },
+            target: { devices: devices.map((d) => d.id) },
+            waves: { ...(s.canary ? { canary: s.canary } : {}), rate: s.rate },
+            success: { share: s.successShare, healthS: s.healthS },
+            error: s.error,
+            onError: s.onError,
+            onSuccess: s.onSuccess,
+            deviceTimeoutS: 600,
+          };
+          const first = await w.rollouts.create(request, 'tester');
+          for (const op of operator) {
+            const r = (await w.rollouts.store.get(first.id))!;
+            try {
+              if (op === 'pause') await w.rollouts.pause(r.id, 'op');
+              if (op === 'resume') await w.rollouts.resume(r.id, 'op');
+              if (op === 'cancel') await w.rollouts.cancel(r.id, 'op');
+              if (op === 'abort') await w.rollouts.cancel(r.id, 'op', true);
+              if (op === 'second') {
+                const second = await w.rollouts.create(
+                  { ...request, name: 'second', artifact: { kind: 'model', name: 'detector', version: 3 } },
+                  'op',
+                );
+                // refused unless every device of the first is free again
+                const active = await w.rollouts.store.activeElsewhere(
+                  devices.map((d) => d.id),
+                  'model',
+                );
+                assert.ok(
+                  [...active.values()].every((id) => id === second.id),
+                  'the second rollout took free devices only',
+                );
+              }
+            } catch (err) {
+              if (!(err instanceof RolloutRefused)) throw err;
+              if (op === 'second') assert.equal(err.statusCode, 409);
+            }
+            w.clock.now += Math.floor(rnd() * 200_000);
+            w.healthyShare.value = rnd() < 0.8 ? 1 : rnd();
+            await devicesAct(w, rnd);
+            const mid = await snapshot(w);
+            await w.engine.tick();
+            await checkInvariants(w, mid);
+          }
+          // the end: operators cancel what is left; devices go silent; deadlines pass
+          for (const r of await w.rollouts.store.list({ limit: 100 }))
+            if (!FINAL_ROLLOUT_STATES.includes(r.state)) await w.rollouts.cancel(r.id, 'op');
+          for (let i = 0; i < 4; i++) {
+            await w.engine.tick();
+            w.clock.now += 601_000;
+          }
+          await w.engine.tick();
+          const open = await w.repo.sql.read<{ id: string; state: string }>(
+            'SELECT id, state FROM rollout_assignments WHERE active = 1',
+          );
+          assert.deepEqual(open, [], 'no active assignment is left');
+          const all = await w.repo.sql.read<{ state: string }>('SELECT state FROM rollout_assignments');
+          assert.ok(
+            all.every((a) => isFinal(a.state as UpdateState)),
+            'every assignment is final',
+          );
+        } finally {
+          await w.repo.close();
+        }
+      },
+    ),
+    { numRuns },
+  );
+}
+
+describe('rollout engine (real SQLite and PostgreSQL repositories, simulated device answers)', () => {
   let dir: string;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'argus-rollout-engine-'));
@@ -248,101 +342,27 @@ describe('rollout engine (real SQLite repository, simulated device answers)', ()
     );
   });
 
-  it('whatever devices answer and operators do: conditions hold, one active rollout per device and kind, every device ends final', async () => {
-    let run = 0;
-    await fc.assert(
-      fc.asyncProperty(
-        fc.array(behaviourArb, { minLength: 1, maxLength: 14 }),
-        specArb,
-        fc.array(fc.constantFrom('none', 'none', 'none', 'pause', 'resume', 'cancel', 'abort', 'second'), {
-          minLength: 30,
-          maxLength: 30,
-        }),
-        fc.integer({ min: 0, max: 2 ** 31 - 1 }),
-        async (behaviours, s, operator, seed) => {
-          let state = seed;
-          const rnd = () => {
-            state = (state * 1103515245 + 12345) % 2 ** 31;
-            return state / 2 ** 31;
-          };
-          const runDir = join(dir, `run-${run++}`);
-          const devices: SimDevice[] = behaviours.map((behaviour, i) => ({
-            id: `box-${String(i).padStart(2, '0')}`,
-            behaviour,
-            work: new Map(),
-          }));
-          await mkdir(runDir, { recursive: true });
-          const w = await world(runDir, devices);
-          try {
-            const request: Partial<RolloutRequest> & Record<string, unknown> = {
-              name: 'property',
-              artifact: { kind: 'model', name: 'detector', version: 2 },
-              target: { devices: devices.map((d) => d.id) },
-              waves: { ...(s.canary ? { canary: s.canary } : {}), rate: s.rate },
-              success: { share: s.successShare, healthS: s.healthS },
-              error: s.error,
-              onError: s.onError,
-              onSuccess: s.onSuccess,
-              deviceTimeoutS: 600,
-            };
-            const first = await w.rollouts.create(request, 'tester');
-            for (const op of operator) {
-              const r = (await w.rollouts.store.get(first.id))!;
-              try {
-                if (op === 'pause') await w.rollouts.pause(r.id, 'op');
-                if (op === 'resume') await w.rollouts.resume(r.id, 'op');
-                if (op === 'cancel') await w.rollouts.cancel(r.id, 'op');
-                if (op === 'abort') await w.rollouts.cancel(r.id, 'op', true);
-                if (op === 'second') {
-                  const second = await w.rollouts.create(
-                    { ...request, name: 'second', artifact: { kind: 'model', name: 'detector', version: 3 } },
-                    'op',
-                  );
-                  // refused unless every device of the first is free again
-                  const active = await w.rollouts.store.activeElsewhere(
-                    devices.map((d) => d.id),
-                    'model',
-                  );
-                  assert.ok(
-                    [...active.values()].every((id) => id === second.id),
-                    'the second rollout took free devices only',
-                  );
-                }
-              } catch (err) {
-                if (!(err instanceof RolloutRefused)) throw err;
-                if (op === 'second') assert.equal(err.statusCode, 409);
-              }
-              w.clock.now += Math.floor(rnd() * 200_000);
-              w.healthyShare.value = rnd() < 0.8 ? 1 : rnd();
-              await devicesAct(w, rnd);
-              const mid = await snapshot(w);
-              await w.engine.tick();
-              await checkInvariants(w, mid);
-            }
-            // the end: operators cancel what is left; devices go silent; deadlines pass
-            for (const r of await w.rollouts.store.list({ limit: 100 }))
-              if (!FINAL_ROLLOUT_STATES.includes(r.state)) await w.rollouts.cancel(r.id, 'op');
-            for (let i = 0; i < 4; i++) {
-              await w.engine.tick();
-              w.clock.now += 601_000;
-            }
-            await w.engine.tick();
-            const open = await w.repo.sql.read<{ id: string; state: string }>(
-              'SELECT id, state FROM rollout_assignments WHERE active = 1',
-            );
-            assert.deepEqual(open, [], 'no active assignment is left');
-            const all = await w.repo.sql.read<{ state: string }>('SELECT state FROM rollout_assignments');
-            assert.ok(
-              all.every((a) => isFinal(a.state as UpdateState)),
-              'every assignment is final',
-            );
-          } finally {
-            await w.repo.close();
-            await rm(runDir, { recursive: true, force: true });
-          }
-        },
-      ),
-      { numRuns: 20 },
-    );
+  it('on SQLite, whatever devices answer and operators do: conditions hold, one active rollout per device and kind, every device ends final', async () => {
+    await property(async (run) => {
+      const runDir = join(dir, `run-${run}`);
+      await mkdir(runDir, { recursive: true });
+      return { kind: 'sqlite', sqlite: { path: join(runDir, 'argus.db'), synchronous: 'normal' } };
+    }, 20);
+  });
+
+  it('on PostgreSQL, the same', async () => {
+    const pg = await PostgresServer.start({ fsync: false });
+    try {
+      await property(
+        async (run) =>
+          ({
+            kind: 'postgres',
+            postgres: { url: await pg.createDatabase(`rollouts_${run}`) },
+          }) as StorageSettings,
+        8,
+      );
+    } finally {
+      await pg.stop();
+    }
   });
 });
