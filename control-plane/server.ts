@@ -5,6 +5,7 @@ import { createLogger, type Logger } from '../common/logger.ts';
 import { isLoopback, redactUrl } from '../common/net.ts';
 import { buildApi } from './api/app.ts';
 import type { RouteAccess } from './api/auth-plugin.ts';
+import { type ArtifactReferences, ArtifactRegistry } from './artifacts/registry.ts';
 import { DeviceCredentials } from './auth.ts';
 import { syncBrokerCredentials } from './broker-credential-sync.ts';
 import { CommandSender } from './commands.ts';
@@ -21,6 +22,8 @@ import { startEmbeddedBroker } from './mqtt/embedded.ts';
 import { connectExternalBroker } from './mqtt/external.ts';
 import type { Deliver, MqttLink } from './mqtt/link.ts';
 import { MosquittoDynamicSecurity } from './mqtt/mosquitto-dynsec.ts';
+import { artifactRetention } from './retention/artifacts.ts';
+import { RETENTION_KINDS } from './retention/kinds.ts';
 import { Retention } from './retention/retention.ts';
 import { type ArtifactVariants, RolloutEngine } from './rollouts/engine.ts';
 import { Rollouts } from './rollouts/service.ts';
@@ -58,6 +61,17 @@ export interface ControlPlane {
   close(): Promise<void>;
 }
 
+/** parts of the control plane given by the caller instead of the defaults */
+export interface ControlPlaneParts {
+  /**
+   * which artifacts are assigned to which device and referenced by a rollout: the registry's
+   * download authorization and its retention ask it. Default: the rollouts' assignments
+   */
+  artifactReferences?: ArtifactReferences;
+  /** where rollouts take each device's variant of an artifact from. Default: the registry */
+  artifacts?: ArtifactVariants;
+}
+
 /** a lease's holder that stops renewing loses it after this long */
 const LEASE_TTL_MS = 30_000;
 
@@ -75,6 +89,7 @@ function startLeasedJobs(
   engine: RolloutEngine,
   /** with an external broker: one sweep of syncBrokerCredentials */
   brokerSync: (() => Promise<unknown>) | undefined,
+  artifacts: ArtifactRegistry,
 ) {
   const leases = new LeaseStore(repository.sql);
   const holder = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -98,7 +113,14 @@ function startLeasedJobs(
         leases,
         { name: 'retention', holder, ttlMs: LEASE_TTL_MS, intervalMs: config.retention.intervalS * 1000 },
         async (stillHeld) => {
-          const report = await new Retention(repository, config.retention, metrics.retention).run(stillHeld);
+          const report = await new Retention(
+            repository,
+            config.retention,
+            metrics.retention,
+            RETENTION_KINDS,
+            Date.now,
+            [artifactRetention(artifacts)],
+          ).run(stillHeld);
           retentionLog.info(report, 'retention run');
         },
         retentionLog,
@@ -167,8 +189,7 @@ async function connectExternal(
 export async function startControlPlane(
   config: ControlPlaneConfig,
   log: Logger = createLogger('control-plane'),
-  /** the artifact registry rollouts choose each device's variant from */
-  parts: { artifacts?: ArtifactVariants } = {},
+  parts: ControlPlaneParts = {},
 ): Promise<ControlPlane> {
   const cleanups: (() => Promise<void>)[] = [];
   const stopAll = async () => {
@@ -186,8 +207,9 @@ export async function startControlPlane(
     const metrics = new Metrics();
     const bus = new EventBus(config.limits.http.streamBacklogBytes);
     const health = new DeviceHealth(repository.sql, config.health);
-    const artifacts = parts.artifacts;
-    const rollouts = new Rollouts(repository, () => artifacts, health);
+    // the registry's variants, once it is built below (or the caller's)
+    let variants: ArtifactVariants | undefined = parts.artifacts;
+    const rollouts = new Rollouts(repository, () => variants, health);
     const ingestor = new Ingestor(
       repository,
       config.ingest,
@@ -255,9 +277,16 @@ export async function startControlPlane(
         await commands.send(device, 'rotate-credential', {});
     };
     const external = config.mqtt.kind === 'external' ? broker.access : undefined;
+    const artifacts = new ArtifactRegistry({
+      sql: repository.sql,
+      settings: config.artifacts,
+      references: parts.artifactReferences ?? rollouts,
+    });
+    await artifacts.blobs.sweepStaging();
+    variants ??= artifacts;
     const engine = new RolloutEngine(
       rollouts.store,
-      () => artifacts,
+      () => variants,
       async (device, name, args) => {
         await commands.send(device, name, args);
       },
@@ -279,6 +308,7 @@ export async function startControlPlane(
           syncBrokerCredentials(store, enrollment, external, async (device) => {
             await commands.send(device, 'rotate-credential', {});
           })),
+      artifacts,
     );
     cleanups.push(() => jobs.stop());
     const api = await buildApi(
@@ -307,6 +337,8 @@ export async function startControlPlane(
           audit: new AuditLog(repository.sql),
         },
         limits: config.limits.http,
+        artifacts,
+        artifactSettings: config.artifacts,
       },
       log.child({ part: 'http' }),
       config.http.tls ? await loadServerTls(config.http.tls, 'http.tls') : undefined,

@@ -1,4 +1,5 @@
 import type { CameraTelemetry, DetectorTelemetry, EventMessage } from '../contract/payloads.ts';
+import type { UpdateHost } from '../ota/updater/host.ts';
 import type { CameraSettings } from '../pipelines/camera-settings.ts';
 
 /** a JPEG image with its pixel size */
@@ -46,3 +47,10 @@ export interface CameraHost {
   onEvent(listener: (e: HostEvent) => void): void;
   onStatus(listener: (s: HostStatus) => void): void;
 }
+
+/**
+ * A camera host the device updater can drive: shadow validation of a candidate model, model swap
+ * with the cameras running, live scene apply and the health figures (see `UpdateHost` in
+ * ota/updater/host.ts, where the updater defines what it needs, below the device layer).
+ */
+export interface UpdatableHost extends CameraHost, UpdateHost {}

@@ -59,7 +59,7 @@ describe('rollouts over MQTT (control plane with the embedded broker, simulated 
     cp = await startTestControlPlane({
       dir,
       config: { rollouts: { tickS: 0.1, resendS: 30 } },
-      artifacts: new CatalogueVariants([1, 2, 3, 4, 5]),
+      parts: { artifacts: new CatalogueVariants([1, 2, 3, 4, 5]) },
     });
     for (const id of ['box-1', 'box-2', 'box-3', 'box-4'])
       boxes.set(id, await SimulatedBox.connect(cp.mqttUrl, id, 'commit'));

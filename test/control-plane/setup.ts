@@ -6,11 +6,11 @@ import { deviceClientId } from '../../contract/index.ts';
 import type { AuthSettings } from '../../control-plane/config.ts';
 import {
   type ControlPlane,
+  type ControlPlaneParts,
   controlPlaneConfig,
   openRepository,
   startControlPlane,
 } from '../../control-plane/index.ts';
-import type { ArtifactVariants } from '../../control-plane/rollouts/engine.ts';
 import { ApiTokens } from '../../control-plane/storage/api-tokens.ts';
 import type { SqlAccess } from '../../control-plane/storage/sql-access.ts';
 
@@ -63,8 +63,8 @@ export interface TestControlPlaneOptions {
   enrollment?: Record<string, unknown>;
   /** the control plane's `auth` section */
   auth?: Partial<AuthSettings>;
-  /** the artifact variants rollouts choose from */
-  artifacts?: ArtifactVariants;
+  /** parts given instead of the defaults (e.g. which artifacts are assigned to which device) */
+  parts?: ControlPlaneParts;
 }
 
 /** a test control plane in its own temporary directory, with an MQTT v5 client of box-1 on its broker */
@@ -111,7 +111,7 @@ export async function startTestControlPlane(o: TestControlPlaneOptions): Promise
       ...(o.auth ? { auth: o.auth } : {}),
     }),
     undefined,
-    o.artifacts ? { artifacts: o.artifacts } : {},
+    o.parts,
   );
   useToken(cp.httpUrl, await createAdminToken(cp.repository.sql));
   return cp;
