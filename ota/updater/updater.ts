@@ -832,12 +832,13 @@ export class Updater {
   private async before(job: Job): Promise<Stretch> {
     const windowS = job.rec.assignment.health.windowS;
     const needS = Math.min(windowS, BEFORE_MIN_S);
-    const from = () => performance.now() - windowS * 1000;
+    const sampleMs = this.o.settings.sampleS * 1000;
     for (;;) {
-      const samples = this.ring.filter((s) => s.t >= from());
-      const span = samples.length > 1 ? (samples[samples.length - 1]!.t - samples[0]!.t) / 1000 : 0;
-      if (span >= needS - this.o.settings.sampleS / 2) return summarise(samples);
-      await sleep(this.o.settings.sampleS * 1000, job.abort.signal);
+      const now = performance.now();
+      const oldest = this.ring[0];
+      if (oldest && now - oldest.t >= needS * 1000)
+        return summarise(this.ring.filter((s) => s.t >= now - windowS * 1000 - sampleMs));
+      await sleep(sampleMs, job.abort.signal);
     }
   }
 

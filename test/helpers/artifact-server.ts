@@ -9,7 +9,10 @@ import type { AddressInfo } from 'node:net';
  */
 export class ArtifactServer {
   readonly requests: { path: string; range: string | undefined; ifRange: string | undefined }[] = [];
-  /** bytes of the next answers after which the connection is cut, one entry per answer */
+  /**
+   * offsets in the artifact at which an answer is cut (the connection destroyed mid-body), each
+   * used once, by the first answer that passes it
+   */
   readonly cuts: number[] = [];
   private readonly artifacts = new Map<string, { data: Buffer; etag: string }>();
   private server!: Server;
@@ -68,13 +71,14 @@ export class ArtifactServer {
       'accept-ranges': 'bytes',
       ...(status === 206 ? { 'content-range': `bytes ${start}-${data.length - 1}/${data.length}` } : {}),
     });
-    const cut = this.cuts.shift();
-    if (cut === undefined || cut >= body.length) {
+    const next = Math.min(...this.cuts.filter((c) => c > start && c < data.length));
+    const i = this.cuts.indexOf(next);
+    if (i < 0) {
       res.end(body);
       return;
     }
-    res.write(body.subarray(0, cut), () => {
-      setTimeout(() => req.socket.destroy(), 20);
-    });
+    const [cut] = this.cuts.splice(i, 1);
+    // the bytes before the cut reach the client, then the connection ends without the rest
+    res.write(body.subarray(0, cut! - start), () => req.socket.end());
   }
 }
