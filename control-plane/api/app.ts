@@ -8,6 +8,7 @@ import type { ServerTlsMaterial } from '../tls.ts';
 import { DOCS_PREFIX, installAuth, type RouteAccess, SECURITY_SCHEMES } from './auth-plugin.ts';
 import type { ApiContext, App } from './context.ts';
 import { boundedJsonBodies, boundedServer, clientErrorHandler } from './http-limits.ts';
+import { artifactRoutes } from './routes/artifacts.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { commandRoutes } from './routes/commands.ts';
 import { deviceRoutes } from './routes/devices.ts';
@@ -78,6 +79,7 @@ export async function buildApi(ctx: ApiContext, log: Logger, https?: ServerTlsMa
   quarantineRoutes(app, ctx);
   operatorRoutes(app, ctx, log);
   auditRoutes(app, ctx);
+  artifactRoutes(app, ctx);
   await app.ready();
   return {
     app,
