@@ -31,6 +31,7 @@ import { obtainCredential, rotateCredential } from './credential.ts';
 import { type HealthReport, type HealthServer, healthVerdict, startHealthServer } from './health.ts';
 import { type CameraHostFactory, defaultCameraHostFactory } from './hosts.ts';
 import { buildIdentity, detectHardwareClass } from './identity.ts';
+import { LiveStreamer } from './live/streamer.ts';
 import { CarriedEvents } from './open-events.ts';
 import { SnapshotUploader } from './snapshots.ts';
 import { Spool, type SpoolStats } from './spool.ts';
@@ -92,6 +93,8 @@ export class DeviceAgent {
   private spool!: Spool;
   private uplink: Uplink | undefined;
   private uploader: SnapshotUploader | undefined;
+  /** live view streams, opened outbound on the control plane's request */
+  private live: LiveStreamer | undefined;
   private host: CameraHost | undefined;
   private commands!: CommandProcessor;
   private updater: Updater | undefined;
@@ -202,6 +205,8 @@ export class DeviceAgent {
         'rotate-credential': () => this.rotateCredentialCommand(),
         update: (args) => this.updater!.assign(args),
         'update-cancel': (args) => this.updater!.cancel(args),
+        'live-start': (args) => this.liveStreamer().start(args),
+        'live-stop': (args) => this.liveStreamer().stop(args),
       },
       (result) => this.spoolResult(result),
       this.log,
@@ -244,6 +249,13 @@ export class DeviceAgent {
       tls,
     );
     this.uploader.start();
+    this.live = new LiveStreamer({
+      device: c.device.id,
+      controlPlane: () => ({ url: this.config.controlPlane.url, credential: this.credential }),
+      tls,
+      cameras: () => this.config.cameras.filter((cam) => cam.enabled),
+      log: this.log,
+    });
     this.uplink = new Uplink({
       device: c.device.id,
       mqtt: c.mqtt,
@@ -307,6 +319,7 @@ export class DeviceAgent {
       }
     };
     await step('stopping updates', () => this.updater?.stop());
+    await step('stopping live streams', async () => this.live?.stopAll());
     await step('stopping the cameras', () => this.host?.stop());
     await step('stopping snapshot uploads', () => this.uploader?.stop());
     await step('answering commands', () => this.commands?.idle());
@@ -480,6 +493,11 @@ export class DeviceAgent {
           : {}),
       };
     });
+  }
+
+  private liveStreamer(): LiveStreamer {
+    if (!this.live) throw new ArgusError('the agent is still starting: send the live view request again');
+    return this.live;
   }
 
   private camera(args: Record<string, unknown>): string {
