@@ -57,7 +57,7 @@ const Refusal = Type.Object({
   reason: Type.Optional(
     Type.String({
       description:
-        'why the bundle was refused: malformed, too-large, unsigned, unknown-key, tampered-manifest, tampered-file, expired, out-of-bounds, conflict, overlap, busy',
+        'why the bundle was refused: malformed, too-large, unsigned, unknown-key, tampered-manifest, tampered-file, expired, out-of-bounds, conflict, overlap, busy, incomplete',
     }),
   ),
 });
@@ -135,6 +135,7 @@ export function artifactRoutes(app: App, ctx: ApiContext): void {
           response: {
             200: Published,
             201: Published,
+            400: Refusal,
             401: ErrorBody,
             403: ErrorBody,
             409: Refusal,
