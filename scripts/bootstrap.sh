@@ -2,7 +2,8 @@
 # Installs everything Argus needs on Debian 12, as root, idempotently: Debian packages (GStreamer
 # 1.22 with dev headers for the Node binding, the RTSP server, ffmpeg, the sample street video,
 # Mosquitto and PostgreSQL for tests, Chromium for console tests), npm dependencies (onnxruntime-node
-# CPU-only, nothing fetched from outside the npm registry) and the pretrained models.
+# CPU-only, nothing fetched from outside the npm registry), the console's build and the pretrained
+# models.
 # Safe to run again: it only does what is missing.
 set -eu
 cd "$(dirname "$0")/.."
@@ -72,6 +73,23 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ]; then
   echo "$lock_hash" > "$stamp"
 else
   say "npm dependencies present"
+fi
+
+# The operations console (console/): its own few npm packages (Preact, uPlot, esbuild), then its
+# build into console/dist, which the control plane serves; rebuilt only when a source is newer.
+console_stamp=console/node_modules/.argus-installed
+console_lock_hash=$(sha256sum console/package-lock.json | cut -d' ' -f1)
+if [ ! -f "$console_stamp" ] || [ "$(cat "$console_stamp")" != "$console_lock_hash" ]; then
+  say "installing the console's npm dependencies"
+  npm ci --prefix console --no-audit --no-fund
+  echo "$console_lock_hash" > "$console_stamp"
+fi
+if [ ! -f console/dist/index.html ] ||
+  [ -n "$(find console/src console/build.mjs console/package-lock.json -newer console/dist/index.html | head -n 1)" ]; then
+  say "building the console"
+  node console/build.mjs
+else
+  say "console built"
 fi
 
 say "pretrained models"

@@ -12,6 +12,7 @@ import { boundedJsonBodies, boundedServer, clientErrorHandler } from './http-lim
 import { artifactRoutes } from './routes/artifacts.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { commandRoutes } from './routes/commands.ts';
+import { consoleRoutes } from './routes/console.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { enrollmentRoutes } from './routes/enrollment.ts';
 import { eventRoutes, type StreamRegistry } from './routes/events.ts';
@@ -89,6 +90,7 @@ export async function buildApi(ctx: ApiContext, log: Logger, https?: ServerTlsMa
     log.child({ part: 'live' }),
   );
   await liveRoutes(app, live);
+  consoleRoutes(app);
   await app.ready();
   return {
     app,

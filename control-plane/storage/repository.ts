@@ -61,6 +61,12 @@ export interface DeviceFilter {
   hardwareClass?: string;
   /** ids that start with this */
   idPrefix?: string;
+  /** `software.version` of the device's identity */
+  softwareVersion?: string;
+  /** some camera of the latest telemetry runs this model version */
+  modelVersion?: number;
+  /** some camera of the latest telemetry runs this scene version */
+  sceneVersion?: number;
   /** only devices whose id sorts after this one (the previous page's last) */
   after?: string;
   limit: number;
