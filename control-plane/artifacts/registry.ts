@@ -2,10 +2,11 @@ import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { ArgusError } from '../../common/errors.ts';
+import { ArgusError, errorMessage } from '../../common/errors.ts';
 import { CONTRACT_BOUNDS } from '../../contract/bounds.ts';
 import type { ArtifactKind, ArtifactRef } from '../../contract/ota.ts';
 import { DEFAULT_BUNDLE_LIMITS, readBundleFile } from '../../models/bundle/container.ts';
+import { ANY_HARDWARE_CLASS } from '../../models/bundle/manifest.ts';
 import { BundleRejected, type RejectionReason } from '../../models/bundle/rejection.ts';
 import { verifyBundleEntries } from '../../models/bundle/verify.ts';
 import type { ArtifactSettings, RetentionLimitSettings } from '../config.ts';
@@ -39,7 +40,7 @@ import { BlobTooLarge, type ByteRange, FsBlobStore, spoolToFile } from './blob-s
  */
 
 /** the hardware class of a target that fits every device (the fallback of `variantFor`) */
-export const ANY_HARDWARE_CLASS = 'any';
+export { ANY_HARDWARE_CLASS };
 
 /** what a device says of itself in its identity message */
 export interface DeviceTargets {
@@ -69,9 +70,9 @@ export const NO_REFERENCES: ArtifactReferences = {
 /** why a publication was refused: the HTTP status, what is wrong and what to do */
 export class PublishRefused extends ArgusError {
   constructor(
-    readonly status: 409 | 413 | 422 | 503,
+    readonly status: 400 | 409 | 413 | 422 | 503,
     /** a BundleRejected reason, or what else refused it */
-    readonly reason: RejectionReason | 'conflict' | 'overlap' | 'out-of-bounds' | 'busy',
+    readonly reason: RejectionReason | 'conflict' | 'overlap' | 'out-of-bounds' | 'busy' | 'incomplete',
     message: string,
     hint: string,
   ) {
@@ -115,6 +116,8 @@ const MAX_TARGETS = B.items;
 /** artifacts looked at by one retention read */
 const RETENTION_BATCH = 200;
 const DAY_MS = 86_400_000;
+/** errors of a request body whose client went away */
+const CUT_OFF = new Set(['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'ECONNABORTED']);
 const MiB = 1 << 20;
 
 function outOfBounds(message: string): PublishRefused {
@@ -183,7 +186,15 @@ export class ArtifactRegistry {
             `the bundle is larger than ${max} bytes, the control plane's limit (artifacts.maxUploadBytes); it was not stored`,
             'make the bundle smaller (e.g. `argus models quantize`) or raise artifacts.maxUploadBytes',
           );
-        throw err;
+        const code = (err as NodeJS.ErrnoException).code ?? '';
+        const cut = (source as Partial<Readable>).readableAborted === true || CUT_OFF.has(code);
+        if (!cut) throw err;
+        throw new PublishRefused(
+          400,
+          'incomplete',
+          `the upload ended before the whole bundle arrived (${errorMessage(err)}); nothing was stored`,
+          'publish it again',
+        );
       });
       const what = `uploaded bundle (sha256 ${spooled.sha256.slice(0, 12)}…)`;
       const limits = { ...DEFAULT_BUNDLE_LIMITS, maxBundleBytes: max };

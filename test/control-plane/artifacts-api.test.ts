@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -14,12 +14,12 @@ import { ApiTokens } from '../../control-plane/storage/api-tokens.ts';
 import { packEntries, readBundleFile } from '../../models/bundle/container.ts';
 import { generateSigningKey, loadSigningKey, type SigningKey } from '../../models/bundle/keys.ts';
 import { MANIFEST_FILE } from '../../models/bundle/manifest.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { modelBundle, sceneBundle } from './artifact-bundles.ts';
 import { apiFetch, startTestControlPlane, tokenFor, tokenOf } from './setup.ts';
 
 const run = promisify(execFile);
 const ARGUS = resolve(import.meta.dirname, '..', '..', 'bin', 'argus.mjs');
-const MAX_UPLOAD = 1 << 20;
 
 /** which artifact is assigned to which device: the shape the rollouts' store gives the registry */
 class Assignments implements ArtifactReferences {
@@ -114,6 +114,12 @@ describe('artifact registry API', () => {
       body: bytes,
     });
     assert.equal(anonymous.status, 401);
+    const json = await apiFetch(`${url}/api/v1/artifacts`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ bundle: 'x' }),
+    });
+    assert.equal(json.status, 415, 'a bundle is uploaded as its file');
     const listed = await apiFetch(`${url}/api/v1/artifacts?kind=scene`, {
       headers: { authorization: `Bearer ${viewer}` },
     });
@@ -293,6 +299,28 @@ describe('artifact registry API', () => {
     assert.ok(process.memoryUsage().rss - rssBefore < 200 << 20);
     const limited = await (await apiFetch(`${url}/metrics`)).text();
     assert.match(limited, /argus_http_limited_total\{limit="body_size"\} [1-9]/);
+
+    // an upload cut off half way leaves nothing behind: no artifact, no staging file
+    const half = big.bytes.subarray(0, big.bytes.length >> 1);
+    await new Promise<void>((resolvePromise) => {
+      const req = request(`${url}/api/v1/artifacts`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${tokenFor(url)}`, 'content-type': 'application/octet-stream' },
+      });
+      req.on('error', () => resolvePromise());
+      req.write(half, () => setTimeout(() => req.destroy(), 200));
+      req.on('close', () => resolvePromise());
+    });
+    const staging = join(dir, 'artifacts', 'staging');
+    await eventually(
+      async () => ((await readdir(staging)).length === 0 ? true : undefined),
+      10_000,
+      'the staging directory to be empty',
+    );
+    const cutPage = (await (await apiFetch(`${url}/api/v1/artifacts?name=big`)).json()) as {
+      artifacts: { id: string }[];
+    };
+    assert.ok(cutPage.artifacts.every((a) => a.id === big.id));
   });
 
   it('serves a device exactly the bytes it asks for: Range resume from any cut point, 416 past the end', async () => {
@@ -337,6 +365,13 @@ describe('artifact registry API', () => {
     const past = await download('box-1', big.id, { range: `bytes=${size}-` });
     assert.equal(past.status, 416);
     assert.equal(past.headers.get('content-range'), `bytes */${size}`);
+    const head = await fetch(`${url}${httpPaths.artifact('box-1', big.id)}`, {
+      method: 'HEAD',
+      headers: { authorization: `Bearer ${tokenOf('box-1')}` },
+    });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get('content-length'), String(size));
+    assert.equal(head.headers.get('etag'), `"${big.id}"`);
     const stale = await download('box-1', big.id, { range: 'bytes=5-', 'if-range': '"something-else"' });
     assert.equal(stale.status, 200, 'a Range for another representation is ignored');
     await stale.body?.cancel();
