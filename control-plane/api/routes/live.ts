@@ -37,10 +37,20 @@ async function sameOrigin(req: FastifyRequest, reply: FastifyReply) {
  * page with the player for a camera (the console embeds the same player module).
  */
 export async function liveRoutes(app: App, relay: LiveRelay): Promise<void> {
+  // an upgrade request leaves node's HTTP parser, which would end the socket when the peer does:
+  // a refused one (401, 403) would stay half open and hold the server's close forever
+  app.server.on('upgrade', (_req, socket) => socket.once('end', () => socket.destroy()));
   // built now, so that the first viewer does not wait for it; a failure is answered to that viewer
   playerBundle().catch(() => undefined);
   await app.register(websocket, {
     options: { maxPayload: MAX_LIVE_FRAME_BYTES + 1, perMessageDeflate: false },
+    // closing the API ends every socket at once: a close handshake a peer never answers (a box
+    // gone, a stalled browser) would hold the server's close open
+    preClose(done) {
+      for (const client of app.websocketServer.clients) client.terminate();
+      app.websocketServer.close();
+      done();
+    },
   });
 
   app.get(
