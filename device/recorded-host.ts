@@ -6,9 +6,13 @@ import { ArgusError, errorMessage } from '../common/errors.ts';
 import { timeOrderedId } from '../common/ids.ts';
 import type { Logger } from '../common/logger.ts';
 import { compileSchema } from '../common/schema.ts';
+import { CONTRACT_BOUNDS } from '../contract/bounds.ts';
 import { type CameraTelemetry, EventMessageSchema } from '../contract/index.ts';
+import type { ShadowFigures } from '../contract/ota.ts';
+import { loadModel } from '../inference/model-dir.ts';
 import type { CameraSettings } from '../pipelines/camera-settings.ts';
-import type { CameraHost, HostEvent, HostStatus, Jpeg } from './camera-host.ts';
+import { checkSceneLabels, loadScene } from '../pipelines/scene/load.ts';
+import type { CameraHost, HealthSample, HostEvent, HostStatus, Jpeg } from './camera-host.ts';
 import type { RecordedSettings } from './config.ts';
 
 /** one line of a recording: what `argus replay --json --snapshots DIR` prints for an event */
@@ -103,6 +107,8 @@ interface CameraReplay {
   /** recorded event id → the id and start of its replayed copy, and its last message */
   open: Map<string, { id: string; startedAt: string; last?: HostEvent['message'] }>;
   lastSnapshot: Jpeg | undefined;
+  /** the scene it reports: the config's file (version 0), or the one applied last */
+  scene: { name: string; version: number };
 }
 
 const RESTART_PAUSE_MS = 200;
@@ -115,6 +121,11 @@ const RESTART_PAUSE_MS = 200;
  * the recording leaves open ends at its end (`after.reason` "end of recording"), and a camera going
  * offline (restart, stop) ends its open events ("camera offline: …"). Used to
  * exercise the uplink, spool and control plane without cameras or a detector.
+ *
+ * For OTA updates it does what it can without video: a model swap checks the model directory
+ * (descriptor and file hash) and reports it in telemetry, a scene apply validates the scene and
+ * reports it for its cameras; the recording plays on unchanged. Shadow validation needs live frames
+ * and a detector and is refused, saying so.
  */
 export class RecordedEventsHost implements CameraHost {
   private recording: RecordedEvent[] = [];
@@ -122,6 +133,9 @@ export class RecordedEventsHost implements CameraHost {
   private timer: NodeJS.Timeout | undefined;
   private readonly eventListeners: ((e: HostEvent) => void)[] = [];
   private readonly statusListeners: ((s: HostStatus) => void)[] = [];
+  /** the model it reports after a swap (none runs) */
+  private model: { name: string; version: number; labels: readonly string[] } | undefined;
+  private eventsStarted = 0;
 
   constructor(
     private readonly settings: RecordedSettings,
@@ -136,11 +150,21 @@ export class RecordedEventsHost implements CameraHost {
     this.statusListeners.push(listener);
   }
 
-  async start(cameras: readonly CameraSettings[], _configDir: string): Promise<void> {
+  async start(cameras: readonly CameraSettings[], configDir: string): Promise<void> {
     if (this.timer) throw new ArgusError('the recorded-events host is already running');
     this.recording = await loadRecording(this.settings.events);
     const now = performance.now();
-    for (const c of cameras.filter((cam) => cam.enabled)) {
+    const enabled = cameras.filter((cam) => cam.enabled);
+    // the scene files are read for their names only: a recording does not run them
+    const names = await Promise.all(
+      enabled.map((c) =>
+        loadScene(resolve(configDir, c.scene)).then(
+          (scene) => scene.name,
+          () => c.scene,
+        ),
+      ),
+    );
+    for (const [i, c] of enabled.entries()) {
       this.cameras.set(c.id, {
         id: c.id,
         state: 'starting',
@@ -149,6 +173,7 @@ export class RecordedEventsHost implements CameraHost {
         runEmitted: 0,
         open: new Map(),
         lastSnapshot: undefined,
+        scene: { name: names[i]!.slice(0, CONTRACT_BOUNDS.name), version: 0 },
       });
     }
     for (const cam of this.cameras.values()) this.setState(cam, 'online');
@@ -195,6 +220,7 @@ export class RecordedEventsHost implements CameraHost {
   }
 
   stats(): CameraTelemetry[] {
+    const m = this.model;
     return [...this.cameras.values()].map((cam) => ({
       id: cam.id,
       state: cam.state,
@@ -203,7 +229,47 @@ export class RecordedEventsHost implements CameraHost {
       detectLatencyMs: 0,
       drops: 0,
       motionSkippedShare: 0,
+      ...(m ? { model: { name: m.name, version: m.version } } : {}),
+      scene: cam.scene,
     }));
+  }
+
+  async shadowModel(): Promise<ShadowFigures> {
+    throw new ArgusError(
+      'this box replays recorded events and runs no detector on live frames: a model cannot be validated in shadow here',
+      'roll models out with a shadow step to boxes with cameras only, or assign this box the update without one',
+    );
+  }
+
+  /** checks the model directory (it loads, its file matches its hash) and reports it from now on */
+  async swapModel(modelDir: string): Promise<void> {
+    const { descriptor: d } = await loadModel(modelDir);
+    this.model = { name: d.name, version: d.version, labels: d.labels };
+    this.log.info({ model: d.name, version: d.version }, 'model recorded as swapped (no detector runs here)');
+  }
+
+  /** validates the scene (against the swapped-in model's labels, if any) and reports it for the cameras */
+  async applyScene(cameras: readonly string[], sceneFile: string, version: number): Promise<void> {
+    const targets = cameras.length > 0 ? cameras.map((id) => this.camera(id)) : [...this.cameras.values()];
+    const scene = await loadScene(sceneFile);
+    if (this.model) checkSceneLabels(scene, this.model.labels, sceneFile);
+    for (const cam of targets) cam.scene = { name: scene.name.slice(0, CONTRACT_BOUNDS.name), version };
+    this.log.info(
+      { scene: scene.name, version, cameras: targets.map((c) => c.id) },
+      'scene recorded as applied',
+    );
+  }
+
+  /** no detector: its figures are zero; events count the replayed ones */
+  healthSample(): HealthSample {
+    return {
+      at: performance.now(),
+      detectFrames: 0,
+      detectFps: 0,
+      detectLatencyMs: 0,
+      detectorRestarts: 0,
+      events: this.eventsStarted,
+    };
   }
 
   private camera(id: string): CameraReplay {
@@ -261,6 +327,7 @@ export class RecordedEventsHost implements CameraHost {
     cam.runEmitted++;
     cam.next++;
     const event = this.replay(cam, recorded);
+    if (event?.message.phase === 'new') this.eventsStarted++;
     if (event) for (const l of this.eventListeners) l(event);
     if (cam.next === this.recording.length) {
       cam.next = 0;

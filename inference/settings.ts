@@ -24,6 +24,11 @@ export const DetectorSettingsSchema = Type.Object(
     threadNice: Type.Integer({ minimum: -20, maximum: 19, default: -10 }),
     /** largest number of frames per inference call */
     maxBatch: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
+    /**
+     * share of one core that shadow validation of a candidate model (OTA updates) may take on the
+     * box, both models together, on detector threads at the lowest priority (default 0.25)
+     */
+    shadowCpuShare: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1 })),
     /** overrides of the descriptor's defaults */
     scoreThreshold: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
     iouThreshold: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),

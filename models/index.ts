@@ -1,5 +1,6 @@
 /** The model factory: import, convert, describe and store the small models the boxes run. */
 
+export { type FrameMatch, type MapResult, meanAveragePrecision } from '../inference/map.ts';
 export { type BuildBundleOptions, buildBundle, writeBundle } from './bundle/build.ts';
 export { type BundleLimits, DEFAULT_BUNDLE_LIMITS, readBundleFile } from './bundle/container.ts';
 export { installBundle } from './bundle/install.ts';
@@ -58,7 +59,6 @@ export {
   loadGateConfig,
 } from './evaluate/gate.ts';
 export { hardwareClass } from './evaluate/hardware.ts';
-export { type FrameMatch, type MapResult, meanAveragePrecision } from './evaluate/map.ts';
 export {
   type EvaluationReport,
   formatEvaluation,

@@ -1,7 +1,14 @@
 import { ArgusError } from '../../common/errors.ts';
 import { createProgress } from '../../common/progress.ts';
-import type { ModelDescriptor } from '../../inference/descriptor.ts';
+import {
+  AGREEMENT_IOU,
+  agreementOf,
+  CANDIDATE_SCORE_THRESHOLD,
+  checkComparable,
+  frameMatch,
+} from '../../inference/agreement.ts';
 import { type Detection, Detector } from '../../inference/detector.ts';
+import type { FrameMatch, MapResult } from '../../inference/map.ts';
 import type { LoadedModel } from '../../inference/model-dir.ts';
 import type { ModelFrame } from '../../inference/model-frame.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../inference/settings.ts';
@@ -9,7 +16,6 @@ import { type ModelRef, readLineage } from '../bundle/lineage.ts';
 import { type FrameRange, formatFrameRange, overlappingFrames, readModelFrames } from '../quant/frames.ts';
 import { cpuDescription, hardwareClass } from './hardware.ts';
 import { measureLatency, percentile } from './latency.ts';
-import { type FrameMatch, type MapResult, meanAveragePrecision } from './map.ts';
 import type { EvaluationReport } from './report.ts';
 
 /**
@@ -52,11 +58,9 @@ export interface Agreement {
 export const DEFAULT_EVALUATE_OPTIONS = {
   threads: 1,
   latencyRuns: 30,
-  candidateScoreThreshold: 0.05,
+  candidateScoreThreshold: CANDIDATE_SCORE_THRESHOLD,
   minTruths: 10,
 } as const;
-
-const IOU_THRESHOLD = 0.5;
 
 function detectorSettings(threads: number) {
   return {
@@ -70,24 +74,6 @@ function detectorSettings(threads: number) {
 function ref(model: LoadedModel): ModelRef {
   const d = model.descriptor;
   return { name: d.name, version: d.version, sha256: d.sha256 };
-}
-
-function checkComparable(reference: ModelDescriptor, candidate: ModelDescriptor): void {
-  const a = reference.input;
-  const b = candidate.input;
-  if (a.width !== b.width || a.height !== b.height || a.colorOrder !== b.colorOrder || a.dtype !== b.dtype) {
-    throw new ArgusError(
-      `${candidate.name} takes ${b.width}×${b.height} ${b.colorOrder} ${b.dtype} frames but ${reference.name} takes ${a.width}×${a.height} ${a.colorOrder} ${a.dtype}`,
-      'evaluate a candidate against the model it was derived from',
-    );
-  }
-  const extra = candidate.labels.filter((l) => !reference.labels.includes(l));
-  if (extra.length > 0) {
-    throw new ArgusError(
-      `${candidate.name} has classes its reference ${reference.name} does not know: ${extra.join(', ')}`,
-      'evaluate a candidate against the model it was derived from',
-    );
-  }
 }
 
 /** evaluation frames must not include frames the candidate was calibrated on */
@@ -112,7 +98,11 @@ export async function measureAgreement(
   options: AgreementOptions,
 ): Promise<Agreement> {
   const { signal } = options;
-  checkComparable(reference.descriptor, candidate.descriptor);
+  checkComparable(
+    reference.descriptor,
+    candidate.descriptor,
+    'evaluate a candidate against the model it was derived from',
+  );
   await checkHeldOut(candidate, options.frames);
   const input = reference.descriptor.input;
   const decoding = createProgress('decoding evaluation frames', 'frames');
@@ -136,19 +126,15 @@ export async function measureAgreement(
   try {
     const progress = createProgress('evaluating', 'frames');
     const matches: FrameMatch[] = [];
-    const kept = new Set(candidate.descriptor.labels);
     for (const [i, frame] of frames.entries()) {
       if (signal?.aborted) throw signal.reason;
       const [truth] = (await referenceDetector.detect([frame])) as [Detection[]];
       const [found] = (await candidateDetector.detect([frame])) as [Detection[]];
-      matches.push({ truth: truth.filter((d) => kept.has(d.label)), found });
+      matches.push(frameMatch(candidate.descriptor, truth, found));
       progress.update(i + 1, frames.length);
     }
     progress.finish();
-    const result = meanAveragePrecision(matches, candidate.descriptor.labels, {
-      iouThreshold: IOU_THRESHOLD,
-      minTruths: options.minTruths,
-    });
+    const result = agreementOf(candidate.descriptor, matches, options.minTruths);
     if (Number.isNaN(result.map)) {
       throw new ArgusError(
         `${reference.descriptor.name} finds fewer than ${options.minTruths} objects of any class ${candidate.descriptor.name} knows on frames ${formatFrameRange(options.frames)}`,
@@ -196,7 +182,7 @@ export async function reportLatency(
       cpu: `${cpuDescription().cpu} (${cpuDescription().cores} cores)`,
       frames: agreement.options.frames,
       frameCount: agreement.frames.length,
-      iouThreshold: IOU_THRESHOLD,
+      iouThreshold: AGREEMENT_IOU,
       referenceScoreThreshold: reference.descriptor.thresholds.score,
       candidateScoreThreshold,
       minTruths,

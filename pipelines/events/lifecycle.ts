@@ -44,7 +44,8 @@ export class EventLifecycle {
     private readonly camera: string,
     /** wall-clock time of scene time `t` (seconds) */
     private readonly clock: (t: number) => Date,
-    private readonly snapshots: boolean,
+    /** whether events carry snapshots (a scene applied to a running camera may change it) */
+    public snapshots: boolean,
   ) {}
 
   /** number of events currently open */

@@ -1,8 +1,10 @@
+import { isDeepStrictEqual } from 'node:util';
 import { ArgusError, errorMessage } from '../../common/errors.ts';
 import { sha256Hex } from '../../common/hash.ts';
 import type { Logger } from '../../common/logger.ts';
 import type { CameraTelemetry } from '../../contract/payloads.ts';
 import type { Detection } from '../../inference/detector.ts';
+import type { ModelFrame } from '../../inference/model-frame.ts';
 import { boxOf, type Rect, rectOf } from '../../inference/rect.ts';
 import { FrameSource, toModelFrame, type VideoFrame } from '../../video/frame-source.ts';
 import { parseSourceUrl, type SourceSpec } from '../../video/source-url.ts';
@@ -91,7 +93,10 @@ export class CameraRuntime {
   private state: CameraTelemetry['state'] = 'starting';
   private engine: SceneEngine | undefined;
   private lifecycle: EventLifecycle;
-  private readonly motion: MotionGate;
+  private motion: MotionGate;
+  private scene: Scene;
+  /** where a camera's motion gate refreshes within its period: cameras started together differ */
+  private readonly motionPhase: number;
   private chain: Promise<void> = Promise.resolve();
   private latest: VideoFrame | undefined;
   private lastT = 0;
@@ -101,25 +106,28 @@ export class CameraRuntime {
   readonly eventLatency = new SampleWindow(10_000);
   private running: Promise<void> | undefined;
   private frameCount = 0;
+  private detectedCount = 0;
   private restartRequested = false;
 
   constructor(private readonly o: CameraRuntimeOptions) {
     this.id = o.camera.id;
     this.spec = parseSourceUrl(o.camera.url);
+    this.scene = o.scene;
     const start = o.replayStart?.getTime() ?? Date.now();
     this.lifecycle = new EventLifecycle(
       this.id,
       o.mode === 'live' ? (t) => new Date(t * 1000) : (t) => new Date(start + t * 1000),
       o.scene.snapshots.enabled,
     );
-    this.motion = new MotionGate(
-      o.scene.motion,
-      o.scheduler.input.width,
-      o.scheduler.input.height,
-      // cameras started together refresh at different moments, each always at the same one
-      Number.parseInt(sha256Hex(this.id).slice(0, 8), 16) / 2 ** 32,
-    );
+    // cameras started together refresh at different moments, each always at the same one
+    this.motionPhase = Number.parseInt(sha256Hex(this.id).slice(0, 8), 16) / 2 ** 32;
+    this.motion = this.newMotionGate(o.scene);
     o.scheduler.register(this.id, o.mode === 'live' ? 'newest' : 'ordered');
+  }
+
+  private newMotionGate(scene: Scene): MotionGate {
+    const { width, height } = this.o.scheduler.input;
+    return new MotionGate(scene.motion, width, height, this.motionPhase);
   }
 
   /** starts the camera in the background; `done` settles when it stops (replay: at end of file) */
@@ -268,6 +276,7 @@ export class CameraRuntime {
         if (!detections) return;
         this.detectLatency.add(performance.now() - submittedAt);
         this.framesDetected.tick();
+        this.detectedCount++;
         await this.observe(frame, t, detections, submittedAt, decision.regions);
       })
       .catch((err) =>
@@ -295,7 +304,7 @@ export class CameraRuntime {
     arrivedAt: number,
     regions: readonly Rect[] | undefined,
   ): Promise<void> {
-    this.engine = (this.engine ?? new SceneEngine(this.o.scene, frame.full.width, frame.full.height)).resize(
+    this.engine = (this.engine ?? new SceneEngine(this.scene, frame.full.width, frame.full.height)).resize(
       frame.full.width,
       frame.full.height,
     );
@@ -322,7 +331,7 @@ export class CameraRuntime {
           jpeg: await renderAnnotatedJpeg(
             frame,
             box ? [{ box, label: caption }] : [],
-            this.o.scene.snapshots.quality,
+            this.scene.snapshots.quality,
           ),
           width: frame.width,
           height: frame.height,
@@ -372,14 +381,59 @@ export class CameraRuntime {
     const frame = this.latest;
     if (!frame) throw new ArgusError(`camera ${this.id} has not delivered a frame yet`);
     return {
-      jpeg: await renderAnnotatedJpeg(frame.full, [], this.o.scene.snapshots.quality),
+      jpeg: await renderAnnotatedJpeg(frame.full, [], this.scene.snapshots.quality),
       width: frame.full.width,
       height: frame.full.height,
     };
   }
 
+  /**
+   * Runs `scene` from the next detected frame on, without touching the video: frames keep coming
+   * from the same source. The scene engine keeps the state of unchanged rules and ends the open
+   * events of rules removed or changed (see SceneEngine.reconfigure); the motion gate starts over
+   * when its settings change (it learns the background again from the next frame). Frames already
+   * in detection are observed under the old scene first.
+   */
+  applyScene(scene: Scene): Promise<void> {
+    const applied = this.chain.then(async () => {
+      if (!isDeepStrictEqual(scene.motion, this.scene.motion)) this.motion = this.newMotionGate(scene);
+      this.scene = scene;
+      this.lifecycle.snapshots = scene.snapshots.enabled;
+      const engine = this.engine;
+      if (!engine) return;
+      const t = this.o.mode === 'live' ? Date.now() / 1000 : this.lastT;
+      const ended = engine.reconfigure(scene, t);
+      await this.emit(this.lifecycle.process(ended, t, [], undefined, engine.counters()), performance.now());
+    });
+    this.chain = applied.catch((err) =>
+      this.o.log.error({ camera: this.id, err: errorMessage(err) }, 'applying the scene failed'),
+    );
+    return applied;
+  }
+
+  /** the scene the camera runs */
+  get currentScene(): Scene {
+    return this.scene;
+  }
+
+  /** the newest frame the source delivered, as the detector takes it (undefined before the first) */
+  latestFrame(): { frame: ModelFrame; receivedAt: number } | undefined {
+    const f = this.latest;
+    return f ? { frame: toModelFrame(f), receivedAt: f.receivedAt } : undefined;
+  }
+
   get frames(): number {
     return this.frameCount;
+  }
+
+  /** frames run through the detector since the camera started */
+  get detectedFrames(): number {
+    return this.detectedCount;
+  }
+
+  /** detect latencies of the recent frames (ms) */
+  detectLatencies(): readonly number[] {
+    return this.detectLatency.values();
   }
 
   stats(): CameraTelemetry {

@@ -1,3 +1,4 @@
+import { ArgusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import type { Detection, FrameDetector } from '../../inference/detector.ts';
 import type { ModelFrame } from '../../inference/model-frame.ts';
@@ -67,14 +68,45 @@ export class DetectionScheduler {
   private running = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
-  private readonly maxBatch: number;
+  private maxBatch: number;
+  /** inference calls in progress, by the detector they run on */
+  private readonly calls = new Map<FrameDetector, Set<Promise<unknown>>>();
 
   constructor(
-    private readonly detector: FrameDetector,
+    private detector: FrameDetector,
     private readonly options: SchedulerOptions,
     private readonly log: Logger,
   ) {
     this.maxBatch = Math.max(1, Math.min(options.maxBatch, detector.maxBatch));
+  }
+
+  /** the detector frames go to */
+  get current(): FrameDetector {
+    return this.detector;
+  }
+
+  /**
+   * Sends the frames to `next` from the next inference call on: calls already running finish on
+   * the previous detector, and the returned promise resolves with it once they have, so that it can
+   * be closed. Frames waiting, and the cameras' frame sources, stay as they are, so `next` must
+   * take frames of the same size and colour order.
+   */
+  async switchTo(next: FrameDetector): Promise<FrameDetector> {
+    const a = this.input;
+    const b = { width: next.inputWidth, height: next.inputHeight, format: next.descriptor.input.colorOrder };
+    if (a.width !== b.width || a.height !== b.height || a.format !== b.format) {
+      throw new ArgusError(
+        `${next.descriptor.name} takes ${b.width}×${b.height} ${b.format} frames, the cameras deliver ${a.width}×${a.height} ${a.format}`,
+        'a model with another input size or colour order needs the cameras restarted: restart the agent with it',
+      );
+    }
+    const previous = this.detector;
+    this.detector = next;
+    this.maxBatch = Math.max(1, Math.min(this.options.maxBatch, next.maxBatch));
+    this.schedule();
+    await Promise.allSettled([...(this.calls.get(previous) ?? [])]);
+    this.calls.delete(previous);
+    return previous;
   }
 
   register(camera: string, mode: QueueMode): void {
@@ -242,11 +274,17 @@ export class DetectionScheduler {
     // another session may take the next batch at once
     this.schedule();
     const entries = inputs.flatMap((input) => ('entry' in input ? [input.entry] : input.mosaic.members));
+    const detector = this.detector;
+    const calls = this.calls.get(detector) ?? new Set();
+    this.calls.set(detector, calls);
+    let call: Promise<Detection[][]> | undefined;
     try {
       if (inputs.length > 0) {
-        const results = await this.detector.detect(
+        call = detector.detect(
           inputs.map((input) => ('entry' in input ? input.entry.job.frame : input.mosaic.frame())),
         );
+        calls.add(call);
+        const results = await call;
         inputs.forEach((input, i) => {
           const found =
             'entry' in input ? [[input.entry, results[i]!] as const] : input.mosaic.distribute(results[i]!);
@@ -260,6 +298,7 @@ export class DetectionScheduler {
       this.log.error({ err }, 'inference failed');
       for (const entry of entries) entry.job.reject(err);
     } finally {
+      if (call) calls.delete(call);
       this.running--;
       this.schedule();
     }

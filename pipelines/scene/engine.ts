@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { Detection } from '../../inference/detector.ts';
 import { nonMaxSuppression, type RawDetection } from '../../inference/nms.ts';
 import type { Box } from '../../inference/rect.ts';
@@ -26,20 +27,30 @@ export interface SceneStep {
  * cameras, replays faster than real time, and unit tests with synthetic tracks.
  */
 export class SceneEngine {
-  private readonly tracker: Tracker;
-  private readonly bindings: RuleBinding[];
+  private tracker: Tracker;
+  private bindings: RuleBinding[];
+  private current: Scene;
 
   constructor(
-    readonly scene: Scene,
+    scene: Scene,
     private readonly frameWidth: number,
     private readonly frameHeight: number,
   ) {
+    this.current = scene;
     this.tracker = new Tracker(scene.tracker);
-    this.bindings = scene.rules.map((rule) => ({
+    this.bindings = scene.rules.map((rule) => this.bind(rule));
+  }
+
+  get scene(): Scene {
+    return this.current;
+  }
+
+  private bind(rule: Rule): RuleBinding {
+    return {
       rule,
-      evaluator: createEvaluator(rule, scene.updateSeconds),
+      evaluator: createEvaluator(rule, this.current.updateSeconds),
       qualified: new Set<number>(),
-    }));
+    };
   }
 
   /** resolution changes (a camera reconfigured) keep the scene, which is in frame fractions */
@@ -47,6 +58,41 @@ export class SceneEngine {
     return width === this.frameWidth && height === this.frameHeight
       ? this
       : new SceneEngine(this.scene, width, height);
+  }
+
+  /**
+   * Runs `next` from the next frame on, at scene time `t`, and returns the ends of the events it
+   * closes. A rule whose id and definition are unchanged keeps its state (its open events, tracks
+   * and counts go on). A rule removed or changed ends its open events (`after.reason` "scene
+   * changed: rule … removed/changed") and a changed one starts afresh. Tracker settings, the anchor
+   * or `updateSeconds` changing restart the tracker and every rule (each open event ends, "scene
+   * changed: …"), as the tracks and rule states of the old settings mean nothing under the new
+   * ones. The scene filters (`classes`, `minScore`) apply from the next frame on.
+   */
+  reconfigure(next: Scene, t: number): Transition[] {
+    const prev = this.current;
+    const whole = !isDeepStrictEqual(prev.tracker, next.tracker)
+      ? 'tracker settings changed'
+      : prev.anchor !== next.anchor
+        ? 'anchor changed'
+        : prev.updateSeconds !== next.updateSeconds
+          ? 'updateSeconds changed'
+          : undefined;
+    const ended: Transition[] = [];
+    const kept = new Map<string, RuleBinding>();
+    for (const binding of this.bindings) {
+      const rule = next.rules.find((r) => r.id === binding.rule.id);
+      if (!whole && rule && isDeepStrictEqual(rule, binding.rule)) {
+        kept.set(rule.id, binding);
+        continue;
+      }
+      const why = whole ?? `rule ${binding.rule.id} ${rule ? 'changed' : 'removed'}`;
+      ended.push(...binding.evaluator.close(t, `scene changed: ${why}`));
+    }
+    this.current = next;
+    if (whole) this.tracker = new Tracker(next.tracker);
+    this.bindings = next.rules.map((rule) => kept.get(rule.id) ?? this.bind(rule));
+    return ended;
   }
 
   private wanted(d: Detection): boolean {

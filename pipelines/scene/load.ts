@@ -158,3 +158,18 @@ export function parseScene(text: string, file: string, labels?: readonly string[
 export async function loadScene(file: string, labels?: readonly string[]): Promise<Scene> {
   return parseScene(await readConfigText(file, 'scene'), file, labels);
 }
+
+/**
+ * Refuses a scene that names classes the model does not have (a scene loaded for another model):
+ * every class of the scene and of its rules, listed at once.
+ */
+export function checkSceneLabels(scene: Scene, labels: readonly string[], where: string): void {
+  const used = [...(scene.classes ?? []), ...scene.rules.flatMap((r) => r.classes ?? [])];
+  const missing = [...new Set(used.filter((c) => !labels.includes(c)))];
+  if (missing.length > 0) {
+    throw new ArgusError(
+      `${where}: scene "${scene.name}" uses classes the model does not have: ${missing.join(', ')}`,
+      'apply a scene for this model first, or choose a model that detects these classes',
+    );
+  }
+}

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type FrameMatch, meanAveragePrecision } from '../../models/evaluate/map.ts';
+import { type FrameMatch, meanAveragePrecision } from '../../inference/map.ts';
 import {
   ARGUS_IR_VERSION,
   ARGUS_OPSET,

@@ -1,5 +1,5 @@
-import { iou } from '../../inference/nms.ts';
-import type { Box } from '../../inference/rect.ts';
+import { iou } from './nms.ts';
+import type { Box } from './rect.ts';
 
 /**
  * Average precision of detections against ground truth, VOC style: detections of all frames ranked
