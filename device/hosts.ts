@@ -1,11 +1,11 @@
 import type { Logger } from '../common/logger.ts';
-import type { CameraHost } from './camera-host.ts';
+import type { UpdatableHost } from './camera-host.ts';
 import type { DeviceConfig } from './config.ts';
 import { PipelineCameraHost } from './pipeline-host.ts';
 import { RecordedEventsHost } from './recorded-host.ts';
 
 /** makes the camera host for a config; the agent calls it at start and when a reload changes the cameras */
-export type CameraHostFactory = (config: DeviceConfig, log: Logger) => CameraHost;
+export type CameraHostFactory = (config: DeviceConfig, log: Logger) => UpdatableHost;
 
 /**
  * With a `recorded:` section, the recorded-events host (wiring and control-plane tests without

@@ -18,7 +18,8 @@ import { DetectionScheduler } from '../pipelines/runtime/scheduler.ts';
 import { runShadow } from '../pipelines/runtime/shadow.ts';
 import { SampleWindow } from '../pipelines/runtime/stats.ts';
 import { checkSceneLabels, loadScene } from '../pipelines/scene/load.ts';
-import type { CameraHost, HealthSample, HostEvent, HostStatus, Jpeg } from './camera-host.ts';
+import type { HealthSample } from '../ota/updater/host.ts';
+import type { HostEvent, HostStatus, Jpeg, UpdatableHost } from './camera-host.ts';
 
 /**
  * how long a frame may wait, with a session free, for frames of other cameras to join its call:
@@ -48,7 +49,7 @@ interface RunningCamera {
  * model does only when it takes frames of another size or colour order than the running one,
  * which swapModel refuses (the agent then has to start with it).
  */
-export class PipelineCameraHost implements CameraHost {
+export class PipelineCameraHost implements UpdatableHost {
   private detector: DetectorPool | undefined;
   private scheduler: DetectionScheduler | undefined;
   private readonly cameras = new Map<string, RunningCamera>();
@@ -58,7 +59,8 @@ export class PipelineCameraHost implements CameraHost {
   private model: string;
   /** restarts of the detectors swapped out */
   private restartsBefore = 0;
-  private eventsStarted = 0;
+  /** event messages produced since the host started */
+  private eventMessages = 0;
   /** swapModel and applyScene run one at a time */
   private updating: Promise<unknown> = Promise.resolve();
 
@@ -94,7 +96,7 @@ export class PipelineCameraHost implements CameraHost {
         mode: 'live',
         log: this.log,
         onEvent: (e) => {
-          if (e.message.phase === 'new') this.eventsStarted++;
+          this.eventMessages++;
           for (const l of this.eventListeners) l(e);
         },
         onStatus: (s) => {
@@ -285,12 +287,10 @@ export class PipelineCameraHost implements CameraHost {
     const latencies = new SampleWindow(Number.POSITIVE_INFINITY);
     for (const r of all) for (const v of r.detectLatencies()) latencies.add(v);
     return {
-      at: performance.now(),
-      detectFrames: all.reduce((n, r) => n + r.detectedFrames, 0),
       detectFps: all.reduce((n, r) => n + r.stats().fpsDetect, 0),
       detectLatencyMs: latencies.percentile(50),
       detectorRestarts: this.restartsBefore + (this.detector?.restarts ?? 0),
-      events: this.eventsStarted,
+      events: this.eventMessages,
     };
   }
 

@@ -12,7 +12,8 @@ import type { ShadowFigures } from '../contract/ota.ts';
 import { loadModel } from '../inference/model-dir.ts';
 import type { CameraSettings } from '../pipelines/camera-settings.ts';
 import { checkSceneLabels, loadScene } from '../pipelines/scene/load.ts';
-import type { CameraHost, HealthSample, HostEvent, HostStatus, Jpeg } from './camera-host.ts';
+import type { HealthSample } from '../ota/updater/host.ts';
+import type { HostEvent, HostStatus, Jpeg, UpdatableHost } from './camera-host.ts';
 import type { RecordedSettings } from './config.ts';
 
 /** one line of a recording: what `argus replay --json --snapshots DIR` prints for an event */
@@ -127,7 +128,7 @@ const RESTART_PAUSE_MS = 200;
  * reports it for its cameras; the recording plays on unchanged. Shadow validation needs live frames
  * and a detector and is refused, saying so.
  */
-export class RecordedEventsHost implements CameraHost {
+export class RecordedEventsHost implements UpdatableHost {
   private recording: RecordedEvent[] = [];
   private readonly cameras = new Map<string, CameraReplay>();
   private timer: NodeJS.Timeout | undefined;
@@ -135,7 +136,8 @@ export class RecordedEventsHost implements CameraHost {
   private readonly statusListeners: ((s: HostStatus) => void)[] = [];
   /** the model it reports after a swap (none runs) */
   private model: { name: string; version: number; labels: readonly string[] } | undefined;
-  private eventsStarted = 0;
+  /** event messages produced since the host started */
+  private eventMessages = 0;
 
   constructor(
     private readonly settings: RecordedSettings,
@@ -260,15 +262,13 @@ export class RecordedEventsHost implements CameraHost {
     );
   }
 
-  /** no detector: its figures are zero; events count the replayed ones */
+  /** no detector: its figures are zero; events count the replayed messages */
   healthSample(): HealthSample {
     return {
-      at: performance.now(),
-      detectFrames: 0,
       detectFps: 0,
       detectLatencyMs: 0,
       detectorRestarts: 0,
-      events: this.eventsStarted,
+      events: this.eventMessages,
     };
   }
 
@@ -311,6 +311,7 @@ export class RecordedEventsHost implements CameraHost {
       });
     }
     cam.open.clear();
+    this.eventMessages += ends.length;
     for (const e of ends) for (const l of this.eventListeners) l(e);
   }
 
@@ -327,7 +328,7 @@ export class RecordedEventsHost implements CameraHost {
     cam.runEmitted++;
     cam.next++;
     const event = this.replay(cam, recorded);
-    if (event?.message.phase === 'new') this.eventsStarted++;
+    if (event) this.eventMessages++;
     if (event) for (const l of this.eventListeners) l(event);
     if (cam.next === this.recording.length) {
       cam.next = 0;
