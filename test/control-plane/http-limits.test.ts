@@ -140,7 +140,7 @@ describe('HTTP bounds (limits.http)', () => {
     assert.equal(await limited(cp, 'request_timeout'), before + 2);
   });
 
-  it('closes connections past connectionsPerAddress at once, and serves again once they close', async () => {
+  it('closes connections past connectionsPerAddress (after a grace for a close of the same address), and serves again once they close', async () => {
     const before = await limited(cp, 'connections_per_address');
     const open = Array.from({ length: 12 }, () => rawConnection(cp.httpUrl));
     let closedByServer = 0;
