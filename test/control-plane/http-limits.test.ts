@@ -233,8 +233,8 @@ describe('HTTP bounds (limits.http)', () => {
     // a control plane of its own, with the default bounds (this file's caps connections at 8)
     const own = await startTestControlPlane({
       dir: join(dir, 'paging'),
-      // open mode, explicitly: one client publishes the identities of 1,000 devices
-      embedded: { deviceCredentials: false },
+      // one client publishes the identities of 1,000 devices
+      openMode: true,
     });
     const publisher = connect(own.mqttUrl, { protocolVersion: 5 });
     await new Promise<void>((resolve) => publisher.once('connect', () => resolve()));
