@@ -1,5 +1,6 @@
 import { ArgusError, errorMessage } from '../common/errors.ts';
 import { type Command, HelpRequested } from './command.ts';
+import { artifactsList, artifactsPublish, artifactsShow } from './commands/artifacts.ts';
 import { caInit, caIssue } from './commands/ca.ts';
 import { controlPlaneEnroll, controlPlaneRun } from './commands/control-plane.ts';
 import { demo } from './commands/demo.ts';
@@ -48,6 +49,9 @@ export const COMMANDS: readonly Command[] = [
   usersList,
   usersRemove,
   usersPasswd,
+  artifactsPublish,
+  artifactsList,
+  artifactsShow,
 ];
 
 function help(): string {

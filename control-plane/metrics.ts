@@ -47,6 +47,10 @@ export const HTTP_LIMITS = [
   'live_streams',
   /** a list page ended early at `limits.http.pageBytes` */
   'page_bytes',
+  /** an artifact download over `artifacts.downloads` open at once: 503 */
+  'downloads',
+  /** an artifact download over `artifacts.downloadsPerDevice` open at once for its device: 429 */
+  'downloads_per_device',
 ] as const;
 export type HttpLimit = (typeof HTTP_LIMITS)[number];
 

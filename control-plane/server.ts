@@ -5,6 +5,7 @@ import { createLogger, type Logger } from '../common/logger.ts';
 import { isLoopback, redactUrl } from '../common/net.ts';
 import { buildApi } from './api/app.ts';
 import type { RouteAccess } from './api/auth-plugin.ts';
+import { type ArtifactReferences, ArtifactRegistry, NO_REFERENCES } from './artifacts/registry.ts';
 import { DeviceCredentials } from './auth.ts';
 import { syncBrokerCredentials } from './broker-credential-sync.ts';
 import { CommandSender } from './commands.ts';
@@ -21,6 +22,8 @@ import { startEmbeddedBroker } from './mqtt/embedded.ts';
 import { connectExternalBroker } from './mqtt/external.ts';
 import type { Deliver, MqttLink } from './mqtt/link.ts';
 import { MosquittoDynamicSecurity } from './mqtt/mosquitto-dynsec.ts';
+import { artifactRetention } from './retention/artifacts.ts';
+import { RETENTION_KINDS } from './retention/kinds.ts';
 import { Retention } from './retention/retention.ts';
 import { ApiTokens } from './storage/api-tokens.ts';
 import { AuditLog } from './storage/audit.ts';
@@ -54,6 +57,16 @@ export interface ControlPlane {
   close(): Promise<void>;
 }
 
+/** parts of the control plane given by the caller instead of the defaults */
+export interface ControlPlaneParts {
+  /**
+   * which artifacts are assigned to which device and referenced by a rollout: the registry's
+   * download authorization and its retention ask it. Default NO_REFERENCES (nothing assigned,
+   * nothing referenced) until the rollouts' store provides it (#16 item 2)
+   */
+  artifactReferences?: ArtifactReferences;
+}
+
 /** a lease's holder that stops renewing loses it after this long */
 const LEASE_TTL_MS = 30_000;
 
@@ -69,6 +82,7 @@ function startLeasedJobs(
   log: Logger,
   /** with an external broker: one sweep of syncBrokerCredentials */
   brokerSync: (() => Promise<unknown>) | undefined,
+  artifacts: ArtifactRegistry,
 ) {
   const leases = new LeaseStore(repository.sql);
   const holder = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -86,7 +100,14 @@ function startLeasedJobs(
         leases,
         { name: 'retention', holder, ttlMs: LEASE_TTL_MS, intervalMs: config.retention.intervalS * 1000 },
         async (stillHeld) => {
-          const report = await new Retention(repository, config.retention, metrics.retention).run(stillHeld);
+          const report = await new Retention(
+            repository,
+            config.retention,
+            metrics.retention,
+            RETENTION_KINDS,
+            Date.now,
+            [artifactRetention(artifacts)],
+          ).run(stillHeld);
           retentionLog.info(report, 'retention run');
         },
         retentionLog,
@@ -155,6 +176,7 @@ async function connectExternal(
 export async function startControlPlane(
   config: ControlPlaneConfig,
   log: Logger = createLogger('control-plane'),
+  parts: ControlPlaneParts = {},
 ): Promise<ControlPlane> {
   const cleanups: (() => Promise<void>)[] = [];
   const stopAll = async () => {
@@ -238,6 +260,12 @@ export async function startControlPlane(
         await commands.send(device, 'rotate-credential', {});
     };
     const external = config.mqtt.kind === 'external' ? broker.access : undefined;
+    const artifacts = new ArtifactRegistry({
+      sql: repository.sql,
+      settings: config.artifacts,
+      references: parts.artifactReferences ?? NO_REFERENCES,
+    });
+    await artifacts.blobs.sweepStaging();
     const jobs = startLeasedJobs(
       config,
       repository,
@@ -249,6 +277,7 @@ export async function startControlPlane(
           syncBrokerCredentials(store, enrollment, external, async (device) => {
             await commands.send(device, 'rotate-credential', {});
           })),
+      artifacts,
     );
     cleanups.push(() => jobs.stop());
     const api = await buildApi(
@@ -276,6 +305,8 @@ export async function startControlPlane(
           audit: new AuditLog(repository.sql),
         },
         limits: config.limits.http,
+        artifacts,
+        artifactSettings: config.artifacts,
       },
       log.child({ part: 'http' }),
       config.http.tls ? await loadServerTls(config.http.tls, 'http.tls') : undefined,

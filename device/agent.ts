@@ -26,6 +26,7 @@ import { obtainCredential, rotateCredential } from './credential.ts';
 import { type HealthReport, type HealthServer, healthVerdict, startHealthServer } from './health.ts';
 import { type CameraHostFactory, defaultCameraHostFactory } from './hosts.ts';
 import { buildIdentity } from './identity.ts';
+import { LiveStreamer } from './live/streamer.ts';
 import { CarriedEvents } from './open-events.ts';
 import { SnapshotUploader } from './snapshots.ts';
 import { Spool, type SpoolStats } from './spool.ts';
@@ -65,6 +66,8 @@ export class DeviceAgent {
   private spool!: Spool;
   private uplink: Uplink | undefined;
   private uploader: SnapshotUploader | undefined;
+  /** live view streams, opened outbound on the control plane's request */
+  private live: LiveStreamer | undefined;
   private host: CameraHost | undefined;
   private commands!: CommandProcessor;
   private health: HealthServer | undefined;
@@ -169,6 +172,8 @@ export class DeviceAgent {
         'rotate-credential': () => this.rotateCredentialCommand(),
         update: async () => ({ ok: false, message: 'this box has no updater yet (issue #16)' }),
         'update-cancel': async () => ({ ok: false, message: 'this box has no updater yet (issue #16)' }),
+        'live-start': (args) => this.liveStreamer().start(args),
+        'live-stop': (args) => this.liveStreamer().stop(args),
       },
       (result) => this.spoolResult(result),
       this.log,
@@ -198,6 +203,13 @@ export class DeviceAgent {
       tls,
     );
     this.uploader.start();
+    this.live = new LiveStreamer({
+      device: c.device.id,
+      controlPlane: () => ({ url: this.config.controlPlane.url, credential: this.credential }),
+      tls,
+      cameras: () => this.config.cameras.filter((cam) => cam.enabled),
+      log: this.log,
+    });
     this.uplink = new Uplink({
       device: c.device.id,
       mqtt: c.mqtt,
@@ -259,6 +271,7 @@ export class DeviceAgent {
         this.log.error({ err: errorMessage(err) }, `shutdown: ${what} failed`);
       }
     };
+    await step('stopping live streams', async () => this.live?.stopAll());
     await step('stopping the cameras', () => this.host?.stop());
     await step('stopping snapshot uploads', () => this.uploader?.stop());
     await step('answering commands', () => this.commands?.idle());
@@ -388,6 +401,11 @@ export class DeviceAgent {
     } catch (err) {
       this.log.error({ err: errorMessage(err) }, 'telemetry not sent');
     }
+  }
+
+  private liveStreamer(): LiveStreamer {
+    if (!this.live) throw new ArgusError('the agent is still starting: send the live view request again');
+    return this.live;
   }
 
   private camera(args: Record<string, unknown>): string {

@@ -1,8 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from 'fastify';
+import type { ArtifactRegistry } from '../artifacts/registry.ts';
 import type { DeviceCredentials } from '../auth.ts';
-import type { HttpLimitSettings } from '../config.ts';
+import type { ArtifactSettings, HttpLimitSettings } from '../config.ts';
 import './access.ts';
 import type { CommandSender } from '../commands.ts';
 import type { AuthSettings, EnrollmentSettings } from '../config.ts';
@@ -40,6 +41,9 @@ export interface ApiContext {
   auth: OperatorAuth;
   /** the HTTP bounds (`limits.http`) */
   limits: HttpLimitSettings;
+  /** the artifact registry (published bundles, device downloads) and its settings */
+  artifacts: ArtifactRegistry;
+  artifactSettings: ArtifactSettings;
 }
 
 /** operators' accounts, sessions, API tokens, login throttling and the audit log */

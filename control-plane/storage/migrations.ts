@@ -293,6 +293,37 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'retention of quarantined messages by age',
     statements: () => ['CREATE INDEX quarantine_received ON quarantine (received_at)'],
   },
+  {
+    version: 7,
+    name: 'artifact registry: published bundles and the targets of their variants',
+    statements: (d) => [
+      `CREATE TABLE artifacts (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        variant TEXT NOT NULL,
+        bytes ${d.bigint} NOT NULL,
+        key_id TEXT NOT NULL,
+        manifest TEXT NOT NULL,
+        expires_at ${d.bigint} NOT NULL,
+        published_at ${d.bigint} NOT NULL,
+        published_by TEXT NOT NULL,
+        UNIQUE (kind, name, version, variant)
+      )`,
+      'CREATE INDEX artifacts_published ON artifacts (published_at, id)',
+      `CREATE TABLE artifact_targets (
+        artifact TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        hardware_class TEXT NOT NULL,
+        execution_provider TEXT NOT NULL,
+        PRIMARY KEY (kind, name, version, hardware_class, execution_provider)
+      )`,
+      'CREATE INDEX artifact_targets_artifact ON artifact_targets (artifact)',
+    ],
+  },
 ];
 
 export const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (

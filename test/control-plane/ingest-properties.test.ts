@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { connect, type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { MAX_PAYLOAD_BYTES, topics, validators } from '../../contract/index.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
 import { decodeMessage } from '../../control-plane/ingest/decode.ts';

@@ -9,13 +9,7 @@ import type { StoredEvent } from '../../control-plane/storage/repository.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { followSse } from '../helpers/sse.ts';
 import { eventMessage } from './fixtures.ts';
-import {
-  apiFetch,
-  type ControlPlaneWithClient,
-  metric,
-  startControlPlaneWithClient,
-  tokenFor,
-} from './setup.ts';
+import { type ControlPlaneWithClient, metric, startControlPlaneWithClient, tokenFor } from './setup.ts';
 
 /** an SSE client reading in the background; `frames` holds its event messages, as received */
 async function follow(url: string): Promise<{ frames: string[]; stop(): Promise<void> }> {

@@ -130,6 +130,11 @@ describe('operators: accounts, roles, sessions, API tokens, audit', () => {
         'POST /api/v1/logout',
         // a box's one-time claim token in exchange for its credential (rate-limited)
         'POST /api/v1/devices/:device/enroll',
+        // the live view's page and player script (the stream itself needs a login)
+        'GET /live/:device/:camera',
+        'HEAD /live/:device/:camera',
+        'GET /live/player.js',
+        'HEAD /live/player.js',
       ]),
     );
   });
