@@ -12,6 +12,7 @@ import { boundedJsonBodies, boundedServer, clientErrorHandler } from './http-lim
 import { artifactRoutes } from './routes/artifacts.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { commandRoutes } from './routes/commands.ts';
+import { consoleRoutes } from './routes/console.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { enrollmentRoutes } from './routes/enrollment.ts';
 import { eventRoutes, type StreamRegistry } from './routes/events.ts';
@@ -20,6 +21,7 @@ import { liveRoutes } from './routes/live.ts';
 import { operatorRoutes } from './routes/operators.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { quarantineRoutes } from './routes/quarantine.ts';
+import { rolloutRoutes } from './routes/rollouts.ts';
 import { snapshotRoutes } from './routes/snapshots.ts';
 
 export interface Api {
@@ -82,11 +84,13 @@ export async function buildApi(ctx: ApiContext, log: Logger, https?: ServerTlsMa
   operatorRoutes(app, ctx, log);
   auditRoutes(app, ctx);
   artifactRoutes(app, ctx);
+  rolloutRoutes(app, ctx);
   const live = new LiveRelay(
     (device, name, args) => ctx.commands.send(device, name, args),
     log.child({ part: 'live' }),
   );
   await liveRoutes(app, live);
+  consoleRoutes(app);
   await app.ready();
   return {
     app,
