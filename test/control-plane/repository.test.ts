@@ -223,7 +223,7 @@ function repositorySuite(name: string, open: () => Promise<Repository>): void {
       }));
       await repo.writeBatch(
         boxes.flatMap((b) => {
-          const t = telemetry(b.id, 5, T0);
+          const t = telemetry(b.id, T0, {}, { fpsIn: 5, fpsDetect: 2.5 });
           t.cameras = b.cameras.map((c, k) => ({
             ...t.cameras[0]!,
             id: `cam-${k}`,
