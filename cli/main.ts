@@ -18,6 +18,15 @@ import {
 import { modelsEvaluate, modelsPrune, modelsQuantize } from './commands/model-factory.ts';
 import { modelsFetch, modelsList } from './commands/models.ts';
 import { replay } from './commands/replay.ts';
+import {
+  devicesLabel,
+  rolloutsCancel,
+  rolloutsCreate,
+  rolloutsList,
+  rolloutsPause,
+  rolloutsResume,
+  rolloutsShow,
+} from './commands/rollouts.ts';
 import { usersAdd, usersList, usersPasswd, usersRemove } from './commands/users.ts';
 
 /** every `argus` subcommand; each lives in its own module under commands/ */
@@ -40,6 +49,13 @@ export const COMMANDS: readonly Command[] = [
   controlPlaneEnroll,
   devicesRotate,
   devicesRevoke,
+  devicesLabel,
+  rolloutsCreate,
+  rolloutsList,
+  rolloutsShow,
+  rolloutsPause,
+  rolloutsResume,
+  rolloutsCancel,
   keysGenerate,
   keysTrust,
   keysList,

@@ -250,6 +250,18 @@ const HealthSection = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+const RolloutsSection = Type.Object(
+  {
+    /** how often the replica holding the `rollouts` lease drives the rollouts (sends, timeouts, waves) */
+    tickS: Type.Number({ exclusiveMinimum: 0, maximum: 3600, default: 2 }),
+    /** an assignment sent and not answered is published again this often (the device dedupes by its id) */
+    resendS: Type.Number({ minimum: 1, maximum: 86_400, default: 60 }),
+    /** commands (update, update-cancel) published per tick at most */
+    maxSendsPerTick: Type.Integer({ minimum: 1, maximum: 100_000, default: 1000 }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 const EnrollmentSection = Type.Object(
   {
     /** how long a claim token of `argus control-plane enroll` stays valid unless `--ttl` says otherwise */
@@ -424,6 +436,7 @@ export const ControlPlaneConfigSchema = Type.Object(
     ingest: IngestSection,
     retention: RetentionSection,
     health: HealthSection,
+    rollouts: RolloutsSection,
     enrollment: EnrollmentSection,
     /** operators' logins: sessions and their throttling */
     auth: AuthSection,
@@ -451,6 +464,7 @@ export type IngestSettings = Type.Static<typeof IngestSection>;
 export type RetentionSettings = Type.Static<typeof RetentionSection>;
 export type RetentionLimitSettings = Type.Static<ReturnType<typeof RetentionLimit>>;
 export type HealthSettings = Type.Static<typeof HealthSection>;
+export type RolloutSettings = Type.Static<typeof RolloutsSection>;
 export type EnrollmentSettings = Type.Static<typeof EnrollmentSection>;
 export type AuthSettings = Type.Static<typeof AuthSection>;
 export type HttpLimitSettings = Type.Static<typeof HttpLimits>;
@@ -475,6 +489,7 @@ export interface ControlPlaneConfig {
   ingest: IngestSettings;
   retention: RetentionSettings;
   health: HealthSettings;
+  rollouts: RolloutSettings;
   enrollment: EnrollmentSettings;
   auth: AuthSettings;
   limits: ConfigFile['limits'];
@@ -572,6 +587,7 @@ function resolveConfig(loaded: LoadedConfig<ConfigFile>, baseDir: string): Contr
     ingest: v.ingest,
     retention: v.retention,
     health: v.health,
+    rollouts: v.rollouts,
     enrollment: v.enrollment,
     auth: v.auth,
     limits: v.limits,

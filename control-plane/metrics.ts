@@ -10,6 +10,8 @@ export const REJECT_REASONS = [
   'too_deep',
   /** a command result for a command that was not sent to that device */
   'unknown_command',
+  /** an update status for no assignment of that device (or of another rollout or artifact) */
+  'unknown_assignment',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

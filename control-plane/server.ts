@@ -5,7 +5,7 @@ import { createLogger, type Logger } from '../common/logger.ts';
 import { isLoopback, redactUrl } from '../common/net.ts';
 import { buildApi } from './api/app.ts';
 import type { RouteAccess } from './api/auth-plugin.ts';
-import { type ArtifactReferences, ArtifactRegistry, NO_REFERENCES } from './artifacts/registry.ts';
+import { type ArtifactReferences, ArtifactRegistry } from './artifacts/registry.ts';
 import { DeviceCredentials } from './auth.ts';
 import { syncBrokerCredentials } from './broker-credential-sync.ts';
 import { CommandSender } from './commands.ts';
@@ -25,6 +25,8 @@ import { MosquittoDynamicSecurity } from './mqtt/mosquitto-dynsec.ts';
 import { artifactRetention } from './retention/artifacts.ts';
 import { RETENTION_KINDS } from './retention/kinds.ts';
 import { Retention } from './retention/retention.ts';
+import { type ArtifactVariants, RolloutEngine } from './rollouts/engine.ts';
+import { Rollouts } from './rollouts/service.ts';
 import { ApiTokens } from './storage/api-tokens.ts';
 import { AuditLog } from './storage/audit.ts';
 import { DeviceCredentialStore } from './storage/device-credentials.ts';
@@ -51,6 +53,8 @@ export interface ControlPlane {
   enrollment: Enrollment;
   /** every route of the HTTP API, with its access level */
   routes: readonly RouteAccess[];
+  /** rollouts of artifacts to devices: assignedTo (downloads), referencedArtifacts (retention) */
+  rollouts: Rollouts;
   /** called for every newly stored event, after its transaction committed */
   onEvent(listener: (event: StoredEvent) => void): () => void;
   /** stores what was received, then stops the API, the broker link and the database; idempotent */
@@ -61,10 +65,11 @@ export interface ControlPlane {
 export interface ControlPlaneParts {
   /**
    * which artifacts are assigned to which device and referenced by a rollout: the registry's
-   * download authorization and its retention ask it. Default NO_REFERENCES (nothing assigned,
-   * nothing referenced) until the rollouts' store provides it (#16 item 2)
+   * download authorization and its retention ask it. Default: the rollouts' assignments
    */
   artifactReferences?: ArtifactReferences;
+  /** where rollouts take each device's variant of an artifact from. Default: the registry */
+  artifacts?: ArtifactVariants;
 }
 
 /** a lease's holder that stops renewing loses it after this long */
@@ -80,13 +85,21 @@ function startLeasedJobs(
   metrics: Metrics,
   bus: EventBus,
   log: Logger,
+  health: DeviceHealth,
+  engine: RolloutEngine,
   /** with an external broker: one sweep of syncBrokerCredentials */
   brokerSync: (() => Promise<unknown>) | undefined,
   artifacts: ArtifactRegistry,
 ) {
   const leases = new LeaseStore(repository.sql);
   const holder = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const health = new DeviceHealth(repository.sql, config.health);
+  const rollouts = new LeasedJob(
+    leases,
+    { name: 'rollouts', holder, ttlMs: LEASE_TTL_MS, intervalMs: config.rollouts.tickS * 1000 },
+    (stillHeld) => engine.tick(stillHeld),
+    log.child({ part: 'rollouts' }),
+  );
+  rollouts.start();
   const sweep = new LeasedJob(
     leases,
     { name: 'device-health', holder, ttlMs: LEASE_TTL_MS, intervalMs: config.health.sweepS * 1000 },
@@ -138,7 +151,7 @@ function startLeasedJobs(
       return retention?.held ?? false;
     },
     async stop() {
-      await Promise.all([sweep.stop(), retention?.stop(), broker?.stop()]);
+      await Promise.all([sweep.stop(), retention?.stop(), broker?.stop(), rollouts.stop()]);
     },
   };
 }
@@ -193,6 +206,10 @@ export async function startControlPlane(
     cleanups.push(() => repository.close());
     const metrics = new Metrics();
     const bus = new EventBus(config.limits.http.streamBacklogBytes);
+    const health = new DeviceHealth(repository.sql, config.health);
+    // the registry's variants, once it is built below (or the caller's)
+    let variants: ArtifactVariants | undefined = parts.artifacts;
+    const rollouts = new Rollouts(repository, () => variants, health);
     const ingestor = new Ingestor(
       repository,
       config.ingest,
@@ -202,6 +219,7 @@ export async function startControlPlane(
         bus.publish(events);
         bus.publishStatus(statusChangesOf(records));
       },
+      rollouts.store,
     );
     const deliver = ingestor.accept.bind(ingestor);
     const store = new DeviceCredentialStore(repository.sql);
@@ -262,15 +280,29 @@ export async function startControlPlane(
     const artifacts = new ArtifactRegistry({
       sql: repository.sql,
       settings: config.artifacts,
-      references: parts.artifactReferences ?? NO_REFERENCES,
+      references: parts.artifactReferences ?? rollouts,
     });
     await artifacts.blobs.sweepStaging();
+    variants ??= artifacts;
+    const engine = new RolloutEngine(
+      rollouts.store,
+      () => variants,
+      async (device, name, args) => {
+        await commands.send(device, name, args);
+      },
+      (devices) => rollouts.healthy(devices),
+      (devices) => rollouts.traits(devices),
+      config.rollouts,
+      log.child({ part: 'rollouts' }),
+    );
     const jobs = startLeasedJobs(
       config,
       repository,
       metrics,
       bus,
       log,
+      health,
+      engine,
       external &&
         (() =>
           syncBrokerCredentials(store, enrollment, external, async (device) => {
@@ -286,6 +318,7 @@ export async function startControlPlane(
         bus,
         metrics,
         commands,
+        rollouts,
         quarantine: new QuarantineStore(repository.sql),
         enrollment,
         enrollmentSettings: config.enrollment,
@@ -339,6 +372,7 @@ export async function startControlPlane(
       accessControl: broker.access,
       enrollment,
       routes: api.routes,
+      rollouts,
       onEvent: (listener) => bus.subscribe(listener),
       close() {
         closing ??= stopAll().then(() => log.info('control plane stopped'));

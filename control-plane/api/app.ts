@@ -21,6 +21,7 @@ import { liveRoutes } from './routes/live.ts';
 import { operatorRoutes } from './routes/operators.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { quarantineRoutes } from './routes/quarantine.ts';
+import { rolloutRoutes } from './routes/rollouts.ts';
 import { snapshotRoutes } from './routes/snapshots.ts';
 
 export interface Api {
@@ -83,6 +84,7 @@ export async function buildApi(ctx: ApiContext, log: Logger, https?: ServerTlsMa
   operatorRoutes(app, ctx, log);
   auditRoutes(app, ctx);
   artifactRoutes(app, ctx);
+  rolloutRoutes(app, ctx);
   const live = new LiveRelay(
     (device, name, args) => ctx.commands.send(device, name, args),
     log.child({ part: 'live' }),

@@ -11,6 +11,7 @@ import type { DeviceHealth } from '../device-health.ts';
 import type { Enrollment } from '../enrollment.ts';
 import type { EventBus } from '../event-bus.ts';
 import type { Metrics } from '../metrics.ts';
+import type { Rollouts } from '../rollouts/service.ts';
 import type { ApiTokens } from '../storage/api-tokens.ts';
 import type { AuditLog } from '../storage/audit.ts';
 import type { DeviceHistory } from '../storage/device-history.ts';
@@ -27,6 +28,7 @@ export interface ApiContext {
   bus: EventBus;
   metrics: Metrics;
   commands: CommandSender;
+  rollouts: Rollouts;
   quarantine: QuarantineStore;
   enrollment: Enrollment;
   enrollmentSettings: EnrollmentSettings;
