@@ -75,22 +75,8 @@ else
   say "npm dependencies present"
 fi
 
-# The operations console (console/): its own few npm packages (Preact, uPlot, esbuild), then its
-# build into console/dist, which the control plane serves; rebuilt only when a source is newer.
-console_stamp=console/node_modules/.argus-installed
-console_lock_hash=$(sha256sum console/package-lock.json | cut -d' ' -f1)
-if [ ! -f "$console_stamp" ] || [ "$(cat "$console_stamp")" != "$console_lock_hash" ]; then
-  say "installing the console's npm dependencies"
-  npm ci --prefix console --no-audit --no-fund
-  echo "$console_lock_hash" > "$console_stamp"
-fi
-if [ ! -f console/dist/index.html ] ||
-  [ -n "$(find console/src console/build.mjs console/package-lock.json -newer console/dist/index.html | head -n 1)" ]; then
-  say "building the console"
-  node console/build.mjs
-else
-  say "console built"
-fi
+# the operations console: its npm packages and its build (console/dist), when missing or older
+sh scripts/console.sh build
 
 say "pretrained models"
 ARGUS_LOG_LEVEL="${ARGUS_LOG_LEVEL:-warn}" node bin/argus.mjs models fetch

@@ -6,6 +6,7 @@ import { ArgusError, errorMessage } from '../../common/errors.ts';
 import { CONTRACT_BOUNDS } from '../../contract/bounds.ts';
 import type { ArtifactKind, ArtifactRef } from '../../contract/ota.ts';
 import { DEFAULT_BUNDLE_LIMITS, readBundleFile } from '../../models/bundle/container.ts';
+import { ANY_HARDWARE_CLASS } from '../../models/bundle/manifest.ts';
 import { BundleRejected, type RejectionReason } from '../../models/bundle/rejection.ts';
 import { verifyBundleEntries } from '../../models/bundle/verify.ts';
 import type { ArtifactSettings, RetentionLimitSettings } from '../config.ts';
@@ -39,7 +40,7 @@ import { BlobTooLarge, type ByteRange, FsBlobStore, spoolToFile } from './blob-s
  */
 
 /** the hardware class of a target that fits every device (the fallback of `variantFor`) */
-export const ANY_HARDWARE_CLASS = 'any';
+export { ANY_HARDWARE_CLASS };
 
 /** what a device says of itself in its identity message */
 export interface DeviceTargets {

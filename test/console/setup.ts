@@ -1,5 +1,4 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -19,10 +18,9 @@ export const PASSWORDS = {
 } as const;
 export type TestRole = keyof typeof PASSWORDS;
 
-/** the console as bootstrap builds it; built here when missing (a checkout that skipped bootstrap) */
+/** the console as the bootstrap builds it: installed and rebuilt here when missing or older */
 export function ensureConsoleBuilt(): void {
-  if (existsSync(join(ROOT, 'console/dist/index.html'))) return;
-  const build = spawnSync(process.execPath, [join(ROOT, 'console/build.mjs')], { stdio: 'inherit' });
+  const build = spawnSync('sh', [join(ROOT, 'scripts/console.sh'), 'build'], { stdio: 'inherit' });
   if (build.status !== 0) throw new Error('the console does not build: run `sh scripts/bootstrap.sh`');
 }
 

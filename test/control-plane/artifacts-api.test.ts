@@ -114,6 +114,12 @@ describe('artifact registry API', () => {
       body: bytes,
     });
     assert.equal(anonymous.status, 401);
+    const json = await apiFetch(`${url}/api/v1/artifacts`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ bundle: 'x' }),
+    });
+    assert.equal(json.status, 415, 'a bundle is uploaded as its file');
     const listed = await apiFetch(`${url}/api/v1/artifacts?kind=scene`, {
       headers: { authorization: `Bearer ${viewer}` },
     });

@@ -1,5 +1,4 @@
-import type { IncomingMessage } from 'node:http';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import Type from 'typebox';
 import { ARTIFACT_KINDS } from '../../../contract/ota.ts';
 import { parseRange } from '../../artifacts/range.ts';
@@ -147,6 +146,11 @@ export function artifactRoutes(app: App, ctx: ApiContext): void {
         },
       },
       async (req, reply) => {
+        if (!(req.body instanceof Readable))
+          return reply.code(415).send({
+            error: `the body of an upload is the bundle file, not ${req.headers['content-type'] ?? 'nothing'}`,
+            hint: `send the file with Content-Type ${BUNDLE_CONTENT_TYPES[0]}`,
+          });
         const declared = Number(req.headers['content-length']);
         if (Number.isFinite(declared) && declared > settings.maxUploadBytes) {
           ctx.metrics.countHttpLimited('body_size');
@@ -160,7 +164,7 @@ export function artifactRoutes(app: App, ctx: ApiContext): void {
             });
         }
         try {
-          const published = await registry.publish(req.body as IncomingMessage, req.principal!.name);
+          const published = await registry.publish(req.body, req.principal!.name);
           return reply
             .code(published.created ? 201 : 200)
             .send({ artifact: summaryOf(published.artifact), created: published.created });

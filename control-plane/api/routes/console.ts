@@ -38,7 +38,7 @@ const FileBody = Type.Unsafe<Buffer>({ type: 'string', format: 'binary' });
 
 const NOT_BUILT = {
   error: 'the console is not built',
-  hint: 'run `sh scripts/bootstrap.sh` (or `npm --prefix console run build`) in the repository, then reload',
+  hint: 'run `sh scripts/bootstrap.sh` (or `npm run build:console`) in the repository, then reload',
 };
 
 /**
