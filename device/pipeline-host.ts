@@ -11,6 +11,7 @@ import { DESCRIPTOR_FILE, resolveModelDir } from '../inference/model-dir.ts';
 import type { DetectorSettings } from '../inference/settings.ts';
 import { ThreadedDetector } from '../inference/threaded-detector.ts';
 import { ensureModelInstalled, readModelDescriptor } from '../models/store.ts';
+import type { HealthSample } from '../ota/updater/host.ts';
 import type { CameraSettings } from '../pipelines/camera-settings.ts';
 import { CameraRuntime } from '../pipelines/runtime/camera.ts';
 import { growHeapForVideo } from '../pipelines/runtime/heap.ts';
@@ -18,7 +19,6 @@ import { DetectionScheduler } from '../pipelines/runtime/scheduler.ts';
 import { runShadow } from '../pipelines/runtime/shadow.ts';
 import { SampleWindow } from '../pipelines/runtime/stats.ts';
 import { checkSceneLabels, loadScene } from '../pipelines/scene/load.ts';
-import type { HealthSample } from '../ota/updater/host.ts';
 import type { HostEvent, HostStatus, Jpeg, UpdatableHost } from './camera-host.ts';
 
 /**
@@ -280,6 +280,12 @@ export class PipelineCameraHost implements UpdatableHost {
         'scene applied',
       );
     });
+  }
+
+  /** frames a camera received and ran through the detector since it started */
+  frameCounts(id: string): { received: number; detected: number } {
+    const { runtime } = this.camera(id);
+    return { received: runtime.frames, detected: runtime.detectedFrames };
   }
 
   healthSample(): HealthSample {
