@@ -10,9 +10,9 @@ import { CONTRACT_BOUNDS } from '../contract/bounds.ts';
 import { type CameraTelemetry, EventMessageSchema } from '../contract/index.ts';
 import type { ShadowFigures, ShadowThresholds } from '../contract/ota.ts';
 import { loadModel } from '../inference/model-dir.ts';
+import type { HealthSample } from '../ota/updater/host.ts';
 import type { CameraSettings } from '../pipelines/camera-settings.ts';
 import { checkSceneLabels, loadScene } from '../pipelines/scene/load.ts';
-import type { HealthSample } from '../ota/updater/host.ts';
 import type { HostEvent, HostStatus, Jpeg, UpdatableHost } from './camera-host.ts';
 import type { RecordedSettings } from './config.ts';
 
