@@ -124,14 +124,5 @@ describe('pipeline host: shadow validation on live cameras', () => {
       host.shadowModel(resolveModelDir('centernet'), SHADOW, new AbortController().signal),
       /takes 512×512 RGB uint8 frames but/,
     );
-    // a shadow run that cannot gather its frames in time says so
-    await assert.rejects(
-      host.shadowModel(
-        candidates.int8.dir,
-        { ...SHADOW, frames: 10_000, timeoutS: 1 },
-        new AbortController().signal,
-      ),
-      /shadow validation ran \d+ of 10000 frames before the time ran out \(1 s\)/,
-    );
   });
 });
