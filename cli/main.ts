@@ -1,5 +1,6 @@
 import { ArgusError, errorMessage } from '../common/errors.ts';
 import { type Command, HelpRequested } from './command.ts';
+import { artifactsList, artifactsPublish, artifactsShow } from './commands/artifacts.ts';
 import { caInit, caIssue } from './commands/ca.ts';
 import { controlPlaneEnroll, controlPlaneRun } from './commands/control-plane.ts';
 import { demo } from './commands/demo.ts';
@@ -17,6 +18,15 @@ import {
 import { modelsEvaluate, modelsPrune, modelsQuantize } from './commands/model-factory.ts';
 import { modelsFetch, modelsList } from './commands/models.ts';
 import { replay } from './commands/replay.ts';
+import {
+  devicesLabel,
+  rolloutsCancel,
+  rolloutsCreate,
+  rolloutsList,
+  rolloutsPause,
+  rolloutsResume,
+  rolloutsShow,
+} from './commands/rollouts.ts';
 import { usersAdd, usersList, usersPasswd, usersRemove } from './commands/users.ts';
 
 /** every `argus` subcommand; each lives in its own module under commands/ */
@@ -39,6 +49,13 @@ export const COMMANDS: readonly Command[] = [
   controlPlaneEnroll,
   devicesRotate,
   devicesRevoke,
+  devicesLabel,
+  rolloutsCreate,
+  rolloutsList,
+  rolloutsShow,
+  rolloutsPause,
+  rolloutsResume,
+  rolloutsCancel,
   keysGenerate,
   keysTrust,
   keysList,
@@ -48,6 +65,9 @@ export const COMMANDS: readonly Command[] = [
   usersList,
   usersRemove,
   usersPasswd,
+  artifactsPublish,
+  artifactsList,
+  artifactsShow,
 ];
 
 function help(): string {

@@ -32,6 +32,18 @@ export const httpPaths = {
    * with `Range` for a download resumed after a cut; 404 for an artifact not assigned to it
    */
   artifact: (device: string, artifactId: string) => `/api/v1/devices/${device}/artifacts/${artifactId}`,
+  /**
+   * WebSocket opened by the device with its credential after a `live-start` command: it streams
+   * the camera of that command over it (contract/live.ts)
+   */
+  liveUpload: (device: string, stream: string) => `/api/v1/devices/${device}/live/${stream}`,
+  /**
+   * WebSocket for logged-in viewers (viewer role or above): the camera's live picture, `?format=`
+   * `fmp4` (Media Source Extensions) or `mpeg1` (JSMpeg); many viewers share one stream from the box
+   */
+  liveView: (device: string, camera: string) => `/api/v1/devices/${device}/cameras/${camera}/live`,
+  /** GET: a page playing the camera's live view (the console embeds the same player) */
+  livePage: (device: string, camera: string) => `/live/${device}/${camera}`,
   /** GET by operators: the command and, once the device answered, its result */
   commandResult: (commandId: string) => `/api/v1/commands/${commandId}`,
 };

@@ -1,4 +1,5 @@
 export * from './http.ts';
+export * from './live.ts';
 export * from './ota.ts';
 export * from './payloads.ts';
 export * from './topics.ts';

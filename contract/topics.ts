@@ -39,6 +39,7 @@ export type DeviceTopicKind = (typeof DEVICE_TOPIC_KINDS)[number];
  * `rotate-credential` (no args): the device fetches a new credential from the control plane with
  * its current one (httpPaths.rotateCredential), stores it and reconnects with it.
  * `update` (args: UpdateAssignment) and `update-cancel` (args: UpdateCancel): see contract/ota.ts.
+ * `live-start` (args: LiveStart) and `live-stop` (args: LiveStop): see contract/live.ts.
  */
 export const COMMAND_NAMES = [
   'reload-config',
@@ -47,6 +48,8 @@ export const COMMAND_NAMES = [
   'rotate-credential',
   'update',
   'update-cancel',
+  'live-start',
+  'live-stop',
 ] as const;
 export type CommandName = (typeof COMMAND_NAMES)[number];
 

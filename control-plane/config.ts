@@ -1,10 +1,11 @@
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import Type from 'typebox';
 import { type LoadedConfig, loadConfigFile, validateConfigDocument } from '../common/config-file.ts';
 import { ArgusError } from '../common/errors.ts';
 import { sha256Hex } from '../common/hash.ts';
 import { compileSchema } from '../common/schema.ts';
 import { DEVICE_ID_PATTERN } from '../contract/topics.ts';
+import { defaultKeyring } from '../models/bundle/keys.ts';
 import { MAX_CLAIM_TTL_S } from './enrollment.ts';
 
 const ServerTls = Type.Object(
@@ -230,6 +231,8 @@ const RetentionSection = Type.Object(
     availability: RetentionLimit(30, 16, "device availability changes (each device's latest is kept)"),
     audit: RetentionLimit(365, 256, 'audit entries (logins and state changes)'),
     quarantine: RetentionLimit(14, 256, 'quarantined messages'),
+    /** only artifacts no rollout references go, bytes and row; the newest unreferenced first kept */
+    artifacts: RetentionLimit(90, 10_240, 'published artifacts that no rollout references'),
   },
   { additionalProperties: false, default: {} },
 );
@@ -243,6 +246,18 @@ const HealthSection = Type.Object(
     staleAfterS: Type.Number({ minimum: 1, default: 90 }),
     /** how often the replica holding the `device-health` lease records devices falling silent */
     sweepS: Type.Number({ exclusiveMinimum: 0, default: 15 }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const RolloutsSection = Type.Object(
+  {
+    /** how often the replica holding the `rollouts` lease drives the rollouts (sends, timeouts, waves) */
+    tickS: Type.Number({ exclusiveMinimum: 0, maximum: 3600, default: 2 }),
+    /** an assignment sent and not answered is published again this often (the device dedupes by its id) */
+    resendS: Type.Number({ minimum: 1, maximum: 86_400, default: 60 }),
+    /** commands (update, update-cancel) published per tick at most */
+    maxSendsPerTick: Type.Integer({ minimum: 1, maximum: 100_000, default: 1000 }),
   },
   { additionalProperties: false, default: {} },
 );
@@ -370,6 +385,38 @@ const LimitsSection = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+const ArtifactsSection = Type.Object(
+  {
+    /**
+     * where the registry keeps the bytes of published bundles (content-addressed, relative to the
+     * config file); default: `artifacts/` beside the SQLite database, or beside the config file
+     * with PostgreSQL. Created on the first publication
+     */
+    dir: Type.Optional(Type.String({ minLength: 1 })),
+    /**
+     * the trusted factory keys (a directory of `<key id>.pub`, as `argus keys trust` writes it):
+     * a bundle is published only when one of them signed it. Default: the keyring the model
+     * factory writes on this machine (`$ARGUS_KEYS_DIR/trusted`, else `~/.config/argus/keys/trusted`)
+     */
+    keyring: Type.Optional(Type.String({ minLength: 1 })),
+    /** bytes of one uploaded bundle at most (413 beyond, checked as it streams) */
+    maxUploadBytes: Type.Integer({ minimum: 1024, maximum: 4 * 1024 * MiB, default: 128 * MiB }),
+    /**
+     * uploads verified at once (503 with Retry-After beyond): verification holds a bundle's
+     * files in memory, up to `maxUploadBytes` each
+     */
+    uploadsAtOnce: Type.Integer({ minimum: 1, maximum: 64, default: 2 }),
+    /** downloads one device may have open at once (429 with Retry-After beyond) */
+    downloadsPerDevice: Type.Integer({ minimum: 1, maximum: 64, default: 2 }),
+    /**
+     * downloads open at once in all (503 with Retry-After beyond); each is streamed with
+     * backpressure and holds ~64 KiB of memory
+     */
+    downloads: Type.Integer({ minimum: 1, maximum: 100_000, default: 2048 }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 const DeviceCredential = Type.Object(
   {
     id: Type.String({ pattern: DEVICE_ID_PATTERN }),
@@ -389,10 +436,13 @@ export const ControlPlaneConfigSchema = Type.Object(
     ingest: IngestSection,
     retention: RetentionSection,
     health: HealthSection,
+    rollouts: RolloutsSection,
     enrollment: EnrollmentSection,
     /** operators' logins: sessions and their throttling */
     auth: AuthSection,
     limits: LimitsSection,
+    /** the artifact registry: signed model and scene bundles for over-the-air updates */
+    artifacts: ArtifactsSection,
     /**
      * pre-provisioned device credentials (besides those issued through enrollment): used until
      * the device is rotated, re-enrolled or revoked
@@ -414,9 +464,15 @@ export type IngestSettings = Type.Static<typeof IngestSection>;
 export type RetentionSettings = Type.Static<typeof RetentionSection>;
 export type RetentionLimitSettings = Type.Static<ReturnType<typeof RetentionLimit>>;
 export type HealthSettings = Type.Static<typeof HealthSection>;
+export type RolloutSettings = Type.Static<typeof RolloutsSection>;
 export type EnrollmentSettings = Type.Static<typeof EnrollmentSection>;
 export type AuthSettings = Type.Static<typeof AuthSection>;
 export type HttpLimitSettings = Type.Static<typeof HttpLimits>;
+/** the `artifacts` section with its paths resolved */
+export type ArtifactSettings = Omit<Type.Static<typeof ArtifactsSection>, 'dir' | 'keyring'> & {
+  dir: string;
+  keyring: string;
+};
 
 export type BrokerSettings =
   | { kind: 'embedded'; embedded: EmbeddedBrokerSettings }
@@ -433,9 +489,11 @@ export interface ControlPlaneConfig {
   ingest: IngestSettings;
   retention: RetentionSettings;
   health: HealthSettings;
+  rollouts: RolloutSettings;
   enrollment: EnrollmentSettings;
   auth: AuthSettings;
   limits: ConfigFile['limits'];
+  artifacts: ArtifactSettings;
   devices: { id: string; tokenSha256: string }[];
 }
 
@@ -512,13 +570,24 @@ function resolveConfig(loaded: LoadedConfig<ConfigFile>, baseDir: string): Contr
         const sqlite = v.storage.sqlite ?? (sqliteDefaults.withDefaults({}) as SqliteSettings);
         return { kind: 'sqlite', sqlite: { ...sqlite, path: path(sqlite.path) } } as const;
       })();
+  const artifacts: ArtifactSettings = {
+    ...v.artifacts,
+    dir: v.artifacts.dir
+      ? path(v.artifacts.dir)
+      : storage.kind === 'sqlite'
+        ? join(dirname(storage.sqlite.path), 'artifacts')
+        : path('artifacts'),
+    keyring: v.artifacts.keyring ? path(v.artifacts.keyring) : defaultKeyring(),
+  };
   return {
     http,
     mqtt,
     storage,
+    artifacts,
     ingest: v.ingest,
     retention: v.retention,
     health: v.health,
+    rollouts: v.rollouts,
     enrollment: v.enrollment,
     auth: v.auth,
     limits: v.limits,

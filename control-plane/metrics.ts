@@ -10,6 +10,8 @@ export const REJECT_REASONS = [
   'too_deep',
   /** a command result for a command that was not sent to that device */
   'unknown_command',
+  /** an update status for no assignment of that device (or of another rollout or artifact) */
+  'unknown_assignment',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
@@ -47,6 +49,10 @@ export const HTTP_LIMITS = [
   'live_streams',
   /** a list page ended early at `limits.http.pageBytes` */
   'page_bytes',
+  /** an artifact download over `artifacts.downloads` open at once: 503 */
+  'downloads',
+  /** an artifact download over `artifacts.downloadsPerDevice` open at once for its device: 429 */
+  'downloads_per_device',
 ] as const;
 export type HttpLimit = (typeof HTTP_LIMITS)[number];
 

@@ -5,6 +5,7 @@ import { createLogger, type Logger } from '../common/logger.ts';
 import { isLoopback, redactUrl } from '../common/net.ts';
 import { buildApi } from './api/app.ts';
 import type { RouteAccess } from './api/auth-plugin.ts';
+import { type ArtifactReferences, ArtifactRegistry } from './artifacts/registry.ts';
 import { DeviceCredentials } from './auth.ts';
 import { syncBrokerCredentials } from './broker-credential-sync.ts';
 import { CommandSender } from './commands.ts';
@@ -21,7 +22,11 @@ import { startEmbeddedBroker } from './mqtt/embedded.ts';
 import { connectExternalBroker } from './mqtt/external.ts';
 import type { Deliver, MqttLink } from './mqtt/link.ts';
 import { MosquittoDynamicSecurity } from './mqtt/mosquitto-dynsec.ts';
+import { artifactRetention } from './retention/artifacts.ts';
+import { RETENTION_KINDS } from './retention/kinds.ts';
 import { Retention } from './retention/retention.ts';
+import { type ArtifactVariants, RolloutEngine } from './rollouts/engine.ts';
+import { Rollouts } from './rollouts/service.ts';
 import { ApiTokens } from './storage/api-tokens.ts';
 import { AuditLog } from './storage/audit.ts';
 import { DeviceCredentialStore } from './storage/device-credentials.ts';
@@ -48,10 +53,23 @@ export interface ControlPlane {
   enrollment: Enrollment;
   /** every route of the HTTP API, with its access level */
   routes: readonly RouteAccess[];
+  /** rollouts of artifacts to devices: assignedTo (downloads), referencedArtifacts (retention) */
+  rollouts: Rollouts;
   /** called for every newly stored event, after its transaction committed */
   onEvent(listener: (event: StoredEvent) => void): () => void;
   /** stores what was received, then stops the API, the broker link and the database; idempotent */
   close(): Promise<void>;
+}
+
+/** parts of the control plane given by the caller instead of the defaults */
+export interface ControlPlaneParts {
+  /**
+   * which artifacts are assigned to which device and referenced by a rollout: the registry's
+   * download authorization and its retention ask it. Default: the rollouts' assignments
+   */
+  artifactReferences?: ArtifactReferences;
+  /** where rollouts take each device's variant of an artifact from. Default: the registry */
+  artifacts?: ArtifactVariants;
 }
 
 /** a lease's holder that stops renewing loses it after this long */
@@ -67,12 +85,21 @@ function startLeasedJobs(
   metrics: Metrics,
   bus: EventBus,
   log: Logger,
+  health: DeviceHealth,
+  engine: RolloutEngine,
   /** with an external broker: one sweep of syncBrokerCredentials */
   brokerSync: (() => Promise<unknown>) | undefined,
+  artifacts: ArtifactRegistry,
 ) {
   const leases = new LeaseStore(repository.sql);
   const holder = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const health = new DeviceHealth(repository.sql, config.health);
+  const rollouts = new LeasedJob(
+    leases,
+    { name: 'rollouts', holder, ttlMs: LEASE_TTL_MS, intervalMs: config.rollouts.tickS * 1000 },
+    (stillHeld) => engine.tick(stillHeld),
+    log.child({ part: 'rollouts' }),
+  );
+  rollouts.start();
   const sweep = new LeasedJob(
     leases,
     { name: 'device-health', holder, ttlMs: LEASE_TTL_MS, intervalMs: config.health.sweepS * 1000 },
@@ -86,7 +113,14 @@ function startLeasedJobs(
         leases,
         { name: 'retention', holder, ttlMs: LEASE_TTL_MS, intervalMs: config.retention.intervalS * 1000 },
         async (stillHeld) => {
-          const report = await new Retention(repository, config.retention, metrics.retention).run(stillHeld);
+          const report = await new Retention(
+            repository,
+            config.retention,
+            metrics.retention,
+            RETENTION_KINDS,
+            Date.now,
+            [artifactRetention(artifacts)],
+          ).run(stillHeld);
           retentionLog.info(report, 'retention run');
         },
         retentionLog,
@@ -117,7 +151,7 @@ function startLeasedJobs(
       return retention?.held ?? false;
     },
     async stop() {
-      await Promise.all([sweep.stop(), retention?.stop(), broker?.stop()]);
+      await Promise.all([sweep.stop(), retention?.stop(), broker?.stop(), rollouts.stop()]);
     },
   };
 }
@@ -155,6 +189,7 @@ async function connectExternal(
 export async function startControlPlane(
   config: ControlPlaneConfig,
   log: Logger = createLogger('control-plane'),
+  parts: ControlPlaneParts = {},
 ): Promise<ControlPlane> {
   const cleanups: (() => Promise<void>)[] = [];
   const stopAll = async () => {
@@ -171,6 +206,10 @@ export async function startControlPlane(
     cleanups.push(() => repository.close());
     const metrics = new Metrics();
     const bus = new EventBus(config.limits.http.streamBacklogBytes);
+    const health = new DeviceHealth(repository.sql, config.health);
+    // the registry's variants, once it is built below (or the caller's)
+    let variants: ArtifactVariants | undefined = parts.artifacts;
+    const rollouts = new Rollouts(repository, () => variants, health);
     const ingestor = new Ingestor(
       repository,
       config.ingest,
@@ -180,6 +219,7 @@ export async function startControlPlane(
         bus.publish(events);
         bus.publishStatus(statusChangesOf(records));
       },
+      rollouts.store,
     );
     const deliver = ingestor.accept.bind(ingestor);
     const store = new DeviceCredentialStore(repository.sql);
@@ -237,17 +277,38 @@ export async function startControlPlane(
         await commands.send(device, 'rotate-credential', {});
     };
     const external = config.mqtt.kind === 'external' ? broker.access : undefined;
+    const artifacts = new ArtifactRegistry({
+      sql: repository.sql,
+      settings: config.artifacts,
+      references: parts.artifactReferences ?? rollouts,
+    });
+    await artifacts.blobs.sweepStaging();
+    variants ??= artifacts;
+    const engine = new RolloutEngine(
+      rollouts.store,
+      () => variants,
+      async (device, name, args) => {
+        await commands.send(device, name, args);
+      },
+      (devices) => rollouts.healthy(devices),
+      (devices) => rollouts.traits(devices),
+      config.rollouts,
+      log.child({ part: 'rollouts' }),
+    );
     const jobs = startLeasedJobs(
       config,
       repository,
       metrics,
       bus,
       log,
+      health,
+      engine,
       external &&
         (() =>
           syncBrokerCredentials(store, enrollment, external, async (device) => {
             await commands.send(device, 'rotate-credential', {});
           })),
+      artifacts,
     );
     cleanups.push(() => jobs.stop());
     const api = await buildApi(
@@ -257,6 +318,7 @@ export async function startControlPlane(
         bus,
         metrics,
         commands,
+        rollouts,
         quarantine: new QuarantineStore(repository.sql),
         enrollment,
         enrollmentSettings: config.enrollment,
@@ -275,6 +337,8 @@ export async function startControlPlane(
           audit: new AuditLog(repository.sql),
         },
         limits: config.limits.http,
+        artifacts,
+        artifactSettings: config.artifacts,
       },
       log.child({ part: 'http' }),
       config.http.tls ? await loadServerTls(config.http.tls, 'http.tls') : undefined,
@@ -308,6 +372,7 @@ export async function startControlPlane(
       accessControl: broker.access,
       enrollment,
       routes: api.routes,
+      rollouts,
       onEvent: (listener) => bus.subscribe(listener),
       close() {
         closing ??= stopAll().then(() => log.info('control plane stopped'));

@@ -1,4 +1,4 @@
-import { dirname } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { ArgusError, errorMessage } from '../common/errors.ts';
 import { timeOrderedId } from '../common/ids.ts';
@@ -14,23 +14,29 @@ import {
   type DetectorTelemetry,
   type EventMessage,
   type HealthTelemetry,
+  httpPaths,
   MAX_PAYLOAD_BYTES,
   MAX_SNAPSHOT_BYTES,
+  otaValidators,
   topics,
+  type UpdateStatus,
   validators,
 } from '../contract/index.ts';
+import { resolveModelDir } from '../inference/model-dir.ts';
+import { type FactoryDefault, Updater } from '../ota/updater/index.ts';
 import type { CameraHost, HostEvent, HostStatus } from './camera-host.ts';
 import { type CommandOutcome, CommandProcessor } from './commands.ts';
 import { type DeviceConfig, loadDeviceConfig } from './config.ts';
 import { obtainCredential, rotateCredential } from './credential.ts';
 import { type HealthReport, type HealthServer, healthVerdict, startHealthServer } from './health.ts';
 import { type CameraHostFactory, defaultCameraHostFactory } from './hosts.ts';
-import { buildIdentity } from './identity.ts';
+import { buildIdentity, detectHardwareClass } from './identity.ts';
+import { LiveStreamer } from './live/streamer.ts';
 import { CarriedEvents } from './open-events.ts';
 import { SnapshotUploader } from './snapshots.ts';
 import { Spool, type SpoolStats } from './spool.ts';
 import { buildTelemetry, SystemSampler } from './telemetry.ts';
-import { loadClientTls } from './tls.ts';
+import { loadClientTls, tlsConnectOptions } from './tls.ts';
 import { Uplink } from './uplink.ts';
 
 export interface DeviceAgentOptions {
@@ -44,7 +50,7 @@ export interface DeviceAgentOptions {
 /** how long a "snapshot" command waits for the upload before answering that it is queued */
 const SNAPSHOT_REPLY_WAIT_MS = 10_000;
 /** config sections that only a restart of the agent applies */
-const RESTART_ONLY = ['device', 'mqtt', 'tls', 'spool', 'health'] as const;
+const RESTART_ONLY = ['device', 'mqtt', 'tls', 'spool', 'health', 'ota'] as const;
 
 function encode<T>(validator: Validator<T>, message: T, what: string): string {
   const payload = JSON.stringify(validator.parse(message, what));
@@ -52,6 +58,28 @@ function encode<T>(validator: Validator<T>, message: T, what: string): string {
   if (bytes > MAX_PAYLOAD_BYTES)
     throw new ArgusError(`${what} is ${bytes} bytes, more than the contract's ${MAX_PAYLOAD_BYTES}`);
   return payload;
+}
+
+/** what the box runs without a committed update: the config's model and each enabled camera's scene */
+function factoryDefault(c: DeviceConfig): FactoryDefault {
+  return {
+    modelDir: resolveModelDir(c.detector.model),
+    cameras: c.cameras
+      .filter((cam) => cam.enabled)
+      .map((cam) => ({ id: cam.id, sceneFile: resolve(c.dir, cam.scene) })),
+  };
+}
+
+/** a name for the config's own scene of a camera in telemetry: its file's base name */
+function sceneName(camera: string, c: DeviceConfig): string {
+  const file = c.cameras.find((cam) => cam.id === camera)?.scene ?? camera;
+  const base = file
+    .split('/')
+    .pop()!
+    .replace(/\.[a-z]+$/i, '')
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]/g, '-');
+  return /^[a-z0-9]/.test(base) ? base : `scene-${base}`;
 }
 
 /**
@@ -65,8 +93,11 @@ export class DeviceAgent {
   private spool!: Spool;
   private uplink: Uplink | undefined;
   private uploader: SnapshotUploader | undefined;
+  /** live view streams, opened outbound on the control plane's request */
+  private live: LiveStreamer | undefined;
   private host: CameraHost | undefined;
   private commands!: CommandProcessor;
+  private updater: Updater | undefined;
   private health: HealthServer | undefined;
   private sampler!: SystemSampler;
   private telemetryTimer: NodeJS.Timeout | undefined;
@@ -112,6 +143,11 @@ export class DeviceAgent {
 
   get connected(): boolean {
     return this.uplink?.connected === true;
+  }
+
+  /** what the updater says the box runs (committed slots, else the config's model and scenes) */
+  running() {
+    return this.updater?.running();
   }
 
   spoolStats(): SpoolStats {
@@ -167,13 +203,28 @@ export class DeviceAgent {
         snapshot: (args) => this.snapshotCommand(args),
         'restart-camera': (args) => this.restartCameraCommand(args),
         'rotate-credential': () => this.rotateCredentialCommand(),
-        update: async () => ({ ok: false, message: 'this box has no updater yet (issue #16)' }),
-        'update-cancel': async () => ({ ok: false, message: 'this box has no updater yet (issue #16)' }),
+        update: (args) => this.updater!.assign(args),
+        'update-cancel': (args) => this.updater!.cancel(args),
+        'live-start': (args) => this.liveStreamer().start(args),
+        'live-stop': (args) => this.liveStreamer().stop(args),
       },
       (result) => this.spoolResult(result),
       this.log,
     );
     const tls = c.tls ? await loadClientTls(c.tls) : undefined;
+    this.updater = await Updater.open({
+      device: c.device.id,
+      hardwareClass: c.device.hardwareClass === 'auto' ? await detectHardwareClass() : c.device.hardwareClass,
+      otaDir: c.ota.dir,
+      artifactUrl: (id) =>
+        new URL(httpPaths.artifact(c.device.id, id), this.config.controlPlane.url).toString(),
+      credential: () => this.credential,
+      tls: tlsConnectOptions(tls),
+      settings: { ...c.ota, keyring: c.ota.keyring },
+      factory: factoryDefault(c),
+      report: (status) => this.spoolUpdate(status),
+      log: this.log.child({ part: 'updater' }),
+    });
     this.health = await startHealthServer(c.health.host, c.health.port, () => this.healthReport(), c.file);
     this.host = await this.startHost(c);
     const cameras = new Set(c.cameras.filter((cam) => cam.enabled).map((cam) => cam.id));
@@ -198,6 +249,13 @@ export class DeviceAgent {
       tls,
     );
     this.uploader.start();
+    this.live = new LiveStreamer({
+      device: c.device.id,
+      controlPlane: () => ({ url: this.config.controlPlane.url, credential: this.credential }),
+      tls,
+      cameras: () => this.config.cameras.filter((cam) => cam.enabled),
+      log: this.log,
+    });
     this.uplink = new Uplink({
       device: c.device.id,
       mqtt: c.mqtt,
@@ -212,8 +270,9 @@ export class DeviceAgent {
         void this.sendTelemetry();
       },
     });
-    this.uplink.setIdentity(JSON.stringify(await buildIdentity(c, this.startedAt)));
+    this.uplink.setIdentity(JSON.stringify(await buildIdentity(this.effective(c), this.startedAt)));
     this.uplink.start();
+    await this.updater.start(() => this.host);
     this.telemetryTimer = setInterval(() => void this.sendTelemetry(), c.mqtt.heartbeatS * 1000);
     this.log.info(
       {
@@ -259,6 +318,8 @@ export class DeviceAgent {
         this.log.error({ err: errorMessage(err) }, `shutdown: ${what} failed`);
       }
     };
+    await step('stopping updates', () => this.updater?.stop());
+    await step('stopping live streams', async () => this.live?.stopAll());
     await step('stopping the cameras', () => this.host?.stop());
     await step('stopping snapshot uploads', () => this.uploader?.stop());
     await step('answering commands', () => this.commands?.idle());
@@ -276,12 +337,30 @@ export class DeviceAgent {
     if (this.health) this.log.info({ device: this.config.device.id }, 'device agent stopped');
   }
 
+  /**
+   * the config as the box runs it: the model and scenes the updater committed in place of the
+   * config's own (its factory default)
+   */
+  private effective(config: DeviceConfig): DeviceConfig {
+    const running = this.updater?.running();
+    if (!running) return config;
+    return {
+      ...config,
+      detector: { ...config.detector, model: running.model.dir },
+      cameras: config.cameras.map((cam) => {
+        const scene = running.scenes.get(cam.id);
+        return scene && scene.version > 0 ? { ...cam, scene: scene.file } : cam;
+      }),
+    };
+  }
+
   private async startHost(config: DeviceConfig): Promise<CameraHost> {
-    const host = this.createHost(config, this.log);
+    const effective = this.effective(config);
+    const host = this.createHost(effective, this.log);
     host.onEvent((e) => this.onHostEvent(e));
     host.onStatus((s) => this.onHostStatus(s));
     try {
-      await host.start(config.cameras, config.dir);
+      await host.start(effective.cameras, effective.dir);
     } catch (err) {
       await host.stop().catch(() => undefined);
       throw err;
@@ -361,6 +440,15 @@ export class DeviceAgent {
     this.uplink?.kick();
   }
 
+  private spoolUpdate(status: UpdateStatus): void {
+    this.spool.append(
+      'update',
+      topics.update(this.config.device.id),
+      encode(otaValidators.update, status, `update status ${status.assignment}/${status.seq}`),
+    );
+    this.uplink?.kick();
+  }
+
   private spoolResult(result: CommandResult): void {
     const device = this.config.device.id;
     this.spool.append(
@@ -374,7 +462,7 @@ export class DeviceAgent {
   private async sendTelemetry(): Promise<void> {
     if (!this.uplink?.connected || !this.host) return;
     try {
-      const cameras = this.host.stats();
+      const cameras = this.withVersions(this.host.stats());
       const detector = this.host.detectorStats();
       const telemetry = buildTelemetry(
         this.config.device.id,
@@ -388,6 +476,28 @@ export class DeviceAgent {
     } catch (err) {
       this.log.error({ err: errorMessage(err) }, 'telemetry not sent');
     }
+  }
+
+  /** each camera's model and scene version, where the host does not say them itself */
+  private withVersions(cameras: CameraTelemetry[]): CameraTelemetry[] {
+    const running = this.updater?.running();
+    if (!running) return cameras;
+    const { name, version } = running.model;
+    return cameras.map((cam) => {
+      const scene = running.scenes.get(cam.id);
+      return {
+        ...cam,
+        ...(!cam.model && name && version !== undefined ? { model: { name, version } } : {}),
+        ...(!cam.scene && scene
+          ? { scene: { name: scene.name ?? sceneName(cam.id, this.config), version: scene.version } }
+          : {}),
+      };
+    });
+  }
+
+  private liveStreamer(): LiveStreamer {
+    if (!this.live) throw new ArgusError('the agent is still starting: send the live view request again');
+    return this.live;
   }
 
   private camera(args: Record<string, unknown>): string {
@@ -465,8 +575,9 @@ export class DeviceAgent {
       applied.push('controlPlane');
     }
     this.config = next;
+    this.updater?.setFactory(factoryDefault(next));
     if (hostChanged.length > 0)
-      this.uplink!.setIdentity(JSON.stringify(await buildIdentity(next, this.startedAt)));
+      this.uplink!.setIdentity(JSON.stringify(await buildIdentity(this.effective(next), this.startedAt)));
     return {
       ok: true,
       message:

@@ -121,6 +121,37 @@ const RecordedSection = Type.Object(
   { additionalProperties: false },
 );
 
+const OtaSection = Type.Object(
+  {
+    /**
+     * the updater's directory, relative to the config file (default `<device id>.ota` next to it):
+     * the model and scene slots, the committed pointer, the trusted versions, downloads in progress
+     */
+    dir: Type.Optional(Type.String({ minLength: 1 })),
+    /** download bandwidth cap in bytes per second over every download of the box; 0 = none */
+    maxBytesPerS: Type.Integer({ minimum: 0, default: 0 }),
+    /** directory of trusted bundle keys (`*.pub`), relative to the config file; default `$ARGUS_KEYS_DIR/trusted` */
+    keyring: Type.Optional(Type.String({ minLength: 1 })),
+    /** absolute limits a downloaded bundle is read within (stored and expanded bytes, per file, files) */
+    limits: Type.Object(
+      {
+        maxBundleBytes: Type.Integer({ minimum: 1024, default: 128 * MiB }),
+        maxExpandedBytes: Type.Integer({ minimum: 1024, default: 128 * MiB }),
+        maxFileBytes: Type.Integer({ minimum: 1024, default: 128 * MiB }),
+        maxFiles: Type.Integer({ minimum: 2, maximum: 1000, default: 16 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    /** at most one download progress status per this many seconds */
+    progressS: Type.Number({ minimum: 0.1, maximum: 3600, default: 5 }),
+    /** the health window's figures are sampled every this many seconds */
+    sampleS: Type.Number({ minimum: 0.05, maximum: 60, default: 1 }),
+    /** longest wait between download attempts after a cut */
+    retryMaxS: Type.Number({ minimum: 0.1, maximum: 3600, default: 30 }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 export const DeviceConfigSchema = Type.Object(
   {
     device: DeviceSection,
@@ -134,6 +165,8 @@ export const DeviceConfigSchema = Type.Object(
     health: HealthSection,
     /** replay recorded pipeline events instead of running cameras (wiring and control-plane tests) */
     recorded: Type.Optional(RecordedSection),
+    /** over-the-air updates of the model and the scenes (ota/updater) */
+    ota: OtaSection,
   },
   { additionalProperties: false },
 );
@@ -143,8 +176,9 @@ export type MqttSettings = DeviceConfigFile['mqtt'];
 export type SpoolSettings = DeviceConfigFile['spool'];
 export type DeviceTlsSettings = DeviceConfigFile['tls'] & {};
 export type RecordedSettings = DeviceConfigFile['recorded'] & {};
+export type OtaConfig = DeviceConfigFile['ota'] & { dir: string };
 
-/** a validated device config; `spool.path`, `recorded.events` and the `tls` files are absolute */
+/** a validated device config; `spool.path`, `recorded.events`, the `tls` files and the `ota` paths are absolute */
 export interface DeviceConfig extends DeviceConfigFile {
   /** the config file */
   file: string;
@@ -153,6 +187,7 @@ export interface DeviceConfig extends DeviceConfigFile {
   /** the client id is always deviceClientId (`argus-<device id>`): brokers bind it to the device */
   mqtt: MqttSettings & { clientId: string };
   controlPlane: DeviceConfigFile['controlPlane'] & { credentialFile: string };
+  ota: OtaConfig;
 }
 
 const validator = compileSchema<DeviceConfigFile>(DeviceConfigSchema);
@@ -199,6 +234,11 @@ export async function loadDeviceConfig(file: string): Promise<DeviceConfig> {
       credentialFile: resolve(dir, value.controlPlane.credentialFile ?? `${value.device.id}.credential`),
     },
     spool: { ...value.spool, path: resolve(dir, value.spool.path) },
+    ota: {
+      ...value.ota,
+      dir: resolve(dir, value.ota.dir ?? `${value.device.id}.ota`),
+      ...(value.ota.keyring ? { keyring: resolve(dir, value.ota.keyring) } : {}),
+    },
     // a model directory is relative to the config file, like every other path in it
     ...(isModelPath(value.detector.model)
       ? { detector: { ...value.detector, model: resolve(dir, value.detector.model) } }

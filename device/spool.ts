@@ -5,7 +5,7 @@ import { ArgusError } from '../common/errors.ts';
 import type { Logger } from '../common/logger.ts';
 import type { SpoolSettings } from './config.ts';
 
-export type SpoolKind = 'event' | 'status' | 'cmd_result';
+export type SpoolKind = 'event' | 'status' | 'cmd_result' | 'update';
 
 export interface SpooledMessage {
   seq: number;

@@ -2,7 +2,8 @@
 # Installs everything Argus needs on Debian 12, as root, idempotently: Debian packages (GStreamer
 # 1.22 with dev headers for the Node binding, the RTSP server, ffmpeg, the sample street video,
 # Mosquitto and PostgreSQL for tests, Chromium for console tests), npm dependencies (onnxruntime-node
-# CPU-only, nothing fetched from outside the npm registry) and the pretrained models.
+# CPU-only, nothing fetched from outside the npm registry), the console's build and the pretrained
+# models.
 # Safe to run again: it only does what is missing.
 set -eu
 cd "$(dirname "$0")/.."
@@ -73,6 +74,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ]; then
 else
   say "npm dependencies present"
 fi
+
+# the operations console: its npm packages and its build (console/dist), when missing or older
+sh scripts/console.sh build
 
 say "pretrained models"
 ARGUS_LOG_LEVEL="${ARGUS_LOG_LEVEL:-warn}" node bin/argus.mjs models fetch

@@ -4,19 +4,24 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import { ArgusError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
+import { LiveRelay } from '../live/relay.ts';
 import type { ServerTlsMaterial } from '../tls.ts';
 import { DOCS_PREFIX, installAuth, type RouteAccess, SECURITY_SCHEMES } from './auth-plugin.ts';
 import type { ApiContext, App } from './context.ts';
 import { boundedJsonBodies, boundedServer, clientErrorHandler } from './http-limits.ts';
+import { artifactRoutes } from './routes/artifacts.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { commandRoutes } from './routes/commands.ts';
+import { consoleRoutes } from './routes/console.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { enrollmentRoutes } from './routes/enrollment.ts';
 import { eventRoutes, type StreamRegistry } from './routes/events.ts';
 import { historyRoutes } from './routes/history.ts';
+import { liveRoutes } from './routes/live.ts';
 import { operatorRoutes } from './routes/operators.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { quarantineRoutes } from './routes/quarantine.ts';
+import { rolloutRoutes } from './routes/rollouts.ts';
 import { snapshotRoutes } from './routes/snapshots.ts';
 
 export interface Api {
@@ -78,12 +83,21 @@ export async function buildApi(ctx: ApiContext, log: Logger, https?: ServerTlsMa
   quarantineRoutes(app, ctx);
   operatorRoutes(app, ctx, log);
   auditRoutes(app, ctx);
+  artifactRoutes(app, ctx);
+  rolloutRoutes(app, ctx);
+  const live = new LiveRelay(
+    (device, name, args) => ctx.commands.send(device, name, args),
+    log.child({ part: 'live' }),
+  );
+  await liveRoutes(app, live);
+  consoleRoutes(app);
   await app.ready();
   return {
     app,
     routes,
     async close() {
       for (const end of [...streams]) end();
+      live.close();
       await app.close();
     },
   };

@@ -195,7 +195,8 @@ export async function installAuth(app: App, ctx: ApiContext, log: Logger): Promi
       actorKind: req.principal.kind,
       action: `${req.method} ${req.routeOptions.url}`,
       params: { ...(req.params as Record<string, string>) },
-      address: req.ip,
+      // a connection closed with the answer (e.g. a refused upload) has no address left to read
+      address: req.ip ?? 'unknown',
       status: reply.statusCode,
     });
   });

@@ -1,8 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from 'fastify';
+import type { ArtifactRegistry } from '../artifacts/registry.ts';
 import type { DeviceCredentials } from '../auth.ts';
-import type { HttpLimitSettings } from '../config.ts';
+import type { ArtifactSettings, HttpLimitSettings } from '../config.ts';
 import './access.ts';
 import type { CommandSender } from '../commands.ts';
 import type { AuthSettings, EnrollmentSettings } from '../config.ts';
@@ -10,6 +11,7 @@ import type { DeviceHealth } from '../device-health.ts';
 import type { Enrollment } from '../enrollment.ts';
 import type { EventBus } from '../event-bus.ts';
 import type { Metrics } from '../metrics.ts';
+import type { Rollouts } from '../rollouts/service.ts';
 import type { ApiTokens } from '../storage/api-tokens.ts';
 import type { AuditLog } from '../storage/audit.ts';
 import type { DeviceHistory } from '../storage/device-history.ts';
@@ -26,6 +28,7 @@ export interface ApiContext {
   bus: EventBus;
   metrics: Metrics;
   commands: CommandSender;
+  rollouts: Rollouts;
   quarantine: QuarantineStore;
   enrollment: Enrollment;
   enrollmentSettings: EnrollmentSettings;
@@ -40,6 +43,9 @@ export interface ApiContext {
   auth: OperatorAuth;
   /** the HTTP bounds (`limits.http`) */
   limits: HttpLimitSettings;
+  /** the artifact registry (published bundles, device downloads) and its settings */
+  artifacts: ArtifactRegistry;
+  artifactSettings: ArtifactSettings;
 }
 
 /** operators' accounts, sessions, API tokens, login throttling and the audit log */

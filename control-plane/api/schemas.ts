@@ -116,7 +116,27 @@ export const DevicesQuery = Type.Object(
       }),
     ),
     idPrefix: Type.Optional(
-      Type.String({ pattern: '^[a-z0-9_-]{1,63}$', description: 'ids that start with this, e.g. gate-' }),
+      Type.String({
+        pattern: '^[a-z0-9_-]{1,63}$',
+        description: 'ids that start with this, e.g. gate- (a site, where ids begin with their site)',
+      }),
+    ),
+    softwareVersion: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 128, description: "the identity's software.version" }),
+    ),
+    modelVersion: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 2_147_483_647,
+        description: 'some camera of the latest telemetry runs this model version',
+      }),
+    ),
+    sceneVersion: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 2_147_483_647,
+        description: 'some camera of the latest telemetry runs this scene version (0: from local config)',
+      }),
     ),
     limit: Type.Integer({ minimum: 1, maximum: 500, default: 100 }),
     cursor: Type.Optional(

@@ -3,13 +3,14 @@ import { type DeviceTopicKind, MAX_PAYLOAD_BYTES, parseTopic, validators } from 
 import type { RejectReason } from '../metrics.ts';
 import type { IngestKind, IngestRecord } from '../storage/repository.ts';
 
-const RECORD_KIND: Record<Exclude<DeviceTopicKind, 'update'>, IngestKind> = {
+const RECORD_KIND: Record<DeviceTopicKind, IngestKind> = {
   events: 'event',
   status: 'status',
   telemetry: 'telemetry',
   identity: 'identity',
   available: 'available',
   cmd_result: 'cmd_result',
+  update: 'update',
 };
 
 export type Decoded =
@@ -33,8 +34,6 @@ export function decodeMessage(topic: string, payload: Buffer, receivedAt: number
       detail: `topic "${topic.slice(0, 200)}" is not in the contract`,
     };
   if (parsed.kind === 'cmd') return { ok: 'ignore' };
-  if (parsed.kind === 'update')
-    return { ok: false, reason: 'unknown_topic', detail: 'update statuses are not ingested yet (issue #16)' };
   const device = parsed.device;
   if (payload.length > MAX_PAYLOAD_BYTES)
     return {

@@ -10,6 +10,7 @@ import {
   type Repository,
   type StoredEvent,
 } from '../storage/repository.ts';
+import type { RolloutStore, StatusOutcome, UpdateStatusRecord } from '../storage/rollouts.ts';
 import { decodeMessage } from './decode.ts';
 import { DeviceRate } from './device-rate.ts';
 import { RateLimitedLog } from './rate-limited-log.ts';
@@ -76,6 +77,8 @@ export class Ingestor {
     private readonly log: Logger,
     /** after a batch committed: its new events, and every record it stored (redelivered ones too) */
     private readonly onStored: (events: StoredEvent[], records: IngestRecord[]) => void,
+    /** where update statuses go (the rollouts' assignments); without it they are rejected as unknown */
+    private readonly updates?: Pick<RolloutStore, 'applyStatuses'>,
   ) {
     this.rejections = new RateLimitedLog(log);
     this.quarantine = new QuarantineStore(repo.sql);
@@ -195,7 +198,7 @@ export class Ingestor {
     for (;;) {
       let failure: unknown;
       try {
-        const outcome = await this.repo.writeBatch(entries.map((e) => e.record));
+        const outcome = await this.write(entries.map((e) => e.record));
         this.unreachable = undefined;
         this.metrics.batches++;
         return (await this.settle(entries, outcome)) ? outcome.inserted : undefined;
@@ -215,6 +218,40 @@ export class Ingestor {
       if (!(await this.waitForDatabase(failure, entries.length, retryMs))) return undefined;
       retryMs = Math.min(RETRY_MAX_MS, retryMs * 2);
     }
+  }
+
+  /**
+   * Writes a batch: update statuses to the rollouts' assignments (their own transaction, after the
+   * rest: both are idempotent, so a batch written again after a failure changes nothing twice),
+   * everything else through the repository. An update status for no assignment of its device
+   * comes back among `unknownResults`, rejected like a result for no command.
+   */
+  private async write(records: IngestRecord[]): Promise<BatchOutcome> {
+    const updates: UpdateStatusRecord[] = [];
+    const byUpdate = new Map<UpdateStatusRecord, IngestRecord>();
+    const rest: IngestRecord[] = [];
+    for (const r of records) {
+      if (r.kind !== 'update') {
+        rest.push(r);
+        continue;
+      }
+      const u = { device: r.device, message: r.message, payload: r.payload, receivedAt: r.receivedAt };
+      updates.push(u);
+      byUpdate.set(u, r);
+    }
+    const outcome: BatchOutcome =
+      rest.length > 0
+        ? await this.repo.writeBatch(rest)
+        : { inserted: [], duplicates: 0, conflicts: [], unknownResults: [] };
+    if (updates.length === 0) return outcome;
+    const applied: StatusOutcome = this.updates
+      ? await this.updates.applyStatuses(updates)
+      : { duplicates: 0, unknown: updates, changed: 0 };
+    return {
+      ...outcome,
+      duplicates: outcome.duplicates + applied.duplicates,
+      unknownResults: [...outcome.unknownResults, ...applied.unknown.map((u) => byUpdate.get(u)!)],
+    };
   }
 
   /** writes the halves of a batch that failed, one after the other */
@@ -238,11 +275,15 @@ export class Ingestor {
     for (const record of outcome.unknownResults) {
       const e = byRecord.get(record)!;
       e.notStored = true;
-      this.metrics.countRejected('unknown_command');
+      const update = record.kind === 'update';
+      const reason = update ? 'unknown_assignment' : 'unknown_command';
+      this.metrics.countRejected(reason);
       this.rejections.warn(
-        `unknown_command/${record.device}`,
+        `${reason}/${record.device}`,
         { device: record.device, topic: e.topic, payload: record.payload.slice(0, 200) },
-        'command result rejected: no command with its id was sent to this device',
+        update
+          ? 'update status rejected: no assignment with its id (of its rollout and artifact) was sent to this device'
+          : 'command result rejected: no command with its id was sent to this device',
       );
     }
     const conflicts = outcome.conflicts.map((record) => ({

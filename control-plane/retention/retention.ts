@@ -4,7 +4,7 @@ import type { StillHeld } from '../leased-job.ts';
 import type { RetentionLimitKind, RetentionMetrics } from '../metrics.ts';
 import type { Repository } from '../storage/repository.ts';
 import type { SqlValue } from '../storage/sql-access.ts';
-import { RETENTION_KINDS, type RetentionKind } from './kinds.ts';
+import { RETENTION_KINDS, type RetentionKind, type RetentionKindName } from './kinds.ts';
 
 const DAY_MS = 24 * 3600 * 1000;
 const MIB = 1024 * 1024;
@@ -32,6 +32,20 @@ export interface RetentionReport {
 class LeaseLost extends Error {}
 
 /**
+ * A kind retention enforces with its own code instead of a table's rows: the artifacts, whose
+ * bytes are outside the database and which stay while a rollout references them
+ * (retention/artifacts.ts). `check` throws when the lease is lost; `count` records deletions.
+ */
+export interface RetentionStep {
+  name: RetentionKindName;
+  run(
+    limit: RetentionLimitSettings,
+    check: () => void,
+    count: (limit: RetentionLimitKind, rows: number, bytes: number) => void,
+  ): Promise<KindReport>;
+}
+
+/**
  * Deletes what is past its limits, kind by kind: first rows older than `maxAgeDays`, then the
  * oldest rows until the kind's estimated size is within `maxMiB`. Deletes go in transactions of
  * `batchRows` rows with `pauseMs` between them, so ingest (whose batches queue beside them) waits
@@ -46,6 +60,7 @@ export class Retention {
     private readonly metrics: RetentionMetrics,
     private readonly kinds: readonly RetentionKind[] = RETENTION_KINDS,
     private readonly clock: () => number = Date.now,
+    private readonly steps: readonly RetentionStep[] = [],
   ) {}
 
   async run(stillHeld: StillHeld = () => true): Promise<RetentionReport> {
@@ -59,6 +74,13 @@ export class Retention {
         const k: KindReport = { deletedByAge: 0, deletedBySize: 0, bytesDeleted: 0, storedBytes: 0 };
         report.kinds[kind.name] = k;
         await this.retain(kind, this.settings[kind.name], k, started, check);
+      }
+      for (const step of this.steps) {
+        const k = await step.run(this.settings[step.name], check, (limit, rows, bytes) =>
+          this.metrics.countDeleted(step.name, limit, rows, bytes),
+        );
+        report.kinds[step.name] = k;
+        this.metrics.storedBytes.set(step.name, k.storedBytes);
       }
       let more = true;
       while (more) {

@@ -293,6 +293,125 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'retention of quarantined messages by age',
     statements: () => ['CREATE INDEX quarantine_received ON quarantine (received_at)'],
   },
+  {
+    version: 7,
+    name: 'artifact registry: published bundles and the targets of their variants',
+    statements: (d) => [
+      `CREATE TABLE artifacts (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        variant TEXT NOT NULL,
+        bytes ${d.bigint} NOT NULL,
+        key_id TEXT NOT NULL,
+        manifest TEXT NOT NULL,
+        expires_at ${d.bigint} NOT NULL,
+        published_at ${d.bigint} NOT NULL,
+        published_by TEXT NOT NULL,
+        UNIQUE (kind, name, version, variant)
+      )`,
+      'CREATE INDEX artifacts_published ON artifacts (published_at, id)',
+      `CREATE TABLE artifact_targets (
+        artifact TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        hardware_class TEXT NOT NULL,
+        execution_provider TEXT NOT NULL,
+        PRIMARY KEY (kind, name, version, hardware_class, execution_provider)
+      )`,
+      'CREATE INDEX artifact_targets_artifact ON artifact_targets (artifact)',
+    ],
+  },
+  {
+    version: 8,
+    name: 'device labels, rollouts, their waves, assignments, update statuses and history',
+    statements: (d) => [
+      `CREATE TABLE device_labels (
+        device TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (device, name)
+      )`,
+      'CREATE INDEX device_labels_value ON device_labels (name, value)',
+      `CREATE TABLE rollouts (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        artifact_kind TEXT NOT NULL,
+        artifact_name TEXT NOT NULL,
+        artifact_version INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        spec TEXT NOT NULL,
+        current_wave INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at ${d.bigint} NOT NULL,
+        updated_at ${d.bigint} NOT NULL
+      )`,
+      'CREATE INDEX rollouts_state ON rollouts (state, id)',
+      `CREATE TABLE rollout_waves (
+        rollout TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        started_at ${d.bigint},
+        condition_at ${d.bigint},
+        ended_at ${d.bigint},
+        reason TEXT,
+        PRIMARY KEY (rollout, idx)
+      )`,
+      `CREATE TABLE rollout_assignments (
+        id TEXT PRIMARY KEY,
+        rollout TEXT NOT NULL,
+        wave INTEGER NOT NULL,
+        purpose TEXT NOT NULL,
+        device TEXT NOT NULL,
+        artifact_kind TEXT NOT NULL,
+        artifact_id TEXT NOT NULL,
+        artifact TEXT NOT NULL,
+        previous_version INTEGER,
+        state TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        reason TEXT,
+        figures TEXT,
+        active INTEGER NOT NULL,
+        cancel_sent_at ${d.bigint},
+        sent_at ${d.bigint},
+        deadline ${d.bigint},
+        updated_at ${d.bigint} NOT NULL,
+        UNIQUE (rollout, device, purpose)
+      )`,
+      // one active rollout per device and artifact kind, held by the database itself
+      'CREATE UNIQUE INDEX rollout_assignments_active ON rollout_assignments (device, artifact_kind) WHERE active = 1',
+      'CREATE INDEX rollout_assignments_wave ON rollout_assignments (rollout, wave, state)',
+      'CREATE INDEX rollout_assignments_artifact ON rollout_assignments (device, artifact_id)',
+      'CREATE INDEX rollout_assignments_deadline ON rollout_assignments (active, deadline)',
+      `CREATE TABLE update_statuses (
+        device TEXT NOT NULL,
+        id TEXT NOT NULL,
+        assignment TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        at ${d.bigint} NOT NULL,
+        received_at ${d.bigint} NOT NULL,
+        payload TEXT NOT NULL,
+        PRIMARY KEY (device, id)
+      )`,
+      'CREATE INDEX update_statuses_assignment ON update_statuses (assignment, seq)',
+      `CREATE TABLE rollout_history (
+        id ${d.serial},
+        rollout TEXT NOT NULL,
+        wave INTEGER,
+        assignment TEXT,
+        device TEXT,
+        state TEXT NOT NULL,
+        reason TEXT,
+        at ${d.bigint} NOT NULL
+      )`,
+      'CREATE INDEX rollout_history_rollout ON rollout_history (rollout, id)',
+    ],
+  },
 ];
 
 export const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (

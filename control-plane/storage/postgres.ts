@@ -37,6 +37,7 @@ import {
   type EventRow,
   eventQuery,
   existingSnapshotOutcome,
+  type JsonSql,
   latestCameraStatusSql,
   type SnapshotIdentity,
   type SnapshotRow,
@@ -50,7 +51,11 @@ import {
 import type { SqlAccess, SqlValue } from './sql-access.ts';
 
 const d = (i: number) => `$${i}`;
-const jsonField = (column: string, field: string) => `(${column}::json ->> '${field}')`;
+const jsonSql: JsonSql = {
+  field: (column, path) => `(${column}::json #>> '{${path.join(',')}}')`,
+  anyCamera: (path, ph) =>
+    `EXISTS (SELECT 1 FROM json_array_elements(telemetry::json -> 'cameras') c WHERE (c #>> '{${path.join(',')}}') = ${ph})`,
+};
 /** batches written side by side at most: more did not raise the ingest rate on 2 cores */
 const MAX_CONCURRENT_WRITES = 3;
 
@@ -424,7 +429,7 @@ export class PostgresRepository implements Repository {
   }
 
   async listDevices(filter: DeviceFilter): Promise<DevicePage> {
-    const { sql, params } = deviceSizesQuery(filter, d, jsonField);
+    const { sql, params } = deviceSizesQuery(filter, d, jsonSql);
     const chosen = choosePage((await this.pool.query<DeviceSizeRow>(sql, params)).rows, filter);
     if (chosen.ids.length === 0) return devicePage(chosen, [], []);
     const [devices, cameras] = await Promise.all([

@@ -6,6 +6,7 @@ import type {
   EventMessage,
   Identity,
   Telemetry,
+  UpdateStatus,
 } from '../../contract/index.ts';
 import type { SqlAccess } from './sql-access.ts';
 
@@ -17,6 +18,8 @@ interface MessageOf {
   identity: Identity;
   available: Availability;
   cmd_result: CommandResult;
+  /** not written by writeBatch: ingest hands update statuses to the rollouts (storage/rollouts.ts) */
+  update: UpdateStatus;
 }
 
 export type IngestKind = keyof MessageOf;
@@ -58,6 +61,12 @@ export interface DeviceFilter {
   hardwareClass?: string;
   /** ids that start with this */
   idPrefix?: string;
+  /** `software.version` of the device's identity */
+  softwareVersion?: string;
+  /** some camera of the latest telemetry runs this model version */
+  modelVersion?: number;
+  /** some camera of the latest telemetry runs this scene version */
+  sceneVersion?: number;
   /** only devices whose id sorts after this one (the previous page's last) */
   after?: string;
   limit: number;
@@ -117,7 +126,10 @@ export interface BatchOutcome {
   duplicates: number;
   /** records of the batch not stored: events whose (device, id, seq) holds other content */
   conflicts: IngestRecord[];
-  /** records of the batch not stored: command results for no command sent to their device */
+  /**
+   * records of the batch not stored: command results for no command sent to their device, update
+   * statuses for no assignment of their device
+   */
   unknownResults: IngestRecord[];
 }
 

@@ -121,8 +121,13 @@ export function latestCameraStatusSql(p: Placeholder, devices: number): string {
     ORDER BY s.device, s.camera`;
 }
 
-/** a text field of a JSON column, e.g. `identity`'s `hardwareClass` (the backends differ) */
-export type JsonField = (column: string, field: string) => string;
+/** how a backend reads JSON columns (the backends differ) */
+export interface JsonSql {
+  /** a text field of a JSON column by its path, e.g. `identity`'s `software.version` */
+  field(column: string, path: readonly string[]): string;
+  /** true when some camera of the stored telemetry has the text `path` equal to placeholder `ph` */
+  anyCamera(path: readonly string[], ph: string): string;
+}
 
 /**
  * The ids of the devices `filter` selects, by id, one more than its limit (to know whether more
@@ -132,7 +137,7 @@ export type JsonField = (column: string, field: string) => string;
 export function deviceSizesQuery(
   filter: DeviceFilter,
   p: Placeholder,
-  jsonField: JsonField,
+  json: JsonSql,
 ): { sql: string; params: unknown[] } {
   const where: string[] = [];
   const params: unknown[] = [];
@@ -143,7 +148,13 @@ export function deviceSizesQuery(
   if (filter.status === 'unknown') where.push("(status IS NULL OR status NOT IN ('online', 'offline'))");
   else if (filter.status !== undefined) add((ph) => `status = ${ph}`, filter.status);
   if (filter.hardwareClass !== undefined)
-    add((ph) => `${jsonField('identity', 'hardwareClass')} = ${ph}`, filter.hardwareClass);
+    add((ph) => `${json.field('identity', ['hardwareClass'])} = ${ph}`, filter.hardwareClass);
+  if (filter.softwareVersion !== undefined)
+    add((ph) => `${json.field('identity', ['software', 'version'])} = ${ph}`, filter.softwareVersion);
+  if (filter.modelVersion !== undefined)
+    add((ph) => json.anyCamera(['model', 'version'], ph), String(filter.modelVersion));
+  if (filter.sceneVersion !== undefined)
+    add((ph) => json.anyCamera(['scene', 'version'], ph), String(filter.sceneVersion));
   if (filter.idPrefix !== undefined)
     add((ph) => `substr(id, 1, ${filter.idPrefix!.length}) = ${ph}`, filter.idPrefix);
   if (filter.after !== undefined) add((ph) => `id > ${ph}`, filter.after);

@@ -27,6 +27,7 @@ import {
   devicesByIdSql,
   type EventRow,
   eventQuery,
+  type JsonSql,
   latestCameraStatusSql,
   type SnapshotRow,
   toCommand,
@@ -40,7 +41,11 @@ import { SqliteWriter } from './sqlite-writer.ts';
 import { type BatchResult, batchRows, CONFLICTING } from './sqlite-writes.ts';
 
 const q = () => '?';
-const jsonField = (column: string, field: string) => `json_extract(${column}, '$.${field}')`;
+const jsonSql: JsonSql = {
+  field: (column, path) => `json_extract(${column}, '$.${path.join('.')}')`,
+  anyCamera: (path, ph) =>
+    `EXISTS (SELECT 1 FROM json_each(telemetry, '$.cameras') c WHERE CAST(json_extract(c.value, '$.${path.join('.')}') AS TEXT) = ${ph})`,
+};
 
 /** SQLite's `auto_vacuum` value for INCREMENTAL */
 const INCREMENTAL_VACUUM = 2;
@@ -141,7 +146,7 @@ export class SqliteRepository implements Repository {
   }
 
   async listDevices(filter: DeviceFilter): Promise<DevicePage> {
-    const { sql, params } = deviceSizesQuery(filter, q, jsonField);
+    const { sql, params } = deviceSizesQuery(filter, q, jsonSql);
     const chosen = choosePage(this.db.prepare(sql).all(...params) as DeviceSizeRow[], filter);
     if (chosen.ids.length === 0) return devicePage(chosen, [], []);
     const rows = this.db.prepare(devicesByIdSql(q, chosen.ids.length)).all(...chosen.ids) as DeviceRow[];

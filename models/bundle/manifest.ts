@@ -25,11 +25,21 @@ const FileEntry = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * the hardware class of a target that fits a box of any class (e.g. an fp32 model on CPU): the
+ * control plane's registry gives it to a device that has no variant for its own class, and a box
+ * accepts it like a target of its own class
+ */
+export const ANY_HARDWARE_CLASS = 'any';
+
 const Target = Type.Object(
   {
     /** ONNX Runtime execution provider, e.g. "cpu" */
     executionProvider: Type.String({ minLength: 1 }),
-    /** hardware class the model is meant for, e.g. "x86_64-avx512vnni" (see evaluate/hardware.ts) */
+    /**
+     * hardware class the model is meant for, e.g. "x86_64-avx512vnni" (see evaluate/hardware.ts),
+     * or ANY_HARDWARE_CLASS
+     */
     hardwareClass: Type.String({ minLength: 1 }),
   },
   { additionalProperties: false },

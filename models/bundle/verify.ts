@@ -42,6 +42,12 @@ export interface VerifyOptions {
   installedDir?: string;
   /** default: DEFAULT_BUNDLE_LIMITS */
   limits?: BundleLimits;
+  /**
+   * the last trusted version of the manifest's kind and name, in place of the look-up in
+   * `installedDir` (the device updater keeps its own store, so that an old bundle is never
+   * replayed); undefined when none was ever trusted. It throws a BundleRejected to fail closed.
+   */
+  trustedVersion?: (manifest: Manifest) => Promise<number | undefined>;
   now?: Date;
 }
 
@@ -246,11 +252,13 @@ export async function verifyBundleEntries(
     );
   }
 
-  const installed = await installedVersion(manifest, options.installedDir ?? installedDirOf(manifest.kind));
+  const installed = options.trustedVersion
+    ? await options.trustedVersion(manifest)
+    : await installedVersion(manifest, options.installedDir ?? installedDirOf(manifest.kind));
   if (installed !== undefined && manifest.version <= installed) {
     throw new BundleRejected(
       'not-newer',
-      `bundle ${path} has ${manifest.name} v${manifest.version}, which is not newer than the installed v${installed}`,
+      `bundle ${path} has ${manifest.name} v${manifest.version}, which is not newer than the ${options.trustedVersion ? 'last trusted' : 'installed'} v${installed}`,
       `bundles must carry a higher version than the installed ${manifest.kind}; build one with a higher --version`,
     );
   }

@@ -51,3 +51,14 @@ export interface HealthSample {
   /** event messages the host produced since it started */
   events: number;
 }
+
+/** whether a camera host implements what the updater needs (a host without video may not) */
+export function isUpdateHost(host: unknown): host is UpdateHost {
+  const h = host as Partial<Record<keyof UpdateHost, unknown>> | undefined;
+  return (
+    typeof h?.shadowModel === 'function' &&
+    typeof h.swapModel === 'function' &&
+    typeof h.applyScene === 'function' &&
+    typeof h.healthSample === 'function'
+  );
+}

@@ -11,7 +11,7 @@ import { parseSourceUrl, type SourceSpec } from '../../video/source-url.ts';
 import type { CameraSettings } from '../camera-settings.ts';
 import { EventLifecycle, type PipelineEvent, type SceneEventMessage } from '../events/lifecycle.ts';
 import { MotionGate } from '../motion.ts';
-import { SceneEngine } from '../scene/engine.ts';
+import { SceneEngine, type SceneStep } from '../scene/engine.ts';
 import type { Scene } from '../scene/schema.ts';
 import { renderAnnotatedJpeg } from '../snapshot.ts';
 import type { DetectionScheduler } from './scheduler.ts';
@@ -56,6 +56,8 @@ export interface CameraRuntimeOptions {
   replayStart?: Date;
   onEvent: (e: CameraEvent) => void | Promise<void>;
   onStatus?: (s: CameraStatusChange) => void;
+  /** every observed frame's scene step and counters, in frame order (the accuracy evaluation reads them) */
+  onStep?: (t: number, step: SceneStep, counters: Record<string, number>) => void;
   /** live: the wait between reconnection attempts, doubling from `startMs` up to `maxMs` */
   reconnect?: { startMs: number; maxMs: number };
 }
@@ -312,6 +314,7 @@ export class CameraRuntime {
     const { sx, sy } = this.sourcePerModel(frame);
     const searched = regions?.map((r) => boxOf(r, sx, sy));
     const step = this.engine.observe(detections, t, searched);
+    this.o.onStep?.(t, step, this.engine.counters());
     const events = this.lifecycle.process(
       step.transitions,
       t,

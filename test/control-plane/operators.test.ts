@@ -124,12 +124,20 @@ describe('operators: accounts, roles, sessions, API tokens, audit', () => {
       new Set([
         'GET /healthz',
         'HEAD /healthz',
+        // the console's static shell: index.html and its hashed assets (its data comes through the API)
         'GET /',
         'HEAD /',
+        'GET /assets/:file',
+        'HEAD /assets/:file',
         'POST /api/v1/login',
         'POST /api/v1/logout',
         // a box's one-time claim token in exchange for its credential (rate-limited)
         'POST /api/v1/devices/:device/enroll',
+        // the live view's page and player script (the stream itself needs a login)
+        'GET /live/:device/:camera',
+        'HEAD /live/:device/:camera',
+        'GET /live/player.js',
+        'HEAD /live/player.js',
       ]),
     );
   });

@@ -231,6 +231,55 @@ function repositorySuite(name: string, open: () => Promise<Repository>): void {
       assert.equal(tiny.devices.length, 1, 'one device at least, however large');
     });
 
+    it('filters devices by software version and by the model and scene versions their cameras run', async () => {
+      // each box: a software version, and per camera a model and scene version (or none reported)
+      const boxes = Array.from({ length: 9 }, (_, i) => ({
+        id: `ver-${i}`,
+        software: `1.${i % 3}.0`,
+        cameras: [{ model: 1 + (i % 2), scene: i % 4 }, ...(i % 3 === 0 ? [] : [{ model: 3, scene: 7 }])],
+      }));
+      await repo.writeBatch(
+        boxes.flatMap((b) => {
+          const t = telemetry(b.id, 5, T0);
+          t.cameras = b.cameras.map((c, k) => ({
+            ...t.cameras[0]!,
+            id: `cam-${k}`,
+            model: { name: 'nanodet', version: c.model },
+            ...(c.scene === 0 ? {} : { scene: { name: 'campus', version: c.scene } }),
+          }));
+          return [
+            record(
+              'identity',
+              b.id,
+              { ...identity(b.id), software: { version: b.software, node: 'v20' } },
+              T0,
+            ),
+            record('telemetry', b.id, t, T0),
+          ];
+        }),
+      );
+      const ids = async (f: Omit<DeviceFilter, 'limit' | 'maxChars'>) =>
+        (await repo.listDevices({ idPrefix: 'ver-', ...f, limit: 100, maxChars: 1e9 })).devices.map(
+          (d) => d.id,
+        );
+      for (const software of ['1.0.0', '1.1.0', '1.2.0', '9.9.9'])
+        for (const modelVersion of [undefined, 1, 2, 3, 4])
+          for (const sceneVersion of [undefined, 1, 2, 3, 7, 8]) {
+            const expected = boxes
+              .filter(
+                (b) =>
+                  b.software === software &&
+                  (modelVersion === undefined || b.cameras.some((c) => c.model === modelVersion)) &&
+                  (sceneVersion === undefined || b.cameras.some((c) => c.scene === sceneVersion)),
+              )
+              .map((b) => b.id);
+            const filter: Omit<DeviceFilter, 'limit' | 'maxChars'> = { softwareVersion: software };
+            if (modelVersion !== undefined) filter.modelVersion = modelVersion;
+            if (sceneVersion !== undefined) filter.sceneVersion = sceneVersion;
+            assert.deepEqual(await ids(filter), expected, JSON.stringify(filter));
+          }
+    });
+
     it('stores a batch of 20,000 events and camera statuses in one transaction', async () => {
       const device = 'big-box';
       const records: IngestRecord[] = [];

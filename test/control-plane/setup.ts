@@ -6,6 +6,7 @@ import { deviceClientId } from '../../contract/index.ts';
 import type { AuthSettings } from '../../control-plane/config.ts';
 import {
   type ControlPlane,
+  type ControlPlaneParts,
   controlPlaneConfig,
   openRepository,
   startControlPlane,
@@ -62,6 +63,8 @@ export interface TestControlPlaneOptions {
   enrollment?: Record<string, unknown>;
   /** the control plane's `auth` section */
   auth?: Partial<AuthSettings>;
+  /** parts given instead of the defaults (e.g. which artifacts are assigned to which device) */
+  parts?: ControlPlaneParts;
 }
 
 /** a test control plane in its own temporary directory, with an MQTT v5 client of box-1 on its broker */
@@ -107,6 +110,8 @@ export async function startTestControlPlane(o: TestControlPlaneOptions): Promise
       ...o.config,
       ...(o.auth ? { auth: o.auth } : {}),
     }),
+    undefined,
+    o.parts,
   );
   useToken(cp.httpUrl, await createAdminToken(cp.repository.sql));
   return cp;

@@ -18,6 +18,8 @@ export interface AgentConfigOptions {
   /** enroll with this claim token instead of a pre-provisioned credential */
   claimToken?: string;
   cameras?: string[];
+  /** the RTSP server the cameras' URLs point at (`rtsp://host:port/`), default rtsp://127.0.0.1:8554/ */
+  rtspBase?: string;
   eventsPerSecond?: number;
   /** replay the recording again at its end (default), else the cameras go offline there */
   loop?: boolean;
@@ -38,7 +40,10 @@ export interface AgentConfigOptions {
 /** the YAML of a device config that replays the recorded fixture on each camera */
 export function agentConfigYaml(o: AgentConfigOptions): string {
   const cameras = (o.cameras ?? ['cam-1', 'cam-2'])
-    .map((id) => `  - id: ${id}\n    url: rtsp://127.0.0.1:8554/${id}\n    scene: scenes/${id}.yaml\n`)
+    .map(
+      (id) =>
+        `  - id: ${id}\n    url: ${o.rtspBase ?? 'rtsp://127.0.0.1:8554/'}${id}\n    scene: scenes/${id}.yaml\n`,
+    )
     .join('');
   const tls = o.tls
     ? `tls:\n${Object.entries(o.tls)

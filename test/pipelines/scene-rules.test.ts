@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import type { Detection } from '../../inference/detector.ts';
 import type { Box } from '../../inference/rect.ts';
 import { SceneEngine } from '../../pipelines/scene/engine.ts';
@@ -78,7 +79,47 @@ describe('scene rules on synthetic tracks', () => {
     );
     assert.equal(new Set(ts.map((t) => t.key)).size, 2);
     assert.deepEqual(engine.counters(), { 'road.in': 1, 'road.out': 1 });
-    assert.equal(ts[0]!.t, 2.2, 'the crossing is reported on the first frame with the feet past the line');
+    assert.equal(ts[0]!.t, 2.4, 'the crossing is reported on the second detection beyond the dead band');
+  });
+
+  it('line: feet jittering on the line, by any amount, while never settling on the far side cross nothing', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 60 }), { minLength: 4, maxLength: 40 }), (swings) => {
+        const engine = sceneEngine('  - { id: road, type: line, line: [[0.5, 0.2], [0.5, 0.8]] }\n');
+        // settled left of the line, then every frame alternately far over and back again
+        const frames = [
+          ...[440, 440, 440].map((x) => [person(x, 500)]),
+          ...swings.map((d, i) => [person(i % 2 === 0 ? 500 + d : 440, 500)]),
+        ];
+        assert.deepEqual(run(engine, frames), []);
+      }),
+    );
+  });
+
+  it('line: a box the tracker only predicts carries no one over the line; the next detection does', () => {
+    const engine = sceneEngine(
+      '  - { id: road, type: line, line: [[0.5, 0.2], [0.5, 0.8]] }\n',
+      'tracker:\n  minHits: 1\n  maxAgeSeconds: 3\n',
+    );
+    // walking right at 100 px/s, unseen for 2 s around the line (the prediction goes over it), then seen beyond it
+    const seen = path([300, 500], [440, 500], 1.4).map(([x, y]) => [person(x, y)]);
+    const unseen = Array.from({ length: 10 }, () => []);
+    const after = path([660, 500], [700, 500], 0.4).map(([x, y]) => [person(x, y)]);
+    const ts = run(engine, [...seen, ...unseen]);
+    assert.deepEqual(ts, [], 'no crossing while the track is only predicted');
+    const later = run(engine, after, (seen.length + unseen.length) / FPS);
+    assert.deepEqual(
+      later.map((t) => [t.phase, t.direction]),
+      [
+        ['new', 'out'],
+        ['end', 'out'],
+      ],
+    );
+    assert.deepEqual(
+      later[0]!.box,
+      person(680, 500).box,
+      'the event box is the detection, not the prediction',
+    );
   });
 
   it('zone: enter opens the visit, exit closes it with the dwell time; occupancy follows', () => {

@@ -31,7 +31,7 @@ export function deviceRoutes(app: App, ctx: ApiContext): void {
         summary:
           'the devices seen, with status, last seen, identity and latest telemetry, by id, a page at a time',
         description:
-          "Filter by `status`, `hardwareClass` and `idPrefix`; pass the previous page's `nextCursor` as `cursor`. " +
+          "Filter by `status`, `hardwareClass`, `idPrefix`, `softwareVersion`, `modelVersion` and `sceneVersion` (all given must match); pass the previous page's `nextCursor` as `cursor`. " +
           `A page ends early, with its nextCursor, once its identities and telemetry pass ${ctx.limits.pageBytes} characters.`,
         querystring: DevicesQuery,
         response: { 200: DevicesPage, 400: ErrorBody },
@@ -43,6 +43,9 @@ export function deviceRoutes(app: App, ctx: ApiContext): void {
       if (q.status) filter.status = q.status;
       if (q.hardwareClass) filter.hardwareClass = q.hardwareClass;
       if (q.idPrefix) filter.idPrefix = q.idPrefix;
+      if (q.softwareVersion) filter.softwareVersion = q.softwareVersion;
+      if (q.modelVersion !== undefined) filter.modelVersion = q.modelVersion;
+      if (q.sceneVersion !== undefined) filter.sceneVersion = q.sceneVersion;
       if (q.cursor) filter.after = q.cursor;
       const page = await ctx.repo.listDevices(filter);
       if (page.cut) ctx.metrics.countHttpLimited('page_bytes');

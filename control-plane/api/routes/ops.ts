@@ -1,4 +1,3 @@
-import { consolePage } from '../console-page.ts';
 import type { ApiContext, App } from '../context.ts';
 import { Health } from '../schemas.ts';
 
@@ -45,9 +44,5 @@ export function opsRoutes(app: App, ctx: ApiContext): void {
       });
       return reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8').send(text);
     },
-  );
-
-  app.get('/', { config: { access: 'public' }, schema: { hide: true } }, async (_req, reply) =>
-    reply.header('content-type', 'text/html; charset=utf-8').send(consolePage),
   );
 }

@@ -3,13 +3,36 @@ import type { LineRule } from '../schema.ts';
 import type { RuleEvaluator, SceneObject, Transition } from './types.ts';
 
 /**
+ * the dead band grows with the object: this share of its height (a person's feet jitter by a few
+ * pixels from frame to frame as legs and box edges move; a bigger, nearer person jitters more)
+ */
+const BAND_PER_HEIGHT = 0.1;
+/** observations in a row beyond the band on the new side that make a crossing */
+const CONFIRMATIONS = 2;
+
+interface LineState {
+  /** the side the object is settled on, and its last position clearly on that side */
+  side: number;
+  p: Point;
+  /** observations in a row on the other side since it last stood clearly on `side` */
+  pending: number;
+}
+
+/**
  * Line crossing with direction. The line is directed A→B; on screen, standing at A and looking at
  * B, an object moving from the left of the line to the right crosses "in", the other way "out".
  * A crossing is instantaneous: its event opens and closes at once (`new` then `end`).
+ *
+ * Decided on the track's history, only from frames where the track was detected (a box the
+ * tracker only predicted moves no one over a line): an object crosses once its anchor, having
+ * stood clearly on one side (beyond the dead band: `hysteresis` or a share of its height, the
+ * larger), is seen beyond the band on the other side in `CONFIRMATIONS` detections in a row, its
+ * path from the last clear position passing through the segment. Feet jittering on the line, or a
+ * single misplaced box, cross nothing; stepping over and back counts both ways only when the
+ * object settled on the far side.
  */
 export class LineEvaluator implements RuleEvaluator {
-  /** per track: the last anchor position that was clearly (beyond the dead band) on one side, and that side's sign */
-  private last = new Map<number, { p: Point; side: number }>();
+  private state = new Map<number, LineState>();
   private counts = { in: 0, out: 0 };
 
   constructor(private readonly rule: LineRule) {}
@@ -21,20 +44,37 @@ export class LineEvaluator implements RuleEvaluator {
   evaluate(objects: readonly SceneObject[], t: number): Transition[] {
     const [a, b] = this.rule.line;
     const length = Math.hypot(b[0] - a[0], b[1] - a[1]);
-    const band = this.rule.hysteresis;
     const out: Transition[] = [];
-    const seen = new Set<number>();
+    const present = new Set<number>();
     for (const o of objects) {
       const id = o.track.id;
-      seen.add(id);
+      present.add(id);
+      if (o.track.lastSeen !== t) continue;
+      const band = Math.max(this.rule.hysteresis, BAND_PER_HEIGHT * o.height);
       const distance = sideOf(a, b, o.anchor) / length;
       const side = distance > band ? 1 : distance < -band ? -1 : 0;
+      const s = this.state.get(id);
+      if (!s) {
+        if (side !== 0) this.state.set(id, { side, p: o.anchor, pending: 0 });
+        continue;
+      }
       if (side === 0) continue;
-      const prev = this.last.get(id);
-      this.last.set(id, { p: o.anchor, side });
-      if (!prev || prev.side === side || !segmentsIntersect(prev.p, o.anchor, a, b)) continue;
+      if (side === s.side) {
+        s.p = o.anchor;
+        s.pending = 0;
+        continue;
+      }
+      if (!segmentsIntersect(s.p, o.anchor, a, b)) {
+        // went round the end of the line: now on the other side without crossing it
+        this.state.set(id, { side, p: o.anchor, pending: 0 });
+        continue;
+      }
+      s.pending++;
+      if (s.pending < CONFIRMATIONS) continue;
+      const from = s.side;
+      this.state.set(id, { side, p: o.anchor, pending: 0 });
       // sideOf < 0 is the left of A→B on screen (y grows downwards)
-      const direction: 'in' | 'out' = prev.side < 0 ? 'in' : 'out';
+      const direction: 'in' | 'out' = from < 0 ? 'in' : 'out';
       this.counts[direction]++;
       if (!this.rule.directions.includes(direction)) continue;
       const base = {
@@ -46,13 +86,13 @@ export class LineEvaluator implements RuleEvaluator {
         line: this.rule.id,
         direction,
         score: o.track.score,
-        box: o.track.box,
-        before: { side: prev.side < 0 ? 'left' : 'right', count: this.counts[direction] - 1 },
+        box: o.track.detectionBox,
+        before: { side: from < 0 ? 'left' : 'right', count: this.counts[direction] - 1 },
         after: { side: side < 0 ? 'left' : 'right', count: this.counts[direction] },
       };
       out.push({ ...base, phase: 'new' }, { ...base, phase: 'end' });
     }
-    for (const id of [...this.last.keys()]) if (!seen.has(id)) this.last.delete(id);
+    for (const id of [...this.state.keys()]) if (!present.has(id)) this.state.delete(id);
     return out;
   }
 
@@ -61,7 +101,7 @@ export class LineEvaluator implements RuleEvaluator {
   }
 
   close(): Transition[] {
-    this.last.clear();
+    this.state.clear();
     return [];
   }
 }

@@ -1,0 +1,252 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { ControlPlane } from '../../control-plane/index.ts';
+import { ApiTokens } from '../../control-plane/storage/api-tokens.ts';
+import { eventually } from '../helpers/eventually.ts';
+import { artifactId, CatalogueVariants, updateStatus } from './rollout-setup.ts';
+import { apiFetch, getJson, metric, startTestControlPlane } from './setup.ts';
+import { SimulatedBox } from './sim-device.ts';
+
+interface Detail {
+  id: string;
+  state: string;
+  reason: string | null;
+  currentWave: number;
+  counts: Record<string, number>;
+  waves: { index: number; state: string; size: number; counts: Record<string, number> }[];
+  failures: { device: string; state: string; reason: string | null }[];
+  versions: { version: number; devices: number }[];
+}
+
+async function post(url: string, body: unknown, token?: string): Promise<Response> {
+  return apiFetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify(body),
+  });
+}
+
+async function created(cp: ControlPlane, body: unknown): Promise<Detail> {
+  const res = await post(`${cp.httpUrl}/api/v1/rollouts`, body);
+  assert.equal(res.status, 201, await res.clone().text());
+  return (await res.json()) as Detail;
+}
+
+const show = (cp: ControlPlane, id: string) => getJson<Detail>(`${cp.httpUrl}/api/v1/rollouts/${id}`);
+
+/** waits until the rollout satisfies `done` */
+function until(cp: ControlPlane, id: string, done: (d: Detail) => boolean, what: string, ms = 20_000) {
+  return eventually(
+    async () => {
+      const d = await show(cp, id);
+      return done(d) ? d : undefined;
+    },
+    ms,
+    what,
+  );
+}
+
+describe('rollouts over MQTT (control plane with the embedded broker, simulated boxes)', () => {
+  let dir: string;
+  let cp: ControlPlane;
+  const boxes = new Map<string, SimulatedBox>();
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'argus-rollouts-'));
+    cp = await startTestControlPlane({
+      dir,
+      config: { rollouts: { tickS: 0.1, resendS: 30 } },
+      parts: { artifacts: new CatalogueVariants([1, 2, 3, 4, 5]) },
+    });
+    for (const id of ['box-1', 'box-2', 'box-3', 'box-4'])
+      boxes.set(id, await SimulatedBox.connect(cp.mqttUrl, id, 'commit'));
+    await eventually(
+      async () => {
+        const page = await getJson<{ devices: { identity: unknown }[] }>(`${cp.httpUrl}/api/v1/devices`);
+        return page.devices.filter((d) => d.identity).length === 4 ? true : undefined;
+      },
+      10_000,
+      'the boxes to send their identities',
+    );
+  });
+  after(async () => {
+    for (const b of boxes.values()) await b.close();
+    await cp?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('rolls out in a canary and a wave: every box ends committed; a second rollout of the kind is refused naming the first', async () => {
+    const r = await created(cp, {
+      name: 'detector v2',
+      artifact: { kind: 'model', name: 'detector', version: 2 },
+      target: { devices: ['box-1', 'box-2', 'box-3', 'box-4'] },
+      waves: { canary: { devices: 1 }, rate: { kind: 'constant', share: 1 } },
+    });
+    assert.deepEqual(
+      r.waves.map((w) => w.size),
+      [1, 3],
+    );
+    const refused = await post(`${cp.httpUrl}/api/v1/rollouts`, {
+      name: 'detector v3',
+      artifact: { kind: 'model', name: 'detector', version: 3 },
+      target: { devices: ['box-2'] },
+    });
+    assert.equal(refused.status, 409);
+    const body = (await refused.json()) as { error: string };
+    assert.match(body.error, new RegExp(`box-2 are in rollout ${r.id} "detector v2"`));
+    const done = await until(cp, r.id, (d) => d.state === 'completed', 'the rollout to complete');
+    assert.equal(done.counts.committed, 4);
+    assert.deepEqual(
+      done.waves.map((w) => w.state),
+      ['succeeded', 'succeeded'],
+    );
+    // the canary went first: box-1 was assigned before any box of the second wave
+    const box1 = boxes.get('box-1')!.assignments[0]!;
+    assert.equal(box1.artifact.id, artifactId('model', 'detector', 2, 'x86_64-avx2'));
+    assert.ok(box1.shadow, 'a model assignment carries shadow thresholds');
+    assert.equal(box1.health.windowS, 60);
+    // once committed, nothing of it is assigned: the registry's download answers 404
+    assert.equal(await cp.rollouts.assignedTo('box-1', box1.artifact.id), false);
+    assert.deepEqual(await cp.rollouts.referencedArtifacts(), [box1.artifact.id]);
+  });
+
+  it('ingest applies statuses in seq order, once each, only from the device the assignment belongs to', async () => {
+    boxes.get('box-1')!.answer = 'silent';
+    boxes.get('box-2')!.answer = 'silent';
+    const r = await created(cp, {
+      name: 'detector v3',
+      artifact: { kind: 'model', name: 'detector', version: 3 },
+      target: { devices: ['box-1', 'box-2'] },
+      success: { share: 1 },
+      error: { count: 2 },
+      deviceTimeoutS: 600,
+    });
+    const box1 = boxes.get('box-1')!;
+    const a = await eventually(
+      async () => box1.assignments.find((x) => x.rollout === r.id),
+      10_000,
+      'the assignment',
+    );
+    assert.equal(await cp.rollouts.assignedTo('box-1', a.artifact.id), true, 'the box may download it now');
+    assert.equal(await cp.rollouts.assignedTo('box-3', a.artifact.id), false, 'another box may not');
+    const ref = { device: 'box-1', assignment: a.assignment, rollout: r.id, artifact: a.artifact };
+    const installing = updateStatus(ref, 3, 'installing');
+    await box1.publish(updateStatus(ref, 0, 'queued'));
+    await box1.publish(installing);
+    await box1.publish(installing); // redelivered
+    await box1.publish(updateStatus(ref, 1, 'downloading')); // late, lower seq
+    const rejectedBefore = await metric(
+      cp.httpUrl,
+      'argus_ingest_rejected_total{reason="unknown_assignment"}',
+    );
+    // box-2 reports on box-1's assignment, and on one that does not exist
+    const box2 = boxes.get('box-2')!;
+    await box2.publish(updateStatus({ ...ref, device: 'box-2' }, 9, 'committed'));
+    await box2.publish(
+      updateStatus({ ...ref, device: 'box-2', assignment: 'no-such-assignment' }, 0, 'queued'),
+    );
+    await eventually(
+      async () =>
+        (await metric(cp.httpUrl, 'argus_ingest_rejected_total{reason="unknown_assignment"}')) ===
+        rejectedBefore + 2
+          ? true
+          : undefined,
+      10_000,
+      'the two statuses of box-2 rejected',
+    );
+    const rows = await cp.repository.sql.read<{ state: string; seq: number }>(
+      'SELECT state, seq FROM rollout_assignments WHERE id = ?',
+      [a.assignment],
+    );
+    assert.deepEqual(rows, [{ state: 'installing', seq: 3 }], 'the late seq 1 did not move it back');
+    const stored = await cp.rollouts.store.statuses(a.assignment);
+    assert.deepEqual(
+      stored.map((s) => s.seq),
+      [0, 1, 3],
+      'each status once',
+    );
+    await box1.publish(updateStatus(ref, 4, 'failed', 'shadow agreement 0.2 below 0.8'));
+    await eventually(
+      async () => ((await show(cp, r.id)).failures.some((f) => f.device === 'box-1') ? true : undefined),
+      10_000,
+      'the failure shown',
+    );
+    const d = await show(cp, r.id);
+    assert.equal(d.failures[0]!.reason, 'shadow agreement 0.2 below 0.8');
+    assert.equal(d.state, 'running', 'one failure of two is below the error count');
+    const canceled = await post(`${cp.httpUrl}/api/v1/rollouts/${r.id}/cancel`, {});
+    assert.equal(canceled.status, 200);
+    // box-2 had it in progress: it is told to cancel
+    await eventually(
+      async () => (box2.cancels.length > 0 ? true : undefined),
+      10_000,
+      'update-cancel to box-2',
+    );
+    boxes.get('box-1')!.answer = 'commit';
+    boxes.get('box-2')!.answer = 'commit';
+    const b2 = box2.assignments.find((x) => x.rollout === r.id)!;
+    await box2.publish(
+      updateStatus(
+        { device: 'box-2', assignment: b2.assignment, rollout: r.id, artifact: b2.artifact },
+        0,
+        'canceled',
+      ),
+    );
+    await until(cp, r.id, (x) => x.counts.canceled === 1, 'box-2 canceled');
+  });
+
+  it('a box that never answers times out and the wave goes on; the rollout completes without it', async () => {
+    boxes.get('box-3')!.answer = 'silent';
+    const r = await created(cp, {
+      name: 'detector v4',
+      artifact: { kind: 'model', name: 'detector', version: 4 },
+      target: { devices: ['box-1', 'box-3', 'box-4'] },
+      waves: { canary: { devices: 1 }, rate: { kind: 'constant', share: 1 } },
+      success: { share: 0.5 },
+      error: { count: 2 },
+      deviceTimeoutS: 10,
+    });
+    const done = await until(cp, r.id, (d) => d.state === 'completed', 'the rollout to complete', 30_000);
+    assert.equal(done.counts.committed, 2);
+    assert.equal(done.counts['timed-out'], 1);
+    assert.equal(done.failures[0]!.device, 'box-3');
+    assert.match(done.failures[0]!.reason!, /no final state from the device before the deadline/);
+    boxes.get('box-3')!.answer = 'commit';
+  });
+
+  it('a canary that fails pauses the rollout before any other box is assigned; abort rolls back nothing it did not install', async () => {
+    boxes.get('box-1')!.answer = 'fail-shadow';
+    const r = await created(cp, {
+      name: 'detector v5',
+      artifact: { kind: 'model', name: 'detector', version: 5 },
+      target: { devices: ['box-1', 'box-2', 'box-3', 'box-4'] },
+      waves: { canary: { devices: 1 }, rate: { kind: 'constant', share: 1 } },
+      error: { count: 1 },
+    });
+    const paused = await until(cp, r.id, (d) => d.state === 'paused', 'the rollout to pause');
+    assert.match(paused.reason!, /paused at wave 0: 1 of 1 devices failed/);
+    for (const id of ['box-2', 'box-3', 'box-4'])
+      assert.equal(
+        boxes.get(id)!.assignments.some((a) => a.rollout === r.id),
+        false,
+        `${id} got nothing`,
+      );
+    // a viewer may look but not act
+    const viewer = (await new ApiTokens(cp.repository.sql).create('viewer', 'viewer', 'tests')).secret;
+    const refused = await post(`${cp.httpUrl}/api/v1/rollouts/${r.id}/resume`, {}, viewer);
+    assert.equal(refused.status, 403);
+    const aborted = await post(`${cp.httpUrl}/api/v1/rollouts/${r.id}/cancel`, { rollback: true });
+    assert.equal(aborted.status, 200);
+    const d = await show(cp, r.id);
+    assert.equal(d.state, 'aborted');
+    assert.equal(d.counts.canceled, 3, 'the boxes of the next wave were never sent anything');
+    const audit = await cp.repository.sql.read<{ action: string }>(
+      "SELECT action FROM audit WHERE action LIKE '%/api/v1/rollouts/%/cancel'",
+    );
+    assert.ok(audit.length >= 1, 'the cancel is audited');
+    boxes.get('box-1')!.answer = 'commit';
+  });
+});
