@@ -494,7 +494,15 @@ export interface ControlPlaneConfig {
   auth: AuthSettings;
   limits: ConfigFile['limits'];
   artifacts: ArtifactSettings;
-  devices: { id: string; tokenSha256: string }[];
+  devices: ProvisionedDevice[];
+}
+
+/** a device of the config's `devices` list */
+export interface ProvisionedDevice {
+  id: string;
+  tokenSha256: string;
+  /** the token itself when the config gives it (a broker that checks passwords needs it) */
+  token?: string;
 }
 
 const validator = compileSchema<ConfigFile>(ControlPlaneConfigSchema);
@@ -528,7 +536,11 @@ function resolveConfig(loaded: LoadedConfig<ConfigFile>, baseDir: string): Contr
     seen.add(d.id);
     if (Boolean(d.token) === Boolean(d.tokenSha256))
       problems.push(`  ${where}: devices.${i}: give exactly one of "token" or "tokenSha256"`);
-    return { id: d.id, tokenSha256: d.tokenSha256 ?? sha256Hex(d.token ?? '') };
+    return {
+      id: d.id,
+      tokenSha256: d.tokenSha256 ?? sha256Hex(d.token ?? ''),
+      ...(d.token ? { token: d.token } : {}),
+    };
   });
   if (problems.length > 0)
     throw new ArgusError(`control-plane config ${loaded.file} is invalid:\n${problems.join('\n')}`);

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ArgusError } from '../common/errors.ts';
 import { sha256Hex } from '../common/hash.ts';
+import type { ProvisionedDevice } from './config.ts';
 import type { BrokerAccessControl } from './mqtt/access-control.ts';
 import type { ClaimRefusal, DeviceCredentialStore } from './storage/device-credentials.ts';
 
@@ -75,6 +76,29 @@ export class Enrollment {
     if (refusal) return refusal;
     await this.broker?.grant(device, credential);
     return { credential };
+  }
+
+  /**
+   * Grants on the broker the pre-provisioned devices (the config's `devices`, already in the store)
+   * whose config credential is still theirs, through the same `grant` as a claim exchange or a
+   * rotation; one rotated, re-enrolled or revoked since is not given its config token back. Only a
+   * broker that checks passwords itself needs it. Returns the devices granted.
+   */
+  async grantProvisioned(devices: readonly ProvisionedDevice[]): Promise<string[]> {
+    if (!this.broker?.checksSecrets) return [];
+    const stored = await this.store.getMany(devices.map((d) => d.id));
+    const inForce = devices.filter((d) => {
+      const r = stored.get(d.id);
+      return r !== undefined && r.secretSha256 === d.tokenSha256 && r.revokedAt === null;
+    });
+    const digestOnly = inForce.filter((d) => !d.token).map((d) => d.id);
+    if (digestOnly.length > 0)
+      throw new ArgusError(
+        `the broker checks device passwords itself, and the config gives only the tokenSha256 of ${digestOnly.map((d) => `"${d}"`).join(', ')}: the control plane cannot give it their passwords`,
+        'give "token" instead of "tokenSha256" for these devices in the control-plane config, or enroll them with a claim token (`argus control-plane enroll <device-id>`)',
+      );
+    for (const d of inForce) await this.broker.grant(d.id, d.token as string);
+    return inForce.map((d) => d.id);
   }
 
   /** a new credential for the device, which authenticated with `presented`; undefined if refused */

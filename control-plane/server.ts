@@ -271,6 +271,7 @@ export async function startControlPlane(
       );
     cleanups.push(() => ingestor.stop());
     const enrollment = new Enrollment(store, broker.access);
+    await enrollment.grantProvisioned(config.devices);
     const commands = new CommandSender(repository, () => link, metrics, config.ingest.maxJsonDepth);
     sendRotations = async (devices) => {
       for (const device of await enrollment.takeRotationRequests(devices))

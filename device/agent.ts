@@ -215,7 +215,7 @@ export class DeviceAgent {
     this.updater = await Updater.open({
       device: c.device.id,
       hardwareClass: c.device.hardwareClass === 'auto' ? await detectHardwareClass() : c.device.hardwareClass,
-      otaDir: join(c.ota.stateDir, 'ota'),
+      otaDir: c.ota.dir,
       artifactUrl: (id) =>
         new URL(httpPaths.artifact(c.device.id, id), this.config.controlPlane.url).toString(),
       credential: () => this.credential,

@@ -124,10 +124,10 @@ const RecordedSection = Type.Object(
 const OtaSection = Type.Object(
   {
     /**
-     * where the updater keeps its state, relative to the config file: `<stateDir>/ota/` holds the
-     * model and scene slots, the committed pointer, the trusted versions, downloads in progress
+     * the updater's directory, relative to the config file (default `<device id>.ota` next to it):
+     * the model and scene slots, the committed pointer, the trusted versions, downloads in progress
      */
-    stateDir: Type.String({ minLength: 1, default: '.' }),
+    dir: Type.Optional(Type.String({ minLength: 1 })),
     /** download bandwidth cap in bytes per second over every download of the box; 0 = none */
     maxBytesPerS: Type.Integer({ minimum: 0, default: 0 }),
     /** directory of trusted bundle keys (`*.pub`), relative to the config file; default `$ARGUS_KEYS_DIR/trusted` */
@@ -176,7 +176,7 @@ export type MqttSettings = DeviceConfigFile['mqtt'];
 export type SpoolSettings = DeviceConfigFile['spool'];
 export type DeviceTlsSettings = DeviceConfigFile['tls'] & {};
 export type RecordedSettings = DeviceConfigFile['recorded'] & {};
-export type OtaConfig = DeviceConfigFile['ota'];
+export type OtaConfig = DeviceConfigFile['ota'] & { dir: string };
 
 /** a validated device config; `spool.path`, `recorded.events`, the `tls` files and the `ota` paths are absolute */
 export interface DeviceConfig extends DeviceConfigFile {
@@ -187,6 +187,7 @@ export interface DeviceConfig extends DeviceConfigFile {
   /** the client id is always deviceClientId (`argus-<device id>`): brokers bind it to the device */
   mqtt: MqttSettings & { clientId: string };
   controlPlane: DeviceConfigFile['controlPlane'] & { credentialFile: string };
+  ota: OtaConfig;
 }
 
 const validator = compileSchema<DeviceConfigFile>(DeviceConfigSchema);
@@ -235,7 +236,7 @@ export async function loadDeviceConfig(file: string): Promise<DeviceConfig> {
     spool: { ...value.spool, path: resolve(dir, value.spool.path) },
     ota: {
       ...value.ota,
-      stateDir: resolve(dir, value.ota.stateDir),
+      dir: resolve(dir, value.ota.dir ?? `${value.device.id}.ota`),
       ...(value.ota.keyring ? { keyring: resolve(dir, value.ota.keyring) } : {}),
     },
     // a model directory is relative to the config file, like every other path in it

@@ -282,6 +282,12 @@ export class PipelineCameraHost implements UpdatableHost {
     });
   }
 
+  /** frames a camera received and ran through the detector since it started */
+  frameCounts(id: string): { received: number; detected: number } {
+    const { runtime } = this.camera(id);
+    return { received: runtime.frames, detected: runtime.detectedFrames };
+  }
+
   healthSample(): HealthSample {
     const all = [...this.cameras.values()].map((c) => c.runtime);
     const latencies = new SampleWindow(Number.POSITIVE_INFINITY);

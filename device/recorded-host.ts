@@ -8,7 +8,7 @@ import type { Logger } from '../common/logger.ts';
 import { compileSchema } from '../common/schema.ts';
 import { CONTRACT_BOUNDS } from '../contract/bounds.ts';
 import { type CameraTelemetry, EventMessageSchema } from '../contract/index.ts';
-import type { ShadowFigures } from '../contract/ota.ts';
+import type { ShadowFigures, ShadowThresholds } from '../contract/ota.ts';
 import { loadModel } from '../inference/model-dir.ts';
 import type { HealthSample } from '../ota/updater/host.ts';
 import type { CameraSettings } from '../pipelines/camera-settings.ts';
@@ -236,7 +236,11 @@ export class RecordedEventsHost implements UpdatableHost {
     }));
   }
 
-  async shadowModel(): Promise<ShadowFigures> {
+  async shadowModel(
+    _candidateModelDir: string,
+    _thresholds: ShadowThresholds,
+    _signal: AbortSignal,
+  ): Promise<ShadowFigures> {
     throw new ArgusError(
       'this box replays recorded events and runs no detector on live frames: a model cannot be validated in shadow here',
       'roll models out with a shadow step to boxes with cameras only, or assign this box the update without one',

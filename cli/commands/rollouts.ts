@@ -5,10 +5,10 @@ import { type Command, type CommandContext, type CommandOption, parseCommandArgs
 
 /** the options every command that talks to the control plane's API takes */
 const API_OPTIONS = {
-  url: {
+  'control-plane': {
     type: 'string',
     value: 'URL',
-    description: "the control plane's API (default $ARGUS_URL, else http://127.0.0.1:8080)",
+    description: "the control plane's API (default $ARGUS_CONTROL_PLANE, else http://127.0.0.1:8080)",
   },
   token: {
     type: 'string',
@@ -18,7 +18,7 @@ const API_OPTIONS = {
 } satisfies Record<string, CommandOption>;
 
 interface ApiOptions {
-  url?: string | undefined;
+  'control-plane'?: string | undefined;
   token?: string | undefined;
 }
 
@@ -30,7 +30,10 @@ export async function callApi<T>(
   body?: unknown,
   signal?: AbortSignal,
 ): Promise<T> {
-  const base = (o.url ?? process.env.ARGUS_URL ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
+  const base = (o['control-plane'] ?? process.env.ARGUS_CONTROL_PLANE ?? 'http://127.0.0.1:8080').replace(
+    /\/+$/,
+    '',
+  );
   const token = o.token ?? process.env.ARGUS_TOKEN;
   if (!token)
     throw new ArgusError(
@@ -49,7 +52,10 @@ export async function callApi<T>(
       ...(signal ? { signal } : {}),
     });
   } catch (err) {
-    throw new ArgusError(`cannot reach the control plane at ${base}: ${errorMessage(err)}`, 'check --url');
+    throw new ArgusError(
+      `cannot reach the control plane at ${base}: ${errorMessage(err)}`,
+      'check --control-plane (or ARGUS_CONTROL_PLANE) and that the control plane runs',
+    );
   }
   const text = await res.text();
   let json: unknown;

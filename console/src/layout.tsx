@@ -1,9 +1,11 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { useStreamState } from './live-stream.ts';
 import { AdminPage } from './pages/admin.tsx';
+import { ArtifactsPage } from './pages/artifacts.tsx';
 import { DevicePage } from './pages/device.tsx';
 import { EventsPage } from './pages/events.tsx';
 import { FleetPage } from './pages/fleet.tsx';
+import { RolloutsPage } from './pages/rollouts.tsx';
 import { href, useRoute } from './router.ts';
 import { roleAllows, useSession } from './session.ts';
 import { ThemeToggle } from './theme.tsx';
@@ -18,6 +20,8 @@ interface NavItem {
 const NAV: NavItem[] = [
   { path: 'fleet', title: 'Fleet', role: 'viewer' },
   { path: 'events', title: 'Events', role: 'viewer' },
+  { path: 'rollouts', title: 'Rollouts', role: 'viewer' },
+  { path: 'artifacts', title: 'Artifacts', role: 'viewer' },
   { path: 'admin', title: 'Admin', role: 'admin' },
 ];
 
@@ -89,6 +93,8 @@ export function Layout() {
   let content: preact.JSX.Element;
   if (page === 'devices' && rest[0]) content = <DevicePage id={rest[0]} />;
   else if (page === 'events') content = <EventsPage query={route.query} />;
+  else if (page === 'rollouts') content = <RolloutsPage id={rest[0]} />;
+  else if (page === 'artifacts') content = <ArtifactsPage />;
   else if (page === 'admin' && roleAllows(me.role, 'admin')) content = <AdminPage />;
   else content = <FleetPage query={route.query} />;
   return (

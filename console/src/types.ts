@@ -30,3 +30,15 @@ export type TokenAnswer = Static<typeof TokenView>;
 export type CreatedTokenAnswer = Static<typeof CreatedToken>;
 export type AuditAnswer = Static<typeof AuditPage>;
 export type Role = MeAnswer['role'];
+
+export type ArtifactListAnswer = Static<
+  typeof import('../../control-plane/api/routes/artifacts.ts').ArtifactList
+>;
+export type ArtifactDetailAnswer = Static<
+  typeof import('../../control-plane/api/routes/artifacts.ts').ArtifactDetail
+>;
+export type RolloutAnswer = Static<typeof import('../../control-plane/api/routes/rollouts.ts').RolloutView>;
+export type RolloutDetailAnswer = Static<
+  typeof import('../../control-plane/api/routes/rollouts.ts').RolloutDetailView
+>;
+export type RolloutRequest = import('../../control-plane/rollouts/spec.ts').RolloutRequest;

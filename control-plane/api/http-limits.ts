@@ -2,6 +2,7 @@ import { createServer, type Server, STATUS_CODES } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { JsonBoundsError, parseBoundedJson } from '../../common/bounded-json.ts';
+import { ConnectionsPerAddress } from '../../common/connections-per-address.ts';
 import type { HttpLimitSettings } from '../config.ts';
 import type { Metrics } from '../metrics.ts';
 import type { ServerTlsMaterial } from '../tls.ts';
@@ -39,21 +40,16 @@ export function boundedServer(
   server.setTimeout(limits.idleTimeoutMs);
   server.maxConnections = limits.connections;
   server.on('drop', () => metrics.countHttpLimited('connections'));
-  const perAddress = new Map<string, number>();
+  const perAddress = new ConnectionsPerAddress(limits.connectionsPerAddress);
   server.on('connection', (socket: Socket) => {
-    const address = socket.remoteAddress ?? '';
-    const open = (perAddress.get(address) ?? 0) + 1;
-    if (open > limits.connectionsPerAddress) {
+    const refuse = () => {
       metrics.countHttpLimited('connections_per_address');
       socket.destroy();
-      return;
-    }
-    perAddress.set(address, open);
-    socket.once('close', () => {
-      const left = (perAddress.get(address) ?? 1) - 1;
-      if (left === 0) perAddress.delete(address);
-      else perAddress.set(address, left);
-    });
+    };
+    const now = perAddress.admit(socket, (admitted) => (admitted ? socket.resume() : refuse()));
+    if (now === 'refused') refuse();
+    // nothing is read (no request parsed) until it is admitted
+    else if (now === 'waiting') socket.pause();
   });
   return server;
 }

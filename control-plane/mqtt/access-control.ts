@@ -5,6 +5,11 @@
  * plugin) is given each device's client, password and ACL here.
  */
 export interface BrokerAccessControl {
+  /**
+   * the broker checks device passwords itself and must be given each device's secret (Mosquitto);
+   * false when it checks them against the repository (the embedded broker)
+   */
+  readonly checksSecrets: boolean;
   /** the device may connect as itself with `secret` (its new credential), and only as itself */
   grant(device: string, secret: string): Promise<void>;
   /** the device may no longer connect; its open connections are closed */

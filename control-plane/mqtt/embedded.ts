@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { Aedes, type AuthErrorCode, type Client } from 'aedes';
+import { ConnectionsPerAddress } from '../../common/connections-per-address.ts';
 import { ArgusError, errorMessage } from '../../common/errors.ts';
 import { sha256Hex } from '../../common/hash.ts';
 import type { Logger } from '../../common/logger.ts';
@@ -151,21 +152,17 @@ export async function startEmbeddedBroker(
     log.debug({ client: client.id, err: err.message }, 'mqtt client error'),
   );
 
-  const perAddress = new Map<string, number>();
+  const perAddress = new ConnectionsPerAddress(settings.maxConnectionsPerAddress);
   const accept = (socket: Socket) => {
-    const address = socket.remoteAddress ?? '';
-    const open = (perAddress.get(address) ?? 0) + 1;
-    if (open > settings.maxConnectionsPerAddress) {
+    const refuse = () => {
       access.transportRefused('connections_per_address');
       socket.destroy();
-      return;
-    }
-    perAddress.set(address, open);
-    socket.once('close', () => {
-      const left = (perAddress.get(address) ?? 1) - 1;
-      if (left === 0) perAddress.delete(address);
-      else perAddress.set(address, left);
-    });
+    };
+    const now = perAddress.admit(socket, (admitted) => (admitted ? serve(socket) : refuse()));
+    if (now === 'admitted') serve(socket);
+    else if (now === 'refused') refuse();
+  };
+  const serve = (socket: Socket) =>
     acceptMqttConnection(
       socket,
       (conn) => {
@@ -178,7 +175,6 @@ export async function startEmbeddedBroker(
         refused: access.transportRefused,
       },
     );
-  };
   const server: Server = tls
     ? createTlsServer(
         {
@@ -258,6 +254,7 @@ export async function startEmbeddedBroker(
     url,
     accessControl: {
       // the embedded broker checks every connection against the database itself
+      checksSecrets: false,
       grant: async () => undefined,
       revoke: async (device) => closeDevice(device, 'its credential was revoked'),
     },

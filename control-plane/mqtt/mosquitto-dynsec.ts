@@ -96,6 +96,7 @@ const aclKey = (a: Pick<Acl, 'acltype' | 'topic'>) => `${a.acltype} ${a.topic}`;
  * Deleting a client makes the broker disconnect it; changing its password does too.
  */
 export class MosquittoDynamicSecurity implements BrokerAccessControl {
+  readonly checksSecrets = true;
   private next = 0;
   /** every admin connection sees every response: correlation data starts with this connection's id */
   private readonly prefix = randomBytes(6).toString('hex');

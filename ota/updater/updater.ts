@@ -18,7 +18,7 @@ import { CONTRACT_VERSION } from '../../contract/topics.ts';
 import { readDescriptor } from '../../inference/descriptor.ts';
 import { DESCRIPTOR_FILE } from '../../inference/model-dir.ts';
 import { type BundleLimits, readBundleFile } from '../../models/bundle/container.ts';
-import { MANIFEST_FILE, parseManifest } from '../../models/bundle/manifest.ts';
+import { ANY_HARDWARE_CLASS, MANIFEST_FILE, parseManifest } from '../../models/bundle/manifest.ts';
 import { BundleRejected } from '../../models/bundle/rejection.ts';
 import { type VerifiedBundle, verifyBundleEntries } from '../../models/bundle/verify.ts';
 import { DownloadFailed, type DownloadTls, downloadArtifact } from './download.ts';
@@ -755,7 +755,9 @@ export class Updater {
         'failed',
         `mismatch: the bundle holds ${m.kind} ${m.name} v${m.version}, the assignment names ${a.kind} ${a.name} v${a.version}`,
       );
-    if (m.kind === 'model' && !m.targets.some((t) => t.hardwareClass === this.o.hardwareClass))
+    // a target of class `any` fits every box: the registry's fallback variant (models/bundle/manifest.ts)
+    const fits = (c: string) => c === this.o.hardwareClass || c === ANY_HARDWARE_CLASS;
+    if (m.kind === 'model' && !m.targets.some((t) => fits(t.hardwareClass)))
       throw new Refusal(
         'failed',
         `wrong-hardware: the bundle is built for ${m.targets.map((t) => t.hardwareClass).join(', ')}; this box is ${this.o.hardwareClass}`,

@@ -185,6 +185,26 @@ describe('operations console in Chromium, against a control plane with two devic
     await page.close();
   });
 
+  it('lists rollouts and artifacts; the wizard is for operators only', async () => {
+    const { page, errors } = await loggedIn(env, 'operator');
+    await page.getByRole('link', { name: 'Artifacts' }).click();
+    await page.locator('#artifacts').waitFor();
+    await page.getByRole('link', { name: 'Rollouts' }).click();
+    await page.locator('#rollouts').waitFor();
+    await page.getByRole('link', { name: 'New rollout' }).click();
+    await page.getByRole('form', { name: 'new rollout' }).waitFor();
+    for (const step of ['1. Artifact', '2. Target', '3. Waves', '4. Thresholds'])
+      await page.getByRole('group', { name: step }).waitFor();
+    await screenshot(page, 'rollout-wizard');
+    assert.deepEqual(errors, []);
+    await page.close();
+    const viewer = await loggedIn(env, 'viewer');
+    await viewer.page.getByRole('link', { name: 'Rollouts' }).click();
+    await viewer.page.locator('#rollouts').waitFor();
+    assert.equal(await viewer.page.getByRole('link', { name: 'New rollout' }).count(), 0);
+    await viewer.page.close();
+  });
+
   it('shows a device that is not online as offline with its last figures marked stale, on a tablet', async () => {
     const box3 = await deviceClient(env.cp.mqttUrl, 'box-3');
     const telemetry = {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect, connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
 import { initCa, issueCertificate } from '../../common/certificate-authority.ts';
+import { sha256Hex } from '../../common/hash.ts';
 import { CONTRACT_VERSION, topics } from '../../contract/index.ts';
 import { Enrollment } from '../../control-plane/enrollment.ts';
 import { type ControlPlane, controlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
@@ -289,6 +290,64 @@ describe('external Mosquitto with the dynamic security plugin', () => {
       }),
     );
     await second.close();
+  });
+
+  it('gives the devices of the config their broker client at start, not back to one revoked since; a device given by digest only is refused, saying what to do', async () => {
+    const config = (devices: { id: string; token?: string; tokenSha256?: string }[], db = 'provisioned.db') =>
+      controlPlaneConfig({
+        http: { port: 0 },
+        mqtt: {
+          external: {
+            url: broker.url,
+            clientId: 'argus-cp-test-3',
+            username: 'argus-control-plane-3',
+            password: 'control-plane-secret-for-tests-3',
+            sharedGroup: 'ingest',
+            dynamicSecurity: ADMIN,
+          },
+        },
+        storage: { sqlite: { path: join(dir, db), synchronous: 'normal' } },
+        devices,
+      });
+    const TOKEN_P = 'config-token-of-box-p-for-tests';
+    const TOKEN_Q = 'config-token-of-box-q-for-tests';
+    const provisioned = config([
+      { id: 'box-p', token: TOKEN_P },
+      { id: 'box-q', token: TOKEN_Q },
+    ]);
+    const first = await startControlPlane(provisioned);
+    try {
+      const p = await device(broker.url, 'box-p', TOKEN_P);
+      assert.deepEqual(await subscribeCodes(p, topics.commandFilter('box-p')), [1]);
+      assert.deepEqual(await subscribeCodes(p, topics.commandFilter('box-q')), [0x87]);
+      p.end(true);
+      const q = await device(broker.url, 'box-q', TOKEN_Q);
+      const kicked = new Promise<void>((resolve) => q.once('close', () => resolve()));
+      assert.equal(await first.enrollment.revoke('box-q'), true);
+      await kicked;
+      q.end(true);
+    } finally {
+      await first.close();
+    }
+    // started again with the same config: box-q stays revoked on the broker, box-p is granted again
+    const again = await startControlPlane(provisioned);
+    try {
+      const refused = await attempt(broker.url, {
+        username: 'box-q',
+        password: TOKEN_Q,
+        clientId: 'argus-box-q',
+      });
+      assert.ok(refused instanceof Error, 'the revoked config device does not connect');
+      (await device(broker.url, 'box-p', TOKEN_P)).end(true);
+    } finally {
+      await again.close();
+    }
+    await assert.rejects(
+      startControlPlane(
+        config([{ id: 'box-h', tokenSha256: sha256Hex('config-token-of-box-h-for-tests') }], 'digest.db'),
+      ),
+      { message: /only the tokenSha256 of "box-h"/, hint: /give "token" instead of "tokenSha256"/ },
+    );
   });
 
   it('refuses to start with a wrong admin password, saying what to check', async () => {

@@ -48,7 +48,10 @@ describe('control-plane config', () => {
       kind: 'sqlite',
       sqlite: { path: join(dir, 'argus.db'), synchronous: 'full' },
     });
-    assert.deepEqual(config.devices, [{ id: 'box-1', tokenSha256: sha256Hex('a-long-enough-token') }]);
+    // the token is kept beside its digest: a broker that checks passwords itself is given it
+    assert.deepEqual(config.devices, [
+      { id: 'box-1', tokenSha256: sha256Hex('a-long-enough-token'), token: 'a-long-enough-token' },
+    ]);
     assert.deepEqual(config.enrollment, { claimTtlS: 86_400, exchangesPerMinute: 20, brokerSyncS: 5 });
   });
 

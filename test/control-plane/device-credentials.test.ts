@@ -22,6 +22,7 @@ function credentialSuite(name: string, open: () => Promise<Repository>): void {
       repo = await open();
       store = new DeviceCredentialStore(repo.sql);
       enrollment = new Enrollment(store, {
+        checksSecrets: true,
         grant: async (device) => void granted.push(device),
         revoke: async (device) => void revokedAtBroker.push(device),
       });

@@ -7,6 +7,8 @@ import { type CameraStatus, type Telemetry, topics } from '../../contract/index.
 import type { ControlPlane } from '../../control-plane/index.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { PostgresServer } from '../helpers/postgres.ts';
+import { followSse } from '../helpers/sse.ts';
+import { telemetry } from '../helpers/telemetry.ts';
 import { apiFetch, deviceClient, getJson, metric, startTestControlPlane } from './setup.ts';
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -33,34 +35,6 @@ interface Change {
   receivedAt: string;
 }
 
-function telemetry(at: number, health?: Telemetry['health']): Telemetry {
-  return {
-    v: 1,
-    device: 'box-1',
-    at: iso(at),
-    uptimeS: 10,
-    cpuPercent: 12,
-    load1: 0.5,
-    memoryRssMiB: 100,
-    memoryUsedPercent: 40,
-    diskFreeMiB: 1000,
-    temperatureC: null,
-    spool: { pending: 0, bytes: 0, dropped: 0 },
-    cameras: [
-      {
-        id: 'cam-1',
-        state: 'online',
-        fpsIn: 10,
-        fpsDetect: 5,
-        detectLatencyMs: 12,
-        drops: 0,
-        motionSkippedShare: 0.1,
-      },
-    ],
-    ...(health ? { health } : {}),
-  };
-}
-
 function cameraStatus(
   camera: string,
   cameraSeq: number,
@@ -81,29 +55,10 @@ function cameraStatus(
 
 /** an SSE client collecting the `status` messages of a stream */
 async function followStatuses(url: string): Promise<{ changes: Change[]; stop(): Promise<void> }> {
-  const abort = new AbortController();
-  const res = await apiFetch(url, { signal: abort.signal });
-  assert.equal(res.status, 200);
-  const changes: Change[] = [];
-  const decoder = new TextDecoder();
-  let pending = '';
-  const reading = (async () => {
-    for await (const chunk of res.body!) {
-      const blocks = (pending + decoder.decode(chunk, { stream: true })).split('\n\n');
-      pending = blocks.pop()!;
-      for (const b of blocks)
-        if (b.startsWith('event: status\n')) changes.push(JSON.parse(b.slice(b.indexOf('data: ') + 6)));
-    }
-  })().catch((err: unknown) => {
-    if (!abort.signal.aborted) throw err;
-  });
-  return {
-    changes,
-    async stop() {
-      abort.abort();
-      await reading;
-    },
-  };
+  const { items, stop } = await followSse(url, (b) =>
+    b.startsWith('event: status\n') ? (JSON.parse(b.slice(b.indexOf('data: ') + 6)) as Change) : undefined,
+  );
+  return { changes: items, stop };
 }
 
 function healthSuite(name: string, storage: () => Promise<{ dir: string; postgresUrl?: string }>): void {
@@ -146,9 +101,16 @@ function healthSuite(name: string, storage: () => Promise<{ dir: string; postgre
       await publish(topics.status('box-1'), cameraStatus('cam-1', 1, 'online'));
       await publish(topics.status('box-1'), cameraStatus('cam-2', 1, 'offline', 'end of stream'));
       const verdict = { status: 'degraded' as const, reasons: ['snapshot uploads refused: 401'] };
-      for (let i = 0; i < 5; i++) await publish(topics.telemetry('box-1'), telemetry(t0 + i * 1000, verdict));
+      for (let i = 0; i < 5; i++)
+        await publish(
+          topics.telemetry('box-1'),
+          telemetry('box-1', t0 + i * 1000, verdict ? { health: verdict } : {}),
+        );
       // a redelivered telemetry message is stored once
-      await publish(topics.telemetry('box-1'), telemetry(t0 + 4000, verdict));
+      await publish(
+        topics.telemetry('box-1'),
+        telemetry('box-1', t0 + 4000, verdict ? { health: verdict } : {}),
+      );
 
       const d = await device();
       assert.equal(d.status, 'online');
@@ -259,7 +221,7 @@ function healthSuite(name: string, storage: () => Promise<{ dir: string; postgre
       assert.deepEqual(live.map((c) => c.length).sort(), [0, 1]);
 
       // it reports again: online, and the history says so
-      await publish(topics.telemetry('box-1'), telemetry(Date.now()));
+      await publish(topics.telemetry('box-1'), telemetry('box-1', Date.now()));
       const back = await device();
       assert.equal(back.status, 'online');
       assert.equal(back.telemetryStale, false);

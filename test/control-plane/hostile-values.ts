@@ -1,5 +1,6 @@
 import fc from 'fast-check';
-import type { CommandResult, EventMessage, Identity, Telemetry } from '../../contract/index.ts';
+import type { CommandResult, EventMessage, Identity } from '../../contract/index.ts';
+import { telemetry } from '../helpers/telemetry.ts';
 import { eventMessage } from './fixtures.ts';
 
 /**
@@ -103,33 +104,6 @@ export const identityMessage = (device: string): Identity => ({
   startedAt: T,
 });
 
-export const telemetryMessage = (device: string): Telemetry => ({
-  v: 1,
-  device,
-  at: T,
-  uptimeS: 10,
-  cpuPercent: 12,
-  load1: 0.5,
-  memoryRssMiB: 100,
-  memoryUsedPercent: 40,
-  diskFreeMiB: 1000,
-  temperatureC: null,
-  spool: { pending: 0, bytes: 0, dropped: 0 },
-  cameras: [
-    {
-      id: 'cam-1',
-      state: 'online',
-      fpsIn: 10,
-      fpsDetect: 5,
-      detectLatencyMs: 12,
-      drops: 0,
-      motionSkippedShare: 0.1,
-    },
-  ],
-  health: { status: 'ok', reasons: [] },
-  detector: { sessions: 1, restarts: 0 },
-});
-
 export const resultMessage = (device: string, id: string): CommandResult => ({
   v: 1,
   id,
@@ -198,7 +172,11 @@ export const KINDS = {
     paths: [['id'], ['camera'], ['cameraSeq'], ['state'], ['at'], ['reason']],
   },
   telemetry: {
-    valid: (device: string) => telemetryMessage(device) as unknown,
+    valid: (device: string) =>
+      telemetry(device, T, {
+        health: { status: 'ok', reasons: [] },
+        detector: { sessions: 1, restarts: 0 },
+      }) as unknown,
     paths: [
       ['at'],
       ['uptimeS'],

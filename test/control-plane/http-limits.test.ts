@@ -140,7 +140,7 @@ describe('HTTP bounds (limits.http)', () => {
     assert.equal(await limited(cp, 'request_timeout'), before + 2);
   });
 
-  it('closes connections past connectionsPerAddress at once, and serves again once they close', async () => {
+  it('closes connections past connectionsPerAddress (after a grace for a close of the same address), and serves again once they close', async () => {
     const before = await limited(cp, 'connections_per_address');
     const open = Array.from({ length: 12 }, () => rawConnection(cp.httpUrl));
     let closedByServer = 0;
@@ -229,16 +229,12 @@ describe('HTTP bounds (limits.http)', () => {
     assert.match(served.event.before.dropped ?? '', /nested deeper than/);
   });
 
-  it('pages 1,000 devices with identities of 60 KB in bounded pages, each seen once', {
-    // the 14 pages come back in 2 s, then a later request of this test does not answer (seen on
-    // the merged code on 2026-12-02, cause not found in that session): open in the closing note
-    skip: 'a request after the paging hangs; see the closing note of 2026-12-02',
-  }, async () => {
+  it('pages 1,000 devices with identities of 60 KB in bounded pages, each seen once', async () => {
     // a control plane of its own, with the default bounds (this file's caps connections at 8)
     const own = await startTestControlPlane({
       dir: join(dir, 'paging'),
-      // open mode, explicitly: one client publishes the identities of 1,000 devices
-      embedded: { deviceCredentials: false },
+      // one client publishes the identities of 1,000 devices
+      openMode: true,
     });
     const publisher = connect(own.mqttUrl, { protocolVersion: 5 });
     await new Promise<void>((resolve) => publisher.once('connect', () => resolve()));
@@ -282,7 +278,8 @@ describe('HTTP bounds (limits.http)', () => {
       assert.deepEqual(seen, ids);
       assert.ok(largest < 4.5 * 1024 * 1024, `a page of ${largest} bytes`);
       assert.ok(pages >= 14, `${pages} pages`);
-      assert.ok((own.metrics.httpLimited.get('page_bytes') ?? 0) >= 14);
+      // every page but the last ended early at pageBytes (the last one ends with the list)
+      assert.equal(own.metrics.httpLimited.get('page_bytes'), pages - 1);
       const first = await apiFetch(`${own.httpUrl}/api/v1/devices`);
       const page = (await first.json()) as { devices: unknown[]; nextCursor: string | null };
       assert.ok(page.devices.length <= 100, 'the default limit is 100');

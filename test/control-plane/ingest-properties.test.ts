@@ -4,14 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { connect, type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { MAX_PAYLOAD_BYTES, topics, validators } from '../../contract/index.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
 import { decodeMessage } from '../../control-plane/ingest/decode.ts';
 import { PostgresServer } from '../helpers/postgres.ts';
 import { eventMessage } from './fixtures.ts';
 import { hostileMessage, KINDS, type Kind } from './hostile-values.ts';
-import { apiFetch, getJson, startTestControlPlane } from './setup.ts';
+import { acked, apiFetch, getJson, openClient, startTestControlPlane } from './setup.ts';
 
 /**
  * Property tests of ingest on the real control plane (embedded broker, each backend), seeds fixed
@@ -59,28 +59,8 @@ function hostilePayload(kind: Kind, device: string): fc.Arbitrary<string | Buffe
   );
 }
 
-async function v5Client(url: string, clientId: string): Promise<MqttClient> {
-  const client = connect(url, { protocolVersion: 5, reconnectPeriod: 0, clientId });
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', () => resolve());
-    client.once('error', reject);
-  });
-  return client;
-}
-
 /** the value as JSON gives it back (−0 becomes 0) */
 const viaJson = (v: unknown) => JSON.parse(JSON.stringify(v)) as unknown;
-
-/** publishes with QoS 1 and waits for the PUBACK; fails (a stall) when none comes in 10 s */
-async function acked(client: MqttClient, topic: string, payload: string | Buffer): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    client.publishAsync(topic, payload, { qos: 1 }),
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`stalled: no PUBACK within 10 s on ${topic}`)), 10_000);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 interface EventsPage {
   events: { event: { id: string; seq: number; label: string; device: string } }[];
@@ -99,12 +79,10 @@ for (const storage of ['sqlite', 'postgres'] as const) {
       cp = await startTestControlPlane({
         dir,
         ...(pg ? { postgresUrl: await pg.createDatabase('argus_fuzz') } : {}),
-        // open mode, explicitly: one client publishes as many devices would (each enrolled, each
-        // hostile); that devices act only as themselves is mqtt-auth.test.ts's subject
-        embedded: { deviceCredentials: false },
+        openMode: true,
       });
-      attacker = await v5Client(cp.mqttUrl, 'attacker');
-      legit = await v5Client(cp.mqttUrl, 'legit');
+      attacker = await openClient(cp.mqttUrl, 'attacker');
+      legit = await openClient(cp.mqttUrl, 'legit');
     });
     after(async () => {
       await attacker?.endAsync(true);

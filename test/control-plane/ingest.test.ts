@@ -4,7 +4,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { connect, type MqttClient } from 'mqtt';
 import { httpPaths, MAX_PAYLOAD_BYTES, topics } from '../../contract/index.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
 import { AgentProcess, RECORDING, writeAgentConfig } from '../helpers/device-setup.ts';
@@ -12,7 +11,15 @@ import { eventually } from '../helpers/eventually.ts';
 import { MosquittoBroker } from '../helpers/mosquitto-broker.ts';
 import { PostgresServer } from '../helpers/postgres.ts';
 import { eventMessage } from './fixtures.ts';
-import { apiFetch, deviceClient, getJson, metric, startTestControlPlane, TOKEN } from './setup.ts';
+import {
+  apiFetch,
+  deviceClient,
+  getJson,
+  metric,
+  openClient,
+  startTestControlPlane,
+  TOKEN,
+} from './setup.ts';
 
 interface EventsPage {
   events: {
@@ -60,16 +67,6 @@ async function allEvents(cp: ControlPlane, device: string): Promise<EventsPage['
     cursor = page.nextCursor;
   } while (cursor);
   return out;
-}
-
-/** a client of the test Mosquitto, which lets anyone publish and read (the broker ACLs are broker-acl.test.ts's) */
-async function v5Client(url: string): Promise<MqttClient> {
-  const client = connect(url, { protocolVersion: 5, reconnectPeriod: 0 });
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', () => resolve());
-    client.once('error', reject);
-  });
-  return client;
 }
 
 /** the embedded broker with SQLite (the defaults), and Mosquitto with PostgreSQL */
@@ -206,7 +203,7 @@ for (const [broker, storage] of [
     it('leaves retained on the broker only the availability and identity messages it stored', {
       skip: broker === 'embedded' ? 'on the embedded broker: poison.test.ts' : false,
     }, async () => {
-      const client = await v5Client(cp.mqttUrl);
+      const client = await openClient(cp.mqttUrl);
       const cleared = () => metric(cp.httpUrl, 'argus_ingest_retain_cleared_total');
       const before = await cleared();
       const retain = { qos: 1 as const, retain: true };
@@ -227,7 +224,7 @@ for (const [broker, storage] of [
         10_000,
         'three retained messages cleared',
       );
-      const watcher = await v5Client(cp.mqttUrl);
+      const watcher = await openClient(cp.mqttUrl);
       const retained: string[] = [];
       watcher.on('message', (topic, payload, packet) => {
         if (packet.retain && payload.length > 0) retained.push(topic);

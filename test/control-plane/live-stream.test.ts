@@ -7,39 +7,14 @@ import { EventBus, sseFrame } from '../../control-plane/event-bus.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
 import type { StoredEvent } from '../../control-plane/storage/repository.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { followSse } from '../helpers/sse.ts';
 import { eventMessage } from './fixtures.ts';
-import {
-  apiFetch,
-  type ControlPlaneWithClient,
-  metric,
-  startControlPlaneWithClient,
-  tokenFor,
-} from './setup.ts';
+import { type ControlPlaneWithClient, metric, startControlPlaneWithClient, tokenFor } from './setup.ts';
 
 /** an SSE client reading in the background; `frames` holds its event messages, as received */
 async function follow(url: string): Promise<{ frames: string[]; stop(): Promise<void> }> {
-  const abort = new AbortController();
-  const res = await apiFetch(url, { signal: abort.signal });
-  assert.equal(res.status, 200);
-  const frames: string[] = [];
-  const decoder = new TextDecoder();
-  let pending = '';
-  const reading = (async () => {
-    for await (const chunk of res.body!) {
-      const blocks = (pending + decoder.decode(chunk, { stream: true })).split('\n\n');
-      pending = blocks.pop()!;
-      for (const b of blocks) if (b.startsWith('id: ')) frames.push(`${b}\n\n`);
-    }
-  })().catch((err: unknown) => {
-    if (!abort.signal.aborted) throw err;
-  });
-  return {
-    frames,
-    async stop() {
-      abort.abort();
-      await reading;
-    },
-  };
+  const { items, stop } = await followSse(url, (b) => (b.startsWith('id: ') ? `${b}\n\n` : undefined));
+  return { frames: items, stop };
 }
 
 /** a client that sends the request, reads the response head and then stops reading */

@@ -3,13 +3,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { connect, type IClientPublishOptions, type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { MAX_PAYLOAD_BYTES, topics } from '../../contract/index.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { PostgresServer } from '../helpers/postgres.ts';
 import { eventMessage } from './fixtures.ts';
-import { apiFetch, getJson, metric, startTestControlPlane } from './setup.ts';
+import { acked, apiFetch, getJson, metric, openClient, startTestControlPlane } from './setup.ts';
 
 /** one poisoned message must not stall a city: the embedded broker with each backend */
 
@@ -28,32 +28,6 @@ interface Health {
 /** JSON arrays nested `depth` levels: ~12 KB for 6,000, past what JSON.stringify's stack takes */
 const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
 
-async function v5Client(url: string): Promise<MqttClient> {
-  const client = connect(url, { protocolVersion: 5, reconnectPeriod: 0 });
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', () => resolve());
-    client.once('error', reject);
-  });
-  return client;
-}
-
-/** publishes with QoS 1 and waits for the PUBACK, failing the test when none comes in `ms` */
-async function acked(
-  client: MqttClient,
-  topic: string,
-  payload: string | Buffer,
-  options: IClientPublishOptions = {},
-  ms = 10_000,
-): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    client.publishAsync(topic, payload, { qos: 1, ...options }),
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no PUBACK within ${ms} ms on ${topic}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
 for (const storage of ['sqlite', 'postgres'] as const) {
   describe(`poisoned messages (embedded broker, ${storage})`, () => {
     let dir: string;
@@ -70,11 +44,9 @@ for (const storage of ['sqlite', 'postgres'] as const) {
       cp = await startTestControlPlane({
         dir,
         ...(pg ? { postgresUrl: await pg.createDatabase('argus_poison') } : {}),
-        // open mode, explicitly: one client publishes as many devices would (each enrolled, each
-        // hostile); that devices act only as themselves is mqtt-auth.test.ts's subject
-        embedded: { deviceCredentials: false },
+        openMode: true,
       });
-      client = await v5Client(cp.mqttUrl);
+      client = await openClient(cp.mqttUrl);
     });
     after(async () => {
       await client?.endAsync(true);
@@ -257,7 +229,7 @@ for (const storage of ['sqlite', 'postgres'] as const) {
       );
       await acked(client, topics.identity('ret-good'), JSON.stringify(identity('ret-good')), retain);
       assert.equal(cp.metrics.retainCleared, 4);
-      const watcher = await v5Client(cp.mqttUrl);
+      const watcher = await openClient(cp.mqttUrl);
       const retained: string[] = [];
       watcher.on('message', (topic, _payload, packet) => {
         if (packet.retain) retained.push(topic);
@@ -327,8 +299,8 @@ describe('per-device rate and command bounds (embedded broker, sqlite)', () => {
     cp = await startTestControlPlane({
       dir,
       ingest: { deviceRate: { messagesPerSecond: 20, burst: 5 } },
-      // open mode, explicitly: a flooding and a quiet device from plain clients
-      embedded: { deviceCredentials: false },
+      // a flooding and a quiet device from plain clients
+      openMode: true,
     });
   });
   after(async () => {
@@ -337,8 +309,8 @@ describe('per-device rate and command bounds (embedded broker, sqlite)', () => {
   });
 
   it('paces a device over its rate without losing its messages, and without slowing another device', async () => {
-    const flood = await v5Client(cp.mqttUrl);
-    const other = await v5Client(cp.mqttUrl);
+    const flood = await openClient(cp.mqttUrl);
+    const other = await openClient(cp.mqttUrl);
     const messages = Array.from({ length: 25 }, (_, i) =>
       eventMessage({ device: 'flood-box', cameraSeq: i }),
     );
@@ -363,7 +335,7 @@ describe('per-device rate and command bounds (embedded broker, sqlite)', () => {
   });
 
   it('refuses (413) a command whose args are over the payload size or the depth limit, and publishes nothing', async () => {
-    const client = await v5Client(cp.mqttUrl);
+    const client = await openClient(cp.mqttUrl);
     await acked(client, topics.available('cmd-box'), JSON.stringify({ v: 1, state: 'online' }));
     const received: string[] = [];
     client.on('message', (topic) => received.push(topic));

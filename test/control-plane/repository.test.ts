@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import pgModule from 'pg';
-import type { CommandResult, Identity, Telemetry } from '../../contract/index.ts';
+import type { CommandResult, Identity } from '../../contract/index.ts';
 import { openRepository } from '../../control-plane/index.ts';
 import {
   CREATE_MIGRATIONS_TABLE,
@@ -16,6 +16,7 @@ import {
 } from '../../control-plane/storage/migrations.ts';
 import type { DeviceFilter, IngestRecord, Repository } from '../../control-plane/storage/repository.ts';
 import { PostgresServer } from '../helpers/postgres.ts';
+import { telemetry } from '../helpers/telemetry.ts';
 import { eventMessage, jpeg } from './fixtures.ts';
 
 const PgClient = pgModule.Client;
@@ -47,31 +48,6 @@ const identity = (device: string): Identity => ({
   models: [],
   cameras: [{ id: 'cam-1', scene: 'scenes/cam-1.yaml' }],
   startedAt: iso(T0),
-});
-
-const telemetry = (device: string, fps: number, at: number): Telemetry => ({
-  v: 1,
-  device,
-  at: iso(at),
-  uptimeS: 10,
-  cpuPercent: 12,
-  load1: 0.5,
-  memoryRssMiB: 100,
-  memoryUsedPercent: 40,
-  diskFreeMiB: 1000,
-  temperatureC: null,
-  spool: { pending: 0, bytes: 0, dropped: 0 },
-  cameras: [
-    {
-      id: 'cam-1',
-      state: 'online',
-      fpsIn: fps,
-      fpsDetect: fps / 2,
-      detectLatencyMs: 12,
-      drops: 0,
-      motionSkippedShare: 0.1,
-    },
-  ],
 });
 
 /** the same suite against both backends */
@@ -143,11 +119,11 @@ function repositorySuite(name: string, open: () => Promise<Repository>): void {
       await repo.writeBatch([
         record('available', device, { v: 1, state: 'online', at: iso(T0) }, T0),
         record('identity', device, identity(device), T0),
-        record('telemetry', device, telemetry(device, 9, T0), T0 + 1),
+        record('telemetry', device, telemetry(device, T0, {}, { fpsIn: 9, fpsDetect: 4.5 }), T0 + 1),
         status('online', 5),
       ]);
       await repo.writeBatch([
-        record('telemetry', device, telemetry(device, 7, T0 + 5), T0 + 5),
+        record('telemetry', device, telemetry(device, T0 + 5, {}, { fpsIn: 7, fpsDetect: 3.5 }), T0 + 5),
         status('offline', 7),
         status('online', 6),
       ]);
@@ -184,7 +160,14 @@ function repositorySuite(name: string, open: () => Promise<Repository>): void {
           ),
         ]),
       );
-      await repo.writeBatch([record('telemetry', 'page-nostatus', telemetry('page-nostatus', 5, T0), T0)]);
+      await repo.writeBatch([
+        record(
+          'telemetry',
+          'page-nostatus',
+          telemetry('page-nostatus', T0, {}, { fpsIn: 5, fpsDetect: 2.5 }),
+          T0,
+        ),
+      ]);
       const all = async (
         filter: Omit<DeviceFilter, 'limit' | 'maxChars' | 'after'>,
         limit: number,
@@ -240,7 +223,7 @@ function repositorySuite(name: string, open: () => Promise<Repository>): void {
       }));
       await repo.writeBatch(
         boxes.flatMap((b) => {
-          const t = telemetry(b.id, 5, T0);
+          const t = telemetry(b.id, T0, {}, { fpsIn: 5, fpsDetect: 2.5 });
           t.cameras = b.cameras.map((c, k) => ({
             ...t.cameras[0]!,
             id: `cam-${k}`,

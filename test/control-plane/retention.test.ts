@@ -6,13 +6,14 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
-import { type Telemetry, topics } from '../../contract/index.ts';
+import { topics } from '../../contract/index.ts';
 import type { StorageSettings } from '../../control-plane/config.ts';
 import { controlPlaneConfig, Metrics, openRepository } from '../../control-plane/index.ts';
 import { RETENTION_KINDS } from '../../control-plane/retention/kinds.ts';
 import { Retention } from '../../control-plane/retention/retention.ts';
 import type { IngestRecord, Repository } from '../../control-plane/storage/repository.ts';
 import { PostgresServer } from '../helpers/postgres.ts';
+import { telemetry } from '../helpers/telemetry.ts';
 import { eventMessage } from './fixtures.ts';
 import { deviceClient, metric, startTestControlPlane } from './setup.ts';
 
@@ -38,33 +39,6 @@ function record(
   receivedAt: number,
 ): IngestRecord {
   return { kind, device, message, payload: JSON.stringify(message), receivedAt } as IngestRecord;
-}
-
-function telemetry(device: string, at: number): Telemetry {
-  return {
-    v: 1,
-    device,
-    at: iso(at),
-    uptimeS: 10,
-    cpuPercent: 12,
-    load1: 0.5,
-    memoryRssMiB: 100,
-    memoryUsedPercent: 40,
-    diskFreeMiB: 1000,
-    temperatureC: null,
-    spool: { pending: 0, bytes: 0, dropped: 0 },
-    cameras: [
-      {
-        id: 'cam-1',
-        state: 'online',
-        fpsIn: 10,
-        fpsDetect: 5,
-        detectLatencyMs: 12,
-        drops: 0,
-        motionSkippedShare: 0.1,
-      },
-    ],
-  };
 }
 
 /** what the test stored of each kind, oldest first: the keys it can look for afterwards */

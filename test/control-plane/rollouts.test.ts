@@ -1,14 +1,27 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import type { ControlPlane } from '../../control-plane/index.ts';
 import { ApiTokens } from '../../control-plane/storage/api-tokens.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { artifactId, CatalogueVariants, updateStatus } from './rollout-setup.ts';
-import { apiFetch, getJson, metric, startTestControlPlane } from './setup.ts';
+import { apiFetch, getJson, metric, startTestControlPlane, tokenFor } from './setup.ts';
 import { SimulatedBox } from './sim-device.ts';
+
+const ARGUS = resolve(import.meta.dirname, '../../bin/argus.mjs');
+const run = promisify(execFile);
+
+/** `argus …` against the control plane, with an operator's token in the environment */
+async function argus(cp: ControlPlane, ...args: string[]): Promise<string> {
+  const { stdout } = await run(process.execPath, [ARGUS, ...args], {
+    env: { ...process.env, ARGUS_CONTROL_PLANE: cp.httpUrl, ARGUS_TOKEN: tokenFor(cp.httpUrl) },
+  });
+  return stdout;
+}
 
 interface Detail {
   id: string;
@@ -248,5 +261,43 @@ describe('rollouts over MQTT (control plane with the embedded broker, simulated 
     );
     assert.ok(audit.length >= 1, 'the cancel is audited');
     boxes.get('box-1')!.answer = 'commit';
+  });
+
+  it('argus rollouts create | list | show | pause | resume | cancel and argus devices label drive the same API', async () => {
+    assert.match(
+      await argus(cp, 'devices', 'label', 'box-4', 'site=north', 'tz=Europe/Paris'),
+      /box-4: site=north tz=Europe\/Paris/,
+    );
+    assert.match(await argus(cp, 'devices', 'label', 'box-3', 'site=south'), /box-3: site=south/);
+    for (const b of boxes.values()) b.answer = 'silent';
+    const out = await argus(
+      cp,
+      'rollouts',
+      'create',
+      '--artifact',
+      'model:detector:1',
+      '--label',
+      'site=north',
+      '--window',
+      '00:00-00:00',
+      '--timeout',
+      '600',
+    );
+    const id = /rollout (\S+) "model detector v1": model detector v1 — running/.exec(out)?.[1];
+    assert.ok(id, out);
+    assert.match(out, /wave 0 {2}\S+ +\[\.+\] +1 devices/);
+    assert.match(await argus(cp, 'rollouts', 'list', '--state', 'running'), new RegExp(`${id} +running`));
+    assert.match(await argus(cp, 'rollouts', 'pause', id), /— paused/);
+    assert.match(await argus(cp, 'rollouts', 'resume', id), /— running/);
+    await eventually(
+      async () => (boxes.get('box-4')!.assignments.some((a) => a.rollout === id) ? true : undefined),
+      10_000,
+      'the assignment of box-4',
+    );
+    assert.match(await argus(cp, 'rollouts', 'show', id), /sent 1|queued 1/);
+    assert.match(await argus(cp, 'rollouts', 'cancel', id), /— canceled/);
+    for (const b of boxes.values()) b.answer = 'commit';
+    // a refusal is the API's message, and the exit status says so
+    await assert.rejects(argus(cp, 'rollouts', 'pause', id), /is canceled: only a running rollout pauses/);
   });
 });

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import { connect, type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
 import { deviceClientId } from '../../contract/index.ts';
 import type { AuthSettings } from '../../control-plane/config.ts';
 import {
@@ -60,11 +60,47 @@ export interface TestControlPlaneOptions {
   config?: Record<string, unknown>;
   /** settings of the embedded broker besides its port */
   embedded?: Record<string, unknown>;
+  /**
+   * the embedded broker in open mode, explicitly (deviceCredentials false): one plain client may
+   * publish as many devices would, each hostile or not; that devices act only as themselves is
+   * mqtt-auth.test.ts's subject
+   */
+  openMode?: boolean;
   enrollment?: Record<string, unknown>;
   /** the control plane's `auth` section */
   auth?: Partial<AuthSettings>;
   /** parts given instead of the defaults (e.g. which artifacts are assigned to which device) */
   parts?: ControlPlaneParts;
+}
+
+/**
+ * a plain MQTT v5 client (no credentials) of a broker that lets anyone connect: the embedded one
+ * in `openMode`, or the test Mosquitto without dynamic security
+ */
+export async function openClient(url: string, clientId?: string): Promise<MqttClient> {
+  const client = connect(url, { protocolVersion: 5, reconnectPeriod: 0, ...(clientId ? { clientId } : {}) });
+  await new Promise<void>((resolve, reject) => {
+    client.once('connect', () => resolve());
+    client.once('error', reject);
+  });
+  return client;
+}
+
+/** publishes with QoS 1 and waits for the PUBACK, failing (a stall) when none comes in `ms` */
+export async function acked(
+  client: MqttClient,
+  topic: string,
+  payload: string | Buffer,
+  options: IClientPublishOptions = {},
+  ms = 10_000,
+): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    client.publishAsync(topic, payload, { qos: 1, ...options }),
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`stalled: no PUBACK within ${ms} ms on ${topic}`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
 
 /** a test control plane in its own temporary directory, with an MQTT v5 client of box-1 on its broker */
@@ -100,7 +136,7 @@ export async function startTestControlPlane(o: TestControlPlaneOptions): Promise
       http: { port: 0 },
       mqtt: o.brokerUrl
         ? { external: { url: o.brokerUrl, clientId: o.clientId ?? 'argus-cp-test' } }
-        : { embedded: { port: 0, ...o.embedded } },
+        : { embedded: { port: 0, ...(o.openMode ? { deviceCredentials: false } : {}), ...o.embedded } },
       storage: o.postgresUrl
         ? { postgres: { url: o.postgresUrl } }
         : { sqlite: { path: join(o.dir, 'argus.db'), synchronous: 'normal' } },

@@ -18,7 +18,16 @@ export class ArtifactServer {
   private server!: Server;
   url = '';
 
-  constructor(private readonly credential: string) {}
+  private readonly credentials = new Set<string>();
+
+  constructor(credential: string) {
+    this.credentials.add(credential);
+  }
+
+  /** accepts another device's credential too */
+  allow(credential: string): void {
+    this.credentials.add(credential);
+  }
 
   /** serves `data` as artifact `id` of every device */
   put(id: string, data: Buffer, etag = `"${id.slice(0, 16)}"`): void {
@@ -42,7 +51,8 @@ export class ArtifactServer {
     const range = req.headers.range;
     const ifRange = typeof req.headers['if-range'] === 'string' ? req.headers['if-range'] : undefined;
     this.requests.push({ path, range, ifRange });
-    if (req.headers.authorization !== `Bearer ${this.credential}`) {
+    const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+    if (!bearer || !this.credentials.has(bearer)) {
       res.writeHead(401).end('credential refused');
       return;
     }

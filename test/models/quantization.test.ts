@@ -4,20 +4,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ArgusError } from '../../common/errors.ts';
-import { sha256Hex } from '../../common/hash.ts';
 import { SAMPLE_VIDEO } from '../../common/paths.ts';
 import { Detector } from '../../inference/detector.ts';
 import { type LoadedModel, loadModel } from '../../inference/model-dir.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../inference/settings.ts';
 import { buildBundle } from '../../models/bundle/build.ts';
-import { type DerivedModel, readLineage, writeDerivedModel } from '../../models/bundle/lineage.ts';
+import { readLineage, writeDerivedModel } from '../../models/bundle/lineage.ts';
 import { evaluateCandidate, measureAgreement, reportLatency } from '../../models/evaluate/evaluate.ts';
 import { checkGate, DEFAULT_GATE } from '../../models/evaluate/gate.ts';
 import type { EvaluationReport } from '../../models/evaluate/report.ts';
-import { decodeModel, encodeModel } from '../../models/onnx/codec.ts';
+import { decodeModel } from '../../models/onnx/codec.ts';
 import { quantizeConfig } from '../../models/quant/config.ts';
 import { parseFrameRange } from '../../models/quant/frames.ts';
 import { quantizeModel } from '../../models/quant/quantize.ts';
+import { withWrongActivationScales } from '../helpers/candidates.ts';
 import { GROUND_TRUTH_FRAMES } from '../helpers/frames.ts';
 import { assertFindsEveryPerson } from '../helpers/ground-truth.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
@@ -34,26 +34,6 @@ function evaluate(reference: LoadedModel, candidate: LoadedModel): Promise<Evalu
     candidateScoreThreshold: 0.05,
     minTruths: 10,
   });
-}
-
-/**
- * The int8 model with every activation scale a quarter of its calibrated value: the calibration
- * range is four times too narrow, so most activations saturate.
- */
-async function withWrongActivationScales(int8: LoadedModel): Promise<DerivedModel> {
-  const model = decodeModel(int8.bytes);
-  const scales = new Set(
-    model.graph.nodes.filter((n) => n.opType === 'QuantizeLinear').map((n) => n.inputs[1]!),
-  );
-  model.graph.initializers = model.graph.initializers.map((t) =>
-    scales.has(t.name) ? { ...t, data: Float32Array.from(t.data as Float32Array, (v) => v / 4) } : t,
-  );
-  const bytes = encodeModel(model);
-  return {
-    bytes,
-    descriptor: { ...int8.descriptor, name: 'nanodet-int8-broken', sha256: sha256Hex(bytes) },
-    lineage: await readLineage(int8.dir),
-  };
 }
 
 describe('static int8 quantization of NanoDet-g', () => {

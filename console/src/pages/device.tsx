@@ -195,13 +195,14 @@ function CameraCard({ device, camera, state }: { device: DeviceView; camera: str
           {note}
         </p>
       ) : null}
-      {canAct ? (
-        <div class="row">
+      <div class="row">
+        <a href={`/live/${encodeURIComponent(device.id)}/${encodeURIComponent(camera)}`}>Live view</a>
+        {canAct ? (
           <button type="button" disabled={busy} onClick={() => void take()}>
             New snapshot
           </button>
-        </div>
-      ) : null}
+        ) : null}
+      </div>
     </article>
   );
 }

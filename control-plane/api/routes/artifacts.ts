@@ -18,7 +18,7 @@ const Kind = Type.Enum(ARTIFACT_KINDS);
 
 const Target = Type.Object({ hardwareClass: Type.String(), executionProvider: Type.String() });
 
-const ArtifactSummary = Type.Object({
+export const ArtifactSummary = Type.Object({
   id: ArtifactIdParam,
   kind: Kind,
   name: Type.String(),
@@ -36,7 +36,7 @@ const ArtifactSummary = Type.Object({
   publishedBy: Type.String(),
 });
 
-const ArtifactDetail = Type.Object({
+export const ArtifactDetail = Type.Object({
   ...ArtifactSummary.properties,
   manifest: Type.Unknown({ description: "the bundle's signed manifest.json (models/bundle/manifest.ts)" }),
   lineage: Type.Unknown({ description: 'a model: where it came from (factory steps); null for a scene' }),
@@ -76,7 +76,7 @@ const ListQuery = Type.Object(
   { additionalProperties: false },
 );
 
-const ArtifactList = Type.Object({
+export const ArtifactList = Type.Object({
   artifacts: Type.Array(ArtifactSummary, { description: 'newest published first' }),
   nextCursor: Type.Union([Type.String(), Type.Null()]),
 });

@@ -22,7 +22,7 @@ const Counts = Type.Record(Type.String(), Type.Integer(), {
     'assignments per state (pending, sent, queued … committed, failed, rolled-back, canceled, timed-out)',
 });
 
-const RolloutView = Type.Object({
+export const RolloutView = Type.Object({
   id: Type.String(),
   name: Type.String(),
   artifact: Type.Object({ kind: Type.Enum(ARTIFACT_KINDS), name: Type.String(), version: Type.Integer() }),
@@ -47,7 +47,7 @@ const WaveView = Type.Object({
   counts: Counts,
 });
 
-const AssignmentView = Type.Object({
+export const AssignmentView = Type.Object({
   id: Type.String(),
   device: Type.String(),
   wave: Type.Integer(),
@@ -63,7 +63,7 @@ const AssignmentView = Type.Object({
   updatedAt: Timestamp,
 });
 
-const RolloutDetailView = Type.Object({
+export const RolloutDetailView = Type.Object({
   ...RolloutView.properties,
   waves: Type.Array(WaveView),
   rollbacks: Counts,

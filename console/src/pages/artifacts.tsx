@@ -1,0 +1,126 @@
+import { useEffect, useState } from 'preact/hooks';
+import { api, describeError } from '../api.ts';
+import { ErrorNote, Loading, Section } from '../components/bits.tsx';
+import { time } from '../format.ts';
+import type { ArtifactDetailAnswer, ArtifactListAnswer } from '../types.ts';
+
+type Summary = ArtifactListAnswer['artifacts'][number];
+
+/** a JSON value as an indented block (lineage and metrics are the manifest's own shapes) */
+const Json = ({ value }: { value: unknown }) => <pre class="json">{JSON.stringify(value, null, 2)}</pre>;
+
+function Detail({ id }: { id: string }) {
+  const [a, setA] = useState<ArtifactDetailAnswer | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    setA(null);
+    void api<ArtifactDetailAnswer>(`/api/v1/artifacts/${id}`)
+      .then(setA)
+      .catch((err) => setError(describeError(err)));
+  }, [id]);
+  if (error) return <ErrorNote error={error} />;
+  if (!a) return <Loading what="the artifact" />;
+  return (
+    <Section title={`${a.kind} ${a.name} v${a.version}`}>
+      <dl class="facts">
+        <dt>Id (sha256)</dt>
+        <dd>
+          <code>{a.id}</code>
+        </dd>
+        <dt>Variant</dt>
+        <dd>{a.variant || 'every device'}</dd>
+        <dt>Signed by</dt>
+        <dd>{a.keyId}</dd>
+        <dt>Published</dt>
+        <dd>
+          {time(a.publishedAt)} by {a.publishedBy}
+        </dd>
+        <dt>Expires</dt>
+        <dd>{time(a.expires)}</dd>
+      </dl>
+      {a.lineage ? (
+        <>
+          <h3>Lineage</h3>
+          <Json value={a.lineage} />
+        </>
+      ) : null}
+      {a.metrics ? (
+        <>
+          <h3>Measured metrics</h3>
+          <Json value={a.metrics} />
+        </>
+      ) : null}
+    </Section>
+  );
+}
+
+export function ArtifactsPage() {
+  const [kind, setKind] = useState('');
+  const [list, setList] = useState<Summary[] | null>(null);
+  const [selected, setSelected] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    void api<ArtifactListAnswer>('/api/v1/artifacts', { query: { kind, limit: 200 } })
+      .then((a) => setList(a.artifacts))
+      .catch((err) => setError(describeError(err)));
+  }, [kind]);
+  return (
+    <>
+      <h1>Artifacts</h1>
+      <label class="inline">
+        Kind{' '}
+        <select value={kind} onChange={(e) => setKind(e.currentTarget.value)}>
+          <option value="">all</option>
+          <option value="model">models</option>
+          <option value="scene">scenes</option>
+        </select>
+      </label>
+      <ErrorNote error={error} />
+      <div class={selected ? 'split' : ''}>
+        {!list ? (
+          <Loading what="artifacts" />
+        ) : (
+          <div class="table-wrap">
+            <table class="data" id="artifacts">
+              <thead>
+                <tr>
+                  <th scope="col">Kind</th>
+                  <th scope="col">Name</th>
+                  <th scope="col">Version</th>
+                  <th scope="col">Variant</th>
+                  <th scope="col">Size</th>
+                  <th scope="col">Published</th>
+                </tr>
+              </thead>
+              <tbody>
+                {list.length === 0 ? (
+                  <tr>
+                    <td colSpan={6} class="muted">
+                      nothing published yet (argus artifacts publish)
+                    </td>
+                  </tr>
+                ) : (
+                  list.map((a) => (
+                    <tr key={a.id} class={selected === a.id ? 'selected' : ''}>
+                      <td>{a.kind}</td>
+                      <td>
+                        <button type="button" class="link" onClick={() => setSelected(a.id)}>
+                          {a.name}
+                        </button>
+                      </td>
+                      <td class="num">v{a.version}</td>
+                      <td>{a.variant || 'every device'}</td>
+                      <td class="num">{(a.bytes / 1_048_576).toFixed(1)} MiB</td>
+                      <td>{time(a.publishedAt)}</td>
+                    </tr>
+                  ))
+                )}
+              </tbody>
+            </table>
+          </div>
+        )}
+        {selected ? <Detail id={selected} /> : null}
+      </div>
+    </>
+  );
+}
