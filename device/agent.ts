@@ -1,4 +1,4 @@
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { ArgusError, errorMessage } from '../common/errors.ts';
 import { timeOrderedId } from '../common/ids.ts';
