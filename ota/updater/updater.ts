@@ -6,6 +6,7 @@ import type { Logger } from '../../common/logger.ts';
 import { CONTRACT_BOUNDS } from '../../contract/bounds.ts';
 import {
   type ArtifactKind,
+  type ArtifactRef,
   FINAL_UPDATE_STATES,
   type HealthFigures,
   otaValidators,
@@ -721,14 +722,38 @@ export class Updater {
     await reporting;
   }
 
-  /** the version the bundle must exceed: the trusted store's, and what the box runs of that name */
-  private async lastTrusted(kind: ArtifactKind, name: string): Promise<number | undefined> {
+  /**
+   * The version the bundle must exceed: the trusted store's, and what the box runs of that name.
+   * One exception, a rollback: the very bundle (same sha256) this box committed just before the
+   * one it now runs of that name may come back although it is older — its bytes were verified and
+   * trusted here once, and only that one step back is open, never an older bundle nor one the box
+   * never ran. The trusted version does not go down: after a rollback the box takes only a version
+   * above the one it rolled back from.
+   */
+  private async lastTrusted(
+    kind: ArtifactKind,
+    name: string,
+    artifactId: string,
+  ): Promise<number | undefined> {
+    if (this.previousCommit(kind, name)?.id === artifactId) return undefined;
     const versions = [await this.trusted.get(kind, name)];
     const r = this.running();
     if (kind === 'model' && r.model.name === name) versions.push(r.model.version);
     if (kind === 'scene') for (const s of r.scenes.values()) if (s.name === name) versions.push(s.version);
     const known = versions.filter((v): v is number => v !== undefined);
     return known.length > 0 ? Math.max(...known) : undefined;
+  }
+
+  /** the artifact committed before the latest commit of that kind and name, when that was a step forward */
+  private previousCommit(kind: ArtifactKind, name: string): ArtifactRef | undefined {
+    const commits = this.history.done.filter(
+      (s) => s.state === 'committed' && s.artifact.kind === kind && s.artifact.name === name,
+    );
+    const [previous, latest] = commits.slice(-2);
+    // only a step back: after a rollback the one rolled back from is not "previous"
+    return previous && latest && previous.artifact.version < latest.artifact.version
+      ? previous.artifact
+      : undefined;
   }
 
   private async verify(rec: ActiveRecord): Promise<VerifiedBundle> {
@@ -741,7 +766,7 @@ export class Updater {
       {
         ...(this.o.settings.keyring ? { keyring: this.o.settings.keyring } : {}),
         limits: this.o.settings.limits,
-        trustedVersion: (m) => this.lastTrusted(m.kind, m.name),
+        trustedVersion: (m) => this.lastTrusted(m.kind, m.name, a.id),
       },
     );
     for (const k of verified.unreadableKeys)

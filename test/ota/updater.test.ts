@@ -224,6 +224,32 @@ describe('device updater', () => {
     host.close();
   });
 
+  it('takes back the bundle it committed just before (a rollback), and nothing older, nor the one rolled back from', async () => {
+    const host = new FiguresHost();
+    const { u, statuses } = await updater('step-back', host);
+    const v3 = await sceneBundle(3);
+    const v4 = await sceneBundle(4);
+    const run = async (bundle: Buffer, version: number) => {
+      const a = assignment(bundle, 'scene', 'campus', version);
+      await u.assign(a);
+      return ended(statuses, a.assignment);
+    };
+    assert.equal((await run(v3, 3)).state, 'committed');
+    assert.equal((await run(v4, 4)).state, 'committed');
+    const back = await run(v3, 3);
+    assert.equal(back.state, 'committed', back.reason);
+    assert.equal(u.running().scenes.get('cam-1')!.version, 3);
+    assert.equal(await new TrustedVersions(join(dir, 'step-back', 'ota')).get('scene', 'campus'), 4);
+    const forward = await run(v4, 4);
+    assert.equal(forward.state, 'failed');
+    assert.match(forward.reason!, /not-newer: .*not newer than the last trusted v4/);
+    const older = await run(await sceneBundle(2), 2);
+    assert.equal(older.state, 'failed');
+    assert.match(older.reason!, /not-newer/);
+    await u.stop();
+    host.close();
+  });
+
   it('refuses a tampered, an expired, an altered-in-transit bundle and a wrong hardware class, each with its reason', async () => {
     const host = new FiguresHost();
     const { u, statuses } = await updater('refusals', host);
