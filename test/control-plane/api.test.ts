@@ -211,6 +211,13 @@ describe('control-plane REST API', () => {
     });
     const page = await apiFetch(`${cp.httpUrl}/`);
     assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
-    assert.match(await page.text(), /new EventSource\('\/api\/v1\/events\/stream'\)/);
+    // the console's shell names its built script, which the control plane serves
+    const script = /<script type="module" src="(\/assets\/app-[A-Za-z0-9]+\.js)">/.exec(
+      await page.text(),
+    )?.[1];
+    assert.ok(script, 'the page at / loads the console script');
+    const asset = await apiFetch(`${cp.httpUrl}${script}`);
+    assert.equal(asset.status, 200);
+    assert.match(asset.headers.get('content-type') ?? '', /javascript/);
   });
 });
