@@ -402,8 +402,9 @@ const ArtifactsSection = Type.Object(
     /** bytes of one uploaded bundle at most (413 beyond, checked as it streams) */
     maxUploadBytes: Type.Integer({ minimum: 1024, maximum: 4 * 1024 * MiB, default: 128 * MiB }),
     /**
-     * uploads verified at once (503 with Retry-After beyond): verification holds a bundle's
-     * files in memory, up to `maxUploadBytes` each
+     * uploads received and verified at once (503 with Retry-After beyond): each streams to a
+     * staging file in `dir` and is verified as a stream, holding its manifest, signature and
+     * descriptor (a few KiB) in memory, never the model file
      */
     uploadsAtOnce: Type.Integer({ minimum: 1, maximum: 64, default: 2 }),
     /** downloads one device may have open at once (429 with Retry-After beyond) */

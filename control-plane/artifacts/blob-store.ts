@@ -36,6 +36,11 @@ export interface BlobStore {
    * blob becomes visible only whole; putting the same bytes again changes nothing.
    */
   put(source: Readable | AsyncIterable<Uint8Array>, maxBytes: number): Promise<BlobInfo>;
+  /**
+   * Takes the file at `staged` (a staging file, whose sha256 and size `info` says, as `spoolToFile`
+   * answered them) as the blob `info.sha256`; the file is gone afterwards either way
+   */
+  adopt(staged: string, info: BlobInfo): Promise<void>;
   /** the blob's bytes (within `range` when given) as a stream; undefined when there is no such blob */
   get(sha256: string, range?: ByteRange): Promise<Readable | undefined>;
   stat(sha256: string): Promise<BlobInfo | undefined>;
@@ -120,11 +125,19 @@ export class FsBlobStore implements BlobStore {
     const staged = await this.stagingFile();
     try {
       const info = await spoolToFile(source, staged, maxBytes);
+      await this.adopt(staged, info);
+      return info;
+    } finally {
+      await rm(staged, { force: true });
+    }
+  }
+
+  async adopt(staged: string, info: BlobInfo): Promise<void> {
+    try {
       const target = this.pathOf(info.sha256);
       await mkdir(dirname(target), { recursive: true });
       // the same bytes under the same name: replacing an existing blob changes nothing
       await rename(staged, target);
-      return info;
     } finally {
       await rm(staged, { force: true });
     }

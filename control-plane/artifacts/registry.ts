@@ -1,14 +1,13 @@
-import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ArgusError, errorMessage } from '../../common/errors.ts';
 import { CONTRACT_BOUNDS } from '../../contract/bounds.ts';
 import type { ArtifactKind, ArtifactRef } from '../../contract/ota.ts';
-import { DEFAULT_BUNDLE_LIMITS, readBundleFile } from '../../models/bundle/container.ts';
+import { type BundleLimits, DEFAULT_BUNDLE_LIMITS, digestBundleFile } from '../../models/bundle/container.ts';
 import { ANY_HARDWARE_CLASS } from '../../models/bundle/manifest.ts';
 import { BundleRejected, type RejectionReason } from '../../models/bundle/rejection.ts';
-import { verifyBundleEntries } from '../../models/bundle/verify.ts';
+import { readByVerification, verifyBundleDigests } from '../../models/bundle/verify.ts';
 import type { ArtifactSettings, RetentionLimitSettings } from '../config.ts';
 import {
   type ArtifactListFilter,
@@ -23,10 +22,12 @@ import { BlobTooLarge, type ByteRange, FsBlobStore, spoolToFile } from './blob-s
 
 /**
  * The artifact registry: signed model and scene bundles that rollouts send to devices. A bundle is
- * published by streaming it to a staging file (never held whole in memory, cut at the size limit),
- * verified there like a box verifies it (signature by a key of the control plane's trusted factory
- * keyring, every file's sha256 and size, expiry, the container's limits), then stored in the
- * BlobStore under the sha256 of the file, with its metadata in the database.
+ * published by streaming it to a staging file in the blob store's directory (never held whole in
+ * memory, cut at the size limit), verified there as a stream like a box verifies it (signature by
+ * a key of the control plane's trusted factory keyring, every file's sha256 and size, expiry, the
+ * container's absolute limits on size and expansion) holding only the manifest, its signature and
+ * the descriptor in memory, then moved into the BlobStore under the sha256 of the file, with its
+ * metadata in the database. An upload that is cut, too large or refused leaves nothing behind.
  *
  * Variants: a model may be published in several bundles of the same name and version, each for
  * its own targets (e.g. int8 for `cpu:x86_64-avx512vnni`, fp32 for `cuda:jetson-orin`); no two
@@ -119,6 +120,23 @@ const DAY_MS = 86_400_000;
 /** errors of a request body whose client went away */
 const CUT_OFF = new Set(['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'ECONNABORTED']);
 const MiB = 1 << 20;
+/** bytes of one file verification reads whole (a manifest is bounded to 1 MiB when parsed) */
+const MAX_READ_WHOLE_BYTES = MiB;
+
+/**
+ * the container's limits for an upload of at most `maxUploadBytes`: absolute (the config bounds
+ * `maxUploadBytes`), a plain tar expands to its own size, a compressed one no further than that
+ * or the boxes' default limit, whichever is larger
+ */
+export function uploadLimits(maxUploadBytes: number): BundleLimits {
+  const expanded = Math.max(maxUploadBytes, DEFAULT_BUNDLE_LIMITS.maxExpandedBytes);
+  return {
+    maxBundleBytes: maxUploadBytes,
+    maxExpandedBytes: expanded,
+    maxFileBytes: expanded,
+    maxFiles: DEFAULT_BUNDLE_LIMITS.maxFiles,
+  };
+}
 
 function outOfBounds(message: string): PublishRefused {
   return new PublishRefused(
@@ -197,11 +215,16 @@ export class ArtifactRegistry {
         );
       });
       const what = `uploaded bundle (sha256 ${spooled.sha256.slice(0, 12)}…)`;
-      const limits = { ...DEFAULT_BUNDLE_LIMITS, maxBundleBytes: max };
-      let verified: Awaited<ReturnType<typeof verifyBundleEntries>>;
+      const limits = uploadLimits(max);
+      let verified: Awaited<ReturnType<typeof verifyBundleDigests>>;
       try {
-        const entries = await readBundleFile(staged, limits);
-        verified = await verifyBundleEntries(what, entries, {
+        const digests = await digestBundleFile(
+          staged,
+          limits,
+          { keep: readByVerification, maxKeptBytes: MAX_READ_WHOLE_BYTES },
+          what,
+        );
+        verified = await verifyBundleDigests(what, digests, {
           keyring: this.settings.keyring,
           limits,
           now: new Date(this.clock()),
@@ -243,8 +266,7 @@ export class ArtifactRegistry {
       const existing = await this.store.get(record.id);
       if (existing) return { artifact: existing, created: false };
       // the bytes first: a row is only ever visible with its blob
-      const stored = await this.blobs.put(createReadStream(staged), max);
-      if (stored.sha256 !== record.id) throw new Error(`the staged bundle changed while it was stored`);
+      await this.blobs.adopt(staged, spooled);
       const outcome = await this.store.put(record);
       if (!('existing' in outcome))
         return { artifact: outcome.artifact, created: outcome.outcome === 'created' };

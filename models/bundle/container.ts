@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { pipeline as pipeStreams, Readable } from 'node:stream';
@@ -18,6 +19,14 @@ import { BundleRejected } from './rejection.ts';
 export interface BundleEntry {
   name: string;
   data: Uint8Array;
+}
+
+/** what reading a bundle learnt of one of its files: its sha256 and size, and its bytes when kept */
+export interface EntryDigest {
+  sha256: string;
+  bytes: number;
+  /** the file's bytes, for the files the reader was asked to keep */
+  data?: Uint8Array;
 }
 
 export interface BundleLimits {
@@ -150,7 +159,30 @@ export async function unpackStream(
   what: string,
   limits: BundleLimits = DEFAULT_BUNDLE_LIMITS,
 ): Promise<Map<string, Uint8Array>> {
-  const files = new Map<string, Uint8Array>();
+  const digests = await digestStream(source, what, limits, { keep: () => true });
+  return new Map([...digests].map(([name, d]) => [name, d.data!]));
+}
+
+export interface DigestOptions {
+  /** the files whose bytes are kept (the others are only hashed as they stream past) */
+  keep: (name: string) => boolean;
+  /** bytes of any one kept file at most (default: limits.maxFileBytes) */
+  maxKeptBytes?: number;
+}
+
+/**
+ * The sha256 and size of every file of the tar stream in `source`, within `limits`, keeping the
+ * bytes only of the files `keep` names: a verifier that needs the manifest, its signature and the
+ * descriptor holds those few KiB, never the model file. Throws a BundleRejected like unpackStream.
+ */
+export async function digestStream(
+  source: Readable | AsyncIterable<Buffer>,
+  what: string,
+  limits: BundleLimits,
+  options: DigestOptions,
+): Promise<Map<string, EntryDigest>> {
+  const maxKept = Math.min(options.maxKeptBytes ?? limits.maxFileBytes, limits.maxFileBytes);
+  const files = new Map<string, EntryDigest>();
   const problems: string[] = [];
   let entries = 0;
   let failure: Error | undefined;
@@ -171,9 +203,29 @@ export async function unpackStream(
         );
       } else {
         if (files.has(name)) problems.push(`entry "${name}" appears twice`);
+        const kept = options.keep(name);
+        if (kept && entry.size > maxKept) {
+          failure ??= tooLarge(
+            `${what}: ${name} is ${mib(entry.size)}, more than the limit of ${mib(maxKept)} for a file read whole`,
+          );
+          entry.resume();
+          return;
+        }
+        const hash = createHash('sha256');
         const chunks: Buffer[] = [];
-        entry.on('data', (c: Buffer) => chunks.push(c));
-        entry.on('end', () => files.set(name, Buffer.concat(chunks)));
+        let bytes = 0;
+        entry.on('data', (c: Buffer) => {
+          hash.update(c);
+          bytes += c.length;
+          if (kept) chunks.push(c);
+        });
+        entry.on('end', () =>
+          files.set(name, {
+            sha256: hash.digest('hex'),
+            bytes,
+            ...(kept ? { data: Buffer.concat(chunks) } : {}),
+          }),
+        );
         return;
       }
       entry.resume();
@@ -236,6 +288,23 @@ export async function readBundleFile(
   path: string,
   limits: BundleLimits = DEFAULT_BUNDLE_LIMITS,
 ): Promise<Map<string, Uint8Array>> {
+  await checkBundleFile(path, limits);
+  return unpackStream(createReadStream(path), `bundle ${path}`, limits);
+}
+
+/** the digests of a bundle file's entries, read as a stream within `limits` (see digestStream) */
+export async function digestBundleFile(
+  path: string,
+  limits: BundleLimits,
+  options: DigestOptions,
+  what = `bundle ${path}`,
+): Promise<Map<string, EntryDigest>> {
+  await checkBundleFile(path, limits);
+  return digestStream(createReadStream(path), what, limits, options);
+}
+
+/** a regular file within the bundle size limit, or a BundleRejected saying why not */
+async function checkBundleFile(path: string, limits: BundleLimits): Promise<void> {
   let size: number;
   try {
     const s = await stat(path);
@@ -251,5 +320,4 @@ export async function readBundleFile(
   if (size > limits.maxBundleBytes) {
     throw tooLarge(`bundle ${path} is ${mib(size)}, more than the limit of ${mib(limits.maxBundleBytes)}`);
   }
-  return unpackStream(createReadStream(path), `bundle ${path}`, limits);
 }

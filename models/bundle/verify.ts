@@ -9,7 +9,7 @@ import { createLogger } from '../../common/logger.ts';
 import { cacheDir } from '../../common/paths.ts';
 import { readDescriptor } from '../../inference/descriptor.ts';
 import { DESCRIPTOR_FILE, modelsDir } from '../../inference/model-dir.ts';
-import { type BundleLimits, readBundleFile } from './container.ts';
+import { type BundleLimits, type EntryDigest, readBundleFile } from './container.ts';
 import { defaultKeyring, loadKeyring, type UnreadableKey } from './keys.ts';
 import {
   type BundleKind,
@@ -51,16 +51,24 @@ export interface VerifyOptions {
   now?: Date;
 }
 
-export interface VerifiedBundle {
+export interface VerifiedDigests {
   path: string;
   manifest: Manifest;
   signature: Signature;
-  /** every entry of the bundle, by name */
-  entries: Map<string, Uint8Array>;
   /** version of the model or scene installed under the bundle's name, if any */
   installedVersion: number | undefined;
   /** key files of the keyring that were skipped because they could not be read */
   unreadableKeys: UnreadableKey[];
+}
+
+export interface VerifiedBundle extends VerifiedDigests {
+  /** every entry of the bundle, by name */
+  entries: Map<string, Uint8Array>;
+}
+
+/** the files whose bytes verification reads (the others it knows by their digests) */
+export function readByVerification(name: string): boolean {
+  return name === MANIFEST_FILE || name === SIGNATURE_FILE || name === DESCRIPTOR_FILE;
 }
 
 /** where bundles of a kind are installed by default: the model cache, or the scene store beside it */
@@ -128,8 +136,8 @@ function inconsistent(path: string, what: string): BundleRejected {
 }
 
 /** a model bundle's descriptor is the manifest's and names a shipped file with its hash */
-function checkModel(manifest: ModelManifest, entries: Map<string, Uint8Array>, path: string): void {
-  const descriptorBytes = entries.get(DESCRIPTOR_FILE);
+function checkModel(manifest: ModelManifest, entries: Map<string, EntryDigest>, path: string): void {
+  const descriptorBytes = entries.get(DESCRIPTOR_FILE)?.data;
   const d = manifest.descriptor;
   const model = manifest.files.find((f) => f.path === d.file);
   let shipped: unknown;
@@ -169,8 +177,26 @@ export async function verifyBundleEntries(
   entries: Map<string, Uint8Array>,
   options: VerifyOptions = {},
 ): Promise<VerifiedBundle> {
+  const digests = new Map(
+    [...entries].map(([name, data]): [string, EntryDigest] => [
+      name,
+      { sha256: sha256Hex(data), bytes: data.length, data },
+    ]),
+  );
+  return { ...(await verifyBundleDigests(path, digests, options)), entries };
+}
+
+/**
+ * verifyBundle on the digests of the bundle's entries (see digestStream), which must hold the bytes
+ * of the files `readByVerification` names: the same checks, without the other files' bytes
+ */
+export async function verifyBundleDigests(
+  path: string,
+  entries: Map<string, EntryDigest>,
+  options: VerifyOptions = {},
+): Promise<VerifiedDigests> {
   const keyringDir = options.keyring ?? defaultKeyring();
-  const manifestBytes = entries.get(MANIFEST_FILE);
+  const manifestBytes = entries.get(MANIFEST_FILE)?.data;
   if (!manifestBytes) {
     throw new BundleRejected(
       'malformed',
@@ -178,7 +204,7 @@ export async function verifyBundleEntries(
       'build one with `argus models build`',
     );
   }
-  const signatureBytes = entries.get(SIGNATURE_FILE);
+  const signatureBytes = entries.get(SIGNATURE_FILE)?.data;
   if (!signatureBytes) {
     throw new BundleRejected(
       'unsigned',
@@ -210,19 +236,19 @@ export async function verifyBundleEntries(
 
   const listed = new Set(manifest.files.map((f) => f.path));
   for (const f of manifest.files) {
-    const data = entries.get(f.path);
-    if (!data) {
+    const found = entries.get(f.path);
+    if (!found) {
       throw new BundleRejected(
         'tampered-file',
         `bundle ${path}: ${f.path} is listed in the manifest but missing`,
         'do not install it; obtain the bundle again from its publisher',
       );
     }
-    const digest = sha256Hex(data);
-    if (digest !== f.sha256 || data.length !== f.bytes) {
+    const digest = found.sha256;
+    if (digest !== f.sha256 || found.bytes !== f.bytes) {
       throw new BundleRejected(
         'tampered-file',
-        `bundle ${path}: ${f.path} does not match the manifest (sha256 ${digest.slice(0, 16)}…, ${data.length} bytes; signed ${f.sha256.slice(0, 16)}…, ${f.bytes} bytes)`,
+        `bundle ${path}: ${f.path} does not match the manifest (sha256 ${digest.slice(0, 16)}…, ${found.bytes} bytes; signed ${f.sha256.slice(0, 16)}…, ${f.bytes} bytes)`,
         'do not install it; obtain the bundle again from its publisher',
       );
     }
@@ -266,7 +292,6 @@ export async function verifyBundleEntries(
     path,
     manifest,
     signature,
-    entries,
     installedVersion: installed,
     unreadableKeys: keyring.unreadable,
   };
