@@ -231,6 +231,7 @@ const RetentionSection = Type.Object(
     availability: RetentionLimit(30, 16, "device availability changes (each device's latest is kept)"),
     audit: RetentionLimit(365, 256, 'audit entries (logins and state changes)'),
     quarantine: RetentionLimit(14, 256, 'quarantined messages'),
+    commands: RetentionLimit(30, 16, 'commands sent to devices, with their results'),
     /** only artifacts no rollout references go, bytes and row; the newest unreferenced first kept */
     artifacts: RetentionLimit(90, 10_240, 'published artifacts that no rollout references'),
   },

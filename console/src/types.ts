@@ -7,6 +7,7 @@ import type {
   UserView,
 } from '../../control-plane/api/operator-schemas.ts';
 import type {
+  CommandHistoryPage,
   CommandView,
   Device,
   DevicesPage,
@@ -24,6 +25,7 @@ export type EventsAnswer = Static<typeof EventsPage>;
 export type TelemetryAnswer = Static<typeof TelemetryPage>;
 export type StatusChangeView = Static<typeof StatusChange>;
 export type CommandAnswer = Static<typeof CommandView>;
+export type CommandHistoryAnswer = Static<typeof CommandHistoryPage>;
 export type MeAnswer = Static<typeof Me>;
 export type UserAnswer = Static<typeof UserView>;
 export type TokenAnswer = Static<typeof TokenView>;
@@ -40,5 +42,8 @@ export type ArtifactDetailAnswer = Static<
 export type RolloutAnswer = Static<typeof import('../../control-plane/api/routes/rollouts.ts').RolloutView>;
 export type RolloutDetailAnswer = Static<
   typeof import('../../control-plane/api/routes/rollouts.ts').RolloutDetailView
+>;
+export type DeviceRolloutsAnswer = Static<
+  typeof import('../../control-plane/api/routes/rollouts.ts').DeviceRolloutsPage
 >;
 export type RolloutRequest = import('../../control-plane/rollouts/spec.ts').RolloutRequest;

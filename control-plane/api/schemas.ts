@@ -224,6 +224,23 @@ export const CommandView = Type.Object({
   resultUrl: Type.String(),
 });
 
+export const CommandHistoryQuery = Type.Object(
+  {
+    limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+    cursor: Type.Optional(
+      Type.String({ pattern: '^[A-Za-z0-9_-]{8,64}$', description: 'nextCursor of the previous page' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const CommandHistoryPage = Type.Object({
+  commands: Type.Array(CommandView, {
+    description: 'newest issued first, each with its result once answered',
+  }),
+  nextCursor: Nullable(Type.String()),
+});
+
 export const SnapshotStored = Type.Object({
   id: Type.String(),
   device: Type.String(),

@@ -86,4 +86,11 @@ export const RETENTION_KINDS: readonly RetentionKind[] = [
     keyColumns: ['id'],
     rowBytes: 'length(payload) + length(detail) + 150',
   },
+  {
+    name: 'commands',
+    table: 'commands',
+    timeColumn: 'issued_at',
+    keyColumns: ['id'],
+    rowBytes: "length(id) + length(device) + length(args) + length(COALESCE(result, '')) + 100",
+  },
 ];

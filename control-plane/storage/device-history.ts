@@ -1,8 +1,8 @@
 import { timeOrderedId } from '../../common/ids.ts';
 import type { Telemetry } from '../../contract/index.ts';
 import type { AvailabilityRecord } from './batch-plan.ts';
-import type { IngestRecord } from './repository.ts';
-import type { Placeholder } from './sql.ts';
+import type { CommandRecord, IngestRecord } from './repository.ts';
+import { type CommandRow, type Placeholder, toCommand } from './sql.ts';
 import type { SqlAccess, SqlValue } from './sql-access.ts';
 
 /**
@@ -11,7 +11,8 @@ import type { SqlAccess, SqlValue } from './sql-access.ts';
  * message is stored once) and its availability transitions (`device_availability`: from its
  * availability messages and Last Will, and from the control plane's health sweep when it falls
  * silent or reports again). Camera status messages are already stored one row each
- * (`camera_statuses`); the status history reads both.
+ * (`camera_statuses`); the status history reads both. Commands are stored one row each when
+ * sent, with their result once the device answers (`commands`); the command history reads them.
  */
 
 /** a telemetry message into the history; one already stored (same device and `at`) is skipped */
@@ -155,7 +156,14 @@ interface HistoryRow {
   id: string;
 }
 
-/** reads the histories (writes go through ingest's batch and the health sweep) */
+export interface CommandHistoryQuery {
+  device: string;
+  /** only commands before this id (the previous page's last); ids are time-ordered */
+  before?: string | undefined;
+  limit: number;
+}
+
+/** reads the histories (writes go through ingest's batch, the health sweep and the command sender) */
 export class DeviceHistory {
   constructor(private readonly sql: SqlAccess) {}
 
@@ -224,5 +232,22 @@ export class DeviceHistory {
       receivedAt: Number(r.received_at),
       id: r.id,
     }));
+  }
+
+  /** the commands sent to a device, with their results, newest first */
+  async commands(q: CommandHistoryQuery): Promise<CommandRecord[]> {
+    const { p } = this.sql;
+    const params: SqlValue[] = [q.device];
+    let before = '';
+    if (q.before !== undefined) {
+      params.push(q.before);
+      before = ` AND id < ${p(params.length)}`;
+    }
+    params.push(q.limit);
+    const rows = await this.sql.read<CommandRow>(
+      `SELECT * FROM commands WHERE device = ${p(1)}${before} ORDER BY id DESC LIMIT ${p(params.length)}`,
+      params,
+    );
+    return rows.map(toCommand);
   }
 }

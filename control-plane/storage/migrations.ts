@@ -412,6 +412,16 @@ export const MIGRATIONS: readonly Migration[] = [
       'CREATE INDEX rollout_history_rollout ON rollout_history (rollout, id)',
     ],
   },
+  {
+    version: 9,
+    name: "a device's command and rollout history; retention of commands by age",
+    statements: () => [
+      // command ids are time-ordered: (device, id) reads a device's commands newest first
+      'CREATE INDEX commands_device ON commands (device, id)',
+      'CREATE INDEX commands_issued ON commands (issued_at)',
+      'CREATE INDEX rollout_assignments_device ON rollout_assignments (device, rollout)',
+    ],
+  },
 ];
 
 export const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (

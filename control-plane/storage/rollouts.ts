@@ -360,6 +360,45 @@ export class RolloutStore {
     return rows.map(assignmentOf);
   }
 
+  /**
+   * The rollouts that touched a device, newest first (ids are time-ordered), each with the
+   * device's assignments in it (its install, and its rollback after an abort)
+   */
+  async ofDevice(
+    device: string,
+    o: { before?: string | undefined; limit: number },
+  ): Promise<{ rollout: RolloutRow; assignments: AssignmentRow[] }[]> {
+    const { p } = this.sql;
+    const params: SqlValue[] = [device];
+    let before = '';
+    if (o.before !== undefined) {
+      params.push(o.before);
+      before = ` AND rollout < ${p(params.length)}`;
+    }
+    params.push(o.limit);
+    const ids = await this.sql.read<{ rollout: string }>(
+      `SELECT DISTINCT rollout FROM rollout_assignments WHERE device = ${p(1)}${before}
+        ORDER BY rollout DESC LIMIT ${p(params.length)}`,
+      params,
+    );
+    if (ids.length === 0) return [];
+    const list = ids.map((r) => r.rollout);
+    const [rollouts, assignments] = await Promise.all([
+      this.sql.read(`SELECT * FROM rollouts WHERE id IN (${this.in(list, 1)})`, list),
+      this.sql.read(
+        `SELECT * FROM rollout_assignments WHERE device = ${p(1)} AND rollout IN (${this.in(list, 2)})
+          ORDER BY purpose`,
+        [device, ...list],
+      ),
+    ]);
+    const byId = new Map(rollouts.map((r) => [String(r.id), rolloutOf(r)]));
+    return list.flatMap((id) => {
+      const rollout = byId.get(id);
+      if (!rollout) return [];
+      return [{ rollout, assignments: assignments.map(assignmentOf).filter((a) => a.rollout === id) }];
+    });
+  }
+
   async assignment(id: string): Promise<AssignmentRow | undefined> {
     const rows = await this.sql.read(`SELECT * FROM rollout_assignments WHERE id = ${this.sql.p(1)}`, [id]);
     return rows[0] ? assignmentOf(rows[0]) : undefined;

@@ -174,6 +174,57 @@ describe('control-plane REST API', () => {
     assert.equal((await apiFetch(`${cp.httpUrl}/api/v1/commands/no-such-command`)).status, 404);
   });
 
+  it("keeps a device's command history with each result, newest first, paged", async () => {
+    interface View {
+      id: string;
+      name: string;
+      args: Record<string, unknown>;
+      result: { ok: boolean; message: string } | null;
+    }
+    const send = async (name: string, args: Record<string, unknown>) => {
+      const res = await apiFetch(`${cp.httpUrl}/api/v1/devices/box-1/commands/${name}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ args }),
+      });
+      assert.equal(res.status, 202);
+      return ((await res.json()) as View).id;
+    };
+    const first = await send('reload-config', {});
+    const second = await send('restart-camera', { camera: 'c1' });
+    const third = await send('snapshot', { camera: 'c2' });
+    const result = { v: 1, id: second, device: 'box-1', name: 'restart-camera', ok: false };
+    await client.publishAsync(
+      topics.commandResult('box-1'),
+      JSON.stringify({ ...result, message: 'no camera c1 on this box', at: new Date().toISOString() }),
+      { qos: 1 },
+    );
+    const url = `${cp.httpUrl}/api/v1/devices/box-1/commands`;
+    const all = await getJson<{ commands: View[]; nextCursor: string | null }>(url);
+    assert.deepEqual(
+      all.commands.map((c) => [c.id, c.name, c.result?.message ?? null]),
+      [
+        [third, 'snapshot', null],
+        [second, 'restart-camera', 'no camera c1 on this box'],
+        [first, 'reload-config', null],
+      ],
+    );
+    assert.deepEqual(all.commands[0]!.args, { camera: 'c2' });
+    const page = await getJson<{ commands: View[]; nextCursor: string }>(`${url}?limit=2`);
+    assert.equal(page.commands.length, 2);
+    const rest = await getJson<{ commands: View[] }>(`${url}?limit=2&cursor=${page.nextCursor}`);
+    assert.deepEqual(
+      rest.commands.map((c) => c.id),
+      [first],
+    );
+    assert.deepEqual(
+      (await getJson<{ commands: View[] }>(`${cp.httpUrl}/api/v1/devices/box-2/commands`)).commands,
+      [],
+    );
+    assert.equal((await fetch(url)).status, 401);
+    assert.equal((await apiFetch(`${url}?limit=201`)).status, 400);
+  });
+
   it('takes MQTT 3.1.1 clients on the embedded broker as well as v5 ones', async () => {
     const old = await deviceClient(cp.mqttUrl, 'box-311', { protocolVersion: 4 });
     const m = eventMessage({ device: 'box-311' });
@@ -197,6 +248,8 @@ describe('control-plane REST API', () => {
       '/api/v1/quarantine',
       '/api/v1/devices/{id}/commands/{name}',
       '/api/v1/commands/{id}',
+      '/api/v1/devices/{id}/commands',
+      '/api/v1/devices/{id}/rollouts',
     ])
       assert.ok(spec.paths[path], path);
     const metrics = await apiFetch(`${cp.httpUrl}/metrics`);

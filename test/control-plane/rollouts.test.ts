@@ -263,6 +263,45 @@ describe('rollouts over MQTT (control plane with the embedded broker, simulated 
     boxes.get('box-1')!.answer = 'commit';
   });
 
+  it("a device's rollout history: every rollout that touched it, newest first, with its state and reason there; paged; for viewers", async () => {
+    interface Page {
+      rollouts: { name: string; state: string; assignments: { state: string; reason: string | null }[] }[];
+      nextCursor: string | null;
+    }
+    const url = `${cp.httpUrl}/api/v1/devices/box-3/rollouts`;
+    const all = await getJson<Page>(url);
+    assert.deepEqual(
+      all.rollouts.map((r) => [r.name, r.state, r.assignments.map((a) => a.state)]),
+      [
+        ['detector v5', 'aborted', ['canceled']],
+        ['detector v4', 'completed', ['timed-out']],
+        ['detector v2', 'completed', ['committed']],
+      ],
+    );
+    assert.match(
+      all.rollouts[1]!.assignments[0]!.reason!,
+      /no final state from the device before the deadline/,
+    );
+    assert.equal(all.nextCursor, null);
+    const first = await getJson<Page>(`${url}?limit=2`);
+    assert.deepEqual(
+      first.rollouts.map((r) => r.name),
+      ['detector v5', 'detector v4'],
+    );
+    const rest = await getJson<Page>(`${url}?limit=2&cursor=${first.nextCursor}`);
+    assert.deepEqual(
+      rest.rollouts.map((r) => r.name),
+      ['detector v2'],
+    );
+    assert.deepEqual((await getJson<Page>(`${cp.httpUrl}/api/v1/devices/box-9/rollouts`)).rollouts, []);
+    const viewer = (await new ApiTokens(cp.repository.sql).create('history viewer', 'viewer', 'tests'))
+      .secret;
+    const seen = await fetch(url, { headers: { authorization: `Bearer ${viewer}` } });
+    assert.equal(seen.status, 200);
+    assert.equal((await fetch(url)).status, 401, 'no credential, no history');
+    assert.equal((await apiFetch(`${url}?limit=1000`)).status, 400, 'a page is bounded');
+  });
+
   it('argus rollouts create | list | show | pause | resume | cancel and argus devices label drive the same API', async () => {
     assert.match(
       await argus(cp, 'devices', 'label', 'box-4', 'site=north', 'tz=Europe/Paris'),

@@ -2,12 +2,16 @@ import { useEffect, useMemo, useState } from 'preact/hooks';
 import { api, describeError } from '../api.ts';
 import { Badge, ErrorNote, Loading, Section } from '../components/bits.tsx';
 import { Chart, type Series } from '../components/chart.tsx';
+import { DataTable, MoreButton, usePaged } from '../components/data-table.tsx';
 import { Snapshot } from '../components/snapshot.tsx';
 import { ago, clock, fixed, time } from '../format.ts';
 import { hub } from '../live-stream.ts';
+import { href } from '../router.ts';
 import { useCan } from '../session.ts';
 import type {
   CommandAnswer,
+  CommandHistoryAnswer,
+  DeviceRolloutsAnswer,
   DeviceView,
   EventsAnswer,
   StatusChangeView,
@@ -208,86 +212,174 @@ function CameraCard({ device, camera, state }: { device: DeviceView; camera: str
 }
 
 function Commands({ device }: { device: DeviceView }) {
-  const [sent, setSent] = useState<CommandAnswer[]>([]);
+  const canAct = useCan('operator');
   const [error, setError] = useState<string | null>(null);
+  const base = `/api/v1/devices/${encodeURIComponent(device.id)}`;
+  const history = usePaged(
+    (cursor) =>
+      api<CommandHistoryAnswer>(`${base}/commands`, { query: { limit: 20, cursor } }).then((a) => ({
+        items: a.commands,
+        nextCursor: a.nextCursor,
+      })),
+    device.id,
+  );
+  useEffect(() => {
+    const timer = setInterval(() => void history.reload(), 10_000);
+    return () => clearInterval(timer);
+  }, [device.id]);
   const cameras = device.cameras.map((c) => c.camera);
   const send = async (name: string, args: Record<string, unknown>) => {
     setError(null);
     try {
-      const c = await runCommand(device.id, name, args);
-      setSent((s) => [c, ...s.filter((x) => x.id !== c.id)]);
+      const sent = runCommand(device.id, name, args);
+      // the command is listed at once, its result once the device answered
+      setTimeout(() => void history.reload(), 300);
+      await sent;
     } catch (err) {
       setError(describeError(err));
     }
+    await history.reload();
   };
   return (
     <Section title="Commands">
-      <form
-        class="row"
-        aria-label="send a command"
-        onSubmit={(e) => {
-          e.preventDefault();
-          const form = new FormData(e.currentTarget);
-          const name = String(form.get('name'));
-          const camera = String(form.get('camera') ?? '');
-          void send(name, name === 'restart-camera' || name === 'snapshot' ? { camera } : {});
-        }}
-      >
-        <label class="inline">
-          Command{' '}
-          <select name="name">
-            <option value="reload-config">reload-config</option>
-            <option value="restart-camera">restart-camera</option>
-            <option value="snapshot">snapshot</option>
-          </select>
-        </label>
-        <label class="inline">
-          Camera{' '}
-          <select name="camera">
-            {cameras.map((c) => (
-              <option key={c} value={c}>
-                {c}
-              </option>
-            ))}
-          </select>
-        </label>
-        <button type="submit" class="primary">
-          Send
-        </button>
-      </form>
-      <ErrorNote error={error} />
-      {sent.length ? (
-        <table class="data">
-          <caption>commands sent from this page</caption>
-          <thead>
-            <tr>
-              <th scope="col">Command</th>
-              <th scope="col">Issued</th>
-              <th scope="col">Result</th>
-            </tr>
-          </thead>
-          <tbody>
-            {sent.map((c) => (
-              <tr key={c.id}>
-                <td>
-                  {c.name} {Object.keys(c.args).length ? <code>{JSON.stringify(c.args)}</code> : null}
-                </td>
-                <td>{clock(c.issuedAt)}</td>
-                <td>
-                  {c.result ? (
-                    <>
-                      <Badge state={c.result.ok ? 'ok' : 'failed'}>{c.result.ok ? 'ok' : 'failed'}</Badge>{' '}
-                      {c.result.message}
-                    </>
-                  ) : (
-                    <span class="muted">no answer yet</span>
-                  )}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+      {canAct ? (
+        <form
+          class="row"
+          aria-label="send a command"
+          onSubmit={(e) => {
+            e.preventDefault();
+            const form = new FormData(e.currentTarget);
+            const name = String(form.get('name'));
+            const camera = String(form.get('camera') ?? '');
+            void send(name, name === 'restart-camera' || name === 'snapshot' ? { camera } : {});
+          }}
+        >
+          <label class="inline">
+            Command{' '}
+            <select name="name">
+              <option value="reload-config">reload-config</option>
+              <option value="restart-camera">restart-camera</option>
+              <option value="snapshot">snapshot</option>
+            </select>
+          </label>
+          <label class="inline">
+            Camera{' '}
+            <select name="camera">
+              {cameras.map((c) => (
+                <option key={c} value={c}>
+                  {c}
+                </option>
+              ))}
+            </select>
+          </label>
+          <button type="submit" class="primary">
+            Send
+          </button>
+        </form>
       ) : null}
+      <ErrorNote error={error ?? history.error} />
+      {!history.items ? (
+        <Loading what="commands" />
+      ) : (
+        <DataTable
+          id="commands"
+          caption="commands sent to this device, newest first"
+          wrap={false}
+          rows={history.items}
+          rowKey={(c) => c.id}
+          empty="no command sent yet"
+          columns={[
+            {
+              title: 'Command',
+              cell: (c) => (
+                <>
+                  {c.name} {Object.keys(c.args).length ? <code>{JSON.stringify(c.args)}</code> : null}
+                </>
+              ),
+            },
+            { title: 'Issued', cell: (c) => time(c.issuedAt) },
+            {
+              title: 'Result',
+              cell: (c) =>
+                c.result ? (
+                  <>
+                    <Badge state={c.result.ok ? 'ok' : 'failed'}>{c.result.ok ? 'ok' : 'failed'}</Badge>{' '}
+                    {c.result.message}
+                  </>
+                ) : (
+                  <span class="muted">no answer yet</span>
+                ),
+            },
+            { title: 'Answered', cell: (c) => time(c.resultAt) },
+          ]}
+        />
+      )}
+      <MoreButton more={history.more} label="Older commands" />
+    </Section>
+  );
+}
+
+type DeviceRollout = DeviceRolloutsAnswer['rollouts'][number];
+
+function RolloutHistory({ id }: { id: string }) {
+  const history = usePaged(
+    (cursor) =>
+      api<DeviceRolloutsAnswer>(`/api/v1/devices/${encodeURIComponent(id)}/rollouts`, {
+        query: { limit: 10, cursor },
+      }).then((a) => ({ items: a.rollouts, nextCursor: a.nextCursor })),
+    id,
+  );
+  useEffect(() => {
+    const timer = setInterval(() => void history.reload(), 10_000);
+    return () => clearInterval(timer);
+  }, [id]);
+  return (
+    <Section title="Rollout history">
+      <ErrorNote error={history.error} />
+      {!history.items ? (
+        <Loading what="rollout history" />
+      ) : (
+        <DataTable<DeviceRollout>
+          id="device-rollouts"
+          caption="rollouts that touched this device, newest first"
+          wrap={false}
+          rows={history.items}
+          rowKey={(r) => r.id}
+          empty="no rollout has touched this device"
+          columns={[
+            {
+              title: 'Rollout',
+              rowHeader: true,
+              cell: (r) => <a href={href(['rollouts', r.id])}>{r.name}</a>,
+            },
+            {
+              title: 'Artifact',
+              cell: (r) => `${r.artifact.kind} ${r.artifact.name} v${r.artifact.version}`,
+            },
+            { title: 'Rollout state', cell: (r) => <Badge state={r.state} /> },
+            {
+              title: 'This device',
+              cell: (r) =>
+                r.assignments.map((a) => (
+                  <span key={a.id} class="count">
+                    {a.purpose === 'rollback' ? 'rollback ' : ''}
+                    <Badge state={a.state} />
+                  </span>
+                )),
+            },
+            {
+              title: 'Reason',
+              cell: (r) =>
+                r.assignments
+                  .map((a) => a.reason)
+                  .filter(Boolean)
+                  .join('; '),
+            },
+            { title: 'Started', cell: (r) => time(r.createdAt) },
+          ]}
+        />
+      )}
+      <MoreButton more={history.more} label="Older rollouts" />
     </Section>
   );
 }
@@ -372,7 +464,6 @@ function RecentEvents({ id }: { id: string }) {
 }
 
 export function DevicePage({ id }: { id: string }) {
-  const canAct = useCan('operator');
   const [device, setDevice] = useState<DeviceView | null>(null);
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
@@ -442,7 +533,8 @@ export function DevicePage({ id }: { id: string }) {
         </div>
       </Section>
       <TelemetryCharts id={id} />
-      {canAct ? <Commands device={device} /> : null}
+      <Commands device={device} />
+      <RolloutHistory id={id} />
       <StatusHistory id={id} />
       <RecentEvents id={id} />
     </>

@@ -2,7 +2,15 @@ import Type from 'typebox';
 import { httpPaths } from '../../../contract/index.ts';
 import type { CommandRecord } from '../../storage/repository.ts';
 import { type ApiContext, type App, isoOrNull } from '../context.ts';
-import { CommandName, CommandRequest, CommandView, DeviceId, ErrorBody } from '../schemas.ts';
+import {
+  CommandHistoryPage,
+  CommandHistoryQuery,
+  CommandName,
+  CommandRequest,
+  CommandView,
+  DeviceId,
+  ErrorBody,
+} from '../schemas.ts';
 
 function view(c: CommandRecord) {
   return {
@@ -40,6 +48,30 @@ export function commandRoutes(app: App, ctx: ApiContext): void {
           .send({ error: `no device "${id}" has connected`, hint: 'GET /api/v1/devices lists them' });
       const command = await ctx.commands.send(id, name, req.body.args);
       return reply.code(202).send(view(command));
+    },
+  );
+
+  app.get(
+    '/api/v1/devices/:id/commands',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['commands'],
+        summary: 'the commands sent to a device, with their results, newest first',
+        description: `Kept for retention.commands; pass the previous page's \`nextCursor\` as \`cursor\`.`,
+        params: Type.Object({ id: DeviceId }),
+        querystring: CommandHistoryQuery,
+        response: { 200: CommandHistoryPage },
+      },
+    },
+    async (req) => {
+      const { limit, cursor } = req.query;
+      const commands = await ctx.history.commands({ device: req.params.id, before: cursor, limit });
+      const last = commands.at(-1);
+      return {
+        commands: commands.map(view),
+        nextCursor: commands.length === limit && last ? last.id : null,
+      };
     },
   );
 

@@ -95,6 +95,25 @@ export const RolloutDetailView = Type.Object({
   ),
 });
 
+export const DeviceRolloutsPage = Type.Object({
+  rollouts: Type.Array(
+    Type.Object({
+      id: Type.String(),
+      name: Type.String(),
+      artifact: RolloutView.properties.artifact,
+      state: Type.Enum(ROLLOUT_STATES),
+      reason: Nullable(Type.String()),
+      createdBy: Type.String(),
+      createdAt: Timestamp,
+      assignments: Type.Array(AssignmentView, {
+        description: "this device's: its install, and its rollback after an abort",
+      }),
+    }),
+    { description: 'the rollouts that touched the device, newest first' },
+  ),
+  nextCursor: Nullable(Type.String()),
+});
+
 function rolloutView(r: RolloutRow, counts: Record<string, number>) {
   return {
     id: r.id,
@@ -325,6 +344,45 @@ export function rolloutRoutes(app: App, ctx: ApiContext): void {
     'cancel',
     'end a rollout: what was not sent is canceled, devices in progress get update-cancel; {"rollback": true} aborts',
     (id, a, body) => ctx.rollouts.cancel(id, a, body?.rollback ?? false),
+  );
+
+  app.get(
+    '/api/v1/devices/:id/rollouts',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['rollouts', 'devices'],
+        summary:
+          "the rollouts that touched a device, newest first, with the device's state and reason in each",
+        description: "Pass the previous page's `nextCursor` as `cursor`.",
+        params: Type.Object({ id: DeviceId }),
+        querystring: Type.Object(
+          {
+            cursor: Type.Optional(RolloutId),
+            limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: DeviceRolloutsPage },
+      },
+    },
+    async (req) => {
+      const { cursor, limit } = req.query;
+      const rows = await ctx.rollouts.store.ofDevice(req.params.id, { before: cursor, limit });
+      return {
+        rollouts: rows.map(({ rollout: r, assignments }) => ({
+          id: r.id,
+          name: r.name,
+          artifact: r.artifact,
+          state: r.state,
+          reason: r.reason,
+          createdBy: r.createdBy,
+          createdAt: iso(r.createdAt),
+          assignments: assignments.map(assignmentView),
+        })),
+        nextCursor: rows.length === limit ? rows[rows.length - 1]!.rollout.id : null,
+      };
+    },
   );
 
   app.get(
