@@ -311,6 +311,11 @@ export class ArtifactRegistry {
     return pickVariant(variants, device);
   }
 
+  /** when the artifact expires (ms since the epoch, from its manifest); undefined when there is none */
+  async expiresAt(id: string): Promise<number | undefined> {
+    return (await this.store.get(id))?.expiresAt;
+  }
+
   /** removes an artifact, bytes and row, unless a rollout references it */
   async delete(id: string): Promise<DeleteOutcome> {
     if (!(await this.store.get(id))) return 'missing';

@@ -21,7 +21,8 @@ export interface DeviceTraits {
 
 /**
  * The artifact registry as rollouts use it (control-plane/artifacts/registry.ts implements it):
- * the variant of an artifact for a device's hardware class and execution providers
+ * the variant of an artifact for a device's hardware class and execution providers, and when an
+ * artifact expires (its signed manifest's `expires`)
  */
 export interface ArtifactVariants {
   variantFor(
@@ -30,6 +31,13 @@ export interface ArtifactVariants {
     version: number,
     device: DeviceTraits,
   ): Promise<ArtifactRef | undefined>;
+  /** ms since the epoch; undefined when the registry holds no such artifact */
+  expiresAt(artifactId: string): Promise<number | undefined>;
+}
+
+/** why an artifact that expired at `expiresAt` is not assigned, in words an operator can act on */
+export function expiredReason(a: ArtifactRef, expiresAt: number): string {
+  return `expired: ${a.kind} ${a.name} v${a.version} (artifact ${a.id.slice(0, 12)}…) expired on ${new Date(expiresAt).toISOString()}; publish a newly signed version and roll that out`;
 }
 
 /** publishes a command to a device (CommandSender.send in the control plane) */
@@ -364,12 +372,38 @@ export class RolloutEngine {
     return this.publishAssignments(r, pending.slice(0, budget), ['running'], now);
   }
 
+  /**
+   * Marks the assignments sent and publishes them, except those whose artifact expired: a box
+   * would refuse it at verification, so it is not assigned at all; it ends `failed` with the
+   * reason `expired: …`, and the wave's error condition acts on it like on any failure
+   */
   private async publishAssignments(
     r: RolloutRow,
-    assignments: AssignmentRow[],
+    all: AssignmentRow[],
     rolloutStates: RolloutRow['state'][],
     now: number,
   ): Promise<number> {
+    if (all.length === 0) return 0;
+    const expiry = new Map<string, number | undefined>();
+    const registry = this.variants();
+    for (const a of all)
+      if (registry && !expiry.has(a.artifact.id))
+        expiry.set(a.artifact.id, await registry.expiresAt(a.artifact.id));
+    const expired = all.filter((a) => (expiry.get(a.artifact.id) ?? Number.POSITIVE_INFINITY) <= now);
+    if (expired.length > 0) {
+      await this.store.failPending(
+        expired.map((a) => ({
+          assignment: a,
+          reason: expiredReason(a.artifact, expiry.get(a.artifact.id)!),
+        })),
+        now,
+      );
+      this.log.warn(
+        { rollout: r.id, assignments: expired.length, artifact: expired[0]!.artifact.id },
+        'assignments of an expired artifact failed without being sent',
+      );
+    }
+    const assignments = all.filter((a) => !expired.includes(a));
     if (assignments.length === 0) return 0;
     const deadline = this.deadline(r, now);
     const marked = new Set(

@@ -12,7 +12,7 @@ import {
   RolloutStore,
   type WaveRow,
 } from '../storage/rollouts.ts';
-import type { ArtifactVariants, DeviceTraits } from './engine.ts';
+import { type ArtifactVariants, type DeviceTraits, expiredReason } from './engine.ts';
 import {
   MAX_ROLLOUT_DEVICES,
   planWaves,
@@ -170,9 +170,18 @@ export class Rollouts {
         400,
         'publish a variant for that hardware class, or leave those devices out of the target',
       );
+    const now = this.clock();
+    for (const v of variants.values()) {
+      const expiresAt = await registry.expiresAt(v.id);
+      if (expiresAt !== undefined && expiresAt <= now)
+        throw new RolloutRefused(
+          `cannot roll out an expired artifact: ${expiredReason(v, expiresAt).slice('expired: '.length)}`,
+          400,
+          'build and sign a new bundle with a higher version (`argus models build … --version N --key NAME`), publish it (`argus artifacts publish`) and roll that out',
+        );
+    }
     const ids = devices.map((d) => d.id);
     await this.refuseConflicts(ids, artifact.kind);
-    const now = this.clock();
     const id = timeOrderedId(now);
     const sizes = planWaves(ids.length, request.waves);
     const rollout: RolloutRow = {

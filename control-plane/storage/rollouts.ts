@@ -572,6 +572,32 @@ export class RolloutStore {
     );
   }
 
+  /** ends pending assignments as `failed` with their reason, without sending them (and records it) */
+  async failPending(
+    failed: readonly { assignment: AssignmentRow; reason: string }[],
+    now: number,
+  ): Promise<void> {
+    const { p } = this.sql;
+    await this.sql.write(
+      failed.flatMap(({ assignment: a, reason }) => [
+        {
+          sql: `UPDATE rollout_assignments SET state = 'failed', active = 0, reason = ${p(1)}, updated_at = ${p(2)}
+            WHERE id = ${p(3)} AND state = 'pending'`,
+          params: [reason, now, a.id],
+        },
+        this.historySql({
+          rollout: a.rollout,
+          wave: a.wave,
+          assignment: a.id,
+          device: a.device,
+          state: 'failed',
+          reason,
+          at: now,
+        }),
+      ]),
+    );
+  }
+
   /** an assignment whose publish failed goes back to pending, to be sent at a later tick */
   async unsend(id: string, now: number): Promise<void> {
     const { p } = this.sql;

@@ -69,6 +69,11 @@ export class CatalogueVariants implements ArtifactVariants {
     };
     return ref;
   }
+
+  /** the catalogue's artifacts never expire */
+  async expiresAt(_artifactId: string) {
+    return Number.POSITIVE_INFINITY;
+  }
 }
 
 /** an update status of a device for an assignment */
