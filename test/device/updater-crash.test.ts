@@ -37,6 +37,75 @@ describe('updater under SIGKILL', () => {
   let hardwareClass: string;
   const statuses: UpdateStatus[] = [];
   const telemetry = new Map<string, Telemetry>();
+  /** the box of each scenario, started together in before() */
+  let modelBox: Box;
+  let sceneBox: Box;
+
+  /** a box's agent process, SIGKILLed and started again on the same config */
+  class Box {
+    private constructor(
+      readonly device: string,
+      private readonly file: string,
+      public agent: AgentProcess,
+    ) {}
+
+    static async start(device: string, maxBytesPerS: number): Promise<Box> {
+      server.allow(`token-of-${device}-for-tests`);
+      const file = await writeAgentConfig(dir, {
+        device,
+        brokerUrl: broker.url,
+        controlPlaneUrl: server.url,
+      });
+      await appendFile(
+        file,
+        `ota:\n  keyring: ${join(dir, 'keys', 'trusted')}\n  maxBytesPerS: ${maxBytesPerS}\n  sampleS: 0.2\n  progressS: 0.3\n  retryMaxS: 1\n`,
+      );
+      return new Box(device, file, await AgentProcess.start(file, 60_000));
+    }
+
+    /** SIGKILLs the agent and starts it again */
+    async kill(): Promise<void> {
+      await this.agent.terminate('SIGKILL');
+      this.agent = await AgentProcess.start(this.file, 60_000);
+    }
+
+    async stop(): Promise<void> {
+      if (this.agent.child.exitCode === null && this.agent.child.signalCode === null)
+        await this.agent.terminate('SIGTERM');
+    }
+
+    /** serves the bundle at `bundle` and sends its assignment once the agent is connected (its telemetry arrives) and subscribed */
+    async assign(
+      bundle: string,
+      artifact: Omit<UpdateAssignment['artifact'], 'id' | 'bytes'>,
+      health: UpdateAssignment['health'],
+    ): Promise<UpdateAssignment> {
+      const data = await readFile(bundle);
+      const id = sha256Hex(data);
+      server.put(id, data);
+      const a: UpdateAssignment = {
+        assignment: `${this.device}-${id.slice(0, 8)}`,
+        rollout: `rollout-of-${this.device}`,
+        artifact: { ...artifact, id, bytes: data.length },
+        health,
+        deadline: new Date(Date.now() + 600_000).toISOString(),
+      };
+      telemetry.delete(this.device);
+      await eventually(async () => telemetry.get(this.device), 60_000, `telemetry of ${this.device}`);
+      await watcher.publishAsync(
+        topics.command(this.device, 'update'),
+        JSON.stringify({
+          v: CONTRACT_VERSION,
+          id: timeOrderedId(),
+          name: 'update',
+          args: a,
+          issuedAt: new Date().toISOString(),
+        }),
+        { qos: 1 },
+      );
+      return a;
+    }
+  }
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'argus-updater-crash-'));
@@ -53,42 +122,22 @@ describe('updater under SIGKILL', () => {
     await watcher.subscribeAsync([topics.update('+'), topics.telemetry('+')], { qos: 1 });
     await mkdir(join(dir, 'scenes'), { recursive: true });
     for (const cam of ['cam-1', 'cam-2']) await copyFile(CAMPUS, join(dir, 'scenes', `${cam}.yaml`));
+    server = new ArtifactServer('token-of-nobody-for-tests');
+    await server.start();
+    // both boxes at once: the scene box's figures before its install (at least 30 s of them, the
+    // updater's BEFORE_MIN_S) gather while the model scenario runs
+    [modelBox, sceneBox] = await Promise.all([
+      Box.start('box-kill-model', 3_000_000),
+      Box.start('box-kill-health', 0),
+    ]);
   });
   after(async () => {
+    await Promise.all([modelBox?.stop(), sceneBox?.stop()]);
     await watcher?.endAsync();
     await server?.stop();
     await broker?.stop();
     await rm(dir, { recursive: true, force: true });
   });
-
-  async function config(device: string, maxBytesPerS: number): Promise<string> {
-    server ??= new ArtifactServer(`token-of-${device}-for-tests`);
-    server.allow(`token-of-${device}-for-tests`);
-    if (!server.url) await server.start();
-    const file = await writeAgentConfig(dir, { device, brokerUrl: broker.url, controlPlaneUrl: server.url });
-    await appendFile(
-      file,
-      `ota:\n  keyring: ${join(dir, 'keys', 'trusted')}\n  maxBytesPerS: ${maxBytesPerS}\n  sampleS: 0.2\n  progressS: 0.3\n  retryMaxS: 1\n`,
-    );
-    return file;
-  }
-
-  /** sends the update once the agent is connected (its telemetry arrives) and subscribed */
-  async function send(device: string, assignment: UpdateAssignment): Promise<void> {
-    telemetry.delete(device);
-    await eventually(async () => telemetry.get(device), 60_000, `telemetry of ${device}`);
-    await watcher.publishAsync(
-      topics.command(device, 'update'),
-      JSON.stringify({
-        v: CONTRACT_VERSION,
-        id: timeOrderedId(),
-        name: 'update',
-        args: assignment,
-        issuedAt: new Date().toISOString(),
-      }),
-      { qos: 1 },
-    );
-  }
 
   const of = (a: UpdateAssignment) => statuses.filter((s) => s.assignment === a.assignment);
 
@@ -113,8 +162,7 @@ describe('updater under SIGKILL', () => {
   }
 
   it('resumes a model update killed mid-download, mid-verify and mid-install, and commits it after the health window', async () => {
-    const device = 'box-kill-model';
-    const file = await config(device, 3_000_000);
+    const box = modelBox;
     const out = join(dir, 'model.bundle');
     await buildBundle({
       modelDir: NANODET,
@@ -127,32 +175,22 @@ describe('updater under SIGKILL', () => {
       expiresInDays: 30,
       signWith: key,
     });
-    const data = await readFile(out);
-    const id = sha256Hex(data);
-    server.put(id, data);
-    const a: UpdateAssignment = {
-      assignment: `kill-model-${id.slice(0, 8)}`,
-      rollout: 'rollout-kill-1',
-      artifact: { id, kind: 'model', name: 'nanodet', version: 7, bytes: data.length },
-      health: { windowS: 2, minDetectFpsRatio: 0.5, maxDetectLatencyRatio: 3, maxDetectorRestarts: 0 },
-      deadline: new Date(Date.now() + 600_000).toISOString(),
-    };
-    let agent = await AgentProcess.start(file, 60_000);
-    await send(device, a);
+    const a = await box.assign(
+      out,
+      { kind: 'model', name: 'nanodet', version: 7 },
+      { windowS: 2, minDetectFpsRatio: 0.5, maxDetectLatencyRatio: 3, maxDetectorRestarts: 0 },
+    );
     await reached(a, (s) => s.state === 'downloading' && (s.progress?.bytes ?? 0) > 0, 'download under way');
-    await agent.terminate('SIGKILL');
     const before = server.requests.length;
-    agent = await AgentProcess.start(file, 60_000);
+    await box.kill();
     await reached(a, (s) => s.state === 'verifying', 'verifying');
     assert.ok(
       server.requests.slice(before).some((r) => /^bytes=[1-9]\d*-$/.test(r.range ?? '')),
       'the restarted agent resumed the download with Range',
     );
-    await agent.terminate('SIGKILL');
-    agent = await AgentProcess.start(file, 60_000);
+    await box.kill();
     await reached(a, (s) => s.state === 'installing', 'installing');
-    await agent.terminate('SIGKILL');
-    agent = await AgentProcess.start(file, 60_000);
+    await box.kill();
     const end = await reached(
       a,
       (s) => s.state === 'committed' || s.state === 'failed' || s.state === 'rolled-back',
@@ -170,25 +208,22 @@ describe('updater under SIGKILL', () => {
       ['queued', 'downloading', 'verifying', 'installing', 'health', 'committed'],
     );
     // the box runs it, and after one more restart still does
-    await agent.terminate('SIGKILL');
-    agent = await AgentProcess.start(file, 60_000);
+    await box.kill();
     const t = await eventually(
       async () => {
-        const cam = telemetry.get(device)?.cameras[0];
+        const cam = telemetry.get(box.device)?.cameras[0];
         return cam?.model?.version === 7 ? cam : undefined;
       },
       30_000,
       'telemetry naming model v7',
     );
     assert.equal(t.model?.name, 'nanodet');
-    const pointer = JSON.parse(await readFile(join(dir, `${device}.ota`, 'committed.json'), 'utf8'));
+    const pointer = JSON.parse(await readFile(join(dir, `${box.device}.ota`, 'committed.json'), 'utf8'));
     assert.equal(pointer.model.version, 7);
-    await agent.terminate('SIGTERM');
   });
 
   it('rolls back a scene update killed inside its health window and says so', async () => {
-    const device = 'box-kill-health';
-    const file = await config(device, 0);
+    const box = sceneBox;
     const out = join(dir, 'scene.bundle');
     await buildSceneBundle({
       sceneFile: CAMPUS,
@@ -198,34 +233,25 @@ describe('updater under SIGKILL', () => {
       expiresInDays: 30,
       signWith: key,
     });
-    const data = await readFile(out);
-    const id = sha256Hex(data);
-    server.put(id, data);
-    const a: UpdateAssignment = {
-      assignment: `kill-health-${id.slice(0, 8)}`,
-      rollout: 'rollout-kill-2',
-      artifact: { id, kind: 'scene', name: 'campus', version: 4, bytes: data.length },
-      health: { windowS: 120, minDetectFpsRatio: 0.5, maxDetectLatencyRatio: 3, maxDetectorRestarts: 0 },
-      deadline: new Date(Date.now() + 600_000).toISOString(),
-    };
-    let agent = await AgentProcess.start(file, 60_000);
-    await send(device, a);
+    const a = await box.assign(
+      out,
+      { kind: 'scene', name: 'campus', version: 4 },
+      { windowS: 120, minDetectFpsRatio: 0.5, maxDetectLatencyRatio: 3, maxDetectorRestarts: 0 },
+    );
     await reached(a, (s) => s.state === 'health', 'the health window');
-    await agent.terminate('SIGKILL');
-    agent = await AgentProcess.start(file, 60_000);
+    await box.kill();
     const end = await reached(a, (s) => s.state === 'rolled-back' || s.state === 'committed', 'an end');
     assert.equal(end.state, 'rolled-back');
     assert.match(
       end.reason!,
       /restarted inside the health window; the box runs cam-1: the config scene, cam-2: the config scene again/,
     );
-    await assert.rejects(stat(join(dir, `${device}.ota`, 'committed.json')), 'nothing was committed');
+    await assert.rejects(stat(join(dir, `${box.device}.ota`, 'committed.json')), 'nothing was committed');
     const t = await eventually(
-      async () => telemetry.get(device)?.cameras.find((c) => c.id === 'cam-1' && c.scene),
+      async () => telemetry.get(box.device)?.cameras.find((c) => c.id === 'cam-1' && c.scene),
       30_000,
       'telemetry with the scene of cam-1',
     );
     assert.equal(t.scene?.version, 0, 'the config scene runs');
-    await agent.terminate('SIGTERM');
   });
 });
