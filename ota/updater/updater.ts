@@ -39,7 +39,9 @@ import { TrustedVersions } from './trusted.ts';
 
 /**
  * The device updater: one explicit state machine per artifact kind (a model and a scene update
- * may run side by side; a newer assignment of a kind replaces an unfinished one):
+ * may run side by side; a newer assignment of a kind replaces one not installing yet, and is
+ * refused — `failed` at seq 0, naming the one in the way — while that one installs or is in its
+ * health window, so the control plane sees it and nothing is lost silently):
  *
  *   queued → downloading → verifying → shadow (models) → installing → health → committed
  *   any step before installing → failed | canceled;  installing → failed (previous restored);

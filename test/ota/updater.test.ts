@@ -390,6 +390,87 @@ describe('device updater', () => {
     host.close();
   });
 
+  it('refuses an assignment of a kind whose update is installing or in health, with a failed status naming it; the one in health still commits', async () => {
+    const host = new FiguresHost();
+    const { u, statuses } = await updater('same-kind', host);
+    const first = assignment(await sceneBundle(50), 'scene', 'campus', 50, {
+      health: { windowS: 3, minDetectFpsRatio: 0.8, maxDetectLatencyRatio: 2, maxDetectorRestarts: 0 },
+    });
+    await u.assign(first);
+    await eventually(
+      async () => statuses.find((s) => s.assignment === first.assignment && s.state === 'health'),
+      30_000,
+      'the first assignment in its health window',
+    );
+    const second = assignment(await sceneBundle(51), 'scene', 'campus', 51);
+    const answer = await u.assign(second);
+    assert.equal(answer.ok, false, answer.message);
+    const refused = await ended(statuses, second.assignment);
+    assert.equal(refused.state, 'failed');
+    assert.equal(refused.seq, 0, 'nothing of it ran');
+    assert.match(
+      refused.reason!,
+      new RegExp(
+        `assignment ${first.assignment} of this kind is being installed \\(health\\); send this one after it ended`,
+      ),
+    );
+    // the same assignment sent again (the control plane's resend) gets the same answer, not a second run
+    const again = await u.assign(second);
+    assert.match(again.message, /already ended failed/);
+    const done = await ended(statuses, first.assignment);
+    assert.equal(done.state, 'committed', done.reason);
+    assert.equal(u.running().scenes.get('cam-1')!.version, 50);
+    assert.ok(!statuses.some((s) => s.assignment === second.assignment && s.state === 'downloading'));
+    await u.stop();
+    host.close();
+  });
+
+  it("rolls a box's first model bundle back to the config's unbundled model when it fails its health window", async () => {
+    const host = new FiguresHost();
+    host.afterSwap = { detectFps: 3 };
+    const { u, statuses } = await updater('first-model', host);
+    assert.deepEqual(
+      { dir: u.running().model.dir, slot: u.running().model.slot },
+      { dir: NANODET, slot: undefined },
+      "before any bundle the box runs the config's model",
+    );
+    const out = join(dir, 'first-model.bundle');
+    await buildBundle({
+      modelDir: NANODET,
+      out,
+      version: 1_000_100,
+      name: 'nanodet',
+      evaluations: [],
+      gate: DEFAULT_GATE,
+      targets: [{ executionProvider: 'cpu', hardwareClass: 'any' }],
+      expiresInDays: 30,
+      signWith: key,
+    });
+    const m = assignment(await readFile(out), 'model', 'nanodet', 1_000_100);
+    await u.assign(m);
+    const end = await ended(statuses, m.assignment);
+    assert.equal(end.state, 'rolled-back');
+    assert.match(end.reason!, /health: detect fps fell from 10 to 3/);
+    // swapped into its slot, then back to the config's model directory
+    assert.equal(host.swaps.length, 2, host.swaps.join(', '));
+    assert.match(host.swaps[0]!, /ota\/model\/[ab]$/);
+    assert.equal(host.swaps[1], NANODET);
+    assert.deepEqual(
+      { dir: u.running().model.dir, slot: u.running().model.slot },
+      { dir: NANODET, slot: undefined },
+    );
+    assert.equal(
+      await new TrustedVersions(join(dir, 'first-model', 'ota')).get('model', 'nanodet'),
+      undefined,
+    );
+    await u.stop();
+    // a new start runs the config's model too: nothing of the rolled-back bundle was committed
+    const again = await updater('first-model', host);
+    assert.equal(again.u.running().model.dir, NANODET);
+    await again.u.stop();
+    host.close();
+  });
+
   it('resumes a cut download with Range at any cut point and ends with the artifact whole', async () => {
     const data = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) % 251));
     const id = sha256Hex(data);
