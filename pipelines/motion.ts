@@ -38,7 +38,8 @@ function mergeOverlapping(rects: Rect[]): Rect[] {
  * - the whole frame on the first frame, every `wholeFrameSeconds` (what appeared without moving)
  *   and whenever the regions would cover more than `maxRegionShare` of it;
  * - the moving regions — changed cells grown by a margin, grouped into connected regions, their
- *   bounding boxes merged where they overlap — and, every `refreshSeconds`, the regions of the
+ *   bounding boxes merged where they overlap and grown to hold whole the tracked objects they
+ *   overlap — and, every `refreshSeconds`, the regions of the
  *   tracked objects the moving regions do not hold, so that stationary objects stay tracked (a
  *   refresh that would pass `maxRegionShare` waits for a frame with room: under load the tracks
  *   multiply, and a refresh that made frames whole fed the overload);
@@ -186,8 +187,34 @@ export class MotionGate {
   }
 
   /**
+   * the moving regions grown to hold whole every tracked object they overlap (with the margin):
+   * a person who only moves an arm or a leg changes some of their cells, and a region cut across
+   * them shows the detector part of a person, whose short box the tracker takes for the person
+   */
+  private holdTracked(regions: Rect[], objects: readonly Rect[]): Rect[] {
+    if (objects.length === 0) return regions;
+    const m = (MARGIN_CELLS * this.width) / GRID;
+    const grown = regions.map((region) =>
+      objects.reduce((r, o) => {
+        if (!rectsOverlap(r, o)) return r;
+        const x = Math.max(0, Math.floor(o.x - m));
+        const y = Math.max(0, Math.floor(o.y - m));
+        const held = {
+          x,
+          y,
+          width: Math.min(this.width, Math.ceil(o.x + o.width + m)) - x,
+          height: Math.min(this.height, Math.ceil(o.y + o.height + m)) - y,
+        };
+        return held.width > 0 && held.height > 0 ? rectUnion(r, held) : r;
+      }, region),
+    );
+    return mergeOverlapping(grown);
+  }
+
+  /**
    * what to detect of this frame (observed at time `t`, seconds); `tracked` gives the boxes of the
-   * objects tracked so far (model-frame pixels), asked only when a refresh looks at them
+   * objects tracked so far (model-frame pixels), asked whenever regions are decided (a moving
+   * region holds whole the objects it overlaps; a refresh looks at the others)
    */
   assess(pixels: Uint8Array, t: number, tracked: () => readonly Rect[] = () => []): MotionDecision {
     this.seen++;
@@ -211,10 +238,11 @@ export class MotionGate {
     if (t >= this.nextWhole) return whole();
     const refresh = this.refreshDue(t);
     if (!moving && !refresh) return skip();
-    const movingRegions = moving ? mergeOverlapping(this.movingRegions()) : [];
+    const objects = tracked();
+    const movingRegions = moving ? this.holdTracked(mergeOverlapping(this.movingRegions()), objects) : [];
     // a refresh looks at the tracked objects the moving regions do not already hold
     const resting = refresh
-      ? tracked()
+      ? objects
           .filter((r) => !movingRegions.some((m) => rectHolds(m, r.x + r.width / 2, r.y + r.height / 2)))
           .map((r) => this.trackedRegion(r))
           .filter((r) => r.width > 0 && r.height > 0)
@@ -233,13 +261,19 @@ export class MotionGate {
     return { detect: true, regions };
   }
 
-  /**
-   * whether a frame at `t` would look at the tracked objects' regions: the one decision that
-   * depends on what is tracked (a replay catches up with its detections first)
-   */
+  /** whether a frame at `t` would look at the tracked objects the moving regions do not hold */
   refreshDue(t: number): boolean {
     const { enabled, regions } = this.settings;
     return enabled && regions && t >= this.nextRefresh && t < this.nextWhole;
+  }
+
+  /**
+   * whether the decision for a frame at `t` depends on what is tracked: every frame decided by
+   * regions (a replay catches up with its detections first)
+   */
+  readsTracked(t: number): boolean {
+    const { enabled, regions } = this.settings;
+    return enabled && regions && t < this.nextWhole;
   }
 
   get skippedShare(): number {

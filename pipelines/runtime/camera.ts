@@ -245,8 +245,8 @@ export class CameraRuntime {
         const t = frame.index / (frame.fps ?? 10);
         if (t + 1e-6 < nextSample) continue;
         nextSample = Math.max(nextSample + 1 / this.o.camera.detectFps, t);
-        // which tracked objects a refresh looks at must not depend on how far detection has got
-        if (this.motion.refreshDue(t)) await this.chain;
+        // which tracked objects the regions hold must not depend on how far detection has got
+        if (this.motion.readsTracked(t)) await this.chain;
         const submitted = this.onFrame(frame, t);
         if (submitted) outstanding.push(submitted);
         while (outstanding.length > this.o.scheduler.queueLimit) await outstanding.shift();

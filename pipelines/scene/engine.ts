@@ -37,7 +37,7 @@ export class SceneEngine {
     private readonly frameHeight: number,
   ) {
     this.current = scene;
-    this.tracker = new Tracker(scene.tracker);
+    this.tracker = new Tracker(scene.tracker, [0, 0, frameWidth, frameHeight]);
     this.bindings = scene.rules.map((rule) => this.bind(rule));
   }
 
@@ -90,7 +90,7 @@ export class SceneEngine {
       ended.push(...binding.evaluator.close(t, `scene changed: ${why}`));
     }
     this.current = next;
-    if (whole) this.tracker = new Tracker(next.tracker);
+    if (whole) this.tracker = new Tracker(next.tracker, [0, 0, this.frameWidth, this.frameHeight]);
     this.bindings = next.rules.map((rule) => kept.get(rule.id) ?? this.bind(rule));
     return ended;
   }

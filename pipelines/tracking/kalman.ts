@@ -1,9 +1,13 @@
 import type { Box } from '../../inference/rect.ts';
 
 /**
- * Constant-velocity Kalman filter over a box, as four independent position/velocity filters
- * (centre x, centre y, width, height). Noise scales with the box height, so near and far objects
- * are tracked alike; prediction takes the elapsed time, so skipped frames are handled.
+ * Kalman filter over a box, as four independent position/velocity filters (centre x, centre y,
+ * width, height): the centre moves at constant velocity, the size is a random walk (no size
+ * velocity), so a box coasting unmatched keeps its size (one box cut short
+ * by an occlusion or a region's edge would otherwise shrink the track to nothing in a second, and
+ * it would match nothing when the person is seen whole again). Noise scales with the box height,
+ * so near and far objects are tracked alike; prediction takes the elapsed time, so skipped frames
+ * are handled.
  */
 
 interface Axis {
@@ -19,6 +23,8 @@ interface Axis {
 const POSITION_NOISE = 1 / 20;
 const VELOCITY_NOISE = 1;
 const MEASUREMENT_NOISE = 1 / 20;
+/** axes 0–1 are the centre (constant velocity), 2–3 the size (random walk) */
+const SIZE_AXES = 2;
 
 export class BoxFilter {
   private axes: Axis[];
@@ -40,13 +46,26 @@ export class BoxFilter {
     const h = Math.max(1, this.axes[3]!.x);
     const q = (POSITION_NOISE * h) ** 2 * (dt / 0.1);
     const qv = (VELOCITY_NOISE * h) ** 2 * dt;
-    for (const a of this.axes) {
+    this.axes.forEach((a, i) => {
+      if (i >= SIZE_AXES) {
+        a.pp += q;
+        return;
+      }
       a.x += a.v * dt;
       const pp = a.pp + 2 * dt * a.pv + dt * dt * a.vv + q;
       const pv = a.pv + dt * a.vv;
       a.pp = pp;
       a.pv = pv;
       a.vv += qv;
+    });
+  }
+
+  /** the object is known to stand still (nothing moved where it is): its centre's velocity is zero */
+  stop(): void {
+    for (let i = 0; i < SIZE_AXES; i++) {
+      const a = this.axes[i]!;
+      a.v = 0;
+      a.pv = 0;
     }
   }
 

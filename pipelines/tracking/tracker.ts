@@ -47,17 +47,27 @@ export class Tracker {
   private tracks: TrackState[] = [];
   private nextId = 1;
 
-  constructor(private readonly settings: TrackerSettings) {}
+  /**
+   * `frame` is the frame's box (source pixels): a track predicted out of it has left, and ends at
+   * once (no region ever covers it, so it would otherwise be carried until the next whole frame)
+   */
+  constructor(
+    private readonly settings: TrackerSettings,
+    private readonly frame?: Box,
+  ) {}
 
   /**
    * Updates with the detections of the frame at time `t` (seconds); returns the confirmed tracks.
    * When only `searched` boxes of the frame were looked at (its moving regions), a track whose
-   * centre lies outside all of them was not looked for: it is carried as it is, neither aged out
-   * nor, while tentative, dropped for missing its confirmation.
+   * centre lies outside all of them was not looked for: nothing moved there, so it is held where it
+   * was (not predicted on, its velocity zero) and carried as it is, neither aged out nor, while
+   * tentative, dropped for missing its confirmation.
    */
   update(detections: readonly Detection[], t: number, searched?: readonly Box[]): Track[] {
     for (const tr of this.tracks) {
-      tr.filter.predict(Math.max(0, t - tr.lastPredicted));
+      // where the frame was not searched nothing moved: the object there stands where it was
+      if (lookedFor(tr.box, searched)) tr.filter.predict(Math.max(0, t - tr.lastPredicted));
+      else tr.filter.stop();
       tr.lastPredicted = t;
       tr.box = tr.filter.box();
     }
@@ -87,10 +97,12 @@ export class Tracker {
         evidence: new Map([[d.label, d.score]]),
       });
     }
+    const inFrame = (box: Box) => !this.frame || lookedFor(box, [this.frame]);
     this.tracks = this.tracks.filter(
       (tr) =>
-        !lookedFor(tr.box, searched) ||
-        (t - tr.lastSeen <= s.maxAgeSeconds && (tr.confirmed || tr.lastSeen === t)),
+        tr.lastSeen === t ||
+        (inFrame(tr.box) &&
+          (!lookedFor(tr.box, searched) || (t - tr.lastSeen <= s.maxAgeSeconds && tr.confirmed))),
     );
     return this.active();
   }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
+import fc from 'fast-check';
 import { createLogger } from '../../common/logger.ts';
 import { type Detection, Detector } from '../../inference/detector.ts';
 import type { ModelFrame } from '../../inference/model-frame.ts';
@@ -60,6 +61,38 @@ describe('motion regions', () => {
     }
     assert.ok(gate.searchedShare > 0.33 && gate.searchedShare < 0.4, `searched ${gate.searchedShare}`);
     assert.equal(gate.skippedShare, 1 / 3);
+  });
+
+  it('grows a moving region to hold whole every tracked object it overlaps, wherever it moves', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: SIDE - 60 }),
+        fc.integer({ min: 0, max: SIDE - 120 }),
+        fc.integer({ min: 24, max: 60 }),
+        fc.integer({ min: 40, max: 120 }),
+        fc.double({ min: 0, max: 0.8, noNaN: true }),
+        fc.double({ min: 0, max: 0.8, noNaN: true }),
+        (x, y, w, h, fx, fy) => {
+          const gate = new MotionGate(MOTION, SIDE, SIDE);
+          gate.assess(frameWith(), 0);
+          // a person tracked at [x, y, w, h] moves only an arm: a 20-pixel block inside the box
+          const person: Rect = { x, y, width: w, height: h };
+          const arm: [number, number, number, number] = [
+            x + Math.floor(fx * (w - 20)),
+            y + Math.floor(fy * (h - 20)),
+            20,
+            20,
+          ];
+          const d = gate.assess(frameWith(arm), 0.2, () => [person]);
+          assert.ok(d.detect && d.regions, JSON.stringify(d));
+          assert.ok(
+            d.regions.some((r) => contains(r, [x, y, w, h])),
+            `${JSON.stringify(d.regions)} holds ${JSON.stringify(person)}`,
+          );
+        },
+      ),
+      { numRuns: 100 },
+    );
   });
 
   it('sends the whole frame every wholeFrameSeconds, staggered by the phase, and when most of the frame moves', () => {

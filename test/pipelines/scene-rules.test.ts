@@ -122,6 +122,35 @@ describe('scene rules on synthetic tracks', () => {
     );
   });
 
+  it('zone: a box the tracker only predicts walks no one into a zone nor out of it; detections do', () => {
+    const engine = sceneEngine(
+      '  - { id: bay, type: zone, polygon: [[0.5, 0.2], [0.9, 0.2], [0.9, 0.8], [0.5, 0.8]] }\n',
+      'tracker:\n  minHits: 1\n  maxAgeSeconds: 3\n',
+    );
+    // walking right at 100 px/s, unseen for 2 s while the prediction goes into the zone
+    const seen = path([300, 500], [440, 500], 1.4).map(([x, y]) => [person(x, y)]);
+    const unseen = Array.from({ length: 10 }, () => []);
+    assert.deepEqual(run(engine, [...seen, ...unseen]), [], 'no entry while the track is only predicted');
+    const inside = path([660, 500], [700, 500], 0.4).map(([x, y]) => [person(x, y)]);
+    const entered = run(engine, inside, (seen.length + unseen.length) / FPS);
+    assert.deepEqual(
+      entered.map((t) => [t.phase, t.after.occupancy]),
+      [['new', 1]],
+    );
+    // unseen again while the prediction walks out of the zone: the visit goes on until it is lost
+    const t1 = (seen.length + unseen.length + inside.length) / FPS;
+    const lost = run(
+      engine,
+      Array.from({ length: 20 }, () => []),
+      t1,
+    );
+    assert.deepEqual(
+      lost.map((t) => [t.phase, t.after.reason]),
+      [['end', 'lost']],
+    );
+    assert.ok(lost[0]!.t >= t1 + 2.7, `the visit ended at ${lost[0]!.t} s, when the track was lost`);
+  });
+
   it('zone: enter opens the visit, exit closes it with the dwell time; occupancy follows', () => {
     const engine = sceneEngine(
       '  - { id: plaza, type: zone, polygon: [[0.4, 0.4], [0.6, 0.4], [0.6, 0.6], [0.4, 0.6]] }\n',

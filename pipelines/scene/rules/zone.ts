@@ -9,7 +9,11 @@ interface Visit {
   box: SceneObject['track']['box'];
 }
 
-/** an object's visit of a zone: `new` when its anchor enters, `end` when it leaves or is lost */
+/**
+ * an object's visit of a zone: `new` when its anchor enters, `end` when it leaves or is lost;
+ * entering and leaving are decided only on frames where the object was detected (a box the
+ * tracker only predicted walks no one into a zone, nor out of it)
+ */
 export class ZoneEvaluator implements RuleEvaluator {
   private inside = new Map<number, Visit>();
 
@@ -53,6 +57,7 @@ export class ZoneEvaluator implements RuleEvaluator {
     const seen = new Set<number>();
     for (const o of objects) {
       seen.add(o.track.id);
+      if (o.track.lastSeen !== t) continue;
       const isIn = pointInPolygon(o.anchor, this.rule.polygon);
       const visit = this.inside.get(o.track.id);
       if (isIn && !visit) {
