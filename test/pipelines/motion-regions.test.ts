@@ -410,7 +410,8 @@ describe('detection in a mosaic', () => {
 
   it('packs the regions of live cameras into shared inputs; a replay’s regions and whole frames get their own', async () => {
     const recording = recordingDetector(detector);
-    const scheduler = new DetectionScheduler(recording.detector, { maxBatch: 4, maxWaitMs: 10 }, log);
+    // a batch waits up to a second for its inputs: submitting six frames on a loaded machine takes more than a few ms
+    const scheduler = new DetectionScheduler(recording.detector, { maxBatch: 4, maxWaitMs: 1000 }, log);
     for (const camera of ['a', 'b', 'c', 'd']) scheduler.register(camera, 'newest');
     scheduler.register('replay', 'ordered');
     const results = await Promise.all([
