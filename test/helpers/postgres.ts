@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { chownSync, existsSync, readdirSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -20,6 +20,52 @@ function binDir(): string {
   if (versions.length === 0)
     throw new Error(`no PostgreSQL server under ${root}: apt-get install postgresql`);
   return join(root, versions[0]!, 'bin');
+}
+
+/** runs a PostgreSQL tool of `bin` as `asUser` (runuser -u postgres, as root) */
+async function runAs(asUser: string[], bin: string, tool: string, args: string[]): Promise<void> {
+  const [cmd, ...rest] = [...asUser, join(bin, tool), ...args];
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(cmd!, rest, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.once('error', reject);
+    child.once('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`${tool} exited with ${code}: ${stderr.trim()}`)),
+    );
+  });
+}
+
+/** a temporary directory the cluster's user owns */
+async function clusterDir(prefix: string, asUser: string[]): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  if (asUser.length > 0) {
+    const { stdout } = await run('id', ['-u', 'postgres']);
+    const { stdout: gid } = await run('id', ['-g', 'postgres']);
+    chownSync(dir, Number(stdout.trim()), Number(gid.trim()));
+  }
+  return dir;
+}
+
+/**
+ * An initdb'd cluster, never started, that every server of this machine copies (initdb takes
+ * seconds, a copy a fraction of one): made once per PostgreSQL version and user in the temporary
+ * directory; test processes making it at once each make their own and the first rename wins.
+ */
+async function template(bin: string, asUser: string[]): Promise<string> {
+  const dir = join(tmpdir(), `argus-pg-template-${bin.split('/').at(-2)}-${userInfo().uid}`);
+  if (existsSync(join(dir, 'data', 'PG_VERSION'))) return dir;
+  const made = await clusterDir('argus-pg-template-new-', asUser);
+  await runAs(asUser, bin, 'initdb', [
+    ...['-D', join(made, 'data'), '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync'],
+  ]);
+  await rename(made, dir).catch(async (err) => {
+    await rm(made, { recursive: true, force: true });
+    if (!existsSync(join(dir, 'data', 'PG_VERSION'))) throw err;
+  });
+  return dir;
 }
 
 export interface PostgresOptions {
@@ -42,14 +88,8 @@ export class PostgresServer {
 
   static async start(options: PostgresOptions = {}): Promise<PostgresServer> {
     const bin = binDir();
-    const dir = await mkdtemp(join(tmpdir(), 'argus-pg-'));
-    const root = userInfo().uid === 0;
-    const asUser = root ? ['runuser', '-u', 'postgres', '--'] : [];
-    if (root) {
-      const { stdout } = await run('id', ['-u', 'postgres']);
-      const { stdout: gid } = await run('id', ['-g', 'postgres']);
-      chownSync(dir, Number(stdout.trim()), Number(gid.trim()));
-    }
+    const asUser = userInfo().uid === 0 ? ['runuser', '-u', 'postgres', '--'] : [];
+    const dir = await clusterDir('argus-pg-', asUser);
     const port = await freeTcpPort();
     const settings = [
       `-p ${port}`,
@@ -59,8 +99,7 @@ export class PostgresServer {
       '-c max_connections=200',
     ].join(' ');
     const server = new PostgresServer(dir, port, asUser, bin, settings);
-    const data = join(dir, 'data');
-    await server.exec('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
+    await run('cp', ['-a', join(await template(bin, asUser), 'data'), join(dir, 'data')]);
     await server.resume();
     return server;
   }
@@ -84,19 +123,8 @@ export class PostgresServer {
     ]);
   }
 
-  private async exec(tool: string, args: string[]): Promise<void> {
-    const [cmd, ...rest] = [...this.asUser, join(this.bin, tool), ...args];
-    await new Promise<void>((resolve, reject) => {
-      const child = spawn(cmd!, rest, { stdio: ['ignore', 'ignore', 'pipe'] });
-      let stderr = '';
-      child.stderr.on('data', (d: Buffer) => {
-        stderr += d.toString();
-      });
-      child.once('error', reject);
-      child.once('exit', (code) =>
-        code === 0 ? resolve() : reject(new Error(`${tool} exited with ${code}: ${stderr.trim()}`)),
-      );
-    });
+  private exec(tool: string, args: string[]): Promise<void> {
+    return runAs(this.asUser, this.bin, tool, args);
   }
 
   /** connection URL of database `name` */
