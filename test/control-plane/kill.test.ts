@@ -1,45 +1,20 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { connect, type MqttClient } from 'mqtt';
 import { topics } from '../../contract/index.ts';
+import { startControlPlaneProcess } from '../helpers/control-plane-process.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { MosquittoBroker } from '../helpers/mosquitto-broker.ts';
 import { eventMessage } from './fixtures.ts';
 import { createAdminTokenInFile, metric, useToken } from './setup.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
 const MESSAGES = 4000;
-
-/** `argus control-plane run` as a child process; resolves with its HTTP URL once it runs */
-async function runControlPlane(config: string): Promise<{ child: ChildProcess; httpUrl: string }> {
-  const child = spawn(
-    process.execPath,
-    [join(ROOT, 'bin/argus.mjs'), 'control-plane', 'run', '--config', config],
-    {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, ARGUS_LOG_LEVEL: 'info' },
-    },
-  );
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const httpUrl = await eventually(
-    async () => {
-      if (child.exitCode !== null) throw new Error(`control plane exited: ${stderr}`);
-      return /"http":"(http:[^"]+)"/.exec(stderr)?.[1];
-    },
-    20_000,
-    'the control plane to start',
-  );
-  return { child, httpUrl };
-}
 
 describe('control plane SIGKILLed during ingest from an external broker', () => {
   let dir: string;
@@ -66,7 +41,7 @@ describe('control plane SIGKILLed during ingest from an external broker', () => 
       `http: { port: 0 }\nmqtt:\n  external: { url: "${mosquitto.url}", clientId: argus-kill-test }\nstorage:\n  sqlite: { path: argus.db, synchronous: normal }\ningest: { maxBatch: 1000, maxDelayMs: 100 }\n`,
     );
     const token = await createAdminTokenInFile(join(dir, 'argus.db'));
-    let cp = await runControlPlane(config);
+    let cp = await startControlPlaneProcess(config);
     useToken(cp.httpUrl, token);
     child = cp.child;
     const publisher = connect(mosquitto.url, { protocolVersion: 5, clientId: 'kill-test-publisher' });
@@ -98,7 +73,7 @@ describe('control plane SIGKILLed during ingest from an external broker', () => 
     assert.ok(storedBeforeKill < MESSAGES, 'killed in the middle of the ingest');
     await publishing;
     await publisher.endAsync();
-    cp = await runControlPlane(config);
+    cp = await startControlPlaneProcess(config);
     child = cp.child;
     const db = new Database(join(dir, 'argus.db'), { readonly: true });
     try {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -7,11 +7,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import { startControlPlaneProcess } from '../helpers/control-plane-process.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { apiFetch, createAdminTokenInFile, getJson, TEST_DEVICES, tokenOf, useToken } from './setup.ts';
 import { SimulatedBox } from './sim-device.ts';
 
-const HERE = resolve(import.meta.dirname);
+/** the control plane with the test's artifact catalogue */
+const CP_SCRIPT = resolve(import.meta.dirname, 'rollout-cp-process.ts');
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -21,27 +23,6 @@ async function freePort(): Promise<number> {
   server.close();
   await once(server, 'close');
   return port;
-}
-
-/** the control plane as a process of its own; resolves with its HTTP URL once it runs */
-async function runControlPlane(config: string): Promise<{ child: ChildProcess; httpUrl: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(HERE, 'rollout-cp-process.ts'), config], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, ARGUS_LOG_LEVEL: 'info' },
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const httpUrl = await eventually(
-    async () => {
-      if (child.exitCode !== null) throw new Error(`control plane exited: ${stderr}`);
-      return /"http":"(http:[^"]+)"/.exec(stderr)?.[1];
-    },
-    30_000,
-    'the control plane to start',
-  );
-  return { child, httpUrl };
 }
 
 interface Detail {
@@ -97,7 +78,7 @@ describe('control plane SIGKILLed in the middle of a rollout', () => {
     );
     const db = join(dir, 'argus.db');
     const token = await createAdminTokenInFile(db);
-    let cp = await runControlPlane(config);
+    let cp = await startControlPlaneProcess(config, { script: CP_SCRIPT });
     child = cp.child;
     useToken(cp.httpUrl, token);
     const url = `mqtt://127.0.0.1:${mqttPort}`;
@@ -141,7 +122,7 @@ describe('control plane SIGKILLed in the middle of a rollout', () => {
     await once(cp.child, 'exit');
     const atKill = dbState(db);
     assert.equal((atKill.rollout as { state: string }).state, 'running');
-    cp = await runControlPlane(config);
+    cp = await startControlPlaneProcess(config, { script: CP_SCRIPT });
     child = cp.child;
     useToken(cp.httpUrl, token);
     // right after the restart the API answers what the database held at the kill
