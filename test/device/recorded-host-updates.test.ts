@@ -8,8 +8,7 @@ import { createLogger } from '../../common/logger.ts';
 import type { HostEvent } from '../../device/camera-host.ts';
 import { RecordedEventsHost } from '../../device/recorded-host.ts';
 import { resolveModelDir } from '../../inference/model-dir.ts';
-import type { CameraSettings } from '../../pipelines/camera-settings.ts';
-import { RECORDING } from '../helpers/device-setup.ts';
+import { recordedCamera as camera, RECORDING } from '../helpers/device-setup.ts';
 import { ensureCatalogModels } from '../helpers/models.ts';
 
 /**
@@ -22,17 +21,6 @@ import { ensureCatalogModels } from '../helpers/models.ts';
 const log = createLogger('recorded-host-updates');
 const CAMPUS = resolve(import.meta.dirname, '../../scenes/vtest-campus.yaml');
 const ONE_WAY = resolve(import.meta.dirname, '../../scenes/vtest-one-way.yaml');
-const camera = (id: string): CameraSettings => ({
-  id,
-  url: `rtsp://127.0.0.1/${id}`,
-  scene: 'scene.yaml',
-  detectFps: 5,
-  loop: false,
-  stallTimeoutS: 5,
-  rtspTransport: 'tcp',
-  decoder: 'auto',
-  enabled: true,
-});
 
 describe('recorded-events host: what the updater asks of it', () => {
   let dir: string;

@@ -7,21 +7,9 @@ import { ArgusError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
 import type { HostEvent, HostStatus } from '../../device/camera-host.ts';
 import { loadRecording, RecordedEventsHost } from '../../device/recorded-host.ts';
-import type { CameraSettings } from '../../pipelines/camera-settings.ts';
-import { RECORDING } from '../helpers/device-setup.ts';
+import { recordedCamera as camera, RECORDING } from '../helpers/device-setup.ts';
 
 const log = createLogger('recorded-host-test');
-const camera = (id: string): CameraSettings => ({
-  id,
-  url: `rtsp://127.0.0.1/${id}`,
-  scene: 'scene.yaml',
-  detectFps: 5,
-  loop: false,
-  stallTimeoutS: 5,
-  rtspTransport: 'tcp',
-  decoder: 'auto',
-  enabled: true,
-});
 
 describe('recorded-events camera host', () => {
   let dir: string;

@@ -5,9 +5,23 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { HealthReport } from '../../device/health.ts';
+import type { CameraSettings } from '../../pipelines/camera-settings.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 export const RECORDING = join(ROOT, 'test/fixtures/device/vtest-campus.events.jsonl');
+
+/** a camera of the recorded-events host (its URL is never opened), with the scene `scene.yaml` of the host's config directory */
+export const recordedCamera = (id: string): CameraSettings => ({
+  id,
+  url: `rtsp://127.0.0.1/${id}`,
+  scene: 'scene.yaml',
+  detectFps: 5,
+  loop: false,
+  stallTimeoutS: 5,
+  rtspTransport: 'tcp',
+  decoder: 'auto',
+  enabled: true,
+});
 
 export interface AgentConfigOptions {
   device: string;
