@@ -11,24 +11,24 @@
  * and how many messages it dropped. What is stored is read from the control plane's database, in
  * storage (cursor) order.
  *
- * ARGUS_OUTAGE_S sets the length of the long outage (default 60 s, as the issue requires).
+ * ARGUS_OUTAGE_S sets the length of the long outage: 15 s in `npm test`, where the same assertions
+ * hold over a quarter of the backlog; `npm run test:full` runs the 60 s the issue asks for.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import type { Telemetry } from '../../contract/index.ts';
 import { createAdminTokenInFile, getJson, useToken } from '../control-plane/setup.ts';
+import { type ControlPlaneProcess, startControlPlaneProcess } from '../helpers/control-plane-process.ts';
 import { AgentProcess, writeAgentConfig } from '../helpers/device-setup.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { MosquittoBroker } from '../helpers/mosquitto-broker.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const OUTAGE_S = Number(process.env.ARGUS_OUTAGE_S ?? 60);
+const OUTAGE_S = Number(process.env.ARGUS_OUTAGE_S ?? 15);
 /** the issue's load: at least this many events per second in total while the broker is down */
 const MIN_EVENTS_PER_S = 200;
 /** 2 agents × 2 cameras × 60/s = 240 events/s, a margin above the required 200 */
@@ -41,8 +41,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 class Stack {
   broker!: MosquittoBroker;
   httpUrl = '';
-  private cp: ChildProcess | undefined;
-  private cpStderr = '';
+  private cp: ControlPlaneProcess | undefined;
   readonly agents: AgentProcess[] = [];
 
   private constructor(readonly dir: string) {}
@@ -73,23 +72,8 @@ class Stack {
       ].join('\n'),
     );
     const token = await createAdminTokenInFile(this.dbFile);
-    const child = spawn(
-      process.execPath,
-      [join(ROOT, 'bin/argus.mjs'), 'control-plane', 'run', '--config', config],
-      { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ARGUS_LOG_LEVEL: 'info' } },
-    );
-    this.cp = child;
-    child.stderr!.on('data', (d: Buffer) => {
-      this.cpStderr += d.toString();
-    });
-    this.httpUrl = await eventually(
-      async () => {
-        if (child.exitCode !== null) throw new Error(`control plane exited: ${this.cpStderr}`);
-        return /"http":"(http:[^"]+)"/.exec(this.cpStderr)?.[1];
-      },
-      20_000,
-      'the control plane to start',
-    );
+    this.cp = await startControlPlaneProcess(config);
+    this.httpUrl = this.cp.httpUrl;
     useToken(this.httpUrl, token);
   }
 
@@ -111,7 +95,7 @@ class Stack {
       spool: { maxMessages: o.maxMessages, sync: 'normal' },
       shutdownFlushS: 30,
     });
-    const agent = await AgentProcess.start(file);
+    const agent = await AgentProcess.start(file, 60_000);
     this.agents.push(agent);
     return agent;
   }
@@ -129,7 +113,7 @@ class Stack {
           : undefined,
       ),
     );
-    const cp = this.cp;
+    const cp = this.cp?.child;
     if (cp && cp.exitCode === null && cp.signalCode === null) {
       cp.kill('SIGTERM');
       const timer = setTimeout(() => cp.kill('SIGKILL'), 10_000);
