@@ -183,7 +183,7 @@ export class RolloutEngine {
       health: spec.health,
       deadline: new Date(a.deadline ?? this.clock()).toISOString(),
     };
-    if (a.artifact.kind === 'model') args.shadow = spec.shadow ?? DEFAULT_SHADOW;
+    if (a.artifact.kind === 'model' && spec.shadow !== false) args.shadow = spec.shadow ?? DEFAULT_SHADOW;
     if (a.artifact.kind === 'scene' && spec.cameras) args.cameras = spec.cameras;
     if (spec.installAt && a.purpose === 'install') args.installAt = spec.installAt;
     return args;

@@ -134,7 +134,12 @@ export const RolloutRequestSchema = Type.Object(
       default: 3600,
       description: 'a device not final this long after its assignment was sent ends timed-out',
     }),
-    shadow: Type.Optional(ShadowThresholdsSchema),
+    shadow: Type.Optional(
+      Type.Union([ShadowThresholdsSchema, Type.Literal(false)], {
+        description:
+          'model artifacts: the shadow step on live frames (DEFAULT_SHADOW when absent); false: none, for boxes without cameras (their host cannot run a candidate on live frames), the health window still judges',
+      }),
+    ),
     health: Type.Object(HealthThresholdsSchema.properties, {
       additionalProperties: false,
       default: { windowS: 60, minDetectFpsRatio: 0.8, maxDetectLatencyRatio: 1.5, maxDetectorRestarts: 0 },

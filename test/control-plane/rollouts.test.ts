@@ -126,6 +126,19 @@ describe('rollouts over MQTT (control plane with the embedded broker, simulated 
     assert.deepEqual(await cp.rollouts.referencedArtifacts(), [box1.artifact.id]);
   });
 
+  it('a model rollout with shadow false assigns no shadow step (boxes without cameras)', async () => {
+    const r = await created(cp, {
+      name: 'detector v3 to a box without cameras',
+      artifact: { kind: 'model', name: 'detector', version: 3 },
+      target: { devices: ['box-3'] },
+      shadow: false,
+    });
+    await until(cp, r.id, (d) => d.state === 'completed', 'the rollout to complete');
+    const a = boxes.get('box-3')!.assignments.at(-1)!;
+    assert.equal(a.artifact.version, 3);
+    assert.equal(a.shadow, undefined);
+  });
+
   it('ingest applies statuses in seq order, once each, only from the device the assignment belongs to', async () => {
     boxes.get('box-1')!.answer = 'silent';
     boxes.get('box-2')!.answer = 'silent';
