@@ -28,6 +28,8 @@ export interface DownloadRequest {
   /** sent as `Authorization: Bearer` (read at every attempt: a rotated credential is used at once) */
   credential: () => string;
   tls?: DownloadTls | undefined;
+  /** the local address the request leaves from (a box with several interfaces); the system's choice when absent */
+  localAddress?: string | undefined;
   /** the partial file */
   file: string;
   bytes: number;
@@ -110,6 +112,7 @@ function get(
       method: 'GET',
       headers,
       signal,
+      ...(r.localAddress ? { localAddress: r.localAddress } : {}),
       ...(r.tls ?? {}),
     });
     req.setTimeout(r.idleTimeoutMs ?? 30_000, () => req.destroy(new Retry('no answer in time')));

@@ -111,6 +111,8 @@ export interface UpdaterOptions {
   artifactUrl: (artifactId: string) => string;
   credential: () => string;
   tls?: DownloadTls | undefined;
+  /** the local address downloads leave from (a box with several interfaces); the system's choice when absent */
+  localAddress?: string | undefined;
   settings: OtaSettings;
   factory: FactoryDefault;
   /** spools a status for the control plane (validated there) */
@@ -694,6 +696,7 @@ export class Updater {
       url: this.o.artifactUrl(a.id),
       credential: this.o.credential,
       tls: this.o.tls,
+      localAddress: this.o.localAddress,
       file: this.downloadFile(a.id),
       bytes: a.bytes,
       sha256: a.id,
