@@ -242,7 +242,12 @@ export class RolloutEngine {
       w.startedAt = now;
     }
     if (w.state !== 'running' && w.state !== 'health') return sent;
-    return sent + (await this.judge(r, waves, w, now, budget));
+    sent += await this.judge(r, waves, w, now, budget);
+    // a wave that succeeded into the next one: that one starts in this tick, not a tick later
+    const next = await this.store.get(r.id);
+    if (next?.state === 'running' && next.currentWave > r.currentWave)
+      return sent + (await this.drive(next, now, Math.max(0, budget - sent)));
+    return sent;
   }
 
   /** the current wave's conditions and the action they call for, or its sends */
