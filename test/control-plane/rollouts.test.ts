@@ -130,11 +130,11 @@ describe('rollouts over MQTT (control plane with the embedded broker, simulated 
     const r = await created(cp, {
       name: 'detector v3 to a box without cameras',
       artifact: { kind: 'model', name: 'detector', version: 3 },
-      target: { devices: ['box-3'] },
+      target: { devices: ['box-4'] },
       shadow: false,
     });
     await until(cp, r.id, (d) => d.state === 'completed', 'the rollout to complete');
-    const a = boxes.get('box-3')!.assignments.at(-1)!;
+    const a = boxes.get('box-4')!.assignments.at(-1)!;
     assert.equal(a.artifact.version, 3);
     assert.equal(a.shadow, undefined);
   });
