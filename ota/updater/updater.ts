@@ -183,6 +183,20 @@ function text(s: string): string {
   return s.replaceAll('\u0000', '').slice(0, CONTRACT_BOUNDS.text);
 }
 
+/**
+ * `work`, or the signal's reason once it aborts, whichever comes first: a step bounded by a
+ * time-out ends at it even while what it waits on (e.g. loading sessions at the lowest priority on
+ * a busy box) does not look at the signal
+ */
+function boundedBy<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const abort = () => reject(signal.reason);
+    if (signal.aborted) abort();
+    else signal.addEventListener('abort', abort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', abort));
+  });
+}
+
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -834,7 +848,7 @@ export class Updater {
     const signal = AbortSignal.any([job.abort.signal, timeout]);
     let figures: ShadowFigures;
     try {
-      figures = await this.updateHost().shadowModel(target!.dir, t, signal);
+      figures = await boundedBy(this.updateHost().shadowModel(target!.dir, t, signal), signal);
     } catch (err) {
       if (job.abort.signal.aborted) throw job.abort.signal.reason;
       if (timeout.aborted)

@@ -54,8 +54,12 @@ class FiguresHost implements UpdateHost {
     this.figures.events += 1;
   }, 50);
 
+  /** the shadow run never ends by itself, and does not look at its signal (sessions that never get the CPU) */
+  stallShadow = false;
+
   async shadowModel(dir: string): Promise<ShadowFigures> {
     await loadModel(dir);
+    if (this.stallShadow) await new Promise(() => undefined);
     return this.shadow;
   }
   async swapModel(dir: string): Promise<void> {
@@ -364,6 +368,34 @@ describe('device updater', () => {
     );
     assert.equal(refused.shadow?.agreement, 0.41);
     assert.equal(host.swaps.length, 0, 'a candidate refused in shadow is never swapped in');
+    await u.stop();
+    host.close();
+  });
+
+  it("fails a shadow run at the rollout's time-out even when the host does not stop it", async () => {
+    const host = new FiguresHost();
+    host.stallShadow = true;
+    const { u, statuses } = await updater('shadow-stall', host);
+    const out = join(dir, 'model-stall.bundle');
+    await buildBundle({
+      modelDir: NANODET,
+      out,
+      version: 1_000_002,
+      name: 'nanodet',
+      evaluations: [],
+      gate: DEFAULT_GATE,
+      targets: [{ executionProvider: 'cpu', hardwareClass: 'any' }],
+      expiresInDays: 30,
+      signWith: key,
+    });
+    const m = assignment(await readFile(out), 'model', 'nanodet', 1_000_002, {
+      shadow: { frames: 20, minAgreement: 0.8, maxLatencyRatio: 1.5, timeoutS: 1 },
+    });
+    await u.assign(m);
+    const end = await ended(statuses, m.assignment);
+    assert.equal(end.state, 'failed');
+    assert.match(end.reason!, /shadow: the frames were not gathered and run within the rollout's 1 s/);
+    assert.equal(host.swaps.length, 0);
     await u.stop();
     host.close();
   });
