@@ -51,21 +51,36 @@ export interface AgentConfigOptions {
   shutdownFlushS?: number;
   /** the config's `tls` section (absolute paths) */
   tls?: { ca: string; cert?: string; key?: string };
+  /**
+   * live cameras through the video pipeline with this `detector` section, instead of replaying
+   * the recording; `camera` settings for each camera (e.g. detectFps)
+   */
+  live?: { detector: Record<string, string | number>; camera: Record<string, string | number> };
+  /** the config's `ota` section */
+  ota?: Record<string, string | number>;
 }
+
+/** a YAML section of scalar settings, or nothing when there are none */
+const section = (name: string, values: Record<string, string | number> | undefined): string =>
+  values
+    ? `${name}:\n${Object.entries(values)
+        .map(([k, v]) => `  ${k}: ${v}\n`)
+        .join('')}`
+    : '';
 
 /** the YAML of a device config that replays the recorded fixture on each camera */
 export function agentConfigYaml(o: AgentConfigOptions): string {
   const cameras = (o.cameras ?? ['cam-1', 'cam-2'])
     .map(
       (id) =>
-        `  - id: ${id}\n    url: ${o.cameraUrls?.[id] ?? `${o.rtspBase ?? 'rtsp://127.0.0.1:8554/'}${id}`}\n    scene: scenes/${id}.yaml\n`,
+        `  - id: ${id}\n    url: ${o.cameraUrls?.[id] ?? `${o.rtspBase ?? 'rtsp://127.0.0.1:8554/'}${id}`}\n    scene: scenes/${id}.yaml\n${Object.entries(
+          o.live?.camera ?? {},
+        )
+          .map(([k, v]) => `    ${k}: ${v}\n`)
+          .join('')}`,
     )
     .join('');
-  const tls = o.tls
-    ? `tls:\n${Object.entries(o.tls)
-        .map(([k, v]) => `  ${k}: ${v}\n`)
-        .join('')}`
-    : '';
+  const tls = section('tls', o.tls);
   const spool = Object.entries(o.spool ?? {})
     .map(([k, v]) => `  ${k}: ${v}\n`)
     .join('');
@@ -83,12 +98,16 @@ ${tls}spool:
   path: ${o.device}.spool.db
 ${spool}health:
   port: 0
-cameras:
-${cameras}recorded:
+${section('ota', o.ota)}cameras:
+${cameras}${
+  o.live
+    ? section('detector', o.live.detector)
+    : `recorded:
   events: ${RECORDING}
   eventsPerSecond: ${o.eventsPerSecond ?? 10}
   loop: ${o.loop ?? true}
-`;
+`
+}`;
 }
 
 export async function writeAgentConfig(dir: string, o: AgentConfigOptions): Promise<string> {
