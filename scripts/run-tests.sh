@@ -18,7 +18,8 @@ fi
 # is fixed in FrameSource. Tests that must leave nothing behind check for it themselves.
 # --test-timeout: a test that waits for what never comes (a refused publish, a lost answer) fails
 # after 5 minutes instead of holding the run until CI's limit; the slowest test takes about 1.
+# ARGUS_TEST_TIMEOUT_MS raises it for the slow variants run on their own (npm run test:rollout-e2e).
 # --import ./test/helpers/assert-messages.mjs: a failing assert.ok without a message fails at once
 # with one (node 20 under tsx otherwise blocks the event loop for ever building it: see that file).
 # shellcheck disable=SC2086
-exec node --import tsx --import ./test/helpers/assert-messages.mjs --test --test-force-exit --test-timeout=300000 --test-concurrency=1 --test-reporter=spec $files
+exec node --import tsx --import ./test/helpers/assert-messages.mjs --test --test-force-exit --test-timeout="${ARGUS_TEST_TIMEOUT_MS:-300000}" --test-concurrency=1 --test-reporter=spec $files
