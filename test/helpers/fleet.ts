@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -21,6 +20,7 @@ import {
   useToken,
 } from '../control-plane/setup.ts';
 import { signedBundle } from './candidates.ts';
+import { type ControlPlaneProcess, startControlPlaneProcess } from './control-plane-process.ts';
 import { AgentProcess, writeAgentConfig } from './device-setup.ts';
 import { eventually } from './eventually.ts';
 
@@ -33,7 +33,6 @@ import { eventually } from './eventually.ts';
  */
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
-const ARGUS = join(ROOT, 'bin', 'argus.mjs');
 const CAMPUS = join(ROOT, 'scenes', 'vtest-campus.yaml');
 
 /** the campus scene's counting line as the boxes start with it */
@@ -139,39 +138,12 @@ export interface CameraSample {
   cameras: CameraTelemetry[];
 }
 
-/** `argus control-plane run` as a child process */
-class ControlPlaneProcess {
-  stderr = '';
-  readonly exited: Promise<unknown>;
-  private constructor(readonly child: ChildProcess) {
-    this.exited = once(child, 'exit');
-    child.stderr!.on('data', (d: Buffer) => {
-      this.stderr = (this.stderr + d.toString()).slice(-200_000);
-    });
-  }
-
-  static async start(config: string): Promise<ControlPlaneProcess> {
-    const child = spawn(process.execPath, [ARGUS, 'control-plane', 'run', '--config', config], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, ARGUS_LOG_LEVEL: 'info' },
-    });
-    const cp = new ControlPlaneProcess(child);
-    await eventually(
-      async () => {
-        if (child.exitCode !== null) throw new Error(`the control plane exited:\n${cp.stderr}`);
-        return /"http":"http:/.test(cp.stderr) ? true : undefined;
-      },
-      60_000,
-      'the control plane to start',
-    );
-    return cp;
-  }
-
-  async kill(signal: NodeJS.Signals): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    this.child.kill(signal);
-    await this.exited;
-  }
+/** stops a control plane's process with `signal` and waits for its exit */
+async function stopControlPlane(cp: ControlPlaneProcess, signal: NodeJS.Signals): Promise<void> {
+  if (cp.child.exitCode !== null || cp.child.signalCode !== null) return;
+  const exited = once(cp.child, 'exit');
+  cp.child.kill(signal);
+  await exited;
 }
 
 export class Fleet {
@@ -237,7 +209,7 @@ export class Fleet {
     useToken(httpUrl, token);
     const rtsp = await RtspServer.create({ paths: o.devices });
     const fleet = new Fleet(dir, key, await detectHardwareClass(), rtsp, httpUrl, cpConfig);
-    fleet.cp = await ControlPlaneProcess.start(cpConfig);
+    fleet.cp = await startControlPlaneProcess(cpConfig);
     await mkdir(join(dir, 'scenes'), { recursive: true });
     await campusScene(join(dir, 'scenes', 'cam-1.yaml'), { rule: LINE_RULE, x: 0.25 });
     for (const device of o.devices) {
@@ -318,11 +290,11 @@ export class Fleet {
   }
 
   async killControlPlane(): Promise<void> {
-    await this.cp.kill('SIGKILL');
+    await stopControlPlane(this.cp, 'SIGKILL');
   }
 
   async restartControlPlane(): Promise<void> {
-    this.cp = await ControlPlaneProcess.start(this.cpConfig);
+    this.cp = await startControlPlaneProcess(this.cpConfig);
   }
 
   /** waits until every camera of `devices` is online and detecting, as the control plane's telemetry says */
@@ -471,7 +443,7 @@ export class Fleet {
   async close(): Promise<void> {
     await this.unwatch();
     await Promise.all([...this.agents.keys()].map((d) => this.killAgent(d, 'SIGTERM')));
-    await this.cp?.kill('SIGTERM');
+    if (this.cp) await stopControlPlane(this.cp, 'SIGTERM');
     await this.rtsp.stop();
     process.off('exit', this.killAll);
     await rm(this.dir, { recursive: true, force: true });
