@@ -7,9 +7,9 @@ import { DEFAULT_DETECTOR_SETTINGS } from '../../inference/settings.ts';
 import { ensureModelInstalled, readModelDescriptor } from '../../models/store.ts';
 import { describeAccuracy, observationRecorder, scoreObservation } from '../../pipelines/evaluate/events.ts';
 import { loadEventTruth } from '../../pipelines/evaluate/truth.ts';
-import { type CameraEvent, CameraRuntime } from '../../pipelines/runtime/camera.ts';
+import type { CameraEvent } from '../../pipelines/runtime/camera.ts';
 import { growHeapForVideo } from '../../pipelines/runtime/heap.ts';
-import { DetectionScheduler } from '../../pipelines/runtime/scheduler.ts';
+import { replayRecording } from '../../pipelines/runtime/replay.ts';
 import { loadScene } from '../../pipelines/scene/load.ts';
 import { type Command, parseCommandArgs, parsePositiveNumber } from '../command.ts';
 
@@ -83,26 +83,16 @@ export const replay: Command = {
     const detector = await DetectorPool.load(settings, log);
     // the detector's threads keep the process alive: closed whatever fails below (the source)
     try {
-      const scheduler = new DetectionScheduler(detector, { maxBatch: settings.maxBatch, maxWaitMs: 5 }, log);
       let events = 0;
-      const started = performance.now();
-      const camera = new CameraRuntime({
-        camera: {
-          id: 'replay',
-          url: positionals[0]!,
-          scene: values.scene,
-          detectFps: parsePositiveNumber(values.fps, '--fps') ?? 5,
-          loop: false,
-          stallTimeoutS: 5,
-          rtspTransport: 'tcp',
-          decoder: 'auto',
-          enabled: true,
-        },
+      const replayed = await replayRecording({
+        video: positionals[0]!,
         scene,
-        scheduler,
-        mode: 'replay',
-        replayStart: new Date(0),
+        scenePath: values.scene,
+        detector,
+        maxBatch: settings.maxBatch,
+        detectFps: parsePositiveNumber(values.fps, '--fps') ?? 5,
         log,
+        signal: ctx.signal,
         onStep: recorder.onStep,
         onEvent: async (e) => {
           events++;
@@ -120,29 +110,18 @@ export const replay: Command = {
           );
         },
       });
-      const stop = () => void camera.stop();
-      ctx.signal.addEventListener('abort', stop, { once: true });
-      camera.start();
-      try {
-        await camera.done;
-      } finally {
-        ctx.signal.removeEventListener('abort', stop);
-        scheduler.close();
-      }
-      const seconds = (performance.now() - started) / 1000;
-      const stats = camera.stats();
       const summary = {
         events,
-        frames: camera.frames,
-        seconds: Number(seconds.toFixed(2)),
-        fps: Number((camera.frames / seconds).toFixed(1)),
-        motionSkippedShare: stats.motionSkippedShare,
-        motionSearchedShare: stats.motionSearchedShare ?? 1,
+        frames: replayed.frames,
+        seconds: Number(replayed.seconds.toFixed(2)),
+        fps: Number((replayed.frames / replayed.seconds).toFixed(1)),
+        motionSkippedShare: replayed.motionSkippedShare,
+        motionSearchedShare: replayed.motionSearchedShare,
       };
       ctx.stdout.write(
         values.json
           ? `${JSON.stringify({ summary })}\n`
-          : `\n${events} event messages from ${camera.frames} frames in ${summary.seconds} s (${summary.fps} frames/s, ${(100 * summary.motionSkippedShare).toFixed(0)}% skipped by motion gating, ${(100 * summary.motionSearchedShare).toFixed(0)}% of the pixels detected)\n`,
+          : `\n${events} event messages from ${replayed.frames} frames in ${summary.seconds} s (${summary.fps} frames/s, ${(100 * summary.motionSkippedShare).toFixed(0)}% skipped by motion gating, ${(100 * summary.motionSearchedShare).toFixed(0)}% of the pixels detected)\n`,
       );
       if (truth) {
         const accuracy = scoreObservation(truth, recorder.observation);
