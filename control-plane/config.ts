@@ -419,6 +419,38 @@ const ArtifactsSection = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+const ScenesSection = Type.Object(
+  {
+    /**
+     * the private key that signs the scenes the console's editor publishes (PKCS#8 PEM as
+     * `argus keys generate NAME` writes it, `<keys dir>/signing/NAME.key`; relative to the config
+     * file). Its public key must be in `artifacts.keyring` and in the boxes' `ota.keyring`. None
+     * by default: the editor then previews but does not publish, and says what to set
+     */
+    signingKey: Type.Optional(Type.String({ minLength: 1 })),
+    /** the recordings a scene preview may replay, by name: video files (relative to the config file) */
+    recordings: Type.Record(
+      Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' }),
+      Type.String({ minLength: 1 }),
+      {
+        default: {},
+        maxProperties: 64,
+      },
+    ),
+    /** the detector a preview runs (a catalog model name or a model directory) */
+    model: Type.String({ minLength: 1, default: 'nanodet' }),
+    /** a preview is stopped after this long, with the events it raised so far */
+    previewTimeoutS: Type.Number({ minimum: 1, maximum: 600, default: 60 }),
+    /** seconds of a recording one preview replays at most */
+    previewSeconds: Type.Number({ minimum: 1, maximum: 3600, default: 60 }),
+    /** previews running at once on this control plane (each operator runs one at a time) */
+    previewsAtOnce: Type.Integer({ minimum: 1, maximum: 16, default: 1 }),
+    /** a published scene bundle expires this many days after it was built */
+    expiresInDays: Type.Integer({ minimum: 1, maximum: 3650, default: 365 }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 const DeviceCredential = Type.Object(
   {
     id: Type.String({ pattern: DEVICE_ID_PATTERN }),
@@ -445,6 +477,8 @@ export const ControlPlaneConfigSchema = Type.Object(
     limits: LimitsSection,
     /** the artifact registry: signed model and scene bundles for over-the-air updates */
     artifacts: ArtifactsSection,
+    /** the console's scene editor: previews of a scene on a recording, publication as a signed bundle */
+    scenes: ScenesSection,
     /**
      * pre-provisioned device credentials (besides those issued through enrollment): used until
      * the device is rotated, re-enrolled or revoked
@@ -470,6 +504,8 @@ export type RolloutSettings = Type.Static<typeof RolloutsSection>;
 export type EnrollmentSettings = Type.Static<typeof EnrollmentSection>;
 export type AuthSettings = Type.Static<typeof AuthSection>;
 export type HttpLimitSettings = Type.Static<typeof HttpLimits>;
+/** the `scenes` section with its paths resolved */
+export type SceneEditorSettings = Type.Static<typeof ScenesSection>;
 /** the `artifacts` section with its paths resolved */
 export type ArtifactSettings = Omit<Type.Static<typeof ArtifactsSection>, 'dir' | 'keyring'> & {
   dir: string;
@@ -496,6 +532,7 @@ export interface ControlPlaneConfig {
   auth: AuthSettings;
   limits: ConfigFile['limits'];
   artifacts: ArtifactSettings;
+  scenes: SceneEditorSettings;
   devices: ProvisionedDevice[];
 }
 
@@ -593,11 +630,17 @@ function resolveConfig(loaded: LoadedConfig<ConfigFile>, baseDir: string): Contr
         : path('artifacts'),
     keyring: v.artifacts.keyring ? path(v.artifacts.keyring) : defaultKeyring(),
   };
+  const scenes: SceneEditorSettings = {
+    ...v.scenes,
+    ...(v.scenes.signingKey ? { signingKey: path(v.scenes.signingKey) } : {}),
+    recordings: Object.fromEntries(Object.entries(v.scenes.recordings).map(([k, f]) => [k, path(f)])),
+  };
   return {
     http,
     mqtt,
     storage,
     artifacts,
+    scenes,
     ingest: v.ingest,
     retention: v.retention,
     health: v.health,

@@ -27,6 +27,8 @@ import { RETENTION_KINDS } from './retention/kinds.ts';
 import { Retention } from './retention/retention.ts';
 import { type ArtifactVariants, RolloutEngine } from './rollouts/engine.ts';
 import { Rollouts } from './rollouts/service.ts';
+import { ScenePreviews } from './scenes/preview.ts';
+import { SceneBundles } from './scenes/publish.ts';
 import { ApiTokens } from './storage/api-tokens.ts';
 import { AuditLog } from './storage/audit.ts';
 import { DeviceCredentialStore } from './storage/device-credentials.ts';
@@ -340,6 +342,11 @@ export async function startControlPlane(
         limits: config.limits.http,
         artifacts,
         artifactSettings: config.artifacts,
+        scenes: {
+          previews: new ScenePreviews(config.scenes, log.child({ part: 'scene-preview' })),
+          bundles: new SceneBundles(config.scenes, artifacts),
+        },
+        sceneSettings: config.scenes,
       },
       log.child({ part: 'http' }),
       config.http.tls ? await loadServerTls(config.http.tls, 'http.tls') : undefined,

@@ -22,6 +22,7 @@ import { operatorRoutes } from './routes/operators.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { quarantineRoutes } from './routes/quarantine.ts';
 import { rolloutRoutes } from './routes/rollouts.ts';
+import { sceneRoutes } from './routes/scenes.ts';
 import { snapshotRoutes } from './routes/snapshots.ts';
 
 export interface Api {
@@ -85,6 +86,7 @@ export async function buildApi(ctx: ApiContext, log: Logger, https?: ServerTlsMa
   auditRoutes(app, ctx);
   artifactRoutes(app, ctx);
   rolloutRoutes(app, ctx);
+  sceneRoutes(app, ctx);
   const live = new LiveRelay(
     (device, name, args) => ctx.commands.send(device, name, args),
     log.child({ part: 'live' }),

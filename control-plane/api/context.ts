@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from 'fastify';
 import type { ArtifactRegistry } from '../artifacts/registry.ts';
 import type { DeviceCredentials } from '../auth.ts';
-import type { ArtifactSettings, HttpLimitSettings } from '../config.ts';
+import type { ArtifactSettings, HttpLimitSettings, SceneEditorSettings } from '../config.ts';
 import './access.ts';
 import type { CommandSender } from '../commands.ts';
 import type { AuthSettings, EnrollmentSettings } from '../config.ts';
@@ -12,6 +12,8 @@ import type { Enrollment } from '../enrollment.ts';
 import type { EventBus } from '../event-bus.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Rollouts } from '../rollouts/service.ts';
+import type { ScenePreviews } from '../scenes/preview.ts';
+import type { SceneBundles } from '../scenes/publish.ts';
 import type { ApiTokens } from '../storage/api-tokens.ts';
 import type { AuditLog } from '../storage/audit.ts';
 import type { DeviceHistory } from '../storage/device-history.ts';
@@ -46,6 +48,9 @@ export interface ApiContext {
   /** the artifact registry (published bundles, device downloads) and its settings */
   artifacts: ArtifactRegistry;
   artifactSettings: ArtifactSettings;
+  /** the console's scene editor: previews on recordings, signed scene bundles */
+  scenes: { previews: ScenePreviews; bundles: SceneBundles };
+  sceneSettings: SceneEditorSettings;
 }
 
 /** operators' accounts, sessions, API tokens, login throttling and the audit log */

@@ -40,9 +40,7 @@ export async function startConsoleEnv(prefix: string, devices: string[]): Promis
   ensureConsoleBuilt();
   const dir = await mkdtemp(join(tmpdir(), prefix));
   const cp = await startTestControlPlane({ dir });
-  const users = new Users(cp.repository.sql);
-  for (const role of ['admin', 'operator', 'viewer'] as const)
-    await users.add(`console-${role}`, role, PASSWORDS[role]);
+  await addConsoleAccounts(cp);
   const files = await Promise.all(
     devices.map((device) =>
       writeAgentConfig(dir, {
@@ -55,11 +53,7 @@ export async function startConsoleEnv(prefix: string, devices: string[]): Promis
   );
   // side by side, with time to spare: the machine is shared
   const agents = await Promise.all(files.map((f) => AgentProcess.start(f, 90_000)));
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update'],
-  });
-  await mkdir(DOCS, { recursive: true });
+  const browser = await launchChromium();
   return {
     cp,
     agents,
@@ -73,9 +67,25 @@ export async function startConsoleEnv(prefix: string, devices: string[]): Promis
   };
 }
 
+/** an account per role: console-admin, console-operator, console-viewer (PASSWORDS) */
+export async function addConsoleAccounts(cp: ControlPlane): Promise<void> {
+  const users = new Users(cp.repository.sql);
+  for (const role of ['admin', 'operator', 'viewer'] as const)
+    await users.add(`console-${role}`, role, PASSWORDS[role]);
+}
+
+/** headless Debian Chromium; docs/ made for the screenshots */
+export async function launchChromium(): Promise<Browser> {
+  await mkdir(DOCS, { recursive: true });
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update'],
+  });
+}
+
 /** a page of the console, logged in as `role` through its form; page errors are collected */
 export async function loggedIn(
-  env: ConsoleEnv,
+  env: Pick<ConsoleEnv, 'cp' | 'browser'>,
   role: TestRole,
   viewport = { width: 1440, height: 900 },
 ): Promise<{ page: Page; errors: string[] }> {

@@ -81,7 +81,7 @@ export const ArtifactList = Type.Object({
   nextCursor: Type.Union([Type.String(), Type.Null()]),
 });
 
-function summaryOf(a: ArtifactRecord) {
+export function summaryOf(a: ArtifactRecord) {
   return {
     id: a.id,
     kind: a.kind,
