@@ -17,7 +17,8 @@ const result = await build({
   entryPoints: { app: 'src/main.tsx' },
   bundle: true,
   format: 'esm',
-  target: ['chrome110', 'firefox115', 'safari16'],
+  // light-dark() colours (styles.css) need Chrome 123, Firefox 120, Safari 17.5
+  target: ['chrome123', 'firefox120', 'safari17.5'],
   jsx: 'automatic',
   jsxImportSource: 'preact',
   minify: true,

@@ -6,6 +6,7 @@ import { DevicePage } from './pages/device.tsx';
 import { EventsPage } from './pages/events.tsx';
 import { FleetPage } from './pages/fleet.tsx';
 import { RolloutsPage } from './pages/rollouts.tsx';
+import { SceneEditorPage } from './pages/scene-editor.tsx';
 import { href, useRoute } from './router.ts';
 import { roleAllows, useSession } from './session.ts';
 import { ThemeToggle } from './theme.tsx';
@@ -22,6 +23,7 @@ const NAV: NavItem[] = [
   { path: 'events', title: 'Events', role: 'viewer' },
   { path: 'rollouts', title: 'Rollouts', role: 'viewer' },
   { path: 'artifacts', title: 'Artifacts', role: 'viewer' },
+  { path: 'scenes', title: 'Scene editor', role: 'operator' },
   { path: 'admin', title: 'Admin', role: 'admin' },
 ];
 
@@ -93,7 +95,9 @@ export function Layout() {
   let content: preact.JSX.Element;
   if (page === 'devices' && rest[0]) content = <DevicePage id={rest[0]} />;
   else if (page === 'events') content = <EventsPage query={route.query} />;
-  else if (page === 'rollouts') content = <RolloutsPage id={rest[0]} />;
+  else if (page === 'rollouts') content = <RolloutsPage id={rest[0]} query={route.query} />;
+  else if (page === 'scenes' && roleAllows(me.role, 'operator'))
+    content = <SceneEditorPage query={route.query} />;
   else if (page === 'artifacts') content = <ArtifactsPage />;
   else if (page === 'admin' && roleAllows(me.role, 'admin')) content = <AdminPage />;
   else content = <FleetPage query={route.query} />;

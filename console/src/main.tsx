@@ -5,6 +5,7 @@ import { Layout } from './layout.tsx';
 import { LoginPage } from './pages/login.tsx';
 import { SessionContext } from './session.ts';
 import './styles.css';
+import { applyStoredTheme } from './theme.tsx';
 import type { MeAnswer } from './types.ts';
 
 function App() {
@@ -48,4 +49,5 @@ function App() {
   );
 }
 
+applyStoredTheme();
 render(<App />, document.getElementById('app')!);

@@ -4,14 +4,19 @@ type Theme = 'system' | 'light' | 'dark';
 const KEY = 'argus-theme';
 const NEXT: Record<Theme, Theme> = { system: 'dark', dark: 'light', light: 'system' };
 
+const stored = (): Theme => (localStorage.getItem(KEY) as Theme | null) ?? 'system';
+
 function apply(theme: Theme) {
   if (theme === 'system') delete document.documentElement.dataset.theme;
   else document.documentElement.dataset.theme = theme;
 }
 
+/** the operator's pick of an earlier visit, from the first render (the toggle lives in a closed menu) */
+export const applyStoredTheme = () => apply(stored());
+
 /** follows the system's light or dark scheme unless the operator picks one (kept in this browser) */
 export function ThemeToggle() {
-  const [theme, setTheme] = useState<Theme>(() => (localStorage.getItem(KEY) as Theme | null) ?? 'system');
+  const [theme, setTheme] = useState<Theme>(stored);
   useEffect(() => {
     apply(theme);
     if (theme === 'system') localStorage.removeItem(KEY);

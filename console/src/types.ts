@@ -47,3 +47,8 @@ export type DeviceRolloutsAnswer = Static<
   typeof import('../../control-plane/api/routes/rollouts.ts').DeviceRolloutsPage
 >;
 export type RolloutRequest = import('../../control-plane/rollouts/spec.ts').RolloutRequest;
+
+type SceneRoutes = typeof import('../../control-plane/api/routes/scenes.ts');
+export type SceneEditorAnswer = Static<SceneRoutes['SceneEditorInfo']>;
+export type PreviewAnswer = Static<SceneRoutes['PreviewAnswer']>;
+export type PublishedSceneAnswer = Static<SceneRoutes['PublishedScene']>;

@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, describeError } from '../api.ts';
 import { Badge, ErrorNote, Loading, Section } from '../components/bits.tsx';
+import { DataTable, MoreButton, usePaged } from '../components/data-table.tsx';
 import { time } from '../format.ts';
 import { useSession } from '../session.ts';
 import type { AuditAnswer, CreatedTokenAnswer, Role, TokenAnswer, UserAnswer } from '../types.ts';
@@ -58,35 +59,36 @@ function Users() {
       {!users ? (
         <Loading what="users" />
       ) : (
-        <table class="data" id="users">
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Role</th>
-              <th scope="col">Changed</th>
-              <th scope="col">Actions</th>
-            </tr>
-          </thead>
-          <tbody>
-            {users.map((u) => (
-              <tr key={u.name}>
-                <th scope="row">{u.name}</th>
-                <td>
-                  <RoleSelect
-                    label={`role of ${u.name}`}
-                    value={u.role}
-                    onChange={(role) =>
-                      void act(() =>
-                        api(`/api/v1/users/${encodeURIComponent(u.name)}`, {
-                          method: 'PATCH',
-                          body: { role },
-                        }),
-                      )
-                    }
-                  />
-                </td>
-                <td>{time(u.updatedAt)}</td>
-                <td class="row">
+        <DataTable<UserAnswer>
+          id="users"
+          wrap={false}
+          rows={users}
+          rowKey={(u) => u.name}
+          columns={[
+            { title: 'Name', rowHeader: true, cell: (u) => u.name },
+            {
+              title: 'Role',
+              cell: (u) => (
+                <RoleSelect
+                  label={`role of ${u.name}`}
+                  value={u.role}
+                  onChange={(role) =>
+                    void act(() =>
+                      api(`/api/v1/users/${encodeURIComponent(u.name)}`, {
+                        method: 'PATCH',
+                        body: { role },
+                      }),
+                    )
+                  }
+                />
+              ),
+            },
+            { title: 'Changed', cell: (u) => time(u.updatedAt) },
+            {
+              title: 'Actions',
+              class: 'row',
+              cell: (u) => (
+                <>
                   <button
                     type="button"
                     onClick={() => {
@@ -115,11 +117,11 @@ function Users() {
                   >
                     Remove
                   </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+                </>
+              ),
+            },
+          ]}
+        />
       )}
       <form
         class="row"
@@ -175,47 +177,44 @@ function Tokens() {
       {!tokens ? (
         <Loading what="tokens" />
       ) : (
-        <table class="data">
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Role</th>
-              <th scope="col">Created</th>
-              <th scope="col">Last used</th>
-              <th scope="col">State</th>
-            </tr>
-          </thead>
-          <tbody>
-            {tokens.map((t) => (
-              <tr key={t.id}>
-                <th scope="row">{t.name}</th>
-                <td>{t.role}</td>
-                <td>
+        <DataTable<TokenAnswer>
+          wrap={false}
+          rows={tokens}
+          rowKey={(t) => t.id}
+          columns={[
+            { title: 'Name', rowHeader: true, cell: (t) => t.name },
+            { title: 'Role', cell: (t) => t.role },
+            {
+              title: 'Created',
+              cell: (t) => (
+                <>
                   {time(t.createdAt)} <span class="muted">by {t.createdBy}</span>
-                </td>
-                <td>{time(t.lastUsedAt)}</td>
-                <td>
-                  {t.revokedAt ? (
-                    <Badge state="revoked">revoked {time(t.revokedAt)}</Badge>
-                  ) : (
-                    <button
-                      type="button"
-                      class="danger"
-                      onClick={() => {
-                        if (confirm(`revoke the token ${t.name}?`))
-                          void api(`/api/v1/tokens/${encodeURIComponent(t.id)}`, { method: 'DELETE' })
-                            .catch((err) => setError(describeError(err)))
-                            .then(reload);
-                      }}
-                    >
-                      Revoke
-                    </button>
-                  )}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+                </>
+              ),
+            },
+            { title: 'Last used', cell: (t) => time(t.lastUsedAt) },
+            {
+              title: 'State',
+              cell: (t) =>
+                t.revokedAt ? (
+                  <Badge state="revoked">revoked {time(t.revokedAt)}</Badge>
+                ) : (
+                  <button
+                    type="button"
+                    class="danger"
+                    onClick={() => {
+                      if (confirm(`revoke the token ${t.name}?`))
+                        void api(`/api/v1/tokens/${encodeURIComponent(t.id)}`, { method: 'DELETE' })
+                          .catch((err) => setError(describeError(err)))
+                          .then(reload);
+                    }}
+                  >
+                    Revoke
+                  </button>
+                ),
+            },
+          ]}
+        />
       )}
       <form
         class="row"
@@ -251,22 +250,20 @@ function Tokens() {
   );
 }
 
+type AuditEntry = AuditAnswer['entries'][number];
+
 function Audit() {
   const [filters, setFilters] = useState<{ actor?: string; outcome?: string }>({});
-  const [pages, setPages] = useState<AuditAnswer[]>([]);
-  const [error, setError] = useState<string | null>(null);
-  const load = async (cursor?: string) => {
-    try {
-      const page = await api<AuditAnswer>('/api/v1/audit', { query: { ...filters, limit: 50, cursor } });
-      setPages((p) => (cursor ? [...p, page] : [page]));
-      setError(null);
-    } catch (err) {
-      setError(describeError(err));
-    }
-  };
-  useEffect(() => void load(), [filters]);
-  const entries = pages.flatMap((p) => p.entries);
-  const next = pages.at(-1)?.nextCursor;
+  // each Filter reads the log again, the same filters too (a new entry shows)
+  const [round, setRound] = useState(0);
+  const audit = usePaged(
+    (cursor) =>
+      api<AuditAnswer>('/api/v1/audit', { query: { ...filters, limit: 50, cursor } }).then((a) => ({
+        items: a.entries,
+        nextCursor: a.nextCursor,
+      })),
+    `${JSON.stringify(filters)}#${round}`,
+  );
   return (
     <Section title="Audit log">
       <form
@@ -278,6 +275,7 @@ function Audit() {
           const actor = String(form.get('actor') ?? '').trim();
           const outcome = String(form.get('outcome') ?? '');
           setFilters({ ...(actor ? { actor } : {}), ...(outcome ? { outcome } : {}) });
+          setRound((r) => r + 1);
         }}
       >
         <label class="inline">
@@ -295,41 +293,43 @@ function Audit() {
         </label>
         <button type="submit">Filter</button>
       </form>
-      <ErrorNote error={error} />
-      <table class="data" id="audit">
-        <thead>
-          <tr>
-            <th scope="col">At</th>
-            <th scope="col">Actor</th>
-            <th scope="col">Action</th>
-            <th scope="col">From</th>
-            <th scope="col">Result</th>
-          </tr>
-        </thead>
-        <tbody>
-          {entries.map((e) => (
-            <tr key={e.id}>
-              <td>{time(e.at)}</td>
-              <td>
+      <ErrorNote error={audit.error} />
+      <DataTable<AuditEntry>
+        id="audit"
+        wrap={false}
+        rows={audit.items ?? []}
+        rowKey={(e) => e.id}
+        columns={[
+          { title: 'At', cell: (e) => time(e.at) },
+          {
+            title: 'Actor',
+            cell: (e) => (
+              <>
                 {e.actor} <span class="muted">({e.actorKind})</span>
-              </td>
-              <td>
+              </>
+            ),
+          },
+          {
+            title: 'Action',
+            cell: (e) => (
+              <>
                 <code>{e.action}</code>{' '}
                 {Object.keys(e.params).length ? <span class="muted">{JSON.stringify(e.params)}</span> : null}
-              </td>
-              <td>{e.address}</td>
-              <td>
+              </>
+            ),
+          },
+          { title: 'From', cell: (e) => e.address },
+          {
+            title: 'Result',
+            cell: (e) => (
+              <>
                 <Badge state={e.outcome} /> {e.status}
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-      {next ? (
-        <button type="button" onClick={() => void load(next)}>
-          Older entries
-        </button>
-      ) : null}
+              </>
+            ),
+          },
+        ]}
+      />
+      <MoreButton more={audit.more} label="Older entries" />
     </Section>
   );
 }

@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, describeError } from '../api.ts';
 import { ErrorNote, Loading, Section } from '../components/bits.tsx';
+import { DataTable } from '../components/data-table.tsx';
 import { time } from '../format.ts';
 import type { ArtifactDetailAnswer, ArtifactListAnswer } from '../types.ts';
 
@@ -80,44 +81,28 @@ export function ArtifactsPage() {
         {!list ? (
           <Loading what="artifacts" />
         ) : (
-          <div class="table-wrap">
-            <table class="data" id="artifacts">
-              <thead>
-                <tr>
-                  <th scope="col">Kind</th>
-                  <th scope="col">Name</th>
-                  <th scope="col">Version</th>
-                  <th scope="col">Variant</th>
-                  <th scope="col">Size</th>
-                  <th scope="col">Published</th>
-                </tr>
-              </thead>
-              <tbody>
-                {list.length === 0 ? (
-                  <tr>
-                    <td colSpan={6} class="muted">
-                      nothing published yet (argus artifacts publish)
-                    </td>
-                  </tr>
-                ) : (
-                  list.map((a) => (
-                    <tr key={a.id} class={selected === a.id ? 'selected' : ''}>
-                      <td>{a.kind}</td>
-                      <td>
-                        <button type="button" class="link" onClick={() => setSelected(a.id)}>
-                          {a.name}
-                        </button>
-                      </td>
-                      <td class="num">v{a.version}</td>
-                      <td>{a.variant || 'every device'}</td>
-                      <td class="num">{(a.bytes / 1_048_576).toFixed(1)} MiB</td>
-                      <td>{time(a.publishedAt)}</td>
-                    </tr>
-                  ))
-                )}
-              </tbody>
-            </table>
-          </div>
+          <DataTable<Summary>
+            id="artifacts"
+            rows={list}
+            rowKey={(a) => a.id}
+            rowProps={(a) => (selected === a.id ? { class: 'selected' } : {})}
+            empty="nothing published yet (argus artifacts publish, or the scene editor)"
+            columns={[
+              { title: 'Kind', cell: (a) => a.kind },
+              {
+                title: 'Name',
+                cell: (a) => (
+                  <button type="button" class="link" onClick={() => setSelected(a.id)}>
+                    {a.name}
+                  </button>
+                ),
+              },
+              { title: 'Version', class: 'num', cell: (a) => `v${a.version}` },
+              { title: 'Variant', cell: (a) => a.variant || 'every device' },
+              { title: 'Size', class: 'num', cell: (a) => `${(a.bytes / 1_048_576).toFixed(1)} MiB` },
+              { title: 'Published', cell: (a) => time(a.publishedAt) },
+            ]}
+          />
         )}
         {selected ? <Detail id={selected} /> : null}
       </div>

@@ -1,5 +1,6 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { api, describeError } from '../api.ts';
+import { runCommand } from '../commands.ts';
 import { Badge, ErrorNote, Loading, Section } from '../components/bits.tsx';
 import { Chart, type Series } from '../components/chart.tsx';
 import { DataTable, MoreButton, usePaged } from '../components/data-table.tsx';
@@ -9,7 +10,6 @@ import { hub } from '../live-stream.ts';
 import { href } from '../router.ts';
 import { useCan } from '../session.ts';
 import type {
-  CommandAnswer,
   CommandHistoryAnswer,
   DeviceRolloutsAnswer,
   DeviceView,
@@ -28,26 +28,6 @@ const RANGES = [
 ];
 /** pages of telemetry read for a chart at most (1,000 points each) */
 const MAX_PAGES = 5;
-const COMMAND_WAIT_MS = 20_000;
-
-/** sends a command and waits for the device's answer (polling GET /api/v1/commands/:id) */
-async function runCommand(
-  device: string,
-  name: string,
-  args: Record<string, unknown>,
-): Promise<CommandAnswer> {
-  const sent = await api<CommandAnswer>(`/api/v1/devices/${encodeURIComponent(device)}/commands/${name}`, {
-    method: 'POST',
-    body: { args },
-  });
-  const deadline = Date.now() + COMMAND_WAIT_MS;
-  let c = sent;
-  while (!c.result && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 500));
-    c = await api<CommandAnswer>(`/api/v1/commands/${encodeURIComponent(sent.id)}`);
-  }
-  return c;
-}
 
 function TelemetryCharts({ id }: { id: string }) {
   const [range, setRange] = useState(RANGES[1]!.ms);

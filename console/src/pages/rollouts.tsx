@@ -1,10 +1,15 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, describeError } from '../api.ts';
 import { Badge, Bar, ErrorNote, Loading, Section } from '../components/bits.tsx';
+import { DataTable } from '../components/data-table.tsx';
 import { time } from '../format.ts';
 import { href, navigate } from '../router.ts';
 import { useCan } from '../session.ts';
 import type { ArtifactListAnswer, RolloutAnswer, RolloutDetailAnswer, RolloutRequest } from '../types.ts';
+
+type Wave = RolloutDetailAnswer['waves'][number];
+type Failure = RolloutDetailAnswer['failures'][number];
+type Version = RolloutDetailAnswer['versions'][number];
 
 const REFRESH_MS = 2000;
 const ACTIVE = new Set(['pending', 'running', 'paused']);
@@ -18,12 +23,18 @@ const counted = (counts: Record<string, number>) =>
       </span>
     ));
 
-function Wizard() {
+/** the wizard, its fields filled from the URL (`artifact=kind/name/version`, `devices`, `cameras`, `name`) */
+function Wizard({ query }: { query: URLSearchParams }) {
   const [artifacts, setArtifacts] = useState<ArtifactListAnswer['artifacts']>([]);
+  const [artifact, setArtifact] = useState(query.get('artifact') ?? '');
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
     void api<ArtifactListAnswer>('/api/v1/artifacts', { query: { limit: 200 } })
-      .then((a) => setArtifacts(a.artifacts))
+      .then((a) => {
+        setArtifacts(a.artifacts);
+        const first = a.artifacts[0];
+        if (!artifact && first) setArtifact(`${first.kind}/${first.name}/${first.version}`);
+      })
       .catch((err) => setError(describeError(err)));
   }, []);
   const choices = [...new Map(artifacts.map((a) => [`${a.kind}/${a.name}/${a.version}`, a])).values()];
@@ -38,9 +49,12 @@ function Wizard() {
           const text = (k: string) => String(f.get(k) ?? '').trim();
           const num = (k: string) => Number(text(k));
           const [kind, name, version] = text('artifact').split('/');
-          const devices = text('devices')
-            .split(/[\s,]+/)
-            .filter(Boolean);
+          const list = (k: string) =>
+            text(k)
+              .split(/[\s,]+/)
+              .filter(Boolean);
+          const devices = list('devices');
+          const cameras = list('cameras');
           const body: RolloutRequest = {
             name: text('name'),
             artifact: { kind: kind as 'model' | 'scene', name: name!, version: Number(version) },
@@ -48,6 +62,7 @@ function Wizard() {
               ...(devices.length ? { devices } : {}),
               ...(text('hardwareClass') ? { hardwareClass: text('hardwareClass') } : {}),
             },
+            ...(kind === 'scene' && cameras.length ? { cameras } : {}),
             waves: {
               ...(text('canary') ? { canary: { devices: num('canary') } } : {}),
               rate: { kind: 'constant', share: num('share') / 100 },
@@ -77,11 +92,16 @@ function Wizard() {
           <legend>1. Artifact</legend>
           <label>
             Name of the rollout
-            <input name="name" required maxLength={100} />
+            <input name="name" required maxLength={100} defaultValue={query.get('name') ?? ''} />
           </label>
           <label>
             Artifact
-            <select name="artifact" required>
+            <select
+              name="artifact"
+              required
+              value={artifact}
+              onChange={(e) => setArtifact(e.currentTarget.value)}
+            >
               {choices.map((a) => (
                 <option key={a.id} value={`${a.kind}/${a.name}/${a.version}`}>
                   {a.kind} {a.name} v{a.version}
@@ -94,7 +114,11 @@ function Wizard() {
           <legend>2. Target</legend>
           <label>
             Devices (ids, comma-separated)
-            <input name="devices" />
+            <input name="devices" defaultValue={query.get('devices') ?? ''} />
+          </label>
+          <label>
+            Cameras of a scene (ids, comma-separated; default every camera)
+            <input name="cameras" defaultValue={query.get('cameras') ?? ''} />
           </label>
           <label>
             Hardware class
@@ -224,26 +248,20 @@ function Detail({ id }: { id: string }) {
         </div>
       ) : null}
       <Section title="Waves">
-        <table class="data" id="waves">
-          <thead>
-            <tr>
-              <th scope="col">Wave</th>
-              <th scope="col">State</th>
-              <th scope="col">Progress</th>
-              <th scope="col">Devices per state</th>
-              <th scope="col">Reason</th>
-            </tr>
-          </thead>
-          <tbody>
-            {r.waves.map((w) => {
-              const done = w.counts.committed ?? 0;
-              return (
-                <tr key={w.index}>
-                  <th scope="row">{w.index === 0 ? 'canary' : w.index}</th>
-                  <td>
-                    <Badge state={w.state} />
-                  </td>
-                  <td>
+        <DataTable<Wave>
+          id="waves"
+          wrap={false}
+          rows={r.waves}
+          rowKey={(w) => w.index}
+          columns={[
+            { title: 'Wave', rowHeader: true, cell: (w) => (w.index === 0 ? 'canary' : w.index) },
+            { title: 'State', cell: (w) => <Badge state={w.state} /> },
+            {
+              title: 'Progress',
+              cell: (w) => {
+                const done = w.counts.committed ?? 0;
+                return (
+                  <>
                     <Bar
                       value={done}
                       max={w.size}
@@ -252,66 +270,47 @@ function Detail({ id }: { id: string }) {
                     <span class="small">
                       {done} / {w.size}
                     </span>
-                  </td>
-                  <td class="row">{counted(w.counts)}</td>
-                  <td>{w.reason ?? ''}</td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
+                  </>
+                );
+              },
+            },
+            { title: 'Devices per state', class: 'row', cell: (w) => counted(w.counts) },
+            { title: 'Reason', cell: (w) => w.reason ?? '' },
+          ]}
+        />
       </Section>
       {r.failures.length ? (
         <Section title="Failures">
-          <table class="data">
-            <thead>
-              <tr>
-                <th scope="col">Device</th>
-                <th scope="col">Wave</th>
-                <th scope="col">State</th>
-                <th scope="col">Reason</th>
-              </tr>
-            </thead>
-            <tbody>
-              {r.failures.map((a) => (
-                <tr key={a.id}>
-                  <th scope="row">
-                    <a href={href(['devices', a.device])}>{a.device}</a>
-                  </th>
-                  <td>{a.wave}</td>
-                  <td>
-                    <Badge state={a.state} />
-                  </td>
-                  <td>{a.reason ?? ''}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <DataTable<Failure>
+            wrap={false}
+            rows={r.failures}
+            rowKey={(a) => a.id}
+            columns={[
+              {
+                title: 'Device',
+                rowHeader: true,
+                cell: (a) => <a href={href(['devices', a.device])}>{a.device}</a>,
+              },
+              { title: 'Wave', cell: (a) => a.wave },
+              { title: 'State', cell: (a) => <Badge state={a.state} /> },
+              { title: 'Reason', cell: (a) => a.reason ?? '' },
+            ]}
+          />
         </Section>
       ) : null}
       <Section title="Versions in the target">
-        <table class="data">
-          <thead>
-            <tr>
-              <th scope="col">Version</th>
-              <th scope="col">Devices</th>
-              <th scope="col">Cameras</th>
-              <th scope="col">Mean detect fps</th>
-              <th scope="col">Mean latency</th>
-            </tr>
-          </thead>
-          <tbody>
-            {r.versions.map((v) => (
-              <tr key={v.version}>
-                <td>v{v.version}</td>
-                <td class="num">{v.devices}</td>
-                <td class="num">{v.cameras}</td>
-                <td class="num">{v.meanDetectFps.toFixed(1)}</td>
-                <td class="num">{v.meanDetectLatencyMs.toFixed(1)} ms</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+        <DataTable<Version>
+          wrap={false}
+          rows={r.versions}
+          rowKey={(v) => v.version}
+          columns={[
+            { title: 'Version', cell: (v) => `v${v.version}` },
+            { title: 'Devices', class: 'num', cell: (v) => v.devices },
+            { title: 'Cameras', class: 'num', cell: (v) => v.cameras },
+            { title: 'Mean detect fps', class: 'num', cell: (v) => v.meanDetectFps.toFixed(1) },
+            { title: 'Mean latency', class: 'num', cell: (v) => `${v.meanDetectLatencyMs.toFixed(1)} ms` },
+          ]}
+        />
       </Section>
       <Section title="History">
         <ul class="plain">
@@ -329,7 +328,7 @@ function Detail({ id }: { id: string }) {
   );
 }
 
-export function RolloutsPage({ id }: { id?: string | undefined }) {
+export function RolloutsPage({ id, query }: { id?: string | undefined; query: URLSearchParams }) {
   const canAct = useCan('operator');
   const [list, setList] = useState<RolloutAnswer[] | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -343,7 +342,7 @@ export function RolloutsPage({ id }: { id?: string | undefined }) {
     const timer = setInterval(load, REFRESH_MS * 2);
     return () => clearInterval(timer);
   }, [id]);
-  if (id === 'new' && canAct) return <Wizard />;
+  if (id === 'new' && canAct) return <Wizard query={query} />;
   if (id) return <Detail id={id} />;
   return (
     <>
@@ -359,46 +358,23 @@ export function RolloutsPage({ id }: { id?: string | undefined }) {
       {!list ? (
         <Loading what="rollouts" />
       ) : (
-        <div class="table-wrap">
-          <table class="data" id="rollouts">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Artifact</th>
-                <th scope="col">State</th>
-                <th scope="col">Wave</th>
-                <th scope="col">Devices per state</th>
-                <th scope="col">Created</th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.length === 0 ? (
-                <tr>
-                  <td colSpan={6} class="muted">
-                    no rollout yet
-                  </td>
-                </tr>
-              ) : (
-                list.map((r) => (
-                  <tr key={r.id}>
-                    <th scope="row">
-                      <a href={href(['rollouts', r.id])}>{r.name}</a>
-                    </th>
-                    <td>
-                      {r.artifact.kind} {r.artifact.name} v{r.artifact.version}
-                    </td>
-                    <td>
-                      <Badge state={r.state} />
-                    </td>
-                    <td class="num">{r.currentWave}</td>
-                    <td class="row">{counted(r.counts)}</td>
-                    <td>{time(r.createdAt)}</td>
-                  </tr>
-                ))
-              )}
-            </tbody>
-          </table>
-        </div>
+        <DataTable<RolloutAnswer>
+          id="rollouts"
+          rows={list}
+          rowKey={(x) => x.id}
+          empty="no rollout yet"
+          columns={[
+            { title: 'Name', rowHeader: true, cell: (x) => <a href={href(['rollouts', x.id])}>{x.name}</a> },
+            {
+              title: 'Artifact',
+              cell: (x) => `${x.artifact.kind} ${x.artifact.name} v${x.artifact.version}`,
+            },
+            { title: 'State', cell: (x) => <Badge state={x.state} /> },
+            { title: 'Wave', class: 'num', cell: (x) => x.currentWave },
+            { title: 'Devices per state', class: 'row', cell: (x) => counted(x.counts) },
+            { title: 'Created', cell: (x) => time(x.createdAt) },
+          ]}
+        />
       )}
     </>
   );
