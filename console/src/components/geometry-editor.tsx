@@ -73,7 +73,7 @@ export function GeometryEditor({
         ref={svg}
         viewBox={`0 0 ${width} ${height}`}
         role="application"
-        tabIndex={drawing ? 0 : -1}
+        tabindex={drawing ? 0 : -1}
         aria-label={
           drawing
             ? `drawing a ${drawing.kind === 'line' ? 'line' : 'zone'}: click the picture, or move the cursor with the arrow keys and press Enter, to put point ${letter(drawing.points.length)}`
@@ -148,7 +148,7 @@ export function GeometryEditor({
                   cx={p[0] * width}
                   cy={p[1] * height}
                   r={r}
-                  tabIndex={drawing ? -1 : 0}
+                  tabindex={drawing ? -1 : 0}
                   role="slider"
                   aria-label={`${s.label} point ${letter(i)}: arrow keys move it`}
                   aria-valuemin={0}
