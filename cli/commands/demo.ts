@@ -1,20 +1,23 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ArgusError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
-import { cacheDir } from '../../common/paths.ts';
+import { cacheDir, SAMPLE_VIDEO } from '../../common/paths.ts';
 import { controlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
 import { generatePassword } from '../../control-plane/passwords.ts';
 import { Users } from '../../control-plane/storage/users.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../inference/settings.ts';
+import { generateSigningKey, keysDir } from '../../models/bundle/keys.ts';
 import { ensureModelInstalled } from '../../models/store.ts';
 import { RtspServer } from '../../video/rtsp-test-server.ts';
 import { type Command, integerOption, parseCommandArgs, untilAborted } from '../command.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const DEMO_ADMIN = 'admin';
+const DEMO_SCENE_KEY = 'demo-scenes';
 
 /** the demo fleet: two boxes, one camera each, each camera a path of the local RTSP server */
 const BOXES = [
@@ -82,12 +85,17 @@ export const demo: Command = {
     const log = createLogger('demo');
     await ensureModelInstalled(DEFAULT_DETECTOR_SETTINGS.model, ctx.signal);
 
+    // the scene editor signs what it publishes with the demo operator's own key, made once in the
+    // key directory (whose keyring the control plane and the boxes trust by default)
+    const sceneKey = join(keysDir(), 'signing', `${DEMO_SCENE_KEY}.key`);
+    if (!existsSync(sceneKey)) await generateSigningKey(DEMO_SCENE_KEY);
     const cp = await startControlPlane(
       controlPlaneConfig(
         {
           http: { host: '127.0.0.1', port },
           mqtt: { embedded: { host: '127.0.0.1', port: 0 } },
           storage: { sqlite: { path: join(dir, 'argus.db') } },
+          scenes: { signingKey: sceneKey, recordings: { vtest: SAMPLE_VIDEO } },
         },
         dir,
       ),
