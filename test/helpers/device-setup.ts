@@ -192,7 +192,12 @@ export class AgentProcess {
     });
   }
 
-  static async start(configFile: string, timeoutMs = 20_000): Promise<AgentProcess> {
+  /** `onSpawn` gets the process at once, before it runs (e.g. to kill it if the test is ended first) */
+  static async start(
+    configFile: string,
+    timeoutMs = 20_000,
+    onSpawn?: (child: ChildProcess) => void,
+  ): Promise<AgentProcess> {
     const child = spawn(
       process.execPath,
       [join(ROOT, 'bin/argus.mjs'), 'device', 'run', '--config', configFile],
@@ -201,6 +206,7 @@ export class AgentProcess {
         env: { ...process.env, ARGUS_LOG_LEVEL: 'info' },
       },
     );
+    onSpawn?.(child);
     const agent = new AgentProcess(child);
     const deadline = Date.now() + timeoutMs;
     while (!agent.healthUrl) {

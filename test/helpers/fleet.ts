@@ -1,4 +1,6 @@
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -148,6 +150,8 @@ async function stopControlPlane(cp: ControlPlaneProcess, signal: NodeJS.Signals)
 
 export class Fleet {
   readonly agents = new Map<string, AgentProcess>();
+  /** every agent process started, running or not yet up */
+  private readonly spawned = new Set<ChildProcess>();
   readonly configs = new Map<string, string>();
   /** every sample of the boxes' health endpoints while `watchCameras` runs */
   readonly samples: CameraSample[] = [];
@@ -163,13 +167,19 @@ export class Fleet {
     readonly httpUrl: string,
     private readonly cpConfig: string,
   ) {
-    // a test that fails or times out (the runner's --test-force-exit) leaves no box, control
-    // plane or camera behind
+    // a test that fails (the runner's --test-force-exit) or whose file the runner ends at its
+    // time-out (SIGTERM) leaves no box, control plane or camera behind
     process.once('exit', this.killAll);
+    process.once('SIGTERM', this.terminated);
   }
 
+  private readonly terminated = () => {
+    this.killAll();
+    process.exit(143);
+  };
+
   private readonly killAll = () => {
-    for (const a of this.agents.values()) a.child.kill('SIGKILL');
+    for (const child of this.spawned) child.kill('SIGKILL');
     this.cp?.child.kill('SIGKILL');
     if (this.rtsp.pid) {
       try {
@@ -178,6 +188,7 @@ export class Fleet {
         // already gone
       }
     }
+    rmSync(this.dir, { recursive: true, force: true });
   };
 
   static async start(o: FleetOptions): Promise<Fleet> {
@@ -279,7 +290,9 @@ export class Fleet {
 
   /** starts the box's agent (again); resolves once it runs */
   async startAgent(device: string): Promise<AgentProcess> {
-    const agent = await AgentProcess.start(this.configs.get(device)!, 240_000);
+    const agent = await AgentProcess.start(this.configs.get(device)!, 240_000, (child) =>
+      this.spawned.add(child),
+    );
     this.agents.set(device, agent);
     return agent;
   }
@@ -446,6 +459,7 @@ export class Fleet {
     if (this.cp) await stopControlPlane(this.cp, 'SIGTERM');
     await this.rtsp.stop();
     process.off('exit', this.killAll);
+    process.off('SIGTERM', this.terminated);
     await rm(this.dir, { recursive: true, force: true });
   }
 }
