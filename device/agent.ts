@@ -22,6 +22,7 @@ import {
   type UpdateStatus,
   validators,
 } from '../contract/index.ts';
+import { hardwareClass } from '../inference/hardware-class.ts';
 import { resolveModelDir } from '../inference/model-dir.ts';
 import { type FactoryDefault, Updater } from '../ota/updater/index.ts';
 import type { CameraHost, HostEvent, HostStatus } from './camera-host.ts';
@@ -30,7 +31,7 @@ import { type DeviceConfig, loadDeviceConfig } from './config.ts';
 import { obtainCredential, rotateCredential } from './credential.ts';
 import { type HealthReport, type HealthServer, healthVerdict, startHealthServer } from './health.ts';
 import { type CameraHostFactory, defaultCameraHostFactory } from './hosts.ts';
-import { buildIdentity, detectHardwareClass } from './identity.ts';
+import { buildIdentity } from './identity.ts';
 import { LiveStreamer } from './live/streamer.ts';
 import { CarriedEvents } from './open-events.ts';
 import { SnapshotUploader } from './snapshots.ts';
@@ -214,7 +215,7 @@ export class DeviceAgent {
     const tls = c.tls ? await loadClientTls(c.tls) : undefined;
     this.updater = await Updater.open({
       device: c.device.id,
-      hardwareClass: c.device.hardwareClass === 'auto' ? await detectHardwareClass() : c.device.hardwareClass,
+      hardwareClass: c.device.hardwareClass === 'auto' ? hardwareClass() : c.device.hardwareClass,
       otaDir: c.ota.dir,
       artifactUrl: (id) =>
         new URL(httpPaths.artifact(c.device.id, id), this.config.controlPlane.url).toString(),

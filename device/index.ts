@@ -4,6 +4,6 @@ export type { CameraHost, HostEvent, HostStatus, Jpeg } from './camera-host.ts';
 export { type DeviceConfig, DeviceConfigSchema, loadDeviceConfig } from './config.ts';
 export type { HealthReport } from './health.ts';
 export { type CameraHostFactory, defaultCameraHostFactory } from './hosts.ts';
-export { availableExecutionProviders, buildIdentity, detectHardwareClass } from './identity.ts';
+export { availableExecutionProviders, buildIdentity } from './identity.ts';
 export { loadRecording, RecordedEventsHost } from './recorded-host.ts';
 export { Spool, type SpoolStats } from './spool.ts';

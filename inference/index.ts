@@ -6,6 +6,7 @@
 export { type ModelDescriptor, ModelDescriptorSchema, readDescriptor } from './descriptor.ts';
 export { type Detection, Detector, type FrameDetector } from './detector.ts';
 export { DetectorPool } from './detector-pool.ts';
+export { hardwareClass } from './hardware-class.ts';
 export {
   DESCRIPTOR_FILE,
   isModelPath,

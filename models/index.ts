@@ -58,7 +58,6 @@ export {
   type GateVerdict,
   loadGateConfig,
 } from './evaluate/gate.ts';
-export { hardwareClass } from './evaluate/hardware.ts';
 export {
   type EvaluationReport,
   formatEvaluation,

@@ -1,11 +1,11 @@
 import { join, resolve } from 'node:path';
 import { ArgusError } from '../../common/errors.ts';
 import { SAMPLE_VIDEO } from '../../common/paths.ts';
+import { hardwareClass } from '../../inference/hardware-class.ts';
 import { type LoadedModel, loadModel, modelsDir } from '../../inference/model-dir.ts';
 import { readLineage, writeDerivedModel } from '../../models/bundle/lineage.ts';
 import { DEFAULT_EVALUATE_OPTIONS, evaluateCandidate } from '../../models/evaluate/evaluate.ts';
 import { checkGate, DEFAULT_GATE, loadGateConfig } from '../../models/evaluate/gate.ts';
-import { hardwareClass } from '../../models/evaluate/hardware.ts';
 import {
   evaluationReportPath,
   formatEvaluation,

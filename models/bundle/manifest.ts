@@ -37,7 +37,7 @@ const Target = Type.Object(
     /** ONNX Runtime execution provider, e.g. "cpu" */
     executionProvider: Type.String({ minLength: 1 }),
     /**
-     * hardware class the model is meant for, e.g. "x86_64-avx512vnni" (see evaluate/hardware.ts),
+     * hardware class the model is meant for, e.g. "x86_64-avx512vnni" (see inference/hardware-class.ts),
      * or ANY_HARDWARE_CLASS
      */
     hardwareClass: Type.String({ minLength: 1 }),

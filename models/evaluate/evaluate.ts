@@ -8,13 +8,14 @@ import {
   frameMatch,
 } from '../../inference/agreement.ts';
 import { type Detection, Detector } from '../../inference/detector.ts';
+import { hardwareClass } from '../../inference/hardware-class.ts';
 import type { FrameMatch, MapResult } from '../../inference/map.ts';
 import type { LoadedModel } from '../../inference/model-dir.ts';
 import type { ModelFrame } from '../../inference/model-frame.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../inference/settings.ts';
 import { type ModelRef, readLineage } from '../bundle/lineage.ts';
 import { type FrameRange, formatFrameRange, overlappingFrames, readModelFrames } from '../quant/frames.ts';
-import { cpuDescription, hardwareClass } from './hardware.ts';
+import { cpuDescription } from './hardware.ts';
 import { measureLatency, percentile } from './latency.ts';
 import type { EvaluationReport } from './report.ts';
 

@@ -8,7 +8,7 @@ import { sha256Hex } from '../../common/hash.ts';
 import { timeOrderedId } from '../../common/ids.ts';
 import { CONTRACT_VERSION, type Telemetry, topics } from '../../contract/index.ts';
 import { otaValidators, type UpdateAssignment, type UpdateStatus } from '../../contract/ota.ts';
-import { detectHardwareClass } from '../../device/identity.ts';
+import { hardwareClass } from '../../inference/hardware-class.ts';
 import { buildBundle } from '../../models/bundle/build.ts';
 import { generateSigningKey, loadSigningKey, type SigningKey } from '../../models/bundle/keys.ts';
 import { DEFAULT_GATE } from '../../models/index.ts';
@@ -34,7 +34,6 @@ describe('updater under SIGKILL', () => {
   let server: ArtifactServer;
   let watcher: MqttClient;
   let key: SigningKey;
-  let hardwareClass: string;
   const statuses: UpdateStatus[] = [];
   const telemetry = new Map<string, Telemetry>();
   /** the box of each scenario, started together in before() */
@@ -112,7 +111,6 @@ describe('updater under SIGKILL', () => {
     broker = await MosquittoBroker.create({ dir: join(dir, 'broker') });
     await generateSigningKey('factory', join(dir, 'keys'));
     key = await loadSigningKey('factory', join(dir, 'keys'));
-    hardwareClass = await detectHardwareClass();
     watcher = await connectAsync(broker.url, { protocolVersion: 5 });
     watcher.on('message', (topic, payload) => {
       const body = JSON.parse(payload.toString());
@@ -171,7 +169,7 @@ describe('updater under SIGKILL', () => {
       name: 'nanodet',
       evaluations: [],
       gate: DEFAULT_GATE,
-      targets: [{ executionProvider: 'cpu', hardwareClass }],
+      targets: [{ executionProvider: 'cpu', hardwareClass: hardwareClass() }],
       expiresInDays: 30,
       signWith: key,
     });

@@ -8,7 +8,7 @@ import { parse, stringify } from 'yaml';
 import { freeTcpPort } from '../../common/net.ts';
 import { cacheDir } from '../../common/paths.ts';
 import type { CameraTelemetry } from '../../contract/index.ts';
-import { detectHardwareClass } from '../../device/identity.ts';
+import { hardwareClass } from '../../inference/hardware-class.ts';
 import type { LoadedModel } from '../../inference/model-dir.ts';
 import { generateSigningKey, loadSigningKey, type SigningKey } from '../../models/bundle/keys.ts';
 import type { GateConfig } from '../../models/evaluate/gate.ts';
@@ -219,7 +219,7 @@ export class Fleet {
     const httpUrl = `http://127.0.0.1:${httpPort}`;
     useToken(httpUrl, token);
     const rtsp = await RtspServer.create({ paths: o.devices });
-    const fleet = new Fleet(dir, key, await detectHardwareClass(), rtsp, httpUrl, cpConfig);
+    const fleet = new Fleet(dir, key, hardwareClass(), rtsp, httpUrl, cpConfig);
     fleet.cp = await startControlPlaneProcess(cpConfig);
     await mkdir(join(dir, 'scenes'), { recursive: true });
     await campusScene(join(dir, 'scenes', 'cam-1.yaml'), { rule: LINE_RULE, x: 0.25 });
