@@ -74,16 +74,7 @@ const rolloutSpec = (
   ...o,
 });
 
-/**
- * Opt-in (ARGUS_ROLLOUT_E2E=fast or full, npm run test:rollout-e2e) until it has passed within
- * the suite's 5 minutes per file: on the shared 2-core machine at a load of 30-47 its four boxes
- * took 150-220 s to start and a download or shadow step minutes
- */
-const RUN = ['fast', 'full'].includes(process.env.ARGUS_ROLLOUT_E2E ?? '');
-
-describe('OTA rollouts end to end: control plane and four boxes on live cameras', {
-  skip: !RUN && 'ARGUS_ROLLOUT_E2E=fast runs it (npm run test:rollout-e2e runs every variant)',
-}, () => {
+describe('OTA rollouts end to end: control plane and four boxes on live cameras', () => {
   before(async () => {
     candidates = await makeCandidates();
     fleet = await Fleet.start({ devices: DEVICES, detectFps: 2 });
@@ -195,7 +186,10 @@ describe('OTA rollouts end to end: control plane and four boxes on live cameras'
     const rows = await fleet.assignments(id);
     const canary = rows.find((a) => a.wave === 0)!;
     assert.equal(canary.state, 'failed');
-    assert.match(canary.reason ?? '', /^shadow: agreement/);
+    assert.match(
+      canary.reason ?? '',
+      /^shadow: the candidate agrees with the current model at mAP@0\.5 [\d.]+ on \d+ frames; the rollout requires at least 0\.8$/,
+    );
     const figures = canary.figures as { shadow?: { agreement: number; frames: number } } | null;
     assert.ok(
       (figures?.shadow?.agreement ?? 1) < SHADOW.minAgreement,
