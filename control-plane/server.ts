@@ -57,6 +57,8 @@ export interface ControlPlane {
   routes: readonly RouteAccess[];
   /** rollouts of artifacts to devices: assignedTo (downloads), referencedArtifacts (retention) */
   rollouts: Rollouts;
+  /** the artifact registry (what `POST /api/v1/artifacts` publishes to) */
+  artifacts: ArtifactRegistry;
   /** called for every newly stored event, after its transaction committed */
   onEvent(listener: (event: StoredEvent) => void): () => void;
   /** stores what was received, then stops the API, the broker link and the database; idempotent */
@@ -381,6 +383,7 @@ export async function startControlPlane(
       enrollment,
       routes: api.routes,
       rollouts,
+      artifacts,
       onEvent: (listener) => bus.subscribe(listener),
       close() {
         closing ??= stopAll().then(() => log.info('control plane stopped'));

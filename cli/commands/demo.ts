@@ -14,6 +14,7 @@ import { generateSigningKey, keysDir } from '../../models/bundle/keys.ts';
 import { ensureModelInstalled } from '../../models/store.ts';
 import { RtspServer } from '../../video/rtsp-test-server.ts';
 import { type Command, integerOption, parseCommandArgs, untilAborted } from '../command.ts';
+import { startDemoRollout } from '../demo-rollout.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const DEMO_ADMIN = 'admin';
@@ -67,7 +68,8 @@ async function end(child: ChildProcess, graceMs: number): Promise<void> {
 
 export const demo: Command = {
   path: ['demo'],
-  summary: 'control plane + embedded broker + SQLite, an RTSP server looping vtest.avi, two device agents',
+  summary:
+    'control plane + embedded broker + SQLite, an RTSP server looping vtest.avi, two device agents, and a rollout of the int8 model to them',
   usage: 'argus demo [--port 8080] [--dir DIR]',
   async run(args, ctx) {
     const { values } = parseCommandArgs(this, args, {
@@ -84,6 +86,8 @@ export const demo: Command = {
     await mkdir(dir, { recursive: true });
     const log = createLogger('demo');
     await ensureModelInstalled(DEFAULT_DETECTOR_SETTINGS.model, ctx.signal);
+    // the model factory's output (the signed int8 bundle) outlives the demo's directory
+    const factoryDir = join(cacheDir(), 'demo-factory');
 
     // the scene editor signs what it publishes with the demo operator's own key, made once in the
     // key directory (whose keyring the control plane and the boxes trust by default)
@@ -108,6 +112,10 @@ export const demo: Command = {
     });
     let rtsp: RtspServer | undefined;
     const agents: ChildProcess[] = [];
+    const rolloutStop = new AbortController();
+    const stopRollout = () => rolloutStop.abort();
+    ctx.signal.addEventListener('abort', stopRollout, { once: true });
+    let rolling: Promise<void> | undefined;
     try {
       // an admin with a new password at each start (the demo's database outlives it)
       const password = generatePassword();
@@ -119,6 +127,8 @@ export const demo: Command = {
         // each start enrolls the boxes afresh, the way a box is enrolled in the field: a one-time
         // claim token in its config, exchanged at its first start for its own credential
         await rm(join(dir, `${box.device}.credential`), { force: true });
+        // and with the config's model: each start rolls the int8 model out again
+        await rm(join(dir, `${box.device}.ota`), { recursive: true, force: true });
         const claim = await cp.enrollment.createClaim(box.device, 600, 'demo');
         const config = join(dir, `${box.device}.yaml`);
         await writeFile(config, agentYaml(box, cp.mqttUrl, cp.httpUrl, rtsp.url(box.camera), claim.token));
@@ -134,8 +144,17 @@ export const demo: Command = {
           `  log in as ${DEMO_ADMIN}, password ${password}\n` +
           `  broker ${cp.mqttUrl}, database ${join(dir, 'argus.db')}\n` +
           `  ${BOXES.map((b) => `${b.device}/${b.camera}: ${rtsp!.url(b.camera)} → ${b.scene}`).join('\n  ')}\n` +
-          'Ctrl-C stops everything.\n',
+          'Ctrl-C stops everything.\n' +
+          `Rolling the int8 model out to ${BOXES.map((b) => b.device).join(' and ')} (its progress follows):\n`,
       );
+      rolling = startDemoRollout({
+        cp,
+        factoryDir,
+        devices: BOXES.map((b) => b.device),
+        say: (line) => ctx.stdout.write(`${line}\n`),
+        log,
+        signal: rolloutStop.signal,
+      });
       const stopped = Promise.race([
         rtsp.exited.then(() => 'the RTSP server'),
         ...agents.map((c, i) => once(c, 'exit').then(() => `device agent ${BOXES[i]!.device}`)),
@@ -145,6 +164,9 @@ export const demo: Command = {
         throw new ArgusError(`${why} stopped; the demo stops with it (its log is above)`);
       return 0;
     } finally {
+      ctx.signal.removeEventListener('abort', stopRollout);
+      rolloutStop.abort();
+      await rolling;
       // agents first (they flush their spools to the broker), then the camera server, then the control plane
       await Promise.all(agents.map((c) => end(c, 10_000)));
       await rtsp?.stop();

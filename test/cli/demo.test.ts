@@ -5,7 +5,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { demoBundle } from '../../cli/demo-rollout.ts';
 import { freeTcpPort } from '../../common/net.ts';
+import { cacheDir } from '../../common/paths.ts';
 import { httpPaths } from '../../contract/http.ts';
 import type { EventMessage, Telemetry } from '../../contract/payloads.ts';
 import { apiFetch, getJson, tokenByLogin, useToken } from '../control-plane/setup.ts';
@@ -39,6 +41,9 @@ describe('argus demo (what `npm run demo` starts after the bootstrap)', () => {
 
   before(async () => {
     await ensureCatalogModels();
+    // the model factory's int8 bundle the demo rolls out: made once per machine (minutes), before
+    // the demo starts, so that the rollout's wait below is the rollout's
+    await demoBundle(join(cacheDir(), 'demo-factory'), () => undefined, AbortSignal.timeout(280_000));
     dir = await mkdtemp(join(tmpdir(), 'argus-demo-'));
     const port = await freeTcpPort();
     demo = spawn(
@@ -136,6 +141,35 @@ describe('argus demo (what `npm run demo` starts after the bootstrap)', () => {
     assert.equal(page.status, 200);
     assert.equal((await fetch(`${httpUrl}/api/v1/devices`)).status, 401, 'the data needs a login');
     assert.match(await page.text(), /<html/i);
+  });
+
+  it("rolls the int8 model out to both boxes: its output says each box's progress and that both committed", async () => {
+    const end = await eventually(
+      async () => {
+        if (demo!.exitCode !== null) throw new Error(`demo exited with ${demo!.exitCode}: ${stderr}`);
+        return /^rollout (completed|paused|aborted|canceled): (.*)$/m.exec(stdout) ?? undefined;
+      },
+      280_000,
+      `the rollout to end; the demo said so far:\n${stdout}`,
+    );
+    assert.equal(end[1], 'completed', stdout);
+    assert.match(end[2]!, /box-1 committed, box-2 committed/);
+    for (const device of ['box-1', 'box-2'])
+      for (const state of ['downloading', 'verifying', 'shadow', 'installing', 'health', 'committed'])
+        assert.match(stdout, new RegExp(`^rollout: ${device} ${state}`, 'm'), `${device} ${state} is said`);
+    // the canary went first: box-2 was sent its assignment only after box-1 committed
+    assert.ok(
+      stdout.indexOf('rollout: box-1 committed') < stdout.indexOf('rollout: box-2 sent'),
+      `the canary (box-1) commits before box-2 is sent: ${stdout}`,
+    );
+    // and the boxes say they run it
+    const { devices } = await getJson<{ devices: DeviceView[] }>(`${httpUrl}/api/v1/devices`);
+    for (const id of ['box-1', 'box-2'])
+      assert.deepEqual(
+        devices.find((d) => d.id === id)?.telemetry?.cameras[0]?.model,
+        { name: 'nanodet', version: 3 },
+        `${id} runs the int8 nanodet v3`,
+      );
   });
 
   it('stops everything it started on Ctrl-C, leaving no process behind', async () => {
