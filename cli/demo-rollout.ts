@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
-import { readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -75,6 +75,7 @@ export async function demoBundle(factoryDir: string, say: (line: string) => void
   );
   if (!evaluated) {
     await rm(int8Dir, { recursive: true, force: true });
+    await mkdir(factoryDir, { recursive: true });
     const config = join(factoryDir, 'quantize.yaml');
     await writeFile(config, `calibrationFrames: ${CALIBRATION_FRAMES}\n`);
     say('the model factory makes the int8 model once (quantize, evaluate against fp32, sign): a few minutes');
