@@ -1,6 +1,7 @@
 import { timeOrderedId } from '../../common/ids.ts';
 import type { ArtifactRef, Identity, Telemetry } from '../../contract/index.ts';
 import type { DeviceHealth } from '../device-health.ts';
+import { Refused } from '../refused.ts';
 import type { DeviceRecord, Repository } from '../storage/repository.ts';
 import {
   type AssignmentRow,
@@ -23,15 +24,8 @@ import {
 } from './spec.ts';
 
 /** a request the rollouts refuse, with the HTTP status that says why */
-export class RolloutRefused extends Error {
+export class RolloutRefused extends Refused {
   override readonly name = 'RolloutRefused';
-  constructor(
-    message: string,
-    readonly statusCode: 400 | 404 | 409 | 503,
-    readonly hint?: string,
-  ) {
-    super(message);
-  }
 }
 
 export interface WaveView extends WaveRow {

@@ -1,8 +1,6 @@
-import type { FastifyReply } from 'fastify';
 import Type from 'typebox';
-import { ArgusError } from '../../../common/errors.ts';
 import { ARTIFACT_KINDS } from '../../../contract/index.ts';
-import { type RolloutDetail, RolloutRefused } from '../../rollouts/service.ts';
+import type { RolloutDetail } from '../../rollouts/service.ts';
 import { LabelsSchema, RolloutRequestSchema } from '../../rollouts/spec.ts';
 import {
   ASSIGNMENT_STATES,
@@ -12,6 +10,7 @@ import {
   WAVE_STATES,
 } from '../../storage/rollouts.ts';
 import { type ApiContext, type App, iso, isoOrNull } from '../context.ts';
+import { refusals } from '../refusals.ts';
 import { DeviceId, ErrorBody } from '../schemas.ts';
 
 const RolloutId = Type.String({ pattern: '^[A-Za-z0-9_-]{8,64}$' });
@@ -174,18 +173,6 @@ function detailView(d: RolloutDetail) {
       reason: h.reason,
     })),
   };
-}
-
-/** answers a refusal with its status and hint; anything else goes to the API's error handler */
-async function refusals<T>(reply: FastifyReply, fn: () => Promise<T>): Promise<T | FastifyReply> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof RolloutRefused)
-      return reply.code(err.statusCode).send({ error: err.message, ...(err.hint ? { hint: err.hint } : {}) });
-    if (err instanceof ArgusError) return reply.code(400).send({ error: err.message, hint: err.hint });
-    throw err;
-  }
 }
 
 const actorOf = (req: { principal?: { name: string } }) => req.principal?.name ?? 'unknown';

@@ -1,13 +1,10 @@
-import type { FastifyReply } from 'fastify';
 import Type from 'typebox';
-import { ArgusError } from '../../../common/errors.ts';
 import { EventMessageSchema } from '../../../contract/index.ts';
 import { RULE_SCHEMAS, SceneSchema } from '../../../pipelines/scene/schema.ts';
-import { PublishRefused } from '../../artifacts/registry.ts';
 import { MAX_PREVIEW_EVENTS } from '../../scenes/preview.ts';
 import { MAX_EDITOR_RULES } from '../../scenes/publish.ts';
-import { SceneRefused } from '../../scenes/refused.ts';
 import type { ApiContext, App } from '../context.ts';
+import { refusals } from '../refusals.ts';
 import { ErrorBody } from '../schemas.ts';
 import { ArtifactSummary, summaryOf } from './artifacts.ts';
 
@@ -51,21 +48,6 @@ export const PreviewAnswer = Type.Object({
 });
 
 export const PublishedScene = Type.Object({ artifact: ArtifactSummary });
-
-/** answers a refusal with its status and hint; anything else goes to the API's error handler */
-async function refusals<T>(reply: FastifyReply, fn: () => Promise<T>): Promise<T | FastifyReply> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof SceneRefused)
-      return reply.code(err.statusCode).send({ error: err.message, ...(err.hint ? { hint: err.hint } : {}) });
-    if (err instanceof PublishRefused)
-      return reply.code(err.status).send({ error: err.message, ...(err.hint ? { hint: err.hint } : {}) });
-    if (err instanceof ArgusError)
-      return reply.code(400).send({ error: err.message, ...(err.hint ? { hint: err.hint } : {}) });
-    throw err;
-  }
-}
 
 /**
  * The console's scene editor: the scene schema its form is generated from, a preview of a scene
