@@ -39,6 +39,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { MqttClient } from 'mqtt';
+import type Type from 'typebox';
 import { timeOrderedId } from '../common/ids.ts';
 import { createLogger } from '../common/logger.ts';
 import {
@@ -54,6 +55,7 @@ import {
   type UpdateState,
   type UpdateStatus,
 } from '../contract/index.ts';
+import type { RolloutDetailView } from '../control-plane/api/routes/rollouts.ts';
 import { type CommandHandler, CommandProcessor } from '../device/commands.ts';
 import { readDescriptor } from '../inference/descriptor.ts';
 import { DESCRIPTOR_FILE, loadModel, resolveModelDir } from '../inference/model-dir.ts';
@@ -392,21 +394,7 @@ function stateDirBase(bundleBytes: number): { base: string; kind: string } {
   return { base: tmpdir(), kind: 'disk' };
 }
 
-interface RolloutDetail {
-  id: string;
-  state: string;
-  createdAt: string;
-  counts: Record<string, number>;
-  waves: {
-    index: number;
-    state: string;
-    size: number;
-    startedAt: string | null;
-    endedAt: string | null;
-    counts: Record<string, number>;
-  }[];
-  failures: { device: string; state: string; reason: string | null }[];
-}
+type RolloutDetail = Type.Static<typeof RolloutDetailView>;
 
 async function createRollout(httpUrl: string, body: unknown): Promise<RolloutDetail> {
   // the devices' identities are stored as ingest takes them: retry until every one is there

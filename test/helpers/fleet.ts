@@ -4,10 +4,12 @@ import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type Type from 'typebox';
 import { parse, stringify } from 'yaml';
 import { freeTcpPort } from '../../common/net.ts';
 import { cacheDir } from '../../common/paths.ts';
 import type { CameraTelemetry } from '../../contract/index.ts';
+import type { RolloutDetailView } from '../../control-plane/api/routes/rollouts.ts';
 import { hardwareClass } from '../../inference/hardware-class.ts';
 import type { LoadedModel } from '../../inference/model-dir.ts';
 import { generateSigningKey, loadSigningKey, type SigningKey } from '../../models/bundle/keys.ts';
@@ -96,23 +98,7 @@ export interface FleetOptions {
 const FINAL = ['committed', 'failed', 'rolled-back', 'canceled', 'timed-out'];
 
 /** a rollout as GET /api/v1/rollouts/:id shows it, as far as the tests read it */
-export interface RolloutDetail {
-  id: string;
-  state: string;
-  reason: string | null;
-  currentWave: number;
-  counts: Record<string, number>;
-  waves: {
-    index: number;
-    state: string;
-    size: number;
-    startedAt: string | null;
-    endedAt: string | null;
-    reason: string | null;
-    counts: Record<string, number>;
-  }[];
-  versions: { version: number; devices: number; cameras: number }[];
-}
+export type RolloutDetail = Type.Static<typeof RolloutDetailView>;
 
 export interface AssignmentView {
   id: string;
