@@ -16,9 +16,11 @@ export const httpPaths = {
   /** PUT by the device; idempotent (same id, same bytes) */
   uploadSnapshot: (device: string, snapshotId: string) => `/api/v1/devices/${device}/snapshots/${snapshotId}`,
   /**
-   * POST by a box without a credential yet, body `{"claimToken": …}` (one-time, from `argus
-   * control-plane enroll`): answers `{"device", "credential"}`; 401 for a token not issued for
-   * the device, 410 for a used or expired one
+   * POST by a box without a credential yet, body `{"claimToken": …, "exchangeKey": …}` (the
+   * token one-time, from `argus control-plane enroll`; the key the box's own random secret, kept
+   * until it has its credential): answers `{"device", "credential"}`; 401 for a token not issued
+   * for the device, 410 for an expired one or one used by another key or too long ago. The same
+   * token and key again shortly after (the box never got the answer) replace the credential.
    */
   enroll: (device: string) => `/api/v1/devices/${device}/enroll`,
   /** POST by the device with its current credential: answers `{"device", "credential"}`, its new one */

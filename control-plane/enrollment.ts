@@ -26,6 +26,12 @@ export function claimRefusalMessage(device: string, refusal: ClaimRefusal): { er
   }
 }
 
+/**
+ * How long after spending a claim token its box may ask again with the same exchange key, for a
+ * first answer it never got
+ */
+export const EXCHANGE_RETRY_WINDOW_MS = 15 * 60_000;
+
 export interface Claim {
   device: string;
   /** shown once; only its sha256 is stored */
@@ -64,15 +70,37 @@ export class Enrollment {
     return { device, token, expiresAt };
   }
 
-  /** the device's new credential, or why the claim token is refused */
-  async exchange(device: string, claimToken: string): Promise<{ credential: string } | ClaimRefusal> {
+  /**
+   * The device's new credential, or why the claim token is refused. `exchangeKey` is the box's
+   * own secret for this exchange: presented again with the spent token within
+   * `EXCHANGE_RETRY_WINDOW_MS` (the box never got the first answer), the claim's credential is
+   * replaced by a new one instead of the token being refused as used.
+   */
+  async exchange(
+    device: string,
+    claimToken: string,
+    exchangeKey?: string,
+  ): Promise<{ credential: string } | ClaimRefusal> {
     const credential = newSecret();
-    const refusal = await this.store.exchangeClaim({
-      tokenSha256: sha256Hex(claimToken),
+    const tokenSha256 = sha256Hex(claimToken);
+    const exchangeSha256 = exchangeKey === undefined ? null : sha256Hex(exchangeKey);
+    const now = Date.now();
+    let refusal = await this.store.exchangeClaim({
+      tokenSha256,
       device,
       secretSha256: sha256Hex(credential),
-      now: Date.now(),
+      exchangeSha256,
+      now,
     });
+    if (refusal?.reason === 'used' && exchangeSha256)
+      refusal = await this.store.reissueClaim({
+        tokenSha256,
+        device,
+        exchangeSha256,
+        secretSha256: sha256Hex(credential),
+        now,
+        windowMs: EXCHANGE_RETRY_WINDOW_MS,
+      });
     if (refusal) return refusal;
     await this.broker?.grant(device, credential);
     return { credential };

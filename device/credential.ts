@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readFile, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ArgusError, errorMessage } from '../common/errors.ts';
 import { writeFileAtomic } from '../common/fs-atomic.ts';
@@ -52,6 +53,28 @@ function storeCredential(file: string, stored: StoredCredential): Promise<void> 
   return writeFileAtomic(file, `${stored.credential}\n${claim}`, 0o600);
 }
 
+/**
+ * The box's own key for exchanging the claim token (digest `claimSha256`), kept 0600 beside the
+ * credential file until the credential is stored: a box that spent the token but never got the
+ * answer (a time-out, a kill) asks again with the same key and is given a credential, where anyone
+ * else with the spent token is refused.
+ */
+async function exchangeKey(credentialFile: string, claimSha256: string): Promise<string> {
+  const file = `${credentialFile}.exchange`;
+  const kept = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return '';
+    throw new ArgusError(
+      `cannot read the claim exchange key ${file}: ${errorMessage(err)}`,
+      'check the file and its permissions, or remove it (the box then needs a new claim token if it spent this one)',
+    );
+  });
+  const match = /^claim ([0-9a-f]{64}) key ([A-Za-z0-9_-]{43})\n?$/.exec(kept);
+  if (match?.[1] === claimSha256) return match[2] as string;
+  const key = randomBytes(32).toString('base64url');
+  await writeFileAtomic(file, `claim ${claimSha256} key ${key}\n`, 0o600);
+  return key;
+}
+
 /** one POST to the control plane for a credential; `retry` for what may pass (unreachable, 5xx, 429) */
 async function requestCredential(
   url: string,
@@ -97,8 +120,8 @@ const endpoint = (config: DeviceConfig, path: string) =>
  * other claim token is configured than the one it came from, else a pre-provisioned
  * `controlPlane.token`, else the one the control plane gives in exchange for the one-time
  * `controlPlane.claimToken` (then stored, mode 0600, before it is used). The exchange is
- * retried while the control plane is unreachable; a refused claim token is an error saying what
- * to do.
+ * retried, with the same exchange key, while the control plane is unreachable or its answer is
+ * lost; a refused claim token is an error saying what to do.
  */
 export async function obtainCredential(
   config: DeviceConfig,
@@ -117,11 +140,13 @@ export async function obtainCredential(
       `make a claim token with \`argus control-plane enroll ${config.device.id} --config control-plane.yaml\` and set controlPlane.claimToken to it`,
     );
   const url = endpoint(config, httpPaths.enroll(config.device.id));
+  const body = { claimToken: cp.claimToken, exchangeKey: await exchangeKey(cp.credentialFile, claimSha256!) };
   let wait = RETRY_START_MS;
   for (;;) {
-    const answer = await requestCredential(url, { body: { claimToken: cp.claimToken } }, signal);
+    const answer = await requestCredential(url, { body }, signal);
     if ('credential' in answer) {
       await storeCredential(cp.credentialFile, { credential: answer.credential, claimSha256 });
+      await rm(`${cp.credentialFile}.exchange`, { force: true });
       log.info(
         { file: cp.credentialFile },
         'enrolled: the claim token was exchanged for the device credential',

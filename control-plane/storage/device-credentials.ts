@@ -132,12 +132,14 @@ export class DeviceCredentialStore {
    * Consumes the claim token (digest `tokenSha256`) of `device` and gives the device the
    * credential `secretSha256`, in one transaction: the claim is marked used only if it was unused
    * and unexpired, and the credential is written only if this very call marked it. A re-enrolled
-   * device loses its previous credential, revocation and pending rotation.
+   * device loses its previous credential, revocation and pending rotation. The claim keeps
+   * `exchangeSha256`, the digest of the box's own exchange key, for `reissueClaim`.
    */
   async exchangeClaim(o: {
     tokenSha256: string;
     device: string;
     secretSha256: string;
+    exchangeSha256: string | null;
     now: number;
   }): Promise<ClaimRefusal | undefined> {
     const { dialect: d } = this.sql;
@@ -145,7 +147,8 @@ export class DeviceCredentialStore {
     const issue = statement(this.sql.p);
     const [consumed] = await this.sql.write([
       consume.done(
-        `UPDATE device_claims SET used_at = ${consume.v(o.now)}, credential_sha256 = ${consume.v(o.secretSha256)}
+        `UPDATE device_claims SET used_at = ${consume.v(o.now)}, credential_sha256 = ${consume.v(o.secretSha256)},
+           exchange_sha256 = ${consume.v(o.exchangeSha256)}
          WHERE token_sha256 = ${consume.v(o.tokenSha256)} AND device = ${consume.v(o.device)}
            AND used_at IS NULL AND expires_at > ${consume.v(o.now)}
          RETURNING device`,
@@ -160,9 +163,52 @@ export class DeviceCredentialStore {
       ),
     ]);
     if (consumed!.rows.length === 1) return undefined;
+    return this.claimRefusal(o.tokenSha256, o.device);
+  }
+
+  /**
+   * The box that spent the claim token `tokenSha256` never got the answer (a time-out, a dropped
+   * connection) and asks again with the same exchange key (digest `exchangeSha256`) within
+   * `windowMs` of the exchange: the credential that claim issued, if still the device's, not
+   * rotated and not revoked, is replaced by `secretSha256`. Anyone else holding the spent token
+   * is refused as before; so is a box whose credential has been used to rotate, or revoked.
+   */
+  async reissueClaim(o: {
+    tokenSha256: string;
+    device: string;
+    exchangeSha256: string;
+    secretSha256: string;
+    now: number;
+    windowMs: number;
+  }): Promise<ClaimRefusal | undefined> {
+    const cred = statement(this.sql.p);
+    const claim = statement(this.sql.p);
+    const [reissued] = await this.sql.write([
+      cred.done(
+        `UPDATE device_credentials SET secret_sha256 = ${cred.v(o.secretSha256)}, issued_at = ${cred.v(o.now)}
+         WHERE device = ${cred.v(o.device)} AND source = 'claim' AND revoked_at IS NULL AND previous_sha256 IS NULL
+           AND secret_sha256 = (SELECT credential_sha256 FROM device_claims
+             WHERE token_sha256 = ${cred.v(o.tokenSha256)} AND device = ${cred.v(o.device)}
+               AND exchange_sha256 = ${cred.v(o.exchangeSha256)} AND used_at >= ${cred.v(o.now - o.windowMs)})
+         RETURNING device`,
+      ),
+      claim.done(
+        `UPDATE device_claims SET credential_sha256 = ${claim.v(o.secretSha256)}
+         WHERE token_sha256 = ${claim.v(o.tokenSha256)} AND device = ${claim.v(o.device)}
+           AND exchange_sha256 = ${claim.v(o.exchangeSha256)}
+           AND EXISTS (SELECT 1 FROM device_credentials c
+             WHERE c.device = ${claim.v(o.device)} AND c.secret_sha256 = ${claim.v(o.secretSha256)})`,
+      ),
+    ]);
+    if (reissued!.rows.length === 1) return undefined;
+    return this.claimRefusal(o.tokenSha256, o.device);
+  }
+
+  /** why the claim token `tokenSha256` of `device` is not (or no longer) exchanged */
+  private async claimRefusal(tokenSha256: string, device: string): Promise<ClaimRefusal> {
     const rows = await this.sql.read(
       `SELECT used_at, expires_at FROM device_claims WHERE token_sha256 = ${this.sql.p(1)} AND device = ${this.sql.p(2)}`,
-      [o.tokenSha256, o.device],
+      [tokenSha256, device],
     );
     const claim = rows[0];
     if (!claim) return { reason: 'unknown' };

@@ -422,6 +422,11 @@ export const MIGRATIONS: readonly Migration[] = [
       'CREATE INDEX rollout_assignments_device ON rollout_assignments (device, rollout)',
     ],
   },
+  {
+    version: 10,
+    name: "a claim's exchange key: the box that spent a claim token may retry the exchange",
+    statements: () => ['ALTER TABLE device_claims ADD COLUMN exchange_sha256 TEXT'],
+  },
 ];
 
 export const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (

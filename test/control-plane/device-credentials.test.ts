@@ -3,8 +3,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
 import { sha256Hex } from '../../common/hash.ts';
 import { DeviceCredentials } from '../../control-plane/auth.ts';
+import { EXCHANGE_RETRY_WINDOW_MS } from '../../control-plane/enrollment.ts';
 import { DeviceCredentialStore, Enrollment, openRepository } from '../../control-plane/index.ts';
 import type { Repository } from '../../control-plane/storage/repository.ts';
 import { PostgresServer } from '../helpers/postgres.ts';
@@ -142,6 +144,112 @@ function credentialSuite(name: string, open: () => Promise<Repository>): void {
       );
       assert.equal(await credentials.verifyToken('nobody', 'config-token-two'), false);
       assert.equal(await credentials.verify('cfg-1', 'config-token-two'), false, 'not a Bearer header');
+    });
+
+    it('gives the box that spent a claim token a new credential when it asks again with its exchange key', async () => {
+      const claim = await enrollment.createClaim('cam-lost', 3600, 'test');
+      const key = 'the-boxs-own-exchange-key-1';
+      const lost = await enrollment.exchange('cam-lost', claim.token, key);
+      assert.ok('credential' in lost);
+      // the answer never reached the box: it asks again with the same key
+      const again = await enrollment.exchange('cam-lost', claim.token, key);
+      assert.ok('credential' in again, JSON.stringify(again));
+      assert.notEqual(again.credential, lost.credential);
+      assert.equal(await credentials.verifyToken('cam-lost', lost.credential), false, 'the lost one is void');
+      assert.equal(await credentials.verifyToken('cam-lost', again.credential), true);
+      for (const other of ['somebody-elses-exchange-key', undefined]) {
+        const stolen = await enrollment.exchange('cam-lost', claim.token, other);
+        assert.equal('reason' in stolen && stolen.reason, 'used', `key ${other}`);
+      }
+      assert.equal(await credentials.verifyToken('cam-lost', again.credential), true, 'untouched by them');
+      const onOther = await enrollment.exchange('cam-other', claim.token, key);
+      assert.equal('reason' in onOther && onOther.reason, 'unknown');
+      // once the credential was used to rotate, or revoked, the key is worth nothing
+      assert.ok(await enrollment.rotate('cam-lost', again.credential));
+      const afterRotation = await enrollment.exchange('cam-lost', claim.token, key);
+      assert.equal('reason' in afterRotation && afterRotation.reason, 'used');
+    });
+
+    it('refuses the exchange key after its window and after a revocation', async () => {
+      const key = 'the-boxs-own-exchange-key-2';
+      const late = await enrollment.createClaim('cam-late', 3600, 'test');
+      const spentAt = Date.now() - EXCHANGE_RETRY_WINDOW_MS - 1000;
+      const refusal = await store.exchangeClaim({
+        tokenSha256: sha256Hex(late.token),
+        device: 'cam-late',
+        secretSha256: sha256Hex('a-credential-issued-long-ago'),
+        exchangeSha256: sha256Hex(key),
+        now: spentAt,
+      });
+      assert.equal(refusal, undefined);
+      const tooLate = await enrollment.exchange('cam-late', late.token, key);
+      assert.deepEqual(tooLate, { reason: 'used', at: spentAt });
+      const revoked = await enrollment.createClaim('cam-gone', 3600, 'test');
+      assert.ok('credential' in (await enrollment.exchange('cam-gone', revoked.token, key)));
+      assert.equal(await enrollment.revoke('cam-gone'), true);
+      const afterRevoke = await enrollment.exchange('cam-gone', revoked.token, key);
+      assert.equal('reason' in afterRevoke && afterRevoke.reason, 'used');
+      assert.equal((await store.get('cam-gone'))?.revokedAt !== null, true, 'still revoked');
+    });
+
+    it('lets exactly one of concurrent retries with the exchange key win', async () => {
+      const claim = await enrollment.createClaim('cam-retry-race', 3600, 'test');
+      const key = 'the-boxs-own-exchange-key-3';
+      assert.ok('credential' in (await enrollment.exchange('cam-retry-race', claim.token, key)));
+      const outcomes = await Promise.all(
+        Array.from({ length: 8 }, () => enrollment.exchange('cam-retry-race', claim.token, key)),
+      );
+      const valid = [];
+      for (const o of outcomes)
+        if ('credential' in o && (await credentials.verifyToken('cam-retry-race', o.credential)))
+          valid.push(o);
+      assert.equal(valid.length, 1, 'one credential of the claim is valid at a time');
+    });
+
+    it('never gives a credential to another key than the first exchanger (property)', async () => {
+      const keys = ['exchange-key-of-the-box', 'exchange-key-of-a-thief', undefined] as const;
+      const action = fc.oneof(
+        fc.record({ op: fc.constant('exchange' as const), key: fc.constantFrom(...keys) }),
+        fc.constant({ op: 'rotate' as const }),
+        fc.constant({ op: 'revoke' as const }),
+      );
+      let run = 0;
+      await fc.assert(
+        fc.asyncProperty(fc.array(action, { minLength: 1, maxLength: 8 }), async (actions) => {
+          const device = `cam-prop-${run++}`;
+          const claim = await enrollment.createClaim(device, 3600, 'test');
+          let first: string | undefined | null = null; // null: not spent yet
+          let current: string | undefined;
+          let rotated = false;
+          let revoked = false;
+          for (const a of actions) {
+            if (a.op === 'exchange') {
+              const out = await enrollment.exchange(device, claim.token, a.key);
+              const mayHave: boolean =
+                !revoked && (first === null || (a.key !== undefined && a.key === first && !rotated));
+              assert.equal('credential' in out, mayHave, JSON.stringify({ actions, a, out }));
+              if ('credential' in out) {
+                if (first === null) first = a.key;
+                if (current) assert.equal(await credentials.verifyToken(device, current), false);
+                current = out.credential;
+              }
+            } else if (a.op === 'rotate' && current) {
+              const next = await enrollment.rotate(device, current);
+              assert.equal(next !== undefined, !revoked);
+              if (next) {
+                rotated = true;
+                current = next;
+              }
+            } else if (a.op === 'revoke') {
+              // a revocation also ends the device's unspent claims
+              assert.equal(await enrollment.revoke(device), current !== undefined && !revoked);
+              revoked = true;
+            }
+            if (current) assert.equal(await credentials.verifyToken(device, current), !revoked);
+          }
+        }),
+        { numRuns: 60, seed: 16_001 },
+      );
     });
   });
 }

@@ -1,12 +1,17 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { createLogger } from '../../common/logger.ts';
 import { httpPaths } from '../../contract/index.ts';
 import { type ControlPlane, loadControlPlaneConfig, startControlPlane } from '../../control-plane/index.ts';
+import { loadDeviceConfig } from '../../device/config.ts';
+import { obtainCredential } from '../../device/credential.ts';
 import { AgentProcess, writeAgentConfig } from '../helpers/device-setup.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { jpeg } from './fixtures.ts';
@@ -221,6 +226,80 @@ describe('enrollment, rotation and revocation of a box (agent process, CLI, embe
     assert.notEqual(credential, revoked);
     assert.equal((await upload(credential, 'reenrolled-1')).status, 201);
     assert.equal((await upload(revoked, 'reenrolled-2')).status, 401);
+  });
+});
+
+describe("a box whose enrollment answer is lost (the box's exchange, a real control plane)", () => {
+  let dir: string;
+  let cp: ControlPlane;
+  let proxy: Server;
+  let dropped = 0;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'argus-enroll-lost-'));
+    cp = await startTestControlPlane({ dir });
+    // in front of the control plane: the first enrollment is passed on and answered by it, but
+    // the box's connection is cut before the answer reaches it
+    proxy = createServer(async (req, res) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+      const answer = await fetch(`${cp.httpUrl}${req.url}`, {
+        method: req.method,
+        headers: { 'content-type': String(req.headers['content-type'] ?? 'application/json') },
+        body: Buffer.concat(chunks),
+      });
+      const body = Buffer.from(await answer.arrayBuffer());
+      if (req.url?.endsWith('/enroll') && dropped++ === 0) return void req.socket.destroy();
+      res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? '' }).end(body);
+    });
+    await new Promise<void>((done) => proxy.listen(0, '127.0.0.1', done));
+  });
+  after(async () => {
+    proxy?.close();
+    await cp?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('asks again with its exchange key and gets a credential; the token stays worthless to others', async () => {
+    const claim = await (
+      await apiFetch(`${cp.httpUrl}/api/v1/devices/box-30/claims`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      })
+    ).json();
+    const file = await writeAgentConfig(dir, {
+      device: 'box-30',
+      brokerUrl: cp.mqttUrl,
+      controlPlaneUrl: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+      claimToken: (claim as { claimToken: string }).claimToken,
+      cameras: ['cam-1'],
+    });
+    const config = await loadDeviceConfig(file);
+    const { credential, source } = await obtainCredential(
+      config,
+      createLogger('test'),
+      AbortSignal.timeout(30_000),
+    );
+    assert.equal(dropped, 2, 'the first answer was lost, the second came');
+    assert.equal(source, 'claim');
+    const upload = (id: string) =>
+      fetch(`${cp.httpUrl}${httpPaths.uploadSnapshot('box-30', id)}`, {
+        method: 'PUT',
+        body: jpeg(id),
+        headers: { 'content-type': 'image/jpeg', authorization: `Bearer ${credential}` },
+      });
+    assert.equal((await upload('lost-answer-1')).status, 201, 'the credential is valid');
+    await assert.rejects(stat(`${config.controlPlane.credentialFile}.exchange`), /ENOENT/, 'the key is gone');
+    const thief = await fetch(`${cp.httpUrl}${httpPaths.enroll('box-30')}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        claimToken: (claim as { claimToken: string }).claimToken,
+        exchangeKey: 'a'.repeat(43),
+      }),
+    });
+    assert.equal(thief.status, 410);
+    assert.equal((await upload('lost-answer-2')).status, 201, "the box's credential stays");
   });
 });
 

@@ -1,10 +1,17 @@
 import Type from 'typebox';
 import { httpPaths } from '../../../contract/index.ts';
-import { claimRefusalMessage, MAX_CLAIM_TTL_S } from '../../enrollment.ts';
+import { claimRefusalMessage, EXCHANGE_RETRY_WINDOW_MS, MAX_CLAIM_TTL_S } from '../../enrollment.ts';
 import { type ApiContext, type App, iso } from '../context.ts';
 import { DeviceId, ErrorBody } from '../schemas.ts';
 
-const Secret = Type.String({ minLength: 16, maxLength: 128, pattern: '^[A-Za-z0-9_-]+$' });
+const secret = (description?: string) =>
+  Type.String({
+    minLength: 16,
+    maxLength: 128,
+    pattern: '^[A-Za-z0-9_-]+$',
+    ...(description ? { description } : {}),
+  });
+const RETRY_MINUTES = EXCHANGE_RETRY_WINDOW_MS / 60_000;
 const CredentialAnswer = Type.Object({ device: DeviceId, credential: Type.String() });
 /** the bodies of the device routes are tiny */
 const SMALL_BODY = 1024;
@@ -63,15 +70,25 @@ export function enrollmentRoutes(app: App, ctx: ApiContext): void {
       schema: {
         tags: ['enrollment'],
         summary: 'exchange a one-time claim token for the device credential (by the box)',
-        description: `The path is httpPaths.enroll of the contract. 401: the token was not issued for this device; 410: it was used or has expired.`,
+        description: `The path is httpPaths.enroll of the contract. 401: the token was not issued for this device; 410: it was used (by another exchange key, or more than ${RETRY_MINUTES} minutes ago) or has expired.`,
         params: Type.Object({ device: DeviceId }),
-        body: Type.Object({ claimToken: Secret }, { additionalProperties: false }),
+        body: Type.Object(
+          {
+            claimToken: secret(),
+            exchangeKey: Type.Optional(
+              secret(
+                `the box's own random secret for this exchange: sent again with the same claim token within ${RETRY_MINUTES} minutes (the box never got the answer), it gets a new credential in place of the first`,
+              ),
+            ),
+          },
+          { additionalProperties: false },
+        ),
         response: { 201: CredentialAnswer, 401: ErrorBody, 410: ErrorBody },
       },
     },
     async (req, reply) => {
       const { device } = req.params;
-      const outcome = await ctx.enrollment.exchange(device, req.body.claimToken);
+      const outcome = await ctx.enrollment.exchange(device, req.body.claimToken, req.body.exchangeKey);
       if ('credential' in outcome) return reply.code(201).send({ device, credential: outcome.credential });
       return reply.code(outcome.reason === 'unknown' ? 401 : 410).send(claimRefusalMessage(device, outcome));
     },
