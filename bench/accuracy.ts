@@ -28,7 +28,8 @@ import { machine, round } from './stats.ts';
  * - every_frame: motion regions at every frame (what 5 fps alone costs);
  * - int8: the default with the model factory's int8 model (static QDQ, calibrated on vtest.avi).
  * Replays are ordered (every sampled frame is detected), so the figures do not depend on the
- * machine's speed. BENCH_CONFIGS picks configurations (comma-separated labels).
+ * machine's speed. BENCH_CONFIGS picks configurations (comma-separated labels); a configuration
+ * with motion regions is scored by the worst of BENCH_PHASES cameras (below).
  * Last line: one JSON object.
  */
 
@@ -66,31 +67,74 @@ const configs = [
   { label: 'int8', scene, fps: 5, model: int8Model },
 ].filter((c) => wanted.includes(c.label));
 
-const results = new Map<string, EventAccuracy & { searched: number }>();
+/**
+ * The motion gate looks at the whole frame once a period, at a moment set by the camera's id, so a
+ * configuration with motion regions is replayed as several cameras (BENCH_PHASES, default 4) and
+ * scored by its worst one on each metric: a figure must not hang on a lucky camera name.
+ */
+const PHASES = Number(process.env.BENCH_PHASES ?? 4);
+
+/** per metric the worst of the replays: least recall, precision and IDF1, most of the rest */
+function worstOf(all: EventAccuracy[]): EventAccuracy['summary'] {
+  const pick = (k: keyof EventAccuracy['summary'], worst: (...v: number[]) => number) => {
+    const values = all.map((a) => a.summary[k]).filter((v): v is number => v !== null);
+    return values.length ? worst(...values) : null;
+  };
+  return {
+    crossing_recall: pick('crossing_recall', Math.min) as number,
+    crossing_precision: pick('crossing_precision', Math.min) as number,
+    count_error_share: pick('count_error_share', Math.max) as number,
+    occupancy_mae: pick('occupancy_mae', Math.max) as number,
+    idf1: pick('idf1', Math.min),
+    id_switches: pick('id_switches', Math.max),
+    false_events: pick('false_events', Math.max) as number,
+  };
+}
+
+const results = new Map<string, EventAccuracy & { searched: number; idf1Phases: (number | null)[] }>();
 const started = performance.now();
 try {
   for (const c of configs) {
     const detector = await DetectorPool.load({ ...settings, model: c.model }, log);
     try {
-      const obs = await observeReplay({
-        video: SAMPLE_VIDEO,
-        scene: c.scene,
-        detector,
-        detectFps: c.fps,
-        maxBatch: settings.maxBatch,
-        log,
-      });
-      const a = scoreObservation(truth, obs);
-      results.set(c.label, { ...a, searched: obs.motionSearchedShare });
-      const lines = Object.entries(a.lines)
-        .map(
-          ([r, l]) =>
-            `${r} in ${l.in.found}/${l.in.truth} out ${l.out.found}/${l.out.truth} R ${l.all.recall.toFixed(3)} P ${l.all.precision.toFixed(3)}${l.extra.length ? ` extra ${l.extra.join(' ')}` : ''}${l.missed.length ? ` missed ${l.missed.join(' ')}` : ''}`,
-        )
-        .join('; ');
-      console.log(
-        `${c.label.padEnd(17)} ${lines}; occupancy MAE ${a.summary.occupancy_mae.toFixed(2)}; IDF1 ${a.summary.idf1?.toFixed(3)} (${a.summary.id_switches} switches); false events ${a.summary.false_events}${a.falseEvents.examples.length ? ` (${a.falseEvents.examples.join(', ')})` : ''}; pixels detected ${(100 * obs.motionSearchedShare).toFixed(0)} %`,
+      const phases = c.scene.motion.enabled ? PHASES : 1;
+      const scored: EventAccuracy[] = [];
+      let searched = 0;
+      for (let phase = 0; phase < phases; phase++) {
+        const obs = await observeReplay({
+          video: SAMPLE_VIDEO,
+          scene: c.scene,
+          detector,
+          detectFps: c.fps,
+          maxBatch: settings.maxBatch,
+          log,
+          cameraId: `evaluation-${phase}`,
+        });
+        const a = scoreObservation(truth, obs);
+        scored.push(a);
+        searched += obs.motionSearchedShare / phases;
+        const lines = Object.entries(a.lines)
+          .map(
+            ([r, l]) =>
+              `${r} in ${l.in.found}/${l.in.truth} out ${l.out.found}/${l.out.truth} R ${l.all.recall.toFixed(3)} P ${l.all.precision.toFixed(3)}${l.extra.length ? ` extra ${l.extra.join(' ')}` : ''}${l.missed.length ? ` missed ${l.missed.join(' ')}` : ''}`,
+          )
+          .join('; ');
+        console.log(
+          `${`${c.label}${phases > 1 ? ` #${phase}` : ''}`.padEnd(20)} ${lines}; occupancy MAE ${a.summary.occupancy_mae.toFixed(2)}; IDF1 ${a.summary.idf1?.toFixed(3)} (${a.summary.id_switches} switches); false events ${a.summary.false_events}${a.falseEvents.examples.length ? ` (${a.falseEvents.examples.join(', ')})` : ''}; pixels detected ${(100 * obs.motionSearchedShare).toFixed(0)} %`,
+        );
+      }
+      const worst = scored.reduce((w, a) =>
+        Object.values(a.lines).reduce((n, l) => n + l.all.recall + l.all.precision, 0) <
+        Object.values(w.lines).reduce((n, l) => n + l.all.recall + l.all.precision, 0)
+          ? a
+          : w,
       );
+      results.set(c.label, {
+        ...worst,
+        summary: worstOf(scored),
+        searched,
+        idf1Phases: scored.map((a) => a.summary.idf1),
+      });
     } finally {
       await detector.close();
     }
@@ -128,6 +172,7 @@ console.log(
             1,
           ),
           pixels_detected_share: round(def.searched, 3),
+          idf1_phases: def.idf1Phases,
         }
       : {}),
     per_line: Object.fromEntries(

@@ -2,8 +2,7 @@ import type { Logger } from '../../common/logger.ts';
 import type { FrameDetector } from '../../inference/detector.ts';
 import type { Box } from '../../inference/rect.ts';
 import type { SceneEventMessage } from '../events/lifecycle.ts';
-import { CameraRuntime } from '../runtime/camera.ts';
-import { DetectionScheduler } from '../runtime/scheduler.ts';
+import { replayRecording } from '../runtime/replay.ts';
 import type { SceneStep } from '../scene/engine.ts';
 import type { Scene } from '../scene/schema.ts';
 import {
@@ -68,42 +67,22 @@ export async function observeReplay(o: {
   maxBatch: number;
   log: Logger;
   signal?: AbortSignal;
+  /** the camera's id: it sets the moment at which the motion gate looks at the whole frame */
+  cameraId: string;
 }): Promise<Observation> {
-  const scheduler = new DetectionScheduler(o.detector, { maxBatch: o.maxBatch, maxWaitMs: 5 }, o.log);
   const recorder = observationRecorder();
-  const obs = recorder.observation;
-  const camera = new CameraRuntime({
-    camera: {
-      id: 'evaluation',
-      url: o.video,
-      scene: 'evaluation',
-      detectFps: o.detectFps,
-      loop: false,
-      stallTimeoutS: 30,
-      rtspTransport: 'tcp',
-      decoder: 'auto',
-      enabled: true,
-    },
+  const summary = await replayRecording({
+    ...o,
     scene: { ...o.scene, snapshots: { ...o.scene.snapshots, enabled: false } },
-    scheduler,
-    mode: 'replay',
-    replayStart: new Date(0),
-    log: o.log,
+    scenePath: 'evaluation',
+    // several configurations replay side by side: a frame may wait long for the shared detector
+    stallTimeoutS: 30,
     onEvent: (e) => recorder.onEvent(e.message),
     onStep: recorder.onStep,
   });
-  const stop = () => void camera.stop();
-  o.signal?.addEventListener('abort', stop, { once: true });
-  camera.start();
-  try {
-    await camera.done;
-  } finally {
-    o.signal?.removeEventListener('abort', stop);
-    scheduler.close();
-  }
-  obs.frames = camera.frames;
-  obs.motionSearchedShare = camera.stats().motionSearchedShare ?? 1;
-  return obs;
+  recorder.observation.frames = summary.frames;
+  recorder.observation.motionSearchedShare = summary.motionSearchedShare;
+  return recorder.observation;
 }
 
 export interface EventAccuracy {

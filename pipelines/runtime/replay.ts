@@ -23,6 +23,13 @@ export interface ReplayOptions {
   signal?: AbortSignal;
   /** replay only this many seconds of the recording */
   maxSeconds?: number;
+  /**
+   * the camera's id (default `replay`), which also sets the moment within its period at which the
+   * motion gate looks at the whole frame
+   */
+  cameraId?: string;
+  /** the recording counts as stalled (the replay ends) after this long without a frame; default 5 */
+  stallTimeoutS?: number;
 }
 
 export interface ReplaySummary {
@@ -50,12 +57,12 @@ export async function replayRecording(o: ReplayOptions): Promise<ReplaySummary> 
   let ended = false;
   const camera = new CameraRuntime({
     camera: {
-      id: 'replay',
+      id: o.cameraId ?? 'replay',
       url: o.video,
       scene: o.scenePath,
       detectFps: o.detectFps,
       loop: false,
-      stallTimeoutS: 5,
+      stallTimeoutS: o.stallTimeoutS ?? 5,
       rtspTransport: 'tcp',
       decoder: 'auto',
       enabled: true,
