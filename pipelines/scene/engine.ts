@@ -139,7 +139,13 @@ export class SceneEngine {
     const cx = (x1 + x2) / 2 / this.frameWidth;
     const cy = (y1 + y2) / 2 / this.frameHeight;
     const anchor: [number, number] = this.scene.anchor === 'center' ? [cx, cy] : [cx, y2 / this.frameHeight];
-    return { track, anchor, centre: [cx, cy], height: (y2 - y1) / this.frameHeight };
+    return {
+      track,
+      anchor,
+      centre: [cx, cy],
+      height: (y2 - y1) / this.frameHeight,
+      velocity: [track.velocity[0] / this.frameWidth, track.velocity[1] / this.frameHeight],
+    };
   }
 
   /** the boxes of the objects tracked so far, tentative ones included (source pixels) */

@@ -9,6 +9,13 @@ import type { RuleEvaluator, SceneObject, Transition } from './types.ts';
 const BAND_PER_HEIGHT = 0.1;
 /** observations in a row beyond the band on the new side that make a crossing */
 const CONFIRMATIONS = 2;
+/**
+ * one observation does when the track was already moving across, towards the new side, at this
+ * many bands a second at its previous observation: a person walking over the line and then hidden
+ * by another (the crowd at a footway) is counted, where a single misplaced box of an object that
+ * stood or moved along the line is not (the velocity it drags along is not looked at)
+ */
+const MOVING_BANDS_PER_S = 1;
 
 interface LineState {
   /** the side the object is settled on, and its last position clearly on that side */
@@ -16,6 +23,8 @@ interface LineState {
   p: Point;
   /** observations in a row on the other side since it last stood clearly on `side` */
   pending: number;
+  /** the track's filtered velocity at its previous observation (before this frame's box moved it) */
+  v: Point;
 }
 
 /**
@@ -26,8 +35,9 @@ interface LineState {
  * Decided on the track's history, only from frames where the track was detected (a box the
  * tracker only predicted moves no one over a line): an object crosses once its anchor, having
  * stood clearly on one side (beyond the dead band: `hysteresis` or a share of its height, the
- * larger), is seen beyond the band on the other side in `CONFIRMATIONS` detections in a row, its
- * path from the last clear position passing through the segment. Feet jittering on the line, or a
+ * larger), is seen beyond the band on the other side in `CONFIRMATIONS` detections in a row (in
+ * one when the track was already moving across towards that side), its path from the last
+ * clear position passing through the segment. Feet jittering on the line, or a
  * single misplaced box, cross nothing; stepping over and back counts both ways only when the
  * object settled on the far side.
  */
@@ -55,9 +65,11 @@ export class LineEvaluator implements RuleEvaluator {
       const side = distance > band ? 1 : distance < -band ? -1 : 0;
       const s = this.state.get(id);
       if (!s) {
-        if (side !== 0) this.state.set(id, { side, p: o.anchor, pending: 0 });
+        if (side !== 0) this.state.set(id, { side, p: o.anchor, pending: 0, v: o.velocity });
         continue;
       }
+      const prior = s.v;
+      s.v = o.velocity;
       if (side === 0) continue;
       if (side === s.side) {
         s.p = o.anchor;
@@ -66,13 +78,15 @@ export class LineEvaluator implements RuleEvaluator {
       }
       if (!segmentsIntersect(s.p, o.anchor, a, b)) {
         // went round the end of the line: now on the other side without crossing it
-        this.state.set(id, { side, p: o.anchor, pending: 0 });
+        this.state.set(id, { side, p: o.anchor, pending: 0, v: o.velocity });
         continue;
       }
       s.pending++;
-      if (s.pending < CONFIRMATIONS) continue;
+      // how fast the track was moving across the line, towards the new side, before this box
+      const across = (side * sideOf([0, 0], [b[0] - a[0], b[1] - a[1]], prior)) / length;
+      if (s.pending < CONFIRMATIONS && across < MOVING_BANDS_PER_S * band) continue;
       const from = s.side;
-      this.state.set(id, { side, p: o.anchor, pending: 0 });
+      this.state.set(id, { side, p: o.anchor, pending: 0, v: o.velocity });
       // sideOf < 0 is the left of A→B on screen (y grows downwards)
       const direction: 'in' | 'out' = from < 0 ? 'in' : 'out';
       this.counts[direction]++;

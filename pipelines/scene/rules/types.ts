@@ -11,6 +11,8 @@ export interface SceneObject {
   centre: Point;
   /** box height as a fraction of the frame height */
   height: number;
+  /** the track's filtered velocity of its box centre, frame fractions per second */
+  velocity: Point;
 }
 
 /** a change of a rule's state that becomes an event message */
