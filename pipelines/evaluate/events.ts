@@ -24,8 +24,15 @@ const BOX_FRAME_SLACK = 2;
 /** what one replay of a recording produced: its event messages and every observed frame's state */
 export interface Observation {
   events: SceneEventMessage[];
-  /** per observed frame (scene time in seconds, ascending): person tracks as the rules saw them, and the rules' counters */
-  steps: { t: number; persons: IdentifiedBox[]; counters: Record<string, number> }[];
+  /**
+   * per observed frame (scene time in seconds, ascending): person tracks as the rules saw them
+   * with their filtered velocity (source pixels per second), and the rules' counters
+   */
+  steps: {
+    t: number;
+    persons: (IdentifiedBox & { velocity: [number, number] })[];
+    counters: Record<string, number>;
+  }[];
   frames: number;
   motionSearchedShare: number;
 }
@@ -45,7 +52,11 @@ export function observationRecorder(): {
     onStep: (t, step, counters) => {
       const persons = step.tracks
         .filter((tr) => tr.label === 'person')
-        .map((tr) => ({ id: tr.id, box: [...(tr.lastSeen === t ? tr.detectionBox : tr.box)] as Box }));
+        .map((tr) => ({
+          id: tr.id,
+          box: [...(tr.lastSeen === t ? tr.detectionBox : tr.box)] as Box,
+          velocity: [...tr.velocity] as [number, number],
+        }));
       observation.steps.push({ t, persons, counters: { ...counters } });
     },
   };
@@ -127,6 +138,20 @@ function stepAt(obs: Observation, t: number): Observation['steps'][number] | und
     } else hi = mid - 1;
   }
   return found;
+}
+
+/**
+ * the person boxes the box's tracker holds at time `t`, between two detected frames: those of
+ * the last observed step moved on by their velocity to `t` (the tracker's own prediction)
+ */
+function trackedAt(obs: Observation, t: number): IdentifiedBox[] {
+  const step = stepAt(obs, t);
+  if (!step) return [];
+  const dt = t - step.t;
+  return step.persons.map(({ id, box, velocity: [vx, vy] }) => ({
+    id,
+    box: [box[0] + vx * dt, box[1] + vy * dt, box[2] + vx * dt, box[3] + vy * dt],
+  }));
 }
 
 const round = (v: number) => Number(v.toFixed(4));
@@ -212,7 +237,7 @@ export function scoreObservation(truth: EventTruth, obs: Observation): EventAccu
       truth.identities.frames.map((f) => [f.frame, scored(f.persons as IdentifiedBox[])]),
     );
     const found = new Map(
-      truth.identities.frames.map((f) => [f.frame, scored(stepAt(obs, f.frame / fps)?.persons ?? [])]),
+      truth.identities.frames.map((f) => [f.frame, scored(trackedAt(obs, f.frame / fps))]),
     );
     identity = scoreIdentities(annotated, found);
   }
