@@ -21,12 +21,12 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { connect, type MqttClient } from 'mqtt';
-import { timeOrderedId } from '../common/ids.ts';
-import { type EventMessage, ingestWildcard, type Telemetry, topics } from '../contract/index.ts';
+import { ingestWildcard, topics } from '../contract/index.ts';
 import { loadControlPlaneConfig, openRepository } from '../control-plane/index.ts';
 import { apiFetch, createAdminToken, useToken } from '../test/control-plane/setup.ts';
 import { MosquittoBroker } from '../test/helpers/mosquitto-broker.ts';
 import { PostgresServer } from '../test/helpers/postgres.ts';
+import { eventPayload, telemetry } from './simulated-devices.ts';
 import { machine, percentile, round } from './stats.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -48,32 +48,6 @@ const INFLIGHT = 5000;
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function eventPayload(device: string, i: number): EventMessage {
-  const at = new Date().toISOString();
-  return {
-    v: 1,
-    // as the device agent makes them
-    id: timeOrderedId(),
-    seq: 0,
-    phase: 'new',
-    device,
-    camera: `cam-${i % 4}`,
-    cameraSeq: i,
-    rule: 'left-road',
-    ruleType: 'zone',
-    label: 'person',
-    trackId: i % 50,
-    zone: 'left-road',
-    startedAt: at,
-    at,
-    score: 0.83,
-    box: [256.3, 217.8, 304.9, 307.1],
-    before: { inside: false, occupancy: 0 },
-    after: { inside: true, occupancy: 1 },
-    counters: { 'left-road.occupancy': 1, 'road-crossing.in': 3 },
-  };
-}
 
 async function client(url: string, options: Parameters<typeof connect>[1] = {}): Promise<MqttClient> {
   const c = connect(url, { protocolVersion: 5, reconnectPeriod: 1000, ...options });
@@ -285,33 +259,6 @@ async function processUsage(pid: number): Promise<{ rssMiB: number; cpuS: number
   const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
   const ticks = Number(stat[11]) + Number(stat[12]);
   return { rssMiB: rssKiB / 1024, cpuS: ticks / 100 };
-}
-
-function telemetry(device: string): Telemetry {
-  return {
-    v: 1,
-    device,
-    at: new Date().toISOString(),
-    uptimeS: 60,
-    cpuPercent: 35,
-    load1: 0.8,
-    memoryRssMiB: 180,
-    memoryUsedPercent: 41,
-    diskFreeMiB: 20_000,
-    temperatureC: 51,
-    spool: { pending: 0, bytes: 0, dropped: 0 },
-    cameras: [
-      {
-        id: 'cam-1',
-        state: 'online',
-        fpsIn: 10,
-        fpsDetect: 5,
-        detectLatencyMs: 14,
-        drops: 0,
-        motionSkippedShare: 0.3,
-      },
-    ],
-  };
 }
 
 /** 2,000 devices with Last Will, retained availability and heartbeats on the embedded broker */

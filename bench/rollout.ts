@@ -67,6 +67,7 @@ import { type HealthSample, type UpdateHost, Updater } from '../ota/updater/inde
 import { loadScene } from '../pipelines/scene/load.ts';
 import { apiFetch, createAdminTokenInFile, getJson, useToken } from '../test/control-plane/setup.ts';
 import { ensureCatalogModels } from '../test/helpers/models.ts';
+import { addressOf } from './simulated-devices.ts';
 import { machine, round } from './stats.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -85,11 +86,6 @@ const HEALTH = { windowS: 1, minDetectFpsRatio: 0.8, maxDetectLatencyRatio: 1.5,
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** the loopback address device `i` connects from */
-function addressOf(i: number): string {
-  return `127.10.${Math.floor(i / 250) + 1}.${(i % 250) + 1}`;
-}
 
 // ---- the devices (child processes) -------------------------------------------------------------
 
