@@ -13,11 +13,12 @@ export interface ControlPlaneProcess {
 /**
  * A control plane in a process of its own, as a box's operator runs it (`argus control-plane run
  * --config <config>`), or `script` (a TypeScript file run with tsx that takes the config as its
- * argument); resolves once it logged its HTTP URL, throws with its log if it exits before.
+ * argument); resolves once it logged its HTTP URL, throws with its log if it exits before. `onLog`
+ * gets its log (stderr) as it comes.
  */
 export async function startControlPlaneProcess(
   config: string,
-  o: { script?: string; timeoutMs?: number } = {},
+  o: { script?: string; timeoutMs?: number; onLog?: (chunk: string) => void } = {},
 ): Promise<ControlPlaneProcess> {
   const args = o.script
     ? ['--import', 'tsx', o.script, config]
@@ -29,6 +30,7 @@ export async function startControlPlaneProcess(
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
     stderr += d.toString();
+    o.onLog?.(d.toString());
   });
   const httpUrl = await eventually(
     async () => {
