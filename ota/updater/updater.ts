@@ -18,10 +18,10 @@ import {
 import { CONTRACT_VERSION } from '../../contract/topics.ts';
 import { readDescriptor } from '../../inference/descriptor.ts';
 import { DESCRIPTOR_FILE } from '../../inference/model-dir.ts';
-import { type BundleLimits, readBundleFile } from '../../models/bundle/container.ts';
+import { type BundleLimits, digestBundleFile } from '../../models/bundle/container.ts';
 import { ANY_HARDWARE_CLASS, MANIFEST_FILE, parseManifest } from '../../models/bundle/manifest.ts';
 import { BundleRejected } from '../../models/bundle/rejection.ts';
-import { type VerifiedBundle, verifyBundleEntries } from '../../models/bundle/verify.ts';
+import { type VerifiedBundle, verifyBundleDigests } from '../../models/bundle/verify.ts';
 import { DownloadFailed, type DownloadTls, downloadArtifact } from './download.ts';
 import { readJsonFile, writeJsonDurable } from './durable.ts';
 import {
@@ -171,6 +171,8 @@ interface Job {
   deadlineTimer: NodeJS.Timeout | undefined;
   /** ms of the last progress status */
   lastProgress: number;
+  /** the slot(s) were written from the bundle this process verified (a resumed job checks them again) */
+  unpacked: boolean;
 }
 
 const HISTORY = 64;
@@ -544,7 +546,14 @@ export class Updater {
 
   private launch(rec: ActiveRecord, resumed: boolean): void {
     const abort = new AbortController();
-    const job: Job = { rec, abort, done: Promise.resolve(), deadlineTimer: undefined, lastProgress: 0 };
+    const job: Job = {
+      rec,
+      abort,
+      done: Promise.resolve(),
+      deadlineTimer: undefined,
+      lastProgress: 0,
+      unpacked: false,
+    };
     const armDeadline = () => {
       const left = Date.parse(rec.assignment.deadline) - Date.now();
       job.deadlineTimer = setTimeout(
@@ -778,16 +787,23 @@ export class Updater {
   private async verify(rec: ActiveRecord): Promise<VerifiedBundle> {
     const a = rec.assignment.artifact;
     const file = this.downloadFile(a.id);
-    const entries = await readBundleFile(file, this.o.settings.limits);
-    const verified = await verifyBundleEntries(
-      `${a.kind} ${a.name} v${a.version} (artifact ${a.id.slice(0, 12)}…)`,
-      entries,
-      {
-        ...(this.o.settings.keyring ? { keyring: this.o.settings.keyring } : {}),
-        limits: this.o.settings.limits,
-        trustedVersion: (m) => this.lastTrusted(m.kind, m.name, a.id),
-      },
+    const what = `${a.kind} ${a.name} v${a.version} (artifact ${a.id.slice(0, 12)}…)`;
+    // one pass over the download: every entry's sha256 as it streams past, its bytes kept for the slot
+    const digests = await digestBundleFile(
+      file,
+      this.o.settings.limits,
+      { keep: () => true },
+      `bundle ${what}`,
     );
+    const checked = await verifyBundleDigests(what, digests, {
+      ...(this.o.settings.keyring ? { keyring: this.o.settings.keyring } : {}),
+      limits: this.o.settings.limits,
+      trustedVersion: (m) => this.lastTrusted(m.kind, m.name, a.id),
+    });
+    const verified: VerifiedBundle = {
+      ...checked,
+      entries: new Map([...digests].map(([name, d]) => [name, d.data!])),
+    };
     for (const k of verified.unreadableKeys)
       this.log.warn(
         { file: k.file, problem: k.problem },
@@ -823,7 +839,9 @@ export class Updater {
   private async verifyAndUnpack(job: Job): Promise<void> {
     const verified = await this.verify(job.rec);
     job.abort.signal.throwIfAborted();
+    job.unpacked = false;
     for (const t of this.targets(job.rec)) await this.slots.unpack(verified, t.dir);
+    job.unpacked = true;
   }
 
   private async waitInstallAt(job: Job): Promise<void> {
@@ -864,8 +882,12 @@ export class Updater {
     return figures;
   }
 
-  /** the candidate's slot(s) as verified; written again from the downloaded bundle if not intact */
+  /**
+   * the candidate's slot(s) as verified: as this process wrote them from the verified bundle, or
+   * (a job resumed after a restart) checked against their manifest and written again if not intact
+   */
   private async ensureUnpacked(job: Job): Promise<void> {
+    if (job.unpacked) return;
     for (const t of this.targets(job.rec)) {
       if ((await this.slots.check(t.dir)) !== undefined) {
         await this.verifyAndUnpack(job);
