@@ -101,6 +101,7 @@ type ChildMessage =
   | { type: 'ready'; devices: number }
   | { type: 'baseline'; starts: number[]; ends: number[]; bytes: number; failures: string[] }
   | { type: 'baseline-reported' }
+  | { type: 'updater-mode' }
   | { type: 'final'; device: string; state: UpdateState; at: number; reason?: string | undefined }
   | { type: 'stopped'; httpBytesReceived: number; rssMiB: number };
 
@@ -320,7 +321,10 @@ async function devicesProcess(spec: ChildSpec): Promise<void> {
       await Promise.all(baselineAnswers.map((answer) => answer()));
       send({ type: 'baseline-reported' });
     }
-    if (line === 'updater') mode = 'updater';
+    if (line === 'updater') {
+      mode = 'updater';
+      send({ type: 'updater-mode' });
+    }
     if (line === 'stop') break;
   }
   await Promise.all(updaters.map((u) => u.stop()));
@@ -584,7 +588,14 @@ async function main(): Promise<void> {
       body: JSON.stringify({ rollback: false }),
     });
     if (canceled.status !== 200) throw new Error(`cancel: ${canceled.status} ${await canceled.text()}`);
+    // every device process hands its commands to the updater before the rollout can send one: an
+    // assignment arriving before that would be taken for a baseline one and never answered
     for (const c of children) c.child.stdin!.write('updater\n');
+    await waitFor(
+      () => (allOf('updater-mode').every(Boolean) ? true : undefined),
+      60_000,
+      'the device processes to switch to their updaters',
+    );
 
     peakSampledMiB = 0;
     const cpuBefore = procCpuS(cpPid);
@@ -603,10 +614,14 @@ async function main(): Promise<void> {
     });
     let detail = rollout;
     let allCommittedS: number | undefined;
+    /** from the request to the moment the bench first saw no canary assignment `pending` */
+    let canarySentS: number | undefined;
     let lastLog = 0;
     while (Date.now() - started < TIMEOUT_S * 1000) {
       childrenAlive();
       detail = await getJson<RolloutDetail>(`${httpUrl}/api/v1/rollouts/${rollout.id}`);
+      if (canarySentS === undefined && detail.waves[0] && (detail.waves[0].counts.pending ?? 0) === 0)
+        canarySentS = (Date.now() - started) / 1000;
       if (allCommittedS === undefined && (detail.counts.committed ?? 0) === DEVICES)
         allCommittedS = (Date.now() - started) / 1000;
       if (Date.now() - lastLog > 5000) {
@@ -684,6 +699,7 @@ async function main(): Promise<void> {
       raw_concurrency: DEVICES,
       raw_failures: rawFailures.length,
       rollout_over_raw_transfer: allCommittedS === undefined ? null : round(ratio, 3),
+      canary_sent_s: canarySentS === undefined ? null : round(canarySentS, 2),
       last_device_commit_s: round((lastCommitAt - started) / 1000, 2),
       control_plane_peak_rss_mib: round(cpPeak, 1),
       control_plane_rollout_peak_rss_mib: round(rolloutPeak, 1),
