@@ -14,7 +14,7 @@ import { MotionGate } from '../motion.ts';
 import { SceneEngine, type SceneStep } from '../scene/engine.ts';
 import type { Scene } from '../scene/schema.ts';
 import { renderAnnotatedJpeg } from '../snapshot.ts';
-import type { DetectionScheduler } from './scheduler.ts';
+import type { DetectionScheduler, DetectionStamps } from './scheduler.ts';
 import { StallWatchdog } from './stall-watchdog.ts';
 import { RateMeter, SampleWindow } from './stats.ts';
 
@@ -31,6 +31,33 @@ export interface CameraEvent {
   snapshot?: Jpeg;
   /** the frame's arrival (ms, performance clock) to the event being emitted */
   latencyMs: number;
+  /** where `latencyMs` went, when the event came from a detected frame (the stages add up to it) */
+  stages?: EventStages;
+}
+
+/** the parts of a frame → event latency (ms), in the order the frame goes through them */
+export interface EventStages {
+  /** the motion gate, frame reaching Node → submitted to the scheduler */
+  motion: number;
+  /** waiting for a batch to fill and a detector session to be free */
+  slot: number;
+  /** the inference call the frame was in */
+  inference: number;
+  /** waiting for the camera's earlier frames to be tracked and their events emitted */
+  order: number;
+  /** tracking, scene rules and the event lifecycle */
+  rules: number;
+  /** earlier events of the same frame: their snapshots and listener */
+  earlierEvents: number;
+  /** rendering this event's snapshot */
+  snapshot: number;
+}
+
+/** timestamps of one frame on its way to events (ms, performance clock) */
+interface FrameStamps extends DetectionStamps {
+  arrivedAt: number;
+  submittedAt: number;
+  observedAt?: number;
 }
 
 export interface CameraStatusChange {
@@ -65,6 +92,22 @@ export interface CameraRuntimeOptions {
 const RECONNECT = { startMs: 250, maxMs: 2000 };
 /** while a camera is offline, one log line when it goes, then at most one summary per this */
 const OUTAGE_SUMMARY_MS = 60_000;
+
+function eventStages(s: FrameStamps, ruledAt: number, renderAt: number, emittedAt: number): EventStages {
+  // a frame's inference call always starts and ends before it is observed
+  const startedAt = s.startedAt ?? s.submittedAt;
+  const inferredAt = s.inferredAt ?? startedAt;
+  const observedAt = s.observedAt ?? inferredAt;
+  return {
+    motion: s.submittedAt - s.arrivedAt,
+    slot: startedAt - s.submittedAt,
+    inference: inferredAt - startedAt,
+    order: observedAt - inferredAt,
+    rules: ruledAt - observedAt,
+    earlierEvents: renderAt - ruledAt,
+    snapshot: emittedAt - renderAt,
+  };
+}
 
 /** waits `ms` or until `signal` aborts; leaves no listener behind either way */
 const sleep = (ms: number, signal: AbortSignal) =>
@@ -268,18 +311,20 @@ export class CameraRuntime {
     this.frameCount++;
     this.framesIn.tick();
     this.latest = frame;
+    const arrivedAt = performance.now();
     const decision = this.motion.assess(frame.model, t, () => this.trackedRegions(frame));
     if (!decision.detect) return undefined;
-    const submittedAt = performance.now();
-    const result = this.o.scheduler.submit(this.id, toModelFrame(frame), decision.regions);
+    const stamps: FrameStamps = { arrivedAt, submittedAt: performance.now() };
+    const result = this.o.scheduler.submit(this.id, toModelFrame(frame), decision.regions, stamps);
     this.chain = this.chain
       .then(() => result)
       .then(async (detections) => {
         if (!detections) return;
-        this.detectLatency.add(performance.now() - submittedAt);
+        stamps.observedAt = performance.now();
+        this.detectLatency.add(stamps.observedAt - stamps.submittedAt);
         this.framesDetected.tick();
         this.detectedCount++;
-        await this.observe(frame, t, detections, submittedAt, decision.regions);
+        await this.observe(frame, t, detections, stamps, decision.regions);
       })
       .catch((err) =>
         this.o.log.error({ camera: this.id, err: errorMessage(err) }, 'frame processing failed'),
@@ -303,7 +348,7 @@ export class CameraRuntime {
     frame: VideoFrame,
     t: number,
     detections: Detection[],
-    arrivedAt: number,
+    stamps: FrameStamps,
     regions: readonly Rect[] | undefined,
   ): Promise<void> {
     this.engine = (this.engine ?? new SceneEngine(this.scene, frame.full.width, frame.full.height)).resize(
@@ -322,11 +367,14 @@ export class CameraRuntime {
       frame.full,
       this.engine.counters(),
     );
-    await this.emit(events, arrivedAt);
+    await this.emit(events, stamps.arrivedAt, stamps);
   }
 
-  private async emit(events: PipelineEvent[], arrivedAt: number): Promise<void> {
+  /** `stamps`: the detected frame the events came from, whose timestamps make the events' stages */
+  private async emit(events: PipelineEvent[], arrivedAt: number, stamps?: FrameStamps): Promise<void> {
+    const ruledAt = performance.now();
     for (const e of events) {
+      const renderAt = performance.now();
       let snapshot: Jpeg | undefined;
       if (e.snapshot) {
         const { frame, box, caption } = e.snapshot;
@@ -340,13 +388,15 @@ export class CameraRuntime {
           height: frame.height,
         };
       }
-      const latencyMs = performance.now() - arrivedAt;
+      const emittedAt = performance.now();
+      const latencyMs = emittedAt - arrivedAt;
       this.eventLatency.add(latencyMs);
       await this.o.onEvent({
         camera: this.id,
         message: e.message,
         ...(snapshot ? { snapshot } : {}),
         latencyMs,
+        ...(stamps ? { stages: eventStages(stamps, ruledAt, renderAt, emittedAt) } : {}),
       });
     }
   }

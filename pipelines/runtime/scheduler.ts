@@ -22,6 +22,7 @@ interface Job {
   /** its tallest region's height (infinite for a whole frame): the packing order */
   height: number;
   submitted: number;
+  stamps: DetectionStamps | undefined;
   resolve: (d: Detection[] | null) => void;
   reject: (err: unknown) => void;
 }
@@ -40,6 +41,12 @@ interface Lane {
   jobs: Job[];
   drops: number;
   detected: number;
+}
+
+/** when a submitted frame's inference call started and ended (ms, performance clock), filled in by the scheduler */
+export interface DetectionStamps {
+  startedAt?: number;
+  inferredAt?: number;
 }
 
 export interface SchedulerOptions {
@@ -148,9 +155,14 @@ export class DetectionScheduler {
 
   /**
    * detections for the frame (only in `regions` when given), or null when a newer frame of the
-   * same camera replaced it
+   * same camera replaced it; `stamps`, when given, receives when its inference call started and ended
    */
-  submit(camera: string, frame: ModelFrame, regions?: Rect[]): Promise<Detection[] | null> {
+  submit(
+    camera: string,
+    frame: ModelFrame,
+    regions?: Rect[],
+    stamps?: DetectionStamps,
+  ): Promise<Detection[] | null> {
     const lane = this.lanes.get(camera);
     if (!lane || this.closed) return Promise.resolve(null);
     return new Promise((resolve, reject) => {
@@ -167,6 +179,7 @@ export class DetectionScheduler {
         cost: regions && lane.mode === 'newest' ? areaOf(regions) / (width * height) : 1,
         height: regions ? Math.max(...regions.map((r) => r.height)) : Number.POSITIVE_INFINITY,
         submitted: performance.now(),
+        stamps,
         resolve,
         reject,
       });
@@ -280,11 +293,15 @@ export class DetectionScheduler {
     let call: Promise<Detection[][]> | undefined;
     try {
       if (inputs.length > 0) {
+        const startedAt = performance.now();
+        for (const entry of entries) if (entry.job.stamps) entry.job.stamps.startedAt = startedAt;
         call = detector.detect(
           inputs.map((input) => ('entry' in input ? input.entry.job.frame : input.mosaic.frame())),
         );
         calls.add(call);
         const results = await call;
+        const inferredAt = performance.now();
+        for (const entry of entries) if (entry.job.stamps) entry.job.stamps.inferredAt = inferredAt;
         inputs.forEach((input, i) => {
           const found =
             'entry' in input ? [[input.entry, results[i]!] as const] : input.mosaic.distribute(results[i]!);
