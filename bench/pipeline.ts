@@ -163,12 +163,12 @@ function instrument(scheduler: DetectionScheduler) {
     resultMs: [] as number[],
   };
   const submit = scheduler.submit.bind(scheduler);
-  scheduler.submit = (camera, frame, regions) => {
+  scheduler.submit = (camera, frame, regions, stamps) => {
     const at = performance.now();
     const counting = tally.counting;
     if (counting) tally.submitted++;
     if (counting && !regions) tally.whole++;
-    const result = submit(camera, frame, regions);
+    const result = submit(camera, frame, regions, stamps);
     void result.then(
       (d) => {
         if (!counting) return;
