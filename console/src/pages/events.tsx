@@ -1,3 +1,4 @@
+import { memo } from 'preact/compat';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, describeError, type Query } from '../api.ts';
 import { Badge, ErrorNote, Loading } from '../components/bits.tsx';
@@ -141,6 +142,52 @@ function IncidentDetail({ incident, onClose }: { incident: Incident; onClose: ()
   );
 }
 
+/**
+ * One incident's row. Rendered again only when its incident changed (`version`) or its selection
+ * did: the list is re-rendered for every batch of live messages, most rows are unchanged.
+ */
+const IncidentRow = memo(
+  ({
+    incident: i,
+    selected,
+    onSelect,
+  }: {
+    incident: Incident;
+    version: string;
+    selected: boolean;
+    onSelect: (key: string) => void;
+  }) => {
+    const e = i.latest;
+    const shot = i.withSnapshot;
+    const end = e.endedAt ? Date.parse(e.endedAt) : Date.parse(e.at);
+    return (
+      <tr data-event={e.id} class={selected ? 'selected' : ''}>
+        <td>
+          {shot?.snapshot ? (
+            <Snapshot device={shot.device} snapshot={shot.snapshot} box={shot.box} label={describe(shot)} />
+          ) : (
+            <span class="muted">–</span>
+          )}
+        </td>
+        <td>
+          <button type="button" class="link" onClick={() => onSelect(i.key)}>
+            {describe(e)}
+          </button>
+        </td>
+        <td>
+          <a href={href(['devices', e.device])}>{e.device}</a> / {e.camera}
+        </td>
+        <td>
+          <Badge state={e.phase} />
+        </td>
+        <td>{time(startedAt(i))}</td>
+        <td>{duration(Math.max(0, end - Date.parse(startedAt(i))))}</td>
+        <td class="num">{i.messages.length}</td>
+      </tr>
+    );
+  },
+);
+
 export function EventsPage({ query }: { query: URLSearchParams }) {
   const filters = filtersOf(query);
   const key = JSON.stringify(filters);
@@ -174,9 +221,28 @@ export function EventsPage({ query }: { query: URLSearchParams }) {
     setList(null);
     setSelected(null);
     void load(null);
-    return hub.on('event', (m) => {
-      if (matches(filters, m)) setList(trim(groupIncidents([m], groups.current)));
+    // live messages are taken together once a frame (once a second in a hidden tab): at hundreds
+    // a second, a render per message painted fewer rows a second than arrived and fell behind
+    let queued: StoredEventView[] = [];
+    let due: number | undefined;
+    const flush = () => {
+      due = undefined;
+      const batch = queued;
+      queued = [];
+      setList(trim(groupIncidents(batch, groups.current)));
+    };
+    const stop = hub.on('event', (m) => {
+      if (!matches(filters, m)) return;
+      queued.push(m);
+      due ??= document.hidden ? window.setTimeout(flush, 1000) : requestAnimationFrame(flush);
     });
+    return () => {
+      stop();
+      if (due !== undefined) {
+        cancelAnimationFrame(due);
+        clearTimeout(due);
+      }
+    };
   }, [key]);
 
   const exportCsv = async () => {
@@ -288,41 +354,15 @@ export function EventsPage({ query }: { query: URLSearchParams }) {
                     </td>
                   </tr>
                 ) : (
-                  list.map((i) => {
-                    const e = i.latest;
-                    const shot = i.withSnapshot;
-                    const end = e.endedAt ? Date.parse(e.endedAt) : Date.parse(e.at);
-                    return (
-                      <tr key={i.key} data-event={e.id} class={selected === i.key ? 'selected' : ''}>
-                        <td>
-                          {shot?.snapshot ? (
-                            <Snapshot
-                              device={shot.device}
-                              snapshot={shot.snapshot}
-                              box={shot.box}
-                              label={describe(shot)}
-                            />
-                          ) : (
-                            <span class="muted">–</span>
-                          )}
-                        </td>
-                        <td>
-                          <button type="button" class="link" onClick={() => setSelected(i.key)}>
-                            {describe(e)}
-                          </button>
-                        </td>
-                        <td>
-                          <a href={href(['devices', e.device])}>{e.device}</a> / {e.camera}
-                        </td>
-                        <td>
-                          <Badge state={e.phase} />
-                        </td>
-                        <td>{time(startedAt(i))}</td>
-                        <td>{duration(Math.max(0, end - Date.parse(startedAt(i))))}</td>
-                        <td class="num">{i.messages.length}</td>
-                      </tr>
-                    );
-                  })
+                  list.map((i) => (
+                    <IncidentRow
+                      key={i.key}
+                      incident={i}
+                      version={`${i.lastCursor}:${i.messages.length}`}
+                      selected={selected === i.key}
+                      onSelect={setSelected}
+                    />
+                  ))
                 )}
               </tbody>
             </table>
