@@ -263,6 +263,18 @@ const RolloutsSection = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+const LeasesSection = Type.Object(
+  {
+    /**
+     * a replica that stops renewing a lease (killed, cut off from the database) loses it after
+     * this long, and another replica takes the job on (rollouts, the health sweep, retention, the
+     * broker sync): shorter fails over sooner, at one renewal write a third of it per job
+     */
+    ttlS: Type.Number({ minimum: 3, maximum: 600, default: 30 }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 const EnrollmentSection = Type.Object(
   {
     /** how long a claim token of `argus control-plane enroll` stays valid unless `--ttl` says otherwise */
@@ -471,6 +483,8 @@ export const ControlPlaneConfigSchema = Type.Object(
     retention: RetentionSection,
     health: HealthSection,
     rollouts: RolloutsSection,
+    /** the leases under which one replica at a time runs each job */
+    leases: LeasesSection,
     enrollment: EnrollmentSection,
     /** operators' logins: sessions and their throttling */
     auth: AuthSection,
@@ -528,6 +542,7 @@ export interface ControlPlaneConfig {
   retention: RetentionSettings;
   health: HealthSettings;
   rollouts: RolloutSettings;
+  leases: ConfigFile['leases'];
   enrollment: EnrollmentSettings;
   auth: AuthSettings;
   limits: ConfigFile['limits'];
@@ -645,6 +660,7 @@ function resolveConfig(loaded: LoadedConfig<ConfigFile>, baseDir: string): Contr
     retention: v.retention,
     health: v.health,
     rollouts: v.rollouts,
+    leases: v.leases,
     enrollment: v.enrollment,
     auth: v.auth,
     limits: v.limits,

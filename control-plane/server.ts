@@ -76,9 +76,6 @@ export interface ControlPlaneParts {
   artifacts?: ArtifactVariants;
 }
 
-/** a lease's holder that stops renewing loses it after this long */
-const LEASE_TTL_MS = 30_000;
-
 /**
  * The jobs that run on one replica at a time, each under its lease: retention, and the health
  * sweep recording devices that fall silent (published on this replica's live streams)
@@ -96,17 +93,18 @@ function startLeasedJobs(
   artifacts: ArtifactRegistry,
 ) {
   const leases = new LeaseStore(repository.sql);
+  const ttlMs = config.leases.ttlS * 1000;
   const holder = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
   const rollouts = new LeasedJob(
     leases,
-    { name: 'rollouts', holder, ttlMs: LEASE_TTL_MS, intervalMs: config.rollouts.tickS * 1000 },
+    { name: 'rollouts', holder, ttlMs, intervalMs: config.rollouts.tickS * 1000 },
     (stillHeld) => engine.tick(stillHeld),
     log.child({ part: 'rollouts' }),
   );
   rollouts.start();
   const sweep = new LeasedJob(
     leases,
-    { name: 'device-health', holder, ttlMs: LEASE_TTL_MS, intervalMs: config.health.sweepS * 1000 },
+    { name: 'device-health', holder, ttlMs, intervalMs: config.health.sweepS * 1000 },
     async () => bus.publishStatus(await health.sweep()),
     log.child({ part: 'health' }),
   );
@@ -115,7 +113,7 @@ function startLeasedJobs(
   const retention = config.retention.enabled
     ? new LeasedJob(
         leases,
-        { name: 'retention', holder, ttlMs: LEASE_TTL_MS, intervalMs: config.retention.intervalS * 1000 },
+        { name: 'retention', holder, ttlMs, intervalMs: config.retention.intervalS * 1000 },
         async (stillHeld) => {
           const report = await new Retention(
             repository,
@@ -138,7 +136,7 @@ function startLeasedJobs(
         {
           name: 'broker-credentials',
           holder,
-          ttlMs: LEASE_TTL_MS,
+          ttlMs,
           intervalMs: config.enrollment.brokerSyncS * 1000,
         },
         async () => {

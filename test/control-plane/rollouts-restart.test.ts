@@ -71,6 +71,8 @@ describe('control plane SIGKILLed in the middle of a rollout', () => {
         `mqtt: { embedded: { port: ${mqttPort} } }`,
         'storage: { sqlite: { path: argus.db, synchronous: normal } }',
         'rollouts: { tickS: 0.2, resendS: 2 }',
+        // the killed process's lease runs out after this (30 s by default)
+        'leases: { ttlS: 5 }',
         'devices:',
         ...TEST_DEVICES.map((id) => `  - { id: ${id}, token: ${tokenOf(id)} }`),
         '',
@@ -129,7 +131,7 @@ describe('control plane SIGKILLed in the middle of a rollout', () => {
     const first = await getJson<Detail>(`${cp.httpUrl}/api/v1/rollouts/${id}`);
     assert.equal(first.currentWave, (atKill.rollout as { current_wave: number }).current_wave);
     assert.equal(first.waves[0]!.state, 'succeeded');
-    // the lease of the killed process runs out (30 s), then this one drives the rollout to its end
+    // the lease of the killed process runs out (5 s), then this one drives the rollout to its end
     const done = await eventually(
       async () => {
         const d = await getJson<Detail>(`${cp.httpUrl}/api/v1/rollouts/${id}`);
