@@ -27,15 +27,14 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { connect as connectSocket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import type { Page } from 'playwright-core';
 import { freeTcpPort } from '../common/net.ts';
-import { CONTRACT_VERSION, deviceClientId, type Identity, topics } from '../contract/index.ts';
+import { CONTRACT_VERSION, type Identity, topics } from '../contract/index.ts';
 import { openRepository } from '../control-plane/index.ts';
 import { Users } from '../control-plane/storage/users.ts';
 import { ensureConsoleBuilt, launchChromium } from '../test/console/setup.ts';
@@ -43,8 +42,9 @@ import { apiFetch, createAdminToken, useToken } from '../test/control-plane/setu
 import { startControlPlaneProcess } from '../test/helpers/control-plane-process.ts';
 import { eventually } from '../test/helpers/eventually.ts';
 import { followSse } from '../test/helpers/sse.ts';
+import { telemetry } from '../test/helpers/telemetry.ts';
 import { measureLiveView } from './live-view-measure.ts';
-import { addressOf, eventPayload, telemetry } from './simulated-devices.ts';
+import { addressOf, eventPayload, simulatedDeviceClient } from './simulated-devices.ts';
 import { machine, percentile, round } from './stats.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -75,24 +75,7 @@ async function devicesProcess(mqttUrl: string, devices: DeviceSpec[]): Promise<v
   const url = new URL(mqttUrl);
   const clients: MqttClient[] = [];
   const connectOne = async ({ id, token, address }: DeviceSpec, index: number) => {
-    const c = new MqttClient(
-      () => connectSocket({ host: url.hostname, port: Number(url.port), localAddress: address }),
-      {
-        protocolVersion: 5,
-        clientId: deviceClientId(id),
-        username: id,
-        password: token,
-        keepalive: 60,
-        reconnectPeriod: 1000,
-        clean: true,
-        will: {
-          topic: topics.available(id),
-          payload: Buffer.from(JSON.stringify({ v: CONTRACT_VERSION, state: 'offline' })),
-          qos: 1,
-          retain: true,
-        },
-      },
-    );
+    const c = simulatedDeviceClient(url, { id, token, address });
     await new Promise<void>((ok, fail) => {
       c.once('connect', () => ok());
       c.once('error', fail);
@@ -113,7 +96,7 @@ async function devicesProcess(mqttUrl: string, devices: DeviceSpec[]): Promise<v
       JSON.stringify({ v: CONTRACT_VERSION, state: 'online', at: new Date().toISOString() }),
       { qos: 1, retain: true },
     );
-    await c.publishAsync(topics.telemetry(id), JSON.stringify(telemetry(id)), { qos: 1 });
+    await c.publishAsync(topics.telemetry(id), JSON.stringify(telemetry(id, Date.now())), { qos: 1 });
     clients[index] = c;
   };
   for (let i = 0; i < devices.length; i += 50)
@@ -125,9 +108,13 @@ async function devicesProcess(mqttUrl: string, devices: DeviceSpec[]): Promise<v
       () => {
         const beat = () =>
           c
-            .publishAsync(topics.telemetry(devices[i]!.id), JSON.stringify(telemetry(devices[i]!.id)), {
-              qos: 1,
-            })
+            .publishAsync(
+              topics.telemetry(devices[i]!.id),
+              JSON.stringify(telemetry(devices[i]!.id, Date.now())),
+              {
+                qos: 1,
+              },
+            )
             .catch(failed);
         beats[i] = setInterval(beat, HEARTBEAT_S * 1000);
       },

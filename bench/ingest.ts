@@ -26,7 +26,8 @@ import { loadControlPlaneConfig, openRepository } from '../control-plane/index.t
 import { apiFetch, createAdminToken, useToken } from '../test/control-plane/setup.ts';
 import { MosquittoBroker } from '../test/helpers/mosquitto-broker.ts';
 import { PostgresServer } from '../test/helpers/postgres.ts';
-import { eventPayload, telemetry } from './simulated-devices.ts';
+import { telemetry } from '../test/helpers/telemetry.ts';
+import { eventPayload } from './simulated-devices.ts';
 import { machine, percentile, round } from './stats.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -301,7 +302,8 @@ async function fleet(
   log(`  ${devices.length} devices connected`);
   const timers = devices.map((c, i) => {
     const id = `sim-${String(i).padStart(4, '0')}`;
-    const beat = () => void c.publishAsync(topics.telemetry(id), JSON.stringify(telemetry(id)), { qos: 1 });
+    const beat = () =>
+      void c.publishAsync(topics.telemetry(id), JSON.stringify(telemetry(id, Date.now())), { qos: 1 });
     const start = setTimeout(
       () => {
         beat();

@@ -34,18 +34,17 @@ import { subscribe } from 'node:diagnostics_channel';
 import { readFileSync, statfsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { connect as connectSocket, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import type Type from 'typebox';
 import { timeOrderedId } from '../common/ids.ts';
 import { createLogger } from '../common/logger.ts';
 import {
   CONTRACT_VERSION,
   type CommandName,
-  deviceClientId,
   httpPaths,
   type Identity,
   otaValidators,
@@ -67,7 +66,7 @@ import { type HealthSample, type UpdateHost, Updater } from '../ota/updater/inde
 import { loadScene } from '../pipelines/scene/load.ts';
 import { apiFetch, createAdminTokenInFile, getJson, useToken } from '../test/control-plane/setup.ts';
 import { ensureCatalogModels } from '../test/helpers/models.ts';
-import { addressOf } from './simulated-devices.ts';
+import { addressOf, simulatedDeviceClient } from './simulated-devices.ts';
 import { machine, round } from './stats.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -190,24 +189,7 @@ async function devicesProcess(spec: ChildSpec): Promise<void> {
   /** the baseline's assignments, each answered `failed` (downloaded, not installed) once every download ended */
   const baselineAnswers: (() => Promise<void>)[] = [];
   const startDevice = async ({ id, token, address }: ChildSpec['devices'][number]) => {
-    const client = new MqttClient(
-      () => connectSocket({ host: mqtt.hostname, port: Number(mqtt.port), localAddress: address }),
-      {
-        protocolVersion: 5,
-        clientId: deviceClientId(id),
-        username: id,
-        password: token,
-        keepalive: 60,
-        reconnectPeriod: 1000,
-        clean: true,
-        will: {
-          topic: topics.available(id),
-          payload: Buffer.from(JSON.stringify({ v: CONTRACT_VERSION, state: 'offline' })),
-          qos: 1,
-          retain: true,
-        },
-      },
-    );
+    const client = simulatedDeviceClient(mqtt, { id, token, address });
     client.on('error', (err) => deviceLog.warn({ device: id, err: err.message }, 'mqtt'));
     const publish = (topic: string, payload: string, retain = false) =>
       void client
