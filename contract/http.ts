@@ -25,6 +25,11 @@ export const httpPaths = {
   enroll: (device: string) => `/api/v1/devices/${device}/enroll`,
   /** POST by the device with its current credential: answers `{"device", "credential"}`, its new one */
   rotateCredential: (device: string) => `/api/v1/devices/${device}/credential`,
+  /**
+   * PUT by the device: a harvested frame (contract/harvest.ts), its metadata in the query string
+   * (HarvestUploadQuerySchema); idempotent (same id, same bytes)
+   */
+  uploadHarvest: (device: string, frameId: string) => `/api/v1/devices/${device}/harvest/${frameId}`,
   /** GET by operators and the console */
   snapshot: (device: string, snapshotId: string) => `/api/v1/devices/${device}/snapshots/${snapshotId}`,
   /** POST by operators: publishes a command to the device and answers its id */

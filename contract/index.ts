@@ -1,3 +1,4 @@
+export * from './harvest.ts';
 export * from './http.ts';
 export * from './live.ts';
 export * from './ota.ts';

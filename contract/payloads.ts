@@ -145,6 +145,16 @@ export const TelemetrySchema = Type.Object(
             { additionalProperties: false, description: 'snapshots waiting for upload' },
           ),
         ),
+        harvest: Type.Optional(
+          Type.Object(
+            {
+              pending: Counter(),
+              bytes: Counter(),
+              dropped: Counter('harvested frames dropped oldest-first because their queue was full'),
+            },
+            { additionalProperties: false, description: 'harvested frames waiting for upload' },
+          ),
+        ),
         fill: Type.Optional(
           Type.Number({ minimum: 0, maximum: 1, description: "share of the spool's fullest limit in use" }),
         ),
@@ -152,6 +162,32 @@ export const TelemetrySchema = Type.Object(
       { additionalProperties: false },
     ),
     cameras: Type.Array(CameraTelemetry, { maxItems: B.items }),
+    /** what the box harvested for the loop since it started (pipelines/harvest) */
+    harvest: Type.Optional(
+      Type.Object(
+        {
+          considered: Counter('detected frames looked at'),
+          candidates: Counter('of them, worth keeping by some reason'),
+          duplicates: Counter('candidates skipped as near-duplicates of a kept frame'),
+          overBudget: Counter('candidates refused by the budget (frames per hour, MiB per day, interval)'),
+          kept: Counter('frames kept and queued for upload'),
+          keptBytes: Counter('their JPEG bytes'),
+          spotChecks: Counter('frames also run through the reference model'),
+          byReason: Type.Object(
+            {
+              uncertain: Counter(),
+              flicker: Counter(),
+              'motion-miss': Counter(),
+              disagreement: Counter(),
+            },
+            { additionalProperties: false, description: 'kept frames by reason (a frame may have several)' },
+          ),
+          framesLastHour: Counter('kept in the last hour, as the budget counts them'),
+          bytesLastDay: Counter('kept in the last 24 hours, as the budget counts them'),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     /** the box's own verdict on itself, as its /healthz gives it */
     health: Type.Optional(
       Type.Object(

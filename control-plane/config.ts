@@ -234,6 +234,8 @@ const RetentionSection = Type.Object(
     commands: RetentionLimit(30, 16, 'commands sent to devices, with their results'),
     /** only artifacts no rollout references go, bytes and row; the newest unreferenced first kept */
     artifacts: RetentionLimit(90, 10_240, 'published artifacts that no rollout references'),
+    /** frames the boxes harvested for the loop (issue 18), row and JPEG */
+    harvest: RetentionLimit(30, 5_120, 'harvested frames'),
   },
   { additionalProperties: false, default: {} },
 );

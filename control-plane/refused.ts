@@ -2,7 +2,7 @@
 export class Refused extends Error {
   constructor(
     message: string,
-    readonly statusCode: 400 | 404 | 409 | 503,
+    readonly statusCode: 400 | 404 | 409 | 413 | 503,
     readonly hint?: string,
   ) {
     super(message);

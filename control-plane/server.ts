@@ -13,6 +13,7 @@ import type { ControlPlaneConfig, ExternalBrokerSettings } from './config.ts';
 import { DeviceHealth } from './device-health.ts';
 import { Enrollment } from './enrollment.ts';
 import { EventBus } from './event-bus.ts';
+import { HarvestedFrames } from './harvest/frames.ts';
 import { Ingestor } from './ingest/ingestor.ts';
 import { RateLimitedLog } from './ingest/rate-limited-log.ts';
 import { LeasedJob } from './leased-job.ts';
@@ -23,6 +24,7 @@ import { connectExternalBroker } from './mqtt/external.ts';
 import type { Deliver, MqttLink } from './mqtt/link.ts';
 import { MosquittoDynamicSecurity } from './mqtt/mosquitto-dynsec.ts';
 import { artifactRetention } from './retention/artifacts.ts';
+import { harvestRetention } from './retention/harvest.ts';
 import { RETENTION_KINDS } from './retention/kinds.ts';
 import { Retention } from './retention/retention.ts';
 import { type ArtifactVariants, RolloutEngine } from './rollouts/engine.ts';
@@ -59,6 +61,8 @@ export interface ControlPlane {
   rollouts: Rollouts;
   /** the artifact registry (what `POST /api/v1/artifacts` publishes to) */
   artifacts: ArtifactRegistry;
+  /** the frames boxes harvested for the loop (its bytes in the registry's blob store) */
+  harvest: HarvestedFrames;
   /** called for every newly stored event, after its transaction committed */
   onEvent(listener: (event: StoredEvent) => void): () => void;
   /** stores what was received, then stops the API, the broker link and the database; idempotent */
@@ -91,6 +95,7 @@ function startLeasedJobs(
   /** with an external broker: one sweep of syncBrokerCredentials */
   brokerSync: (() => Promise<unknown>) | undefined,
   artifacts: ArtifactRegistry,
+  harvest: HarvestedFrames,
 ) {
   const leases = new LeaseStore(repository.sql);
   const ttlMs = config.leases.ttlS * 1000;
@@ -121,7 +126,7 @@ function startLeasedJobs(
             metrics.retention,
             RETENTION_KINDS,
             Date.now,
-            [artifactRetention(artifacts)],
+            [artifactRetention(artifacts), harvestRetention(harvest)],
           ).run(stillHeld);
           retentionLog.info(report, 'retention run');
         },
@@ -287,6 +292,7 @@ export async function startControlPlane(
     });
     await artifacts.blobs.sweepStaging();
     variants ??= artifacts;
+    const harvest = new HarvestedFrames(repository.sql, artifacts.blobs);
     const engine = new RolloutEngine(
       rollouts.store,
       () => variants,
@@ -312,6 +318,7 @@ export async function startControlPlane(
             await commands.send(device, 'rotate-credential', {});
           })),
       artifacts,
+      harvest,
     );
     cleanups.push(() => jobs.stop());
     const api = await buildApi(
@@ -347,6 +354,7 @@ export async function startControlPlane(
           bundles: new SceneBundles(config.scenes, artifacts),
         },
         sceneSettings: config.scenes,
+        harvest,
       },
       log.child({ part: 'http' }),
       config.http.tls ? await loadServerTls(config.http.tls, 'http.tls') : undefined,
@@ -382,6 +390,7 @@ export async function startControlPlane(
       routes: api.routes,
       rollouts,
       artifacts,
+      harvest,
       onEvent: (listener) => bus.subscribe(listener),
       close() {
         closing ??= stopAll().then(() => log.info('control plane stopped'));

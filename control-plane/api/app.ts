@@ -16,6 +16,7 @@ import { consoleRoutes } from './routes/console.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { enrollmentRoutes } from './routes/enrollment.ts';
 import { eventRoutes, type StreamRegistry } from './routes/events.ts';
+import { harvestRoutes } from './routes/harvest.ts';
 import { historyRoutes } from './routes/history.ts';
 import { liveRoutes } from './routes/live.ts';
 import { operatorRoutes } from './routes/operators.ts';
@@ -78,6 +79,7 @@ export async function buildApi(ctx: ApiContext, log: Logger, https?: ServerTlsMa
   historyRoutes(app, ctx);
   eventRoutes(app, ctx, streams);
   snapshotRoutes(app, ctx);
+  harvestRoutes(app, ctx);
   commandRoutes(app, ctx);
   enrollmentRoutes(app, ctx);
   opsRoutes(app, ctx);

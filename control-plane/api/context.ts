@@ -4,6 +4,7 @@ import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from 'fasti
 import type { ArtifactRegistry } from '../artifacts/registry.ts';
 import type { DeviceCredentials } from '../auth.ts';
 import type { ArtifactSettings, HttpLimitSettings, SceneEditorSettings } from '../config.ts';
+import type { HarvestedFrames } from '../harvest/frames.ts';
 import './access.ts';
 import type { CommandSender } from '../commands.ts';
 import type { AuthSettings, EnrollmentSettings } from '../config.ts';
@@ -51,6 +52,8 @@ export interface ApiContext {
   /** the console's scene editor: previews on recordings, signed scene bundles */
   scenes: { previews: ScenePreviews; bundles: SceneBundles };
   sceneSettings: SceneEditorSettings;
+  /** harvested frames: the boxes' uploads, operators' listing, the loop's source */
+  harvest: HarvestedFrames;
 }
 
 /** operators' accounts, sessions, API tokens, login throttling and the audit log */

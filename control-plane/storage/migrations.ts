@@ -427,6 +427,31 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "a claim's exchange key: the box that spent a claim token may retry the exchange",
     statements: () => ['ALTER TABLE device_claims ADD COLUMN exchange_sha256 TEXT'],
   },
+  {
+    version: 11,
+    name: 'harvested frames: what boxes chose to teach their model from, by site (bytes in the blob store)',
+    statements: (d) => [
+      `CREATE TABLE harvested_frames (
+        device TEXT NOT NULL,
+        id TEXT NOT NULL,
+        site TEXT NOT NULL,
+        camera TEXT NOT NULL,
+        captured_at ${d.bigint} NOT NULL,
+        received_at ${d.bigint} NOT NULL,
+        reasons TEXT NOT NULL,
+        model TEXT NOT NULL,
+        model_version INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        bytes ${d.bigint} NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        PRIMARY KEY (device, id)
+      )`,
+      'CREATE INDEX harvested_frames_site ON harvested_frames (site, received_at, device, id)',
+      'CREATE INDEX harvested_frames_received ON harvested_frames (received_at, device, id)',
+      'CREATE INDEX harvested_frames_sha256 ON harvested_frames (sha256)',
+    ],
+  },
 ];
 
 export const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -1,18 +1,14 @@
+import { HARVEST_REASON_NAMES, type HarvestReasonName } from '../../contract/harvest.ts';
 import type { Detection } from '../../inference/detector.ts';
 import { iou } from '../../inference/nms.ts';
 import { type Box, boxHolds, centreOf } from '../../inference/rect.ts';
 import type { HarvestConfig } from './config.ts';
 import { hashDistance } from './frame-hash.ts';
 
-/** why a frame is worth learning from */
-export type HarvestReason = 'uncertain' | 'flicker' | 'motion-miss' | 'disagreement';
+/** why a frame is worth learning from (the contract's names: the box uploads them with the frame) */
+export type HarvestReason = HarvestReasonName;
 
-export const HARVEST_REASONS: readonly HarvestReason[] = [
-  'uncertain',
-  'flicker',
-  'motion-miss',
-  'disagreement',
-];
+export const HARVEST_REASONS: readonly HarvestReason[] = HARVEST_REASON_NAMES;
 
 /** one detected frame of a camera, as the pipeline saw it */
 export interface HarvestInput {
