@@ -15,7 +15,9 @@ import { quantizeModel } from '../models/quant/quantize.ts';
 import { fetchModels } from '../models/store.ts';
 import { CameraRuntime, type EventStages } from '../pipelines/runtime/camera.ts';
 import { growHeapForVideo } from '../pipelines/runtime/heap.ts';
+import { replayRecording } from '../pipelines/runtime/replay.ts';
 import { DetectionScheduler } from '../pipelines/runtime/scheduler.ts';
+import { SnapshotRenderer } from '../pipelines/runtime/snapshots.ts';
 import { loadScene } from '../pipelines/scene/load.ts';
 import type { Scene } from '../pipelines/scene/schema.ts';
 import { readModelFrames } from '../test/helpers/frames.ts';
@@ -37,10 +39,11 @@ import { machine, percentile, round } from './stats.ts';
  *     of the frames they should (5 per second each): frames lost before Node are not hidden; or more
  *     than 103 %: a backlog released in a burst (frames late before they reach Node) is not hidden
  *     either.
- * (d) frame → event latency p50/p99 (frame reaching Node → event message with its snapshot) at the
- *     camera count found, over all its runs, and where it went: p50/p99 of each stage the camera
- *     runtime stamps on the frame (motion gate, wait for a batch and a detector session, inference,
- *     wait for the camera's earlier frames, tracking and rules, earlier events of the frame, snapshot).
+ * (d) frame → event latency p50/p99 (frame reaching Node → event message emitted, its snapshot
+ *     rendered after it by the cameras' shared SnapshotRenderer) at the camera count found, over all
+ *     its runs, and where it went: p50/p99 of each stage the camera runtime stamps on the frame
+ *     (motion gate, wait for a batch and a detector session, inference, wait for the camera's
+ *     earlier frames, tracking and rules, earlier events of the frame).
  * (a) and (b) run in turn ROUNDS times (A B A B …) so that a load that comes and goes falls on
  * both; each figure is the median of the rounds with their min–max, and each round's pipeline/raw
  * divides its pipeline by the raw phase just before it.
@@ -75,15 +78,7 @@ const REPEATS = Number(process.env.BENCH_REPEATS ?? 3);
 const RTSP_PATHS = 4;
 const benchStart = performance.now();
 /** the stages of a frame → event latency, in the order a frame goes through them */
-const STAGES: (keyof EventStages)[] = [
-  'motion',
-  'slot',
-  'inference',
-  'order',
-  'rules',
-  'earlierEvents',
-  'snapshot',
-];
+const STAGES: (keyof EventStages)[] = ['motion', 'slot', 'inference', 'order', 'rules', 'earlierEvents'];
 
 const pool = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
 if (pool < 64) console.warn(`UV_THREADPOOL_SIZE=${pool}: every camera holds ~3 libuv threads; run with 128`);
@@ -202,38 +197,25 @@ async function replayPhase(): Promise<{
   const replayTally = instrument(replayScheduler);
   replayTally.counting = true;
   let events = 0;
-  const replay = new CameraRuntime({
-    camera: {
-      id: 'replay',
-      url: SAMPLE_VIDEO,
-      scene: SCENE,
-      detectFps: 60,
-      loop: false,
-      stallTimeoutS: 5,
-      rtspTransport: 'tcp',
-      decoder: 'auto',
-      enabled: true,
-    },
-    scene: everyFrame,
-    scheduler: replayScheduler,
-    mode: 'replay',
-    replayStart: new Date(0),
-    log,
-    onEvent: () => {
-      events++;
-    },
-  });
   try {
-    const start = performance.now();
-    replay.start();
-    await replay.done;
-    const seconds = (performance.now() - start) / 1000;
+    const summary = await replayRecording({
+      video: SAMPLE_VIDEO,
+      scene: everyFrame,
+      scenePath: SCENE,
+      scheduler: replayScheduler,
+      // above the recording's 10 fps: every frame
+      detectFps: 60,
+      log,
+      onEvent: () => {
+        events++;
+      },
+    });
     return {
-      fps: replayTally.detected / seconds,
-      frames: replay.frames,
+      fps: replayTally.detected / summary.seconds,
+      frames: summary.frames,
       detected: replayTally.detected,
       events,
-      seconds,
+      seconds: summary.seconds,
     };
   } finally {
     replayScheduler.close();
@@ -307,6 +289,8 @@ async function runStep(server: RtspServer, pool: FrameDetector, n: number): Prom
   const scheduler = new DetectionScheduler(detector, { maxBatch: BATCH, maxWaitMs: LIVE_WAIT_MS }, log);
   const tally = instrument(scheduler);
   const stages = Object.fromEntries(STAGES.map((k) => [k, [] as number[]])) as Step['stages'];
+  // as on a box: the cameras share one renderer, and every snapshot is rendered
+  const snapshots = new SnapshotRenderer();
   const cameras = Array.from(
     { length: n },
     (_, i) =>
@@ -326,6 +310,7 @@ async function runStep(server: RtspServer, pool: FrameDetector, n: number): Prom
         scheduler,
         mode: 'live',
         log,
+        snapshots,
         onEvent: (e) => {
           if (!tally.counting || !e.stages) return;
           for (const k of STAGES) stages[k].push(e.stages[k]);
@@ -352,6 +337,7 @@ async function runStep(server: RtspServer, pool: FrameDetector, n: number): Prom
   callLog.ms.length = 0;
   tally.resultMs.length = 0;
   loopDelay.enable();
+  const snapshotsBefore = { ...snapshots.counts };
   const cpuBefore = process.cpuUsage();
   const t0 = performance.now();
   await new Promise((r) => setTimeout(r, STEP_S * 1000));
@@ -366,8 +352,12 @@ async function runStep(server: RtspServer, pool: FrameDetector, n: number): Prom
   const searched = searchedSince();
   const latencies = cameras.flatMap((c, i) => c.eventLatency.values().slice(latencyBefore[i]!));
   const online = cameras.filter((c) => c.stats().state === 'online').length;
+  const rendered = snapshots.counts.rendered - snapshotsBefore.rendered;
+  const snapshotsLost =
+    snapshots.counts.dropped + snapshots.counts.failed - snapshotsBefore.dropped - snapshotsBefore.failed;
   await new Promise((r) => setTimeout(r, 500)); // results of the last submitted frames
   await Promise.all(cameras.map((c) => c.stop()));
+  await snapshots.idle();
   scheduler.close();
   const expected = n * DETECT_FPS * seconds;
   const late = tally.dropped + tally.slow;
@@ -401,7 +391,8 @@ async function runStep(server: RtspServer, pool: FrameDetector, n: number): Prom
   console.log(
     `    camera process ${((100 * (cpu.user + cpu.system)) / 1e6 / seconds).toFixed(0)} % CPU; ${calls} inference calls of ${(measuredInputs / Math.max(1, calls)).toFixed(2)} inputs, ` +
       `p50/p99 ${percentile(callLog.ms, 50).toFixed(0)}/${percentile(callLog.ms, 99).toFixed(0)} ms; frame → detections p50/p99 ` +
-      `${percentile(tally.resultMs, 50).toFixed(0)}/${percentile(tally.resultMs, 99).toFixed(0)} ms; event-loop delay p99 ${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms`,
+      `${percentile(tally.resultMs, 50).toFixed(0)}/${percentile(tally.resultMs, 99).toFixed(0)} ms; event-loop delay p99 ${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms; ` +
+      `snapshots rendered ${rendered}, lost ${snapshotsLost}`,
   );
   return step;
 }

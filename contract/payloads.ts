@@ -141,6 +141,11 @@ export const TelemetrySchema = Type.Object(
               pending: Counter(),
               bytes: Counter(),
               dropped: Counter('snapshots dropped oldest-first because the store was full'),
+              lost: Type.Optional(
+                Counter(
+                  'snapshots of events never stored for upload since the agent started: rendering failed or fell behind, or the JPEG was larger than the contract allows',
+                ),
+              ),
             },
             { additionalProperties: false, description: 'snapshots waiting for upload' },
           ),

@@ -111,6 +111,10 @@ export class DeviceAgent {
   private readonly log: Logger;
   /** events the host produced that could not be spooled (they broke the contract) */
   rejectedEvents = 0;
+  /** event snapshots never stored for upload: rendering failed or fell behind, or too large */
+  lostSnapshots = 0;
+  /** event snapshots being rendered, stored in the spool when they are */
+  private readonly pendingSnapshots = new Set<Promise<void>>();
   /** the reason each camera last went offline, for health */
   private readonly offlineReasons = new Map<string, string>();
   /** the detector's restart count when last seen, and when it last grew */
@@ -322,6 +326,7 @@ export class DeviceAgent {
     await step('stopping updates', () => this.updater?.stop());
     await step('stopping live streams', async () => this.live?.stopAll());
     await step('stopping the cameras', () => this.host?.stop());
+    await step('storing rendered snapshots', () => this.snapshotsStored());
     await step('stopping snapshot uploads', () => this.uploader?.stop());
     await step('answering commands', () => this.commands?.idle());
     if (this.uplink?.connected) {
@@ -369,18 +374,18 @@ export class DeviceAgent {
     return host;
   }
 
+  /**
+   * Spools the event with its snapshot's reference and sends it; the snapshot's JPEG goes into the
+   * spool for upload when it is rendered (the control plane answers 404 for it until then, and the
+   * console retries). A snapshot that fails to render or is larger than the contract allows is
+   * counted (`lostSnapshots`, telemetry `spool.snapshots.lost`) and logged; the event stays as sent.
+   */
   private onHostEvent(host: HostEvent): void {
     const device = this.config.device.id;
     const e = this.carried.adopt(host);
-    let snapshot: { id: string; width: number; height: number } | undefined;
-    if (e.snapshot && e.snapshot.jpeg.length > MAX_SNAPSHOT_BYTES) {
-      this.log.error(
-        { camera: e.camera, bytes: e.snapshot.jpeg.length, max: MAX_SNAPSHOT_BYTES },
-        'snapshot larger than the contract allows; sending the event without it (lower the scene snapshot quality)',
-      );
-    } else if (e.snapshot) {
-      snapshot = { id: timeOrderedId(), width: e.snapshot.width, height: e.snapshot.height };
-    }
+    const snapshot = e.snapshot
+      ? { id: timeOrderedId(), width: e.snapshot.width, height: e.snapshot.height }
+      : undefined;
     try {
       this.spool.appendForCamera(
         'event',
@@ -401,10 +406,7 @@ export class DeviceAgent {
             `event ${e.message.id}/${e.message.seq} of camera ${e.camera}`,
           );
         },
-        {
-          ...(snapshot && e.snapshot ? { snapshot: { id: snapshot.id, jpeg: e.snapshot.jpeg } } : {}),
-          openEvent: { id: e.message.id, open: e.message.phase !== 'end' },
-        },
+        { openEvent: { id: e.message.id, open: e.message.phase !== 'end' } },
       );
     } catch (err) {
       this.rejectedEvents++;
@@ -412,7 +414,41 @@ export class DeviceAgent {
       return;
     }
     this.uplink?.kick();
-    if (snapshot) this.uploader?.kick();
+    if (snapshot && e.snapshot) this.storeSnapshot(e.camera, snapshot.id, e.snapshot.jpeg);
+  }
+
+  /** puts the event's snapshot `id` in the spool for upload once it is rendered */
+  private storeSnapshot(camera: string, id: string, rendering: Promise<Buffer>): void {
+    const stored = rendering
+      .then(
+        (jpeg) => {
+          if (jpeg.length > MAX_SNAPSHOT_BYTES) {
+            this.lostSnapshots++;
+            this.log.error(
+              { camera, snapshot: id, bytes: jpeg.length, max: MAX_SNAPSHOT_BYTES },
+              'snapshot larger than the contract allows; the event was sent without its picture (lower the scene snapshot quality)',
+            );
+            return;
+          }
+          this.spool.addSnapshot({ id, jpeg });
+          this.uploader?.kick();
+        },
+        (err: unknown) => {
+          this.lostSnapshots++;
+          this.log.warn({ camera, snapshot: id, err: errorMessage(err) }, 'snapshot not rendered');
+        },
+      )
+      .catch((err: unknown) => {
+        this.lostSnapshots++;
+        this.log.error({ camera, snapshot: id, err: errorMessage(err) }, 'snapshot not spooled');
+      })
+      .finally(() => this.pendingSnapshots.delete(stored));
+    this.pendingSnapshots.add(stored);
+  }
+
+  /** resolves once every snapshot rendering now is in the spool (or lost) */
+  private async snapshotsStored(): Promise<void> {
+    while (this.pendingSnapshots.size > 0) await Promise.all([...this.pendingSnapshots]);
   }
 
   private onHostStatus(s: HostStatus): void {
@@ -472,6 +508,7 @@ export class DeviceAgent {
         cameras,
         detector,
         this.verdict(cameras, detector),
+        this.lostSnapshots,
       );
       this.uplink.publishTransient(topics.telemetry(this.config.device.id), JSON.stringify(telemetry));
     } catch (err) {

@@ -1,6 +1,7 @@
 import type { CameraTelemetry, DetectorTelemetry, EventMessage } from '../contract/payloads.ts';
 import type { UpdateHost } from '../ota/updater/host.ts';
 import type { CameraSettings } from '../pipelines/camera-settings.ts';
+import type { PendingJpeg } from '../pipelines/runtime/snapshots.ts';
 
 /** a JPEG image with its pixel size */
 export interface Jpeg {
@@ -11,12 +12,13 @@ export interface Jpeg {
 
 /**
  * One lifecycle message of a scene event as a camera produces it. The agent adds `v`, `device`,
- * `cameraSeq` and the snapshot reference (after putting the JPEG in its spool for upload).
+ * `cameraSeq` and the snapshot reference, sends the event, and puts the JPEG in its spool for
+ * upload once it is rendered.
  */
 export interface HostEvent {
   camera: string;
   message: Omit<EventMessage, 'v' | 'device' | 'cameraSeq' | 'snapshot'>;
-  snapshot?: Jpeg;
+  snapshot?: PendingJpeg;
 }
 
 export interface HostStatus {

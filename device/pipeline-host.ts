@@ -17,6 +17,7 @@ import { CameraRuntime } from '../pipelines/runtime/camera.ts';
 import { growHeapForVideo } from '../pipelines/runtime/heap.ts';
 import { DetectionScheduler } from '../pipelines/runtime/scheduler.ts';
 import { runShadow } from '../pipelines/runtime/shadow.ts';
+import { SnapshotRenderer } from '../pipelines/runtime/snapshots.ts';
 import { SampleWindow } from '../pipelines/runtime/stats.ts';
 import { checkSceneLabels, loadScene } from '../pipelines/scene/load.ts';
 import type { HostEvent, HostStatus, Jpeg, UpdatableHost } from './camera-host.ts';
@@ -88,6 +89,7 @@ export class PipelineCameraHost implements UpdatableHost {
       this.log,
     );
     this.scheduler = scheduler;
+    const snapshots = new SnapshotRenderer();
     enabled.forEach((camera, i) => {
       const runtime = new CameraRuntime({
         camera,
@@ -95,6 +97,7 @@ export class PipelineCameraHost implements UpdatableHost {
         scheduler,
         mode: 'live',
         log: this.log,
+        snapshots,
         onEvent: (e) => {
           this.eventMessages++;
           for (const l of this.eventListeners) l(e);

@@ -362,6 +362,11 @@ export class RecordedEventsHost implements UpdatableHost {
     };
     replayed.last = message;
     if (recorded.snapshot) cam.lastSnapshot = recorded.snapshot;
-    return { camera: cam.id, message, ...(recorded.snapshot ? { snapshot: recorded.snapshot } : {}) };
+    const s = recorded.snapshot;
+    return {
+      camera: cam.id,
+      message,
+      ...(s ? { snapshot: { width: s.width, height: s.height, jpeg: Promise.resolve(s.jpeg) } } : {}),
+    };
   }
 }

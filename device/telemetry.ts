@@ -82,6 +82,8 @@ export function buildTelemetry(
   cameras: CameraTelemetry[],
   detector: DetectorTelemetry | undefined,
   health: HealthTelemetry,
+  /** event snapshots never stored for upload since the agent started */
+  snapshotsLost: number,
 ): Telemetry {
   const msg: Telemetry = {
     v: CONTRACT_VERSION,
@@ -92,7 +94,7 @@ export function buildTelemetry(
       pending: spool.pending,
       bytes: spool.bytes,
       dropped: spool.dropped,
-      snapshots: spool.snapshots,
+      snapshots: { ...spool.snapshots, lost: snapshotsLost },
       fill: Number(spool.fill.toFixed(3)),
     },
     cameras,

@@ -101,7 +101,8 @@ export const replay: Command = {
           if (e.snapshot && values.snapshots) {
             // the whole id: time-ordered ids share their first characters within a recording
             snapshot = join(values.snapshots, `${e.message.rule}-${e.message.id}-${e.message.seq}.jpg`);
-            await writeFile(snapshot, e.snapshot.jpeg);
+            // a recording's replay waits for each picture: it goes no faster than the files it writes
+            await writeFile(snapshot, await e.snapshot.jpeg);
           }
           ctx.stdout.write(
             values.json

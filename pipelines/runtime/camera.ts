@@ -15,6 +15,7 @@ import { SceneEngine, type SceneStep } from '../scene/engine.ts';
 import type { Scene } from '../scene/schema.ts';
 import { renderAnnotatedJpeg } from '../snapshot.ts';
 import type { DetectionScheduler, DetectionStamps } from './scheduler.ts';
+import { type PendingJpeg, SnapshotRenderer } from './snapshots.ts';
 import { StallWatchdog } from './stall-watchdog.ts';
 import { RateMeter, SampleWindow } from './stats.ts';
 
@@ -24,11 +25,11 @@ export interface Jpeg {
   height: number;
 }
 
-/** an event message ready for the uplink, its snapshot rendered */
+/** an event message ready for the uplink; its snapshot is rendered after it is emitted */
 export interface CameraEvent {
   camera: string;
   message: SceneEventMessage;
-  snapshot?: Jpeg;
+  snapshot?: PendingJpeg;
   /** the frame's arrival (ms, performance clock) to the event being emitted */
   latencyMs: number;
   /** where `latencyMs` went, when the event came from a detected frame (the stages add up to it) */
@@ -47,10 +48,8 @@ export interface EventStages {
   order: number;
   /** tracking, scene rules and the event lifecycle */
   rules: number;
-  /** earlier events of the same frame: their snapshots and listener */
+  /** earlier events of the same frame: their listener (the snapshots are rendered after) */
   earlierEvents: number;
-  /** rendering this event's snapshot */
-  snapshot: number;
 }
 
 /** timestamps of one frame on its way to events (ms, performance clock) */
@@ -87,13 +86,15 @@ export interface CameraRuntimeOptions {
   onStep?: (t: number, step: SceneStep, counters: Record<string, number>) => void;
   /** live: the wait between reconnection attempts, doubling from `startMs` up to `maxMs` */
   reconnect?: { startMs: number; maxMs: number };
+  /** renders the events' snapshots after they are emitted; the cameras of a box share one (default: the camera's own) */
+  snapshots?: SnapshotRenderer;
 }
 
 const RECONNECT = { startMs: 250, maxMs: 2000 };
 /** while a camera is offline, one log line when it goes, then at most one summary per this */
 const OUTAGE_SUMMARY_MS = 60_000;
 
-function eventStages(s: FrameStamps, ruledAt: number, renderAt: number, emittedAt: number): EventStages {
+function eventStages(s: FrameStamps, ruledAt: number, emittedAt: number): EventStages {
   // a frame's inference call always starts and ends before it is observed
   const startedAt = s.startedAt ?? s.submittedAt;
   const inferredAt = s.inferredAt ?? startedAt;
@@ -104,8 +105,7 @@ function eventStages(s: FrameStamps, ruledAt: number, renderAt: number, emittedA
     inference: inferredAt - startedAt,
     order: observedAt - inferredAt,
     rules: ruledAt - observedAt,
-    earlierEvents: renderAt - ruledAt,
-    snapshot: emittedAt - renderAt,
+    earlierEvents: emittedAt - ruledAt,
   };
 }
 
@@ -124,7 +124,7 @@ const sleep = (ms: number, signal: AbortSignal) =>
 
 /**
  * One camera: GStreamer source → motion gate → shared detector → tracker and scene rules → event
- * lifecycle → rendered snapshots → listener. A live camera survives anything its source does:
+ * lifecycle → listener, each event's snapshot rendered after it (SnapshotRenderer). A live camera survives anything its source does:
  * unreachable, stalled (no frame for `stallTimeoutS`), end of stream, decoder errors — it goes
  * offline, ends its open events (`after.reason` "camera offline: …"), retries with bounded
  * exponential backoff, and comes back online on the first frame. The outage is logged when it
@@ -153,9 +153,11 @@ export class CameraRuntime {
   private frameCount = 0;
   private detectedCount = 0;
   private restartRequested = false;
+  private readonly snapshots: SnapshotRenderer;
 
   constructor(private readonly o: CameraRuntimeOptions) {
     this.id = o.camera.id;
+    this.snapshots = o.snapshots ?? new SnapshotRenderer();
     this.spec = parseSourceUrl(o.camera.url);
     this.scene = o.scene;
     const start = o.replayStart?.getTime() ?? Date.now();
@@ -374,19 +376,14 @@ export class CameraRuntime {
   private async emit(events: PipelineEvent[], arrivedAt: number, stamps?: FrameStamps): Promise<void> {
     const ruledAt = performance.now();
     for (const e of events) {
-      const renderAt = performance.now();
-      let snapshot: Jpeg | undefined;
+      let snapshot: PendingJpeg | undefined;
       if (e.snapshot) {
         const { frame, box, caption } = e.snapshot;
-        snapshot = {
-          jpeg: await renderAnnotatedJpeg(
-            frame,
-            box ? [{ box, label: caption }] : [],
-            this.scene.snapshots.quality,
-          ),
-          width: frame.width,
-          height: frame.height,
-        };
+        snapshot = this.snapshots.render(
+          frame,
+          box ? [{ box, label: caption }] : [],
+          this.scene.snapshots.quality,
+        );
       }
       const emittedAt = performance.now();
       const latencyMs = emittedAt - arrivedAt;
@@ -396,7 +393,7 @@ export class CameraRuntime {
         message: e.message,
         ...(snapshot ? { snapshot } : {}),
         latencyMs,
-        ...(stamps ? { stages: eventStages(stamps, ruledAt, renderAt, emittedAt) } : {}),
+        ...(stamps ? { stages: eventStages(stamps, ruledAt, emittedAt) } : {}),
       });
     }
   }

@@ -4,16 +4,27 @@ import type { SceneStep } from '../scene/engine.ts';
 import type { Scene } from '../scene/schema.ts';
 import { type CameraEvent, CameraRuntime } from './camera.ts';
 import { DetectionScheduler } from './scheduler.ts';
+import { SnapshotRenderer } from './snapshots.ts';
 
-export interface ReplayOptions {
+/**
+ * what detects the replay's frames: a detector (the replay schedules its calls, `maxBatch` frames
+ * each at most) or a scheduler the caller made and closes (e.g. one it counts frames through)
+ */
+export type ReplayDetection =
+  | {
+      detector: FrameDetector;
+      /** frames per inference call at most */
+      maxBatch: number;
+      scheduler?: never;
+    }
+  | { scheduler: DetectionScheduler; detector?: never; maxBatch?: never };
+
+export type ReplayOptions = ReplayDetection & {
   /** the recording: a video file (or any URL GStreamer plays to its end) */
   video: string;
   scene: Scene;
   /** the file the scene was loaded from (named in logs) */
   scenePath: string;
-  detector: FrameDetector;
-  /** frames per inference call at most */
-  maxBatch: number;
   /** frames per second of the recording to detect */
   detectFps: number;
   log: Logger;
@@ -30,7 +41,7 @@ export interface ReplayOptions {
   cameraId?: string;
   /** the recording counts as stalled (the replay ends) after this long without a frame; default 5 */
   stallTimeoutS?: number;
-}
+};
 
 export interface ReplaySummary {
   frames: number;
@@ -48,10 +59,12 @@ export interface ReplaySummary {
  * A recording through the pipeline as fast as the detector goes (`argus replay`, the console's
  * scene preview): every sampled frame is detected in order, scene time is the stream time from
  * 1970-01-01T00:00:00Z. Ends at the end of the recording, after `maxSeconds` of it, or when
- * `signal` aborts.
+ * `signal` aborts, once the snapshots of its events are rendered.
  */
 export async function replayRecording(o: ReplayOptions): Promise<ReplaySummary> {
-  const scheduler = new DetectionScheduler(o.detector, { maxBatch: o.maxBatch, maxWaitMs: 5 }, o.log);
+  const scheduler =
+    o.scheduler ?? new DetectionScheduler(o.detector, { maxBatch: o.maxBatch, maxWaitMs: 5 }, o.log);
+  const snapshots = new SnapshotRenderer();
   const started = performance.now();
   let recordedSeconds = 0;
   let ended = false;
@@ -72,6 +85,7 @@ export async function replayRecording(o: ReplayOptions): Promise<ReplaySummary> 
     mode: 'replay',
     replayStart: new Date(0),
     log: o.log,
+    snapshots,
     onEvent: o.onEvent,
     onStep: (t, step, counters) => {
       recordedSeconds = t;
@@ -87,9 +101,10 @@ export async function replayRecording(o: ReplayOptions): Promise<ReplaySummary> 
   camera.start();
   try {
     await camera.done;
+    await snapshots.idle();
   } finally {
     o.signal?.removeEventListener('abort', stop);
-    scheduler.close();
+    if (!o.scheduler) scheduler.close();
   }
   const stats = camera.stats();
   return {

@@ -4,17 +4,18 @@
  * a reason for each problem, `ok` only when there is none.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connectAsync, type MqttClient } from 'mqtt';
+import sharp from 'sharp';
 import { freeTcpPort } from '../../common/net.ts';
-import type { Telemetry } from '../../contract/index.ts';
-import { topics } from '../../contract/index.ts';
+import type { EventMessage, Telemetry } from '../../contract/index.ts';
+import { MAX_SNAPSHOT_BYTES, topics } from '../../contract/index.ts';
 import { healthVerdict } from '../../device/health.ts';
 import type { SpoolStats } from '../../device/spool.ts';
-import { AgentProcess, SnapshotReceiver, writeAgentConfig } from '../helpers/device-setup.ts';
+import { AgentProcess, RECORDING, SnapshotReceiver, writeAgentConfig } from '../helpers/device-setup.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { MosquittoBroker } from '../helpers/mosquitto-broker.ts';
 
@@ -24,6 +25,7 @@ describe('box health', () => {
   let receiver: SnapshotReceiver;
   let watcher: MqttClient;
   const telemetry = new Map<string, Telemetry>();
+  const events: EventMessage[] = [];
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'argus-health-'));
     broker = await MosquittoBroker.create({ dir: join(dir, 'broker') });
@@ -31,13 +33,18 @@ describe('box health', () => {
       'box-ok': 'token-of-box-ok-for-tests',
       'box-refused': 'the-right-token',
       'box-alone': 'token-of-box-alone-for-tests',
+      'box-big': 'token-of-box-big-for-tests',
     });
     watcher = await connectAsync(broker.url, { protocolVersion: 5 });
-    watcher.on('message', (_topic, payload) => {
+    watcher.on('message', (topic, payload) => {
+      if (topic === topics.events('box-big')) {
+        events.push(JSON.parse(payload.toString()) as EventMessage);
+        return;
+      }
       const t = JSON.parse(payload.toString()) as Telemetry;
       telemetry.set(t.device, t);
     });
-    await watcher.subscribeAsync(topics.telemetry('+'), { qos: 1 });
+    await watcher.subscribeAsync([topics.telemetry('+'), topics.events('box-big')], { qos: 1 });
   });
   after(async () => {
     await watcher?.endAsync();
@@ -171,5 +178,54 @@ describe('box health', () => {
       'snapshot uploads failing for 45 s: control plane unreachable (fetch failed)',
     ]);
     assert.deepEqual(healthVerdict({ ...base, spool: { ...spool, fill: 0.9 } }).reasons, ['spool 90 % full']);
+  });
+
+  it('sends an event whose snapshot is larger than the contract allows, and counts the snapshot lost', async () => {
+    // noise at quality 100 without chroma subsampling does not compress: well over 4 MiB
+    const [width, height] = [2000, 1500];
+    const noise = Buffer.alloc(width * height * 3);
+    for (let i = 0; i < noise.length; i++) noise[i] = (i * 2654435761) >>> 24;
+    const big = await sharp(noise, { raw: { width, height, channels: 3 } })
+      .jpeg({ quality: 100, chromaSubsampling: '4:4:4' })
+      .toBuffer();
+    assert.ok(big.length > MAX_SNAPSHOT_BYTES, `the test's JPEG is only ${big.length} bytes`);
+    await writeFile(join(dir, 'big.jpg'), big);
+    // the fixture's first event with the big picture, the next one with its own
+    const [first, second] = (await readFile(RECORDING, 'utf8'))
+      .split('\n')
+      .slice(0, 2)
+      .map((l) => JSON.parse(l));
+    second.snapshotFile = resolve(dirname(RECORDING), second.snapshotFile);
+    second.id = 'a-second-event-of-the-recording';
+    second.seq = 0;
+    second.phase = 'new';
+    first.snapshotFile = join(dir, 'big.jpg');
+    const recording = join(dir, 'big.events.jsonl');
+    await writeFile(recording, `${JSON.stringify(first)}\n${JSON.stringify(second)}\n`);
+    const agent = await start('box-big', { recording, loop: false });
+    try {
+      const t = await eventually(
+        async () => {
+          const sent = telemetry.get('box-big');
+          return (sent?.spool.snapshots?.lost ?? 0) > 0 && events.filter((e) => e.phase === 'new').length >= 2
+            ? sent
+            : undefined;
+        },
+        15_000,
+        'both events sent and the big snapshot counted lost',
+      );
+      assert.equal(t.spool.snapshots?.lost, 1);
+      // the recorded host replays the lines in order, each as an event of its own
+      const [withBig, withSmall] = events.filter((e) => e.phase === 'new');
+      assert.ok(withBig?.snapshot && withSmall?.snapshot, 'both events carry their snapshot reference');
+      await eventually(
+        async () => receiver.snapshots.has(withSmall.snapshot!.id) || undefined,
+        10_000,
+        'the small snapshot uploaded',
+      );
+      assert.equal(receiver.snapshots.has(withBig.snapshot.id), false, 'the big snapshot is never uploaded');
+    } finally {
+      await agent.terminate('SIGTERM');
+    }
   });
 });

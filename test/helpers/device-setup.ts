@@ -37,6 +37,8 @@ export interface AgentConfigOptions {
   /** a camera's own URL instead, by camera id */
   cameraUrls?: Record<string, string>;
   eventsPerSecond?: number;
+  /** the recording the cameras replay (default RECORDING) */
+  recording?: string;
   /** replay the recording again at its end (default), else the cameras go offline there */
   loop?: boolean;
   heartbeatS?: number;
@@ -103,7 +105,7 @@ ${cameras}${
   o.live
     ? section('detector', o.live.detector)
     : `recorded:
-  events: ${RECORDING}
+  events: ${o.recording ?? RECORDING}
   eventsPerSecond: ${o.eventsPerSecond ?? 10}
   loop: ${o.loop ?? true}
 `

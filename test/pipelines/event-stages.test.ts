@@ -1,8 +1,9 @@
 /**
  * Every event of a detected frame says where its frame → event latency went: the stages the camera
- * runtime stamps on the frame (motion gate, detector slot, inference, order, rules, earlier events,
- * snapshot) are never negative and add up to the latency. Events that end at the close of the
- * recording come from no frame and carry none.
+ * runtime stamps on the frame (motion gate, detector slot, inference, order, rules, earlier events)
+ * are never negative and add up to the latency. Events that end at the close of the recording come
+ * from no frame and carry none. No event waits for a snapshot: its JPEG is rendered after it is
+ * emitted, and every one of them is rendered by the end of the replay.
  */
 import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
@@ -44,6 +45,13 @@ describe('frame → event stages', () => {
         events.push(e);
       },
     });
+    const snapshots = events.flatMap((e) => (e.snapshot ? [e.snapshot] : []));
+    assert.ok(snapshots.length >= 3, `only ${snapshots.length} events with a snapshot`);
+    for (const s of snapshots) {
+      const jpeg = await s.jpeg;
+      assert.deepEqual([...jpeg.subarray(0, 2)], [0xff, 0xd8], 'a snapshot that is not a JPEG');
+      assert.deepEqual([s.width, s.height], [768, 576]);
+    }
     const staged = events.filter((e) => e.stages);
     assert.ok(staged.length >= 3, `only ${staged.length} events of detected frames in 8 s of vtest.avi`);
     for (const e of staged) {
@@ -52,6 +60,14 @@ describe('frame → event stages', () => {
       const sum = parts.reduce((s, [, ms]) => s + ms, 0);
       assert.ok(Math.abs(sum - e.latencyMs) < 1e-6, `stages ${sum} ms, latency ${e.latencyMs} ms`);
       assert.ok(e.stages!.inference > 0, 'a detected frame spent no time in inference');
+      assert.deepEqual(Object.keys(e.stages!), [
+        'motion',
+        'slot',
+        'inference',
+        'order',
+        'rules',
+        'earlierEvents',
+      ]);
     }
     const ended = events.filter((e) => !e.stages);
     assert.ok(

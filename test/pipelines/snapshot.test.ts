@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import type { Box } from '../../inference/rect.ts';
+import { SnapshotRenderer } from '../../pipelines/runtime/snapshots.ts';
 import { type Annotation, i420ToRgb, renderAnnotatedJpeg } from '../../pipelines/snapshot.ts';
 import type { FullFrame } from '../../video/frame-source.ts';
 import { readFrames } from '../helpers/frames.ts';
@@ -378,5 +379,52 @@ describe('renderAnnotatedJpeg', () => {
       }
       assert.ok(worst <= 24, `${name}: a pixel differs by ${worst}`);
     }
+  });
+});
+
+describe('SnapshotRenderer', () => {
+  const frame = (seed: number) => pseudoRandomFrame(64, 48, seed);
+  const outcome = (p: Promise<Buffer>) =>
+    p.then(
+      (jpeg) => (jpeg[0] === 0xff && jpeg[1] === 0xd8 ? 'jpeg' : 'not a jpeg'),
+      (err: Error) => err.message,
+    );
+
+  it('renders after the caller returns, in order, and drops what exceeds its bounds at once', async () => {
+    const renderer = new SnapshotRenderer({ concurrency: 1, maxQueued: 2, maxQueuedBytes: 1 << 20 });
+    const pending = [1, 2, 3, 4].map((seed) => renderer.render(frame(seed), [], 80));
+    // nothing rendered yet: the event that asked for it is not held up by the picture
+    assert.deepEqual(renderer.counts, { rendered: 0, dropped: 2, failed: 0 });
+    assert.deepEqual(
+      pending.map((p) => [p.width, p.height]),
+      [
+        [64, 48],
+        [64, 48],
+        [64, 48],
+        [64, 48],
+      ],
+    );
+    const outcomes = await Promise.all(pending.map((p) => outcome(p.jpeg)));
+    assert.deepEqual(outcomes.slice(0, 2), ['jpeg', 'jpeg']);
+    for (const o of outcomes.slice(2)) assert.match(o, /snapshot dropped: 2 snapshots/);
+    await renderer.idle();
+    assert.deepEqual(renderer.counts, { rendered: 2, dropped: 2, failed: 0 });
+  });
+
+  it('bounds the bytes of the frames waiting, and counts a snapshot that fails to render', async () => {
+    const one = frame(5).data.byteLength;
+    const renderer = new SnapshotRenderer({ concurrency: 1, maxQueued: 100, maxQueuedBytes: one });
+    const kept = renderer.render(frame(5), [], 80);
+    const dropped = renderer.render(frame(6), [], 80);
+    assert.match(await outcome(dropped.jpeg), /snapshot dropped/);
+    assert.equal(await outcome(kept.jpeg), 'jpeg');
+    // a frame sharp cannot encode (no pixels)
+    const broken = renderer.render({ data: new Uint8Array(0), width: 0, height: 0, format: 'I420' }, [], 80);
+    assert.notEqual(await outcome(broken.jpeg), 'jpeg');
+    const after = renderer.render(frame(7), [], 80);
+    assert.equal(await outcome(after.jpeg), 'jpeg', 'a failed snapshot stops none after it');
+    await renderer.idle();
+    assert.deepEqual(renderer.counts, { rendered: 2, dropped: 1, failed: 1 });
+    assert.equal(renderer.pending, 0);
   });
 });
