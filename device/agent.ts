@@ -25,6 +25,8 @@ import {
 import { hardwareClass } from '../inference/hardware-class.ts';
 import { resolveModelDir } from '../inference/model-dir.ts';
 import { type FactoryDefault, Updater } from '../ota/updater/index.ts';
+import type { EventStages } from '../pipelines/runtime/camera.ts';
+import { SampleWindow } from '../pipelines/runtime/stats.ts';
 import type { CameraHost, HostEvent, HostStatus } from './camera-host.ts';
 import { type CommandOutcome, CommandProcessor } from './commands.ts';
 import { type DeviceConfig, loadDeviceConfig } from './config.ts';
@@ -46,6 +48,45 @@ export interface DeviceAgentOptions {
   log?: Logger;
   /** aborts a start that waits for the control plane (enrollment) */
   signal?: AbortSignal;
+  /** each event message of this run once the control plane acknowledged it, with where its time went */
+  onEventDelivered?: (d: EventDelivery) => void;
+}
+
+/** one event message's way from its frame to the control plane's database (ms, one clock: the box's) */
+export interface EventDelivery {
+  camera: string;
+  id: string;
+  seq: number;
+  /** its frame reaching the pipeline (an event of no frame: its emission) → the control plane's PUBACK */
+  latencyMs: number;
+  /** the frame → the event emitted, with where that went when it came from a detected frame */
+  pipeline: { ms: number; stages?: EventStages };
+  /** emitted → written to the spool (encoding, the SQLite transaction and its sync) */
+  spoolMs: number;
+  /** in the spool → handed to MQTT (waiting for the connection and the in-flight window) */
+  publishMs: number;
+  /**
+   * handed to MQTT → its PUBACK: the broker, the control plane's ingest queue and database commit
+   * (it acknowledges a message once it stored it), and back
+   */
+  commitMs: number;
+}
+
+/** p50/p99 (ms) of the recent event deliveries (at most DELIVERY_WINDOW), for /healthz */
+export type EventDeliveryStats = NonNullable<HealthReport['eventDelivery']>;
+
+/** spooled event messages waiting for their PUBACK that are timed, at most (the oldest are forgotten) */
+const MAX_TIMED_IN_FLIGHT = 10_000;
+/** recent deliveries the health figures are of */
+const DELIVERY_WINDOW = 1000;
+
+interface TimedEvent {
+  camera: string;
+  id: string;
+  seq: number;
+  emittedAt: number;
+  pipeline: EventDelivery['pipeline'];
+  spooledAt: number;
 }
 
 /** how long a "snapshot" command waits for the upload before answering that it is queued */
@@ -115,6 +156,15 @@ export class DeviceAgent {
   lostSnapshots = 0;
   /** event snapshots being rendered, stored in the spool when they are */
   private readonly pendingSnapshots = new Set<Promise<void>>();
+  /** spooled event messages of this run waiting for their PUBACK, by spool seq */
+  private readonly timed = new Map<number, TimedEvent>();
+  private readonly deliveries = {
+    latency: new SampleWindow(DELIVERY_WINDOW),
+    pipeline: new SampleWindow(DELIVERY_WINDOW),
+    spool: new SampleWindow(DELIVERY_WINDOW),
+    publish: new SampleWindow(DELIVERY_WINDOW),
+    commit: new SampleWindow(DELIVERY_WINDOW),
+  };
   /** the reason each camera last went offline, for health */
   private readonly offlineReasons = new Map<string, string>();
   /** the detector's restart count when last seen, and when it last grew */
@@ -163,6 +213,7 @@ export class DeviceAgent {
     const cameras = this.host?.stats() ?? [];
     const detector = this.host?.detectorStats();
     const connected = this.connected;
+    const eventDelivery = this.eventDeliveryStats();
     return {
       ...this.verdict(cameras, detector),
       device: this.config.device.id,
@@ -171,6 +222,7 @@ export class DeviceAgent {
       spool: this.spool.stats(),
       cameras,
       ...(detector ? { detector } : {}),
+      ...(eventDelivery ? { eventDelivery } : {}),
     };
   }
 
@@ -274,6 +326,7 @@ export class DeviceAgent {
         this.uploader?.retryNow();
         void this.sendTelemetry();
       },
+      onDelivered: (seq, sentAt, ackedAt) => this.onDelivered(seq, sentAt, ackedAt),
     });
     this.uplink.setIdentity(JSON.stringify(await buildIdentity(this.effective(c), this.startedAt)));
     this.uplink.start();
@@ -381,13 +434,15 @@ export class DeviceAgent {
    * counted (`lostSnapshots`, telemetry `spool.snapshots.lost`) and logged; the event stays as sent.
    */
   private onHostEvent(host: HostEvent): void {
+    const emittedAt = host.emittedAt ?? performance.now();
     const device = this.config.device.id;
     const e = this.carried.adopt(host);
     const snapshot = e.snapshot
       ? { id: timeOrderedId(), width: e.snapshot.width, height: e.snapshot.height }
       : undefined;
+    let spooled: { seq: number };
     try {
-      this.spool.appendForCamera(
+      spooled = this.spool.appendForCamera(
         'event',
         topics.events(device),
         e.camera,
@@ -413,8 +468,66 @@ export class DeviceAgent {
       this.log.error({ camera: e.camera, err: errorMessage(err) }, 'event not spooled');
       return;
     }
+    this.timeEvent({
+      camera: e.camera,
+      id: e.message.id,
+      seq: e.message.seq,
+      emittedAt,
+      pipeline: { ms: e.latencyMs ?? 0, ...(e.stages ? { stages: e.stages } : {}) },
+      spooledAt: performance.now(),
+      spoolSeq: spooled.seq,
+    });
     this.uplink?.kick();
     if (snapshot && e.snapshot) this.storeSnapshot(e.camera, snapshot.id, e.snapshot.jpeg);
+  }
+
+  private timeEvent({ spoolSeq, ...t }: TimedEvent & { spoolSeq: number }): void {
+    this.timed.set(spoolSeq, t);
+    if (this.timed.size > MAX_TIMED_IN_FLIGHT) this.timed.delete(this.timed.keys().next().value!);
+  }
+
+  /** a spooled message's PUBACK: an event of this run is timed from its frame to here */
+  private onDelivered(spoolSeq: number, sentAt: number, ackedAt: number): void {
+    const t = this.timed.get(spoolSeq);
+    if (!t) return;
+    this.timed.delete(spoolSeq);
+    const d: EventDelivery = {
+      camera: t.camera,
+      id: t.id,
+      seq: t.seq,
+      latencyMs: t.pipeline.ms + ackedAt - t.emittedAt,
+      pipeline: t.pipeline,
+      spoolMs: t.spooledAt - t.emittedAt,
+      publishMs: sentAt - t.spooledAt,
+      commitMs: ackedAt - sentAt,
+    };
+    this.deliveries.latency.add(d.latencyMs);
+    this.deliveries.pipeline.add(d.pipeline.ms);
+    this.deliveries.spool.add(d.spoolMs);
+    this.deliveries.publish.add(d.publishMs);
+    this.deliveries.commit.add(d.commitMs);
+    try {
+      this.o.onEventDelivered?.(d);
+    } catch (err) {
+      this.log.error({ err: errorMessage(err) }, 'an event delivery listener failed');
+    }
+  }
+
+  /** p50/p99 of the recent event deliveries; undefined before the first */
+  eventDeliveryStats(): EventDeliveryStats | undefined {
+    const w = this.deliveries;
+    if (w.latency.count === 0) return undefined;
+    const p99 = (s: SampleWindow) => Number(s.percentile(99).toFixed(1));
+    return {
+      count: w.latency.count,
+      latencyMs: { p50: Number(w.latency.percentile(50).toFixed(1)), p99: p99(w.latency) },
+      p99Ms: {
+        pipeline: p99(w.pipeline),
+        spool: p99(w.spool),
+        publish: p99(w.publish),
+        commit: p99(w.commit),
+      },
+    };
   }
 
   /** puts the event's snapshot `id` in the spool for upload once it is rendered */

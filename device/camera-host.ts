@@ -1,6 +1,7 @@
 import type { CameraTelemetry, DetectorTelemetry, EventMessage } from '../contract/payloads.ts';
 import type { UpdateHost } from '../ota/updater/host.ts';
 import type { CameraSettings } from '../pipelines/camera-settings.ts';
+import type { EventStages } from '../pipelines/runtime/camera.ts';
 import type { PendingJpeg } from '../pipelines/runtime/snapshots.ts';
 
 /** a JPEG image with its pixel size */
@@ -19,6 +20,12 @@ export interface HostEvent {
   camera: string;
   message: Omit<EventMessage, 'v' | 'device' | 'cameraSeq' | 'snapshot'>;
   snapshot?: PendingJpeg;
+  /** when the event was emitted (ms, performance clock); absent: when the listener is called */
+  emittedAt?: number;
+  /** its frame reaching the pipeline → emitted (ms), when it came from a frame */
+  latencyMs?: number;
+  /** where `latencyMs` went, when it came from a detected frame */
+  stages?: EventStages;
 }
 
 export interface HostStatus {

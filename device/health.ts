@@ -77,6 +77,13 @@ export interface HealthReport {
   cameras: CameraTelemetry[];
   /** absent when the box runs no detector */
   detector?: DetectorTelemetry;
+  /** frame → event stored in the control plane, of the recent events (absent before the first) */
+  eventDelivery?: {
+    count: number;
+    latencyMs: { p50: number; p99: number };
+    /** where the time went: the pipeline, the spool write, waiting for MQTT, the control plane's commit */
+    p99Ms: { pipeline: number; spool: number; publish: number; commit: number };
+  };
 }
 
 export interface HealthServer {

@@ -19,6 +19,11 @@ export interface UplinkOptions {
   tls?: ClientTls;
   /** after every (re)connect, once the retained availability and identity are published */
   onConnected?: () => void;
+  /**
+   * a spooled message's PUBACK came: `sentAt` when it was handed to MQTT, `ackedAt` now (ms,
+   * performance clock). The control plane acknowledges a message once it is in its database.
+   */
+  onDelivered?: (seq: number, sentAt: number, ackedAt: number) => void;
 }
 
 const REFUSAL_BACKOFF_START_MS = 1000;
@@ -71,6 +76,8 @@ export class Uplink {
   private errorLogged = false;
   private everConnected = false;
   private drainWaiters: (() => void)[] = [];
+  /** when each leased message was handed to MQTT (ms, performance clock), until its PUBACK */
+  private readonly sentAt = new Map<number, number>();
 
   constructor(private readonly o: UplinkOptions) {}
 
@@ -295,6 +302,7 @@ export class Uplink {
     const free = this.window - this.o.spool.leasedCount;
     if (free > 0) {
       for (const m of this.o.spool.lease(free)) {
+        this.sentAt.set(m.seq, performance.now());
         client.publish(m.topic, m.payload, { qos: 1 }, (err) => this.onPublished(m.seq, err));
       }
     }
@@ -306,10 +314,13 @@ export class Uplink {
   }
 
   private onPublished(seq: number, err: Error | undefined): void {
+    const sentAt = this.sentAt.get(seq);
+    this.sentAt.delete(seq);
     if (this.closed) return;
     if (!err) {
       this.o.spool.ack(seq);
       this.refusalBackoff = REFUSAL_BACKOFF_START_MS;
+      if (sentAt !== undefined) this.o.onDelivered?.(seq, sentAt, performance.now());
     } else if (typeof (err as { code?: unknown }).code === 'number') {
       // the broker refused it (PUBACK reason ≥ 0x80, e.g. not authorized, quota exceeded): keep it,
       // hold the uplink back and try again from this message

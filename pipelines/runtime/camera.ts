@@ -32,6 +32,8 @@ export interface CameraEvent {
   snapshot?: PendingJpeg;
   /** the frame's arrival (ms, performance clock) to the event being emitted */
   latencyMs: number;
+  /** when the event was emitted (ms, performance clock): the listener's stamps go on from here */
+  emittedAt: number;
   /** where `latencyMs` went, when the event came from a detected frame (the stages add up to it) */
   stages?: EventStages;
 }
@@ -393,6 +395,7 @@ export class CameraRuntime {
         message: e.message,
         ...(snapshot ? { snapshot } : {}),
         latencyMs,
+        emittedAt,
         ...(stamps ? { stages: eventStages(stamps, ruledAt, emittedAt) } : {}),
       });
     }
