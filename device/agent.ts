@@ -31,6 +31,7 @@ import type { CameraHost, HostEvent, HostStatus } from './camera-host.ts';
 import { type CommandOutcome, CommandProcessor } from './commands.ts';
 import { type DeviceConfig, loadDeviceConfig } from './config.ts';
 import { obtainCredential, rotateCredential } from './credential.ts';
+import { Harvester } from './harvest.ts';
 import { type HealthReport, type HealthServer, healthVerdict, startHealthServer } from './health.ts';
 import { type CameraHostFactory, defaultCameraHostFactory } from './hosts.ts';
 import { buildIdentity } from './identity.ts';
@@ -92,7 +93,7 @@ interface TimedEvent {
 /** how long a "snapshot" command waits for the upload before answering that it is queued */
 const SNAPSHOT_REPLY_WAIT_MS = 10_000;
 /** config sections that only a restart of the agent applies */
-const RESTART_ONLY = ['device', 'mqtt', 'tls', 'spool', 'health', 'ota'] as const;
+const RESTART_ONLY = ['device', 'mqtt', 'tls', 'spool', 'health', 'ota', 'harvest'] as const;
 
 function encode<T>(validator: Validator<T>, message: T, what: string): string {
   const payload = JSON.stringify(validator.parse(message, what));
@@ -135,6 +136,9 @@ export class DeviceAgent {
   private spool!: Spool;
   private uplink: Uplink | undefined;
   private uploader: SnapshotUploader | undefined;
+  /** uploads the spool's harvested frames (a queue of their own) */
+  private harvestUploader: SnapshotUploader | undefined;
+  private harvester: Harvester | undefined;
   /** live view streams, opened outbound on the control plane's request */
   private live: LiveStreamer | undefined;
   private host: CameraHost | undefined;
@@ -283,6 +287,14 @@ export class DeviceAgent {
       log: this.log.child({ part: 'updater' }),
     });
     this.health = await startHealthServer(c.health.host, c.health.port, () => this.healthReport(), c.file);
+    if (c.harvest.enabled)
+      this.harvester = new Harvester(
+        c.harvest,
+        this.spool,
+        () => this.runningModel(),
+        () => this.harvestUploader?.kick(),
+        this.log.child({ part: 'harvest' }),
+      );
     this.host = await this.startHost(c);
     const cameras = new Set(c.cameras.filter((cam) => cam.enabled).map((cam) => cam.id));
     for (const e of this.carried.endCarried((camera) => cameras.has(camera))) this.onHostEvent(e);
@@ -306,6 +318,17 @@ export class DeviceAgent {
       tls,
     );
     this.uploader.start();
+    this.harvestUploader = new SnapshotUploader(
+      c.device.id,
+      c.controlPlane.url,
+      credential,
+      this.spool,
+      this.log,
+      tls,
+      undefined,
+      'harvest',
+    );
+    this.harvestUploader.start();
     this.live = new LiveStreamer({
       device: c.device.id,
       controlPlane: () => ({ url: this.config.controlPlane.url, credential: this.credential }),
@@ -324,6 +347,7 @@ export class DeviceAgent {
       onConnected: () => {
         // the control plane is likely reachable again: snapshot uploads stop waiting out their backoff
         this.uploader?.retryNow();
+        this.harvestUploader?.retryNow();
         void this.sendTelemetry();
       },
       onDelivered: (seq, sentAt, ackedAt) => this.onDelivered(seq, sentAt, ackedAt),
@@ -381,6 +405,7 @@ export class DeviceAgent {
     await step('stopping the cameras', () => this.host?.stop());
     await step('storing rendered snapshots', () => this.snapshotsStored());
     await step('stopping snapshot uploads', () => this.uploader?.stop());
+    await step('stopping harvested frame uploads', () => this.harvestUploader?.stop());
     await step('answering commands', () => this.commands?.idle());
     if (this.uplink?.connected) {
       const drained = await this.uplink.drain(this.config.mqtt.shutdownFlushS * 1000);
@@ -418,6 +443,8 @@ export class DeviceAgent {
     const host = this.createHost(effective, this.log);
     host.onEvent((e) => this.onHostEvent(e));
     host.onStatus((s) => this.onHostStatus(s));
+    const harvester = this.harvester;
+    if (harvester) host.onDetected?.((d) => harvester.observe(d));
     try {
       await host.start(effective.cameras, effective.dir);
     } catch (err) {
@@ -622,11 +649,28 @@ export class DeviceAgent {
         detector,
         this.verdict(cameras, detector),
         this.lostSnapshots,
+        this.harvester?.stats(),
       );
       this.uplink.publishTransient(topics.telemetry(this.config.device.id), JSON.stringify(telemetry));
     } catch (err) {
       this.log.error({ err: errorMessage(err) }, 'telemetry not sent');
     }
+  }
+
+  /**
+   * the model the cameras run, as a harvested frame names it: the updater's committed model, else
+   * the config's (its directory's name, version 0)
+   */
+  private runningModel(): { name: string; version: number } {
+    const model = this.updater?.running()?.model;
+    const fallback = (model?.dir ?? this.config.detector.model)
+      .split('/')
+      .filter(Boolean)
+      .pop()!
+      .toLowerCase()
+      .replace(/[^a-z0-9._-]/g, '-');
+    const name = model?.name ?? (/^[a-z0-9]/.test(fallback) ? fallback : `model-${fallback}`);
+    return { name: name.slice(0, 128), version: model?.version ?? 0 };
   }
 
   /** each camera's model and scene version, where the host does not say them itself */
@@ -688,6 +732,7 @@ export class DeviceAgent {
     const next = await rotateCredential(this.config, this.credential);
     this.credential = next;
     this.uploader!.setControlPlane(this.config.controlPlane.url, next);
+    this.harvestUploader!.setControlPlane(this.config.controlPlane.url, next);
     this.uplink!.useCredential(next);
     return {
       ok: true,
@@ -723,6 +768,7 @@ export class DeviceAgent {
     }
     if (next.controlPlane.url !== current.controlPlane.url) {
       this.uploader!.setControlPlane(next.controlPlane.url);
+      this.harvestUploader!.setControlPlane(next.controlPlane.url);
       applied.push('controlPlane');
     }
     this.config = next;

@@ -1,7 +1,7 @@
 import type { CameraTelemetry, DetectorTelemetry, EventMessage } from '../contract/payloads.ts';
 import type { UpdateHost } from '../ota/updater/host.ts';
 import type { CameraSettings } from '../pipelines/camera-settings.ts';
-import type { EventStages } from '../pipelines/runtime/camera.ts';
+import type { DetectedFrame, EventStages } from '../pipelines/runtime/camera.ts';
 import type { PendingJpeg } from '../pipelines/runtime/snapshots.ts';
 
 /** a JPEG image with its pixel size */
@@ -55,6 +55,11 @@ export interface CameraHost {
   detectorStats(): DetectorTelemetry | undefined;
   onEvent(listener: (e: HostEvent) => void): void;
   onStatus(listener: (s: HostStatus) => void): void;
+  /**
+   * every detected frame of every camera, after tracking (the box's harvest learns from them); a
+   * host that detects nothing itself (a recorded one) has none
+   */
+  onDetected?(listener: (d: DetectedFrame) => void): void;
 }
 
 /**

@@ -7,6 +7,7 @@ import { DEVICE_ID_PATTERN, deviceClientId } from '../contract/topics.ts';
 import { isModelPath } from '../inference/model-dir.ts';
 import { DetectorSettingsSchema } from '../inference/settings.ts';
 import { CameraSettingsSchema } from '../pipelines/camera-settings.ts';
+import { HarvestConfigSchema } from '../pipelines/harvest/config.ts';
 
 const MiB = 1024 * 1024;
 
@@ -89,6 +90,12 @@ const SpoolSection = Type.Object(
     maxSnapshots: Type.Integer({ minimum: 0, default: 100_000 }),
     maxSnapshotBytes: Type.Integer({ minimum: 0, default: 1024 * MiB }),
     /**
+     * harvested frames waiting for upload (a queue of their own: they never push out an event's
+     * snapshot); beyond either limit the oldest are dropped and counted
+     */
+    maxHarvestFrames: Type.Integer({ minimum: 0, default: 2000 }),
+    maxHarvestBytes: Type.Integer({ minimum: 0, default: 256 * MiB }),
+    /**
      * after a restart, an event the previous run left open (e.g. killed) continues when its camera
      * reports the same rule and place within this many seconds (a parked car still parked), else
      * it ends with reason "agent restarted"
@@ -160,6 +167,8 @@ export const DeviceConfigSchema = Type.Object(
     /** how the box verifies the broker and the control plane; without it the system's CAs are used */
     tls: Type.Optional(TlsSection),
     spool: SpoolSection,
+    /** frames worth teaching the model from, chosen on the box on a budget (pipelines/harvest/config.ts) */
+    harvest: HarvestConfigSchema,
     detector: Type.Object(DetectorSettingsSchema.properties, { additionalProperties: false, default: {} }),
     cameras: Type.Array(CameraSettingsSchema, { default: [] }),
     health: HealthSection,

@@ -13,7 +13,7 @@ import { ThreadedDetector } from '../inference/threaded-detector.ts';
 import { ensureModelInstalled, readModelDescriptor } from '../models/store.ts';
 import type { HealthSample } from '../ota/updater/host.ts';
 import type { CameraSettings } from '../pipelines/camera-settings.ts';
-import { CameraRuntime } from '../pipelines/runtime/camera.ts';
+import { CameraRuntime, type DetectedFrame } from '../pipelines/runtime/camera.ts';
 import { growHeapForVideo } from '../pipelines/runtime/heap.ts';
 import { DetectionScheduler } from '../pipelines/runtime/scheduler.ts';
 import { runShadow } from '../pipelines/runtime/shadow.ts';
@@ -56,6 +56,7 @@ export class PipelineCameraHost implements UpdatableHost {
   private readonly cameras = new Map<string, RunningCamera>();
   private readonly eventListeners: ((e: HostEvent) => void)[] = [];
   private readonly statusListeners: ((s: HostStatus) => void)[] = [];
+  private readonly detectedListeners: ((d: DetectedFrame) => void)[] = [];
   /** the model the cameras detect with: the configured reference, then what swapModel loaded */
   private model: string;
   /** restarts of the detectors swapped out */
@@ -104,6 +105,9 @@ export class PipelineCameraHost implements UpdatableHost {
         },
         onStatus: (s) => {
           for (const l of this.statusListeners) l(s);
+        },
+        onDetected: (d) => {
+          for (const l of this.detectedListeners) l(d);
         },
       });
       this.cameras.set(camera.id, { runtime, scene: { name: scenes[i]!.name, version: 0 } });
@@ -309,5 +313,9 @@ export class PipelineCameraHost implements UpdatableHost {
 
   onStatus(listener: (s: HostStatus) => void): void {
     this.statusListeners.push(listener);
+  }
+
+  onDetected(listener: (d: DetectedFrame) => void): void {
+    this.detectedListeners.push(listener);
   }
 }

@@ -3,7 +3,7 @@ import { request as httpsRequest } from 'node:https';
 import { errorMessage } from '../common/errors.ts';
 import type { Logger } from '../common/logger.ts';
 import { httpPaths, SNAPSHOT_CONTENT_TYPE } from '../contract/index.ts';
-import type { SnapshotBlob, Spool } from './spool.ts';
+import type { BlobQueue, SnapshotBlob, Spool } from './spool.ts';
 import { type ClientTls, TlsErrorLog, tlsConnectOptions } from './tls.ts';
 
 const REQUEST_TIMEOUT_MS = 15_000;
@@ -111,6 +111,8 @@ export class SnapshotUploader {
     /** the CA (and client certificate) to verify an https:// control plane with */
     private readonly tls?: ClientTls,
     private readonly timing: UploaderTiming = DEFAULT_TIMING,
+    /** the spool's queue it uploads: event snapshots, or harvested frames (to their own route, with their query) */
+    private readonly queue: BlobQueue = 'snapshot',
   ) {
     this.url = controlPlaneUrl;
     this.backoff = timing.backoffStartMs;
@@ -123,6 +125,10 @@ export class SnapshotUploader {
       urlKey: 'controlPlane.url',
       url: this.url,
     });
+  }
+
+  private get noun(): string {
+    return this.queue === 'snapshot' ? 'snapshot' : 'harvested frame';
   }
 
   /** why uploads fail now (all undefined while they succeed) */
@@ -182,7 +188,7 @@ export class SnapshotUploader {
   private async run(): Promise<void> {
     const { signal } = this.stop$;
     while (!signal.aborted) {
-      const next = this.spool.oldestSnapshot();
+      const next = this.spool.oldestSnapshot(this.queue);
       if (!next) {
         await this.idle(Number.POSITIVE_INFINITY);
         continue;
@@ -221,7 +227,11 @@ export class SnapshotUploader {
   }
 
   private async upload(s: SnapshotBlob): Promise<Outcome> {
-    const url = `${this.url.replace(/\/+$/, '')}${httpPaths.uploadSnapshot(this.device, s.id)}`;
+    const path =
+      this.queue === 'snapshot'
+        ? httpPaths.uploadSnapshot(this.device, s.id)
+        : `${httpPaths.uploadHarvest(this.device, s.id)}?${s.upload ?? ''}`;
+    const url = `${this.url.replace(/\/+$/, '')}${path}`;
     let status: number;
     let body = '';
     const request = new AbortController();
@@ -243,7 +253,7 @@ export class SnapshotUploader {
       return this.failed(
         'unreachable',
         { url, err: errorMessage(err) },
-        'control plane unreachable; snapshots stay queued',
+        `control plane unreachable; ${this.noun}s stay queued`,
         told,
       );
     } finally {
@@ -255,11 +265,11 @@ export class SnapshotUploader {
       if (this.state.failing) {
         this.log.info(
           {
-            pending: this.spool.stats().snapshots.pending,
+            pending: this.pending(),
             outageS: Number(((Date.now() - (this.state.since ?? Date.now())) / 1000).toFixed(1)),
             attempts: this.attempts,
           },
-          'snapshot uploads resumed',
+          `${this.noun} uploads resumed`,
         );
       }
       this.state = { failing: undefined, since: undefined, detail: undefined };
@@ -277,11 +287,19 @@ export class SnapshotUploader {
       return this.failed(
         'busy',
         { url, status, body },
-        'control plane busy or failing; snapshots stay queued',
+        `control plane busy or failing; ${this.noun}s stay queued`,
       );
     }
-    this.log.error({ url, status, body, snapshot: s.id }, 'control plane rejected a snapshot; dropping it');
+    this.log.error(
+      { url, status, body, [this.queue]: s.id },
+      `control plane rejected a ${this.noun}; dropping it`,
+    );
     return 'rejected';
+  }
+
+  private pending(): number {
+    const stats = this.spool.stats();
+    return this.queue === 'snapshot' ? stats.snapshots.pending : stats.harvest.pending;
   }
 
   /** records a failed attempt; logs when the failure starts or changes, then a summary at most once a minute */
@@ -308,7 +326,7 @@ export class SnapshotUploader {
           ...details,
           attempts: this.attempts,
           outageS: Math.round((now - (this.state.since ?? now)) / 1000),
-          pending: this.spool.stats().snapshots.pending,
+          pending: this.pending(),
         },
         `still failing: ${message}`,
       );

@@ -20,13 +20,28 @@ export interface SpoolStats {
   /** messages dropped oldest-first because the spool was full, since the spool was created */
   dropped: number;
   snapshots: { pending: number; bytes: number; dropped: number };
+  harvest: { pending: number; bytes: number; dropped: number };
   /** how full the fullest of the spool's limits is (0..1): messages, bytes, snapshots, snapshot bytes */
   fill: number;
 }
 
+/**
+ * the queues of pictures waiting for upload, each bounded on its own: event snapshots, and frames
+ * harvested for the loop (which must never push an event's snapshot out)
+ */
+export type BlobQueue = 'snapshot' | 'harvest';
+
 export interface SnapshotBlob {
   id: string;
   jpeg: Buffer;
+  /** of a harvested frame: the query string of its upload (what the box knows of it) */
+  upload?: string;
+}
+
+/** a harvested frame kept: when (ms, epoch) and its bytes, for the budget to carry over restarts */
+export interface HarvestSpentRecord {
+  at: number;
+  bytes: number;
 }
 
 /** the last spooled message of an event not ended yet, kept so that a restart can end it */
@@ -39,13 +54,19 @@ export interface OpenEventRecord {
 
 export type SpoolLimits = Pick<
   SpoolSettings,
-  'maxMessages' | 'maxBytes' | 'maxSnapshots' | 'maxSnapshotBytes' | 'sync'
+  | 'maxMessages'
+  | 'maxBytes'
+  | 'maxSnapshots'
+  | 'maxSnapshotBytes'
+  | 'maxHarvestFrames'
+  | 'maxHarvestBytes'
+  | 'sync'
 >;
 
 /** open events recorded at most (a pipeline keeps far fewer open; beyond it they are not recorded) */
 export const MAX_OPEN_EVENTS = 10_000;
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 const DROP_LOG_INTERVAL_MS = 60_000;
 
 /**
@@ -94,11 +115,53 @@ INSERT INTO counters (name, value) SELECT name, value FROM (
 ) WHERE true ON CONFLICT (name) DO UPDATE SET value = excluded.value;
 CREATE TABLE open_events (id TEXT PRIMARY KEY, camera TEXT NOT NULL, message TEXT NOT NULL);
 `,
+  // 3: a second queue of pictures, harvested frames (issue 18), with its upload's query string;
+  // the record of frames harvested in the last day, so the budget carries over a restart
+  `
+ALTER TABLE snapshot_meta ADD COLUMN queue TEXT NOT NULL DEFAULT 'snapshot';
+ALTER TABLE snapshot_meta ADD COLUMN upload TEXT;
+CREATE INDEX snapshot_meta_queue ON snapshot_meta (queue, n);
+CREATE TABLE harvest_spent (at_ms INTEGER NOT NULL, bytes INTEGER NOT NULL);
+CREATE INDEX harvest_spent_at ON harvest_spent (at_ms);
+`,
 ];
 
 /** the running totals, kept in `counters` in the transaction that changes them */
-const TOTALS = ['rows', 'rowBytes', 'dropped', 'snapshotRows', 'snapshotBytes', 'snapshotsDropped'] as const;
+const TOTALS = [
+  'rows',
+  'rowBytes',
+  'dropped',
+  'snapshotRows',
+  'snapshotBytes',
+  'snapshotsDropped',
+  'harvestRows',
+  'harvestBytes',
+  'harvestDropped',
+] as const;
 type Totals = Record<(typeof TOTALS)[number], number>;
+type Total = (typeof TOTALS)[number];
+
+/** each picture queue's running totals and limits */
+const QUEUES: Record<
+  BlobQueue,
+  { rows: Total; bytes: Total; dropped: Total; maxRows: keyof SpoolLimits; maxBytes: keyof SpoolLimits }
+> = {
+  snapshot: {
+    rows: 'snapshotRows',
+    bytes: 'snapshotBytes',
+    dropped: 'snapshotsDropped',
+    maxRows: 'maxSnapshots',
+    maxBytes: 'maxSnapshotBytes',
+  },
+  harvest: {
+    rows: 'harvestRows',
+    bytes: 'harvestBytes',
+    dropped: 'harvestDropped',
+    maxRows: 'maxHarvestFrames',
+    maxBytes: 'maxHarvestBytes',
+  },
+};
+const DAY_MS = 86_400_000;
 
 /**
  * The on-box store-and-forward queue (SQLite, WAL). Every outgoing event, camera status and command
@@ -138,7 +201,7 @@ export class Spool {
   private flushScheduled = false;
   private closed = false;
   private openEventsFullLogged = false;
-  private readonly dropLoggedAt = { messages: 0, snapshots: 0 };
+  private readonly dropLoggedAt = { messages: 0, snapshots: 0, harvest: 0 };
 
   private readonly stmt: {
     insert: Database.Statement<[string, string, string, number, number]>;
@@ -147,11 +210,13 @@ export class Spool {
     victims: Database.Statement<[number, number], { seq: number; bytes: number }>;
     deleteSeq: Database.Statement<[number]>;
     setCounter: Database.Statement<[string, number]>;
-    insertSnapshotMeta: Database.Statement<[string, number, number]>;
+    insertSnapshotMeta: Database.Statement<[string, number, number, string, string | null]>;
     insertSnapshotData: Database.Statement<[number, Buffer]>;
-    oldestSnapshot: Database.Statement<[], SnapshotBlob>;
-    snapshotVictims: Database.Statement<[number], { n: number; bytes: number }>;
-    snapshotById: Database.Statement<[string], { n: number; bytes: number }>;
+    oldestSnapshot: Database.Statement<[string], SnapshotBlob & { upload: string | null }>;
+    snapshotVictims: Database.Statement<[string, number], { n: number; bytes: number; queue: BlobQueue }>;
+    snapshotById: Database.Statement<[string], { n: number; bytes: number; queue: BlobQueue }>;
+    insertSpent: Database.Statement<[number, number]>;
+    pruneSpent: Database.Statement<[number]>;
     deleteSnapshotMeta: Database.Statement<[number]>;
     deleteSnapshotData: Database.Statement<[number]>;
     upsertOpenEvent: Database.Statement<[string, string, string]>;
@@ -177,14 +242,18 @@ export class Spool {
         'INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
       ),
       insertSnapshotMeta: db.prepare(
-        'INSERT OR IGNORE INTO snapshot_meta (id, bytes, created_ms) VALUES (?, ?, ?)',
+        'INSERT OR IGNORE INTO snapshot_meta (id, bytes, created_ms, queue, upload) VALUES (?, ?, ?, ?, ?)',
       ),
       insertSnapshotData: db.prepare('INSERT INTO snapshot_data (n, jpeg) VALUES (?, ?)'),
       oldestSnapshot: db.prepare(
-        'SELECT m.id AS id, d.jpeg AS jpeg FROM snapshot_meta m JOIN snapshot_data d ON d.n = m.n ORDER BY m.n LIMIT 1',
+        'SELECT m.id AS id, d.jpeg AS jpeg, m.upload AS upload FROM snapshot_meta m JOIN snapshot_data d ON d.n = m.n WHERE m.queue = ? ORDER BY m.n LIMIT 1',
       ),
-      snapshotVictims: db.prepare('SELECT n, bytes FROM snapshot_meta ORDER BY n LIMIT ?'),
-      snapshotById: db.prepare('SELECT n, bytes FROM snapshot_meta WHERE id = ?'),
+      snapshotVictims: db.prepare(
+        'SELECT n, bytes, queue FROM snapshot_meta WHERE queue = ? ORDER BY n LIMIT ?',
+      ),
+      snapshotById: db.prepare('SELECT n, bytes, queue FROM snapshot_meta WHERE id = ?'),
+      insertSpent: db.prepare('INSERT INTO harvest_spent (at_ms, bytes) VALUES (?, ?)'),
+      pruneSpent: db.prepare('DELETE FROM harvest_spent WHERE at_ms <= ?'),
       deleteSnapshotMeta: db.prepare('DELETE FROM snapshot_meta WHERE n = ?'),
       deleteSnapshotData: db.prepare('DELETE FROM snapshot_data WHERE n = ?'),
       upsertOpenEvent: db.prepare(
@@ -274,6 +343,27 @@ export class Spool {
     this.tx(() => this.insertSnapshot(snapshot));
   }
 
+  /**
+   * stores a harvested frame for upload and, in the same transaction, that it was kept (`at`, ms):
+   * the budget's record, which outlives the frame's upload (harvestSpent)
+   */
+  addHarvested(frame: SnapshotBlob & { upload: string }, at: number): void {
+    this.tx(() => {
+      this.stmt.pruneSpent.run(at - DAY_MS);
+      this.stmt.insertSpent.run(at, frame.jpeg.length);
+      this.insertSnapshot(frame, 'harvest');
+    });
+  }
+
+  /** the harvested frames kept in the 24 hours before `now` (ms): a restarted selector's history */
+  harvestSpent(now: number): HarvestSpentRecord[] {
+    return this.db
+      .prepare<[number], HarvestSpentRecord>(
+        'SELECT at_ms AS at, bytes FROM harvest_spent WHERE at_ms > ? ORDER BY at_ms',
+      )
+      .all(now - DAY_MS);
+  }
+
   /** drops the record of an open event (one that cannot be read) */
   forgetOpenEvent(id: string): void {
     this.tx(() => this.recordOpenEvent(id, '', '', false));
@@ -351,8 +441,11 @@ export class Spool {
     this.ackedBytes = 0;
   }
 
-  oldestSnapshot(): SnapshotBlob | undefined {
-    return this.stmt.oldestSnapshot.get();
+  /** the oldest picture waiting in `queue` */
+  oldestSnapshot(queue: BlobQueue = 'snapshot'): SnapshotBlob | undefined {
+    const row = this.stmt.oldestSnapshot.get(queue);
+    if (!row) return undefined;
+    return { id: row.id, jpeg: row.jpeg, ...(row.upload !== null ? { upload: row.upload } : {}) };
   }
 
   hasSnapshot(id: string): boolean {
@@ -380,6 +473,11 @@ export class Spool {
         bytes: this.t.snapshotBytes,
         dropped: this.t.snapshotsDropped,
       },
+      harvest: {
+        pending: this.t.harvestRows,
+        bytes: this.t.harvestBytes,
+        dropped: this.t.harvestDropped,
+      },
       fill: Math.min(
         1,
         Math.max(
@@ -387,6 +485,8 @@ export class Spool {
           share(bytes, l.maxBytes),
           share(this.t.snapshotRows, l.maxSnapshots),
           share(this.t.snapshotBytes, l.maxSnapshotBytes),
+          share(this.t.harvestRows, l.maxHarvestFrames),
+          share(this.t.harvestBytes, l.maxHarvestBytes),
         ),
       ),
     };
@@ -457,51 +557,50 @@ export class Spool {
     }
   }
 
-  private insertSnapshot(s: SnapshotBlob): void {
+  private insertSnapshot(s: SnapshotBlob, queue: BlobQueue = 'snapshot'): void {
+    const q = QUEUES[queue];
     const bytes = s.jpeg.length;
-    const meta = this.stmt.insertSnapshotMeta.run(s.id, bytes, Date.now());
+    const meta = this.stmt.insertSnapshotMeta.run(s.id, bytes, Date.now(), queue, s.upload ?? null);
     if (meta.changes === 0) return;
     this.stmt.insertSnapshotData.run(Number(meta.lastInsertRowid), s.jpeg);
-    this.t.snapshotRows++;
-    this.t.snapshotBytes += bytes;
+    this.t[q.rows]++;
+    this.t[q.bytes] += bytes;
     const over = () =>
-      this.t.snapshotBytes > this.limits.maxSnapshotBytes || this.t.snapshotRows > this.limits.maxSnapshots;
+      this.t[q.bytes] > (this.limits[q.maxBytes] as number) ||
+      this.t[q.rows] > (this.limits[q.maxRows] as number);
     if (!over()) return;
-    const start = this.t.snapshotsDropped;
+    const start = this.t[q.dropped];
     while (over()) {
-      const victims = this.stmt.snapshotVictims.all(16);
+      const victims = this.stmt.snapshotVictims.all(queue, 16);
       if (victims.length === 0) break;
       for (const v of victims) {
         if (!over()) break;
         this.deleteSnapshot(v);
-        this.t.snapshotsDropped++;
+        this.t[q.dropped]++;
       }
     }
-    if (this.t.snapshotsDropped !== start && this.dropLogDue('snapshots')) {
+    if (this.t[q.dropped] !== start && this.dropLogDue(queue === 'snapshot' ? 'snapshots' : 'harvest')) {
       this.log.warn(
-        {
-          dropped: this.t.snapshotsDropped,
-          maxSnapshots: this.limits.maxSnapshots,
-          maxSnapshotBytes: this.limits.maxSnapshotBytes,
-        },
-        'snapshot queue full: dropping the oldest snapshots',
+        { queue, dropped: this.t[q.dropped], max: this.limits[q.maxRows], maxBytes: this.limits[q.maxBytes] },
+        `${queue === 'snapshot' ? 'snapshot' : 'harvested frame'} queue full: dropping the oldest`,
       );
     }
   }
 
   /** dropping is logged when it starts, then at most once a minute (telemetry counts every drop) */
-  private dropLogDue(queue: 'messages' | 'snapshots'): boolean {
+  private dropLogDue(queue: 'messages' | 'snapshots' | 'harvest'): boolean {
     const now = Date.now();
     if (now - this.dropLoggedAt[queue] < DROP_LOG_INTERVAL_MS) return false;
     this.dropLoggedAt[queue] = now;
     return true;
   }
 
-  private deleteSnapshot(row: { n: number; bytes: number }): void {
+  private deleteSnapshot(row: { n: number; bytes: number; queue: BlobQueue }): void {
+    const q = QUEUES[row.queue];
     this.stmt.deleteSnapshotMeta.run(row.n);
     this.stmt.deleteSnapshotData.run(row.n);
-    this.t.snapshotRows--;
-    this.t.snapshotBytes -= row.bytes;
+    this.t[q.rows]--;
+    this.t[q.bytes] -= row.bytes;
   }
 
   private recordOpenEvent(id: string, camera: string, payload: string, open: boolean): void {

@@ -84,6 +84,8 @@ export function buildTelemetry(
   health: HealthTelemetry,
   /** event snapshots never stored for upload since the agent started */
   snapshotsLost: number,
+  /** what the box harvested for the loop, when it harvests */
+  harvest?: NonNullable<Telemetry['harvest']>,
 ): Telemetry {
   const msg: Telemetry = {
     v: CONTRACT_VERSION,
@@ -95,11 +97,13 @@ export function buildTelemetry(
       bytes: spool.bytes,
       dropped: spool.dropped,
       snapshots: { ...spool.snapshots, lost: snapshotsLost },
+      harvest: spool.harvest,
       fill: Number(spool.fill.toFixed(3)),
     },
     cameras,
     health,
     ...(detector ? { detector } : {}),
+    ...(harvest ? { harvest } : {}),
   };
   return validators.telemetry.parse(msg, 'telemetry');
 }

@@ -47,7 +47,7 @@ export const HarvestConfigSchema = Type.Object(
     /** JPEG quality of a harvested frame (full resolution, no drawing on it) */
     jpegQuality: Type.Integer({ minimum: 30, maximum: 100, default: 85 }),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, default: {} },
 );
 
 export type HarvestConfig = Type.Static<typeof HarvestConfigSchema>;

@@ -5,7 +5,7 @@ import type { Logger } from '../../common/logger.ts';
 import type { CameraTelemetry } from '../../contract/payloads.ts';
 import type { Detection } from '../../inference/detector.ts';
 import type { ModelFrame } from '../../inference/model-frame.ts';
-import { boxOf, type Rect, rectOf } from '../../inference/rect.ts';
+import { type Box, boxOf, type Rect, rectOf } from '../../inference/rect.ts';
 import { FrameSource, toModelFrame, type VideoFrame } from '../../video/frame-source.ts';
 import { parseSourceUrl, type SourceSpec } from '../../video/source-url.ts';
 import type { CameraSettings } from '../camera-settings.ts';
@@ -14,6 +14,7 @@ import { MotionGate } from '../motion.ts';
 import { SceneEngine, type SceneStep } from '../scene/engine.ts';
 import type { Scene } from '../scene/schema.ts';
 import { renderAnnotatedJpeg } from '../snapshot.ts';
+import type { Track } from '../tracking/tracker.ts';
 import type { DetectionScheduler, DetectionStamps } from './scheduler.ts';
 import { type PendingJpeg, SnapshotRenderer } from './snapshots.ts';
 import { StallWatchdog } from './stall-watchdog.ts';
@@ -68,6 +69,21 @@ export interface CameraStatusChange {
   at: Date;
 }
 
+/** one detected frame as the pipeline saw it, for whoever learns from it (the box's harvest) */
+export interface DetectedFrame {
+  camera: string;
+  /** scene time, seconds (what the tracker was given) */
+  t: number;
+  frame: VideoFrame;
+  /** the model frame's size (VideoFrame.model's pixels) */
+  modelSize: { width: number; height: number };
+  detections: readonly Detection[];
+  /** the tracker's tracks after the frame */
+  tracks: readonly Track[];
+  /** the moving regions the detector was given (source pixels); absent for a whole frame */
+  searched: readonly Box[] | undefined;
+}
+
 export interface CameraRuntimeOptions {
   camera: CameraSettings;
   scene: Scene;
@@ -86,6 +102,8 @@ export interface CameraRuntimeOptions {
   onStatus?: (s: CameraStatusChange) => void;
   /** every observed frame's scene step and counters, in frame order (the accuracy evaluation reads them) */
   onStep?: (t: number, step: SceneStep, counters: Record<string, number>) => void;
+  /** every detected frame after tracking, synchronously (keep it cheap: the camera waits) */
+  onDetected?: (d: DetectedFrame) => void;
   /** live: the wait between reconnection attempts, doubling from `startMs` up to `maxMs` */
   reconnect?: { startMs: number; maxMs: number };
   /** renders the events' snapshots after they are emitted; the cameras of a box share one (default: the camera's own) */
@@ -364,6 +382,15 @@ export class CameraRuntime {
     const searched = regions?.map((r) => boxOf(r, sx, sy));
     const step = this.engine.observe(detections, t, searched);
     this.o.onStep?.(t, step, this.engine.counters());
+    this.o.onDetected?.({
+      camera: this.id,
+      t,
+      frame,
+      modelSize: this.o.scheduler.input,
+      detections,
+      tracks: step.tracks,
+      searched,
+    });
     const events = this.lifecycle.process(
       step.transitions,
       t,

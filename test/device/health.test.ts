@@ -152,6 +152,7 @@ describe('box health', () => {
       bytes: 0,
       dropped: 0,
       snapshots: { pending: 0, bytes: 0, dropped: 0 },
+      harvest: { pending: 0, bytes: 0, dropped: 0 },
       fill: 0.2,
     };
     const now = 1_000_000_000;

@@ -62,6 +62,8 @@ describe('reconnects', () => {
         maxBytes: 1024 * 1024,
         maxSnapshots: 100,
         maxSnapshotBytes: 1024 * 1024,
+        maxHarvestFrames: 100,
+        maxHarvestBytes: 1024 * 1024,
         sync: 'normal',
       },
       pino({ level: 'silent' }),

@@ -14,6 +14,8 @@ const roomy: SpoolLimits = {
   maxBytes: 64 * 1024 * 1024,
   maxSnapshots: 1000,
   maxSnapshotBytes: 1024 * 1024,
+  maxHarvestFrames: 100,
+  maxHarvestBytes: 1024 * 1024,
   sync: 'full',
 };
 const tick = () => new Promise((r) => setImmediate(r));
@@ -222,6 +224,31 @@ describe('event spool', () => {
     b.close();
   });
 
+  it('keeps harvested frames in a queue of their own: bounded apart, never pushing out a snapshot; their cost outlives their upload', () => {
+    const spool = Spool.open(path(), { ...roomy, maxHarvestFrames: 3 }, log);
+    const now = Date.now();
+    for (let i = 0; i < 2; i++) spool.addSnapshot({ id: `snapshot-${i}`, jpeg: Buffer.alloc(100, i) });
+    for (let i = 0; i < 5; i++)
+      spool.addHarvested(
+        { id: `frame-${i}`, jpeg: Buffer.alloc(200, i), upload: `camera=c&n=${i}` },
+        now + i,
+      );
+    const s = spool.stats();
+    assert.deepEqual(s.snapshots, { pending: 2, bytes: 200, dropped: 0 });
+    assert.deepEqual(s.harvest, { pending: 3, bytes: 600, dropped: 2 });
+    assert.deepEqual(spool.oldestSnapshot('harvest'), {
+      id: 'frame-2',
+      jpeg: Buffer.alloc(200, 2),
+      upload: 'camera=c&n=2',
+    });
+    assert.equal(spool.oldestSnapshot()?.id, 'snapshot-0');
+    spool.removeSnapshot('frame-2');
+    assert.equal(spool.stats().harvest.pending, 2);
+    assert.equal(spool.harvestSpent(now + 10).length, 5, 'every kept frame counts against the budget');
+    assert.equal(spool.harvestSpent(now + 86_400_002).length, 2, 'for 24 hours');
+    spool.close();
+  });
+
   it('migrates a schema 1 spool, keeping its messages, snapshots, numbering and counts', () => {
     const file = path();
     const old = new Database(file);
@@ -247,6 +274,7 @@ describe('event spool', () => {
       bytes: 12,
       dropped: 7,
       snapshots: { pending: 2, bytes: 800, dropped: 3 },
+      harvest: { pending: 0, bytes: 0, dropped: 0 },
       fill: 2 / roomy.maxSnapshots,
     });
     assert.deepEqual(
@@ -256,6 +284,11 @@ describe('event spool', () => {
     assert.deepEqual(spool.oldestSnapshot(), { id: 'snap-a', jpeg: Buffer.alloc(500, 1) });
     spool.removeSnapshot('snap-a');
     assert.deepEqual(spool.oldestSnapshot(), { id: 'snap-b', jpeg: Buffer.alloc(300, 2) });
+    assert.equal(
+      spool.oldestSnapshot('harvest'),
+      undefined,
+      'the migrated snapshots stay in their own queue',
+    );
     assert.equal(spool.appendForCamera('event', 't', 'cam-1', (s) => `m${s}`).cameraSeq, 42);
     spool.close();
     const raw = new Database(file, { readonly: true });

@@ -50,6 +50,8 @@ export function measureSpoolLoad(o: {
     maxBytes: 1024 * 1024 * 1024,
     maxSnapshots: 10_000_000,
     maxSnapshotBytes: o.maxSnapshotBytes,
+    maxHarvestFrames: 100,
+    maxHarvestBytes: 1024 * 1024,
     sync: 'normal',
   };
   const spool = Spool.open(join(o.dir, 'load.spool.db'), limits, createLogger('spool-load'));
