@@ -284,6 +284,8 @@ export class DeviceAgent {
       settings: { ...c.ota, keyring: c.ota.keyring },
       factory: factoryDefault(c),
       report: (status) => this.spoolUpdate(status),
+      // the control plane's device view names the new version at once, not at the next heartbeat
+      changed: () => this.sendTelemetry(),
       log: this.log.child({ part: 'updater' }),
     });
     this.health = await startHealthServer(c.health.host, c.health.port, () => this.healthReport(), c.file);

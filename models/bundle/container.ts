@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { type FileHandle, open, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { pipeline as pipeStreams, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
@@ -129,8 +130,13 @@ function tarStream(what: string) {
       head = Buffer.concat([head, next.value]);
     }
     const rest = (async function* () {
-      yield head;
-      for (let next = await it.next(); !next.done; next = await it.next()) yield next.value;
+      try {
+        yield head;
+        for (let next = await it.next(); !next.done; next = await it.next()) yield next.value;
+      } finally {
+        // stopped early (a refusal downstream): the source is closed too (a download, a file)
+        await it.return?.();
+      }
     })();
     const gzipped = GZIP_MAGIC.every((b, i) => head[i] === b);
     const plain: AsyncIterable<Buffer> = gzipped
@@ -168,6 +174,84 @@ export interface DigestOptions {
   keep: (name: string) => boolean;
   /** bytes of any one kept file at most (default: limits.maxFileBytes) */
   maxKeptBytes?: number;
+  /**
+   * a directory every file is written into as its bytes stream past (created there, never over an
+   * existing file; each fsynced once whole), so that reading and unpacking are one pass. On a
+   * refusal the files written so far stay: the caller drops the directory.
+   */
+  writeTo?: string;
+}
+
+/** an error of the stream read from (a cut download, an abort): passed on as it is */
+class SourceFailed extends Error {
+  constructor(readonly inner: unknown) {
+    super('the source failed');
+  }
+}
+
+function passErrors(source: Readable | AsyncIterable<Buffer>) {
+  return async function* (): AsyncGenerator<Buffer> {
+    try {
+      for await (const chunk of source) yield chunk as Buffer;
+    } catch (err) {
+      throw new SourceFailed(err);
+    }
+  };
+}
+
+/** the files of `writeTo`, written in order, one write at a time (the reader waits for them) */
+class FileWriter {
+  private chain: Promise<void> = Promise.resolve();
+  private readonly open = new Set<FileHandle>();
+  failure: unknown;
+
+  constructor(private readonly dir: string) {}
+
+  private queue(step: () => Promise<void>): void {
+    this.chain = this.chain.then(step).catch((err: unknown) => {
+      this.failure ??= err;
+    });
+  }
+
+  /** a file of that name, taking `write`s until `end` */
+  file(name: string): { write: (c: Buffer) => void; end: () => void } {
+    let fd: FileHandle | undefined;
+    this.queue(async () => {
+      fd = await open(join(this.dir, name), 'wx', 0o644);
+      this.open.add(fd);
+    });
+    return {
+      write: (c) =>
+        this.queue(async () => {
+          if (this.failure || !fd) return;
+          for (let done = 0; done < c.length; )
+            done += (await fd.write(c, done, c.length - done)).bytesWritten;
+        }),
+      end: () =>
+        this.queue(async () => {
+          if (!fd) return;
+          this.open.delete(fd);
+          try {
+            if (!this.failure) await fd.sync();
+          } finally {
+            await fd.close();
+          }
+        }),
+    };
+  }
+
+  /** every write so far is done; throws the first that failed */
+  async settled(): Promise<void> {
+    await this.chain;
+    if (this.failure) throw this.failure;
+  }
+
+  /** after a failure: closes what is open */
+  async abandon(): Promise<void> {
+    await this.chain;
+    for (const fd of this.open) await fd.close().catch(() => undefined);
+    this.open.clear();
+  }
 }
 
 /**
@@ -183,6 +267,8 @@ export async function digestStream(
 ): Promise<Map<string, EntryDigest>> {
   const maxKept = Math.min(options.maxKeptBytes ?? limits.maxFileBytes, limits.maxFileBytes);
   const files = new Map<string, EntryDigest>();
+  const writer = options.writeTo ? new FileWriter(options.writeTo) : undefined;
+  const written = new Set<string>();
   const problems: string[] = [];
   let entries = 0;
   let failure: Error | undefined;
@@ -214,18 +300,23 @@ export async function digestStream(
         const hash = createHash('sha256');
         const chunks: Buffer[] = [];
         let bytes = 0;
+        // a second entry of a name is refused above; only the first is written
+        const out = writer && !written.has(name) ? writer.file(name) : undefined;
+        written.add(name);
         entry.on('data', (c: Buffer) => {
           hash.update(c);
           bytes += c.length;
           if (kept) chunks.push(c);
+          out?.write(c);
         });
-        entry.on('end', () =>
+        entry.on('end', () => {
+          out?.end();
           files.set(name, {
             sha256: hash.digest('hex'),
             bytes,
             ...(kept ? { data: Buffer.concat(chunks) } : {}),
-          }),
-        );
+          });
+        });
         return;
       }
       entry.resume();
@@ -248,7 +339,7 @@ export async function digestStream(
     malformed(`${what} is not a bundle (not a readable tar archive: ${err.message})`);
   try {
     await pipeline(
-      source,
+      passErrors(source),
       byteLimit(limits.maxBundleBytes, () =>
         tooLarge(`${what} is larger than ${mib(limits.maxBundleBytes)} (the limit)`),
       ),
@@ -265,17 +356,22 @@ export async function digestStream(
           parser.write(chunk);
           if (failure) throw failure;
           if (parseError) throw unreadable(parseError);
+          // the chunk's bytes are on disk before the next is read: memory holds one chunk
+          await writer?.settled();
         }
         parser.end();
         await parsed.catch((err: Error) => {
           throw unreadable(err);
         });
         if (failure) throw failure;
+        await writer?.settled();
       },
     );
   } catch (err) {
     parser.abort(err as Error);
-    if (err instanceof BundleRejected) throw err;
+    await writer?.abandon();
+    if (err instanceof SourceFailed) throw err.inner;
+    if (err instanceof BundleRejected || err === writer?.failure) throw err;
     throw malformed(`${what} cannot be read: ${(err as Error).message}`);
   }
   if (problems.length > 0) throw malformed(`${what} is not a valid bundle:\n  ${problems.join('\n  ')}`);

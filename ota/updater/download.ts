@@ -1,6 +1,6 @@
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, stat, truncate } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, stat, truncate } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -15,6 +15,12 @@ import type { TokenBucket } from './token-bucket.ts';
  * one, the same ETag (sent as `If-Range`, so a changed artifact comes whole as a 200 and the
  * partial file starts over). The bytes pass through the updater's bandwidth cap, never exceed the
  * assignment's size, and the whole file must have the assignment's sha256 (its id).
+ *
+ * The bytes are also handed, in order and as they arrive, to the caller's consumer (the updater
+ * unpacks them into a staging slot in the same pass); after a restart the consumer is given the
+ * partial file's bytes first, read back, so what it derives from the stream (hash states, the
+ * unpacked files) is derived again from the first byte. The partial file is not fsynced: nothing
+ * is loaded from it, and a torn end after a power loss fails the sha256 check like any altered byte.
  */
 
 export interface DownloadTls {
@@ -65,8 +71,17 @@ export class DownloadFailed extends ArgusError {
 /** an attempt that may succeed when tried again (cut, unreachable, busy) */
 class Retry extends Error {}
 
+/** the partial file could not be written (no room, ...): not a cut, so not retried */
+class WriteFailed extends Error {
+  constructor(cause: unknown) {
+    super(errorMessage(cause), { cause });
+  }
+}
+
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 const MAX_ERROR_BODY = 300;
+/** bytes per read when the partial file is read back */
+const REPLAY_CHUNK = 256 * 1024;
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -90,15 +105,6 @@ async function sizeOf(file: string): Promise<number> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
     throw err;
   }
-}
-
-/** the sha256 state after the first `bytes` of `file` */
-async function hashPrefix(file: string, bytes: number): Promise<Hash> {
-  const hash = createHash('sha256');
-  if (bytes === 0) return hash;
-  for await (const chunk of createReadStream(file, { start: 0, end: bytes - 1 }))
-    hash.update(chunk as Buffer);
-  return hash;
 }
 
 function get(
@@ -131,121 +137,184 @@ async function errorBody(res: IncomingMessage): Promise<string> {
   return text.slice(0, MAX_ERROR_BODY).trim();
 }
 
-/** one attempt; resolves true when the file is complete and matches */
-async function attempt(r: DownloadRequest, state: { etag: string | undefined }): Promise<void> {
+/** the partial file is dropped: the bytes start over from the first, and whoever took the earlier ones starts over with them */
+export class StartOver extends Error {}
+
+/**
+ * One request for the bytes after the first `have` of the partial file: each chunk is written to
+ * the partial file at its place, then yielded. Ends when the artifact is whole; throws a Retry for
+ * a cut or a busy server, a StartOver when the answer does not continue the partial file (which is
+ * then emptied), a DownloadFailed for what another attempt does not fix.
+ */
+async function* attempt(
+  r: DownloadRequest,
+  state: { etag: string | undefined },
+  have: number,
+): AsyncGenerator<Buffer> {
+  const headers: Record<string, string> = {
+    authorization: `Bearer ${r.credential()}`,
+    'accept-encoding': 'identity',
+  };
+  if (have > 0) {
+    headers.range = `bytes=${have}-`;
+    if (state.etag) headers['if-range'] = state.etag;
+  }
+  let res: IncomingMessage;
+  try {
+    res = await get(r, headers, r.signal);
+  } catch (err) {
+    if (r.signal.aborted) throw r.signal.reason;
+    throw new Retry(`cannot reach ${r.url}: ${errorMessage(err)}`);
+  }
+  const startOver = async (message: string) => {
+    res.resume();
+    await truncate(r.file, 0);
+    return new StartOver(message);
+  };
+  const status = res.statusCode ?? 0;
+  if (status === 404) {
+    throw new DownloadFailed(
+      'not-assigned',
+      `the control plane has no artifact ${r.sha256} for this box (404: ${await errorBody(res)})`,
+      'the assignment was withdrawn or the artifact deleted; the rollout decides what comes next',
+    );
+  }
+  if (status === 416)
+    throw await startOver('the server refused the range of the partial download (416); starting over');
+  if (status === 401 || status === 403 || status === 429 || status === 408 || status >= 500) {
+    throw new Retry(`${r.url} answered ${status}: ${await errorBody(res)}`);
+  }
+  if (status !== 200 && status !== 206) {
+    throw new DownloadFailed(
+      'refused',
+      `${r.url} answered ${status}: ${await errorBody(res)}`,
+      'the control plane refuses this download; check the artifact and the rollout',
+    );
+  }
+  const etag = typeof res.headers.etag === 'string' ? res.headers.etag : undefined;
+  if (status === 200) {
+    const length = Number(res.headers['content-length'] ?? r.bytes);
+    if (length !== r.bytes) {
+      res.resume();
+      throw new DownloadFailed(
+        'size-mismatch',
+        `${r.url} sends ${length} bytes; the assignment says the artifact has ${r.bytes}`,
+        'the registry and the rollout disagree about this artifact; publish it again',
+      );
+    }
+    // the whole artifact again (a changed ETag, or a server that ignores Range)
+    if (have > 0)
+      throw await startOver(`${r.url} sent the whole artifact instead of the rest; starting over`);
+  } else {
+    const range = CONTENT_RANGE.exec(String(res.headers['content-range'] ?? ''));
+    const total = range?.[3] === '*' ? undefined : Number(range?.[3]);
+    const sameEtag = !state.etag || !etag || etag === state.etag;
+    if (
+      !range ||
+      Number(range[1]) !== have ||
+      Number(range[2]) !== r.bytes - 1 ||
+      total !== r.bytes ||
+      !sameEtag
+    ) {
+      throw await startOver(
+        `the resumed answer does not continue the partial file (Content-Range ${res.headers['content-range'] ?? 'missing'}, ETag ${etag ?? 'none'} after ${state.etag ?? 'none'}); starting over`,
+      );
+    }
+  }
+  if (etag !== state.etag) {
+    await r.saveEtag(etag);
+    state.etag = etag;
+  }
+  const fd = await open(r.file, have === 0 ? 'w' : 'r+');
+  let at = have;
+  try {
+    try {
+      for await (const chunk of res as AsyncIterable<Buffer>) {
+        if (at + chunk.length > r.bytes) {
+          throw new DownloadFailed(
+            'size-mismatch',
+            `${r.url} sends more than the ${r.bytes} bytes the assignment says the artifact has`,
+            'the registry and the rollout disagree about this artifact; publish it again',
+          );
+        }
+        await r.bucket.take(chunk.length, r.signal);
+        await writeAll(fd, chunk, at).catch((err: unknown) => {
+          throw new WriteFailed(err);
+        });
+        at += chunk.length;
+        r.onProgress(at);
+        yield chunk;
+      }
+    } catch (err) {
+      if (r.signal.aborted) throw r.signal.reason;
+      if (err instanceof WriteFailed) throw err.cause;
+      if (err instanceof DownloadFailed) throw err;
+      throw new Retry(`the download was cut after ${at} of ${r.bytes} bytes: ${errorMessage(err)}`);
+    }
+    if (!res.complete || at < r.bytes)
+      throw new Retry(`the download was cut after ${at} of ${r.bytes} bytes`);
+  } finally {
+    res.destroy();
+    await fd.close();
+  }
+}
+
+async function writeAll(fd: FileHandle, chunk: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < chunk.length; ) {
+    const { bytesWritten } = await fd.write(chunk, done, chunk.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+/**
+ * The artifact's bytes from the first to the last, as one stream: those the partial file already
+ * holds (read back from it), then the rest as it arrives, each chunk written to the partial file
+ * before it is yielded, through cuts, unreachable or busy servers (resumed with `Range` after a
+ * doubling wait). The whole must have the artifact's sha256: the last step throws a
+ * DownloadFailed `sha256-mismatch` (the partial file emptied) before the stream ends otherwise.
+ */
+async function* artifactBytes(
+  r: DownloadRequest,
+  state: { etag: string | undefined },
+): AsyncGenerator<Buffer> {
   await mkdir(dirname(r.file), { recursive: true });
   let have = await sizeOf(r.file);
   if (have > r.bytes) {
     await truncate(r.file, 0);
     have = 0;
   }
-  const headers: Record<string, string> = {
-    authorization: `Bearer ${r.credential()}`,
-    'accept-encoding': 'identity',
-  };
-  if (have > 0 && have < r.bytes) {
-    headers.range = `bytes=${have}-`;
-    if (state.etag) headers['if-range'] = state.etag;
+  const hash = createHash('sha256');
+  let at = 0;
+  if (have > 0) {
+    for await (const chunk of createReadStream(r.file, {
+      start: 0,
+      end: have - 1,
+      highWaterMark: REPLAY_CHUNK,
+    })) {
+      hash.update(chunk as Buffer);
+      at += (chunk as Buffer).length;
+      yield chunk as Buffer;
+    }
   }
-  let res: IncomingMessage | undefined;
-  if (have < r.bytes) {
+  const startMs = r.retryStartMs ?? 500;
+  let wait = startMs;
+  while (at < r.bytes) {
+    if (r.signal.aborted) throw r.signal.reason;
+    const before = at;
     try {
-      res = await get(r, headers, r.signal);
+      for await (const chunk of attempt(r, state, at)) {
+        hash.update(chunk);
+        at += chunk.length;
+        yield chunk;
+      }
     } catch (err) {
-      if (r.signal.aborted) throw r.signal.reason;
-      throw new Retry(`cannot reach ${r.url}: ${errorMessage(err)}`);
+      if (!(err instanceof Retry)) throw err;
+      // an attempt that brought bytes starts the backoff again
+      if (at > before) wait = startMs;
+      r.onRetry?.(err.message, wait);
+      await sleep(wait, r.signal);
+      wait = Math.min(wait * 2, r.retryMaxMs ?? 30_000);
     }
-  }
-  let start = have;
-  if (res) {
-    const status = res.statusCode ?? 0;
-    if (status === 404) {
-      throw new DownloadFailed(
-        'not-assigned',
-        `the control plane has no artifact ${r.sha256} for this box (404: ${await errorBody(res)})`,
-        'the assignment was withdrawn or the artifact deleted; the rollout decides what comes next',
-      );
-    }
-    if (status === 416) {
-      res.resume();
-      await truncate(r.file, 0);
-      throw new Retry('the server refused the range of the partial download (416); starting over');
-    }
-    if (status === 401 || status === 403 || status === 429 || status === 408 || status >= 500) {
-      throw new Retry(`${r.url} answered ${status}: ${await errorBody(res)}`);
-    }
-    if (status !== 200 && status !== 206) {
-      throw new DownloadFailed(
-        'refused',
-        `${r.url} answered ${status}: ${await errorBody(res)}`,
-        'the control plane refuses this download; check the artifact and the rollout',
-      );
-    }
-    const etag = typeof res.headers.etag === 'string' ? res.headers.etag : undefined;
-    if (status === 200) {
-      const length = Number(res.headers['content-length'] ?? r.bytes);
-      if (length !== r.bytes) {
-        res.resume();
-        throw new DownloadFailed(
-          'size-mismatch',
-          `${r.url} sends ${length} bytes; the assignment says the artifact has ${r.bytes}`,
-          'the registry and the rollout disagree about this artifact; publish it again',
-        );
-      }
-      start = 0;
-    } else {
-      const range = CONTENT_RANGE.exec(String(res.headers['content-range'] ?? ''));
-      const total = range?.[3] === '*' ? undefined : Number(range?.[3]);
-      const sameEtag = !state.etag || !etag || etag === state.etag;
-      if (
-        !range ||
-        Number(range[1]) !== have ||
-        Number(range[2]) !== r.bytes - 1 ||
-        total !== r.bytes ||
-        !sameEtag
-      ) {
-        res.resume();
-        await truncate(r.file, 0);
-        throw new Retry(
-          `the resumed answer does not continue the partial file (Content-Range ${res.headers['content-range'] ?? 'missing'}, ETag ${etag ?? 'none'} after ${state.etag ?? 'none'}); starting over`,
-        );
-      }
-    }
-    if (etag !== state.etag) {
-      await r.saveEtag(etag);
-      state.etag = etag;
-    }
-  }
-  const hash = await hashPrefix(r.file, start);
-  const fd = await open(r.file, start === 0 ? 'w' : 'r+');
-  let at = start;
-  try {
-    if (res) {
-      try {
-        for await (const chunk of res as AsyncIterable<Buffer>) {
-          if (at + chunk.length > r.bytes) {
-            throw new DownloadFailed(
-              'size-mismatch',
-              `${r.url} sends more than the ${r.bytes} bytes the assignment says the artifact has`,
-              'the registry and the rollout disagree about this artifact; publish it again',
-            );
-          }
-          await r.bucket.take(chunk.length, r.signal);
-          await fd.write(chunk, 0, chunk.length, at);
-          hash.update(chunk);
-          at += chunk.length;
-          r.onProgress(at);
-        }
-      } catch (err) {
-        if (err instanceof DownloadFailed || r.signal.aborted) throw r.signal.aborted ? r.signal.reason : err;
-        throw new Retry(`the download was cut after ${at} of ${r.bytes} bytes: ${errorMessage(err)}`);
-      }
-      if (!res.complete || at < r.bytes)
-        throw new Retry(`the download was cut after ${at} of ${r.bytes} bytes`);
-    }
-    await fd.sync();
-  } finally {
-    await fd.close();
   }
   const digest = hash.digest('hex');
   if (digest !== r.sha256) {
@@ -258,28 +327,33 @@ async function attempt(r: DownloadRequest, state: { etag: string | undefined }):
   }
 }
 
+/** takes the bytes and drops them (the partial file keeps them) */
+async function drain(bytes: AsyncIterable<Buffer>): Promise<void> {
+  for await (const _ of bytes);
+}
+
 /**
- * Downloads until the partial file holds the whole artifact with its sha256, retrying cuts and
- * unreachable or busy servers with a doubling wait; throws a DownloadFailed for what another
- * attempt cannot fix, or the signal's reason when it aborts (cancel, deadline, shutdown).
+ * Downloads the artifact into the partial file, passing its bytes in order, once, to `consume` as
+ * they arrive (the bytes an earlier attempt or process left in the partial file first), so that
+ * unpacking and hashing happen in the pass that downloads. The stream `consume` reads throws a
+ * DownloadFailed for what another attempt cannot fix, the signal's reason when it aborts (cancel,
+ * deadline, shutdown), and ends only once the whole has the artifact's sha256; when the server's
+ * answer means starting over from the first byte, `consume` is called again with a new stream
+ * (whatever it made of the first one is its to drop).
  */
-export async function downloadArtifact(r: DownloadRequest): Promise<void> {
+export async function downloadArtifact<T = void>(
+  r: DownloadRequest,
+  consume: (bytes: AsyncIterable<Buffer>) => Promise<T> = drain as (
+    bytes: AsyncIterable<Buffer>,
+  ) => Promise<T>,
+): Promise<T> {
   const state = { etag: r.etag };
-  const startMs = r.retryStartMs ?? 500;
-  let wait = startMs;
   for (;;) {
-    if (r.signal.aborted) throw r.signal.reason;
-    const before = await sizeOf(r.file);
     try {
-      await attempt(r, state);
-      return;
+      return await consume(artifactBytes(r, state));
     } catch (err) {
-      if (!(err instanceof Retry)) throw err;
-      // an attempt that brought bytes starts the backoff again
-      if ((await sizeOf(r.file)) > before) wait = startMs;
-      r.onRetry?.(err.message, wait);
-      await sleep(wait, r.signal);
-      wait = Math.min(wait * 2, r.retryMaxMs ?? 30_000);
+      if (!(err instanceof StartOver)) throw err;
+      r.onRetry?.(err.message, 0);
     }
   }
 }

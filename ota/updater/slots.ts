@@ -1,18 +1,19 @@
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import Type from 'typebox';
 import { errorMessage } from '../../common/errors.ts';
 import { sha256Hex } from '../../common/hash.ts';
 import { compileSchema } from '../../common/schema.ts';
-import { MANIFEST_FILE, parseManifest, SIGNATURE_FILE } from '../../models/bundle/manifest.ts';
-import type { VerifiedBundle } from '../../models/bundle/verify.ts';
+import { MANIFEST_FILE, parseManifest } from '../../models/bundle/manifest.ts';
 import { fsyncDir, readJsonFile, writeJsonDurable } from './durable.ts';
 
 /**
  * Two slots per kind on the box: `<ota dir>/model/{a,b}` for the detector's model and
  * `<ota dir>/scene/<camera>/{a,b}` for each camera's scene. An update is unpacked into the slot that is not
- * committed (staged beside it, every file fsynced, then renamed in, so a slot that exists is
- * complete); the committed pointer `<ota dir>/committed.json` names the slot each kind runs from
+ * committed (staged beside it as it downloads, every file fsynced, then renamed in once verified,
+ * so a slot that exists is complete and verified); the committed pointer `<ota dir>/committed.json` names the slot each kind runs from
  * and is rewritten (durably) only when an update commits. The committed slot is never written to,
  * so rolling back is switching back to it. Without an entry the box runs its config's model and
  * scenes (the factory default).
@@ -89,30 +90,44 @@ export class Slots {
   }
 
   /**
-   * Unpacks a verified bundle into `dir` (a slot): its files, manifest and signature, each
-   * fsynced, in a staging directory that is renamed over the slot, then the parent is fsynced.
+   * A new, empty staging directory beside the slot `dir`, for the files of an update as they are
+   * unpacked; `install` moves it over the slot once it is verified, `sweep` removes it if the
+   * process ends before.
    */
-  async unpack(verified: VerifiedBundle, dir: string): Promise<void> {
+  async staging(dir: string): Promise<string> {
     const parent = join(dir, '..');
     await mkdir(parent, { recursive: true });
-    const staging = join(parent, `.${process.pid}-${Date.now()}.staging`);
-    await rm(staging, { recursive: true, force: true });
+    const staging = join(parent, `.${process.pid}-${randomBytes(6).toString('hex')}.staging`);
     await mkdir(staging);
+    return staging;
+  }
+
+  /**
+   * Moves the staging directory `staging` (its files written and fsynced) over the slot `dir`: the
+   * directory is fsynced, renamed over the slot, then the parent is fsynced, so a slot that exists
+   * is complete.
+   */
+  async install(staging: string, dir: string): Promise<void> {
+    await fsyncDir(staging);
+    await rm(dir, { recursive: true, force: true });
+    await rename(staging, dir);
+    await fsyncDir(join(dir, '..'));
+  }
+
+  /** a copy of the files `names` of the slot or staging directory `from` into the slot `dir` (through its own staging) */
+  async copy(from: string, names: readonly string[], dir: string): Promise<void> {
+    const staging = await this.staging(dir);
     try {
-      const names = [...verified.manifest.files.map((f) => f.path), MANIFEST_FILE, SIGNATURE_FILE];
       for (const name of names) {
-        const fd = await open(join(staging, name), 'wx', 0o644);
+        await copyFile(join(from, name), join(staging, name), constants.COPYFILE_EXCL);
+        const fd = await open(join(staging, name), 'r+');
         try {
-          await fd.writeFile(verified.entries.get(name)!);
           await fd.sync();
         } finally {
           await fd.close();
         }
       }
-      await fsyncDir(staging);
-      await rm(dir, { recursive: true, force: true });
-      await rename(staging, dir);
-      await fsyncDir(parent);
+      await this.install(staging, dir);
     } catch (err) {
       await rm(staging, { recursive: true, force: true });
       throw err;

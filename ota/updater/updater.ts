@@ -18,10 +18,15 @@ import {
 import { CONTRACT_VERSION } from '../../contract/topics.ts';
 import { readDescriptor } from '../../inference/descriptor.ts';
 import { DESCRIPTOR_FILE } from '../../inference/model-dir.ts';
-import { type BundleLimits, digestBundleFile } from '../../models/bundle/container.ts';
-import { ANY_HARDWARE_CLASS, MANIFEST_FILE, parseManifest } from '../../models/bundle/manifest.ts';
+import { type BundleLimits, digestStream, type EntryDigest } from '../../models/bundle/container.ts';
+import {
+  ANY_HARDWARE_CLASS,
+  MANIFEST_FILE,
+  parseManifest,
+  SIGNATURE_FILE,
+} from '../../models/bundle/manifest.ts';
 import { BundleRejected } from '../../models/bundle/rejection.ts';
-import { type VerifiedBundle, verifyBundleDigests } from '../../models/bundle/verify.ts';
+import { readByVerification, type VerifiedDigests, verifyBundleDigests } from '../../models/bundle/verify.ts';
 import { DownloadFailed, type DownloadTls, downloadArtifact } from './download.ts';
 import { readJsonFile, writeJsonDurable } from './durable.ts';
 import {
@@ -117,6 +122,12 @@ export interface UpdaterOptions {
   factory: FactoryDefault;
   /** spools a status for the control plane (validated there) */
   report: (status: UpdateStatus) => void;
+  /**
+   * what the box runs changed: a swap to the candidate, a switch back, a commit. Awaited before
+   * the status that follows is reported, so that the box's telemetry (the agent sends it at once)
+   * names the version it runs before the control plane hears of the state.
+   */
+  changed?: () => Promise<void>;
   log: Logger;
 }
 
@@ -173,6 +184,14 @@ interface Job {
   lastProgress: number;
   /** the slot(s) were written from the bundle this process verified (a resumed job checks them again) */
   unpacked: boolean;
+  /** the bundle's files as this process unpacked them while downloading, not yet verified */
+  staged: Staged | undefined;
+}
+
+/** a bundle unpacked into a staging directory beside its slot, with the digests of its files */
+interface Staged {
+  dir: string;
+  digests: Map<string, EntryDigest>;
 }
 
 const HISTORY = 64;
@@ -553,6 +572,7 @@ export class Updater {
       deadlineTimer: undefined,
       lastProgress: 0,
       unpacked: false,
+      staged: undefined,
     };
     const armDeadline = () => {
       const left = Date.parse(rec.assignment.deadline) - Date.now();
@@ -598,7 +618,7 @@ export class Updater {
             });
             break;
           case 'downloading':
-            await this.download(job);
+            job.staged = await this.download(job, true);
             await this.enter(job, 'verifying');
             break;
           case 'verifying': {
@@ -626,6 +646,8 @@ export class Updater {
       }
     } catch (err) {
       await this.settle(job, err);
+    } finally {
+      await this.dropStaged(job);
     }
   }
 
@@ -710,12 +732,30 @@ export class Updater {
 
   // ---- steps -----------------------------------------------------------------------------------
 
-  private async download(job: Job): Promise<void> {
+  /**
+   * Downloads the artifact and unpacks it in the same pass into a new staging directory beside the
+   * (first) slot it goes to: every file written once, hashed as it passes, within the bundle
+   * limits; only the manifest, signature and descriptor are held in memory. The download's partial
+   * file keeps the archive's bytes for a resume: after a restart they are read back through the
+   * same pass (the staging directory of the killed process was swept) and the rest comes with
+   * `Range`. `progress`: report `downloading` progress (not when a later state reads the partial
+   * file again).
+   */
+  private async download(job: Job, progress: boolean): Promise<Staged> {
     const rec = job.rec;
     const a = rec.assignment.artifact;
+    const limits = this.o.settings.limits;
+    if (a.bytes > limits.maxBundleBytes)
+      throw new BundleRejected(
+        'too-large',
+        `the artifact is ${a.bytes} bytes, more than this box's limit of ${limits.maxBundleBytes} (ota.limits.maxBundleBytes)`,
+        'a bundle this large is refused before it is downloaded; if it is genuine, raise the limit',
+      );
+    const what = `bundle ${this.describe(rec)}`;
+    const [target] = this.targets(rec);
     const progressMs = this.o.settings.progressS * 1000;
     let reporting = Promise.resolve();
-    await downloadArtifact({
+    const request = {
       url: this.o.artifactUrl(a.id),
       credential: this.o.credential,
       tls: this.o.tls,
@@ -726,13 +766,13 @@ export class Updater {
       bucket: this.bucket,
       signal: job.abort.signal,
       etag: rec.etag,
-      saveEtag: async (etag) => {
+      saveEtag: async (etag: string | undefined) => {
         rec.etag = etag;
         await writeJsonDurable(this.activeFile(a.kind), rec);
       },
-      onProgress: (bytes) => {
+      onProgress: (bytes: number) => {
         const now = performance.now();
-        if (now - job.lastProgress < progressMs || bytes >= a.bytes) return;
+        if (!progress || now - job.lastProgress < progressMs || bytes >= a.bytes) return;
         job.lastProgress = now;
         reporting = reporting.then(() =>
           this.enter(job, 'downloading', { progress: { bytes, total: a.bytes } }).catch((err) =>
@@ -741,13 +781,43 @@ export class Updater {
         );
       },
       retryMaxMs: this.o.settings.retryMaxS * 1000,
-      onRetry: (problem, waitMs) =>
+      onRetry: (problem: string, waitMs: number) =>
         this.log.warn(
           { assignment: rec.assignment.assignment, problem, waitMs },
           'download interrupted; resuming',
         ),
-    });
-    await reporting;
+    };
+    try {
+      return await downloadArtifact(request, async (bytes) => {
+        const dir = await this.slots.staging(target!.dir);
+        try {
+          return {
+            dir,
+            digests: await digestStream(bytes, what, limits, { keep: readByVerification, writeTo: dir }),
+          };
+        } catch (err) {
+          await rm(dir, { recursive: true, force: true });
+          throw err;
+        }
+      });
+    } catch (err) {
+      // bytes that are not the artifact are the truer reason: the rest is downloaded to tell
+      if (err instanceof BundleRejected) await downloadArtifact(request);
+      throw err;
+    } finally {
+      await reporting;
+    }
+  }
+
+  private describe(rec: ActiveRecord): string {
+    const a = rec.assignment.artifact;
+    return `${a.kind} ${a.name} v${a.version} (artifact ${a.id.slice(0, 12)}…)`;
+  }
+
+  private async dropStaged(job: Job): Promise<void> {
+    const staged = job.staged;
+    job.staged = undefined;
+    if (staged) await rm(staged.dir, { recursive: true, force: true });
   }
 
   /**
@@ -784,26 +854,13 @@ export class Updater {
       : undefined;
   }
 
-  private async verify(rec: ActiveRecord): Promise<VerifiedBundle> {
+  private async verify(rec: ActiveRecord, digests: Map<string, EntryDigest>): Promise<VerifiedDigests> {
     const a = rec.assignment.artifact;
-    const file = this.downloadFile(a.id);
-    const what = `${a.kind} ${a.name} v${a.version} (artifact ${a.id.slice(0, 12)}…)`;
-    // one pass over the download: every entry's sha256 as it streams past, its bytes kept for the slot
-    const digests = await digestBundleFile(
-      file,
-      this.o.settings.limits,
-      { keep: () => true },
-      `bundle ${what}`,
-    );
-    const checked = await verifyBundleDigests(what, digests, {
+    const verified = await verifyBundleDigests(this.describe(rec), digests, {
       ...(this.o.settings.keyring ? { keyring: this.o.settings.keyring } : {}),
       limits: this.o.settings.limits,
       trustedVersion: (m) => this.lastTrusted(m.kind, m.name, a.id),
     });
-    const verified: VerifiedBundle = {
-      ...checked,
-      entries: new Map([...digests].map(([name, d]) => [name, d.data!])),
-    };
     for (const k of verified.unreadableKeys)
       this.log.warn(
         { file: k.file, problem: k.problem },
@@ -836,11 +893,22 @@ export class Updater {
     }));
   }
 
+  /**
+   * Verifies the bundle this process unpacked while downloading (or, for a job resumed after a
+   * restart, unpacks it again from the partial file, which is whole by now) and moves it into the
+   * candidate's slot(s): the staging directory becomes the first slot, the other cameras of a scene
+   * get a copy. Nothing unverified is ever in a slot.
+   */
   private async verifyAndUnpack(job: Job): Promise<void> {
-    const verified = await this.verify(job.rec);
+    job.staged ??= await this.download(job, false);
+    const verified = await this.verify(job.rec, job.staged.digests);
     job.abort.signal.throwIfAborted();
     job.unpacked = false;
-    for (const t of this.targets(job.rec)) await this.slots.unpack(verified, t.dir);
+    const names = [...verified.manifest.files.map((f) => f.path), MANIFEST_FILE, SIGNATURE_FILE];
+    const [first, ...others] = this.targets(job.rec);
+    await this.slots.install(job.staged.dir, first!.dir);
+    job.staged = undefined;
+    for (const t of others) await this.slots.copy(first!.dir, names, t.dir);
     job.unpacked = true;
   }
 
@@ -918,12 +986,17 @@ export class Updater {
     rec.healthStartedAt = Date.now();
     await writeJsonDurable(this.activeFile(rec.assignment.artifact.kind), rec);
     const targets = this.targets(rec);
-    if (rec.assignment.artifact.kind === 'model') {
-      await host.swapModel(targets[0]!.dir);
-    } else {
-      const file = await this.sceneFileOf(targets[0]!.dir);
-      for (const t of targets)
-        await host.applyScene([t.camera!], join(t.dir, file), rec.assignment.artifact.version);
+    try {
+      if (rec.assignment.artifact.kind === 'model') {
+        await host.swapModel(targets[0]!.dir);
+      } else {
+        const file = await this.sceneFileOf(targets[0]!.dir);
+        for (const t of targets)
+          await host.applyScene([t.camera!], join(t.dir, file), rec.assignment.artifact.version);
+      }
+    } finally {
+      // also after a failed swap: a scene may have gone to some of the cameras
+      await this.changed();
     }
     rec.healthStartedAt = Date.now();
   }
@@ -954,6 +1027,15 @@ export class Updater {
         { assignment: rec.assignment.assignment, err: errorMessage(err) },
         'switching back to the committed version failed; it runs again at the next start',
       );
+    }
+    await this.changed();
+  }
+
+  private async changed(): Promise<void> {
+    try {
+      await this.o.changed?.();
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, 'the change of version was not told');
     }
   }
 
@@ -1001,6 +1083,7 @@ export class Updater {
       );
     }
     await this.commit(job);
+    await this.changed();
     await this.finish(job, 'committed', undefined, { health: f });
   }
 

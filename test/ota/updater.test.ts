@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -143,7 +143,9 @@ describe('device updater', () => {
     o: { maxBytesPerS?: number; hardwareClass?: string } = {},
   ) {
     const statuses: UpdateStatus[] = [];
-    const u = await Updater.open({
+    /** the statuses' states and the updater's calls of `changed` (with what the host and the updater then say), in order */
+    const timeline: string[] = [];
+    const u: Updater = await Updater.open({
       device: 'box-1',
       hardwareClass: o.hardwareClass ?? 'test-class',
       otaDir: join(dir, name, 'ota'),
@@ -164,11 +166,19 @@ describe('device updater', () => {
           { id: 'cam-2', sceneFile: CAMPUS },
         ],
       },
-      report: (s) => statuses.push(otaValidators.update.parse(s, 'status')),
+      report: (s) => {
+        statuses.push(otaValidators.update.parse(s, 'status'));
+        timeline.push(s.state);
+      },
+      changed: async () => {
+        timeline.push(
+          `changed: host ${host.scenes.at(-1)?.version ?? host.swaps.length}, runs v${u.running().scenes.get('cam-1')!.version}`,
+        );
+      },
       log: createLogger('updater-test'),
     });
     await u.start(() => host);
-    return { u, statuses };
+    return { u, statuses, timeline };
   }
 
   const final = (statuses: UpdateStatus[], assignmentId: string) =>
@@ -228,6 +238,37 @@ describe('device updater', () => {
     host.close();
   });
 
+  it('says what the box runs changed (the swap, the commit, the switch back) before the status that follows', async () => {
+    const host = new FiguresHost();
+    const { u, statuses, timeline } = await updater('changed', host);
+    const a = assignment(await sceneBundle(3), 'scene', 'campus', 3);
+    await u.assign(a);
+    assert.equal((await ended(statuses, a.assignment)).state, 'committed');
+    assert.deepEqual(timeline.slice(timeline.indexOf('installing')), [
+      'installing',
+      'changed: host 3, runs v0',
+      'health',
+      'changed: host 3, runs v3',
+      'committed',
+    ]);
+    // a candidate whose detect fps falls: swapped in, switched back, rolled back
+    timeline.length = 0;
+    host.scenes.length = 0;
+    host.afterSwap = { detectFps: 1 };
+    const b = assignment(await sceneBundle(4), 'scene', 'campus', 4);
+    await u.assign(b);
+    assert.equal((await ended(statuses, b.assignment)).state, 'rolled-back');
+    assert.deepEqual(timeline.slice(timeline.indexOf('installing')), [
+      'installing',
+      'changed: host 4, runs v3',
+      'health',
+      'changed: host 3, runs v3',
+      'rolled-back',
+    ]);
+    await u.stop();
+    host.close();
+  });
+
   it('takes back the bundle it committed just before (a rollback), and nothing older, nor the one rolled back from', async () => {
     const host = new FiguresHost();
     const { u, statuses } = await updater('step-back', host);
@@ -283,6 +324,12 @@ describe('device updater', () => {
       Buffer.concat([good.subarray(0, good.length - 1), Buffer.from([good[good.length - 1]! ^ 1])]),
     );
     cases.push([altered, /download sha256-mismatch: .*not its id/]);
+    // altered where the unpacking stops at once (the first tar header): the rest is still
+    // downloaded, to name the bytes that are not the artifact rather than a broken archive
+    const other = await sceneBundle(12);
+    const header = assignment(other, 'scene', 'campus', 12);
+    server.put(header.artifact.id, Buffer.concat([Buffer.from([other[0]! ^ 0x40]), other.subarray(1)]));
+    cases.push([header, /download sha256-mismatch: .*not its id/]);
     const modelOut = join(dir, 'model.bundle');
     await buildBundle({
       modelDir: NANODET,
@@ -400,6 +447,57 @@ describe('device updater', () => {
     host.close();
   });
 
+  it('unpacks a bundle into the staging slot as it downloads, and leaves nothing staged when canceled', async () => {
+    const host = new FiguresHost();
+    const { u, statuses } = await updater('staged', host, { maxBytesPerS: 1_000_000 });
+    const out = join(dir, 'model-staged.bundle');
+    await buildBundle({
+      modelDir: NANODET,
+      out,
+      version: 1_000_002,
+      name: 'nanodet',
+      evaluations: [],
+      gate: DEFAULT_GATE,
+      targets: [{ executionProvider: 'cpu', hardwareClass: 'test-class' }],
+      expiresInDays: 30,
+      signWith: key,
+    });
+    const a = assignment(await readFile(out), 'model', 'nanodet', 1_000_002);
+    await u.assign(a);
+    const modelDir = join(dir, 'staged', 'ota', 'model');
+    const partial = join(dir, 'staged', 'ota', 'download', `${a.artifact.id}.bundle`);
+    const staged = async () => {
+      const staging = (await readdir(modelDir).catch(() => [] as string[])).filter((f) =>
+        f.endsWith('.staging'),
+      );
+      const sizes = await Promise.all(
+        staging.map(async (d) => {
+          const files = await readdir(join(modelDir, d));
+          return Promise.all(files.map(async (f) => [f, (await stat(join(modelDir, d, f))).size] as const));
+        }),
+      );
+      return sizes.flat();
+    };
+    // the ONNX file (15 MB, at 1 MB/s) grows in the staging directory while the download goes on
+    const growing = await eventually(
+      async () => {
+        const onnx = (await staged()).find(([f]) => f.endsWith('.onnx'));
+        return onnx && onnx[1] > 0 ? onnx[1] : undefined;
+      },
+      20_000,
+      'the model file growing in the staging directory',
+    );
+    const arrived = (await stat(partial)).size;
+    assert.ok(arrived < a.artifact.bytes, `still downloading (${arrived} of ${a.artifact.bytes})`);
+    assert.ok(growing <= arrived, 'no byte is unpacked before it arrived');
+    assert.equal((await u.cancel({ assignment: a.assignment })).ok, true);
+    assert.equal((await ended(statuses, a.assignment)).state, 'canceled');
+    assert.deepEqual(await staged(), [], 'nothing of a canceled download stays staged');
+    assert.deepEqual(await readdir(modelDir), [], 'and no slot was written');
+    await u.stop();
+    host.close();
+  });
+
   it('cancels an assignment in download, and a newer assignment of the kind replaces an unfinished one', async () => {
     const host = new FiguresHost();
     const { u, statuses } = await updater('cancel', host, { maxBytesPerS: 2000 });
@@ -503,40 +601,54 @@ describe('device updater', () => {
     host.close();
   });
 
-  it('resumes a cut download with Range at any cut point and ends with the artifact whole', async () => {
+  it('resumes a cut download with Range at any cut point, also after a restart, passing every byte once in order to the consumer', async () => {
     const data = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) % 251));
     const id = sha256Hex(data);
     server.put(id, data);
     await fc.assert(
       fc.asyncProperty(
         fc.uniqueArray(fc.integer({ min: 1, max: data.length - 1 }), { minLength: 1, maxLength: 3 }),
-        async (cuts) => {
+        fc.oneof(fc.constant(0), fc.integer({ min: 1, max: data.length - 1 })),
+        async (allCuts, left) => {
+          // cuts among the bytes an earlier run left are past already
+          const cuts = allCuts.filter((c) => c > left);
           const file = join(dir, `cut-${++n}.part`);
           server.cuts.length = 0;
           server.cuts.push(...cuts);
           const seen = server.requests.length;
-          await downloadArtifact({
-            url: `${server.url}/api/v1/devices/box-1/artifacts/${id}`,
-            credential: () => CREDENTIAL,
-            file,
-            bytes: data.length,
-            sha256: id,
-            bucket: new TokenBucket(0),
-            signal: new AbortController().signal,
-            etag: undefined,
-            saveEtag: async () => {},
-            onProgress: () => {},
-            retryStartMs: 5,
-            retryMaxMs: 20,
-          });
+          // what a restarted process finds: the first bytes of an earlier run in the partial file
+          if (left > 0) await writeFile(file, data.subarray(0, left));
+          // the consumer (the updater's unpacker) sees every byte once, in order, in the same pass
+          const passed = await downloadArtifact(
+            {
+              url: `${server.url}/api/v1/devices/box-1/artifacts/${id}`,
+              credential: () => CREDENTIAL,
+              file,
+              bytes: data.length,
+              sha256: id,
+              bucket: new TokenBucket(0),
+              signal: new AbortController().signal,
+              etag: left > 0 ? `"${id.slice(0, 16)}"` : undefined,
+              saveEtag: async () => {},
+              onProgress: () => {},
+              retryStartMs: 5,
+              retryMaxMs: 20,
+            },
+            async (bytes) => {
+              const chunks: Buffer[] = [];
+              for await (const chunk of bytes) chunks.push(chunk);
+              return Buffer.concat(chunks);
+            },
+          );
+          assert.ok(passed.equals(data), `the consumer got ${passed.length} bytes of ${data.length}`);
           assert.ok((await readFile(file)).equals(data));
           const mine = server.requests.slice(seen);
           assert.equal(mine.length, cuts.length + 1);
-          assert.equal(mine[0]!.range, undefined);
+          assert.equal(mine[0]!.range, left > 0 ? `bytes=${left}-` : undefined);
           const sorted = [...cuts].sort((x, y) => x - y);
           // a resumed request starts where the file ended: at most at the cut (bytes the client
           // had received but not yet written are lost with the connection), not before the start before
-          let previous = 0;
+          let previous = left;
           for (const [i, r] of mine.slice(1).entries()) {
             // (a client that had written nothing yet asks for the whole artifact again)
             const from = r.range === undefined ? 0 : Number(/^bytes=(\d+)-$/.exec(r.range)?.[1]);
