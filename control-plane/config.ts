@@ -341,7 +341,7 @@ const HttpLimits = Type.Object(
       maximum: 3_600_000,
       default: 60_000,
       description:
-        'a client must send its whole request (headers and body) within this time; a snapshot of 4 MiB at 1 Mbit/s takes ~35 s',
+        'a client must send its whole request (headers and body) within this time (408 beyond); a snapshot of 4 MiB at 1 Mbit/s takes ~35 s. A bundle upload (POST /api/v1/artifacts) may take longer while it keeps sending: it is ended once no byte came for this long',
     }),
     idleTimeoutMs: Type.Integer({
       minimum: 1000,

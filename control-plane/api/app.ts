@@ -9,7 +9,7 @@ import type { ServerTlsMaterial } from '../tls.ts';
 import { DOCS_PREFIX, installAuth, type RouteAccess, SECURITY_SCHEMES } from './auth-plugin.ts';
 import type { ApiContext, App } from './context.ts';
 import { boundedJsonBodies, boundedServer, clientErrorHandler } from './http-limits.ts';
-import { artifactRoutes } from './routes/artifacts.ts';
+import { artifactRoutes, isBundleUpload } from './routes/artifacts.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { commandRoutes } from './routes/commands.ts';
 import { consoleRoutes } from './routes/console.ts';
@@ -45,7 +45,7 @@ export async function buildApi(ctx: ApiContext, log: Logger, https?: ServerTlsMa
     // the bounded server, which speaks HTTPS itself when given `https` (the routes do not depend
     // on the transport: fastify sees the server as its HTTP one)
     serverFactory: (handler: Parameters<typeof boundedServer>[2]) =>
-      boundedServer(ctx.limits, ctx.metrics, handler, https),
+      boundedServer(ctx.limits, ctx.metrics, handler, https, isBundleUpload),
     clientErrorHandler: clientErrorHandler(ctx.metrics),
   };
   const app: App = Fastify(options).withTypeProvider<TypeBoxTypeProvider>();

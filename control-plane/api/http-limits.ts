@@ -1,4 +1,4 @@
-import { createServer, type Server, STATUS_CODES } from 'node:http';
+import { createServer, type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { JsonBoundsError, parseBoundedJson } from '../../common/bounded-json.ts';
@@ -16,10 +16,27 @@ function httpError(statusCode: number, message: string): Error {
   return Object.assign(new Error(message), { statusCode });
 }
 
+/** a request whose body is still coming */
+interface Receiving {
+  startedAt: number;
+  /** a streamed upload: timed from the last byte that came, not from its start */
+  streamed: boolean;
+  /** the socket's bytes read at the last check that saw some come */
+  bytesRead: number;
+  progressAt: number;
+}
+
 /**
  * The node HTTP(S) server of the API with the bounds of `limits.http`: header, request, idle and
  * keep-alive timeouts, open connections in all and per remote address. Connections past a bound are
  * closed at once and counted.
+ *
+ * The request time-out is the server's own (node's is off; its header time-out stays): a request
+ * must have its whole body within `requestTimeoutMs` of its headers, except a streamed upload
+ * (`streamedUpload`: a bundle of up to artifacts.maxUploadBytes over a slow link), which may take
+ * as long as it keeps sending and is ended only once no byte came for `requestTimeoutMs`. Either
+ * way the answer is a 408 and the connection is closed, so the handler's read of the body fails
+ * and nothing of it is stored.
  */
 export function boundedServer(
   limits: HttpLimitSettings,
@@ -27,16 +44,64 @@ export function boundedServer(
   handler: Parameters<typeof createServer>[1],
   /** serve HTTPS with this certificate and key */
   tls?: ServerTlsMaterial,
+  streamedUpload: (req: IncomingMessage) => boolean = () => false,
 ): Server {
   const options = {
     headersTimeout: limits.headersTimeoutMs,
-    requestTimeout: limits.requestTimeoutMs,
+    requestTimeout: 0,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
   };
+  const receiving = new Map<IncomingMessage, Receiving>();
+  const timed: Parameters<typeof createServer>[1] = (req, res) => {
+    if (!req.complete) {
+      const now = performance.now();
+      receiving.set(req, {
+        startedAt: now,
+        streamed: streamedUpload(req),
+        bytesRead: req.socket.bytesRead,
+        progressAt: now,
+      });
+      const done = () => receiving.delete(req);
+      req.once('end', done);
+      req.once('close', done);
+    }
+    handler!(req, res);
+  };
   const server: Server = tls
-    ? createHttpsServer({ ...options, ...tls }, handler)
-    : createServer(options, handler);
+    ? createHttpsServer({ ...options, ...tls }, timed)
+    : createServer(options, timed);
+  const checker = setInterval(() => {
+    const now = performance.now();
+    for (const [req, r] of receiving) {
+      if (req.complete || req.socket.destroyed) {
+        receiving.delete(req);
+        continue;
+      }
+      if (req.socket.bytesRead > r.bytesRead) {
+        r.bytesRead = req.socket.bytesRead;
+        r.progressAt = now;
+      }
+      const since = r.streamed ? r.progressAt : r.startedAt;
+      if (now - since <= limits.requestTimeoutMs) continue;
+      receiving.delete(req);
+      // answered as node's own time-out is: 408 by the client error handler, connection closed
+      server.emit(
+        'clientError',
+        Object.assign(
+          new Error(
+            r.streamed
+              ? `no byte of the upload came for ${limits.requestTimeoutMs} ms`
+              : `the request was not received within ${limits.requestTimeoutMs} ms`,
+          ),
+          { code: 'ERR_HTTP_REQUEST_TIMEOUT' },
+        ),
+        req.socket,
+      );
+    }
+  }, TIMEOUT_CHECK_INTERVAL_MS);
+  checker.unref();
+  server.once('close', () => clearInterval(checker));
   server.setTimeout(limits.idleTimeoutMs);
   server.maxConnections = limits.connections;
   server.on('drop', () => metrics.countHttpLimited('connections'));
@@ -63,9 +128,10 @@ export function clientErrorHandler(metrics: Metrics) {
   return (err: Error & { code?: string }, socket: Socket): void => {
     const status =
       err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    // (a socket destroyed already was answered: its destruction's error comes here once more)
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
     if (status === 408) metrics.countHttpLimited('request_timeout');
     if (status === 431) metrics.countHttpLimited('header_size');
-    if (err.code === 'ECONNRESET' || socket.destroyed) return;
     // no body: the request's method is unknown here, and the answer to a HEAD must have none
     if (socket.writable)
       socket.write(

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import { connect as connectTcp } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -22,6 +24,7 @@ import {
 import { generateSigningKey, loadSigningKey, type SigningKey } from '../../models/bundle/keys.ts';
 import { BundleRejected } from '../../models/bundle/rejection.ts';
 import { readByVerification, verifyBundleDigests, verifyBundleEntries } from '../../models/bundle/verify.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { modelBundle, sceneBundle } from './artifact-bundles.ts';
 import { apiFetch, startTestControlPlane, tokenFor } from './setup.ts';
 
@@ -74,7 +77,11 @@ describe('registry uploads: streamed to a staging file, verified as a stream, mo
     keyring = join(dir, 'keys', 'trusted');
     cp = await startTestControlPlane({
       dir,
-      config: { artifacts: { keyring, maxUploadBytes: 64 * MiB, uploadsAtOnce: 1 } },
+      config: {
+        artifacts: { keyring, maxUploadBytes: 64 * MiB, uploadsAtOnce: 1 },
+        // checked every second: a request has its body within 2 s, an upload must not stall for 2 s
+        limits: { http: { requestTimeoutMs: 2000, headersTimeoutMs: 1000 } },
+      },
     });
     url = cp.httpUrl;
   });
@@ -261,5 +268,54 @@ describe('registry uploads: streamed to a staging file, verified as a stream, mo
     });
     assert.equal(again.status, 200, 'the same bundle again: already published');
     assert.deepEqual(await staging(), []);
+  });
+
+  it('takes an upload that keeps sending for longer than the request time-out; answers one that stalls 408 and stores nothing of it', async () => {
+    const bundle = await readFile(
+      await modelBundle(dir, {
+        name: 'slow-link',
+        version: 1,
+        targets: [{ executionProvider: 'cpu', hardwareClass: 'x86_64-slow' }],
+        key,
+        modelBytes: 256 * 1024,
+      }),
+    );
+    const id = createHash('sha256').update(bundle).digest('hex');
+    /** the bundle over a raw connection, `pieces` of it `gapMs` apart; what the server answered */
+    const send = async (pieces: number, gapMs: number) => {
+      const { hostname, port } = new URL(url);
+      const socket = connectTcp(Number(port), hostname);
+      let answer = '';
+      socket.on('data', (d: Buffer) => {
+        answer += d.toString('latin1');
+      });
+      socket.on('error', () => {});
+      const closed = new Promise<void>((r) => socket.once('close', () => r()));
+      socket.write(
+        `POST /api/v1/artifacts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${tokenFor(url)}\r\n` +
+          `Content-Type: application/octet-stream\r\nContent-Length: ${bundle.length}\r\nConnection: close\r\n\r\n`,
+      );
+      const step = Math.ceil(bundle.length / 10);
+      for (let i = 0; i < pieces; i++) {
+        if (socket.destroyed) break;
+        socket.write(bundle.subarray(i * step, (i + 1) * step));
+        await new Promise((r) => setTimeout(r, gapMs));
+      }
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 6000))]);
+      socket.destroy();
+      return answer.split('\r\n')[0];
+    };
+    // a stall: 3 of its 10 pieces, then nothing
+    assert.equal(await send(3, 100), 'HTTP/1.1 408 Request Timeout');
+    assert.equal((await apiFetch(`${url}/api/v1/artifacts/${id}`)).status, 404, 'nothing stored');
+    // the cut upload's staging file goes once the registry's read of it fails
+    await eventually(
+      async () => ((await staging()).length === 0 ? true : undefined),
+      5000,
+      'staging emptied',
+    );
+    // a slow link: 10 pieces over 4 s, twice the time-out, never 2 s without a byte
+    assert.equal(await send(10, 400), 'HTTP/1.1 201 Created');
+    assert.equal((await apiFetch(`${url}/api/v1/artifacts/${id}`)).status, 200);
   });
 });

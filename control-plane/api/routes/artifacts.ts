@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import Type from 'typebox';
 import { ARTIFACT_KINDS } from '../../../contract/ota.ts';
@@ -10,6 +11,16 @@ import { DeviceId, ErrorBody } from '../schemas.ts';
 
 /** the content types a bundle may be uploaded as: it is a tar, gzip-compressed or not */
 export const BUNDLE_CONTENT_TYPES = ['application/octet-stream', 'application/x-tar', 'application/gzip'];
+const PUBLISH_PATH = '/api/v1/artifacts';
+
+/**
+ * a bundle upload, which may take longer than limits.http.requestTimeoutMs over a slow link: the
+ * server ends it only once it stalls for that long (http-limits.ts)
+ */
+export function isBundleUpload(req: IncomingMessage): boolean {
+  return req.method === 'POST' && req.url?.split('?')[0] === PUBLISH_PATH;
+}
+
 /** seconds a client is told to wait when the uploads or downloads are at their limit */
 const RETRY_AFTER_S = 5;
 
@@ -117,7 +128,7 @@ export function artifactRoutes(app: App, ctx: ApiContext): void {
   app.register(async (scope: App) => {
     scope.addContentTypeParser(BUNDLE_CONTENT_TYPES, (_req, payload, done) => done(null, payload));
     scope.post(
-      '/api/v1/artifacts',
+      PUBLISH_PATH,
       {
         config: { access: 'operator' },
         schema: {
@@ -125,7 +136,9 @@ export function artifactRoutes(app: App, ctx: ApiContext): void {
           summary: 'publish a signed model or scene bundle (the body is the bundle file)',
           description:
             `Content-Type ${BUNDLE_CONTENT_TYPES.join(', ')}; at most artifacts.maxUploadBytes ` +
-            `(${settings.maxUploadBytes} bytes here; 413 beyond, checked as it streams). The bundle is ` +
+            `(${settings.maxUploadBytes} bytes here; 413 beyond, checked as it streams). The upload may take ` +
+            'longer than limits.http.requestTimeoutMs while it keeps sending; one that sends nothing for that ' +
+            'long is answered 408, the connection closed, and nothing of it is stored. The bundle is ' +
             "verified as a box verifies it: signed by a key of the control plane's trusted factory " +
             'keyring (artifacts.keyring), every file matching its sha256 and size, not expired, within ' +
             'the container limits; a refusal (422, 413) names its `reason` and what to fix. The same ' +
