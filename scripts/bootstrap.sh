@@ -74,6 +74,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ]; then
 else
   say "npm dependencies present"
 fi
+# typebox's 683 modules cost every process 1.5-3.5 s of start under tsx: bundle them (idempotent)
+node scripts/bundle-typebox.mjs
 
 # the operations console: its npm packages and its build (console/dist), when missing or older
 sh scripts/console.sh build
