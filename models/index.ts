@@ -90,4 +90,20 @@ export {
   importTfjsModel,
   listModels,
 } from './store.ts';
+export {
+  type AnnotatedFrame,
+  type AnnotatedSet,
+  type LabelScore,
+  readVideoImages,
+  scoreOnAnnotated,
+} from './teacher/annotated.ts';
+export {
+  loadTeacherConfig,
+  type TeacherConfig,
+  TeacherConfigSchema,
+  teacherConfig,
+} from './teacher/config.ts';
+export { decodeImage, modelFrameOf, type RgbImage } from './teacher/image.ts';
+export { type FrameLabeller, Teacher } from './teacher/teacher.ts';
+export { type FusionBox, type FusionRun, weightedBoxFusion } from './teacher/wbf.ts';
 export { convertTfjsGraph } from './tfjs/converter.ts';
