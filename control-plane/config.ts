@@ -465,6 +465,27 @@ const ScenesSection = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+const LoopSection = Type.Object(
+  {
+    /**
+     * where each loop run keeps its steps' outputs, one directory per run (relative to the config
+     * file); default: `loop/` beside the SQLite database, or beside the config file
+     */
+    dir: Type.Optional(Type.String({ minLength: 1 })),
+    /**
+     * the private key that signs a passing candidate (as `argus keys generate NAME` writes it;
+     * relative to the config file): its public key must be in `artifacts.keyring` and the boxes'
+     * `ota.keyring`. None by default: the run then fails at its end, saying what to set
+     */
+    signingKey: Type.Optional(Type.String({ minLength: 1 })),
+    /** how often a running run checks that it may go on (the lease, a cancellation), seconds */
+    checkS: Type.Number({ minimum: 0.1, maximum: 60, default: 1 }),
+    /** how often a worker looks for a queued run, seconds */
+    pollS: Type.Number({ minimum: 0.1, maximum: 3600, default: 5 }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 const DeviceCredential = Type.Object(
   {
     id: Type.String({ pattern: DEVICE_ID_PATTERN }),
@@ -495,6 +516,8 @@ export const ControlPlaneConfigSchema = Type.Object(
     artifacts: ArtifactsSection,
     /** the console's scene editor: previews of a scene on a recording, publication as a signed bundle */
     scenes: ScenesSection,
+    /** the data–model loop as a job (`argus loop worker`, `argus loop run`) */
+    loop: LoopSection,
     /**
      * pre-provisioned device credentials (besides those issued through enrollment): used until
      * the device is rotated, re-enrolled or revoked
@@ -522,6 +545,8 @@ export type AuthSettings = Type.Static<typeof AuthSection>;
 export type HttpLimitSettings = Type.Static<typeof HttpLimits>;
 /** the `scenes` section with its paths resolved */
 export type SceneEditorSettings = Type.Static<typeof ScenesSection>;
+/** the `loop` section with its paths resolved */
+export type LoopSettings = Omit<Type.Static<typeof LoopSection>, 'dir'> & { dir: string };
 /** the `artifacts` section with its paths resolved */
 export type ArtifactSettings = Omit<Type.Static<typeof ArtifactsSection>, 'dir' | 'keyring'> & {
   dir: string;
@@ -550,6 +575,7 @@ export interface ControlPlaneConfig {
   limits: ConfigFile['limits'];
   artifacts: ArtifactSettings;
   scenes: SceneEditorSettings;
+  loop: LoopSettings;
   devices: ProvisionedDevice[];
 }
 
@@ -652,12 +678,22 @@ function resolveConfig(loaded: LoadedConfig<ConfigFile>, baseDir: string): Contr
     ...(v.scenes.signingKey ? { signingKey: path(v.scenes.signingKey) } : {}),
     recordings: Object.fromEntries(Object.entries(v.scenes.recordings).map(([k, f]) => [k, path(f)])),
   };
+  const loop: LoopSettings = {
+    ...v.loop,
+    dir: v.loop.dir
+      ? path(v.loop.dir)
+      : storage.kind === 'sqlite'
+        ? join(dirname(storage.sqlite.path), 'loop')
+        : path('loop'),
+    ...(v.loop.signingKey ? { signingKey: path(v.loop.signingKey) } : {}),
+  };
   return {
     http,
     mqtt,
     storage,
     artifacts,
     scenes,
+    loop,
     ingest: v.ingest,
     retention: v.retention,
     health: v.health,

@@ -17,6 +17,7 @@ import { HarvestedFrames } from './harvest/frames.ts';
 import { Ingestor } from './ingest/ingestor.ts';
 import { RateLimitedLog } from './ingest/rate-limited-log.ts';
 import { LeasedJob } from './leased-job.ts';
+import { LoopRunStore } from './loop/store.ts';
 import { Metrics } from './metrics.ts';
 import type { BrokerAccessControl } from './mqtt/access-control.ts';
 import { startEmbeddedBroker } from './mqtt/embedded.ts';
@@ -355,6 +356,7 @@ export async function startControlPlane(
         },
         sceneSettings: config.scenes,
         harvest,
+        loopRuns: new LoopRunStore(repository.sql),
       },
       log.child({ part: 'http' }),
       config.http.tls ? await loadServerTls(config.http.tls, 'http.tls') : undefined,

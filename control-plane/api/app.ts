@@ -19,6 +19,7 @@ import { eventRoutes, type StreamRegistry } from './routes/events.ts';
 import { harvestRoutes } from './routes/harvest.ts';
 import { historyRoutes } from './routes/history.ts';
 import { liveRoutes } from './routes/live.ts';
+import { loopRoutes } from './routes/loop.ts';
 import { operatorRoutes } from './routes/operators.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { quarantineRoutes } from './routes/quarantine.ts';
@@ -80,6 +81,7 @@ export async function buildApi(ctx: ApiContext, log: Logger, https?: ServerTlsMa
   eventRoutes(app, ctx, streams);
   snapshotRoutes(app, ctx);
   harvestRoutes(app, ctx);
+  loopRoutes(app, ctx);
   commandRoutes(app, ctx);
   enrollmentRoutes(app, ctx);
   opsRoutes(app, ctx);

@@ -5,6 +5,7 @@ import type { ArtifactRegistry } from '../artifacts/registry.ts';
 import type { DeviceCredentials } from '../auth.ts';
 import type { ArtifactSettings, HttpLimitSettings, SceneEditorSettings } from '../config.ts';
 import type { HarvestedFrames } from '../harvest/frames.ts';
+import type { LoopRunStore } from '../loop/store.ts';
 import './access.ts';
 import type { CommandSender } from '../commands.ts';
 import type { AuthSettings, EnrollmentSettings } from '../config.ts';
@@ -54,6 +55,8 @@ export interface ApiContext {
   sceneSettings: SceneEditorSettings;
   /** harvested frames: the boxes' uploads, operators' listing, the loop's source */
   harvest: HarvestedFrames;
+  /** runs of the data–model loop (executed by `argus loop worker`) */
+  loopRuns: LoopRunStore;
 }
 
 /** operators' accounts, sessions, API tokens, login throttling and the audit log */

@@ -452,6 +452,36 @@ export const MIGRATIONS: readonly Migration[] = [
       'CREATE INDEX harvested_frames_sha256 ON harvested_frames (sha256)',
     ],
   },
+  {
+    version: 12,
+    name: 'loop runs: the data–model loop of a site as a control-plane job',
+    statements: (d) => [
+      `CREATE TABLE loop_runs (
+        id TEXT PRIMARY KEY,
+        site TEXT NOT NULL,
+        state TEXT NOT NULL,
+        active INTEGER NOT NULL,
+        step TEXT,
+        progress_permille INTEGER NOT NULL,
+        message TEXT,
+        reason TEXT,
+        cancel_requested INTEGER NOT NULL,
+        holder TEXT,
+        passed INTEGER,
+        artifact TEXT,
+        report TEXT,
+        created_by TEXT NOT NULL,
+        created_at ${d.bigint} NOT NULL,
+        started_at ${d.bigint},
+        ended_at ${d.bigint},
+        updated_at ${d.bigint} NOT NULL
+      )`,
+      // one queued or running run per site, held by the database itself
+      'CREATE UNIQUE INDEX loop_runs_active ON loop_runs (site) WHERE active = 1',
+      'CREATE INDEX loop_runs_state ON loop_runs (state, created_at)',
+      'CREATE INDEX loop_runs_created ON loop_runs (created_at, id)',
+    ],
+  },
 ];
 
 export const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (
