@@ -301,5 +301,4 @@ export class LoopRunStore {
       throw new Refused(`loop run ${id} has ended (${run.state})`, 409, 'start a new run');
     return run;
   }
-
 }
