@@ -10,8 +10,8 @@ import { compileSchema } from '../common/schema.ts';
  * Formats:
  * - `fmp4`: the camera's own H.264, not transcoded, remuxed into fragmented MP4 for the browser's
  *   Media Source Extensions;
- * - `mpeg1`: MPEG-1 video in MPEG-TS (transcoded on the box by node-rtsp-stream's ffmpeg muxer)
- *   for JSMpeg, for browsers without MSE.
+ * - `mpeg1`: MPEG-1 video in MPEG-TS (transcoded on the box by ffmpeg) for JSMpeg, for browsers
+ *   without MSE.
  *
  * On the box's socket, text frames are LiveDeviceMessage JSON; binary frames are media, their
  * first byte a LIVE_CHUNK kind and the rest the bytes: the fMP4 init segment (ftyp + moov), a

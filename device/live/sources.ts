@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
 import type { LiveFormat } from '../../contract/index.ts';
 
 /**
@@ -8,9 +7,8 @@ import type { LiveFormat } from '../../contract/index.ts';
  *
  * - `fmp4`: gst-launch-1.0 `rtspsrc ! rtph264depay ! h264parse ! mp4mux fragment-duration` — the
  *   camera's H.264 as it arrives, not decoded, remuxed into fragmented MP4 on stdout;
- * - `mpeg1`: node-rtsp-stream's Mpeg1Muxer, an ffmpeg that transcodes to MPEG-1 in MPEG-TS on
- *   stdout (its WebSocket server, which would listen on the box without authentication, is not
- *   used: the agent sends the bytes out through its own outbound socket).
+ * - `mpeg1`: ffmpeg transcoding to MPEG-1 in MPEG-TS on stdout, for JSMpeg. The agent sends the
+ *   bytes out through its own outbound socket; nothing listens on the box.
  *
  * The camera URL (with its credentials, if any) is in the child's arguments, visible to local
  * users of the box as the cameras' own pipelines are.
@@ -18,15 +16,6 @@ import type { LiveFormat } from '../../contract/index.ts';
 
 /** ms of media per fMP4 fragment: one or two frames, so that a fragment is never what delays the picture */
 export const FRAGMENT_MS = 100;
-/** what ffmpeg writes for the MPEG-1 fallback (the rate: node-rtsp-stream fails on 10 fps sources without it) */
-const MPEG1_OPTIONS = {
-  '-an': '',
-  '-r': '25',
-  '-b:v': '1000k',
-  '-bf': '0',
-  '-muxdelay': '0.001',
-  '-flush_packets': '1',
-};
 /** of the child's stderr, kept for the reason an operator sees */
 const STDERR_KEPT = 2000;
 
@@ -39,21 +28,6 @@ export interface LiveSource {
   child: ChildProcess;
   /** the end of the child's stderr */
   stderr(): string;
-}
-
-interface Mpeg1MuxerInstance {
-  stream: ChildProcess;
-}
-type Mpeg1MuxerClass = new (o: {
-  url: string;
-  ffmpegPath: string;
-  ffmpegOptions: Record<string, string>;
-}) => Mpeg1MuxerInstance;
-
-let muxer: Mpeg1MuxerClass | undefined;
-function mpeg1Muxer(): Mpeg1MuxerClass {
-  muxer ??= createRequire(import.meta.url)('node-rtsp-stream/mpeg1muxer') as Mpeg1MuxerClass;
-  return muxer;
 }
 
 /** the gst-launch-1.0 arguments of the passthrough (each property one argument: gst-launch escapes it) */
@@ -79,11 +53,32 @@ export function passthroughArgs(camera: LiveSourceCamera): string[] {
   ];
 }
 
+/**
+ * The ffmpeg arguments of the MPEG-1 fallback. The input options come before `-i` (ffmpeg applies
+ * an option to the file that follows it): the camera's own transport, and no stream probe beyond
+ * the first packet (`-probesize 32 -analyzeduration 0`: the RTSP session's SDP already names the
+ * codec and size), nor input buffering (`-fflags nobuffer`). ffmpeg's default probe took 2.9-3.3 s
+ * to its first output byte on the sample camera, this one 1.3-1.6 s, of which up to 1 s is the
+ * wait for the camera's next key frame. The output: MPEG-1 at 25 fps (MPEG-1 has no 10 fps; ffmpeg
+ * repeats frames), no B-frames (JSMpeg shows each frame as it is decoded), each packet written at
+ * once.
+ */
+export function mpeg1Args(camera: LiveSourceCamera): string[] {
+  return [
+    ...['-hide_banner', '-nostdin', '-loglevel', 'error'],
+    ...['-rtsp_transport', camera.rtspTransport],
+    ...['-probesize', '32', '-analyzeduration', '0', '-fflags', 'nobuffer', '-flags', 'low_delay'],
+    ...['-i', camera.url],
+    ...['-an', '-f', 'mpegts', '-codec:v', 'mpeg1video', '-r', '25', '-b:v', '1000k', '-bf', '0'],
+    ...['-muxdelay', '0.001', '-flush_packets', '1', 'pipe:1'],
+  ];
+}
+
 export function startLiveSource(camera: LiveSourceCamera, format: LiveFormat): LiveSource {
   const child =
     format === 'fmp4'
       ? spawn('gst-launch-1.0', passthroughArgs(camera), { stdio: ['ignore', 'pipe', 'pipe'] })
-      : new (mpeg1Muxer())({ url: camera.url, ffmpegPath: 'ffmpeg', ffmpegOptions: MPEG1_OPTIONS }).stream;
+      : spawn('ffmpeg', mpeg1Args(camera), { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString('utf8')).slice(-STDERR_KEPT);
