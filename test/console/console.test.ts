@@ -79,6 +79,43 @@ describe('operations console in Chromium, against a control plane with two devic
     await page.close();
   });
 
+  it('pages the fleet by keyboard, and its refresh keeps the pages read', async () => {
+    const { page, errors } = await loggedIn(env, 'viewer');
+    await page.clock.install();
+    await page.goto(`${env.cp.httpUrl}/#/fleet?limit=1`);
+    const table = page.getByRole('table', { name: 'devices, by id' });
+    await table.locator('tr[data-device="box-1"]').waitFor();
+    assert.equal(await table.locator('tr[data-device]').count(), 1, 'a page of one device');
+    // every filter is a labelled field, reached with Tab; the pager's button with the keyboard
+    for (const name of ['Site (id prefix)', 'Status', 'Hardware class', 'Software version'])
+      assert.equal(await page.getByLabel(name).count(), 1, name);
+    const next = page.getByRole('button', { name: 'Next 1 devices' });
+    await next.focus();
+    await page.keyboard.press('Enter');
+    await table.locator('tr[data-device="box-2"]').waitFor();
+    assert.equal(
+      await page.getByRole('status').filter({ hasText: 'devices shown' }).textContent(),
+      '2 devices shown',
+    );
+    // the periodic refresh reads both pages again, from the first
+    const pages: string[] = [];
+    page.on('request', (r) => {
+      if (r.url().includes('/api/v1/devices?')) pages.push(new URL(r.url()).searchParams.get('cursor') ?? '');
+    });
+    const secondRead = page.waitForResponse((r) => /\/api\/v1\/devices\?.*cursor=box-1/.test(r.url()));
+    await page.clock.runFor(5_500);
+    await secondRead;
+    assert.deepEqual(pages.slice(0, 2), ['', 'box-1']);
+    assert.deepEqual(
+      await table
+        .locator('tr[data-device]')
+        .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-device'))),
+      ['box-1', 'box-2'],
+    );
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   it('shows an event live, grouped as one incident, with its snapshot and the object box', async () => {
     const { page, errors } = await loggedIn(env, 'viewer');
     await page.getByRole('link', { name: 'Events' }).click();

@@ -1,15 +1,42 @@
 import type { ComponentChildren, JSX } from 'preact';
-import { useCallback, useEffect, useState } from 'preact/hooks';
+import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { describeError } from '../api.ts';
 
 /** a column of a DataTable: its heading and how a row shows in it */
 export interface Column<T> {
   title: string;
   cell: (row: T) => ComponentChildren;
-  /** the cell's class (`num` for figures) */
-  class?: string;
+  /** the cell's class (`num` for figures), or the class of this row's cell */
+  class?: string | ((row: T) => string | undefined);
   /** this column names the row (a `th scope="row"`) */
   rowHeader?: boolean;
+  /** this row's cell spans as many columns, the next ones giving it their place (one line for several figures) */
+  span?: (row: T) => number;
+}
+
+/** the cells of one row: each column's, less those a spanning cell before took the place of */
+function cells<T>(columns: readonly Column<T>[], row: T) {
+  const out: ComponentChildren[] = [];
+  for (let i = 0; i < columns.length; ) {
+    const c = columns[i]!;
+    const span = Math.max(1, Math.min(columns.length - i, c.span?.(row) ?? 1));
+    const props = {
+      key: c.title,
+      class: typeof c.class === 'function' ? c.class(row) : c.class,
+      ...(span > 1 ? { colSpan: span } : {}),
+    };
+    out.push(
+      c.rowHeader ? (
+        <th scope="row" {...props}>
+          {c.cell(row)}
+        </th>
+      ) : (
+        <td {...props}>{c.cell(row)}</td>
+      ),
+    );
+    i += span;
+  }
+  return out;
 }
 
 /**
@@ -19,6 +46,7 @@ export interface Column<T> {
 export function DataTable<T>({
   id,
   caption,
+  captionHidden = false,
   columns,
   rows,
   rowKey,
@@ -29,6 +57,8 @@ export function DataTable<T>({
   id?: string;
   /** read by screen readers, and shown */
   caption?: string;
+  /** the caption is for screen readers only (the page's heading says it already) */
+  captionHidden?: boolean;
   columns: readonly Column<T>[];
   rows: readonly T[];
   rowKey: (row: T) => string | number;
@@ -41,7 +71,7 @@ export function DataTable<T>({
 }) {
   const table = (
     <table class="data" id={id}>
-      {caption ? <caption>{caption}</caption> : null}
+      {caption ? <caption class={captionHidden ? 'sr-only' : undefined}>{caption}</caption> : null}
       <thead>
         <tr>
           {columns.map((c) => (
@@ -61,17 +91,7 @@ export function DataTable<T>({
         ) : (
           rows.map((row) => (
             <tr key={rowKey(row)} {...(rowProps?.(row) ?? {})}>
-              {columns.map((c) =>
-                c.rowHeader ? (
-                  <th key={c.title} scope="row" class={c.class}>
-                    {c.cell(row)}
-                  </th>
-                ) : (
-                  <td key={c.title} class={c.class}>
-                    {c.cell(row)}
-                  </td>
-                ),
-              )}
+              {cells(columns, row)}
             </tr>
           ))
         )}
@@ -89,33 +109,64 @@ export interface Page<T> {
 
 /**
  * A list read page by page with the API's cursors: the first page whenever `key` changes (a new
- * filter), then `more()` appends the next one. `reload()` reads the first page again.
+ * filter), then `more()` appends the next one. `reload()` reads again as many pages as are shown,
+ * from the first (a periodic refresh keeps the rows an operator paged in). Reads are one at a
+ * time, in order; an answer for an earlier `key` is dropped.
  */
 export function usePaged<T>(fetchPage: (cursor: string | undefined) => Promise<Page<T>>, key: string) {
   const [pages, setPages] = useState<Page<T>[] | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const load = useCallback(
-    async (cursor?: string) => {
-      try {
-        const page = await fetchPage(cursor);
-        setPages((p) => (cursor && p ? [...p, page] : [page]));
-        setError(null);
-      } catch (err) {
-        setError(describeError(err));
-      }
+  const list = useRef<{ key: string; pages: Page<T>[] | null; queue: Promise<void> }>({
+    key,
+    pages: null,
+    queue: Promise.resolve(),
+  });
+  const read = useCallback(
+    (step: (shown: Page<T>[] | null) => Promise<Page<T>[]>) => {
+      const l = list.current;
+      l.queue = l.queue.then(async () => {
+        if (list.current !== l) return;
+        try {
+          const next = await step(l.pages);
+          if (list.current !== l) return;
+          l.pages = next;
+          setPages(next);
+          setError(null);
+        } catch (err) {
+          if (list.current === l) setError(describeError(err));
+        }
+      });
+      return l.queue;
     },
     [key],
   );
   useEffect(() => {
+    list.current = { key, pages: null, queue: Promise.resolve() };
     setPages(null);
-    void load();
-  }, [load]);
+    void read(async () => [await fetchPage(undefined)]);
+  }, [read]);
   const next = pages?.at(-1)?.nextCursor ?? null;
   return {
     items: pages ? pages.flatMap((p) => p.items) : null,
     error,
-    more: next ? () => load(next) : null,
-    reload: () => load(),
+    more: next
+      ? () =>
+          read(async (shown) => {
+            const cursor = shown?.at(-1)?.nextCursor;
+            return shown && cursor ? [...shown, await fetchPage(cursor)] : (shown ?? []);
+          })
+      : null,
+    reload: () =>
+      read(async (shown) => {
+        const again: Page<T>[] = [];
+        let cursor: string | undefined;
+        do {
+          const page = await fetchPage(cursor);
+          again.push(page);
+          cursor = page.nextCursor ?? undefined;
+        } while (cursor && again.length < (shown?.length ?? 1));
+        return again;
+      }),
   };
 }
 

@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, describeError } from '../api.ts';
 import { ErrorNote, Loading, Section } from '../components/bits.tsx';
-import { DataTable } from '../components/data-table.tsx';
+import { DataTable, MoreButton, usePaged } from '../components/data-table.tsx';
 import { time } from '../format.ts';
 import type { ArtifactDetailAnswer, ArtifactListAnswer } from '../types.ts';
 
@@ -57,14 +57,16 @@ function Detail({ id }: { id: string }) {
 
 export function ArtifactsPage() {
   const [kind, setKind] = useState('');
-  const [list, setList] = useState<Summary[] | null>(null);
   const [selected, setSelected] = useState<string | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  useEffect(() => {
-    void api<ArtifactListAnswer>('/api/v1/artifacts', { query: { kind, limit: 200 } })
-      .then((a) => setList(a.artifacts))
-      .catch((err) => setError(describeError(err)));
-  }, [kind]);
+  const artifacts = usePaged(
+    (cursor) =>
+      api<ArtifactListAnswer>('/api/v1/artifacts', { query: { kind, limit: 100, cursor } }).then((a) => ({
+        items: a.artifacts,
+        nextCursor: a.nextCursor,
+      })),
+    kind,
+  );
+  const list = artifacts.items;
   return (
     <>
       <h1>Artifacts</h1>
@@ -76,7 +78,7 @@ export function ArtifactsPage() {
           <option value="scene">scenes</option>
         </select>
       </label>
-      <ErrorNote error={error} />
+      <ErrorNote error={artifacts.error} />
       <div class={selected ? 'split' : ''}>
         {!list ? (
           <Loading what="artifacts" />
@@ -106,6 +108,7 @@ export function ArtifactsPage() {
         )}
         {selected ? <Detail id={selected} /> : null}
       </div>
+      <MoreButton more={artifacts.more} label="Older artifacts" />
     </>
   );
 }

@@ -1,11 +1,14 @@
-import { useEffect, useState } from 'preact/hooks';
-import { api, describeError } from '../api.ts';
+import type { ComponentChildren } from 'preact';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { api } from '../api.ts';
 import { Badge, ErrorNote, Loading } from '../components/bits.tsx';
+import { type Column, DataTable, MoreButton, usePaged } from '../components/data-table.tsx';
 import { ago, fixed } from '../format.ts';
 import { hub } from '../live-stream.ts';
 import { href, navigate } from '../router.ts';
 import type { DevicesAnswer, DeviceView } from '../types.ts';
 
+/** rows read at a time, unless the URL's `limit` (1-500, as the API takes it) says otherwise */
 const PAGE_SIZE = 100;
 const REFRESH_MS = 5000;
 /** the filters, as the URL's query and GET /api/v1/devices take them */
@@ -17,11 +20,16 @@ const FILTERS = [
   'modelVersion',
   'sceneVersion',
 ] as const;
-type Filters = Partial<Record<(typeof FILTERS)[number] | 'cursor', string>>;
+type Filters = Partial<Record<(typeof FILTERS)[number], string>>;
+
+function pageSize(query: URLSearchParams): number {
+  const n = Number(query.get('limit'));
+  return Number.isInteger(n) && n >= 1 && n <= 500 ? n : PAGE_SIZE;
+}
 
 function filtersOf(query: URLSearchParams): Filters {
   const f: Filters = {};
-  for (const k of [...FILTERS, 'cursor'] as const) {
+  for (const k of FILTERS) {
     const v = query.get(k);
     if (v) f[k] = v;
   }
@@ -40,96 +48,107 @@ function versions(d: DeviceView, kind: 'model' | 'scene'): string {
   return seen.size ? [...seen].join(', ') : '–';
 }
 
-function DeviceRow({ d, now }: { d: DeviceView; now: number }) {
-  const t = d.telemetryStale ? null : d.telemetry;
-  return (
-    <tr data-device={d.id}>
-      <th scope="row">
-        <a href={href(['devices', d.id])}>{d.id}</a>
-      </th>
-      <td>
-        <Badge state={d.status} />
-      </td>
-      <td>
-        <Badge state={d.health.status} />
-        {d.health.reasons.length ? <div class="small muted">{d.health.reasons.join('; ')}</div> : null}
-      </td>
-      <td title={new Date(d.lastSeen).toLocaleString()}>{ago(d.lastSeen, now)}</td>
-      <td>{d.identity?.software.version ?? '–'}</td>
-      <td>{versions(d, 'model')}</td>
-      <td>{versions(d, 'scene')}</td>
-      {t ? (
+/** its last telemetry, unless it is too old to be shown as current */
+const current = (d: DeviceView) => (d.telemetryStale ? null : d.telemetry);
+
+/** the five telemetry columns: one line in their place when the figures are stale or missing */
+function telemetry(
+  title: string,
+  cell: (t: NonNullable<DeviceView['telemetry']>) => ComponentChildren,
+  cls?: string,
+): Column<DeviceView> {
+  return {
+    title,
+    class: (d) => (current(d) ? cls : 'stale'),
+    span: (d) => (current(d) ? 1 : TELEMETRY_COLUMNS),
+    cell: (d) => {
+      const t = current(d);
+      if (t) return cell(t);
+      return d.telemetry
+        ? `stale (last ${new Date(d.telemetryReceivedAt ?? d.telemetryAt ?? d.lastSeen).toLocaleTimeString()})`
+        : 'no telemetry yet';
+    },
+  };
+}
+const TELEMETRY_COLUMNS = 5;
+
+function columns(now: number): Column<DeviceView>[] {
+  return [
+    { title: 'Device', rowHeader: true, cell: (d) => <a href={href(['devices', d.id])}>{d.id}</a> },
+    { title: 'Status', cell: (d) => <Badge state={d.status} /> },
+    {
+      title: 'Health',
+      cell: (d) => (
         <>
-          <td class="cams">
-            {t.cameras.length
-              ? t.cameras.map((c) => (
-                  <div key={c.id}>
-                    {c.id}: {fixed(c.fpsIn)} / {fixed(c.fpsDetect)}
-                  </div>
-                ))
-              : '–'}
-          </td>
-          <td class="num">{fixed(t.cpuPercent, 0, ' %')}</td>
-          <td class="num">{fixed(t.memoryUsedPercent, 0, ' %')}</td>
-          <td class="num">{fixed(t.temperatureC, 0, ' °C')}</td>
-          <td class="num">{t.spool.pending}</td>
+          <Badge state={d.health.status} />
+          {d.health.reasons.length ? <div class="small muted">{d.health.reasons.join('; ')}</div> : null}
         </>
-      ) : (
-        <td colSpan={5} class="stale">
-          {d.telemetry
-            ? `stale (last ${new Date(d.telemetryReceivedAt ?? d.telemetryAt ?? d.lastSeen).toLocaleTimeString()})`
-            : 'no telemetry yet'}
-        </td>
-      )}
-    </tr>
-  );
+      ),
+    },
+    {
+      title: 'Last seen',
+      cell: (d) => (
+        <time dateTime={d.lastSeen} title={new Date(d.lastSeen).toLocaleString()}>
+          {ago(d.lastSeen, now)}
+        </time>
+      ),
+    },
+    { title: 'Software', cell: (d) => d.identity?.software.version ?? '–' },
+    { title: 'Model', cell: (d) => versions(d, 'model') },
+    { title: 'Scene', cell: (d) => versions(d, 'scene') },
+    telemetry(
+      'Cameras (fps in / detect)',
+      (t) =>
+        t.cameras.length
+          ? t.cameras.map((c) => (
+              <div key={c.id}>
+                {c.id}: {fixed(c.fpsIn)} / {fixed(c.fpsDetect)}
+              </div>
+            ))
+          : '–',
+      'cams',
+    ),
+    telemetry('CPU', (t) => fixed(t.cpuPercent, 0, ' %'), 'num'),
+    telemetry('Memory', (t) => fixed(t.memoryUsedPercent, 0, ' %'), 'num'),
+    telemetry('Temp.', (t) => fixed(t.temperatureC, 0, ' °C'), 'num'),
+    telemetry('Spool', (t) => t.spool.pending, 'num'),
+  ];
 }
 
 export function FleetPage({ query }: { query: URLSearchParams }) {
   const filters = filtersOf(query);
-  const key = JSON.stringify(filters);
-  const [page, setPage] = useState<DevicesAnswer | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const [previous, setPrevious] = useState<string[]>([]);
+  const limit = pageSize(query);
+  const key = `${JSON.stringify(filters)}#${limit}`;
   const [now, setNow] = useState(Date.now());
+  const devices = usePaged(
+    (cursor) =>
+      api<DevicesAnswer>('/api/v1/devices', { query: { ...filters, limit, cursor } }).then((a) => {
+        setNow(Date.now());
+        return { items: a.devices, nextCursor: a.nextCursor };
+      }),
+    key,
+  );
+  const reload = useRef(devices.reload);
+  reload.current = devices.reload;
 
   useEffect(() => {
-    let stop = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const load = async () => {
-      try {
-        const answer = await api<DevicesAnswer>('/api/v1/devices', {
-          query: { ...filters, limit: PAGE_SIZE },
-        });
-        if (stop) return;
-        setPage(answer);
-        setNow(Date.now());
-        setError(null);
-      } catch (err) {
-        if (!stop) setError(describeError(err));
-      }
-      if (!stop) timer = setTimeout(load, REFRESH_MS);
+    const refresh = (inMs: number) => {
+      clearTimeout(timer);
+      timer = setTimeout(() => void reload.current().finally(() => refresh(REFRESH_MS)), inMs);
     };
-    void load();
+    refresh(REFRESH_MS);
     // a device going offline or online shows at once, not at the next refresh
     const off = hub.on('status', (s) => {
-      if (s.kind === 'device') {
-        clearTimeout(timer);
-        timer = setTimeout(load, 200);
-      }
+      if (s.kind === 'device') refresh(200);
     });
     return () => {
-      stop = true;
       clearTimeout(timer);
       off();
     };
   }, [key]);
 
-  const apply = (next: Filters, keepPages = false) => {
-    if (!keepPages) setPrevious([]);
-    navigate(['fleet'], next, true);
-  };
-
+  const cols = useMemo(() => columns(now), [now]);
   return (
     <>
       <h1>Fleet</h1>
@@ -145,7 +164,7 @@ export function FleetPage({ query }: { query: URLSearchParams }) {
             const v = String(form.get(k) ?? '').trim();
             if (v) next[k] = v;
           }
-          apply(next);
+          navigate(['fleet'], limit === PAGE_SIZE ? next : { ...next, limit: String(limit) }, true);
         }}
       >
         <label>
@@ -186,75 +205,33 @@ export function FleetPage({ query }: { query: URLSearchParams }) {
           <button type="submit" class="primary">
             Filter
           </button>
-          <button type="button" onClick={() => apply({})}>
+          <button type="button" onClick={() => navigate(['fleet'], {}, true)}>
             Clear
           </button>
         </div>
       </form>
-      <ErrorNote error={error} />
-      {page === null ? (
+      <ErrorNote error={devices.error} />
+      {devices.items === null ? (
         <Loading what="devices" />
       ) : (
         <>
-          <div class="table-wrap">
-            <table id="devices" class="data">
-              <caption class="sr-only">devices, by id</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Device</th>
-                  <th scope="col">Status</th>
-                  <th scope="col">Health</th>
-                  <th scope="col">Last seen</th>
-                  <th scope="col">Software</th>
-                  <th scope="col">Model</th>
-                  <th scope="col">Scene</th>
-                  <th scope="col">Cameras (fps in / detect)</th>
-                  <th scope="col">CPU</th>
-                  <th scope="col">Memory</th>
-                  <th scope="col">Temp.</th>
-                  <th scope="col">Spool</th>
-                </tr>
-              </thead>
-              <tbody>
-                {page.devices.length === 0 ? (
-                  <tr>
-                    <td colSpan={12} class="muted">
-                      {Object.keys(filters).length
-                        ? 'no device matches these filters'
-                        : 'no device has connected yet'}
-                    </td>
-                  </tr>
-                ) : (
-                  page.devices.map((d) => <DeviceRow key={d.id} d={d} now={now} />)
-                )}
-              </tbody>
-            </table>
-          </div>
+          <DataTable<DeviceView>
+            id="devices"
+            caption="devices, by id"
+            captionHidden
+            columns={cols}
+            rows={devices.items}
+            rowKey={(d) => d.id}
+            rowProps={(d) => ({ 'data-device': d.id })}
+            empty={
+              Object.keys(filters).length ? 'no device matches these filters' : 'no device has connected yet'
+            }
+          />
           <nav class="pager" aria-label="device pages">
-            <button
-              type="button"
-              disabled={!filters.cursor}
-              onClick={() => {
-                const rest = previous.slice(0, -1);
-                setPrevious(rest);
-                apply({ ...filters, cursor: previous.at(-1) }, true);
-              }}
-            >
-              Previous page
-            </button>
-            <span class="muted">
-              {page.devices.length} devices{page.devices[0] ? ` from ${page.devices[0].id}` : ''}
+            <span class="muted" role="status">
+              {devices.items.length} devices shown
             </span>
-            <button
-              type="button"
-              disabled={!page.nextCursor}
-              onClick={() => {
-                setPrevious([...previous, filters.cursor ?? '']);
-                apply({ ...filters, cursor: page.nextCursor ?? undefined }, true);
-              }}
-            >
-              Next page
-            </button>
+            <MoreButton more={devices.more} label={`Next ${limit} devices`} />
           </nav>
         </>
       )}
