@@ -265,7 +265,25 @@ cameras:
     await page.locator('#commands tr', { hasText: 'snapshot' }).locator('.badge-ok').first().waitFor();
     await page.locator('#commands').scrollIntoViewIfNeeded();
     await screenshot(page, 'device-history');
+
+    // the registry: the published scene, its version, signer and expiry
+    await page.goto(`${cp.httpUrl}/#/artifacts`);
+    await page.locator('#artifacts').getByRole('button', { name: 'campus-road' }).click();
+    await page.getByRole('region', { name: 'scene campus-road v1' }).getByText('Signed by').waitFor();
+    await screenshot(page, 'artifacts');
     assert.deepEqual(errors, []);
+
+    // the camera's live view, opened from its card on the device page
+    await page.goto(`${cp.httpUrl}/#/devices/box-1`);
+    await page
+      .getByRole('article', { name: 'camera cam-1' })
+      .getByRole('link', { name: 'Live view' })
+      .click();
+    await page.waitForFunction('(window.argusLive?.stats().framesDecoded ?? 0) > 5', undefined, {
+      timeout: 30_000,
+    });
+    assert.equal(await page.locator('[role=status]').textContent(), 'H.264 · live');
+    await screenshot(page, 'live-view');
     await page.close();
 
     // the box's next crossings are on the new line, and only there
