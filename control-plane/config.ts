@@ -482,6 +482,15 @@ const LoopSection = Type.Object(
     checkS: Type.Number({ minimum: 0.1, maximum: 60, default: 1 }),
     /** how often a worker looks for a queued run, seconds */
     pollS: Type.Number({ minimum: 0.1, maximum: 3600, default: 5 }),
+    /**
+     * the loop's own options, given to models/loop's runLoop as they are: `teacher`, `baseline`,
+     * `student`, `annotated` (the hand-annotated frames the gate checks), `adapt`, `gate`,
+     * `calibrationFrames`, `threads` … (models/loop/loop.ts, LoopOptions)
+     */
+    options: Type.Record(Type.String({ pattern: '^[A-Za-z][A-Za-z0-9]{0,63}$' }), Type.Unknown(), {
+      default: {},
+      maxProperties: 32,
+    }),
   },
   { additionalProperties: false, default: {} },
 );
