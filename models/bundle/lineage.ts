@@ -6,11 +6,12 @@ import { buildDirAtomic, sweepStaging } from '../../common/fs-atomic.ts';
 import { compileSchema } from '../../common/schema.ts';
 import type { ModelDescriptor } from '../../inference/descriptor.ts';
 import { DESCRIPTOR_FILE, type LoadedModel } from '../../inference/model-dir.ts';
+import { AdaptOptionsSchema } from '../adapt/options.ts';
 import { FrameRangeSchema } from '../quant/frames.ts';
 
 /**
  * Where a model came from and how: the model it was derived from and each factory step applied
- * since (pruning, quantization), with their settings. Written as `lineage.json` into every model
+ * since (pruning, adaptation to a site, quantization), with their settings. Written as `lineage.json` into every model
  * directory the factory produces and copied into the bundle manifest.
  */
 
@@ -64,7 +65,48 @@ const PruneStep = Type.Object(
   { additionalProperties: false },
 );
 
-export const LineageStepSchema = Type.Union([QuantizeStep, PruneStep]);
+const LossesSchema = Type.Object(
+  {
+    epoch: Type.Integer({ minimum: 1 }),
+    quality: Type.Number(),
+    box: Type.Number(),
+    distill: Type.Number(),
+    decay: Type.Number(),
+    total: Type.Number(),
+  },
+  { additionalProperties: false },
+);
+
+const AdaptStep = Type.Object(
+  {
+    kind: Type.Literal('adapt'),
+    at: Type.String({ format: 'date-time' }),
+    /** the labeller whose boxes the head was trained on */
+    teacher: Type.Object(
+      {
+        name: Type.String({ minLength: 1, maxLength: 200 }),
+        /** sha256 of the teacher's configuration or model, when it has one */
+        sha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
+      },
+      { additionalProperties: false },
+    ),
+    /** frames trained on */
+    frames: Type.Integer({ minimum: 1 }),
+    /** sha256 over the training frames' pixel digests, in training order */
+    framesSha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+    /** teacher boxes used as labels, and cells assigned to them */
+    labels: Type.Integer({ minimum: 0 }),
+    positives: Type.Integer({ minimum: 0 }),
+    /** which rows of the head's last layer were trained */
+    trained: Type.Union([Type.Literal('classes'), Type.Literal('classes+boxes')]),
+    options: AdaptOptionsSchema,
+    /** the mean of each loss term over every epoch */
+    losses: Type.Array(LossesSchema, { maxItems: 100 }),
+  },
+  { additionalProperties: false },
+);
+
+export const LineageStepSchema = Type.Union([QuantizeStep, PruneStep, AdaptStep]);
 
 export const LineageSchema = Type.Object(
   {
@@ -79,6 +121,7 @@ export const LineageSchema = Type.Object(
 export type ModelRef = Type.Static<typeof ModelRefSchema>;
 export type LineageStep = Type.Static<typeof LineageStepSchema>;
 export type QuantizeLineageStep = Type.Static<typeof QuantizeStep>;
+export type AdaptLineageStep = Type.Static<typeof AdaptStep>;
 export type Lineage = Type.Static<typeof LineageSchema>;
 
 export const lineageValidator = compileSchema<Lineage>(LineageSchema);

@@ -23,7 +23,8 @@ export const TRAFFIC_LABELS = ['person', 'bicycle', 'car', 'motorcycle', 'bus', 
 
 const TAIL_OPS = new Set(['Identity', 'Transpose', 'Reshape', 'Sigmoid']);
 
-interface Head {
+/** a GFL head's last layer: the Conv whose output a Split cuts into class logits and box bins */
+export interface Head {
   conv: Node;
   split: Node;
   /** which Split output carries the class logits */
@@ -32,7 +33,8 @@ interface Head {
   reshapes: Node[];
 }
 
-function findHead(index: GraphIndex, scoreOutput: string, numClasses: number): Head {
+/** the head computing `scoreOutput` (a score output of a GFL decoder with `numClasses` classes) */
+export function findHead(index: GraphIndex, scoreOutput: string, numClasses: number): Head {
   const reshapes: Node[] = [];
   let tensor = scoreOutput;
   for (;;) {

@@ -1,0 +1,240 @@
+import Type from 'typebox';
+import { ArgusError } from '../../common/errors.ts';
+import { sha256Hex } from '../../common/hash.ts';
+import { compileSchema } from '../../common/schema.ts';
+import {
+  AGREEMENT_IOU,
+  agreementOf,
+  CANDIDATE_SCORE_THRESHOLD,
+  checkComparable,
+  frameMatch,
+} from '../../inference/agreement.ts';
+import { type Detection, Detector } from '../../inference/detector.ts';
+import { type FrameMatch, meanAveragePrecision } from '../../inference/map.ts';
+import type { LoadedModel } from '../../inference/model-dir.ts';
+import type { ModelFrame } from '../../inference/model-frame.ts';
+import { iou } from '../../inference/nms.ts';
+import type { Box } from '../../inference/rect.ts';
+import { DEFAULT_DETECTOR_SETTINGS } from '../../inference/settings.ts';
+import type { LabelledFrame } from './features.ts';
+
+/**
+ * The gate between an adapted student and the fleet: on held-out frames of the site, the
+ * candidate must agree with the teacher (mAP@0.5 of its detections against the teacher's, as
+ * inference/agreement.ts measures it) by at least `minAgreementGain` more than the model it would
+ * replace; and on hand-annotated frames its AP@0.5 must not fall by more than
+ * `maxAnnotatedDrop`. A teacher that labels wrongly (boxes off the objects) makes a candidate that
+ * agrees with the teacher's held-out labels no better, and the hand-annotated frames catch what
+ * the teacher and the candidate get wrong together. The verdict says, one sentence per check
+ * missed, by how much.
+ */
+export const AdaptGateSchema = Type.Object(
+  {
+    /** the least rise of agreement with the teacher on held-out frames */
+    minAgreementGain: Type.Number({ minimum: -1, maximum: 1, default: 0.02 }),
+    /** the most the AP@0.5 on the hand-annotated frames may fall */
+    maxAnnotatedDrop: Type.Number({ minimum: 0, maximum: 1, default: 0.01 }),
+    /** classes with fewer teacher boxes on the held-out frames are reported, not averaged */
+    minTruths: Type.Integer({ minimum: 1, default: 5 }),
+  },
+  { additionalProperties: false },
+);
+
+export type AdaptGate = Type.Static<typeof AdaptGateSchema>;
+
+export const adaptGateValidator = compileSchema<AdaptGate>(AdaptGateSchema);
+
+export function adaptGate(partial: unknown = {}): AdaptGate {
+  return adaptGateValidator.parse(adaptGateValidator.withDefaults(partial), 'adaptation gate');
+}
+
+/** frames annotated by hand with every object of one class */
+export interface AnnotatedFrames {
+  label: string;
+  frames: {
+    frame: ModelFrame;
+    /** every object of the class, source pixels */
+    boxes: readonly Readonly<Box>[];
+    /** only objects whose box bottom lies at or below this row are scored (annotated and found alike) */
+    minBottom?: number;
+  }[];
+}
+
+export interface GateRequest {
+  /** the model the candidate would replace (the site's current student) */
+  baseline: LoadedModel;
+  candidate: LoadedModel;
+  /** held-out frames of the site with the teacher's labels (at its operating threshold) */
+  heldOut: Iterable<LabelledFrame> | AsyncIterable<LabelledFrame>;
+  annotated: AnnotatedFrames;
+  /** sha256 of each frame the candidate was trained on (`AdaptResult.trainedFrames`) */
+  trainedFrames: readonly string[];
+  gate?: unknown;
+  threads?: number;
+  signal?: AbortSignal;
+}
+
+export interface GateMetrics {
+  heldOutFrames: number;
+  /** teacher boxes of the candidate's classes on them */
+  teacherBoxes: number;
+  agreementBefore: number;
+  agreementAfter: number;
+  /** share of the gap to 1.0 the candidate closed */
+  gapClosedShare: number;
+  annotatedFrames: number;
+  annotatedBefore: number;
+  annotatedAfter: number;
+  /** detections of the annotated class at the operating threshold matching no teacher box, per held-out frame */
+  falsePositivesPerFrameBefore: number;
+  falsePositivesPerFrameAfter: number;
+}
+
+export interface AdaptVerdict {
+  passed: boolean;
+  /** one sentence per check missed */
+  failures: string[];
+  metrics: GateMetrics;
+}
+
+/** detections at or above `score` of `label` that overlap no truth of it by AGREEMENT_IOU (each truth matched once) */
+function falsePositives(
+  found: readonly Detection[],
+  truth: readonly Detection[],
+  label: string,
+  score: number,
+): number {
+  const truths = truth.filter((t) => t.label === label).map((t) => t.box);
+  const used = new Array<boolean>(truths.length).fill(false);
+  let count = 0;
+  for (const d of [...found]
+    .filter((f) => f.label === label && f.score >= score)
+    .sort((a, b) => b.score - a.score)) {
+    let best = -1;
+    let bestIou = AGREEMENT_IOU;
+    truths.forEach((t, i) => {
+      const o = used[i] ? 0 : iou(d.box, t);
+      if (o >= bestIou) {
+        bestIou = o;
+        best = i;
+      }
+    });
+    if (best >= 0) used[best] = true;
+    else count++;
+  }
+  return count;
+}
+
+export async function gateAdapted(request: GateRequest): Promise<AdaptVerdict> {
+  const { baseline, candidate, annotated, signal } = request;
+  const gate = adaptGate(request.gate);
+  checkComparable(
+    baseline.descriptor,
+    candidate.descriptor,
+    'gate a candidate adapted from the baseline it replaces',
+  );
+  if (!candidate.descriptor.labels.includes(annotated.label)) {
+    throw new ArgusError(
+      `${candidate.descriptor.name} has no class "${annotated.label}", the class of the annotated frames`,
+    );
+  }
+  const trained = new Set(request.trainedFrames);
+  const settings = {
+    ...DEFAULT_DETECTOR_SETTINGS,
+    executionProviders: ['cpu'],
+    intraOpThreads: request.threads ?? 1,
+    maxBatch: 1,
+    scoreThreshold: CANDIDATE_SCORE_THRESHOLD,
+  };
+  const models = [baseline, candidate] as const;
+  const detectors = await Promise.all(models.map((m) => Detector.fromModel(m, settings)));
+  try {
+    const detect = async (frame: ModelFrame) =>
+      Promise.all(detectors.map(async (d) => ((await d.detect([frame])) as [Detection[]])[0]));
+    const held: [FrameMatch[], FrameMatch[]] = [[], []];
+    const falses = [0, 0];
+    let heldOutFrames = 0;
+    let teacherBoxes = 0;
+    for await (const f of request.heldOut) {
+      if (signal?.aborted) throw signal.reason;
+      if (trained.has(sha256Hex(f.frame.pixels))) {
+        throw new ArgusError(
+          `held-out frame ${f.id} is one the candidate was trained on`,
+          'hold out frames the adaptation did not see (e.g. the last third of the harvest)',
+        );
+      }
+      const truth: Detection[] = f.labels.map((l) => ({
+        ...l,
+        box: [...l.box] as Box,
+        classId: candidate.descriptor.labels.indexOf(l.label),
+      }));
+      const found = await detect(f.frame);
+      found.forEach((dets, m) => {
+        const match = frameMatch(candidate.descriptor, truth, dets);
+        held[m]!.push(match);
+        falses[m]! += falsePositives(dets, truth, annotated.label, models[m]!.descriptor.thresholds.score);
+      });
+      teacherBoxes += held[1].at(-1)!.truth.length;
+      heldOutFrames++;
+    }
+    const [agreementBefore, agreementAfter] = held.map(
+      (frames) => agreementOf(candidate.descriptor, frames, gate.minTruths).map,
+    );
+    if (heldOutFrames === 0 || Number.isNaN(agreementBefore) || Number.isNaN(agreementAfter)) {
+      throw new ArgusError(
+        `the teacher labelled fewer than ${gate.minTruths} objects of any class of ${candidate.descriptor.name} on ${heldOutFrames} held-out frames`,
+        'hold out more frames of the site',
+      );
+    }
+
+    const ann: [FrameMatch[], FrameMatch[]] = [[], []];
+    for (const a of annotated.frames) {
+      if (signal?.aborted) throw signal.reason;
+      const scored = (b: Readonly<Box>) => a.minBottom === undefined || b[3] >= a.minBottom;
+      const truth = a.boxes.filter(scored).map((box) => ({ label: annotated.label, box }));
+      const found = await detect(a.frame);
+      found.forEach((dets, m) => {
+        ann[m]!.push({ truth, found: dets.filter((d) => d.label === annotated.label && scored(d.box)) });
+      });
+    }
+    const [annotatedBefore, annotatedAfter] = ann.map(
+      (frames) =>
+        meanAveragePrecision(frames, [annotated.label], { iouThreshold: AGREEMENT_IOU, minTruths: 1 }).map,
+    );
+    if (Number.isNaN(annotatedBefore) || Number.isNaN(annotatedAfter)) {
+      throw new ArgusError(`the ${annotated.frames.length} annotated frames hold no "${annotated.label}"`);
+    }
+
+    const failures: string[] = [];
+    const gain = agreementAfter! - agreementBefore!;
+    if (gain < gate.minAgreementGain) {
+      failures.push(
+        `agreement with the teacher on ${heldOutFrames} held-out frames went from ${agreementBefore!.toFixed(3)} to ${agreementAfter!.toFixed(3)} (${gain >= 0 ? '+' : ''}${gain.toFixed(3)}), short of the gate's minimum rise of ${gate.minAgreementGain.toFixed(3)}`,
+      );
+    }
+    const drop = annotatedBefore! - annotatedAfter!;
+    if (drop > gate.maxAnnotatedDrop) {
+      failures.push(
+        `AP@0.5 of "${annotated.label}" on ${annotated.frames.length} hand-annotated frames fell from ${annotatedBefore!.toFixed(3)} to ${annotatedAfter!.toFixed(3)}, ${drop.toFixed(3)} more than the ${gate.maxAnnotatedDrop.toFixed(3)} the gate allows`,
+      );
+    }
+    return {
+      passed: failures.length === 0,
+      failures,
+      metrics: {
+        heldOutFrames,
+        teacherBoxes,
+        agreementBefore: agreementBefore!,
+        agreementAfter: agreementAfter!,
+        gapClosedShare: agreementBefore! < 1 ? gain / (1 - agreementBefore!) : 0,
+        annotatedFrames: annotated.frames.length,
+        annotatedBefore: annotatedBefore!,
+        annotatedAfter: annotatedAfter!,
+        falsePositivesPerFrameBefore: falses[0]! / heldOutFrames,
+        falsePositivesPerFrameAfter: falses[1]! / heldOutFrames,
+      },
+    };
+  } finally {
+    await Promise.all(detectors.map((d) => d.close()));
+  }
+}
