@@ -294,7 +294,8 @@ export function decodeFrameCells(bytes: Uint8Array, shape: HeadShape, what: stri
     Math.ceil(length / 4) * 4 +
     header.counts.reduce((a, n, level) => a + 4 * n * (2 + 1 + 1 + shape.cin[level]!), 0);
   if (bytes.length !== expected) throw corrupt(`${bytes.length} bytes, expected ${expected}`);
-  const copy = bytes.slice(4 + Math.ceil(length / 4) * 4);
+  // a copy, aligned at 0 (a Buffer's slice would share the file's buffer at its offset)
+  const copy = new Uint8Array(bytes.subarray(4 + Math.ceil(length / 4) * 4));
   let offset = 0;
   const take = <T>(n: number, make: (buffer: ArrayBuffer, offset: number, n: number) => T): T => {
     const out = make(copy.buffer as ArrayBuffer, offset, n);
