@@ -57,17 +57,18 @@ export function passthroughArgs(camera: LiveSourceCamera): string[] {
  * The ffmpeg arguments of the MPEG-1 fallback. The input options come before `-i` (ffmpeg applies
  * an option to the file that follows it): the camera's own transport, and no stream probe beyond
  * the first packet (`-probesize 32 -analyzeduration 0`: the RTSP session's SDP already names the
- * codec and size), nor input buffering (`-fflags nobuffer`). ffmpeg's default probe took 2.9-3.3 s
- * to its first output byte on the sample camera, this one 1.3-1.6 s, of which up to 1 s is the
- * wait for the camera's next key frame. The output: MPEG-1 at 25 fps (MPEG-1 has no 10 fps; ffmpeg
- * repeats frames), no B-frames (JSMpeg shows each frame as it is decoded), each packet written at
- * once.
+ * codec and size). Not `-fflags nobuffer`: it drops the packets the probe read, which are the key
+ * frame the camera sends a new client, so the picture waited for the next one (up to a second).
+ * On the sample camera, ffmpeg's first output byte came 2.9-3.3 s after its spawn with the default
+ * probe, 1.3-1.6 s with nobuffer, 0.4-0.46 s with these. The output: MPEG-1 at 25 fps (MPEG-1 has
+ * no 10 fps; ffmpeg repeats frames), no B-frames (JSMpeg shows each frame as it is decoded), each
+ * packet written at once.
  */
 export function mpeg1Args(camera: LiveSourceCamera): string[] {
   return [
     ...['-hide_banner', '-nostdin', '-loglevel', 'error'],
     ...['-rtsp_transport', camera.rtspTransport],
-    ...['-probesize', '32', '-analyzeduration', '0', '-fflags', 'nobuffer', '-flags', 'low_delay'],
+    ...['-probesize', '32', '-analyzeduration', '0', '-flags', 'low_delay'],
     ...['-i', camera.url],
     ...['-an', '-f', 'mpegts', '-codec:v', 'mpeg1video', '-r', '25', '-b:v', '1000k', '-bf', '0'],
     ...['-muxdelay', '0.001', '-flush_packets', '1', 'pipe:1'],
