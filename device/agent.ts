@@ -297,6 +297,7 @@ export class DeviceAgent {
         () => this.harvestUploader?.kick(),
         this.log.child({ part: 'harvest' }),
       );
+    await this.harvester?.start(c.detector);
     this.host = await this.startHost(c);
     const cameras = new Set(c.cameras.filter((cam) => cam.enabled).map((cam) => cam.id));
     for (const e of this.carried.endCarried((camera) => cameras.has(camera))) this.onHostEvent(e);
@@ -408,6 +409,7 @@ export class DeviceAgent {
     await step('storing rendered snapshots', () => this.snapshotsStored());
     await step('stopping snapshot uploads', () => this.uploader?.stop());
     await step('stopping harvested frame uploads', () => this.harvestUploader?.stop());
+    await step('stopping the spot checks', () => this.harvester?.stop());
     await step('answering commands', () => this.commands?.idle());
     if (this.uplink?.connected) {
       const drained = await this.uplink.drain(this.config.mqtt.shutdownFlushS * 1000);

@@ -7,7 +7,10 @@ import {
   MAX_HARVEST_BYTES,
   type Telemetry,
 } from '../contract/index.ts';
-import type { Detection } from '../inference/detector.ts';
+import type { Detection, FrameDetector } from '../inference/detector.ts';
+import type { DetectorSettings } from '../inference/settings.ts';
+import { ThreadedDetector } from '../inference/threaded-detector.ts';
+import { ensureModelInstalled } from '../models/store.ts';
 import type { HarvestConfig } from '../pipelines/harvest/config.ts';
 import { frameHash } from '../pipelines/harvest/frame-hash.ts';
 import { type HarvestDecision, HarvestSelector } from '../pipelines/harvest/selector.ts';
@@ -36,6 +39,10 @@ export class Harvester {
     HARVEST_REASON_NAMES.map((r) => [r, 0]),
   ) as HarvestTelemetry['byReason'];
   private spotChecks = 0;
+  /** the spot checks' reference model, once loaded (harvest.referenceModel) */
+  private reference: FrameDetector | undefined;
+  private checking = false;
+  private nextSpotCheck = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly config: HarvestConfig,
@@ -50,9 +57,79 @@ export class Harvester {
     this.selector = new HarvestSelector(config, clock, spool.harvestSpent(clock()));
   }
 
-  /** a camera's detected frame (CameraRuntime.onDetected); `spotCheck`: the reference model's detections of it */
-  observe(d: DetectedFrame, spotCheck?: readonly Detection[]): void {
+  /**
+   * Loads the spot checks' reference model (harvest.referenceModel) on a detector thread of its own
+   * at the lowest priority; without one, or when it cannot be loaded (logged), there are no spot checks
+   */
+  async start(detector: DetectorSettings): Promise<void> {
+    const model = this.config.referenceModel;
+    if (!this.config.enabled || !model || this.config.spotCheckEveryS <= 0) return;
+    try {
+      await ensureModelInstalled(model);
+      this.reference = await ThreadedDetector.load(
+        { ...detector, model, sessions: 1, intraOpThreads: 1, threadNice: 19, maxBatch: 1 },
+        this.log,
+      );
+    } catch (err) {
+      this.log.error(
+        { model, err: errorMessage(err) },
+        'the spot checks’ reference model cannot be loaded: no spot checks',
+      );
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.reference?.close();
+    this.reference = undefined;
+  }
+
+  /**
+   * A camera's detected frame (CameraRuntime.onDetected). Every `spotCheckEveryS` one frame is
+   * first run through the reference model and judged once it answered, with its detections.
+   */
+  observe(d: DetectedFrame): void {
     if (!this.config.enabled) return;
+    const now = this.clock();
+    const reference = this.reference;
+    if (reference && !this.checking && now >= this.nextSpotCheck) {
+      this.nextSpotCheck = now + this.config.spotCheckEveryS * 1000;
+      if (reference.inputWidth !== d.modelSize.width || reference.inputHeight !== d.modelSize.height) {
+        this.log.error(
+          {
+            reference: reference.descriptor.name,
+            takes: [reference.inputWidth, reference.inputHeight],
+            frames: d.modelSize,
+          },
+          'the spot checks’ reference model takes another input size than the running model: no spot checks',
+        );
+        this.reference = undefined;
+        void reference.close();
+      } else {
+        this.checking = true;
+        const frame = {
+          pixels: d.frame.model.slice(),
+          sourceWidth: d.frame.full.width,
+          sourceHeight: d.frame.full.height,
+        };
+        void reference
+          .detect([frame])
+          .then(
+            ([found]) => this.judge(d, found ?? []),
+            (err: unknown) => {
+              this.log.warn({ err: errorMessage(err) }, 'spot check failed');
+              this.judge(d);
+            },
+          )
+          .finally(() => {
+            this.checking = false;
+          });
+        return;
+      }
+    }
+    this.judge(d);
+  }
+
+  private judge(d: DetectedFrame, spotCheck?: readonly Detection[]): void {
     if (spotCheck) this.spotChecks++;
     const decision = this.selector.consider({
       camera: d.camera,

@@ -31,6 +31,13 @@ export const HarvestConfigSchema = Type.Object(
      * `uncertain.low` or more
      */
     motionMinShare: Type.Number({ minimum: 0, maximum: 1, default: 0.005 }),
+    /**
+     * the reference model of the spot checks (a catalog name or a model directory, e.g. the fp32
+     * model the running int8 one was quantized from; the same input size and colour order): one
+     * detected frame every `spotCheckEveryS` is also run through it, on a detector thread at the
+     * lowest priority. None: no spot checks
+     */
+    referenceModel: Type.Optional(Type.String({ minLength: 1 })),
     /** how often a frame is also run through the reference (fp32) model, seconds (0: never) */
     spotCheckEveryS: Type.Number({ minimum: 0, maximum: 86_400, default: 120 }),
     /**

@@ -161,7 +161,10 @@ export class HarvestSelector {
       details.uncertain = uncertain;
     }
 
-    const flickers = input.tracks
+    // a frame older than the camera's last (a spot check answered after newer frames): its tracks
+    // are not judged against the newer ones, nor remembered
+    const late = input.t < cam.previousT;
+    const flickers = (late ? [] : input.tracks)
       .filter((tr) => {
         if (tr.lastSeen !== input.t) return false;
         const before = cam.lastSeen.get(tr.id);
@@ -192,7 +195,7 @@ export class HarvestSelector {
       if (agreement < c.disagreementBelow) reasons.push('disagreement');
     }
 
-    this.remember(cam, input);
+    if (!late) this.remember(cam, input);
     if (reasons.length === 0) return undefined;
     this.counters.candidates++;
     if (cam.kept.some((h) => hashDistance(h, input.hash) <= c.dedupBits)) {

@@ -6,15 +6,20 @@ import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { createLogger } from '../../common/logger.ts';
 import { freeTcpPort } from '../../common/net.ts';
+import { compileSchema } from '../../common/schema.ts';
 import type { ControlPlane } from '../../control-plane/index.ts';
 import { Harvester } from '../../device/harvest.ts';
 import { SnapshotUploader } from '../../device/snapshots.ts';
 import { Spool, type SpoolLimits } from '../../device/spool.ts';
 import type { Detection } from '../../inference/detector.ts';
+import { type DetectorSettings, DetectorSettingsSchema } from '../../inference/settings.ts';
+import { readModelDescriptor } from '../../models/store.ts';
 import { DEFAULT_HARVEST_CONFIG } from '../../pipelines/harvest/config.ts';
 import type { DetectedFrame } from '../../pipelines/runtime/camera.ts';
 import { startTestControlPlane, tokenOf } from '../control-plane/setup.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { readFrames } from '../helpers/frames.ts';
+import { ensureCatalogModels } from '../helpers/models.ts';
 
 const log = createLogger('test-harvest');
 const LIMITS: SpoolLimits = {
@@ -171,6 +176,51 @@ describe('harvest on the box', () => {
         { kept: 2, overBudget: 1, framesLastHour: 3, pending: 2 },
       );
     } finally {
+      spool.close();
+    }
+  });
+  it('spot-checks a frame with the reference model and keeps it when the running model disagrees', async () => {
+    await ensureCatalogModels();
+    const descriptor = await readModelDescriptor('nanodet');
+    const caps = {
+      width: descriptor.input.width,
+      height: descriptor.input.height,
+      format: descriptor.input.colorOrder,
+    };
+    const frame = (await readFrames([300], caps)).get(300)!;
+    const spool = Spool.open(join(dir, 'spot.db'), LIMITS, log);
+    const harvester = new Harvester(
+      { ...DEFAULT_HARVEST_CONFIG, minIntervalS: 0, referenceModel: 'nanodet', spotCheckEveryS: 60 },
+      spool,
+      () => ({ name: 'nanodet-int8', version: 2 }),
+      () => undefined,
+      log,
+    );
+    try {
+      await harvester.start(compileSchema(DetectorSettingsSchema).withDefaults({}) as DetectorSettings);
+      // the running model found nobody in frame 300 of vtest.avi, where the reference finds its pedestrians
+      const d: DetectedFrame = {
+        camera: 'cam-1',
+        t: 60,
+        frame,
+        modelSize: { width: caps.width, height: caps.height },
+        detections: [],
+        tracks: [],
+        searched: undefined,
+      };
+      harvester.observe(d);
+      await eventually(async () => (spool.stats().harvest.pending === 1 ? true : undefined), 20_000, 'kept');
+      const s = harvester.stats();
+      assert.deepEqual(
+        { spotChecks: s.spotChecks, disagreement: s.byReason.disagreement, considered: s.considered },
+        { spotChecks: 1, disagreement: 1, considered: 1 },
+      );
+      // the next frame within spotCheckEveryS is judged without a spot check
+      harvester.observe({ ...d, t: 60.2 });
+      assert.equal(harvester.stats().spotChecks, 1);
+      assert.equal(harvester.stats().considered, 2);
+    } finally {
+      await harvester.stop();
       spool.close();
     }
   });

@@ -122,6 +122,14 @@ describe('harvest selector', () => {
     assert.equal(s.consider(frame({ t: 1.2, tracks: tracks(1.2, 1.2) })), undefined);
   });
 
+  it('judges no flicker on a late frame (a spot check answered after newer frames), nor remembers its tracks', () => {
+    const s = new HarvestSelector(CONFIG, testClock().now);
+    s.consider(frame({ t: 0, tracks: [{ id: 1, lastSeen: 0 }] }));
+    s.consider(frame({ t: 0.2, tracks: [{ id: 1, lastSeen: 0 }] }));
+    assert.equal(s.consider(frame({ t: 0.1, tracks: [{ id: 1, lastSeen: 0.1 }] })), undefined, 'late');
+    assert.deepEqual(s.consider(frame({ t: 0.4, tracks: [{ id: 1, lastSeen: 0.4 }] }))?.reasons, ['flicker']);
+  });
+
   it('keeps a frame with a moving region where nothing was detected, not one where something was', () => {
     const s = new HarvestSelector(CONFIG, testClock().now);
     const region: Box = [80, 200, 180, 320];
