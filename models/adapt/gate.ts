@@ -10,12 +10,13 @@ import {
   frameMatch,
 } from '../../inference/agreement.ts';
 import { type Detection, Detector } from '../../inference/detector.ts';
-import { type FrameMatch, meanAveragePrecision } from '../../inference/map.ts';
+import type { FrameMatch } from '../../inference/map.ts';
 import type { LoadedModel } from '../../inference/model-dir.ts';
 import type { ModelFrame } from '../../inference/model-frame.ts';
 import { iou } from '../../inference/nms.ts';
 import type { Box } from '../../inference/rect.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../inference/settings.ts';
+import { type AnnotatedSet, scoreOnAnnotated } from '../teacher/annotated.ts';
 import type { LabelledFrame } from './features.ts';
 
 /**
@@ -48,16 +49,10 @@ export function adaptGate(partial: unknown = {}): AdaptGate {
   return adaptGateValidator.parse(adaptGateValidator.withDefaults(partial), 'adaptation gate');
 }
 
-/** frames annotated by hand with every object of one class */
+/** the hand-annotated frames, each as the student takes it (`frames[i]` is `set.frames[i]`) */
 export interface AnnotatedFrames {
-  label: string;
-  frames: {
-    frame: ModelFrame;
-    /** every object of the class, source pixels */
-    boxes: readonly Readonly<Box>[];
-    /** only objects whose box bottom lies at or below this row are scored (annotated and found alike) */
-    minBottom?: number;
-  }[];
+  set: AnnotatedSet;
+  frames: readonly ModelFrame[];
 }
 
 export interface GateRequest {
@@ -133,9 +128,9 @@ export async function gateAdapted(request: GateRequest): Promise<AdaptVerdict> {
     candidate.descriptor,
     'gate a candidate adapted from the baseline it replaces',
   );
-  if (!candidate.descriptor.labels.includes(annotated.label)) {
+  if (!candidate.descriptor.labels.includes(annotated.set.label)) {
     throw new ArgusError(
-      `${candidate.descriptor.name} has no class "${annotated.label}", the class of the annotated frames`,
+      `${candidate.descriptor.name} has no class "${annotated.set.label}", the class of the annotated frames`,
     );
   }
   const trained = new Set(request.trainedFrames);
@@ -172,7 +167,12 @@ export async function gateAdapted(request: GateRequest): Promise<AdaptVerdict> {
       found.forEach((dets, m) => {
         const match = frameMatch(candidate.descriptor, truth, dets);
         held[m]!.push(match);
-        falses[m]! += falsePositives(dets, truth, annotated.label, models[m]!.descriptor.thresholds.score);
+        falses[m]! += falsePositives(
+          dets,
+          truth,
+          annotated.set.label,
+          models[m]!.descriptor.thresholds.score,
+        );
       });
       teacherBoxes += held[1].at(-1)!.truth.length;
       heldOutFrames++;
@@ -187,22 +187,24 @@ export async function gateAdapted(request: GateRequest): Promise<AdaptVerdict> {
       );
     }
 
-    const ann: [FrameMatch[], FrameMatch[]] = [[], []];
-    for (const a of annotated.frames) {
+    const { set } = annotated;
+    if (annotated.frames.length !== set.frames.length) {
+      throw new ArgusError(
+        `${annotated.frames.length} frames given for ${set.frames.length} annotated frames`,
+      );
+    }
+    const ann: [Detection[][], Detection[][]] = [[], []];
+    for (const frame of annotated.frames) {
       if (signal?.aborted) throw signal.reason;
-      const scored = (b: Readonly<Box>) => a.minBottom === undefined || b[3] >= a.minBottom;
-      const truth = a.boxes.filter(scored).map((box) => ({ label: annotated.label, box }));
-      const found = await detect(a.frame);
-      found.forEach((dets, m) => {
-        ann[m]!.push({ truth, found: dets.filter((d) => d.label === annotated.label && scored(d.box)) });
+      (await detect(frame)).forEach((dets, m) => {
+        ann[m]!.push(dets);
       });
     }
     const [annotatedBefore, annotatedAfter] = ann.map(
-      (frames) =>
-        meanAveragePrecision(frames, [annotated.label], { iouThreshold: AGREEMENT_IOU, minTruths: 1 }).map,
+      (found, m) => scoreOnAnnotated(set, found, models[m]!.descriptor.thresholds.score).ap,
     );
     if (Number.isNaN(annotatedBefore) || Number.isNaN(annotatedAfter)) {
-      throw new ArgusError(`the ${annotated.frames.length} annotated frames hold no "${annotated.label}"`);
+      throw new ArgusError(`the ${set.frames.length} annotated frames hold no "${set.label}"`);
     }
 
     const failures: string[] = [];
@@ -215,7 +217,7 @@ export async function gateAdapted(request: GateRequest): Promise<AdaptVerdict> {
     const drop = annotatedBefore! - annotatedAfter!;
     if (drop > gate.maxAnnotatedDrop) {
       failures.push(
-        `AP@0.5 of "${annotated.label}" on ${annotated.frames.length} hand-annotated frames fell from ${annotatedBefore!.toFixed(3)} to ${annotatedAfter!.toFixed(3)}, ${drop.toFixed(3)} more than the ${gate.maxAnnotatedDrop.toFixed(3)} the gate allows`,
+        `AP@0.5 of "${annotated.set.label}" on ${set.frames.length} hand-annotated frames fell from ${annotatedBefore!.toFixed(3)} to ${annotatedAfter!.toFixed(3)}, ${drop.toFixed(3)} more than the ${gate.maxAnnotatedDrop.toFixed(3)} the gate allows`,
       );
     }
     return {
@@ -227,7 +229,7 @@ export async function gateAdapted(request: GateRequest): Promise<AdaptVerdict> {
         agreementBefore: agreementBefore!,
         agreementAfter: agreementAfter!,
         gapClosedShare: agreementBefore! < 1 ? gain / (1 - agreementBefore!) : 0,
-        annotatedFrames: annotated.frames.length,
+        annotatedFrames: set.frames.length,
         annotatedBefore: annotatedBefore!,
         annotatedAfter: annotatedAfter!,
         falsePositivesPerFrameBefore: falses[0]! / heldOutFrames,
