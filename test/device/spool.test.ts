@@ -310,16 +310,23 @@ describe('event spool', () => {
     Spool.open(file, roomy, log).close();
   });
 
-  it('spools events fast enough for a box (sync=full: an fsync per event)', (t) => {
-    const spool = Spool.open(path(), roomy, log);
+  it('keeps every event of a burst, reopened, with sync=full (an fsync per event); its rate is a diagnostic', (t) => {
+    const file = path();
+    const spool = Spool.open(file, roomy, log);
     const payload = JSON.stringify({ filler: 'x'.repeat(650) });
     const count = 2000;
     const started = performance.now();
     for (let i = 0; i < count; i++)
       spool.appendForCamera('event', 'argus/v1/box/events', `cam-${i % 4}`, () => payload);
     const perSecond = count / ((performance.now() - started) / 1000);
+    // the rate depends on the disk and its other users: bench:spool measures it, not an assertion
     t.diagnostic(`spool append (sync=full): ${perSecond.toFixed(0)} events/s`);
-    assert.ok(perSecond > 500, `${perSecond.toFixed(0)} events/s`);
     spool.close();
+    const reopened = Spool.open(file, roomy, log);
+    assert.equal(reopened.stats().pending, count);
+    const seqs = reopened.lease(count).map((m) => m.seq);
+    assert.equal(seqs.length, count);
+    assert.ok(seqs.every((seq, i) => i === 0 || seq > seqs[i - 1]!), 'handed out in order');
+    reopened.close();
   });
 });
