@@ -65,6 +65,12 @@ export {
   writeEvaluationReport,
 } from './evaluate/report.ts';
 export { COCO80_LABELS } from './labels.ts';
+export type {
+  HarvestedFrame,
+  HarvestedFrames,
+} from './loop/frames.ts';
+export { type LoopOptions, type LoopReport, type LoopResult, runLoop } from './loop/loop.ts';
+export { LOOP_STEPS, type LoopState, type LoopStep, readLoopState } from './loop/state.ts';
 export { decodeModel, encodeModel } from './onnx/codec.ts';
 export type { Graph, Model, Node, Tensor } from './onnx/ir.ts';
 export { type PruneOptions, pruneClasses, TRAFFIC_LABELS } from './prune/prune.ts';
@@ -93,6 +99,7 @@ export {
 export {
   type AnnotatedFrame,
   type AnnotatedSet,
+  AnnotatedSetSchema,
   type LabelScore,
   readVideoImages,
   scoreOnAnnotated,

@@ -5,7 +5,7 @@ import { descriptorValidator } from '../../inference/descriptor.ts';
 import { DESCRIPTOR_FILE, loadModel } from '../../inference/model-dir.ts';
 import { enforceGate, type GateConfig } from '../evaluate/gate.ts';
 import type { EvaluationReport } from '../evaluate/report.ts';
-import { formatFrameRange } from '../quant/frames.ts';
+import { formatFrameSet, frameSetSource } from '../quant/frames.ts';
 import { type BundleEntry, DEFAULT_BUNDLE_LIMITS, packEntries } from './container.ts';
 import type { SigningKey } from './keys.ts';
 import { readLineage } from './lineage.ts';
@@ -54,8 +54,8 @@ function metricsOf(report: EvaluationReport): BundleMetrics {
     latencyP50Ms: report.latency.candidateP50Ms,
     referenceLatencyP50Ms: report.latency.referenceP50Ms,
     threads: report.latency.threads,
-    frames: formatFrameRange(report.frames),
-    video: report.frames.video,
+    frames: formatFrameSet(report.frames),
+    video: frameSetSource(report.frames),
     evaluatedAt: report.createdAt,
   };
 }

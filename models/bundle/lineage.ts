@@ -7,7 +7,7 @@ import { compileSchema } from '../../common/schema.ts';
 import type { ModelDescriptor } from '../../inference/descriptor.ts';
 import { DESCRIPTOR_FILE, type LoadedModel } from '../../inference/model-dir.ts';
 import { AdaptOptionsSchema } from '../adapt/options.ts';
-import { FrameRangeSchema } from '../quant/frames.ts';
+import { FrameSetSchema, SiteFramesSchema } from '../quant/frames.ts';
 
 /**
  * Where a model came from and how: the model it was derived from and each factory step applied
@@ -44,7 +44,7 @@ const QuantizeStep = Type.Object(
       { type: Type.Literal('int8'), perChannel: Type.Boolean() },
       { additionalProperties: false },
     ),
-    calibrationFrames: FrameRangeSchema,
+    calibrationFrames: FrameSetSchema,
     /** nodes left in float */
     keptFloat: Type.Array(Type.String()),
     /** zero point of the raw input when the normalisation was folded into the first Conv */
@@ -106,7 +106,48 @@ const AdaptStep = Type.Object(
   { additionalProperties: false },
 );
 
-export const LineageStepSchema = Type.Union([QuantizeStep, PruneStep, AdaptStep]);
+/** what the gate measured of a loop's candidate (models/adapt/gate.ts) */
+const LoopGateMetrics = Type.Object(
+  {
+    heldOutFrames: Type.Integer({ minimum: 0 }),
+    teacherBoxes: Type.Integer({ minimum: 0 }),
+    agreementBefore: Type.Number(),
+    agreementAfter: Type.Number(),
+    gapClosedShare: Type.Number(),
+    annotatedFrames: Type.Integer({ minimum: 0 }),
+    annotatedBefore: Type.Number(),
+    annotatedAfter: Type.Number(),
+    falsePositivesPerFrameBefore: Type.Number({ minimum: 0 }),
+    falsePositivesPerFrameAfter: Type.Number({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+);
+
+/** the data–model loop (models/loop) that made a site's candidate: teacher, frames, gate, wall times */
+const LoopStepSchema = Type.Object(
+  {
+    kind: Type.Literal('loop'),
+    at: Type.String({ format: 'date-time' }),
+    site: Type.String({ minLength: 1, maxLength: 200 }),
+    teacher: Type.Object(
+      {
+        /** sha256 of the teacher's whole configuration */
+        configSha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+        /** its members' models */
+        members: Type.Array(Type.String({ maxLength: 4096 }), { maxItems: 8 }),
+      },
+      { additionalProperties: false },
+    ),
+    trainFrames: SiteFramesSchema,
+    heldOutFrames: SiteFramesSchema,
+    gate: LoopGateMetrics,
+    /** wall time of each step of the loop before signing, ms */
+    wallMs: Type.Record(Type.String({ maxLength: 32 }), Type.Number({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+
+export const LineageStepSchema = Type.Union([QuantizeStep, PruneStep, AdaptStep, LoopStepSchema]);
 
 export const LineageSchema = Type.Object(
   {
@@ -121,6 +162,7 @@ export const LineageSchema = Type.Object(
 export type ModelRef = Type.Static<typeof ModelRefSchema>;
 export type LineageStep = Type.Static<typeof LineageStepSchema>;
 export type QuantizeLineageStep = Type.Static<typeof QuantizeStep>;
+export type LoopLineageStep = Type.Static<typeof LoopStepSchema>;
 export type AdaptLineageStep = Type.Static<typeof AdaptStep>;
 export type Lineage = Type.Static<typeof LineageSchema>;
 

@@ -14,7 +14,13 @@ import type { LoadedModel } from '../../inference/model-dir.ts';
 import type { ModelFrame } from '../../inference/model-frame.ts';
 import { DEFAULT_DETECTOR_SETTINGS } from '../../inference/settings.ts';
 import { type ModelRef, readLineage } from '../bundle/lineage.ts';
-import { type FrameRange, formatFrameRange, overlappingFrames, readModelFrames } from '../quant/frames.ts';
+import {
+  type FrameSet,
+  formatFrameSet,
+  isSiteFrames,
+  overlappingFrames,
+  readModelFrames,
+} from '../quant/frames.ts';
 import { cpuDescription } from './hardware.ts';
 import { measureLatency, percentile } from './latency.ts';
 import type { EvaluationReport } from './report.ts';
@@ -27,7 +33,10 @@ import type { EvaluationReport } from './report.ts';
  */
 
 export interface AgreementOptions {
-  frames: FrameRange;
+  /** a range of a recording (decoded here), or frames of a site given as `modelFrames` */
+  frames: FrameSet;
+  /** the frames themselves, at the models' input size, for site frames */
+  modelFrames?: readonly ModelFrame[];
   /** intra-op threads for both models (speed only: the detections do not depend on it) */
   threads: number;
   /** the candidate's detections are ranked down to this score */
@@ -78,18 +87,40 @@ function ref(model: LoadedModel): ModelRef {
 }
 
 /** evaluation frames must not include frames the candidate was calibrated on */
-async function checkHeldOut(candidate: LoadedModel, frames: FrameRange): Promise<void> {
+async function checkHeldOut(candidate: LoadedModel, frames: FrameSet): Promise<void> {
   const lineage = await readLineage(candidate.dir);
   for (const step of lineage.steps) {
     if (step.kind !== 'quantize') continue;
     const shared = overlappingFrames(frames, step.calibrationFrames);
     if (shared.length > 0) {
       throw new ArgusError(
-        `evaluation frames ${formatFrameRange(frames)} include ${shared.length} frame(s) ${candidate.descriptor.name} was calibrated on (${formatFrameRange(step.calibrationFrames)}), e.g. frame ${shared[0]}`,
+        `evaluation frames ${formatFrameSet(frames)} include ${shared.length} frame(s) ${candidate.descriptor.name} was calibrated on (${formatFrameSet(step.calibrationFrames)}), e.g. frame ${shared[0]}`,
         'evaluate on frames not used for calibration (--frames)',
       );
     }
   }
+}
+
+/** the evaluation frames: decoded from the recording, or the site frames given */
+async function evaluationFrames(reference: LoadedModel, options: AgreementOptions): Promise<ModelFrame[]> {
+  const set = options.frames;
+  if (isSiteFrames(set)) {
+    if (options.modelFrames?.length !== set.count) {
+      throw new ArgusError(
+        `evaluation on ${formatFrameSet(set)} was given ${options.modelFrames?.length ?? 0} frames`,
+        'pass the site frames themselves as modelFrames',
+      );
+    }
+    return [...options.modelFrames];
+  }
+  const input = reference.descriptor.input;
+  const decoding = createProgress('decoding evaluation frames', 'frames');
+  const pixels = await readModelFrames(set, input, {
+    progress: decoding,
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  decoding.finish();
+  return pixels.map((p) => ({ pixels: p, sourceWidth: input.width, sourceHeight: input.height }));
 }
 
 /** mAP@0.5 of the candidate's detections against the reference's on the evaluation frames */
@@ -105,18 +136,7 @@ export async function measureAgreement(
     'evaluate a candidate against the model it was derived from',
   );
   await checkHeldOut(candidate, options.frames);
-  const input = reference.descriptor.input;
-  const decoding = createProgress('decoding evaluation frames', 'frames');
-  const pixels = await readModelFrames(options.frames, input, {
-    progress: decoding,
-    ...(signal ? { signal } : {}),
-  });
-  decoding.finish();
-  const frames: ModelFrame[] = pixels.map((p) => ({
-    pixels: p,
-    sourceWidth: input.width,
-    sourceHeight: input.height,
-  }));
+  const frames = await evaluationFrames(reference, options);
 
   const settings = detectorSettings(options.threads);
   const referenceDetector = await Detector.fromModel(reference, settings);
@@ -138,7 +158,7 @@ export async function measureAgreement(
     const result = agreementOf(candidate.descriptor, matches, options.minTruths);
     if (Number.isNaN(result.map)) {
       throw new ArgusError(
-        `${reference.descriptor.name} finds fewer than ${options.minTruths} objects of any class ${candidate.descriptor.name} knows on frames ${formatFrameRange(options.frames)}`,
+        `${reference.descriptor.name} finds fewer than ${options.minTruths} objects of any class ${candidate.descriptor.name} knows on frames ${formatFrameSet(options.frames)}`,
         'evaluate on more frames, or on footage with the objects the model is for',
       );
     }

@@ -5,7 +5,7 @@ import { ArgusError } from '../../common/errors.ts';
 import { writeFileAtomic } from '../../common/fs-atomic.ts';
 import { compileSchema } from '../../common/schema.ts';
 import { ModelRefSchema } from '../bundle/lineage.ts';
-import { FrameRangeSchema } from '../quant/frames.ts';
+import { FrameSetSchema } from '../quant/frames.ts';
 
 /**
  * What `argus models evaluate` measured: agreement of a candidate with its reference (mAP@0.5 with
@@ -52,7 +52,7 @@ export const EvaluationReportSchema = Type.Object(
     reference: ModelRefSchema,
     hardwareClass: Type.String({ minLength: 1 }),
     cpu: Type.String(),
-    frames: FrameRangeSchema,
+    frames: FrameSetSchema,
     frameCount: Type.Integer({ minimum: 1 }),
     iouThreshold: Type.Number({ minimum: 0, maximum: 1 }),
     referenceScoreThreshold: Type.Number({ minimum: 0, maximum: 1 }),

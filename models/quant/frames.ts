@@ -25,6 +25,41 @@ export const FrameRangeSchema = Type.Object(
 
 export type FrameRange = Type.Static<typeof FrameRangeSchema>;
 
+/**
+ * Frames of a site rather than of a recording (the data–model loop's harvested frames): which site,
+ * how many, and a digest naming exactly which (sha256 over the frames' own digests, in order).
+ */
+export const SiteFramesSchema = Type.Object(
+  {
+    site: Type.String({ minLength: 1, maxLength: 200 }),
+    count: Type.Integer({ minimum: 1 }),
+    sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  },
+  { additionalProperties: false },
+);
+
+export type SiteFrames = Type.Static<typeof SiteFramesSchema>;
+
+/** the frames a model was calibrated or evaluated on: a range of a recording, or frames of a site */
+export const FrameSetSchema = Type.Union([FrameRangeSchema, SiteFramesSchema]);
+export type FrameSet = Type.Static<typeof FrameSetSchema>;
+
+export function isSiteFrames(set: FrameSet): set is SiteFrames {
+  return 'site' in set;
+}
+
+/** `FIRST-LAST/STEP` of a range, `N frames of site S (sha256 …)` of site frames */
+export function formatFrameSet(set: FrameSet): string {
+  return isSiteFrames(set)
+    ? `${set.count} frames of site ${set.site} (${set.sha256.slice(0, 12)}…)`
+    : formatFrameRange(set);
+}
+
+/** where a frame set comes from: the recording's path, or `site:LABEL` */
+export function frameSetSource(set: FrameSet): string {
+  return isSiteFrames(set) ? `site:${set.site}` : set.video;
+}
+
 /** calibration: every 20th frame of the first half of vtest.avi */
 export const DEFAULT_CALIBRATION_FRAMES = '10-390/20';
 /** evaluation: every 10th frame of the second half, disjoint from calibration */
@@ -50,8 +85,16 @@ export function frameIndices(range: FrameRange): number[] {
   return out;
 }
 
-/** frame numbers both sets contain, when they come from the same recording */
-export function overlappingFrames(a: FrameRange, b: FrameRange): number[] {
+/**
+ * frame numbers both sets contain, when they come from the same recording; site frames are checked
+ * by their digest (the same digest: every frame shared, numbered from 0)
+ */
+export function overlappingFrames(a: FrameSet, b: FrameSet): number[] {
+  if (isSiteFrames(a) || isSiteFrames(b)) {
+    return isSiteFrames(a) && isSiteFrames(b) && a.sha256 === b.sha256
+      ? Array.from({ length: a.count }, (_, i) => i)
+      : [];
+  }
   if (resolve(a.video) !== resolve(b.video)) return [];
   const inB = new Set(frameIndices(b));
   return frameIndices(a).filter((i) => inB.has(i));

@@ -8,7 +8,7 @@ import type { Graph, Model } from '../onnx/ir.ts';
 import { calibrateRanges } from './calibrate.ts';
 import type { QuantizeConfig } from './config.ts';
 import { foldInputNormalization } from './fold-input.ts';
-import { parseFrameRange, readModelFrames } from './frames.ts';
+import { type FrameSet, parseFrameRange, readModelFrames, type SiteFrames } from './frames.ts';
 import { resolveKeepFloat } from './keep-float.ts';
 import { activationQuantParams, insertQdq, planQdq, type QdqPlan } from './qdq.ts';
 import { simplifyForQuantization } from './simplify.ts';
@@ -22,8 +22,13 @@ import { simplifyForQuantization } from './simplify.ts';
 
 export interface QuantizeOptions {
   config: QuantizeConfig;
-  /** recording to calibrate on */
-  video: string;
+  /** recording to calibrate on (its frames `config.calibrationFrames`; default: the sample video) */
+  video?: string;
+  /**
+   * calibrate on these frames instead (at the model's input size, its colour order, HWC uint8),
+   * e.g. frames of the site the model is for
+   */
+  siteFrames?: { frames: readonly Uint8Array[]; set: SiteFrames };
   /** name of the quantized model (default: the source's name + "-int8") */
   name?: string;
   signal?: AbortSignal;
@@ -95,13 +100,26 @@ export async function quantizeModel(source: LoadedModel, options: QuantizeOption
   const plan = planQdq(model.graph, qdqOptions);
   checkStorableWeights(model.graph, plan);
 
-  const range = parseFrameRange(config.calibrationFrames, options.video);
-  const decoding = createProgress('decoding calibration frames', 'frames');
-  const frames = await readModelFrames(range, source.descriptor.input, {
-    progress: decoding,
-    ...(signal ? { signal } : {}),
-  });
-  decoding.finish(`${frames.length} frames of ${range.video}`);
+  let range: FrameSet;
+  let frames: readonly Uint8Array[];
+  if (options.siteFrames) {
+    range = options.siteFrames.set;
+    frames = options.siteFrames.frames;
+    if (frames.length !== range.count) {
+      throw new ArgusError(
+        `calibration on ${range.count} frames of site ${range.site} was given ${frames.length}`,
+      );
+    }
+  } else {
+    const recording = parseFrameRange(config.calibrationFrames, options.video);
+    const decoding = createProgress('decoding calibration frames', 'frames');
+    frames = await readModelFrames(recording, source.descriptor.input, {
+      progress: decoding,
+      ...(signal ? { signal } : {}),
+    });
+    decoding.finish(`${frames.length} frames of ${recording.video}`);
+    range = recording;
+  }
 
   const calibrating = createProgress(`calibrating ${plan.calibrate.length} activations`, 'frame runs');
   const ranges = await calibrateRanges(model, plan.calibrate, frames, {

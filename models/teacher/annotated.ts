@@ -1,5 +1,7 @@
+import Type from 'typebox';
 import { ArgusError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
+import { compileSchema } from '../../common/schema.ts';
 import type { Detection } from '../../inference/detector.ts';
 import { type FrameMatch, meanAveragePrecision } from '../../inference/map.ts';
 import { iou } from '../../inference/nms.ts';
@@ -14,26 +16,42 @@ import type { RgbImage } from './image.ts';
  * their boxes.
  */
 
-export interface AnnotatedFrame {
-  /** 0-based index of the decoded frame in its recording */
-  index: number;
-  /** every object of the class in the frame (within the scored part), source pixels */
-  boxes: Box[];
-  /**
-   * only objects whose box bottom lies at or below this row are scored, annotated and found alike
-   * (a part of the frame left out of the annotation)
-   */
-  minBottom?: number;
-}
+const Pixel = Type.Number({ minimum: -100_000, maximum: 100_000 });
 
-export interface AnnotatedSet {
-  video: string;
-  /** the class annotated, e.g. `person` */
-  label: string;
-  width: number;
-  height: number;
-  frames: AnnotatedFrame[];
-}
+/** one hand-annotated frame */
+export const AnnotatedFrameSchema = Type.Object(
+  {
+    /** 0-based index of the decoded frame in its recording */
+    index: Type.Integer({ minimum: 0, maximum: 10_000_000 }),
+    /** every object of the class in the frame (within the scored part), [x1, y1, x2, y2] source pixels */
+    boxes: Type.Array(Type.Tuple([Pixel, Pixel, Pixel, Pixel]), { maxItems: 1000 }),
+    /**
+     * only objects whose box bottom lies at or below this row are scored, annotated and found alike
+     * (a part of the frame left out of the annotation)
+     */
+    minBottom: Type.Optional(Pixel),
+  },
+  { additionalProperties: false },
+);
+
+/** frames of a recording annotated by hand with every object of one class (config, files: bounded) */
+export const AnnotatedSetSchema = Type.Object(
+  {
+    video: Type.String({ minLength: 1, maxLength: 4096 }),
+    /** the class annotated, e.g. `person` */
+    label: Type.String({ minLength: 1, maxLength: 64 }),
+    /** the recording's frame size */
+    width: Type.Integer({ minimum: 1, maximum: 16_384 }),
+    height: Type.Integer({ minimum: 1, maximum: 16_384 }),
+    frames: Type.Array(AnnotatedFrameSchema, { minItems: 1, maxItems: 1000 }),
+  },
+  { additionalProperties: false },
+);
+
+export type AnnotatedFrame = Type.Static<typeof AnnotatedFrameSchema>;
+export type AnnotatedSet = Type.Static<typeof AnnotatedSetSchema>;
+
+export const annotatedSetValidator = compileSchema<AnnotatedSet>(AnnotatedSetSchema);
 
 export interface LabelScore {
   truths: number;
