@@ -326,7 +326,10 @@ describe('event spool', () => {
     assert.equal(reopened.stats().pending, count);
     const seqs = reopened.lease(count).map((m) => m.seq);
     assert.equal(seqs.length, count);
-    assert.ok(seqs.every((seq, i) => i === 0 || seq > seqs[i - 1]!), 'handed out in order');
+    assert.ok(
+      seqs.every((seq, i) => i === 0 || seq > seqs[i - 1]!),
+      'handed out in order',
+    );
     reopened.close();
   });
 });
