@@ -8,6 +8,7 @@ import { detect } from './commands/detect.ts';
 import { deviceRun } from './commands/device.ts';
 import { devicesRevoke, devicesRotate } from './commands/devices.ts';
 import { keysGenerate, keysList, keysTrust } from './commands/keys.ts';
+import { loopRun, loopWorker } from './commands/loop.ts';
 import {
   modelsBuild,
   modelsInspect,
@@ -68,6 +69,8 @@ export const COMMANDS: readonly Command[] = [
   artifactsPublish,
   artifactsList,
   artifactsShow,
+  loopRun,
+  loopWorker,
 ];
 
 function help(): string {
