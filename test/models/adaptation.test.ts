@@ -33,9 +33,9 @@ import { ensureCatalogModels } from '../helpers/models.ts';
  */
 
 /** none of them hand-annotated (0, 300, 600 and every 5th of 150-300) */
-const TRAIN: FrameRange = { video: SAMPLE_VIDEO, first: 7, last: 507, step: 25 };
+const TRAIN: FrameRange = { video: SAMPLE_VIDEO, first: 7, last: 507, step: 35 };
 const HELD_OUT: FrameRange = { video: SAMPLE_VIDEO, first: 545, last: 785, step: 30 };
-const CALIBRATION = '12-512/100';
+const CALIBRATION = '12-512/50';
 const OPTIONS = { epochs: 8 };
 
 /** the site's frames `range` with the teacher's labels, and as the student takes them */
