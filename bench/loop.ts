@@ -54,9 +54,7 @@ const harvestConfig: HarvestConfig = {
   framesPerHour: Number(process.env.BENCH_FRAMES_PER_HOUR ?? 3600),
   minIntervalS: Number(process.env.BENCH_MIN_INTERVAL_S ?? 0.5),
   spotCheckEveryS: 5,
-  // a fixed camera's frames differ in a few people only: at the default 6 bits the difference hash
-  // took 522 of 530 candidate frames of the first two thirds for near-duplicates (8 kept)
-  dedupBits: Number(process.env.BENCH_DEDUP_BITS ?? 1),
+  dedupBits: Number(process.env.BENCH_DEDUP_BITS ?? DEFAULT_HARVEST_CONFIG.dedupBits),
 };
 
 await fetchModels(['nanodet', 'centernet']);

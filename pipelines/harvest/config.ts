@@ -47,7 +47,8 @@ export const HarvestConfigSchema = Type.Object(
     disagreementBelow: Type.Number({ minimum: 0, maximum: 1, default: 0.7 }),
     /**
      * near-duplicates are skipped: a frame whose 64-bit difference hash is within this many bits of
-     * one of the camera's `dedupRecent` last kept frames
+     * one of the camera's `dedupRecent` last kept frames and whose detections lie in the same cells
+     * of an 8×8 grid (a fixed camera's hash barely changes when people move; see layoutOf)
      */
     dedupBits: Type.Integer({ minimum: 0, maximum: 64, default: 6 }),
     dedupRecent: Type.Integer({ minimum: 1, maximum: 256, default: 32 }),

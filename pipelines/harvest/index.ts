@@ -14,4 +14,5 @@ export {
   type HarvestReason,
   HarvestSelector,
   type HarvestSpent,
+  layoutOf,
 } from './selector.ts';

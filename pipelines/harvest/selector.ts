@@ -36,6 +36,8 @@ export interface HarvestDecision {
   t: number;
   reasons: HarvestReason[];
   hash: bigint;
+  /** layoutOf the frame's detections */
+  layout: string;
   /** what decided each reason, for the frame's metadata and the logs */
   details: {
     uncertain?: number;
@@ -76,8 +78,31 @@ interface CameraState {
   previousT: number;
   /** each track's lastSeen after the previous frame */
   lastSeen: Map<number, number>;
-  /** hashes of the last kept frames, newest last */
-  kept: bigint[];
+  /** the last kept frames' hashes and layouts, newest last */
+  kept: { hash: bigint; layout: string }[];
+}
+
+/** the grid a detection's centre is placed on for a frame's layout (cells per axis) */
+const LAYOUT_GRID = 8;
+
+/**
+ * What a frame shows, coarsely: each detection's label and the cell of an 8×8 grid its centre
+ * lies in, sorted. On a fixed camera the whole-frame hash barely moves when people walk (they are
+ * a small part of the picture); two frames are near-duplicates only when their hashes are close
+ * and their layouts are the same, so a frame where someone has moved on is not skipped.
+ */
+export function layoutOf(detections: readonly Detection[], width: number, height: number): string {
+  const w = Math.max(1, width);
+  const h = Math.max(1, height);
+  const cell = (v: number, size: number) =>
+    Math.min(LAYOUT_GRID - 1, Math.max(0, Math.floor((v / size) * LAYOUT_GRID)) || 0);
+  return detections
+    .map((d) => {
+      const [x, y] = centreOf(d.box);
+      return `${d.label}@${cell(x, w)},${cell(y, h)}`;
+    })
+    .sort()
+    .join(' ');
 }
 
 /**
@@ -90,8 +115,8 @@ interface CameraState {
  * - `disagreement`: on a spot-checked frame, the share of boxes both models found (greedy match,
  *   same class, IoU ≥ 0.5; the running model's scored `uncertain.high` or more) of the larger of
  *   the two sets is below `disagreementBelow` (two empty sets agree).
- * `consider` answers a decision when the frame is a candidate, not within `dedupBits` of the
- * camera's last kept frames, and the budget has room for one more frame: fewer than
+ * `consider` answers a decision when the frame is a candidate, not a near-duplicate of one of the
+ * camera's last kept frames (hash within `dedupBits` and the same layoutOf), and the budget has room for one more frame: fewer than
  * `framesPerHour` kept in the last hour, the last kept at least `minIntervalS` ago, fewer than
  * `megabytesPerDay` MiB in the last day. `commit(decision, bytes)` then spends it if the JPEG's
  * bytes fit in the day's budget too (and the frame budget still has room), and answers whether
@@ -198,7 +223,12 @@ export class HarvestSelector {
     if (!late) this.remember(cam, input);
     if (reasons.length === 0) return undefined;
     this.counters.candidates++;
-    if (cam.kept.some((h) => hashDistance(h, input.hash) <= c.dedupBits)) {
+    const layout = layoutOf(
+      input.detections.filter((d) => d.score >= c.uncertain.low),
+      input.width,
+      input.height,
+    );
+    if (cam.kept.some((k) => k.layout === layout && hashDistance(k.hash, input.hash) <= c.dedupBits)) {
       this.counters.duplicates++;
       return undefined;
     }
@@ -206,7 +236,7 @@ export class HarvestSelector {
       this.counters.overBudget++;
       return undefined;
     }
-    return { camera: input.camera, t: input.t, reasons, hash: input.hash, details };
+    return { camera: input.camera, t: input.t, reasons, hash: input.hash, layout, details };
   }
 
   /**
@@ -224,7 +254,7 @@ export class HarvestSelector {
     this.counters.kept++;
     this.counters.keptBytes += bytes;
     const cam = this.camera(decision.camera, decision.t);
-    cam.kept.push(decision.hash);
+    cam.kept.push({ hash: decision.hash, layout: decision.layout });
     if (cam.kept.length > this.config.dedupRecent)
       cam.kept.splice(0, cam.kept.length - this.config.dedupRecent);
     return true;

@@ -13,6 +13,7 @@ import {
   type HarvestInput,
   HarvestSelector,
   hashDistance,
+  layoutOf,
 } from '../../pipelines/harvest/index.ts';
 import { Tracker } from '../../pipelines/tracking/tracker.ts';
 
@@ -242,6 +243,41 @@ describe('harvest selector', () => {
     assert.equal(s.stats().duplicates, 1);
     assert.ok(s.consider(frame({ t: 0.4, detections: unsure, hash: b })));
     assert.ok(s.consider(frame({ camera: 'cam-2', t: 0.4, detections: unsure, hash: aNoisy })));
+  });
+
+  it('on a fixed camera, a frame whose hash barely moved but whose people did is not a duplicate', () => {
+    const s = new HarvestSelector(CONFIG, testClock().now);
+    const first = s.consider(frame({ detections: [person(100, 0.4)], hash: 9n }));
+    assert.ok(first && s.commit(first, 1000));
+    // the same picture to the hash (people are a small part of it), the person two cells on
+    assert.ok(s.consider(frame({ t: 0.2, detections: [person(300, 0.4)], hash: 9n })));
+    // one more person in view
+    assert.ok(s.consider(frame({ t: 0.4, detections: [person(100, 0.4), person(600, 0.9)], hash: 9n })));
+    // the same layout again: a duplicate
+    assert.equal(s.consider(frame({ t: 0.6, detections: [person(110, 0.4)], hash: 9n })), undefined);
+    assert.equal(s.stats().duplicates, 1);
+  });
+
+  it('a layout does not depend on the order of the detections, and bounds any box to the grid (property)', () => {
+    const box = fc.tuple(
+      fc.double({ min: -1e6, max: 1e6, noNaN: true }),
+      fc.double({ min: -1e6, max: 1e6, noNaN: true }),
+      fc.double({ min: -1e6, max: 1e6, noNaN: true }),
+      fc.double({ min: -1e6, max: 1e6, noNaN: true }),
+    );
+    const detection = fc.record({
+      label: fc.constantFrom('person', 'car'),
+      classId: fc.constant(0),
+      score: fc.double({ min: 0, max: 1, noNaN: true }),
+      box,
+    });
+    fc.assert(
+      fc.property(fc.array(detection, { maxLength: 20 }), fc.integer({ min: 0, max: 8000 }), (ds, size) => {
+        const a = layoutOf(ds, size, size);
+        assert.equal(layoutOf([...ds].reverse(), size, size), a);
+        for (const cell of a ? a.split(' ') : []) assert.match(cell, /^(person|car)@[0-7],[0-7]$/);
+      }),
+    );
   });
 
   it('a decided frame that is never committed does not count as kept for duplicates', () => {
