@@ -9,11 +9,10 @@ import { timeOrderedId } from '../../common/ids.ts';
 import { CONTRACT_VERSION, type Telemetry, topics } from '../../contract/index.ts';
 import { otaValidators, type UpdateAssignment, type UpdateStatus } from '../../contract/ota.ts';
 import { hardwareClass } from '../../inference/hardware-class.ts';
-import { buildBundle } from '../../models/bundle/build.ts';
 import { generateSigningKey, loadSigningKey, type SigningKey } from '../../models/bundle/keys.ts';
-import { DEFAULT_GATE } from '../../models/index.ts';
 import { buildSceneBundle } from '../../ota/scene-bundle.ts';
 import { ArtifactServer } from '../helpers/artifact-server.ts';
+import { unevaluatedBundle } from '../helpers/candidates.ts';
 import { AgentProcess, writeAgentConfig } from '../helpers/device-setup.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { MosquittoBroker } from '../helpers/mosquitto-broker.ts';
@@ -162,17 +161,7 @@ describe('updater under SIGKILL', () => {
   it('resumes a model update killed mid-download, mid-verify and mid-install, and commits it after the health window', async () => {
     const box = modelBox;
     const out = join(dir, 'model.bundle');
-    await buildBundle({
-      modelDir: NANODET,
-      out,
-      version: 7,
-      name: 'nanodet',
-      evaluations: [],
-      gate: DEFAULT_GATE,
-      targets: [{ executionProvider: 'cpu', hardwareClass: hardwareClass() }],
-      expiresInDays: 30,
-      signWith: key,
-    });
+    await unevaluatedBundle({ modelDir: NANODET, out, version: 7, hardwareClass: hardwareClass(), key });
     const a = await box.assign(
       out,
       { kind: 'model', name: 'nanodet', version: 7 },

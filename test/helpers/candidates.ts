@@ -157,3 +157,27 @@ export async function signedBundle(o: SignedBundleOptions): Promise<ModelManifes
     signWith: o.key,
   });
 }
+
+/**
+ * the model in `modelDir` packed as a signed NanoDet bundle without an evaluation, for the box's
+ * side of an update, where the bundle's figures do not matter: built for `hardwareClass` on CPU
+ */
+export function unevaluatedBundle(o: {
+  modelDir: string;
+  out: string;
+  version: number;
+  hardwareClass: string;
+  key: SigningKey;
+}): Promise<ModelManifest> {
+  return buildBundle({
+    modelDir: o.modelDir,
+    out: o.out,
+    version: o.version,
+    name: 'nanodet',
+    evaluations: [],
+    gate: DEFAULT_GATE,
+    targets: [{ executionProvider: 'cpu', hardwareClass: o.hardwareClass }],
+    expiresInDays: 30,
+    signWith: o.key,
+  });
+}

@@ -9,10 +9,8 @@ import { createLogger } from '../../common/logger.ts';
 import type { ShadowFigures, UpdateAssignment, UpdateStatus } from '../../contract/ota.ts';
 import { otaValidators } from '../../contract/ota.ts';
 import { loadModel } from '../../inference/model-dir.ts';
-import { buildBundle } from '../../models/bundle/build.ts';
 import { DEFAULT_BUNDLE_LIMITS, packEntries, readBundleFile } from '../../models/bundle/container.ts';
 import { generateSigningKey, loadSigningKey, type SigningKey } from '../../models/bundle/keys.ts';
-import { DEFAULT_GATE } from '../../models/index.ts';
 import { buildSceneBundle, SCENE_FILE } from '../../ota/scene-bundle.ts';
 import {
   DownloadFailed,
@@ -25,6 +23,7 @@ import {
 } from '../../ota/updater/index.ts';
 import { loadScene } from '../../pipelines/scene/load.ts';
 import { ArtifactServer } from '../helpers/artifact-server.ts';
+import { unevaluatedBundle } from '../helpers/candidates.ts';
 import { eventually } from '../helpers/eventually.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -331,16 +330,12 @@ describe('device updater', () => {
     server.put(header.artifact.id, Buffer.concat([Buffer.from([other[0]! ^ 0x40]), other.subarray(1)]));
     cases.push([header, /download sha256-mismatch: .*not its id/]);
     const modelOut = join(dir, 'model.bundle');
-    await buildBundle({
+    await unevaluatedBundle({
       modelDir: NANODET,
       out: modelOut,
       version: 1_000_000,
-      name: 'nanodet',
-      evaluations: [],
-      gate: DEFAULT_GATE,
-      targets: [{ executionProvider: 'cpu', hardwareClass: 'gpu-class-elsewhere' }],
-      expiresInDays: 30,
-      signWith: key,
+      hardwareClass: 'gpu-class-elsewhere',
+      key,
     });
     cases.push([
       assignment(await readFile(modelOut), 'model', 'nanodet', 1_000_000),
@@ -391,17 +386,13 @@ describe('device updater', () => {
 
     host.shadow = { ...host.shadow, agreement: 0.41 };
     const modelOut = join(dir, 'model-shadow.bundle');
-    await buildBundle({
+    // built for every class (the registry's fallback variant): the box takes it up to its shadow run
+    await unevaluatedBundle({
       modelDir: NANODET,
       out: modelOut,
       version: 1_000_001,
-      name: 'nanodet',
-      evaluations: [],
-      gate: DEFAULT_GATE,
-      // built for every class (the registry's fallback variant): the box takes it up to its shadow run
-      targets: [{ executionProvider: 'cpu', hardwareClass: 'any' }],
-      expiresInDays: 30,
-      signWith: key,
+      hardwareClass: 'any',
+      key,
     });
     const m = assignment(await readFile(modelOut), 'model', 'nanodet', 1_000_001, {
       shadow: { frames: 20, minAgreement: 0.8, maxLatencyRatio: 1.5, timeoutS: 30 },
@@ -424,17 +415,7 @@ describe('device updater', () => {
     host.stallShadow = true;
     const { u, statuses } = await updater('shadow-stall', host);
     const out = join(dir, 'model-stall.bundle');
-    await buildBundle({
-      modelDir: NANODET,
-      out,
-      version: 1_000_002,
-      name: 'nanodet',
-      evaluations: [],
-      gate: DEFAULT_GATE,
-      targets: [{ executionProvider: 'cpu', hardwareClass: 'any' }],
-      expiresInDays: 30,
-      signWith: key,
-    });
+    await unevaluatedBundle({ modelDir: NANODET, out, version: 1_000_002, hardwareClass: 'any', key });
     const m = assignment(await readFile(out), 'model', 'nanodet', 1_000_002, {
       shadow: { frames: 20, minAgreement: 0.8, maxLatencyRatio: 1.5, timeoutS: 1 },
     });
@@ -451,17 +432,7 @@ describe('device updater', () => {
     const host = new FiguresHost();
     const { u, statuses } = await updater('staged', host, { maxBytesPerS: 1_000_000 });
     const out = join(dir, 'model-staged.bundle');
-    await buildBundle({
-      modelDir: NANODET,
-      out,
-      version: 1_000_002,
-      name: 'nanodet',
-      evaluations: [],
-      gate: DEFAULT_GATE,
-      targets: [{ executionProvider: 'cpu', hardwareClass: 'test-class' }],
-      expiresInDays: 30,
-      signWith: key,
-    });
+    await unevaluatedBundle({ modelDir: NANODET, out, version: 1_000_002, hardwareClass: 'test-class', key });
     const a = assignment(await readFile(out), 'model', 'nanodet', 1_000_002);
     await u.assign(a);
     const modelDir = join(dir, 'staged', 'ota', 'model');
@@ -565,17 +536,7 @@ describe('device updater', () => {
       "before any bundle the box runs the config's model",
     );
     const out = join(dir, 'first-model.bundle');
-    await buildBundle({
-      modelDir: NANODET,
-      out,
-      version: 1_000_100,
-      name: 'nanodet',
-      evaluations: [],
-      gate: DEFAULT_GATE,
-      targets: [{ executionProvider: 'cpu', hardwareClass: 'any' }],
-      expiresInDays: 30,
-      signWith: key,
-    });
+    await unevaluatedBundle({ modelDir: NANODET, out, version: 1_000_100, hardwareClass: 'any', key });
     const m = assignment(await readFile(out), 'model', 'nanodet', 1_000_100);
     await u.assign(m);
     const end = await ended(statuses, m.assignment);
