@@ -75,6 +75,15 @@ async function withLoopJob<T>(
   }
 }
 
+/** the control plane's config: both commands open its database, artifact registry and loop section */
+const CONFIG_OPTION = {
+  config: {
+    type: 'string',
+    value: 'FILE',
+    description: 'the control plane config (YAML): its database, artifacts and loop sections',
+  },
+} as const;
+
 export const loopRun: Command = {
   path: ['loop', 'run'],
   summary:
@@ -87,11 +96,7 @@ export const loopRun: Command = {
         value: 'LABEL',
         description: "the devices' `site` label whose frames the loop learns from",
       },
-      config: {
-        type: 'string',
-        value: 'FILE',
-        description: 'the control plane config (YAML): its database, artifacts and loop sections',
-      },
+      ...CONFIG_OPTION,
     });
     const site = values.site;
     if (!site || !new RegExp(LABEL_VALUE_PATTERN).test(site) || positionals.length > 0)
@@ -147,11 +152,7 @@ export const loopWorker: Command = {
   usage: 'argus loop worker --config <control-plane.yaml>',
   async run(args, ctx) {
     const { values, positionals } = parseCommandArgs(this, args, {
-      config: {
-        type: 'string',
-        value: 'FILE',
-        description: 'the control plane config (YAML): its database, artifacts and loop sections',
-      },
+      ...CONFIG_OPTION,
     });
     if (positionals.length > 0)
       throw new ArgusError('loop worker takes no arguments', `usage: ${this.usage}`);

@@ -116,6 +116,14 @@ describe('operators: accounts, roles, sessions, API tokens, audit', () => {
       'DELETE /api/v1/tokens/:id',
       'GET /api/v1/audit',
       'GET /docs/json',
+      // the data–model loop's: harvested frames (a device's upload, an operator's reading) and runs
+      'PUT /api/v1/devices/:device/harvest/:id',
+      'GET /api/v1/harvest',
+      'GET /api/v1/harvest/:device/:id',
+      'POST /api/v1/loop/runs',
+      'GET /api/v1/loop/runs',
+      'GET /api/v1/loop/runs/:id',
+      'POST /api/v1/loop/runs/:id/cancel',
     ])
       assert.ok(names.has(r), r);
     const publicRoutes = routes.filter((r) => r.access === 'public').map((r) => `${r.method} ${r.url}`);
