@@ -483,9 +483,10 @@ const LoopSection = Type.Object(
     /** how often a worker looks for a queued run, seconds */
     pollS: Type.Number({ minimum: 0.1, maximum: 3600, default: 5 }),
     /**
-     * the loop's own options, given to models/loop's runLoop as they are: `teacher`, `baseline`,
-     * `student`, `annotated` (the hand-annotated frames the gate checks), `adapt`, `gate`,
-     * `calibrationFrames`, `threads` … (models/loop/loop.ts, LoopOptions)
+     * the loop's own settings: `annotated` (required: the hand-annotated frames the gate checks),
+     * `teacher`, `baseline`, `student`, `adapt`, `gate`, `calibrationFrames`, `threads` …, validated
+     * by their own schema (models/loop/settings.ts, LoopSettingsSchema) when a worker or `loop run`
+     * opens the job
      */
     options: Type.Record(Type.String({ pattern: '^[A-Za-z][A-Za-z0-9]{0,63}$' }), Type.Unknown(), {
       default: {},

@@ -70,6 +70,7 @@ export type {
   HarvestedFrames,
 } from './loop/frames.ts';
 export { type LoopOptions, type LoopReport, type LoopResult, runLoop } from './loop/loop.ts';
+export { type LoopSettings, LoopSettingsSchema, loopSettings } from './loop/settings.ts';
 export { LOOP_STEPS, type LoopState, type LoopStep, readLoopState } from './loop/state.ts';
 export { decodeModel, encodeModel } from './onnx/codec.ts';
 export type { Graph, Model, Node, Tensor } from './onnx/ir.ts';

@@ -1,3 +1,4 @@
+import { dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ArgusError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logger.ts';
@@ -7,18 +8,22 @@ import { LOOP_LEASE, type LoopJob, openLoopJob, startLoopWorker } from '../../co
 import type { LoopRun, LoopRunStore } from '../../control-plane/loop/store.ts';
 import type { LoopRunner } from '../../control-plane/loop/worker.ts';
 import { LABEL_VALUE_PATTERN } from '../../control-plane/rollouts/spec.ts';
-import { type LoopOptions, runLoop } from '../../models/loop/loop.ts';
+import { runLoop } from '../../models/loop/loop.ts';
+import { loopSettings } from '../../models/loop/settings.ts';
 import { type Command, parseCommandArgs, untilAborted } from '../command.ts';
 import { cliActor } from './devices.ts';
 
 /**
  * the loop as the control plane runs it: models/loop on the run's site, work directory and frames,
- * with the config's `loop.options` (teacher, annotated frames, adaptation …)
+ * with the config's `loop.options` (teacher, annotated frames, adaptation …), validated when the
+ * job opens so that a worker with a wrong section stops at its start, saying what to fix; the
+ * annotated frames' recording is relative to the config file, as its other paths are
  */
-const runnerFor =
-  (config: ControlPlaneConfig): LoopRunner =>
-  (o) =>
-    runLoop({ ...(config.loop.options as Partial<LoopOptions>), ...o });
+function runnerFor(config: ControlPlaneConfig, configFile: string): LoopRunner {
+  const settings = loopSettings(config.loop.options, `loop.options of ${configFile}`);
+  const annotated = { ...settings.annotated, video: resolve(dirname(configFile), settings.annotated.video) };
+  return (o) => runLoop({ ...settings, annotated, ...o });
+}
 
 /** how often `loop run` reads a run another worker executes */
 const FOLLOW_MS = 1000;
@@ -67,7 +72,7 @@ async function withLoopJob<T>(
 ): Promise<T> {
   if (!configFile) throw new ArgusError('the control-plane config is needed', `usage: ${command.usage}`);
   const config = await loadControlPlaneConfig(configFile);
-  const job = await openLoopJob(config, runnerFor(config), createLogger('loop'), onProgress);
+  const job = await openLoopJob(config, runnerFor(config, configFile), createLogger('loop'), onProgress);
   try {
     return await fn(job, config);
   } finally {

@@ -15,14 +15,14 @@ import { buildBundle } from '../bundle/build.ts';
 import type { SigningKey } from '../bundle/keys.ts';
 import { type LoopLineageStep, readLineage, writeDerivedModel } from '../bundle/lineage.ts';
 import { measureAgreement, reportLatency } from '../evaluate/evaluate.ts';
-import { checkGate, DEFAULT_GATE, type GateConfig } from '../evaluate/gate.ts';
+import { checkGate, DEFAULT_GATE } from '../evaluate/gate.ts';
 import { writeEvaluationReport } from '../evaluate/report.ts';
 import { pruneClasses } from '../prune/prune.ts';
 import { quantizeConfig } from '../quant/config.ts';
 import type { SiteFrames } from '../quant/frames.ts';
 import { quantizeModel } from '../quant/quantize.ts';
 import { ensureModelInstalled } from '../store.ts';
-import { type AnnotatedSet, annotatedSetValidator, readVideoImages } from '../teacher/annotated.ts';
+import { type AnnotatedSet, readVideoImages } from '../teacher/annotated.ts';
 import { type TeacherConfig, teacherConfig } from '../teacher/config.ts';
 import { decodeImage, modelFrameOf } from '../teacher/image.ts';
 import { Teacher } from '../teacher/teacher.ts';
@@ -39,6 +39,7 @@ import {
   readModelFrame,
   type Split,
 } from './frames.ts';
+import { type LoopSettingsInput, loopSettings } from './settings.ts';
 import { LOOP_STEPS, type LoopState, type LoopStep, readLoopState, writeLoopState } from './state.ts';
 
 /**
@@ -62,7 +63,8 @@ import { LOOP_STEPS, type LoopState, type LoopStep, readLoopState, writeLoopStat
  * directory resumes at the step it was in and never leaves a partial artifact.
  */
 
-export interface LoopOptions {
+/** a run: its site, work directory and frames, with the loop's settings (models/loop/settings.ts) */
+export interface LoopOptions extends LoopSettingsInput {
   /** the site's label (e.g. the rollout label `site=north`) */
   site: string;
   workDir: string;
@@ -71,36 +73,6 @@ export interface LoopOptions {
   signingKey?: SigningKey;
   signal?: AbortSignal;
   onProgress?: (step: LoopStep, fraction: number, message: string) => void;
-  /** partial teacher config (models/teacher/config.ts); default: the built-in teacher */
-  teacher?: unknown;
-  /**
-   * the model the site's boxes run (a model name or directory): the gate's baseline, and the
-   * student adapted unless `student` is given (default: NanoDet-g pruned to the teacher's classes)
-   */
-  baseline?: string;
-  /** the float student to adapt (default: the baseline) */
-  student?: string;
-  /** hand-annotated frames the candidate must not do worse on; the gate refuses to run without */
-  annotated?: AnnotatedSet;
-  /** frames captured at or after this instant are held out (default: the latest third) */
-  heldOutFrom?: string;
-  heldOutShare?: number;
-  /** most frames taken from the source */
-  maxFrames?: number;
-  /** partial adaptation options (models/adapt/options.ts) */
-  adapt?: unknown;
-  /** partial gate (models/adapt/gate.ts) */
-  gate?: unknown;
-  /** the factory's quantization gate the int8 candidate passes against its float model */
-  quantizationGate?: GateConfig;
-  /** calibration frames taken from the training frames, evenly spread */
-  calibrationFrames?: number;
-  /** bundle name and version (default: `<student>-<site>`, the lineage's step count + 1 per run) */
-  bundleName?: string;
-  bundleVersion?: number;
-  expiresInDays?: number;
-  /** ONNX Runtime threads per session (0: one per core) */
-  threads?: number;
 }
 
 export interface LoopReport {
@@ -181,37 +153,9 @@ async function annotatedFrames(
   return { set, frames };
 }
 
-/** the numeric and time options, bounded (they may come from a config file as they are) */
-function checkOptions(options: LoopOptions): void {
-  const bounds: [keyof LoopOptions, number, number, boolean][] = [
-    ['heldOutShare', 0.01, 0.99, false],
-    ['maxFrames', 2, 100_000, true],
-    ['calibrationFrames', 1, 1000, true],
-    ['bundleVersion', 1, 2 ** 31 - 1, true],
-    ['expiresInDays', 1, 3650, false],
-    ['threads', 0, 256, true],
-  ];
-  for (const [name, min, max, integer] of bounds) {
-    const v = options[name];
-    if (v === undefined) continue;
-    if (typeof v !== 'number' || !(v >= min && v <= max) || (integer && !Number.isInteger(v))) {
-      throw new ArgusError(
-        `loop option ${name} is ${JSON.stringify(v)}`,
-        `${integer ? 'an integer' : 'a number'} from ${min} to ${max}`,
-      );
-    }
-  }
-  if (options.heldOutFrom !== undefined && !Number.isFinite(Date.parse(options.heldOutFrom))) {
-    throw new ArgusError(
-      `loop option heldOutFrom is ${JSON.stringify(options.heldOutFrom)}`,
-      'an ISO 8601 time',
-    );
-  }
-}
-
 export async function runLoop(options: LoopOptions): Promise<LoopResult> {
-  const { site, workDir, signal } = options;
-  checkOptions(options);
+  const { site, workDir, source, signingKey, signal, onProgress, ...given } = options;
+  const settings = loopSettings(given, 'loop options');
   if (!SITE.test(site)) {
     throw new ArgusError(
       `site label ${JSON.stringify(site)} is not a label`,
@@ -219,8 +163,8 @@ export async function runLoop(options: LoopOptions): Promise<LoopResult> {
     );
   }
   const teacherSettings: TeacherConfig = teacherConfig({
-    ...(options.threads !== undefined ? { intraOpThreads: options.threads } : {}),
-    ...((options.teacher as object | undefined) ?? {}),
+    ...(given.threads !== undefined ? { intraOpThreads: settings.threads } : {}),
+    ...settings.teacher,
   });
   await mkdir(workDir, { recursive: true });
   await sweepStaging(workDir);
@@ -241,20 +185,20 @@ export async function runLoop(options: LoopOptions): Promise<LoopResult> {
   };
   if (!previous) await writeLoopState(workDir, state);
   const progress = (step: LoopStep, fraction: number, message: string) =>
-    options.onProgress?.(step, Math.max(0, Math.min(1, fraction)), message);
-  const threads = options.threads ?? 0;
+    onProgress?.(step, Math.max(0, Math.min(1, fraction)), message);
+  const { threads } = settings;
   const failures: string[] = [];
 
   const baselineDir = join(dirOf(workDir, 'collect'), 'baseline');
-  const baseline = async () => loadModel(options.baseline ?? baselineDir);
-  const student = async () => (options.student ? loadModel(options.student) : baseline());
+  const baseline = async () => loadModel(settings.baseline ?? baselineDir);
+  const student = async () => (settings.student ? loadModel(settings.student) : baseline());
   const collected = () => state.results.collect as unknown as CollectSummary;
 
   const steps: Record<LoopStep, () => Promise<Record<string, unknown>>> = {
     collect: async () => {
       let summary: CollectSummary | undefined;
       await buildDirAtomic(dirOf(workDir, 'collect'), async (dir) => {
-        if (!options.baseline) {
+        if (!settings.baseline) {
           await ensureModelInstalled('nanodet', signal);
           const pruned = await pruneClasses(await loadModel('nanodet'), {
             keep: teacherSettings.labels,
@@ -262,13 +206,13 @@ export async function runLoop(options: LoopOptions): Promise<LoopResult> {
           });
           await writeDerivedModel(join(dir, 'baseline'), pruned);
         }
-        const input = options.baseline
-          ? (await loadModel(options.baseline)).descriptor.input
+        const input = settings.baseline
+          ? (await loadModel(settings.baseline)).descriptor.input
           : (await loadModel(join(dir, 'baseline'))).descriptor.input;
-        summary = await collectFrames(options.source, dir, site, input, {
-          heldOutShare: options.heldOutShare ?? 1 / 3,
-          maxFrames: options.maxFrames ?? 5000,
-          ...(options.heldOutFrom ? { heldOutFrom: options.heldOutFrom } : {}),
+        summary = await collectFrames(source, dir, site, input, {
+          heldOutShare: settings.heldOutShare,
+          maxFrames: settings.maxFrames,
+          ...(settings.heldOutFrom ? { heldOutFrom: settings.heldOutFrom } : {}),
           ...(signal ? { signal } : {}),
           onFrame: (n) => {
             if (n % 10 === 0) progress('collect', 0, `${n} frames`);
@@ -327,7 +271,7 @@ export async function runLoop(options: LoopOptions): Promise<LoopResult> {
         workDir: dirOf(workDir, 'adapt'),
         options: {
           threads: Math.min(64, threads || availableParallelism()),
-          ...((options.adapt as object | undefined) ?? {}),
+          ...settings.adapt,
         },
         name: `${(await student()).descriptor.name}-${site.replace(/[^a-z0-9._-]/gi, '-').toLowerCase()}`,
         ...(signal ? { signal } : {}),
@@ -358,7 +302,7 @@ export async function runLoop(options: LoopOptions): Promise<LoopResult> {
     quantize: async () => {
       const adapted = await loadModel(state.results.adapt!.modelDir as string);
       const collect = dirOf(workDir, 'collect');
-      const entries = await spreadEntries(collect, 'train', options.calibrationFrames ?? 32);
+      const entries = await spreadEntries(collect, 'train', settings.calibrationFrames);
       const frames: Uint8Array[] = [];
       for (const e of entries) frames.push((await readModelFrame(collect, e)).pixels);
       progress('quantize', 0.1, `calibrating on ${frames.length} frames of the site`);
@@ -377,12 +321,6 @@ export async function runLoop(options: LoopOptions): Promise<LoopResult> {
     },
 
     gate: async () => {
-      if (!options.annotated) {
-        throw new ArgusError(
-          'the gate needs hand-annotated frames to check the candidate does not do worse on',
-          'pass the loop annotated frames (argus loop run --annotated FILE)',
-        );
-      }
       const base = await baseline();
       const candidate = await loadModel(state.results.quantize!.modelDir as string);
       const trainedFrames = JSON.parse(
@@ -393,13 +331,9 @@ export async function runLoop(options: LoopOptions): Promise<LoopResult> {
         baseline: base,
         candidate,
         heldOut: labelledFrames(workDir, 'held-out'),
-        annotated: await annotatedFrames(
-          annotatedSetValidator.parse(options.annotated, 'the loop’s annotated frames'),
-          base,
-          signal,
-        ),
+        annotated: await annotatedFrames(settings.annotated, base, signal),
         trainedFrames,
-        gate: options.gate,
+        gate: settings.gate,
         threads,
         ...(signal ? { signal } : {}),
       });
@@ -434,7 +368,7 @@ export async function runLoop(options: LoopOptions): Promise<LoopResult> {
         latencyRuns: 20,
         ...(signal ? { signal } : {}),
       });
-      const quantizationGate = checkGate(report, options.quantizationGate ?? DEFAULT_GATE);
+      const quantizationGate = checkGate(report, settings.quantizationGate ?? DEFAULT_GATE);
       if (!quantizationGate.passed) {
         return {
           refused: quantizationGate.failures.map((f) => `the int8 candidate against its float model: ${f}`),
@@ -457,8 +391,8 @@ export async function runLoop(options: LoopOptions): Promise<LoopResult> {
         gate: verdict.metrics as LoopLineageStep['gate'],
         wallMs: { ...state.wallMs },
       };
-      const name = options.bundleName ?? candidate.descriptor.name;
-      const version = options.bundleVersion ?? 1;
+      const name = settings.bundleName ?? candidate.descriptor.name;
+      const version = settings.bundleVersion;
       let bundlePath = '';
       await buildDirAtomic(dir, async (staged) => {
         await writeDerivedModel(join(staged, 'model'), {
@@ -473,15 +407,15 @@ export async function runLoop(options: LoopOptions): Promise<LoopResult> {
           version,
           name,
           evaluations: [report],
-          gate: options.quantizationGate ?? DEFAULT_GATE,
-          expiresInDays: options.expiresInDays ?? 365,
-          ...(options.signingKey ? { signWith: options.signingKey } : {}),
+          gate: settings.quantizationGate ?? DEFAULT_GATE,
+          expiresInDays: settings.expiresInDays,
+          ...(signingKey ? { signWith: signingKey } : {}),
         });
         bundlePath = join(dir, `${name}-v${version}.bundle`);
       });
       return {
         bundlePath,
-        signed: options.signingKey !== undefined,
+        signed: signingKey !== undefined,
         map50VsFloat: report.map50,
         latencyRatio: report.latency.ratio,
       };

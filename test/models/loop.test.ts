@@ -3,7 +3,9 @@ import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
 import sharp from 'sharp';
+import { ArgusError } from '../../common/errors.ts';
 import { SAMPLE_VIDEO } from '../../common/paths.ts';
 import { generateSigningKey, loadSigningKey, trustPublicKey } from '../../models/bundle/keys.ts';
 import { verifyBundle } from '../../models/bundle/verify.ts';
@@ -44,6 +46,67 @@ describe('the data–model loop runner', () => {
 
   after(async () => {
     if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses at its start a run without hand-annotated frames, or with any setting out of its bounds, before reading a frame', async () => {
+    const annotated = await vtestAnnotatedPersons([0]);
+    const untouchable: HarvestedFrames = {
+      frames() {
+        throw new Error('a refused run read its source');
+      },
+    };
+    const workDir = join(dir, 'refused');
+    const refused = async (settings: Record<string, unknown>) => {
+      let caught: unknown;
+      await runLoop({ site: 'campus', workDir, source: untouchable, ...settings } as never).catch((e) => {
+        caught = e;
+      });
+      assert.ok(caught instanceof ArgusError, `accepted ${JSON.stringify(settings)}: ${String(caught)}`);
+      await assert.rejects(stat(workDir), { code: 'ENOENT' });
+      return caught;
+    };
+    const none = await refused({});
+    assert.match(none.message, /name no hand-annotated frames of the site \("annotated"\)/);
+    assert.match(none.hint ?? '', /loop\.options\.annotated/);
+    assert.match((await refused({ annotated: { ...annotated, frames: [] } })).message, /\/annotated\/frames/);
+
+    const bounded: [string, fc.Arbitrary<unknown>][] = [
+      [
+        'heldOutShare',
+        fc.oneof(fc.double({ max: 0.0099, noNaN: true }), fc.double({ min: 0.9901, noNaN: true })),
+      ],
+      [
+        'maxFrames',
+        fc.oneof(fc.integer({ max: 1 }), fc.integer({ min: 100_001 }), fc.double({ min: 2.1, max: 9.9 })),
+      ],
+      ['calibrationFrames', fc.oneof(fc.integer({ max: 0 }), fc.integer({ min: 1001 }))],
+      ['bundleVersion', fc.oneof(fc.integer({ max: 0 }), fc.constant(2 ** 31), fc.constant(1.5))],
+      [
+        'expiresInDays',
+        fc.oneof(fc.double({ max: 0.99, noNaN: true }), fc.double({ min: 3650.1, noNaN: true })),
+      ],
+      ['threads', fc.oneof(fc.integer({ max: -1 }), fc.integer({ min: 257 }), fc.constant(Number.NaN))],
+      ['heldOutFrom', fc.string({ maxLength: 12 })],
+      ['bundleName', fc.constantFrom('', 'Upper', '../escape', 'a'.repeat(65))],
+      ['teacher', fc.constant({ scoreThreshold: 2 })],
+      ['adapt', fc.constant({ epochs: 0 })],
+      ['gate', fc.constant({ minGapClosedShare: 1.5 })],
+      ['unknownOption', fc.anything().filter((v) => v !== undefined)],
+      ['annotated', fc.oneof(fc.constant(null), fc.string(), fc.constant({ ...annotated, width: 0 }))],
+    ];
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...bounded).chain(([name, values]) => fc.tuple(fc.constant(name), values)),
+        async ([name, value]) => {
+          const err = await refused({ annotated, [name]: value });
+          assert.match(
+            err.message,
+            new RegExp(name === 'unknownOption' ? 'unknown key' : 'invalid|config|gate|options'),
+          );
+        },
+      ),
+      { numRuns: 120 },
+    );
   });
 
   it('resumes an interrupted run at the step it was in, leaving no partial artifact', async () => {
