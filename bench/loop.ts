@@ -117,7 +117,7 @@ try {
         height: 576,
         detections,
         tracks,
-        hash: frameHash({ pixels: model.pixels, width: 416, height: 416, channels: 3 }),
+        hash: () => frameHash({ pixels: model.pixels, width: 416, height: 416, channels: 3 }),
         ...(spotCheck ? { spotCheck } : {}),
       });
       if (!decision) continue;
@@ -159,6 +159,7 @@ try {
   });
   const loopS = (performance.now() - loopStart) / 1000;
   const gate = result.report.steps.gate?.metrics as Record<string, number>;
+  const sign = result.report.steps.sign as { map50VsFloat?: number; latencyRatio?: number } | undefined;
   for (const [step, ms] of Object.entries(result.report.wallMs))
     console.log(`  ${step.padEnd(9)} ${round(ms / 1000, 1)} s`);
   console.log(
@@ -185,6 +186,9 @@ try {
       annotated_map_before: round(gate?.annotatedBefore ?? Number.NaN, 4),
       annotated_map_after: round(gate?.annotatedAfter ?? Number.NaN, 4),
       gate_passed: result.passed,
+      signed_bundle: result.bundlePath !== undefined,
+      int8_map50_vs_float: round(sign?.map50VsFloat ?? Number.NaN, 4),
+      int8_latency_ratio_vs_float: round(sign?.latencyRatio ?? Number.NaN, 3),
       harvest_s: round(harvestS, 1),
       loop_wall_s: round(loopS, 1),
       step_wall_s: Object.fromEntries(

@@ -140,7 +140,7 @@ export class Harvester {
       tracks: d.tracks,
       ...(d.searched ? { motion: d.searched } : {}),
       ...(spotCheck ? { spotCheck } : {}),
-      hash: frameHash({ pixels: d.frame.model, ...d.modelSize, channels: 3 }),
+      hash: () => frameHash({ pixels: d.frame.model, ...d.modelSize, channels: 3 }),
     });
     if (!decision || this.encoding >= ENCODING_AT_ONCE) return;
     this.encoding++;

@@ -48,6 +48,12 @@ export interface Principal {
 declare module 'fastify' {
   interface FastifyRequest {
     principal?: Principal;
+    /**
+     * what a state-changing request acted on when its path does not name it (e.g. the site of a
+     * queued loop run and the run's id), set by the route from its validated body and answer:
+     * written to the audit entry beside the path parameters
+     */
+    auditSubject?: Record<string, string>;
   }
 }
 
@@ -194,7 +200,7 @@ export async function installAuth(app: App, ctx: ApiContext, log: Logger): Promi
       actor: req.principal.name,
       actorKind: req.principal.kind,
       action: `${req.method} ${req.routeOptions.url}`,
-      params: { ...(req.params as Record<string, string>) },
+      params: { ...(req.params as Record<string, string>), ...req.auditSubject },
       // a connection closed with the answer (e.g. a refused upload) has no address left to read
       address: req.ip ?? 'unknown',
       status: reply.statusCode,

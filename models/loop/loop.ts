@@ -363,9 +363,11 @@ export async function runLoop(options: LoopOptions): Promise<LoopResult> {
         minTruths: 5,
         ...(signal ? { signal } : {}),
       });
+      // one thread: the ratio of the two models' cost, which a busy neighbour on a 2-core host
+      // cannot skew as it does two sessions' spinning worker threads (0.80 against 0.39 idle)
       const report = await reportLatency(agreement, {
-        threads: Math.max(1, threads),
-        latencyRuns: 20,
+        threads: 1,
+        latencyRuns: 40,
         ...(signal ? { signal } : {}),
       });
       const quantizationGate = checkGate(report, settings.quantizationGate ?? DEFAULT_GATE);

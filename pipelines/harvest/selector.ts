@@ -26,8 +26,11 @@ export interface HarvestInput {
   motion?: readonly Box[];
   /** the reference (fp32) model's detections on the same frame at its operating threshold, when it was spot-checked */
   spotCheck?: readonly Detection[];
-  /** frameHash of the frame, for skipping near-duplicates */
-  hash: bigint;
+  /**
+   * frameHash of the frame, for skipping near-duplicates: called only when the frame is a
+   * candidate (most detected frames are not, and they are not hashed), at most once
+   */
+  hash: () => bigint;
 }
 
 /** a frame the selector would keep; `commit` it with its JPEG's size to spend the budget */
@@ -228,7 +231,8 @@ export class HarvestSelector {
       input.width,
       input.height,
     );
-    if (cam.kept.some((k) => k.layout === layout && hashDistance(k.hash, input.hash) <= c.dedupBits)) {
+    const hash = input.hash();
+    if (cam.kept.some((k) => k.layout === layout && hashDistance(k.hash, hash) <= c.dedupBits)) {
       this.counters.duplicates++;
       return undefined;
     }
@@ -236,7 +240,7 @@ export class HarvestSelector {
       this.counters.overBudget++;
       return undefined;
     }
-    return { camera: input.camera, t: input.t, reasons, hash: input.hash, layout, details };
+    return { camera: input.camera, t: input.t, reasons, hash, layout, details };
   }
 
   /**

@@ -96,6 +96,15 @@ function suite(name: 'sqlite' | 'postgres'): void {
         limit: 10,
       });
       assert.ok(entries.length >= 3, 'creations are audited, refused ones too');
+      const handled = entries.filter((e) => e.status === 201 || e.status === 409);
+      assert.equal(handled.length, 3, 'two runs created, one refused as the site has one');
+      for (const e of handled)
+        assert.match(e.params.site ?? '', /^(north|south)$/, 'each entry names its site');
+      const created = entries.filter((e) => e.status === 201);
+      assert.ok(
+        created.length >= 2 && created.every((e) => /./.test(e.params.run ?? '')),
+        'a created run names its id',
+      );
     });
 
     it('a worker takes the oldest run, records its progress, learns of a cancellation and ends it; a queued run cancels at once', async () => {

@@ -273,6 +273,18 @@ describe('rollouts over MQTT (control plane with the embedded broker, simulated 
       "SELECT action FROM audit WHERE action LIKE '%/api/v1/rollouts/%/cancel'",
     );
     assert.ok(audit.length >= 1, 'the cancel is audited');
+    const creations = await cp.repository.sql.read<{ params: string }>(
+      "SELECT params FROM audit WHERE action = 'POST /api/v1/rollouts' AND status = 201",
+    );
+    assert.ok(
+      creations.some((e) => (JSON.parse(e.params) as Record<string, string>).rollout === r.id),
+      'the creation names the rollout and its artifact',
+    );
+    assert.ok(
+      creations.every((e) =>
+        /^(model|scene):/.test((JSON.parse(e.params) as Record<string, string>).artifact ?? ''),
+      ),
+    );
     boxes.get('box-1')!.answer = 'commit';
   });
 

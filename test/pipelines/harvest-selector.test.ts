@@ -43,16 +43,13 @@ const freshHash = () => {
   return nextHash;
 };
 
-const frame = (over: Partial<HarvestInput> = {}): HarvestInput => ({
-  camera: 'cam-1',
-  t: 0,
-  width: W,
-  height: H,
-  detections: [],
-  tracks: [],
-  hash: freshHash(),
-  ...over,
-});
+const frame = ({
+  hash,
+  ...over
+}: Partial<Omit<HarvestInput, 'hash'>> & { hash?: bigint } = {}): HarvestInput => {
+  const h = hash ?? freshHash();
+  return { camera: 'cam-1', t: 0, width: W, height: H, detections: [], tracks: [], hash: () => h, ...over };
+};
 
 /** a grey gradient with a dark block at `blockX`, plus ±`noise` of pseudo-random noise */
 function picture(
@@ -285,6 +282,50 @@ describe('harvest selector', () => {
     const unsure = [person(100, 0.4)];
     assert.ok(s.consider(frame({ detections: unsure, hash: 5n })));
     assert.ok(s.consider(frame({ t: 0.2, detections: unsure, hash: 5n })));
+  });
+
+  it('hashes a frame only when it is a candidate, at most once, whatever the sequence (property)', () => {
+    const step = fc.record({
+      camera: fc.constantFrom('a', 'b'),
+      detections: fc.array(
+        fc.record({ x: fc.integer({ min: 0, max: 600 }), score: fc.double({ min: 0, max: 1, noNaN: true }) }),
+        { maxLength: 4 },
+      ),
+      hash: fc.bigInt({ min: 0n, max: 15n }),
+      commit: fc.boolean(),
+    });
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 80 }), (steps) => {
+        const clock = testClock();
+        const s = new HarvestSelector({ ...CONFIG, minIntervalS: 0 }, clock.now);
+        let t = 0;
+        for (const st of steps) {
+          clock.advance(200);
+          t += 0.2;
+          let calls = 0;
+          const dets = st.detections.map((d) => person(d.x, d.score));
+          const candidate = dets.some(
+            (d) => d.score >= CONFIG.uncertain.low && d.score < CONFIG.uncertain.high,
+          );
+          const d = s.consider({
+            ...frame({ camera: st.camera, t, detections: dets }),
+            hash: () => {
+              calls++;
+              return st.hash;
+            },
+          });
+          assert.ok(calls <= 1, `hashed ${calls} times`);
+          assert.equal(
+            calls,
+            candidate ? 1 : 0,
+            `${candidate ? 'a candidate' : 'no candidate'} hashed ${calls} times`,
+          );
+          if (d) assert.equal(d.hash, st.hash);
+          if (d && st.commit) s.commit(d, 1000);
+        }
+      }),
+      { numRuns: 200 },
+    );
   });
 
   it('never keeps more than the budget, whatever the sequence of frames, sizes and clock (property)', () => {

@@ -75,10 +75,14 @@ export function loopRoutes(app: App, ctx: ApiContext): void {
         response: { 201: RunView, 400: ErrorBody, 409: ErrorBody },
       },
     },
-    async (req, reply) =>
-      refusals(reply, async () =>
-        reply.code(201).send(view(await ctx.loopRuns.create(req.body.site, actorOf(req)))),
-      ),
+    async (req, reply) => {
+      req.auditSubject = { site: req.body.site };
+      return refusals(reply, async () => {
+        const run = await ctx.loopRuns.create(req.body.site, actorOf(req));
+        req.auditSubject = { site: run.site, run: run.id };
+        return reply.code(201).send(view(run));
+      });
+    },
   );
 
   app.get(

@@ -191,11 +191,15 @@ export function rolloutRoutes(app: App, ctx: ApiContext): void {
         response: { 201: RolloutDetailView, 400: ErrorBody, 409: ErrorBody, 503: ErrorBody },
       },
     },
-    async (req, reply) =>
-      refusals(reply, async () => {
+    async (req, reply) => {
+      const { kind, name, version } = req.body.artifact;
+      req.auditSubject = { artifact: `${kind}:${name}:${version}` };
+      return refusals(reply, async () => {
         const r = await ctx.rollouts.create(req.body, actorOf(req));
+        req.auditSubject = { artifact: `${kind}:${name}:${version}`, rollout: r.id };
         return reply.code(201).send(detailView(await ctx.rollouts.detail(r.id)));
-      }),
+      });
+    },
   );
 
   app.get(
