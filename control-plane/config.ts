@@ -368,6 +368,13 @@ const HttpLimits = Type.Object(
       default: 4096,
       description: 'open HTTP connections in all at most; more are closed at once',
     }),
+    deviceUploadsPerMinute: Type.Integer({
+      minimum: 1,
+      maximum: 100_000,
+      default: 600,
+      description:
+        'snapshot uploads, and apart from them harvested-frame uploads, one device may make per minute (each counted once its credential is checked); more are answered 429 with Retry-After, and the box keeps them queued. A harvest budget of 3,600 frames an hour, its maximum, is 60 a minute; a box back from a day offline drains 1,440 frames at the default budget in under 3 minutes',
+    }),
     liveStreams: Type.Integer({
       minimum: 1,
       maximum: 100_000,

@@ -47,6 +47,8 @@ export const HTTP_LIMITS = [
   'connections',
   /** a live stream refused past `limits.http.liveStreams`: 503 */
   'live_streams',
+  /** a snapshot or harvested-frame upload over `limits.http.deviceUploadsPerMinute` for its device: 429 */
+  'device_uploads',
   /** a list page ended early at `limits.http.pageBytes` */
   'page_bytes',
   /** an artifact download over `artifacts.downloads` open at once: 503 */

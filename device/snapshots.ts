@@ -2,6 +2,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { errorMessage } from '../common/errors.ts';
 import type { Logger } from '../common/logger.ts';
+import { retryAfterMs } from '../common/retry-after.ts';
 import { httpPaths, SNAPSHOT_CONTENT_TYPE } from '../contract/index.ts';
 import type { BlobQueue, SnapshotBlob, Spool } from './spool.ts';
 import { type ClientTls, TlsErrorLog, tlsConnectOptions } from './tls.ts';
@@ -20,7 +21,7 @@ function put(
   body: Buffer,
   signal: AbortSignal,
   tls: ClientTls | undefined,
-): Promise<{ status: number; body: string }> {
+): Promise<{ status: number; body: string; retryAfter: unknown }> {
   const send = url.startsWith('https:') ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
     const req = send(
@@ -39,7 +40,7 @@ function put(
         });
         if (status >= 200 && status < 300) {
           res.resume();
-          res.once('end', () => resolve({ status, body: '' }));
+          res.once('end', () => resolve({ status, body: '', retryAfter: undefined }));
           return;
         }
         let text = '';
@@ -47,7 +48,9 @@ function put(
         res.on('data', (chunk: string) => {
           if (text.length < MAX_ERROR_BODY) text += chunk;
         });
-        res.once('end', () => resolve({ status, body: text.slice(0, MAX_ERROR_BODY) }));
+        res.once('end', () =>
+          resolve({ status, body: text.slice(0, MAX_ERROR_BODY), retryAfter: res.headers['retry-after'] }),
+        );
       },
     );
     req.once('error', reject);
@@ -61,7 +64,7 @@ export interface UploaderTiming {
   backoffStartMs: number;
   /** longest wait while the control plane cannot be reached (it may come back any moment) */
   unreachableMaxMs: number;
-  /** longest wait while it answers busy (5xx, 429) or refuses the credential */
+  /** longest wait while it answers busy (5xx, 429) or refuses the credential, also when its Retry-After asks more */
   busyMaxMs: number;
 }
 
@@ -81,7 +84,8 @@ export interface UploadState {
 /**
  * Uploads the spool's snapshots to the control plane over HTTP, oldest first, one at a time, with
  * the device's credential. While the control plane is unreachable (or answers 5xx, 429, 401/403)
- * the snapshot stays queued in the spool and is retried with exponential backoff — at most a few
+ * the snapshot stays queued in the spool and is retried with exponential backoff, or after what a
+ * busy answer's Retry-After asks (bounded by `busyMaxMs`) — at most a few
  * seconds while it cannot be reached, so that uploads resume soon after it returns, and
  * `retryNow` (the MQTT uplink reconnected) ends any wait; a snapshot the control plane rejects for
  * good (another 4xx) is dropped with an error log. An outage is logged once when it starts, then
@@ -95,6 +99,8 @@ export class SnapshotUploader {
   private wake: ((reason: 'work' | 'retry-now') => void) | undefined;
   private running: Promise<void> | undefined;
   private backoff: number;
+  /** what the last busy answer's Retry-After asked (ms, at most busyMaxMs) */
+  private retryAfter: number | undefined;
   private state: UploadState = { failing: undefined, since: undefined, detail: undefined };
   private attempts = 0;
   private lastSummary = 0;
@@ -197,9 +203,11 @@ export class SnapshotUploader {
       if (signal.aborted) break;
       if (outcome === 'unreachable' || outcome === 'busy' || outcome === 'refused') {
         const max = outcome === 'unreachable' ? this.timing.unreachableMaxMs : this.timing.busyMaxMs;
-        const wait = Math.min(max, this.backoff);
+        const wait = Math.min(max, this.backoff) * (0.8 + Math.random() * 0.4);
         this.backoff = Math.min(max, this.backoff * 2);
-        await this.idle(wait * (0.8 + Math.random() * 0.4));
+        const asked = this.retryAfter ?? 0;
+        this.retryAfter = undefined;
+        await this.idle(Math.max(wait, asked));
         continue;
       }
       this.backoff = this.timing.backoffStartMs;
@@ -234,12 +242,13 @@ export class SnapshotUploader {
     const url = `${this.url.replace(/\/+$/, '')}${path}`;
     let status: number;
     let body = '';
+    let retryAfter: unknown;
     const request = new AbortController();
     const abort = () => request.abort();
     const timer = setTimeout(abort, REQUEST_TIMEOUT_MS);
     this.stop$.signal.addEventListener('abort', abort);
     try {
-      ({ status, body } = await put(
+      ({ status, body, retryAfter } = await put(
         url,
         { 'content-type': SNAPSHOT_CONTENT_TYPE, authorization: `Bearer ${this.credential}` },
         s.jpeg,
@@ -284,6 +293,7 @@ export class SnapshotUploader {
       );
     }
     if (status === 408 || status === 429 || status >= 500) {
+      this.retryAfter = retryAfterMs(retryAfter, Date.now(), this.timing.busyMaxMs);
       return this.failed(
         'busy',
         { url, status, body },

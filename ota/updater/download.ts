@@ -6,6 +6,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { dirname } from 'node:path';
 import { ArgusError, errorMessage } from '../../common/errors.ts';
+import { retryAfterMs } from '../../common/retry-after.ts';
 import type { TokenBucket } from './token-bucket.ts';
 
 /**
@@ -48,7 +49,7 @@ export interface DownloadRequest {
   saveEtag: (etag: string | undefined) => Promise<void>;
   /** bytes in the partial file, after each chunk */
   onProgress: (bytes: number) => void;
-  /** first wait after a failed attempt, doubling up to retryMaxMs */
+  /** first wait after a failed attempt, doubling up to retryMaxMs; longer when a busy answer's Retry-After asks */
   retryStartMs?: number;
   retryMaxMs?: number;
   /** no byte for this long ends an attempt */
@@ -69,7 +70,15 @@ export class DownloadFailed extends ArgusError {
 }
 
 /** an attempt that may succeed when tried again (cut, unreachable, busy) */
-class Retry extends Error {}
+class Retry extends Error {
+  constructor(
+    message: string,
+    /** what the answer's Retry-After header asked (ms, bounded), if it said */
+    readonly after?: number,
+  ) {
+    super(message);
+  }
+}
 
 /** the partial file could not be written (no room, ...): not a cut, so not retried */
 class WriteFailed extends Error {
@@ -80,6 +89,8 @@ class WriteFailed extends Error {
 
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 const MAX_ERROR_BODY = 300;
+/** the longest wait between attempts (default of retryMaxMs), also when Retry-After asks more */
+const RETRY_MAX_MS = 30_000;
 /** bytes per read when the partial file is read back */
 const REPLAY_CHUNK = 256 * 1024;
 
@@ -182,7 +193,8 @@ async function* attempt(
   if (status === 416)
     throw await startOver('the server refused the range of the partial download (416); starting over');
   if (status === 401 || status === 403 || status === 429 || status === 408 || status >= 500) {
-    throw new Retry(`${r.url} answered ${status}: ${await errorBody(res)}`);
+    const after = retryAfterMs(res.headers['retry-after'], Date.now(), r.retryMaxMs ?? RETRY_MAX_MS);
+    throw new Retry(`${r.url} answered ${status}: ${await errorBody(res)}`, after);
   }
   if (status !== 200 && status !== 206) {
     throw new DownloadFailed(
@@ -311,9 +323,10 @@ async function* artifactBytes(
       if (!(err instanceof Retry)) throw err;
       // an attempt that brought bytes starts the backoff again
       if (at > before) wait = startMs;
-      r.onRetry?.(err.message, wait);
-      await sleep(wait, r.signal);
-      wait = Math.min(wait * 2, r.retryMaxMs ?? 30_000);
+      const asked = Math.max(wait, err.after ?? 0);
+      r.onRetry?.(err.message, asked);
+      await sleep(asked, r.signal);
+      wait = Math.min(wait * 2, r.retryMaxMs ?? RETRY_MAX_MS);
     }
   }
   const digest = hash.digest('hex');

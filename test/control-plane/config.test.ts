@@ -78,12 +78,14 @@ describe('control-plane config', () => {
       keepAliveTimeoutMs: 5000,
       connectionsPerAddress: 64,
       connections: 4096,
+      deviceUploadsPerMinute: 600,
       liveStreams: 10,
       streamBacklogBytes: 8 * 1024 * 1024,
       pageBytes: 4 * 1024 * 1024,
     });
     await rejects('limits:\n  http:\n    jsonDepth: 100000\n', /cp\.yaml:3:16: limits\.http\.jsonDepth/);
     await rejects('limits:\n  http:\n    bodyLimit: 1\n', /limits\.http\.bodyLimit: unknown key/);
+    await rejects('limits:\n  http:\n    deviceUploadsPerMinute: 0\n', /limits\.http\.deviceUploadsPerMinute/);
   });
 
   it('reports unknown keys and bad values with file:line:col', async () => {

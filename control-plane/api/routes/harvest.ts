@@ -10,6 +10,7 @@ import { LABEL_VALUE_PATTERN } from '../../rollouts/spec.ts';
 import { HARVEST_CURSOR, type HarvestedFrame } from '../../storage/harvest.ts';
 import type { ApiContext, App } from '../context.ts';
 import { iso } from '../context.ts';
+import { deviceUploadRate } from '../device-uploads.ts';
 import { refusals } from '../refusals.ts';
 import { DeviceId, ErrorBody, SnapshotId } from '../schemas.ts';
 
@@ -64,11 +65,11 @@ export function harvestRoutes(app: App, ctx: ApiContext): void {
   app.put(
     '/api/v1/devices/:device/harvest/:id',
     {
-      config: { access: 'device' },
+      config: { access: 'device', rateLimit: deviceUploadRate(ctx, 'harvest') },
       schema: {
         tags: ['harvest'],
         summary: 'upload a harvested frame (by the device, with its token); idempotent',
-        description: `Content-Type ${HARVEST_CONTENT_TYPE}, at most ${MAX_HARVEST_BYTES} bytes, a JPEG whose header is checked; what the box knows of it in the query string. The frame is filed under the device's \`site\` label at this moment. The same id with the same bytes answers 200; with other bytes 409.`,
+        description: `Content-Type ${HARVEST_CONTENT_TYPE}, at most ${MAX_HARVEST_BYTES} bytes, a JPEG whose header is checked; what the box knows of it in the query string. The frame is filed under the device's \`site\` label at this moment. The same id with the same bytes answers 200; with other bytes 409. At most \`limits.http.deviceUploadsPerMinute\` uploads a minute per device: 429 with Retry-After beyond.`,
         params: Type.Object({ device: DeviceId, id: SnapshotId }),
         querystring: HarvestUploadQuerySchema,
         headers: Type.Object({ authorization: Type.Optional(Type.String()) }),
@@ -79,6 +80,7 @@ export function harvestRoutes(app: App, ctx: ApiContext): void {
           401: ErrorBody,
           409: ErrorBody,
           413: ErrorBody,
+          429: ErrorBody,
         },
       },
     },

@@ -2,6 +2,7 @@ import Type from 'typebox';
 import { sha256Hex } from '../../../common/hash.ts';
 import { MAX_SNAPSHOT_BYTES, SNAPSHOT_CONTENT_TYPE } from '../../../contract/index.ts';
 import type { ApiContext, App } from '../context.ts';
+import { deviceUploadRate } from '../device-uploads.ts';
 import { DeviceId, ErrorBody, SnapshotId, SnapshotStored } from '../schemas.ts';
 
 /**
@@ -19,11 +20,11 @@ export function snapshotRoutes(app: App, ctx: ApiContext): void {
   app.put(
     '/api/v1/devices/:device/snapshots/:id',
     {
-      config: { access: 'device' },
+      config: { access: 'device', rateLimit: deviceUploadRate(ctx, 'snapshot') },
       schema: {
         tags: ['snapshots'],
         summary: 'upload a JPEG snapshot (by the device, with its token); idempotent',
-        description: `Content-Type ${SNAPSHOT_CONTENT_TYPE}, at most ${MAX_SNAPSHOT_BYTES} bytes, Authorization: Bearer <device token>. Ids are the device's own: another device may use the same id. The same id with the same bytes answers 200; with other bytes 409.`,
+        description: `Content-Type ${SNAPSHOT_CONTENT_TYPE}, at most ${MAX_SNAPSHOT_BYTES} bytes, Authorization: Bearer <device token>. Ids are the device's own: another device may use the same id. The same id with the same bytes answers 200; with other bytes 409. At most \`limits.http.deviceUploadsPerMinute\` uploads a minute per device: 429 with Retry-After beyond.`,
         params: Type.Object({ device: DeviceId, id: SnapshotId }),
         headers: Type.Object({ authorization: Type.Optional(Type.String()) }),
         response: {
@@ -32,6 +33,7 @@ export function snapshotRoutes(app: App, ctx: ApiContext): void {
           400: ErrorBody,
           401: ErrorBody,
           409: ErrorBody,
+          429: ErrorBody,
         },
       },
       // authenticated by the device's token before the body is read (auth-plugin.ts), so an
