@@ -526,6 +526,8 @@ async function main(): Promise<void> {
 
     const artifact = { kind: 'model', name: MODEL, version };
     const target = { devices: devices.map((d) => d.id) };
+    const devicesCpuS = () => children.reduce((sum, c) => sum + procCpuS(c.child.pid!), 0);
+    const rawCpuBefore = { devices: devicesCpuS(), cp: procCpuS(cpPid) };
     const base = await createRollout(httpUrl, {
       name: 'bench baseline: plain downloads',
       artifact,
@@ -548,6 +550,7 @@ async function main(): Promise<void> {
     const rawS = (rawEnd - rawStart) / 1000;
     const rawBytes = baseline.reduce((s, b) => s + b.bytes, 0);
     const rawFailures = baseline.flatMap((b) => b.failures);
+    const rawCpu = { devices: devicesCpuS() - rawCpuBefore.devices, cp: procCpuS(cpPid) - rawCpuBefore.cp };
     const baselinePeak = peakSampledMiB;
     if (rawFailures.length > 0) log(`  plain downloads that failed: ${rawFailures.slice(0, 5).join(' | ')}`);
     log(
@@ -581,6 +584,7 @@ async function main(): Promise<void> {
 
     peakSampledMiB = 0;
     const cpuBefore = procCpuS(cpPid);
+    const devicesCpuBefore = devicesCpuS();
     const started = Date.now();
     const rollout = await createRollout(httpUrl, {
       name: 'bench rollout',
@@ -617,6 +621,7 @@ async function main(): Promise<void> {
     }
     const endedS = (Date.now() - started) / 1000;
     const rolloutCpuS = procCpuS(cpPid) - cpuBefore;
+    const rolloutDevicesCpuS = devicesCpuS() - devicesCpuBefore;
     const rolloutPeak = peakSampledMiB;
     const finals = children.flatMap((c) => c.messages.filter((m) => m.type === 'final')) as Extract<
       ChildMessage,
@@ -688,6 +693,12 @@ async function main(): Promise<void> {
       control_plane_baseline_peak_rss_mib: round(baselinePeak, 1),
       control_plane_idle_rss_mib: round(idleRss, 1),
       control_plane_rollout_cpu_percent: round((rolloutCpuS / endedS) * 100, 1),
+      // CPU time (user + system), which the wall-clock figures above spread over two shared cores:
+      // the devices' per device, the control plane's in all, in the plain downloads and in the rollout
+      device_cpu_ms_per_device_raw: round((rawCpu.devices / DEVICES) * 1000, 1),
+      device_cpu_ms_per_device_rollout: round((rolloutDevicesCpuS / DEVICES) * 1000, 1),
+      control_plane_cpu_s_raw: round(rawCpu.cp, 1),
+      control_plane_cpu_s_rollout: round(rolloutCpuS, 1),
       waves,
       counts: detail.counts,
       failures: detail.failures.length,

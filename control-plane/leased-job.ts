@@ -19,6 +19,9 @@ export interface LeasedJobOptions {
  */
 export type StillHeld = () => boolean;
 
+/** a poke's run waits this long, so that the pokes of one burst (a wave's devices committing) make one run */
+const POKE_DELAY_MS = 100;
+
 /**
  * Runs `job` every `intervalMs` on the replica holding the lease `name`. The lease is taken or
  * renewed every third of its time to live; a replica that cannot renew (its database link broke,
@@ -29,7 +32,11 @@ export class LeasedJob {
   private expiresAt = 0;
   private renewTimer: NodeJS.Timeout | undefined;
   private runTimer: NodeJS.Timeout | undefined;
+  /** when the scheduled run is due (ms, epoch) */
+  private runAt = 0;
   private running: Promise<void> | undefined;
+  /** poked while a run was going on: one more run right after it */
+  private pokedWhileRunning = false;
   private stopped = false;
 
   constructor(
@@ -49,16 +56,40 @@ export class LeasedJob {
       await this.renew();
       if (!this.stopped) this.renewTimer = setTimeout(renew, this.options.ttlMs / 3);
     };
-    const run = async () => {
-      if (this.held) {
-        this.running = this.runOnce();
-        await this.running;
-      }
-      if (!this.stopped) this.runTimer = setTimeout(run, this.options.intervalMs);
-    };
-    void renew().then(() => {
-      if (!this.stopped) this.runTimer = setTimeout(run, 0);
-    });
+    void renew().then(() => this.schedule(0));
+  }
+
+  /**
+   * Something the job acts on changed here (e.g. a device's update ended): on the holder, the next
+   * run starts within POKE_DELAY_MS instead of at the next interval, or right after the one in
+   * progress. Pokes in a burst make one run. On another replica it does nothing: the holder's
+   * interval still bounds how late the job sees it.
+   */
+  poke(): void {
+    if (this.stopped || !this.held) return;
+    if (this.running) this.pokedWhileRunning = true;
+    else this.schedule(POKE_DELAY_MS);
+  }
+
+  /** the next run in `delayMs`, unless one is due sooner */
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    const at = Date.now() + delayMs;
+    if (this.runTimer && this.runAt <= at) return;
+    clearTimeout(this.runTimer);
+    this.runAt = at;
+    this.runTimer = setTimeout(() => void this.run(), delayMs);
+  }
+
+  private async run(): Promise<void> {
+    this.runTimer = undefined;
+    if (this.held) {
+      this.pokedWhileRunning = false;
+      this.running = this.runOnce();
+      await this.running;
+      this.running = undefined;
+    }
+    this.schedule(this.pokedWhileRunning ? POKE_DELAY_MS : this.options.intervalMs);
   }
 
   /** waits for a run in progress to reach its next check, then gives the lease up */

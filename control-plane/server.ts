@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { errorMessage } from '../common/errors.ts';
 import { createLogger, type Logger } from '../common/logger.ts';
 import { isLoopback, redactUrl } from '../common/net.ts';
+import { FINAL_UPDATE_STATES } from '../contract/index.ts';
 import { buildApi } from './api/app.ts';
 import type { RouteAccess } from './api/auth-plugin.ts';
 import { type ArtifactReferences, ArtifactRegistry } from './artifacts/registry.ts';
@@ -155,6 +156,8 @@ function startLeasedJobs(
   broker?.start();
   return {
     health,
+    /** a rollout or a device's update changed here: the engine runs soon (on the holder of its lease) */
+    pokeRollouts: () => rollouts.poke(),
     get retentionLeader() {
       return retention?.held ?? false;
     },
@@ -218,6 +221,8 @@ export async function startControlPlane(
     // the registry's variants, once it is built below (or the caller's)
     let variants: ArtifactVariants | undefined = parts.artifacts;
     const rollouts = new Rollouts(repository, () => variants, health);
+    /** set once the leased jobs run (below) */
+    let pokeRollouts = () => {};
     const ingestor = new Ingestor(
       repository,
       config.ingest,
@@ -226,6 +231,9 @@ export async function startControlPlane(
       (events, records) => {
         bus.publish(events);
         bus.publishStatus(statusChangesOf(records));
+        // a device whose update ended may complete its wave: the engine need not wait for its tick
+        if (records.some((r) => r.kind === 'update' && FINAL_UPDATE_STATES.includes(r.message.state)))
+          pokeRollouts();
       },
       rollouts.store,
     );
@@ -321,6 +329,8 @@ export async function startControlPlane(
       artifacts,
       harvest,
     );
+    pokeRollouts = jobs.pokeRollouts;
+    rollouts.onChanged = pokeRollouts;
     cleanups.push(() => jobs.stop());
     const api = await buildApi(
       {

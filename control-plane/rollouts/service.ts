@@ -74,6 +74,8 @@ const traitsOf = (d: DeviceRecord): DeviceTraits | undefined =>
  */
 export class Rollouts {
   readonly store: RolloutStore;
+  /** called after a request created, resumed or ended a rollout: the engine acts on it soon (server.ts) */
+  onChanged: () => void = () => {};
 
   constructor(
     private readonly repo: Repository,
@@ -233,6 +235,7 @@ export class Rollouts {
       await this.refuseConflicts(ids, artifact.kind);
       throw err;
     }
+    this.onChanged();
     return rollout;
   }
 
@@ -421,6 +424,7 @@ export class Rollouts {
             );
     } else ok = await this.store.setRolloutState(id, ['paused'], 'running', `resumed by ${actor}`, now);
     if (!ok) throw new RolloutRefused(`rollout ${id} changed meanwhile; look again`, 409);
+    this.onChanged();
     return this.get(id);
   }
 
@@ -446,6 +450,7 @@ export class Rollouts {
       },
     );
     if (!ok) throw new RolloutRefused(`rollout ${id} changed meanwhile; look again`, 409);
+    this.onChanged();
     return this.get(id);
   }
 

@@ -6,6 +6,7 @@ import { pipeline as pipeStreams, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Header, Parser, type ReadEntry } from 'tar';
+import { BatchedWrites } from '../../common/batched-writes.ts';
 import { BundleRejected } from './rejection.ts';
 
 /**
@@ -213,26 +214,30 @@ class FileWriter {
     });
   }
 
-  /** a file of that name, taking `write`s until `end` */
+  /** a file of that name, taking `write`s until `end`, in batches (BatchedWrites) */
   file(name: string): { write: (c: Buffer) => void; end: () => void } {
     let fd: FileHandle | undefined;
+    let out: BatchedWrites | undefined;
     this.queue(async () => {
       fd = await open(join(this.dir, name), 'wx', 0o644);
       this.open.add(fd);
+      out = new BatchedWrites(fd, 0);
     });
     return {
       write: (c) =>
         this.queue(async () => {
-          if (this.failure || !fd) return;
-          for (let done = 0; done < c.length; )
-            done += (await fd.write(c, done, c.length - done)).bytesWritten;
+          if (this.failure || !out) return;
+          await out.add(c);
         }),
       end: () =>
         this.queue(async () => {
-          if (!fd) return;
+          if (!fd || !out) return;
           this.open.delete(fd);
           try {
-            if (!this.failure) await fd.sync();
+            if (!this.failure) {
+              await out.flush();
+              await fd.sync();
+            }
           } finally {
             await fd.close();
           }
@@ -356,7 +361,8 @@ export async function digestStream(
           parser.write(chunk);
           if (failure) throw failure;
           if (parseError) throw unreadable(parseError);
-          // the chunk's bytes are on disk before the next is read: memory holds one chunk
+          // the chunk is written, or in the file's batch, before the next is read: memory holds
+          // one batch of the file being written (WRITE_BATCH_BYTES)
           await writer?.settled();
         }
         parser.end();

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { type FileHandle, mkdir, open, stat, truncate } from 'node:fs/promises';
+import { mkdir, open, stat, truncate } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { dirname } from 'node:path';
+import { BatchedWrites } from '../../common/batched-writes.ts';
 import { ArgusError, errorMessage } from '../../common/errors.ts';
 import { retryAfterMs } from '../../common/retry-after.ts';
 import type { TokenBucket } from './token-bucket.ts';
@@ -47,7 +48,7 @@ export interface DownloadRequest {
   etag: string | undefined;
   /** called with a new ETag before any byte of the answer that carries it is written */
   saveEtag: (etag: string | undefined) => Promise<void>;
-  /** bytes in the partial file, after each chunk */
+  /** bytes the partial file holds, after each chunk (it takes them in batches: BatchedWrites) */
   onProgress: (bytes: number) => void;
   /** first wait after a failed attempt, doubling up to retryMaxMs; longer when a busy answer's Retry-After asks */
   retryStartMs?: number;
@@ -238,6 +239,10 @@ async function* attempt(
     state.etag = etag;
   }
   const fd = await open(r.file, have === 0 ? 'w' : 'r+');
+  const out = new BatchedWrites(fd, have);
+  const writeFailed = (err: unknown) => {
+    throw new WriteFailed(err);
+  };
   let at = have;
   try {
     try {
@@ -250,14 +255,16 @@ async function* attempt(
           );
         }
         await r.bucket.take(chunk.length, r.signal);
-        await writeAll(fd, chunk, at).catch((err: unknown) => {
-          throw new WriteFailed(err);
-        });
+        await out.add(chunk).catch(writeFailed);
         at += chunk.length;
-        r.onProgress(at);
+        r.onProgress(out.written);
         yield chunk;
       }
+      await out.flush().catch(writeFailed);
+      r.onProgress(out.written);
     } catch (err) {
+      // what came before a cut stays in the partial file, for the next attempt's Range
+      await out.flush().catch(() => undefined);
       if (r.signal.aborted) throw r.signal.reason;
       if (err instanceof WriteFailed) throw err.cause;
       if (err instanceof DownloadFailed) throw err;
@@ -271,17 +278,10 @@ async function* attempt(
   }
 }
 
-async function writeAll(fd: FileHandle, chunk: Buffer, position: number): Promise<void> {
-  for (let done = 0; done < chunk.length; ) {
-    const { bytesWritten } = await fd.write(chunk, done, chunk.length - done, position + done);
-    done += bytesWritten;
-  }
-}
-
 /**
  * The artifact's bytes from the first to the last, as one stream: those the partial file already
- * holds (read back from it), then the rest as it arrives, each chunk written to the partial file
- * before it is yielded, through cuts, unreachable or busy servers (resumed with `Range` after a
+ * holds (read back from it), then the rest as it arrives, written to the partial file in batches
+ * (BatchedWrites; what an attempt received is there when it ends, a kill loses at most a batch), through cuts, unreachable or busy servers (resumed with `Range` after a
  * doubling wait). The whole must have the artifact's sha256: the last step throws a
  * DownloadFailed `sha256-mismatch` (the partial file emptied) before the stream ends otherwise.
  */

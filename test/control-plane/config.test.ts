@@ -85,7 +85,10 @@ describe('control-plane config', () => {
     });
     await rejects('limits:\n  http:\n    jsonDepth: 100000\n', /cp\.yaml:3:16: limits\.http\.jsonDepth/);
     await rejects('limits:\n  http:\n    bodyLimit: 1\n', /limits\.http\.bodyLimit: unknown key/);
-    await rejects('limits:\n  http:\n    deviceUploadsPerMinute: 0\n', /limits\.http\.deviceUploadsPerMinute/);
+    await rejects(
+      'limits:\n  http:\n    deviceUploadsPerMinute: 0\n',
+      /limits\.http\.deviceUploadsPerMinute/,
+    );
   });
 
   it('reports unknown keys and bad values with file:line:col', async () => {

@@ -91,6 +91,46 @@ function leaseSuite(name: string, open: () => Promise<Repository>): void {
       await jb.stop();
     });
 
+    it('runs a poked job soon on its holder, once for a burst of pokes, and not on another replica', async () => {
+      const runs: { holder: string; at: number }[] = [];
+      let release: (() => void) | undefined;
+      const job = (holder: string) =>
+        new LeasedJob(
+          holder === 'A' ? la : lb,
+          // an interval no test waits for: every run after the first is a poke's
+          { name: 'poked', holder, ttlMs: 30_000, intervalMs: 3_600_000 },
+          async () => {
+            runs.push({ holder, at: performance.now() });
+            if (runs.length === 2) await new Promise<void>((r) => (release = r));
+          },
+          log,
+        );
+      const ja = job('A');
+      const jb = job('B');
+      ja.start();
+      await eventually(async () => (runs.length === 1 && ja.held ? true : undefined), 5000, 'the first run');
+      jb.start();
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(jb.held, false);
+      jb.poke();
+      const poked = performance.now();
+      for (let i = 0; i < 50; i++) ja.poke();
+      await eventually(async () => (runs.length === 2 ? true : undefined), 5000, 'the poked run');
+      assert.ok(runs[1]!.at - poked < 1000, `ran ${Math.round(runs[1]!.at - poked)} ms after the pokes`);
+      // poked while it runs: one more run right after this one, however many pokes
+      for (let i = 0; i < 20; i++) ja.poke();
+      release!();
+      await eventually(async () => (runs.length === 3 ? true : undefined), 5000, 'the run after the run');
+      await new Promise((r) => setTimeout(r, 400));
+      assert.deepEqual(
+        runs.map((r) => r.holder),
+        ['A', 'A', 'A'],
+        'a burst of pokes is one run; the replica without the lease never runs',
+      );
+      await ja.stop();
+      await jb.stop();
+    });
+
     it('is lost by a holder that cannot renew it (its database link broke), and taken over', async () => {
       const c = await open(); // a third replica, whose database link breaks while it holds a lease
       const runs: string[] = [];
