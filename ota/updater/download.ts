@@ -263,8 +263,9 @@ async function* attempt(
       await out.flush().catch(writeFailed);
       r.onProgress(out.written);
     } catch (err) {
-      // what came before a cut stays in the partial file, for the next attempt's Range
-      await out.flush().catch(() => undefined);
+      // what came before a cut is in the partial file before the next attempt asks for the rest
+      // with Range; a file that cannot take it fails the download as a write would
+      await out.flush();
       if (r.signal.aborted) throw r.signal.reason;
       if (err instanceof WriteFailed) throw err.cause;
       if (err instanceof DownloadFailed) throw err;
@@ -281,8 +282,9 @@ async function* attempt(
 /**
  * The artifact's bytes from the first to the last, as one stream: those the partial file already
  * holds (read back from it), then the rest as it arrives, written to the partial file in batches
- * (BatchedWrites; what an attempt received is there when it ends, a kill loses at most a batch), through cuts, unreachable or busy servers (resumed with `Range` after a
- * doubling wait). The whole must have the artifact's sha256: the last step throws a
+ * (BatchedWrites: what an attempt received is there when it ends, a kill loses at most a batch),
+ * through cuts, unreachable or busy servers (resumed with `Range` after a doubling wait, or what a
+ * busy answer's Retry-After asks). The whole must have the artifact's sha256: the last step throws a
  * DownloadFailed `sha256-mismatch` (the partial file emptied) before the stream ends otherwise.
  */
 async function* artifactBytes(
