@@ -21,7 +21,7 @@ export class BatchedWrites {
   private firstAt = 0;
 
   constructor(
-    private readonly fd: FileHandle,
+    readonly fd: FileHandle,
     /** where the first byte goes; after that, each batch follows the last */
     private position: number,
   ) {}

@@ -221,8 +221,6 @@ export async function startControlPlane(
     // the registry's variants, once it is built below (or the caller's)
     let variants: ArtifactVariants | undefined = parts.artifacts;
     const rollouts = new Rollouts(repository, () => variants, health);
-    /** set once the leased jobs run (below) */
-    let pokeRollouts = () => {};
     const ingestor = new Ingestor(
       repository,
       config.ingest,
@@ -233,7 +231,7 @@ export async function startControlPlane(
         bus.publishStatus(statusChangesOf(records));
         // a device whose update ended may complete its wave: the engine need not wait for its tick
         if (records.some((r) => r.kind === 'update' && FINAL_UPDATE_STATES.includes(r.message.state)))
-          pokeRollouts();
+          rollouts.onChanged();
       },
       rollouts.store,
     );
@@ -329,8 +327,7 @@ export async function startControlPlane(
       artifacts,
       harvest,
     );
-    pokeRollouts = jobs.pokeRollouts;
-    rollouts.onChanged = pokeRollouts;
+    rollouts.onChanged = jobs.pokeRollouts;
     cleanups.push(() => jobs.stop());
     const api = await buildApi(
       {

@@ -74,7 +74,10 @@ const traitsOf = (d: DeviceRecord): DeviceTraits | undefined =>
  */
 export class Rollouts {
   readonly store: RolloutStore;
-  /** called after a request created, resumed or ended a rollout: the engine acts on it soon (server.ts) */
+  /**
+   * called after a request created, resumed or ended a rollout, and by ingest when a device's update
+   * ended: the engine acts on it soon (server.ts sets it to poke the engine's leased job)
+   */
   onChanged: () => void = () => {};
 
   constructor(

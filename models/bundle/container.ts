@@ -216,10 +216,9 @@ class FileWriter {
 
   /** a file of that name, taking `write`s until `end`, in batches (BatchedWrites) */
   file(name: string): { write: (c: Buffer) => void; end: () => void } {
-    let fd: FileHandle | undefined;
     let out: BatchedWrites | undefined;
     this.queue(async () => {
-      fd = await open(join(this.dir, name), 'wx', 0o644);
+      const fd = await open(join(this.dir, name), 'wx', 0o644);
       this.open.add(fd);
       out = new BatchedWrites(fd, 0);
     });
@@ -231,15 +230,15 @@ class FileWriter {
         }),
       end: () =>
         this.queue(async () => {
-          if (!fd || !out) return;
-          this.open.delete(fd);
+          if (!out) return;
+          this.open.delete(out.fd);
           try {
             if (!this.failure) {
               await out.flush();
-              await fd.sync();
+              await out.fd.sync();
             }
           } finally {
-            await fd.close();
+            await out.fd.close();
           }
         }),
     };
