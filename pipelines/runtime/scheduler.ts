@@ -52,7 +52,7 @@ export interface DetectionStamps {
 export interface SchedulerOptions {
   /** frames per inference call (capped by what the model allows) */
   maxBatch: number;
-  /** how long the first waiting frame may wait for others to fill a batch */
+  /** how long a free detector session waits for a batch to fill */
   maxWaitMs: number;
 }
 
@@ -73,6 +73,8 @@ export class DetectionScheduler {
   private cursor = 0;
   /** inference calls in progress, at most the detector's concurrency */
   private running = 0;
+  /** when a session last became free (ms, performance clock): a batch waits to fill from then */
+  private freeSince = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private maxBatch: number;
@@ -198,7 +200,7 @@ export class DetectionScheduler {
     let oldest = Number.POSITIVE_INFINITY;
     for (const lane of this.lanes.values())
       if (lane.jobs[0]) oldest = Math.min(oldest, lane.jobs[0].submitted);
-    return performance.now() - oldest;
+    return performance.now() - Math.max(oldest, this.freeSince);
   }
 
   private schedule(): void {
@@ -317,6 +319,7 @@ export class DetectionScheduler {
     } finally {
       if (call) calls.delete(call);
       this.running--;
+      this.freeSince = performance.now();
       this.schedule();
     }
   }
