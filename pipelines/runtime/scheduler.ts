@@ -196,7 +196,11 @@ export class DetectionScheduler {
     return n;
   }
 
-  private oldestAge(): number {
+  /**
+   * how long the waiting frames have waited for a batch to fill: since the oldest was submitted or
+   * a session became free, whichever is later
+   */
+  private fillingFor(): number {
     let oldest = Number.POSITIVE_INFINITY;
     for (const lane of this.lanes.values())
       if (lane.jobs[0]) oldest = Math.min(oldest, lane.jobs[0].submitted);
@@ -207,7 +211,7 @@ export class DetectionScheduler {
     if (this.running >= this.detector.concurrency || this.closed) return;
     const waiting = this.waiting();
     if (waiting === 0) return;
-    const age = this.oldestAge();
+    const age = this.fillingFor();
     if (waiting >= this.maxBatch || age >= this.options.maxWaitMs) {
       if (this.timer) clearTimeout(this.timer);
       this.timer = undefined;
