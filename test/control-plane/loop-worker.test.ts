@@ -91,9 +91,16 @@ describe('the loop worker', () => {
 
   it('an interrupted run is queued again with nothing in the registry, resumes, and registers only a whole candidate', async () => {
     const annotated = await vtestAnnotatedPersons([0, 300, 600]);
+    // the loop's own progress as it happens: the worker's reports come later (at most one per
+    // 500 ms, each after the database recorded it), too late to interrupt a step that runs fast
+    let watch: ((step: string, fraction: number) => void) | undefined;
     const runner: LoopRunner = (o) =>
       runLoop({
         ...o,
+        onProgress: (step, fraction, message) => {
+          watch?.(step, fraction);
+          o.onProgress?.(step, fraction, message);
+        },
         teacher: {
           members: [{ model: 'nanodet', input: { width: 768, height: 576 }, flip: false }],
           scoreThreshold: 0.4,
@@ -119,9 +126,11 @@ describe('the loop worker', () => {
       });
     const run = await runs.create('campus', 'tests');
     const interrupt = new AbortController();
-    const first = await worker('worker-a', (step, fraction) => {
+    watch = (step, fraction) => {
       if (step === 'teacher' && fraction > 0.2) interrupt.abort();
-    }).runNext(() => true, interrupt.signal);
+    };
+    const first = await worker('worker-a').runNext(() => true, interrupt.signal);
+    watch = undefined;
     assert.equal(first?.state, 'queued', `interrupted: ${JSON.stringify(first)}`);
     assert.equal(first?.step, 'teacher');
     assert.deepEqual((await registry.list({ limit: 10 })).artifacts, [], 'nothing registered');

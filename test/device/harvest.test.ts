@@ -118,13 +118,21 @@ describe('harvest on the box', () => {
       );
       assert.equal(uploader.uploadState.failing, 'unreachable', 'the control plane is not there yet');
 
+      // the box is labelled with its site while it cannot reach the control plane (on another
+      // port), so that the upload finds the label however soon it lands once the port answers
+      const labelling = await startTestControlPlane({ dir: join(dir, 'cp') });
+      try {
+        await labelling.repository.sql.write([
+          {
+            sql: `INSERT INTO device_labels (device, name, value) VALUES (${labelling.repository.sql.p(1)}, 'site', 'north')`,
+            params: ['box-1'],
+          },
+        ]);
+      } finally {
+        await labelling.close();
+      }
+      assert.equal(uploader.uploadState.failing, 'unreachable', 'still away');
       cp = await startTestControlPlane({ dir: join(dir, 'cp'), config: { http: { port } } });
-      await cp.repository.sql.write([
-        {
-          sql: `INSERT INTO device_labels (device, name, value) VALUES (${cp.repository.sql.p(1)}, 'site', 'north')`,
-          params: ['box-1'],
-        },
-      ]);
       uploader.retryNow();
       await eventually(
         async () => (spool.stats().harvest.pending === 0 ? true : undefined),
