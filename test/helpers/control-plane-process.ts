@@ -32,10 +32,12 @@ export async function startControlPlaneProcess(
     stderr += d.toString();
     o.onLog?.(d.toString());
   });
-  const httpUrl = await eventually(
+  // an exit ends the wait at once: a port taken or a bad config is not waited out
+  const started = await eventually(
     async () => {
-      if (child.exitCode !== null) throw new Error(`control plane exited: ${stderr}`);
-      return /"http":"(http:[^"]+)"/.exec(stderr)?.[1];
+      if (child.exitCode !== null || child.signalCode !== null) return { exited: true as const };
+      const url = /"http":"(http:[^"]+)"/.exec(stderr)?.[1];
+      return url ? { exited: false as const, url } : undefined;
     },
     o.timeoutMs ?? 60_000,
     'the control plane to start',
@@ -43,5 +45,7 @@ export async function startControlPlaneProcess(
     child.kill('SIGKILL');
     throw err;
   });
+  if (started.exited) throw new Error(`control plane exited: ${stderr}`);
+  const httpUrl = started.url;
   return { child, httpUrl };
 }

@@ -183,30 +183,44 @@ export class Fleet {
     const dir = await mkdtemp(join(tmpdir(), 'argus-fleet-'));
     const key = await fleetKey();
     const keyring = join(FLEET_CACHE(), 'keys', 'trusted');
-    const [httpPort, mqttPort] = [await freeTcpPort(), await freeTcpPort()];
     const rollouts = { tickS: 0.3, resendS: 2, ...o.rollouts };
     const cpConfig = join(dir, 'control-plane.yaml');
-    await writeFile(
-      cpConfig,
-      [
-        `http: { port: ${httpPort} }`,
-        `mqtt: { embedded: { port: ${mqttPort} } }`,
-        'storage: { sqlite: { path: argus.db, synchronous: normal } }',
-        `rollouts: { ${Object.entries(rollouts)
-          .map(([k, v]) => `${k}: ${v}`)
-          .join(', ')} }`,
-        `artifacts: { keyring: ${keyring} }`,
-        'devices:',
-        ...TEST_DEVICES.map((id) => `  - { id: ${id}, token: ${tokenOf(id)} }`),
-        '',
-      ].join('\n'),
-    );
     const token = await createAdminTokenInFile(join(dir, 'argus.db'));
+    const rtsp = await RtspServer.create({ paths: o.devices });
+    // the ports are free when picked, but another test's process may take one before the control
+    // plane binds it: then it starts again on others
+    let started: { cp: ControlPlaneProcess; httpPort: number; mqttPort: number } | undefined;
+    for (let attempt = 1; !started; attempt++) {
+      const [httpPort, mqttPort] = [await freeTcpPort(), await freeTcpPort()];
+      await writeFile(
+        cpConfig,
+        [
+          `http: { port: ${httpPort} }`,
+          `mqtt: { embedded: { port: ${mqttPort} } }`,
+          'storage: { sqlite: { path: argus.db, synchronous: normal } }',
+          `rollouts: { ${Object.entries(rollouts)
+            .map(([k, v]) => `${k}: ${v}`)
+            .join(', ')} }`,
+          `artifacts: { keyring: ${keyring} }`,
+          'devices:',
+          ...TEST_DEVICES.map((id) => `  - { id: ${id}, token: ${tokenOf(id)} }`),
+          '',
+        ].join('\n'),
+      );
+      try {
+        started = { cp: await startControlPlaneProcess(cpConfig), httpPort, mqttPort };
+      } catch (err) {
+        if (attempt < 3 && String(err).includes('EADDRINUSE')) continue;
+        await rtsp.stop();
+        await rm(dir, { recursive: true, force: true });
+        throw err;
+      }
+    }
+    const { httpPort, mqttPort } = started;
     const httpUrl = `http://127.0.0.1:${httpPort}`;
     useToken(httpUrl, token);
-    const rtsp = await RtspServer.create({ paths: o.devices });
     const fleet = new Fleet(dir, key, hardwareClass(), rtsp, httpUrl, cpConfig);
-    fleet.cp = await startControlPlaneProcess(cpConfig);
+    fleet.cp = started.cp;
     await mkdir(join(dir, 'scenes'), { recursive: true });
     await campusScene(join(dir, 'scenes', 'cam-1.yaml'), { rule: LINE_RULE, x: 0.25 });
     for (const device of o.devices) {
