@@ -32,6 +32,11 @@ export interface GstAppSink {
   pull(callback: (buf: Buffer | null, caps: GstCaps) => void): void;
 }
 
+/** an appsrc: `push` copies the bytes into a GStreamer buffer before it returns */
+export interface GstAppSrc {
+  push(data: Uint8Array): void;
+}
+
 export interface GstPipeline {
   play(): void;
   pause(): void;
