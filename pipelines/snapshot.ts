@@ -2,7 +2,7 @@ import sharp from 'sharp';
 import { ArgusError } from '../common/errors.ts';
 import { type Box, clipBox, isEmptyBox } from '../inference/rect.ts';
 import type { FullFrame } from '../video/frame-source.ts';
-import { type I420Layout, type JfifPlanes, jfifLayout, jfifPlanes } from '../video/i420.ts';
+import { type BlockPlanes, blockLayout, blockPlanes, type I420Layout } from '../video/i420.ts';
 import { JpegEncoder } from '../video/jpeg-encoder.ts';
 
 export interface Annotation {
@@ -36,21 +36,21 @@ function parseHexColor(color: string): Rgb {
   return [n >> 16, (n >> 8) & 255, n & 255];
 }
 
-/** a colour as JPEG stores it: BT.601 Y, Cb, Cr, full range */
+/** a colour as decoders emit it: BT.601 Y, U, V, limited range */
 type Yuv = readonly [number, number, number];
 
 const clampByte = (v: number) => Math.min(255, Math.max(0, Math.round(v)));
 
 function toYuv(r: number, g: number, b: number): Yuv {
   return [
-    clampByte(0.299 * r + 0.587 * g + 0.114 * b),
-    clampByte(128 - 0.168736 * r - 0.331264 * g + 0.5 * b),
-    clampByte(128 + 0.5 * r - 0.418688 * g - 0.081312 * b),
+    clampByte(16 + 0.256788 * r + 0.504129 * g + 0.097906 * b),
+    clampByte(128 - 0.148223 * r - 0.290993 * g + 0.439216 * b),
+    clampByte(128 + 0.439216 * r - 0.367788 * g - 0.071427 * b),
   ];
 }
 
-/** the planes of a frame being drawn on (see jfifPlanes) */
-interface Canvas extends JfifPlanes {
+/** the planes of a frame being drawn on (see blockPlanes) */
+interface Canvas extends BlockPlanes {
   layout: I420Layout;
 }
 
@@ -243,16 +243,16 @@ function blendOver(c: Canvas, chroma: DrawnChroma, rgba: Uint8Array, [left, top,
 }
 
 /**
- * the frame's planes as its JPEG will hold them (see jfifPlanes) with each annotation's box and label
+ * a copy of the frame's planes in whole blocks (see blockPlanes) with each annotation's box and label
  * drawn on them: the boxes straight into the planes, then the labels, over every box, from small SVGs
  * rendered side by side and laid over in order
  */
 export async function drawAnnotations(
   frame: FullFrame,
   annotations: readonly Annotation[],
-): Promise<JfifPlanes> {
+): Promise<BlockPlanes> {
   const { width, height } = frame;
-  const canvas: Canvas = { ...jfifPlanes(frame), layout: jfifLayout(width, height) };
+  const canvas: Canvas = { ...blockPlanes(frame, true), layout: blockLayout(width, height) };
   const chroma = new DrawnChroma(canvas);
   const { stroke, font } = styleFor(width);
   const patches: LabelPatch[] = [];
@@ -278,5 +278,7 @@ export async function renderAnnotatedJpeg(
   quality = 80,
 ): Promise<Buffer> {
   encoder ??= new JpegEncoder();
-  return encoder.encode(await drawAnnotations(frame, annotations), quality);
+  const planes =
+    annotations.length === 0 ? blockPlanes(frame, false) : await drawAnnotations(frame, annotations);
+  return encoder.encode(planes, quality);
 }

@@ -68,68 +68,45 @@ export function i420LayoutOf(frame: FullFrame): I420Layout {
   );
 }
 
-/** luma from BT.601 limited range (16–235, as decoders emit it) to full range (0–255, as JFIF stores it), clamped */
-const FULL_RANGE_LUMA = Uint8Array.from(
-  Uint8ClampedArray.from({ length: 256 }, (_, v) => Math.round(((v - 16) * 255) / 219)),
-);
-/** chroma likewise (16–240 around 128 to 0–255 around 128) */
-const FULL_RANGE_CHROMA = Uint8Array.from(
-  Uint8ClampedArray.from({ length: 256 }, (_, v) => Math.round(((v - 128) * 255) / 224 + 128)),
-);
-
 /**
- * The planes of an I420 frame as a JPEG encoder takes them: full range, and padded to whole 16×16
- * blocks (JPEG's unit for 4:2:0), in GStreamer's layout of that size (`jfifLayout`). `width` and
- * `height` are the picture's; what lies beyond them is filled by `replicateEdges` before encoding.
+ * The planes of an I420 frame as the JPEG encoder takes them: as decoders emit them (BT.601, limited
+ * range), padded to whole 16×16 blocks (JPEG's unit for 4:2:0), in GStreamer's layout of that size
+ * (`blockLayout`). `width` and `height` are the picture's; what lies beyond them is filled by
+ * `replicateEdges` before encoding.
  */
-export interface JfifPlanes {
+export interface BlockPlanes {
   data: Uint8Array;
   width: number;
   height: number;
 }
 
-/** the padded size and the layout of a picture's JPEG planes */
-export function jfifLayout(width: number, height: number): I420Layout & { width: number; height: number } {
+/** the padded size and the layout of a picture's planes in whole blocks */
+export function blockLayout(width: number, height: number): I420Layout & { width: number; height: number } {
   const padded = { width: roundUp(width, 16), height: roundUp(height, 16) };
   return { ...gstI420Layout(padded.width, padded.height), ...padded };
 }
 
-/** `count` bytes from `from` through `lut` into `out` at `to` */
-function mapBytes(
-  lut: Uint8Array,
-  data: Uint8Array,
-  from: number,
-  out: Uint8Array,
-  to: number,
-  count: number,
-): void {
-  for (let i = 0; i < count; i++) out[to + i] = lut[data[from + i]!]!;
-}
-
 /**
- * the frame's planes as a JPEG encoder takes them (see JfifPlanes): widened from the limited range
- * decoders emit to the full range JFIF stores (the decoder's planes as they are would show black as
- * dark grey and white as light grey). A new array; a frame already in the padded layout goes
- * through in two runs, one per table.
+ * the frame's planes in whole blocks (see BlockPlanes): a new array when `copy` asks for one or the
+ * frame's layout is not already that (a size that is not a multiple of 16), else the frame's own bytes
  */
-export function jfifPlanes(frame: FullFrame): JfifPlanes {
+export function blockPlanes(frame: FullFrame, copy: boolean): BlockPlanes {
   const from = i420LayoutOf(frame);
-  const to = jfifLayout(frame.width, frame.height);
+  const to = blockLayout(frame.width, frame.height);
   const { data, width, height } = frame;
+  if (from.size === to.size) return { data: copy ? new Uint8Array(data) : data, width, height };
   const out = new Uint8Array(to.size);
-  if (from.size === to.size) {
-    mapBytes(FULL_RANGE_LUMA, data, 0, out, 0, to.uOffset);
-    mapBytes(FULL_RANGE_CHROMA, data, to.uOffset, out, to.uOffset, to.size - to.uOffset);
-  } else {
-    for (let y = 0; y < height; y++)
-      mapBytes(FULL_RANGE_LUMA, data, y * from.yStride, out, y * to.yStride, width);
-    for (let y = 0; y < from.chromaHeight; y++) {
-      for (const [f, t] of [
-        [from.uOffset, to.uOffset],
-        [from.vOffset, to.vOffset],
-      ] as const)
-        mapBytes(FULL_RANGE_CHROMA, data, f + y * from.cStride, out, t + y * to.cStride, from.chromaWidth);
-    }
+  for (let y = 0; y < height; y++)
+    out.set(data.subarray(y * from.yStride, y * from.yStride + width), y * to.yStride);
+  for (let y = 0; y < from.chromaHeight; y++) {
+    for (const [f, t] of [
+      [from.uOffset, to.uOffset],
+      [from.vOffset, to.vOffset],
+    ] as const)
+      out.set(
+        data.subarray(f + y * from.cStride, f + y * from.cStride + from.chromaWidth),
+        t + y * to.cStride,
+      );
   }
   return { data: out, width, height };
 }
@@ -154,9 +131,9 @@ function replicatePlane(
  * fills the planes' padding with their last column and row, in place: JPEG encodes whole blocks,
  * and a block that reached into anything else would ring into the picture's edge
  */
-export function replicateEdges(planes: JfifPlanes): void {
+export function replicateEdges(planes: BlockPlanes): void {
   const { width, height } = planes;
-  const layout = jfifLayout(width, height);
+  const layout = blockLayout(width, height);
   replicatePlane(planes.data, 0, layout.yStride, [width, height], [layout.width, layout.height]);
   const chroma: [number, number] = [Math.ceil(width / 2), Math.ceil(height / 2)];
   const paddedChroma: [number, number] = [layout.width / 2, layout.height / 2];

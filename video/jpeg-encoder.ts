@@ -1,6 +1,14 @@
 import { ArgusError } from '../common/errors.ts';
 import { type GstAppSink, type GstAppSrc, type GstPipeline, gst } from './gst.ts';
-import { type JfifPlanes, jfifLayout, replicateEdges } from './i420.ts';
+import { type BlockPlanes, blockLayout, replicateEdges } from './i420.ts';
+
+/**
+ * The planes' BT.601 limited range (16–235, chroma 16–240, as decoders emit it) widened to the full
+ * range JFIF stores: a JPEG holds YCbCr, but full range, so the decoder's planes as they are would
+ * show black as dark grey and white as light grey. videobalance maps y to (y − 16)·contrast + 16 +
+ * 255·brightness and chroma c to (c − 128)·saturation + 128, on the encoder's thread.
+ */
+const FULL_RANGE = `contrast=${255 / 219} brightness=${-16 / 255} saturation=${255 / 224}`;
 
 /**
  * the JPEG with the picture size its frame header gives set to `width` × `height`, in place: the
@@ -45,8 +53,9 @@ export const DEFAULT_JPEG_ENCODER_OPTIONS: JpegEncoderOptions = { maxSizes: 4, t
 
 /**
  * I420 planes to JPEG in GStreamer's `jpegenc` (libjpeg-turbo), which takes them as they are: JPEG
- * stores YCbCr 4:2:0 too, so no pixel is converted to RGB and back, and the encode runs on a
- * GStreamer thread, not on the event loop. One pipeline per frame size, started on first use and kept.
+ * stores YCbCr 4:2:0 too, so no pixel is converted to RGB and back, and the range conversion and the
+ * encode run on a GStreamer thread, not on the event loop. One pipeline per frame size, started on
+ * first use and kept.
  */
 export class JpegEncoder {
   private readonly pipelines = new Map<string, SizePipeline>();
@@ -54,14 +63,14 @@ export class JpegEncoder {
   constructor(private readonly options: JpegEncoderOptions = DEFAULT_JPEG_ENCODER_OPTIONS) {}
 
   /**
-   * the planes (see `jfifPlanes`) as a JPEG of `quality` (1–100); they must not change until it
+   * the planes (see `blockPlanes`) as a JPEG of `quality` (1–100); they must not change until it
    * resolves, and their padding is filled in (`replicateEdges`)
    */
-  encode(planes: JfifPlanes, quality: number): Promise<Buffer> {
+  encode(planes: BlockPlanes, quality: number): Promise<Buffer> {
     if (!Number.isInteger(quality) || quality < 1 || quality > 100)
       return Promise.reject(new ArgusError(`JPEG quality ${quality}: expected an integer from 1 to 100`));
     const { data, width, height } = planes;
-    const padded = jfifLayout(width, height);
+    const padded = blockLayout(width, height);
     if (data.length !== padded.size)
       return Promise.reject(
         new ArgusError(`JPEG planes of ${width}×${height} take ${padded.size} bytes, not ${data.length}`),
@@ -82,7 +91,7 @@ export class JpegEncoder {
     this.evict();
     const pipeline = new (gst().Pipeline)(
       `appsrc name=src format=time caps=video/x-raw,format=I420,width=${width},height=${height},framerate=0/1 ` +
-        '! jpegenc name=enc ! appsink name=sink sync=false max-buffers=1 enable-last-sample=false',
+        `! videobalance ${FULL_RANGE} ! jpegenc name=enc ! appsink name=sink sync=false max-buffers=1 enable-last-sample=false`,
     );
     const find = (name: string) => {
       const element = pipeline.findChild(name);

@@ -6,7 +6,7 @@ import type { Box } from '../../inference/rect.ts';
 import { SnapshotRenderer } from '../../pipelines/runtime/snapshots.ts';
 import { type Annotation, drawAnnotations, renderAnnotatedJpeg } from '../../pipelines/snapshot.ts';
 import type { FullFrame } from '../../video/frame-source.ts';
-import { type JfifPlanes, jfifLayout } from '../../video/i420.ts';
+import { type BlockPlanes, blockLayout } from '../../video/i420.ts';
 import { readFrames } from '../helpers/frames.ts';
 
 /**
@@ -216,28 +216,30 @@ function subsampleChroma(drawn: Uint8Array, frame: Uint8Array, w: number, h: num
   return new Uint8Array(out.buffer);
 }
 
-/** JPEG planes (full-range BT.601, padded) in RGB, as a JPEG decoder shows them, clamped */
-function jfifRgb({ data, width: w, height: h }: JfifPlanes): Uint8Array {
-  const layout = jfifLayout(w, h);
-  const out = new Uint8ClampedArray(w * h * 3);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      const chroma = (y >> 1) * layout.cStride + (x >> 1);
-      const luma = data[y * layout.yStride + x]!;
-      const cb = data[layout.uOffset + chroma]! - 128;
-      const cr = data[layout.vOffset + chroma]! - 128;
-      const o = (y * w + x) * 3;
-      out[o] = luma + 1.402 * cr;
-      out[o + 1] = luma - 0.344136 * cb - 0.714136 * cr;
-      out[o + 2] = luma + 1.772 * cb;
-    }
+/** planes in whole blocks in RGB, as referenceRgb converts them */
+function blockRgb({ data, width, height }: BlockPlanes): Uint8Array {
+  const layout = blockLayout(width, height);
+  const packed = new Uint8Array(i420Size(width, height));
+  const cw = Math.ceil(width / 2);
+  const ch = Math.ceil(height / 2);
+  for (let y = 0; y < height; y++)
+    packed.set(data.subarray(y * layout.yStride, y * layout.yStride + width), y * width);
+  for (let y = 0; y < ch; y++) {
+    packed.set(
+      data.subarray(layout.uOffset + y * layout.cStride, layout.uOffset + y * layout.cStride + cw),
+      width * height + y * cw,
+    );
+    packed.set(
+      data.subarray(layout.vOffset + y * layout.cStride, layout.vOffset + y * layout.cStride + cw),
+      width * height + cw * ch + y * cw,
+    );
   }
-  return new Uint8Array(out.buffer);
+  return referenceRgb({ data: packed, width, height, format: 'I420' });
 }
 
 /** the largest difference of any channel of any pixel between the I420 drawing and the RGB one, subsampled alike */
 async function worstAgainstSvg(frame: FullFrame, annotations: readonly Annotation[]): Promise<number> {
-  const drawn = jfifRgb(await drawAnnotations(frame, annotations));
+  const drawn = blockRgb(await drawAnnotations(frame, annotations));
   const expected = subsampleChroma(
     await fullFrameSvgRgb(frame, annotations),
     referenceRgb(frame),

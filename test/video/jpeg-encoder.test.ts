@@ -4,10 +4,10 @@ import fc from 'fast-check';
 import sharp from 'sharp';
 import type { FullFrame } from '../../video/frame-source.ts';
 import {
+  blockPlanes,
   gstI420Layout,
   type I420Layout,
   i420LayoutOf,
-  jfifPlanes,
   packedI420Layout,
 } from '../../video/i420.ts';
 import { JpegEncoder } from '../../video/jpeg-encoder.ts';
@@ -103,7 +103,7 @@ describe('JpegEncoder', () => {
       frame.data.fill(16, row * w, row * w + w / 2);
       frame.data.fill(235, row * w + w / 2, row * w + w);
     }
-    const out = await decode(await encoder.encode(jfifPlanes(frame), 95));
+    const out = await decode(await encoder.encode(blockPlanes(frame, false), 95));
     const at = (x: number, y: number) => [...out.data.subarray((y * w + x) * 3, (y * w + x) * 3 + 3)];
     for (const v of at(8, 16)) assert.ok(v <= 3, `black decodes as ${at(8, 16)}`);
     for (const v of at(56, 16)) assert.ok(v >= 252, `white decodes as ${at(56, 16)}`);
@@ -123,7 +123,9 @@ describe('JpegEncoder', () => {
         ),
         async (w, h, packed, yuv) => {
           const layout = packed ? packedI420Layout(w, h) : gstI420Layout(w, h);
-          const out = await decode(await encoder.encode(jfifPlanes(uniformFrame(w, h, yuv, layout)), 90));
+          const out = await decode(
+            await encoder.encode(blockPlanes(uniformFrame(w, h, yuv, layout), false), 90),
+          );
           assert.deepEqual([out.width, out.height], [w, h]);
           const worst = worstFrom(out, rgbOf(yuv));
           assert.ok(
@@ -155,7 +157,9 @@ describe('JpegEncoder', () => {
       sizes.map(([w, h], k) => ({ yuv, w: w!, h: h!, order: i * sizes.length + k })),
     );
     const jpegs = await Promise.all(
-      jobs.map((j) => encoder.encode(jfifPlanes(uniformFrame(j.w, j.h, j.yuv, gstI420Layout(j.w, j.h))), 90)),
+      jobs.map((j) =>
+        encoder.encode(blockPlanes(uniformFrame(j.w, j.h, j.yuv, gstI420Layout(j.w, j.h)), false), 90),
+      ),
     );
     for (const [n, jpeg] of jpegs.entries()) {
       const { yuv, w, h } = jobs[n]!;
@@ -166,7 +170,7 @@ describe('JpegEncoder', () => {
   });
 
   it('refuses a quality out of 1–100 and planes whose bytes do not fit their size, naming them', async () => {
-    const planes = jfifPlanes(uniformFrame(16, 16, [128, 128, 128], gstI420Layout(16, 16)));
+    const planes = blockPlanes(uniformFrame(16, 16, [128, 128, 128], gstI420Layout(16, 16)), false);
     await assert.rejects(encoder.encode(planes, 0), /JPEG quality 0: expected an integer from 1 to 100/);
     await assert.rejects(encoder.encode(planes, 80.5), /JPEG quality 80.5/);
     await assert.rejects(
