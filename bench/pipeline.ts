@@ -52,7 +52,9 @@ import { machine, percentile, round } from './stats.ts';
  * step fails, then the gap between the most that passed and the fewest that failed is halved until it
  * is at most 2 cameras or 20 %. Then the deciding counts (the most cameras that passed and the fewest
  * above it) run again until each has run REPEATS times; a count passes when more than half of its
- * runs passed, and the count that passed in every run is reported beside it.
+ * runs passed, and the count that passed in every run is reported beside it. A repetition that
+ * overturns a count's verdict resumes the search from the new gap (a single marginal failure on
+ * the way up no longer caps the count).
  * Env: BENCH_STEP_S (measured seconds per camera step, default 20), BENCH_CAMERAS (explicit counts
  * instead of the search, e.g. "4,8,16", run in order until one fails),
  * BENCH_BATCH (frames per inference call, default the detector settings' default), BENCH_MODELS
@@ -409,13 +411,18 @@ const variants = [
   { label: 'fp32', model: settings.model },
 ].filter((v) => (process.env.BENCH_MODELS ?? 'fp32,int8').split(',').includes(v.label));
 
-/** the next camera count to measure after `steps`, or undefined when the sweep is done */
-function nextCameras(steps: readonly Step[]): number | undefined {
-  const last = steps.at(-1);
+/**
+ * the next camera count to search after `search` (explicit counts) or `steps` (every run so far),
+ * or undefined when the search is done. A count passes when more than half of its runs passed, so
+ * a failure that its repetitions overturn lets the search go on upwards.
+ */
+function nextCameras(search: readonly Step[], steps: readonly Step[]): number | undefined {
+  const last = search.at(-1);
   if (last && !last.pass && CAMERA_STEPS) return undefined;
-  if (CAMERA_STEPS) return CAMERA_STEPS[steps.length];
-  const passed = Math.max(0, ...steps.filter((st) => st.pass).map((st) => st.cameras));
-  const failed = Math.min(...steps.filter((st) => !st.pass).map((st) => st.cameras));
+  if (CAMERA_STEPS) return CAMERA_STEPS[search.length];
+  const counts = [...new Set(steps.map((st) => st.cameras))];
+  const passed = Math.max(0, ...counts.filter((n) => holds(steps, n)));
+  const failed = Math.min(...counts.filter((n) => n > passed && !holds(steps, n)));
   if (!Number.isFinite(failed)) return passed === 0 ? 4 : passed * 2;
   if (failed - passed <= 2 || failed <= passed * 1.2) return undefined;
   return passed + 2 * Math.round((failed - passed) / 4);
@@ -424,11 +431,13 @@ function nextCameras(steps: readonly Step[]): number | undefined {
 /** a camera count's runs, and how many of them passed */
 const runsAt = (steps: readonly Step[], n: number) => steps.filter((st) => st.cameras === n);
 const passesAt = (steps: readonly Step[], n: number) => runsAt(steps, n).filter((st) => st.pass).length;
+/** whether `n` cameras passed in more than half of their runs */
+const holds = (steps: readonly Step[], n: number) => 2 * passesAt(steps, n) > runsAt(steps, n).length;
 /** the most cameras that passed in more than half of their runs */
 function held(steps: readonly Step[]): number | undefined {
   const counts = [...new Set(steps.map((st) => st.cameras))];
   return counts
-    .filter((n) => 2 * passesAt(steps, n) > runsAt(steps, n).length)
+    .filter((n) => holds(steps, n))
     .sort((a, b) => a - b)
     .at(-1);
 }
@@ -484,16 +493,18 @@ try {
       return false;
     };
     try {
-      for (let n = nextCameras(search); n !== undefined && inBudget(n); n = nextCameras(search)) {
+      // search, then repeat the deciding counts; a repetition that overturns a failure resumes the search
+      for (;;) {
+        const searched = nextCameras(search, steps);
+        const n = searched ?? nextRepeat(steps);
+        if (n === undefined || !inBudget(n)) break;
+        if (searched === undefined)
+          console.log(
+            `(c) ${variant.label}: repeating ${n} cameras (run ${runsAt(steps, n).length + 1} of ${REPEATS})`,
+          );
         const step = await runStep(server, threaded, n);
-        search.push(step);
+        if (searched !== undefined) search.push(step);
         steps.push(step);
-      }
-      for (let n = nextRepeat(steps); n !== undefined && inBudget(n); n = nextRepeat(steps)) {
-        console.log(
-          `(c) ${variant.label}: repeating ${n} cameras (run ${runsAt(steps, n).length + 1} of ${REPEATS})`,
-        );
-        steps.push(await runStep(server, threaded, n));
       }
     } finally {
       await threaded.close();
