@@ -126,7 +126,10 @@ export class JpegEncoder {
   }
 
   private run(key: string, p: SizePipeline, data: Uint8Array, quality: number): Promise<Buffer> {
-    if (this.pipelines.get(key) !== p) return Promise.reject(new ArgusError('the JPEG encoder was closed'));
+    if (this.pipelines.get(key) !== p)
+      return Promise.reject(
+        new ArgusError(`the JPEG encoder's pipeline for ${key} was stopped (closed, or an encode timed out)`),
+      );
     p.encoder.quality = quality;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
