@@ -14,7 +14,7 @@ export interface PendingJpeg {
 }
 
 export interface SnapshotRendererLimits {
-  /** snapshots rendered at the same time (the drawing and the range conversion run on the main thread) */
+  /** snapshots rendered at the same time (their drawing runs on the main thread, the encode on GStreamer's) */
   concurrency: number;
   /** snapshots waiting to be rendered at most; more are dropped */
   maxQueued: number;
