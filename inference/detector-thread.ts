@@ -44,11 +44,11 @@ try {
         offset += bytes;
         return { ...f, pixels: new Uint8Array(req.pixels, offset - bytes, bytes) };
       });
-      reply = { id: req.id, detections: await detector.detect(frames) };
+      reply = { id: req.id, detections: await detector.detect(frames), pixels: req.pixels };
     } catch (err) {
-      reply = { id: req.id, error: errorMessage(err) };
+      reply = { id: req.id, error: errorMessage(err), pixels: req.pixels };
     }
-    port.postMessage(reply);
+    port.postMessage(reply, [req.pixels]);
   });
   const ready: ThreadReady = {
     ready: true,

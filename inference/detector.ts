@@ -5,12 +5,12 @@ import { decode, decoderOutputs, type FrameOutputs } from './decoders.ts';
 import type { ModelDescriptor } from './descriptor.ts';
 import { type LoadedModel, loadModel } from './model-dir.ts';
 import {
+  framesInOneBuffer,
   type InputSize,
   inputBytes,
   inputSizeOf,
   type ModelFrame,
   modelInputSize,
-  packFrames,
 } from './model-frame.ts';
 import { nonMaxSuppression } from './nms.ts';
 import type { Box } from './rect.ts';
@@ -188,7 +188,7 @@ export class Detector implements FrameDetector {
     for (const { size, frames: indices } of bySize.values()) {
       for (let start = 0; start < indices.length; start += this.maxBatch) {
         const chunk = indices.slice(start, start + this.maxBatch).map((i) => frames[i]!);
-        const packed = chunk.length === 1 ? chunk[0]!.pixels : packFrames(chunk);
+        const packed = framesInOneBuffer(chunk);
         const outputs = await this.runBatch(packed, chunk.length, size);
         chunk.forEach((frame, k) => {
           results[indices[start + k]!] = this.postprocess(outputs[k]!, frame, size);

@@ -22,15 +22,39 @@ export interface ModelFrame {
   handedOver?: boolean;
 }
 
-/** the frames' pixels back to back in one new buffer */
-export function packFrames(frames: readonly ModelFrame[]): Uint8Array {
-  const out = new Uint8Array(frames.reduce((n, f) => n + f.pixels.length, 0));
+/** the bytes of the frames' pixels together */
+export function framesBytes(frames: readonly ModelFrame[]): number {
+  return frames.reduce((n, f) => n + f.pixels.length, 0);
+}
+
+/** the frames' pixels back to back, in `into` (of `framesBytes(frames)` bytes) or a new buffer */
+export function packFrames(
+  frames: readonly ModelFrame[],
+  into = new Uint8Array(framesBytes(frames)),
+): Uint8Array {
+  const out = into;
   let offset = 0;
   for (const f of frames) {
     out.set(f.pixels, offset);
     offset += f.pixels.length;
   }
   return out;
+}
+
+/**
+ * the frames' pixels back to back: a view when they already lie so in one buffer (the frames of
+ * a request to a detector thread), else a packed copy
+ */
+export function framesInOneBuffer(frames: readonly ModelFrame[]): Uint8Array {
+  const first = frames[0]?.pixels;
+  if (!first) return new Uint8Array(0);
+  let end = first.byteOffset + first.byteLength;
+  for (let i = 1; i < frames.length; i++) {
+    const p = frames[i]!.pixels;
+    if (p.buffer !== first.buffer || p.byteOffset !== end) return packFrames(frames);
+    end += p.byteLength;
+  }
+  return new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset);
 }
 
 /** the bytes of one HWC uint8 input of `size` */

@@ -27,4 +27,7 @@ export interface DetectRequest {
   frames: PackedFrame[];
 }
 
-export type DetectReply = { id: number; detections: Detection[][] } | { id: number; error: string };
+/** a request's answer; `pixels` is the request's buffer, given back (transferred) for the next request */
+export type DetectReply = ({ id: number; detections: Detection[][] } | { id: number; error: string }) & {
+  pixels: ArrayBuffer;
+};

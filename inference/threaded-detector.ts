@@ -5,7 +5,7 @@ import type { Logger } from '../common/logger.ts';
 import { startThread } from '../common/thread.ts';
 import type { ModelDescriptor } from './descriptor.ts';
 import type { Detection, FrameDetector } from './detector.ts';
-import { inputSizeOf, type ModelFrame, packFrames } from './model-frame.ts';
+import { framesBytes, inputSizeOf, type ModelFrame, packFrames } from './model-frame.ts';
 import type { DetectorSettings } from './settings.ts';
 import type { DetectReply, DetectRequest, PackedFrame, ThreadInfo, ThreadReady } from './thread-protocol.ts';
 
@@ -15,6 +15,9 @@ import type { DetectReply, DetectRequest, PackedFrame, ThreadInfo, ThreadReady }
  * binding throws a C++ exception when the call returns into a JS engine that is being torn down.
  */
 const CLOSE_TIMEOUT_MS = 5000;
+
+/** request buffers a thread's owner keeps for reuse: one per call in flight and the next one */
+const SPARE_BUFFERS = 3;
 
 /**
  * How a crashed detector thread is started again: the wait before each attempt doubles from
@@ -68,6 +71,12 @@ class DetectorThread {
   private readonly worker: Worker;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
+  /**
+   * request buffers the thread gave back, taken again by requests of their size: a new buffer per
+   * inference call was allocated zeroed, filled, and freed on the other thread (calloc's zeroing
+   * and fresh pages for ~2 MB per call of four 416×416 frames)
+   */
+  private readonly spare: ArrayBuffer[] = [];
   /** set when the thread has exited */
   private ended: ArgusError | undefined;
   /** what the thread loaded; rejects, once the thread has exited, when it loaded nothing */
@@ -97,6 +106,7 @@ class DetectorThread {
         }
         return;
       }
+      if (this.spare.length < SPARE_BUFFERS) this.spare.push(m.pixels);
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
@@ -119,10 +129,12 @@ class DetectorThread {
     });
   }
 
-  detect(pixels: ArrayBuffer, frames: PackedFrame[]): Promise<Detection[][]> {
+  /** `shapes`: the frames' sizes as the request gives them */
+  detect(frames: readonly ModelFrame[], shapes: PackedFrame[]): Promise<Detection[][]> {
     // a call made while the owner has yet to hear of the exit (from a rejection of the requests in flight)
     if (this.ended) return Promise.reject(this.ended);
-    const request: DetectRequest = { id: this.nextId++, pixels, frames };
+    const pixels = this.transferable(frames);
+    const request: DetectRequest = { id: this.nextId++, pixels, frames: shapes };
     let settle!: Omit<Pending, 'result'>;
     const result = new Promise<Detection[][]>((resolve, reject) => {
       settle = { resolve, reject };
@@ -130,6 +142,28 @@ class DetectorThread {
     this.pending.set(request.id, { ...settle, result });
     this.worker.postMessage(request, [pixels]);
     return result;
+  }
+
+  /**
+   * the frames' pixels back to back in a buffer the thread may take: a frame handed over whole is
+   * sent as it is, anything else is copied into a spare buffer of its size or a new one (the caller
+   * keeps its frames)
+   */
+  private transferable(frames: readonly ModelFrame[]): ArrayBuffer {
+    const only = frames.length === 1 ? frames[0]! : undefined;
+    const pixels = only?.pixels;
+    if (
+      only?.handedOver &&
+      pixels &&
+      pixels.byteOffset === 0 &&
+      pixels.byteLength === pixels.buffer.byteLength
+    )
+      return pixels.buffer as ArrayBuffer;
+    const bytes = framesBytes(frames);
+    const i = this.spare.findIndex((b) => b.byteLength === bytes);
+    const buffer = i >= 0 ? this.spare.splice(i, 1)[0]! : new ArrayBuffer(bytes);
+    packFrames(frames, new Uint8Array(buffer));
+    return buffer;
   }
 
   /**
@@ -143,18 +177,6 @@ class DetectorThread {
     await this.exited;
     clearTimeout(timer);
   }
-}
-
-/**
- * the frames' pixels back to back in a buffer the thread may take: a frame handed over whole is
- * sent as it is, anything else is copied (the caller keeps its frames)
- */
-function transferable(frames: readonly ModelFrame[]): ArrayBuffer {
-  const only = frames.length === 1 ? frames[0]! : undefined;
-  const pixels = only?.pixels;
-  if (only?.handedOver && pixels && pixels.byteOffset === 0 && pixels.byteLength === pixels.buffer.byteLength)
-    return pixels.buffer as ArrayBuffer;
-  return packFrames(frames).buffer as ArrayBuffer;
 }
 
 /** the time since a thread crashed until one runs again */
@@ -257,7 +279,7 @@ export class ThreadedDetector implements FrameDetector {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.thread.detect(transferable(frames), shapes);
+    return this.thread.detect(frames, shapes);
   }
 
   private outageError(): ArgusError {
