@@ -39,8 +39,7 @@ import { machine, percentile, round } from './stats.ts';
  *     of the frames they should (5 per second each): frames lost before Node are not hidden; or more
  *     than 103 %: a backlog released in a burst (frames late before they reach Node) is not hidden
  *     either. The server starts its recording again for every step, so that each step sees the same
- *     seconds of it (from ~4 s to ~24 s, while 20 s are measured). It runs at the detector threads'
- *     priority, as cameras have CPUs of their own (it still takes its CPU from this box's cores).
+ *     seconds of it (from ~4 s to ~24 s, while 20 s are measured).
  * (d) frame → event latency p50/p99 (frame reaching Node → event message emitted, its snapshot
  *     rendered after it by the cameras' shared SnapshotRenderer) at the camera count found, over all
  *     its runs, and where it went: p50/p99 of each stage the camera runtime stamps on the frame
@@ -486,9 +485,6 @@ const stagesOf = (runs: readonly Step[]) =>
 
 const server = await RtspServer.create({
   paths: Array.from({ length: RTSP_PATHS }, (_, i) => `cam-${i + 1}`),
-  // the cameras' stand-in at the detector threads' priority: cameras have CPUs of their own, and a
-  // server starved while both detector threads run sends its frames late and then in a burst
-  nice: settings.threadNice,
 });
 const sweeps: Sweep[] = [];
 try {

@@ -17,11 +17,6 @@ export interface RtspServerOptions {
   port?: number;
   /** what the streams are encoded as (default H.264) */
   codec?: 'h264' | 'h265';
-  /**
-   * the server's scheduling priority (nice, every thread of it; default 0): a benchmark that stands
-   * the server in for cameras, which have CPUs of their own, keeps it from being starved by the box
-   */
-  nice?: number;
 }
 
 /**
@@ -43,7 +38,6 @@ export class RtspServer {
     readonly file: string,
     readonly paths: string[],
     readonly codec: 'h264' | 'h265',
-    readonly nice: number,
   ) {}
 
   static async create(options: RtspServerOptions = {}): Promise<RtspServer> {
@@ -52,7 +46,6 @@ export class RtspServer {
       options.file ?? SAMPLE_VIDEO,
       options.paths ?? ['cam-1'],
       options.codec ?? 'h264',
-      options.nice ?? 0,
     );
     await server.start();
     return server;
@@ -68,15 +61,15 @@ export class RtspServer {
 
   async start(timeoutMs = 10_000): Promise<void> {
     if (this.child) throw new ArgusError('the RTSP server is already running');
-    const command = [
+    const child = spawn(
       PYTHON,
-      SCRIPT,
-      ...['--port', String(this.port), '--file', this.file, '--paths', this.paths.join(',')],
-      ...['--codec', this.codec],
-    ];
-    // nice(1) before the server starts: the threads GStreamer starts inherit the priority
-    const [program, ...args] = this.nice === 0 ? command : ['nice', '-n', String(this.nice), ...command];
-    const child = spawn(program!, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      [
+        SCRIPT,
+        ...['--port', String(this.port), '--file', this.file, '--paths', this.paths.join(',')],
+        ...['--codec', this.codec],
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+    );
     this.child = child;
     this.output = '';
     const collect = (d: Buffer) => {
